@@ -1,0 +1,58 @@
+/* adapters/lora_ops.h - LoRA forward and backward on a backend.
+ *
+ *   y = x·Wᵀ + s · (drop(x)·Aᵀ)·Bᵀ,   A (r, in), B (out, r), s = alpha/r (rsLoRA: alpha/sqrt(r))
+ *
+ * W is frozen and handled by the caller; these ops add the low-rank path and
+ * produce the gradients of A and B. drop(x) = x * keep / (1 - p) with keep
+ * decided by ds_dropout_keep(seed, step, id, n*in + c, p), so the backward
+ * (and a recomputed forward) regenerates the same mask without storing it.
+ */
+#ifndef DS_ADAPTERS_LORA_OPS_H
+#define DS_ADAPTERS_LORA_OPS_H
+
+#include "../backend/backend.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    int r, in, out;
+    float scale;            /* s */
+    float dropout;          /* p in [0, 1) */
+    uint64_t id;            /* module number: its own dropout stream */
+    const float *A;         /* (r, in) fp32 */
+    const float *B;         /* (out, r) fp32 */
+    float *dA;              /* (r, in) fp32, accumulated */
+    float *dB;              /* (out, r) fp32, accumulated */
+} lora_view;
+
+typedef struct {
+    uint64_t seed;          /* the run's seed */
+    uint64_t step;          /* micro-batch counter: a new mask for each micro-batch */
+    bool training;          /* dropout only when training */
+} lora_ctx;
+
+/* y (N, out) act += s · u · Bᵀ, with u (N, r) act = drop(x)·Aᵀ stored for the backward.
+ * x (N, in) act. */
+void op_lora_fwd(backend *be, void *y, void *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx);
+
+/* Given dy (N, out) act and the forward's x and u:
+ *   dB += s · dyᵀ·u;   du = s · dy·B;   dA += duᵀ·drop(x);   dx += drop'(du·A)   (dx act, accumulates) */
+void op_lora_bwd(backend *be, void *dx, const void *dy, const void *x, const void *u, const lora_view *l, int N,
+                 const lora_ctx *ctx);
+
+/* out (n) act (+)= drop(x): x * keep(i) / (1 - p) for i in [0, n).
+ * accumulate = false overwrites out. Used by the LoRA ops; exposed for tests. */
+void op_dropout(backend *be, void *out, const void *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
+                bool accumulate);
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+void dropout_cuda(backend *be, void *out, const void *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
+                  bool accumulate);
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,306 @@
+/* backend/backend.c - backend dispatch and the CPU backend.
+ *
+ * Every function checks the kind once and hands CUDA work to backend_cuda.cu;
+ * the CPU versions below are the plain-C reference. */
+#include "backend.h"
+#include "backend_internal.h"
+
+#include "../core/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    void *ws[WS_NSLOTS];
+    size_t ws_size[WS_NSLOTS];
+} cpu_state;
+
+/* Workspaces live in the same struct for both kinds: the first member of
+ * the CUDA state is also a cpu_state (see backend_cuda.cu). */
+
+bool be_cuda_compiled(void)
+{
+#ifdef DS_HAVE_CUDA
+    return true;
+#else
+    return false;
+#endif
+}
+
+int be_cuda_device_count(void)
+{
+#ifdef DS_HAVE_CUDA
+    return cuda_device_count();
+#else
+    return 0;
+#endif
+}
+
+int be_fail(backend *be, int code, const char *fmt, ...)
+{
+    if (be->err) return code;
+    be->err = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(be->errmsg, sizeof be->errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int be_open(be_kind kind, backend **out)
+{
+    *out = NULL;
+    backend *be = calloc(1, sizeof *be);
+    be->kind = kind;
+    be->act_size = kind == BE_CUDA ? 2 : 4;
+    if (kind == BE_CUDA) {
+#ifdef DS_HAVE_CUDA
+        int rc = cuda_open(be);
+        if (rc) {
+            free(be);
+            return rc;
+        }
+#else
+        free(be);
+        return ds_fail(DS_EUSAGE, "device: cuda was asked for, but this ds-ft was built without CUDA "
+                                  "(rebuild with nvcc on the PATH, or use device: cpu)");
+#endif
+    } else {
+        be->impl = calloc(1, sizeof(cpu_state));
+    }
+    *out = be;
+    return DS_OK;
+}
+
+int be_open_auto(backend **out)
+{
+    return be_open(be_cuda_device_count() > 0 ? BE_CUDA : BE_CPU, out);
+}
+
+void be_close(backend *be)
+{
+    if (!be) return;
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) {
+        cuda_close(be);
+        free(be);
+        return;
+    }
+#endif
+    cpu_state *s = be->impl;
+    for (int i = 0; i < WS_NSLOTS; i++) free(s->ws[i]);
+    free(s);
+    free(be);
+}
+
+const char *be_name(const backend *be) { return be->kind == BE_CUDA ? "cuda" : "cpu"; }
+
+const char *be_device_name(const backend *be)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) return cuda_device_name((backend *)be);
+#endif
+    (void)be;
+    return "CPU";
+}
+
+int be_sync(backend *be)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA && !be->err) cuda_sync(be);
+#endif
+    if (be->err) return ds_fail(be->err, "%s", be->errmsg);
+    return DS_OK;
+}
+
+/* ------------------------------------------------------------------ memory */
+
+void *be_alloc(backend *be, size_t bytes, const char *what)
+{
+    if (bytes == 0) bytes = 1;
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) return cuda_alloc(be, bytes, what);
+#endif
+    void *p = NULL;
+    if (posix_memalign(&p, 256, bytes) != 0) {
+        be_fail(be, DS_ETRAIN, "out of memory: %zu bytes for %s", bytes, what);
+        return NULL;
+    }
+    be->bytes_in_use += bytes;
+    if (be->bytes_in_use > be->peak_bytes) be->peak_bytes = be->bytes_in_use;
+    return p;
+}
+
+void be_free(backend *be, void *p)
+{
+    if (!p) return;
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) {
+        cuda_free(be, p);
+        return;
+    }
+#endif
+    free(p);   /* CPU: bytes_in_use is not decremented (sizes are not tracked) */
+}
+
+void be_upload(backend *be, void *dst, const void *src, size_t bytes)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) { cuda_upload(be, dst, src, bytes); return; }
+#endif
+    memcpy(dst, src, bytes);
+}
+
+void be_download(backend *be, void *dst, const void *src, size_t bytes)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) { cuda_download(be, dst, src, bytes); return; }
+#endif
+    memcpy(dst, src, bytes);
+}
+
+void be_copy(backend *be, void *dst, const void *src, size_t bytes)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) { cuda_copy(be, dst, src, bytes); return; }
+#endif
+    memmove(dst, src, bytes);
+}
+
+void be_zero(backend *be, void *p, size_t bytes)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) { cuda_zero(be, p, bytes); return; }
+#endif
+    memset(p, 0, bytes);
+}
+
+void be_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) { cuda_mem_info(be, free_bytes, total_bytes); return; }
+#endif
+    *free_bytes = *total_bytes = 0;
+}
+
+size_t be_peak_bytes(const backend *be) { return be->peak_bytes; }
+
+void *be_workspace(backend *be, be_ws_slot slot, size_t bytes)
+{
+    cpu_state *s = be->impl;   /* first member of the CUDA state too */
+    if (bytes > s->ws_size[slot]) {
+        be_free(be, s->ws[slot]);
+        s->ws[slot] = be_alloc(be, bytes, "workspace");
+        s->ws_size[slot] = s->ws[slot] ? bytes : 0;
+    }
+    return s->ws[slot];
+}
+
+void be_reserve(backend *be, be_ws_slot slot, size_t bytes) { (void)be_workspace(be, slot, bytes); }
+
+/* -------------------------------------------------------------- conversions */
+
+void be_f32_to_act(backend *be, void *dst, const float *src, size_t n)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) { cuda_f32_to_act(be, dst, src, n); return; }
+#endif
+    memmove(dst, src, n * sizeof(float));
+}
+
+void be_act_to_f32(backend *be, float *dst, const void *src, size_t n)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) { cuda_act_to_f32(be, dst, src, n); return; }
+#endif
+    memmove(dst, src, n * sizeof(float));
+}
+
+void be_upload_f32_as_act(backend *be, void *dst, const float *host, size_t n)
+{
+    if (be->kind == BE_CPU) {
+        memcpy(dst, host, n * sizeof(float));
+        return;
+    }
+    float *tmp = be_workspace(be, WS_MISC, n * sizeof(float));
+    if (!tmp) return;
+    be_upload(be, tmp, host, n * sizeof(float));
+    be_f32_to_act(be, dst, tmp, n);
+}
+
+void be_download_act_as_f32(backend *be, float *host, const void *src, size_t n)
+{
+    if (be->kind == BE_CPU) {
+        memcpy(host, src, n * sizeof(float));
+        return;
+    }
+    float *tmp = be_workspace(be, WS_MISC, n * sizeof(float));
+    if (!tmp) return;
+    be_act_to_f32(be, tmp, src, n);
+    be_download(be, host, tmp, n * sizeof(float));
+}
+
+/* ------------------------------------------------------------------- GEMM */
+
+/* CPU reference: each output row accumulates in fp32 in a private buffer,
+ * then C = alpha*acc + beta*C. Rows are independent, so the OpenMP split
+ * does not change the result. */
+static void cpu_gemm(const be_gemm_args *g)
+{
+    const float *A = g->A, *B = g->B;
+    float *C = g->C;
+#pragma omp parallel
+    {
+        float *acc = malloc(sizeof(float) * (size_t)(g->N > 0 ? g->N : 1));
+        float *arow = malloc(sizeof(float) * (size_t)(g->K > 0 ? g->K : 1));
+#pragma omp for schedule(static)
+        for (int i = 0; i < g->M; i++) {
+            for (int k = 0; k < g->K; k++) arow[k] = g->trans_a ? A[(size_t)k * g->lda + i] : A[(size_t)i * g->lda + k];
+            if (g->trans_b) {
+                for (int j = 0; j < g->N; j++) {
+                    const float *b = B + (size_t)j * g->ldb;
+                    float s = 0;
+                    for (int k = 0; k < g->K; k++) s += arow[k] * b[k];
+                    acc[j] = s;
+                }
+            } else {
+                memset(acc, 0, sizeof(float) * (size_t)g->N);
+                for (int k = 0; k < g->K; k++) {
+                    const float a = arow[k], *b = B + (size_t)k * g->ldb;
+                    if (a == 0) continue;
+                    for (int j = 0; j < g->N; j++) acc[j] += a * b[j];
+                }
+            }
+            float *c = C + (size_t)i * g->ldc;
+            for (int j = 0; j < g->N; j++) c[j] = g->alpha * acc[j] + (g->beta != 0 ? g->beta * c[j] : 0.0f);
+        }
+        free(acc);
+        free(arow);
+    }
+}
+
+void be_gemm(backend *be, const be_gemm_args *g)
+{
+    if (be->err || g->M == 0 || g->N == 0) return;
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) { cuda_gemm(be, g); return; }
+#endif
+    cpu_gemm(g);
+}
+
+void be_matmul_nt(backend *be, void *y, const void *x, const void *w, int M, int N, int K, float beta)
+{
+    be_gemm_args g = {.M = M, .N = N, .K = K, .A = x, .lda = K, .B = w, .ldb = K, .trans_b = true,
+                      .C = y, .ldc = N, .alpha = 1.0f, .beta = beta};
+    be_gemm(be, &g);
+}
+
+void be_matmul_nn(backend *be, void *dx, const void *dy, const void *w, int M, int N, int K, float beta)
+{
+    /* dx (M, K) = dy (M, N) · w (N, K) */
+    be_gemm_args g = {.M = M, .N = K, .K = N, .A = dy, .lda = N, .B = w, .ldb = K,
+                      .C = dx, .ldc = K, .alpha = 1.0f, .beta = beta};
+    be_gemm(be, &g);
+}

@@ -1,0 +1,110 @@
+/* backend/backend.h - where tensors live and how the engine computes on them.
+ *
+ * ds-ft runs each job on one backend: the CPU (plain C loops in fp32; the
+ * reference every other result is checked against) or CUDA (bf16 storage,
+ * fp32 accumulation, cuBLASLt for matrix products). The engine is written
+ * once against this interface and the op headers; it never branches on the
+ * backend itself.
+ *
+ * Dtypes. Activations and frozen 16-bit weights are stored in the backend's
+ * "act" type: fp32 on the CPU, bf16 on CUDA (be->act_size bytes each). LoRA
+ * parameters, their gradients, optimizer state, norms' saved statistics and
+ * logits are fp32 everywhere. Pointers passed to ops are backend pointers
+ * (host memory on the CPU, device memory on CUDA).
+ *
+ * Errors. Ops return nothing: a failure (CUDA error, out of memory) is
+ * recorded in the backend and returned by the next be_sync(), which the
+ * engine calls at the end of every step.
+ */
+#ifndef DS_BACKEND_H
+#define DS_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { BE_CPU = 0, BE_CUDA = 1 } be_kind;
+
+typedef struct backend {
+    be_kind kind;
+    size_t act_size;          /* bytes per activation element: 4 (CPU) or 2 (CUDA) */
+    int err;                  /* first failure, DS_* code; 0 = none */
+    char errmsg[512];
+    size_t bytes_in_use;      /* device bytes allocated through be_alloc */
+    size_t peak_bytes;
+    void *impl;               /* backend-private (CUDA handles, workspaces) */
+} backend;
+
+/* Open a backend. "auto" picks CUDA when a GPU is present. Opening CUDA where
+ * there is none (or in a build without CUDA) fails with a clear message. */
+int be_open(be_kind kind, backend **out);
+int be_open_auto(backend **out);
+void be_close(backend *be);
+const char *be_name(const backend *be);        /* "cpu" or "cuda" */
+const char *be_device_name(const backend *be); /* "NVIDIA H100 80GB HBM3", "CPU" */
+bool be_cuda_compiled(void);                   /* built with CUDA support */
+int be_cuda_device_count(void);                /* 0 when none or not compiled */
+
+/* Record the first failure (later ones are dropped); returns code. */
+int be_fail(backend *be, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Wait for queued work; return the first recorded failure (and its message
+ * via ds_fail) or DS_OK. */
+int be_sync(backend *be);
+
+/* ---- memory ---- */
+/* Allocate `bytes` (256-byte aligned) on the backend. NULL + recorded
+ * failure when out of memory. Allocation is done once per category (the
+ * engine's arenas); ops never allocate. */
+void *be_alloc(backend *be, size_t bytes, const char *what);
+void be_free(backend *be, void *p);
+void be_upload(backend *be, void *dst, const void *src, size_t bytes);   /* host -> backend */
+void be_download(backend *be, void *dst, const void *src, size_t bytes); /* backend -> host */
+void be_copy(backend *be, void *dst, const void *src, size_t bytes);     /* backend -> backend */
+void be_zero(backend *be, void *p, size_t bytes);
+/* Free / total device memory in bytes (CPU: 0 / 0). */
+void be_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes);
+/* Peak device memory of this process seen by the allocator. */
+size_t be_peak_bytes(const backend *be);
+
+/* ---- precision conversions (n elements) ---- */
+void be_f32_to_act(backend *be, void *dst_act, const float *src_f32, size_t n);   /* both on backend */
+void be_act_to_f32(backend *be, float *dst_f32, const void *src_act, size_t n);
+/* Host fp32 -> backend act / backend act -> host fp32 (upload/download + convert). */
+void be_upload_f32_as_act(backend *be, void *dst_act, const float *host, size_t n);
+void be_download_act_as_f32(backend *be, float *host, const void *src_act, size_t n);
+
+/* Pointer arithmetic on act buffers: p + n elements. */
+static inline void *be_act_at(const backend *be, const void *p, size_t n)
+{
+    return (char *)p + n * be->act_size;
+}
+
+/* ---- matrix products ----
+ * Row-major: C (M, N) = alpha * op(A) * op(B) + beta * C, where op(A) is
+ * (M, K) and op(B) is (K, N); A stored (M, K) or, with trans_a, (K, M);
+ * B stored (K, N) or, with trans_b, (N, K). A and B are act; C is act, or
+ * fp32 when c_f32. Leading dimensions are the stored row lengths. On CUDA
+ * the product accumulates in fp32 and its cuBLASLt plan is cached per shape. */
+typedef struct {
+    int M, N, K;
+    const void *A; int lda; bool trans_a;
+    const void *B; int ldb; bool trans_b;
+    void *C; int ldc; bool c_f32;
+    float alpha, beta;
+} be_gemm_args;
+void be_gemm(backend *be, const be_gemm_args *g);
+
+/* y (M, N) = x (M, K) · wᵀ with w stored (N, K): the shape of every linear layer. */
+void be_matmul_nt(backend *be, void *y, const void *x, const void *w, int M, int N, int K, float beta);
+/* dx (M, K) = dy (M, N) · w with w stored (N, K): the input gradient of a linear layer. */
+void be_matmul_nn(backend *be, void *dx, const void *dy, const void *w, int M, int N, int K, float beta);
+
+/* Scratch buffers owned by the backend, one per purpose so that an op may
+ * use its own while the caller holds another. A slot grows on demand; the
+ * engine asks for every size it will need at set-up (be_reserve), so that
+ * no allocation happens during a step. */
+typedef enum { WS_DEQUANT, WS_LORA, WS_ATTN, WS_LOGITS, WS_MISC, WS_NSLOTS } be_ws_slot;
+void *be_workspace(backend *be, be_ws_slot slot, size_t bytes);
+void be_reserve(backend *be, be_ws_slot slot, size_t bytes);
+
+#endif

@@ -1,0 +1,32 @@
+/* backend/backend_internal.h - what backend.c and backend_cuda.cu share. */
+#ifndef DS_BACKEND_INTERNAL_H
+#define DS_BACKEND_INTERNAL_H
+
+#include "backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CUDA half of the backend (backend_cuda.cu); only linked with DS_HAVE_CUDA. */
+int cuda_open(backend *be);
+void cuda_close(backend *be);
+const char *cuda_device_name(backend *be);
+int cuda_device_count(void);
+int cuda_sync(backend *be);
+void *cuda_alloc(backend *be, size_t bytes, const char *what);
+void cuda_free(backend *be, void *p);
+void cuda_upload(backend *be, void *dst, const void *src, size_t bytes);
+void cuda_download(backend *be, void *dst, const void *src, size_t bytes);
+void cuda_copy(backend *be, void *dst, const void *src, size_t bytes);
+void cuda_zero(backend *be, void *p, size_t bytes);
+void cuda_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes);
+void cuda_f32_to_act(backend *be, void *dst, const float *src, size_t n);
+void cuda_act_to_f32(backend *be, float *dst, const void *src, size_t n);
+void cuda_gemm(backend *be, const be_gemm_args *g);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

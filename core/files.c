@@ -1,0 +1,266 @@
+#define _GNU_SOURCE
+#include "files.h"
+#include "status.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int open_error(const char *path, const char *what)
+{
+    int code = (errno == ENOENT || errno == ENOTDIR) ? DS_ENOINPUT : DS_EIO;
+    return ds_fail(code, "%s: cannot %s: %s", path, what, strerror(errno));
+}
+
+int ds_read_file(const char *path, char **data, size_t *len)
+{
+    *data = NULL;
+    if (len) *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return open_error(path, "open");
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) { fclose(f); return ds_fail(DS_EIO, "%s: out of memory", path); }
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) { free(buf); fclose(f); return ds_fail(DS_EIO, "%s: out of memory", path); }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { free(buf); return ds_fail(DS_EIO, "%s: read error", path); }
+    buf[n] = '\0';
+    *data = buf;
+    if (len) *len = n;
+    return DS_OK;
+}
+
+int ds_map_open(const char *path, ds_map *m)
+{
+    m->data = NULL;
+    m->size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return open_error(path, "open");
+    struct stat st;
+    if (fstat(fd, &st) != 0) { close(fd); return open_error(path, "stat"); }
+    if (S_ISDIR(st.st_mode)) { close(fd); return ds_fail(DS_ENOINPUT, "%s: is a directory, expected a file", path); }
+    m->size = (size_t)st.st_size;
+    if (m->size > 0) {
+        void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) { close(fd); return open_error(path, "map"); }
+        m->data = p;
+    }
+    close(fd);
+    return DS_OK;
+}
+
+void ds_map_close(ds_map *m)
+{
+    if (m->data) munmap((void *)m->data, m->size);
+    m->data = NULL;
+    m->size = 0;
+}
+
+int ds_out_open(ds_out *o, const char *path)
+{
+    memset(o, 0, sizeof *o);
+    o->path = strdup(path);
+    o->tmp = ds_strdupf("%s.tmp-%d", path, (int)getpid());
+    o->f = fopen(o->tmp, "wb");
+    if (!o->f) {
+        int rc = open_error(o->tmp, "create");
+        if (rc == DS_ENOINPUT) rc = DS_EIO;   /* a missing output folder is an I/O error */
+        free(o->path); free(o->tmp);
+        memset(o, 0, sizeof *o);
+        return rc;
+    }
+    return DS_OK;
+}
+
+int ds_out_write(ds_out *o, const void *data, size_t len)
+{
+    if (o->err) return o->err;
+    if (len && fwrite(data, 1, len, o->f) != len)
+        o->err = ds_fail(DS_EIO, "%s: write failed: %s", o->path, strerror(errno));
+    return o->err;
+}
+
+int ds_out_printf(ds_out *o, const char *fmt, ...)
+{
+    if (o->err) return o->err;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vfprintf(o->f, fmt, ap) < 0)
+        o->err = ds_fail(DS_EIO, "%s: write failed: %s", o->path, strerror(errno));
+    va_end(ap);
+    return o->err;
+}
+
+static void out_free(ds_out *o)
+{
+    free(o->path);
+    free(o->tmp);
+    memset(o, 0, sizeof *o);
+}
+
+int ds_out_commit(ds_out *o)
+{
+    int rc = o->err;
+    if (!rc && fflush(o->f) != 0) rc = ds_fail(DS_EIO, "%s: write failed: %s", o->path, strerror(errno));
+    if (!rc && fsync(fileno(o->f)) != 0 && errno != EINVAL)
+        rc = ds_fail(DS_EIO, "%s: fsync failed: %s", o->path, strerror(errno));
+    if (fclose(o->f) != 0 && !rc) rc = ds_fail(DS_EIO, "%s: close failed: %s", o->path, strerror(errno));
+    o->f = NULL;
+    if (!rc && rename(o->tmp, o->path) != 0) rc = ds_fail(DS_EIO, "%s: rename failed: %s", o->path, strerror(errno));
+    if (rc) unlink(o->tmp);
+    out_free(o);
+    return rc;
+}
+
+void ds_out_abort(ds_out *o)
+{
+    if (o->f) fclose(o->f);
+    if (o->tmp) unlink(o->tmp);
+    out_free(o);
+}
+
+int ds_write_file(const char *path, const void *data, size_t len)
+{
+    ds_out o;
+    int rc = ds_out_open(&o, path);
+    if (rc) return rc;
+    ds_out_write(&o, data, len);
+    return ds_out_commit(&o);
+}
+
+int ds_dir_begin(const char *dir, char **tmp)
+{
+    *tmp = ds_strdupf("%s.tmp-%d", dir, (int)getpid());
+    ds_remove_tree(*tmp);
+    int rc = ds_mkdirs(*tmp);
+    if (rc) { free(*tmp); *tmp = NULL; }
+    return rc;
+}
+
+int ds_dir_commit(const char *tmp, const char *dir)
+{
+    /* Move an existing DIR aside first: rename() cannot replace a non-empty directory. */
+    char *old = NULL;
+    if (ds_exists(dir)) {
+        old = ds_strdupf("%s.old-%d", dir, (int)getpid());
+        ds_remove_tree(old);
+        if (rename(dir, old) != 0) {
+            int rc = ds_fail(DS_EIO, "%s: cannot replace: %s", dir, strerror(errno));
+            free(old);
+            return rc;
+        }
+    }
+    if (rename(tmp, dir) != 0) {
+        int rc = ds_fail(DS_EIO, "%s: rename failed: %s", dir, strerror(errno));
+        if (old) rename(old, dir);
+        free(old);
+        return rc;
+    }
+    if (old) ds_remove_tree(old);
+    free(old);
+    return DS_OK;
+}
+
+void ds_dir_abort(const char *tmp)
+{
+    if (tmp) ds_remove_tree(tmp);
+}
+
+int ds_mkdirs(const char *path)
+{
+    char *p = strdup(path);
+    size_t n = strlen(p);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] == '/' || p[i] == '\0') {
+            char c = p[i];
+            p[i] = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                int rc = ds_fail(DS_EIO, "%s: cannot create directory: %s", p, strerror(errno));
+                free(p);
+                return rc;
+            }
+            p[i] = c;
+        }
+    }
+    free(p);
+    return ds_is_dir(path) ? DS_OK : ds_fail(DS_EIO, "%s: exists and is not a directory", path);
+}
+
+int ds_remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return DS_OK;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d))) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+                char *sub = ds_path_join(path, e->d_name);
+                ds_remove_tree(sub);
+                free(sub);
+            }
+            closedir(d);
+        }
+        return rmdir(path) == 0 ? DS_OK : ds_fail(DS_EIO, "%s: cannot remove: %s", path, strerror(errno));
+    }
+    return unlink(path) == 0 ? DS_OK : ds_fail(DS_EIO, "%s: cannot remove: %s", path, strerror(errno));
+}
+
+bool ds_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+bool ds_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int ds_copy_file(const char *src, const char *dst)
+{
+    char *data;
+    size_t len;
+    int rc = ds_read_file(src, &data, &len);
+    if (rc) return rc;
+    rc = ds_write_file(dst, data, len);
+    free(data);
+    return rc;
+}
+
+char *ds_path_join(const char *a, const char *b)
+{
+    size_t la = strlen(a);
+    while (la > 1 && a[la - 1] == '/') la--;
+    while (*b == '/') b++;
+    return ds_strdupf("%.*s/%s", (int)la, a, b);
+}
+
+char *ds_strdupf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+    va_end(ap);
+    return s;
+}

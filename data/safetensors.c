@@ -1,0 +1,537 @@
+#include "safetensors.h"
+
+#include "../core/files.h"
+#include "../core/numeric.h"
+#include "../core/status.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_HEADER (100u << 20)   /* the Python library refuses larger headers too */
+
+static const struct {
+    const char *name;
+    size_t size;
+} DTYPES[ST_NDTYPES] = {
+    [ST_BOOL] = {"BOOL", 1}, [ST_U8] = {"U8", 1},   [ST_I8] = {"I8", 1},     [ST_I16] = {"I16", 2},
+    [ST_U16] = {"U16", 2},   [ST_F16] = {"F16", 2}, [ST_BF16] = {"BF16", 2}, [ST_I32] = {"I32", 4},
+    [ST_U32] = {"U32", 4},   [ST_F32] = {"F32", 4}, [ST_F64] = {"F64", 8},   [ST_I64] = {"I64", 8},
+    [ST_U64] = {"U64", 8},
+};
+
+size_t st_dtype_size(st_dtype t) { return t < ST_NDTYPES ? DTYPES[t].size : 0; }
+const char *st_dtype_name(st_dtype t) { return t < ST_NDTYPES ? DTYPES[t].name : "?"; }
+
+int st_dtype_parse(const char *s, st_dtype *out)
+{
+    for (int i = 0; i < ST_NDTYPES; i++)
+        if (!strcmp(s, DTYPES[i].name)) {
+            *out = (st_dtype)i;
+            return DS_OK;
+        }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ reading */
+
+struct st_file {
+    char *path;
+    ds_map map;             /* empty when parsed from a caller's buffer */
+    st_tensor *tensors;     /* sorted by data offset */
+    int n;
+    json_t *meta;           /* __metadata__ object or NULL */
+};
+
+const char *st_file_path(const st_file *f) { return f->path; }
+int st_file_count(const st_file *f) { return f->n; }
+const st_tensor *st_file_at(const st_file *f, int i) { return &f->tensors[i]; }
+
+const st_tensor *st_file_find(const st_file *f, const char *name)
+{
+    for (int i = 0; i < f->n; i++)
+        if (!strcmp(f->tensors[i].name, name)) return &f->tensors[i];
+    return NULL;
+}
+
+const char *st_file_meta(const st_file *f, const char *key)
+{
+    return f->meta ? json_string_value(json_object_get(f->meta, key)) : NULL;
+}
+
+void st_file_close(st_file *f)
+{
+    if (!f) return;
+    for (int i = 0; i < f->n; i++) free((char *)f->tensors[i].name);
+    free(f->tensors);
+    if (f->meta) json_decref(f->meta);
+    ds_map_close(&f->map);
+    free(f->path);
+    free(f);
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const st_tensor *x = a, *y = b;
+    const char *px = x->data, *py = y->data;
+    return px < py ? -1 : px > py;
+}
+
+/* Parse one header entry into t; `data` is the start of the data section. */
+static int parse_entry(const char *what, const char *name, json_t *v, const unsigned char *data, size_t datalen,
+                       st_tensor *t)
+{
+    if (!json_is_object(v)) return ds_fail(DS_EDATA, "%s: header entry '%s' is not an object", what, name);
+    const char *dt = json_string_value(json_object_get(v, "dtype"));
+    json_t *shape = json_object_get(v, "shape");
+    json_t *offs = json_object_get(v, "data_offsets");
+    if (!dt) return ds_fail(DS_EDATA, "%s: tensor '%s' has no dtype", what, name);
+    if (st_dtype_parse(dt, &t->dtype) != DS_OK)
+        return ds_fail(DS_EDATA, "%s: tensor '%s' has unknown dtype '%s'", what, name, dt);
+    if (!json_is_array(shape) || json_array_size(shape) > ST_MAX_DIMS)
+        return ds_fail(DS_EDATA, "%s: tensor '%s' has a bad shape", what, name);
+    if (!json_is_array(offs) || json_array_size(offs) != 2 || !json_is_integer(json_array_get(offs, 0)) ||
+        !json_is_integer(json_array_get(offs, 1)))
+        return ds_fail(DS_EDATA, "%s: tensor '%s' has bad data_offsets", what, name);
+    t->ndim = (int)json_array_size(shape);
+    uint64_t numel = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        json_t *e = json_array_get(shape, d);
+        if (!json_is_integer(e) || json_integer_value(e) < 0)
+            return ds_fail(DS_EDATA, "%s: tensor '%s' has a bad shape", what, name);
+        uint64_t dim = (uint64_t)json_integer_value(e);
+        if (dim != 0 && numel > (UINT64_MAX / 16) / dim)
+            return ds_fail(DS_EDATA, "%s: tensor '%s' shape overflows", what, name);
+        numel *= dim;
+        t->shape[d] = (int64_t)dim;
+    }
+    json_int_t b = json_integer_value(json_array_get(offs, 0)), e = json_integer_value(json_array_get(offs, 1));
+    if (b < 0 || e < b)
+        return ds_fail(DS_EDATA, "%s: tensor '%s' has data_offsets [%lld, %lld] out of order", what, name,
+                       (long long)b, (long long)e);
+    if ((uint64_t)e > datalen)
+        return ds_fail(DS_EDATA, "%s: tensor '%s' data_offsets [%lld, %lld] leave the file (%zu data bytes)",
+                       what, name, (long long)b, (long long)e, datalen);
+    uint64_t want = numel * st_dtype_size(t->dtype);
+    if ((uint64_t)(e - b) != want)
+        return ds_fail(DS_EDATA, "%s: tensor '%s' is %s%s with %llu bytes but its offsets span %lld", what, name,
+                       dt, "", (unsigned long long)want, (long long)(e - b));
+    t->numel = (int64_t)numel;
+    t->nbytes = (size_t)want;
+    t->data = data + b;
+    return DS_OK;
+}
+
+static int parse_image(st_file *f, const unsigned char *buf, size_t len)
+{
+    const char *what = f->path;
+    if (len < 8) return ds_fail(DS_EDATA, "%s: truncated: %zu bytes, no room for the header length", what, len);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | buf[i];
+    if (hlen > len - 8)
+        return ds_fail(DS_EDATA, "%s: header length %llu runs past the end of the file (%zu bytes)", what,
+                       (unsigned long long)hlen, len);
+    if (hlen > MAX_HEADER) return ds_fail(DS_EDATA, "%s: header of %llu bytes is too large", what, (unsigned long long)hlen);
+    if (hlen < 2 || buf[8] != '{') return ds_fail(DS_EDATA, "%s: header is not a JSON object", what);
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) return ds_fail(DS_EDATA, "%s: header is not valid JSON: %s", what, jerr.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return ds_fail(DS_EDATA, "%s: header is not a JSON object", what);
+    }
+    const unsigned char *data = buf + 8 + hlen;
+    size_t datalen = len - 8 - (size_t)hlen;
+    size_t cap = json_object_size(root);
+    f->tensors = calloc(cap ? cap : 1, sizeof *f->tensors);
+    int rc = DS_OK;
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (!strcmp(key, "__metadata__")) {
+            const char *mk;
+            json_t *mv;
+            if (!json_is_object(v)) { rc = ds_fail(DS_EDATA, "%s: __metadata__ is not an object", what); break; }
+            json_object_foreach(v, mk, mv) if (!json_is_string(mv)) {
+                rc = ds_fail(DS_EDATA, "%s: __metadata__ value '%s' is not a string", what, mk);
+                break;
+            }
+            if (rc) break;
+            f->meta = json_incref(v);
+            continue;
+        }
+        st_tensor *t = &f->tensors[f->n];
+        rc = parse_entry(what, key, v, data, datalen, t);
+        if (rc) break;
+        t->name = strdup(key);
+        f->n++;
+    }
+    json_decref(root);
+    if (rc) return rc;
+    qsort(f->tensors, (size_t)f->n, sizeof *f->tensors, by_offset);
+    for (int i = 1; i < f->n; i++) {
+        const st_tensor *a = &f->tensors[i - 1], *b = &f->tensors[i];
+        if ((const char *)a->data + a->nbytes > (const char *)b->data)
+            return ds_fail(DS_EDATA, "%s: tensors '%s' and '%s' overlap", what, a->name, b->name);
+    }
+    return DS_OK;
+}
+
+int st_file_parse(const void *buf, size_t len, const char *what, st_file **out)
+{
+    *out = NULL;
+    st_file *f = calloc(1, sizeof *f);
+    f->path = strdup(what);
+    int rc = parse_image(f, buf, len);
+    if (rc) {
+        st_file_close(f);
+        return rc;
+    }
+    *out = f;
+    return DS_OK;
+}
+
+int st_file_open(const char *path, st_file **out)
+{
+    *out = NULL;
+    st_file *f = calloc(1, sizeof *f);
+    f->path = strdup(path);
+    int rc = ds_map_open(path, &f->map);
+    if (!rc) rc = parse_image(f, f->map.data, f->map.size);
+    if (rc) {
+        st_file_close(f);
+        return rc;
+    }
+    *out = f;
+    return DS_OK;
+}
+
+/* --------------------------------------------------------------- model sets */
+
+struct st_set {
+    char *dir;
+    st_file **files;
+    int nfiles;
+    const st_tensor **all;   /* every tensor of every file, files in order */
+    int n;
+};
+
+int st_set_count(const st_set *s) { return s->n; }
+const st_tensor *st_set_at(const st_set *s, int i) { return s->all[i]; }
+int st_set_nfiles(const st_set *s) { return s->nfiles; }
+const st_file *st_set_file(const st_set *s, int i) { return s->files[i]; }
+const char *st_set_dir(const st_set *s) { return s->dir; }
+
+const st_tensor *st_set_find(const st_set *s, const char *name)
+{
+    for (int i = 0; i < s->nfiles; i++) {
+        const st_tensor *t = st_file_find(s->files[i], name);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+int st_set_require(const st_set *s, const char *name, const st_tensor **out)
+{
+    *out = st_set_find(s, name);
+    return *out ? DS_OK : ds_fail(DS_EDATA, "%s: missing tensor '%s'", s->dir, name);
+}
+
+void st_set_close(st_set *s)
+{
+    if (!s) return;
+    for (int i = 0; i < s->nfiles; i++) st_file_close(s->files[i]);
+    free(s->files);
+    free(s->all);
+    free(s->dir);
+    free(s);
+}
+
+static int set_add_file(st_set *s, const char *path)
+{
+    st_file *f;
+    int rc = st_file_open(path, &f);
+    if (rc) return rc;
+    s->files = realloc(s->files, (size_t)(s->nfiles + 1) * sizeof *s->files);
+    s->files[s->nfiles++] = f;
+    s->all = realloc(s->all, (size_t)(s->n + f->n + 1) * sizeof *s->all);
+    for (int i = 0; i < f->n; i++) {
+        if (st_set_find(s, f->tensors[i].name) != &f->tensors[i])
+            return ds_fail(DS_EDATA, "%s: tensor '%s' appears in two shards", s->dir, f->tensors[i].name);
+        s->all[s->n++] = &f->tensors[i];
+    }
+    return DS_OK;
+}
+
+static int set_open_index(st_set *s, const char *index_path)
+{
+    char *text;
+    size_t len;
+    int rc = ds_read_file(index_path, &text, &len);
+    if (rc) return rc;
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, 0, &jerr);
+    free(text);
+    if (!root) return ds_fail(DS_EDATA, "%s:%d: invalid JSON: %s", index_path, jerr.line, jerr.text);
+    json_t *map = json_object_get(root, "weight_map");
+    if (!json_is_object(map)) {
+        json_decref(root);
+        return ds_fail(DS_EDATA, "%s: no \"weight_map\" object", index_path);
+    }
+    /* Open each shard once, in order of first appearance. */
+    const char *name;
+    json_t *v;
+    json_object_foreach(map, name, v) {
+        const char *shard = json_string_value(v);
+        if (!shard || strchr(shard, '/') || !strcmp(shard, "..")) {
+            rc = ds_fail(DS_EDATA, "%s: weight_map entry '%s' is not a file name", index_path, name);
+            break;
+        }
+        bool seen = false;
+        for (int i = 0; i < s->nfiles && !seen; i++) {
+            const char *p = st_file_path(s->files[i]);
+            size_t lp = strlen(p), ls = strlen(shard);
+            seen = lp > ls && p[lp - ls - 1] == '/' && !strcmp(p + lp - ls, shard);
+        }
+        if (seen) continue;
+        char *path = ds_path_join(s->dir, shard);
+        rc = set_add_file(s, path);
+        free(path);
+        if (rc) break;
+    }
+    /* Every tensor the index names must be in the shard it names. */
+    if (!rc) json_object_foreach(map, name, v) {
+        const st_tensor *t = st_set_find(s, name);
+        if (!t) {
+            rc = ds_fail(DS_EDATA, "%s: tensor '%s' listed in the index is missing from %s", index_path, name,
+                         json_string_value(v));
+            break;
+        }
+    }
+    json_decref(root);
+    return rc;
+}
+
+int st_set_open(const char *dir, st_set **out)
+{
+    *out = NULL;
+    st_set *s = calloc(1, sizeof *s);
+    s->dir = strdup(dir);
+    char *single = ds_path_join(dir, "model.safetensors");
+    char *index = ds_path_join(dir, "model.safetensors.index.json");
+    int rc;
+    if (ds_exists(single)) rc = set_add_file(s, single);
+    else if (ds_exists(index)) rc = set_open_index(s, index);
+    else if (!ds_is_dir(dir)) rc = ds_fail(DS_ENOINPUT, "%s: no such model folder", dir);
+    else rc = ds_fail(DS_ENOINPUT, "%s: no model.safetensors or model.safetensors.index.json", dir);
+    free(single);
+    free(index);
+    if (rc) {
+        st_set_close(s);
+        return rc;
+    }
+    *out = s;
+    return DS_OK;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+int st_to_f32(const st_tensor *t, float *dst)
+{
+    const unsigned char *p = t->data;
+    for (int64_t i = 0; i < t->numel; i++) {
+        switch (t->dtype) {
+        case ST_F32: memcpy(&dst[i], p + 4 * i, 4); break;
+        case ST_BF16: { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = ds_bf16_to_f32(h); break; }
+        case ST_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = ds_f16_to_f32(h); break; }
+        case ST_F64: { double d; memcpy(&d, p + 8 * i, 8); dst[i] = (float)d; break; }
+        default: return ds_fail(DS_EDATA, "tensor '%s' is %s, expected a floating-point dtype", t->name,
+                                st_dtype_name(t->dtype));
+        }
+    }
+    return DS_OK;
+}
+
+int st_to_i32(const st_tensor *t, int32_t *dst)
+{
+    const unsigned char *p = t->data;
+    for (int64_t i = 0; i < t->numel; i++) {
+        int64_t v;
+        switch (t->dtype) {
+        case ST_I64: memcpy(&v, p + 8 * i, 8); break;
+        case ST_I32: { int32_t x; memcpy(&x, p + 4 * i, 4); v = x; break; }
+        case ST_I16: { int16_t x; memcpy(&x, p + 2 * i, 2); v = x; break; }
+        case ST_U8: v = p[i]; break;
+        case ST_I8: v = (int8_t)p[i]; break;
+        default: return ds_fail(DS_EDATA, "tensor '%s' is %s, expected an integer dtype", t->name,
+                                st_dtype_name(t->dtype));
+        }
+        if (v < INT32_MIN || v > INT32_MAX)
+            return ds_fail(DS_EDATA, "tensor '%s' holds %lld, outside int32", t->name, (long long)v);
+        dst[i] = (int32_t)v;
+    }
+    return DS_OK;
+}
+
+const char *st_shape_str(const st_tensor *t, char *buf, size_t n)
+{
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < t->ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+int st_check_shape(const st_tensor *t, int ndim, const int64_t *shape)
+{
+    bool ok = t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (ok) return DS_OK;
+    char got[128], want[160];
+    size_t k = (size_t)snprintf(want, sizeof want, "[");
+    for (int d = 0; d < ndim && k < sizeof want; d++)
+        k += (size_t)snprintf(want + k, sizeof want - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (k < sizeof want) snprintf(want + k, sizeof want - k, "]");
+    return ds_fail(DS_EDATA, "tensor '%s' has shape %s, expected %s", t->name, st_shape_str(t, got, sizeof got), want);
+}
+
+/* ------------------------------------------------------------------ writing */
+
+typedef struct {
+    st_tensor t;
+    void *owned;    /* our copy of the bytes, or NULL */
+} entry;
+
+struct st_writer {
+    entry *e;
+    int n, cap;
+    json_t *meta;
+    size_t bytes;
+};
+
+st_writer *st_writer_new(void)
+{
+    st_writer *w = calloc(1, sizeof *w);
+    w->meta = json_object();
+    return w;
+}
+
+void st_writer_free(st_writer *w)
+{
+    if (!w) return;
+    for (int i = 0; i < w->n; i++) {
+        free((char *)w->e[i].t.name);
+        free(w->e[i].owned);
+    }
+    free(w->e);
+    json_decref(w->meta);
+    free(w);
+}
+
+size_t st_writer_bytes(const st_writer *w) { return w->bytes; }
+
+static entry *writer_push(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape)
+{
+    if (ndim < 0 || ndim > ST_MAX_DIMS) return NULL;
+    for (int i = 0; i < w->n; i++)
+        if (!strcmp(w->e[i].t.name, name)) return NULL;
+    if (w->n == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 64;
+        w->e = realloc(w->e, (size_t)w->cap * sizeof *w->e);
+    }
+    entry *e = &w->e[w->n++];
+    memset(e, 0, sizeof *e);
+    e->t.name = strdup(name);
+    e->t.dtype = dtype;
+    e->t.ndim = ndim;
+    e->t.numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        e->t.shape[d] = shape[d];
+        e->t.numel *= shape[d];
+    }
+    e->t.nbytes = (size_t)e->t.numel * st_dtype_size(dtype);
+    w->bytes += e->t.nbytes;
+    return e;
+}
+
+int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data)
+{
+    entry *e = writer_push(w, name, dtype, ndim, shape);
+    if (!e) return ds_fail(DS_EINTERNAL, "safetensors writer: duplicate or malformed tensor '%s'", name);
+    e->t.data = data;
+    return DS_OK;
+}
+
+int st_writer_add_copy(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data)
+{
+    entry *e = writer_push(w, name, dtype, ndim, shape);
+    if (!e) return ds_fail(DS_EINTERNAL, "safetensors writer: duplicate or malformed tensor '%s'", name);
+    e->owned = malloc(e->t.nbytes ? e->t.nbytes : 1);
+    memcpy(e->owned, data, e->t.nbytes);
+    e->t.data = e->owned;
+    return DS_OK;
+}
+
+int st_writer_add_f32_as(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const float *data)
+{
+    if (dtype == ST_F32) return st_writer_add_copy(w, name, dtype, ndim, shape, data);
+    if (dtype != ST_BF16 && dtype != ST_F16) return ds_fail(DS_EINTERNAL, "st_writer_add_f32_as: bad dtype");
+    entry *e = writer_push(w, name, dtype, ndim, shape);
+    if (!e) return ds_fail(DS_EINTERNAL, "safetensors writer: duplicate or malformed tensor '%s'", name);
+    uint16_t *h = malloc(e->t.nbytes ? e->t.nbytes : 1);
+    for (int64_t i = 0; i < e->t.numel; i++) h[i] = dtype == ST_BF16 ? ds_f32_to_bf16(data[i]) : ds_f32_to_f16(data[i]);
+    e->owned = h;
+    e->t.data = h;
+    return DS_OK;
+}
+
+int st_writer_meta(st_writer *w, const char *key, const char *value)
+{
+    json_object_set_new(w->meta, key, json_string(value));
+    return DS_OK;
+}
+
+static int by_layout(const void *a, const void *b)
+{
+    const entry *x = a, *y = b;
+    if (x->t.dtype != y->t.dtype) return x->t.dtype > y->t.dtype ? -1 : 1;
+    return strcmp(x->t.name, y->t.name);
+}
+
+int st_writer_write(st_writer *w, const char *path)
+{
+    qsort(w->e, (size_t)w->n, sizeof *w->e, by_layout);
+    json_t *hdr = json_object();
+    if (json_object_size(w->meta)) json_object_set(hdr, "__metadata__", w->meta);
+    size_t off = 0;
+    for (int i = 0; i < w->n; i++) {
+        const st_tensor *t = &w->e[i].t;
+        json_t *shape = json_array();
+        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        json_t *o = json_object();
+        json_object_set_new(o, "dtype", json_string(st_dtype_name(t->dtype)));
+        json_object_set_new(o, "shape", shape);
+        json_object_set_new(o, "data_offsets", json_pack("[II]", (json_int_t)off, (json_int_t)(off + t->nbytes)));
+        json_object_set_new(hdr, t->name, o);
+        off += t->nbytes;
+    }
+    char *text = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(hdr);
+    if (!text) return ds_fail(DS_EINTERNAL, "%s: cannot encode safetensors header", path);
+    size_t hlen = strlen(text), padded = (hlen + 7) & ~(size_t)7;
+    unsigned char lenbuf[8];
+    for (int i = 0; i < 8; i++) lenbuf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    ds_out o;
+    int rc = ds_out_open(&o, path);
+    if (rc) {
+        free(text);
+        return rc;
+    }
+    ds_out_write(&o, lenbuf, 8);
+    ds_out_write(&o, text, hlen);
+    for (size_t i = hlen; i < padded; i++) ds_out_write(&o, " ", 1);
+    free(text);
+    for (int i = 0; i < w->n; i++) ds_out_write(&o, w->e[i].t.data, w->e[i].t.nbytes);
+    return ds_out_commit(&o);
+}

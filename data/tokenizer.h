@@ -1,0 +1,54 @@
+/* data/tokenizer.h - Hugging Face tokenizers (tokenizer.json), exactly.
+ *
+ * Byte-level BPE with merges applied by rank, the pre-tokenizer pipeline
+ * (Sequence, Split with its regex and behaviour, ByteLevel, Digits, ...),
+ * normalizers (NFC, ...), added and special tokens split out of the text
+ * before BPE as transformers does, and the BOS/EOS that tokenizer_config.json
+ * asks for. A component the tokenizer.json uses but this reader does not
+ * implement is refused with an error naming it, never skipped.
+ */
+#ifndef DS_DATA_TOKENIZER_H
+#define DS_DATA_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tokenizer tokenizer;
+
+/* Load DIR/tokenizer.json and (if present) DIR/tokenizer_config.json. */
+int tok_load(const char *dir, tokenizer **out);
+/* Load from memory (fuzzing, tests); config may be NULL. `what` names it in errors. */
+int tok_load_json(const char *tokenizer_json, size_t len, const char *config_json, size_t config_len,
+                  const char *what, tokenizer **out);
+void tok_free(tokenizer *t);
+
+/* A growable id buffer. */
+typedef struct {
+    int32_t *ids;
+    size_t n, cap;
+} tok_ids;
+void tok_ids_free(tok_ids *v);
+
+/* Encode UTF-8 text, appending to out. add_special adds BOS/EOS as
+ * transformers does with add_special_tokens=True (tokenizer_config's
+ * add_bos_token / add_eos_token, or the post-processor). Special and added
+ * tokens written in the text are recognised either way. Invalid UTF-8 is
+ * DS_EDATA. */
+int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special, tok_ids *out);
+/* Decode ids to UTF-8 (malloc'd, NUL-terminated), as transformers'
+ * decode(ids, skip_special_tokens=skip_special). */
+int tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **text);
+
+int tok_vocab_size(const tokenizer *t);      /* largest id + 1 */
+int tok_bos_id(const tokenizer *t);          /* -1 if none */
+int tok_eos_id(const tokenizer *t);
+int tok_pad_id(const tokenizer *t);
+bool tok_adds_bos(const tokenizer *t);       /* add_special puts BOS first */
+/* Id of a token string (vocabulary or added token), or -1. */
+int tok_token_id(const tokenizer *t, const char *token);
+/* The token string of an id (byte-level form, e.g. "Ġthe"), or NULL. */
+const char *tok_token_str(const tokenizer *t, int id);
+bool tok_is_special(const tokenizer *t, int id);
+
+#endif

@@ -1,0 +1,28 @@
+/* Commands whose implementation has not landed yet: each fails loudly.
+ * (This file shrinks to nothing as commands are implemented.) */
+#include "commands.h"
+#include "bench.h"
+#include "recipe.h"
+
+#include "../core/status.h"
+
+#include <stdio.h>
+
+#define NOT_YET(fn, name) \
+    int fn(int argc, char **argv) { (void)argc; (void)argv; return ds_fail(DS_EINTERNAL, "'%s' is not implemented yet", name); }
+
+NOT_YET(cmd_train, "train")
+NOT_YET(cmd_eval, "eval")
+NOT_YET(cmd_merge, "merge")
+NOT_YET(cmd_export, "export")
+NOT_YET(cmd_import, "import")
+NOT_YET(cmd_quantize, "quantize")
+NOT_YET(cmd_generate, "generate")
+NOT_YET(cmd_tokenize, "tokenize")
+NOT_YET(cmd_inspect, "inspect")
+NOT_YET(cmd_dump, "dump")
+NOT_YET(cmd_validate, "validate")
+NOT_YET(bench_train, "bench train")
+NOT_YET(bench_tokenize, "bench tokenize")
+
+void recipe_print_keys(FILE *f) { fprintf(f, "  (recipe loader not implemented yet)\n"); }

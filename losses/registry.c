@@ -1,0 +1,39 @@
+/* losses/registry.c - the table of loss modules. A new loss is one file
+ * defining a loss_module and one line here. */
+#include "loss.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const loss_module *const REGISTRY[] = {
+    NULL,
+};
+
+int loss_count(void)
+{
+    int n = 0;
+    while (REGISTRY[n]) n++;
+    return n;
+}
+
+const loss_module *loss_at(int i) { return REGISTRY[i]; }
+
+const loss_module *loss_find(const char *name)
+{
+    for (int i = 0; REGISTRY[i]; i++)
+        if (!strcmp(REGISTRY[i]->name, name)) return REGISTRY[i];
+    return NULL;
+}
+
+const char *loss_names(char *buf, size_t n, bool penalties)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int i = 0; REGISTRY[i]; i++) {
+        if (REGISTRY[i]->is_penalty != penalties) continue;
+        int w = snprintf(buf + k, n - k, "%s%s", k ? ", " : "", REGISTRY[i]->name);
+        if (w < 0 || (size_t)w >= n - k) break;
+        k += (size_t)w;
+    }
+    return buf;
+}

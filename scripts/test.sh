@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Run every test: the Criterion suites and CLI tests (ctest; GPU tests skip
+# where there is no GPU) and each fuzz target for a bounded time.
+# Expects ./build from scripts/setup.sh. FUZZ_SECONDS (default 30) bounds each fuzzer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ctest --test-dir build --output-on-failure -j"$(nproc)"
+
+if command -v clang >/dev/null 2>&1; then
+  cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DDSFT_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build-fuzz -j"$(nproc)"
+  for f in build-fuzz/fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    name=$(basename "$f")
+    corpus="fuzz/corpus/${name#fuzz_}"
+    work=$(mktemp -d)
+    [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
+    echo "fuzz: $name for ${FUZZ_SECONDS:-30}s"
+    "$f" -max_total_time="${FUZZ_SECONDS:-30}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$work" \
+      > "build-fuzz/$name.log" 2>&1 || { tail -40 "build-fuzz/$name.log"; echo "fuzz: $name FAILED"; exit 1; }
+    grep -E "^stat::number_of_executed_units" "build-fuzz/$name.log" || true
+    rm -rf "$work"
+  done
+else
+  echo "fuzz: clang not installed, fuzz targets not run" >&2
+  exit 1
+fi
+echo "all tests passed"
