@@ -79,6 +79,15 @@ int be_open_auto(backend **out)
     return be_open(be_cuda_device_count() > 0 ? BE_CUDA : BE_CPU, out);
 }
 
+int be_open_named(const char *name, backend **out)
+{
+    if (!name || !strcmp(name, "auto")) return be_open_auto(out);
+    if (!strcmp(name, "cpu")) return be_open(BE_CPU, out);
+    if (!strcmp(name, "cuda")) return be_open(BE_CUDA, out);
+    *out = NULL;
+    return ds_fail(DS_EUSAGE, "unknown device '%s' (auto, cpu or cuda)", name);
+}
+
 void be_close(backend *be)
 {
     if (!be) return;

@@ -39,6 +39,8 @@ typedef struct backend {
  * there is none (or in a build without CUDA) fails with a clear message. */
 int be_open(be_kind kind, backend **out);
 int be_open_auto(backend **out);
+/* Open by name: "auto" (or NULL), "cpu" or "cuda"; anything else is DS_EUSAGE. */
+int be_open_named(const char *name, backend **out);
 void be_close(backend *be);
 const char *be_name(const backend *be);        /* "cpu" or "cuda" */
 const char *be_device_name(const backend *be); /* "NVIDIA H100 80GB HBM3", "CPU" */

@@ -235,3 +235,33 @@ long long model_config_params(const model_config *c)
     long long layer = C * qo * 2 + C * kv * 2 + 3 * C * I + 2 * C;
     return V * C * (c->tie_word_embeddings ? 1 : 2) + (long long)c->num_layers * layer + C;
 }
+
+static const char *const LINEAR_NAMES[LIN_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                   "gate_proj", "up_proj", "down_proj"};
+static const char *const LINEAR_PATHS[LIN_COUNT] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                   "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                                                   "mlp.down_proj"};
+
+const char *llama_linear_name(llama_linear l) { return l < LIN_COUNT ? LINEAR_NAMES[l] : "?"; }
+const char *llama_linear_path(llama_linear l) { return l < LIN_COUNT ? LINEAR_PATHS[l] : "?"; }
+
+void llama_linear_shape(const model_config *c, llama_linear l, int *out, int *in)
+{
+    int C = c->hidden_size, I = c->intermediate_size;
+    int QD = c->num_heads * c->head_dim, KVD = c->num_kv_heads * c->head_dim;
+    switch (l) {
+    case LIN_Q: *out = QD; *in = C; break;
+    case LIN_K: case LIN_V: *out = KVD; *in = C; break;
+    case LIN_O: *out = C; *in = QD; break;
+    case LIN_GATE: case LIN_UP: *out = I; *in = C; break;
+    case LIN_DOWN: *out = C; *in = I; break;
+    default: *out = *in = 0;
+    }
+}
+
+int llama_linear_parse(const char *name)
+{
+    for (int i = 0; i < LIN_COUNT; i++)
+        if (!strcmp(name, LINEAR_NAMES[i])) return i;
+    return -1;
+}

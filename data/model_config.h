@@ -31,6 +31,16 @@ typedef struct {
     bool quantized;             /* config.json carries quantization_config */
 } model_config;
 
+/* The seven linear layers of a Llama decoder layer, in a fixed order. */
+typedef enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT } llama_linear;
+
+const char *llama_linear_name(llama_linear l);   /* "q_proj" */
+const char *llama_linear_path(llama_linear l);   /* "self_attn.q_proj", "mlp.gate_proj" */
+/* (out, in) of the weight [out, in]. */
+void llama_linear_shape(const model_config *cfg, llama_linear l, int *out, int *in);
+/* LIN_* for "q_proj" etc., or -1. */
+int llama_linear_parse(const char *name);
+
 /* Read DIR/config.json (+ DIR/generation_config.json for token ids). */
 int model_config_load(const char *dir, model_config *cfg);
 /* Parse config.json text; `path` names the file in errors. */

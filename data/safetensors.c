@@ -401,6 +401,8 @@ int st_check_shape(const st_tensor *t, int ndim, const int64_t *shape)
 typedef struct {
     st_tensor t;
     void *owned;    /* our copy of the bytes, or NULL */
+    st_fill_fn fill;/* lazy tensors: produces the bytes at write time */
+    void *ctx;
 } entry;
 
 struct st_writer {
@@ -486,6 +488,16 @@ int st_writer_add_f32_as(st_writer *w, const char *name, st_dtype dtype, int ndi
     return DS_OK;
 }
 
+int st_writer_add_lazy(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
+                       st_fill_fn fill, void *ctx)
+{
+    entry *e = writer_push(w, name, dtype, ndim, shape);
+    if (!e) return ds_fail(DS_EINTERNAL, "safetensors writer: duplicate or malformed tensor '%s'", name);
+    e->fill = fill;
+    e->ctx = ctx;
+    return DS_OK;
+}
+
 int st_writer_meta(st_writer *w, const char *key, const char *value)
 {
     json_object_set_new(w->meta, key, json_string(value));
@@ -532,6 +544,21 @@ int st_writer_write(st_writer *w, const char *path)
     ds_out_write(&o, text, hlen);
     for (size_t i = hlen; i < padded; i++) ds_out_write(&o, " ", 1);
     free(text);
-    for (int i = 0; i < w->n; i++) ds_out_write(&o, w->e[i].t.data, w->e[i].t.nbytes);
+    for (int i = 0; i < w->n && !rc; i++) {
+        const entry *e = &w->e[i];
+        if (!e->fill) {
+            rc = ds_out_write(&o, e->t.data, e->t.nbytes);
+            continue;
+        }
+        void *buf = malloc(e->t.nbytes ? e->t.nbytes : 1);
+        if (!buf) rc = ds_fail(DS_EIO, "%s: out of memory for tensor '%s'", path, e->t.name);
+        if (!rc) rc = e->fill(e->ctx, buf);
+        if (!rc) rc = ds_out_write(&o, buf, e->t.nbytes);
+        free(buf);
+    }
+    if (rc) {
+        ds_out_abort(&o);
+        return rc;
+    }
     return ds_out_commit(&o);
 }

@@ -82,6 +82,12 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, cons
 int st_writer_add_copy(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data);
 /* Convenience: an fp32 buffer stored as `dtype` (F32, BF16 or F16), converted on add. */
 int st_writer_add_f32_as(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const float *data);
+/* A tensor whose bytes are produced at write time, in layout order, by
+ * fill(ctx, dst) (dst has the tensor's byte size), so that a large model is
+ * written one tensor at a time. fill returns DS_OK or a status. */
+typedef int (*st_fill_fn)(void *ctx, void *dst);
+int st_writer_add_lazy(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
+                       st_fill_fn fill, void *ctx);
 int st_writer_meta(st_writer *w, const char *key, const char *value);
 /* Write atomically. Tensors are laid out as Python's safetensors does:
  * by dtype (widest first, its enum order) then by name. */

@@ -16,13 +16,7 @@ NOT_YET(cmd_eval, "eval")
 NOT_YET(cmd_merge, "merge")
 NOT_YET(cmd_export, "export")
 NOT_YET(cmd_import, "import")
-NOT_YET(cmd_quantize, "quantize")
 NOT_YET(cmd_generate, "generate")
 NOT_YET(cmd_tokenize, "tokenize")
-NOT_YET(cmd_inspect, "inspect")
-NOT_YET(cmd_dump, "dump")
-NOT_YET(cmd_validate, "validate")
 NOT_YET(bench_train, "bench train")
 NOT_YET(bench_tokenize, "bench tokenize")
-
-void recipe_print_keys(FILE *f) { fprintf(f, "  (recipe loader not implemented yet)\n"); }

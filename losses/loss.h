@@ -74,13 +74,21 @@ typedef struct loss_module {
     double (*count)(const void *cfg, const loss_input *in);
     /* Loss, metrics and gradient coefficients of one micro-batch. */
     int (*forward)(const void *cfg, const loss_input *in, double norm, loss_output *out);
-    void (*free_cfg)(void *cfg); /* release what prepare/parse allocated (may be NULL) */
+    /* Whether the reference log-probs may be computed once, before training,
+     * instead of every step (LOSS_NEEDS_REF only; NULL = every step). */
+    bool (*precompute_ref)(const void *cfg);
+    /* Release what prepare allocated (may be NULL). Option strings and lists
+     * declared in `keys` belong to the recipe, which frees them. */
+    void (*free_cfg)(void *cfg);
 } loss_module;
 
 /* Registry. */
 const loss_module *loss_find(const char *name);
 int loss_count(void);
 const loss_module *loss_at(int i);
+/* A module's config with every default applied (free with loss_config_free). */
+int loss_config_new(const loss_module *m, void **cfg);
+void loss_config_free(const loss_module *m, void *cfg);
 /* "sft, dpo, forbidden_tokens" into buf, for error messages. */
 const char *loss_names(char *buf, size_t n, bool penalties);
 

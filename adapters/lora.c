@@ -1,0 +1,310 @@
+#include "lora.h"
+
+#include "../core/files.h"
+#include "../core/rng.h"
+#include "../core/status.h"
+#include "../data/safetensors.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+float lora_scale(const lora_config *c)
+{
+    return (float)(c->use_rslora ? c->alpha / sqrt((double)c->r) : c->alpha / c->r);
+}
+
+int lora_targets_parse(char *const *names, int n, unsigned *mask)
+{
+    *mask = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(names[i], "all-linear")) {
+            *mask |= (1u << LIN_COUNT) - 1;
+            continue;
+        }
+        int t = llama_linear_parse(names[i]);
+        if (t < 0)
+            return ds_fail(DS_ECONFIG, "unknown LoRA target module '%s' (q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                                       "up_proj, down_proj or all-linear)", names[i]);
+        *mask |= 1u << t;
+    }
+    if (!*mask) return ds_fail(DS_ECONFIG, "no LoRA target modules");
+    return DS_OK;
+}
+
+int lora_create(const model_config *model, const lora_config *cfg, const char *base_model, lora_adapter **out)
+{
+    *out = NULL;
+    if (cfg->r < 1) return ds_fail(DS_ECONFIG, "LoRA rank r must be at least 1");
+    lora_adapter *a = calloc(1, sizeof *a);
+    a->cfg = *cfg;
+    a->nlayers = model->num_layers;
+    a->base_model = strdup(base_model ? base_model : "");
+    a->offset = malloc(sizeof(size_t) * (size_t)a->nlayers * LIN_COUNT);
+    for (int t = 0; t < LIN_COUNT; t++) llama_linear_shape(model, (llama_linear)t, &a->out[t], &a->in[t]);
+    size_t off = 0;
+    for (int l = 0; l < a->nlayers; l++)
+        for (int t = 0; t < LIN_COUNT; t++) {
+            if (!(cfg->targets & (1u << t))) {
+                a->offset[l * LIN_COUNT + t] = SIZE_MAX;
+                continue;
+            }
+            a->offset[l * LIN_COUNT + t] = off;
+            off += (size_t)cfg->r * (a->in[t] + a->out[t]);
+        }
+    a->nparams = off;
+    a->data = calloc(off ? off : 1, sizeof(float));
+    if (!a->data) {
+        lora_free(a);
+        return ds_fail(DS_ETRAIN, "out of memory for %zu LoRA parameters", off);
+    }
+    *out = a;
+    return DS_OK;
+}
+
+void lora_free(lora_adapter *a)
+{
+    if (!a) return;
+    free(a->data);
+    free(a->offset);
+    free(a->base_model);
+    free(a);
+}
+
+float *lora_A(const lora_adapter *a, int layer, llama_linear t)
+{
+    size_t off = a->offset[layer * LIN_COUNT + t];
+    return off == SIZE_MAX ? NULL : a->data + off;
+}
+
+float *lora_B(const lora_adapter *a, int layer, llama_linear t)
+{
+    float *A = lora_A(a, layer, t);
+    return A ? A + (size_t)a->cfg.r * a->in[t] : NULL;
+}
+
+void lora_init(lora_adapter *a, uint64_t seed)
+{
+    ds_rng rng = ds_rng_make(seed, DS_STREAM_LORA_INIT);
+    for (int l = 0; l < a->nlayers; l++)
+        for (int t = 0; t < LIN_COUNT; t++) {
+            float *A = lora_A(a, l, (llama_linear)t);
+            if (!A) continue;
+            float bound = 1.0f / sqrtf((float)a->in[t]);
+            for (size_t i = 0; i < (size_t)a->cfg.r * a->in[t]; i++)
+                A[i] = (2.0f * ds_rng_uniform(&rng) - 1.0f) * bound;
+            memset(lora_B(a, l, (llama_linear)t), 0, sizeof(float) * (size_t)a->out[t] * a->cfg.r);
+        }
+}
+
+void lora_key(char *buf, size_t n, int layer, llama_linear t, char which)
+{
+    snprintf(buf, n, "base_model.model.model.layers.%d.%s.lora_%c.weight", layer, llama_linear_path(t), which);
+}
+
+/* ------------------------------------------------------------ PEFT reading */
+
+/* adapter_config.json -> lora_config, refusing what the engine would not honour. */
+static int parse_peft_config(const char *path, const char *text, size_t len, lora_config *c, char **base)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, 0, &jerr);
+    if (!root) return ds_fail(DS_EDATA, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
+    int rc = DS_OK;
+    memset(c, 0, sizeof *c);
+    *base = NULL;
+    json_t *v;
+    if (!json_is_object(root)) { rc = ds_fail(DS_EDATA, "%s: not a JSON object", path); goto done; }
+    v = json_object_get(root, "peft_type");
+    if (v && (!json_is_string(v) || strcmp(json_string_value(v), "LORA"))) {
+        rc = ds_fail(DS_EDATA, "%s: peft_type must be \"LORA\"", path);
+        goto done;
+    }
+    v = json_object_get(root, "r");
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65536) {
+        rc = ds_fail(DS_EDATA, "%s: key \"r\" must be a positive integer", path);
+        goto done;
+    }
+    c->r = (int)json_integer_value(v);
+    v = json_object_get(root, "lora_alpha");
+    c->alpha = json_is_number(v) ? json_number_value(v) : 8.0;   /* PEFT's default */
+    if (!(c->alpha > 0)) { rc = ds_fail(DS_EDATA, "%s: key \"lora_alpha\" must be > 0", path); goto done; }
+    v = json_object_get(root, "lora_dropout");
+    c->dropout = json_is_number(v) ? json_number_value(v) : 0.0;
+    c->use_rslora = json_is_true(json_object_get(root, "use_rslora"));
+    /* Features this engine does not implement: refuse rather than ignore. */
+    static const char *const must_be_false[] = {"use_dora", "fan_in_fan_out", "lora_bias", "use_qalora"};
+    for (size_t i = 0; i < sizeof must_be_false / sizeof *must_be_false; i++)
+        if (json_is_true(json_object_get(root, must_be_false[i]))) {
+            rc = ds_fail(DS_EDATA, "%s: unsupported key \"%s\": true", path, must_be_false[i]);
+            goto done;
+        }
+    v = json_object_get(root, "bias");
+    if (v && !json_is_null(v) && (!json_is_string(v) || strcmp(json_string_value(v), "none"))) {
+        rc = ds_fail(DS_EDATA, "%s: unsupported key \"bias\" (only \"none\")", path);
+        goto done;
+    }
+    static const char *const must_be_empty[] = {"rank_pattern", "alpha_pattern", "modules_to_save",
+                                                "layers_to_transform", "trainable_token_indices"};
+    for (size_t i = 0; i < sizeof must_be_empty / sizeof *must_be_empty; i++) {
+        v = json_object_get(root, must_be_empty[i]);
+        if (v && !json_is_null(v) && !(json_is_object(v) && json_object_size(v) == 0) &&
+            !(json_is_array(v) && json_array_size(v) == 0)) {
+            rc = ds_fail(DS_EDATA, "%s: unsupported key \"%s\" (must be empty)", path, must_be_empty[i]);
+            goto done;
+        }
+    }
+    v = json_object_get(root, "target_modules");
+    if (json_is_string(v) && !strcmp(json_string_value(v), "all-linear")) {
+        c->targets = (1u << LIN_COUNT) - 1;
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) {
+            int t = json_is_string(e) ? llama_linear_parse(json_string_value(e)) : -1;
+            if (t < 0) {
+                rc = ds_fail(DS_EDATA, "%s: unsupported target module %s%s%s", path, json_is_string(e) ? "'" : "",
+                             json_is_string(e) ? json_string_value(e) : "(not a string)", json_is_string(e) ? "'" : "");
+                goto done;
+            }
+            c->targets |= 1u << t;
+        }
+    } else {
+        rc = ds_fail(DS_EDATA, "%s: key \"target_modules\" must be a list of module names (or \"all-linear\")", path);
+        goto done;
+    }
+    if (!c->targets) { rc = ds_fail(DS_EDATA, "%s: empty \"target_modules\"", path); goto done; }
+    v = json_object_get(root, "base_model_name_or_path");
+    *base = strdup(json_is_string(v) ? json_string_value(v) : "");
+done:
+    json_decref(root);
+    return rc;
+}
+
+int lora_load_peft(const char *dir, const model_config *model, lora_adapter **out)
+{
+    *out = NULL;
+    char *cfg_path = ds_path_join(dir, "adapter_config.json");
+    char *st_path = ds_path_join(dir, "adapter_model.safetensors");
+    char *text = NULL, *base = NULL;
+    size_t len;
+    st_file *f = NULL;
+    lora_adapter *a = NULL;
+    lora_config c;
+    int rc = ds_read_file(cfg_path, &text, &len);
+    if (!rc) rc = parse_peft_config(cfg_path, text, len, &c, &base);
+    if (!rc) rc = st_file_open(st_path, &f);
+    if (!rc) rc = lora_create(model, &c, base, &a);
+    int expected = 0;
+    for (int l = 0; !rc && l < a->nlayers; l++)
+        for (int t = 0; !rc && t < LIN_COUNT; t++) {
+            if (!lora_A(a, l, (llama_linear)t)) continue;
+            for (int w = 0; w < 2 && !rc; w++) {
+                char key[160];
+                lora_key(key, sizeof key, l, (llama_linear)t, w ? 'B' : 'A');
+                const st_tensor *ten = st_file_find(f, key);
+                if (!ten) {
+                    rc = ds_fail(DS_EDATA, "%s: missing tensor '%s'", st_path, key);
+                    break;
+                }
+                int64_t shape[2] = {w ? a->out[t] : a->cfg.r, w ? a->cfg.r : a->in[t]};
+                rc = st_check_shape(ten, 2, shape);
+                if (rc) {
+                    rc = ds_fail_context(rc, "%s: adapter does not fit the model: ", st_path);
+                    break;
+                }
+                rc = st_to_f32(ten, w ? lora_B(a, l, (llama_linear)t) : lora_A(a, l, (llama_linear)t));
+                expected++;
+            }
+        }
+    if (!rc && st_file_count(f) != expected) {
+        /* Tensors the model has no place for: an adapter for another model. */
+        for (int i = 0; i < st_file_count(f); i++) {
+            const char *name = st_file_at(f, i)->name;
+            int l = -1;
+            char mod[64] = "";
+            bool known = sscanf(name, "base_model.model.model.layers.%d.%*[a-z_].%63[a-z_]", &l, mod) == 2 &&
+                         l >= 0 && l < a->nlayers && llama_linear_parse(mod) >= 0 &&
+                         lora_A(a, l, (llama_linear)llama_linear_parse(mod));
+            if (!known) {
+                rc = ds_fail(DS_EDATA, "%s: adapter does not fit the model: unexpected tensor '%s'", st_path, name);
+                break;
+            }
+        }
+    }
+    st_file_close(f);
+    free(text);
+    free(base);
+    free(cfg_path);
+    free(st_path);
+    if (rc) {
+        lora_free(a);
+        return rc;
+    }
+    *out = a;
+    return DS_OK;
+}
+
+/* ------------------------------------------------------------ PEFT writing */
+
+static char *peft_config_json(const lora_adapter *a)
+{
+    json_t *o = json_object();
+    json_t *targets = json_array();
+    for (int t = 0; t < LIN_COUNT; t++)
+        if (a->cfg.targets & (1u << t)) json_array_append_new(targets, json_string(llama_linear_name((llama_linear)t)));
+    double alpha = a->cfg.alpha;
+    json_object_set_new(o, "base_model_name_or_path", json_string(a->base_model));
+    json_object_set_new(o, "bias", json_string("none"));
+    json_object_set_new(o, "fan_in_fan_out", json_false());
+    json_object_set_new(o, "inference_mode", json_true());
+    json_object_set_new(o, "init_lora_weights", json_true());
+    json_object_set_new(o, "lora_alpha", alpha == floor(alpha) && fabs(alpha) < 1e9 ? json_integer((json_int_t)alpha)
+                                                                                     : json_real(alpha));
+    json_object_set_new(o, "lora_dropout", json_real(a->cfg.dropout));
+    json_object_set_new(o, "peft_type", json_string("LORA"));
+    json_object_set_new(o, "r", json_integer(a->cfg.r));
+    json_object_set_new(o, "target_modules", targets);
+    json_object_set_new(o, "task_type", json_string("CAUSAL_LM"));
+    json_object_set_new(o, "use_rslora", json_boolean(a->cfg.use_rslora));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+int lora_save_peft(const lora_adapter *a, const char *dir)
+{
+    char *tmp;
+    int rc = ds_dir_begin(dir, &tmp);
+    if (rc) return rc;
+    char *cfg = peft_config_json(a);
+    char *cfg_path = ds_path_join(tmp, "adapter_config.json");
+    rc = ds_write_file(cfg_path, cfg, strlen(cfg));
+    free(cfg);
+    free(cfg_path);
+    st_writer *w = st_writer_new();
+    st_writer_meta(w, "format", "pt");
+    for (int l = 0; !rc && l < a->nlayers; l++)
+        for (int t = 0; !rc && t < LIN_COUNT; t++) {
+            if (!lora_A(a, l, (llama_linear)t)) continue;
+            char key[160];
+            int64_t sa[2] = {a->cfg.r, a->in[t]}, sb[2] = {a->out[t], a->cfg.r};
+            lora_key(key, sizeof key, l, (llama_linear)t, 'A');
+            rc = st_writer_add(w, key, ST_F32, 2, sa, lora_A(a, l, (llama_linear)t));
+            lora_key(key, sizeof key, l, (llama_linear)t, 'B');
+            if (!rc) rc = st_writer_add(w, key, ST_F32, 2, sb, lora_B(a, l, (llama_linear)t));
+        }
+    if (!rc) {
+        char *st_path = ds_path_join(tmp, "adapter_model.safetensors");
+        rc = st_writer_write(w, st_path);
+        free(st_path);
+    }
+    st_writer_free(w);
+    if (!rc) rc = ds_dir_commit(tmp, dir);
+    if (rc) ds_dir_abort(tmp);
+    free(tmp);
+    return rc;
+}

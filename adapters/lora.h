@@ -1,0 +1,63 @@
+/* adapters/lora.h - LoRA adapters on the host: configuration, parameter
+ * layout, initialisation, and the PEFT files other tools load.
+ *
+ * All parameters of an adapter live in one fp32 block, module after module
+ * (layer 0 q_proj A, B, layer 0 v_proj A, B, ...), so the engine copies it in
+ * one transfer and the optimizer and gradient norm run over one array.
+ */
+#ifndef DS_ADAPTERS_LORA_H
+#define DS_ADAPTERS_LORA_H
+
+#include "../data/model_config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int r;
+    double alpha;
+    double dropout;
+    bool use_rslora;
+    unsigned targets;          /* bit (1 << LIN_*) per targeted linear layer */
+} lora_config;
+
+typedef struct {
+    lora_config cfg;
+    int nlayers;
+    int in[LIN_COUNT], out[LIN_COUNT];   /* weight shapes of each linear layer */
+    size_t nparams;                      /* floats in data */
+    float *data;                         /* (nparams) all A and B matrices */
+    /* offset[l * LIN_COUNT + t] of module (l, t)'s A in data (its B follows
+     * at + r*in), or SIZE_MAX when (l, t) is not adapted. */
+    size_t *offset;
+    char *base_model;                    /* base_model_name_or_path */
+} lora_adapter;
+
+/* s = alpha / r, or alpha / sqrt(r) with rsLoRA. */
+float lora_scale(const lora_config *c);
+/* Parse "q_proj" ... into a target mask; DS_ECONFIG naming the bad one. */
+int lora_targets_parse(char *const *names, int n, unsigned *mask);
+
+/* An adapter for `model` laid out as `cfg` says, parameters zeroed. */
+int lora_create(const model_config *model, const lora_config *cfg, const char *base_model, lora_adapter **out);
+void lora_free(lora_adapter *a);
+/* PEFT's default init: A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming-uniform, a = sqrt(5)), B = 0. */
+void lora_init(lora_adapter *a, uint64_t seed);
+
+/* Pointers to module (layer, t)'s A (r, in) and B (out, r), or NULL. */
+float *lora_A(const lora_adapter *a, int layer, llama_linear t);
+float *lora_B(const lora_adapter *a, int layer, llama_linear t);
+
+/* PEFT tensor names: "base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight". */
+void lora_key(char *buf, size_t n, int layer, llama_linear t, char which /* 'A' or 'B' */);
+
+/* Read a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)
+ * for `model`. Shapes that do not fit the model, missing tensors, unknown
+ * tensors and PEFT features not implemented (DoRA, rank patterns, biases,
+ * modules_to_save, ...) are DS_EDATA naming the file and key. */
+int lora_load_peft(const char *dir, const model_config *model, lora_adapter **out);
+/* Write a PEFT adapter folder atomically (fp32 tensors). */
+int lora_save_peft(const lora_adapter *a, const char *dir);
+
+#endif

@@ -1,0 +1,20 @@
+#include "merge.h"
+
+#include <stdlib.h>
+
+void lora_merge_weight(const lora_adapter *a, int layer, llama_linear t, float *W)
+{
+    const float *A = lora_A(a, layer, t), *B = lora_B(a, layer, t);
+    if (!A) return;
+    const int r = a->cfg.r, out = a->out[t], in = a->in[t];
+    const float s = lora_scale(&a->cfg);
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < out; o++) {
+        float *row = W + (size_t)o * in;
+        for (int k = 0; k < r; k++) {
+            float b = s * B[(size_t)o * r + k];
+            const float *arow = A + (size_t)k * in;
+            for (int i = 0; i < in; i++) row[i] += b * arow[i];
+        }
+    }
+}
