@@ -275,14 +275,11 @@ static char *peft_config_json(const lora_adapter *a)
     return s;
 }
 
-int lora_save_peft(const lora_adapter *a, const char *dir)
+int lora_write_peft_files(const lora_adapter *a, const char *dir)
 {
-    char *tmp;
-    int rc = ds_dir_begin(dir, &tmp);
-    if (rc) return rc;
     char *cfg = peft_config_json(a);
-    char *cfg_path = ds_path_join(tmp, "adapter_config.json");
-    rc = ds_write_file(cfg_path, cfg, strlen(cfg));
+    char *cfg_path = ds_path_join(dir, "adapter_config.json");
+    int rc = ds_write_file(cfg_path, cfg, strlen(cfg));
     free(cfg);
     free(cfg_path);
     st_writer *w = st_writer_new();
@@ -298,11 +295,20 @@ int lora_save_peft(const lora_adapter *a, const char *dir)
             if (!rc) rc = st_writer_add(w, key, ST_F32, 2, sb, lora_B(a, l, (llama_linear)t));
         }
     if (!rc) {
-        char *st_path = ds_path_join(tmp, "adapter_model.safetensors");
+        char *st_path = ds_path_join(dir, "adapter_model.safetensors");
         rc = st_writer_write(w, st_path);
         free(st_path);
     }
     st_writer_free(w);
+    return rc;
+}
+
+int lora_save_peft(const lora_adapter *a, const char *dir)
+{
+    char *tmp;
+    int rc = ds_dir_begin(dir, &tmp);
+    if (rc) return rc;
+    rc = lora_write_peft_files(a, tmp);
     if (!rc) rc = ds_dir_commit(tmp, dir);
     if (rc) ds_dir_abort(tmp);
     free(tmp);

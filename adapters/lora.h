@@ -59,5 +59,7 @@ void lora_key(char *buf, size_t n, int layer, llama_linear t, char which /* 'A' 
 int lora_load_peft(const char *dir, const model_config *model, lora_adapter **out);
 /* Write a PEFT adapter folder atomically (fp32 tensors). */
 int lora_save_peft(const lora_adapter *a, const char *dir);
+/* The two PEFT files into an existing folder (each file atomically). */
+int lora_write_peft_files(const lora_adapter *a, const char *dir);
 
 #endif

@@ -264,6 +264,18 @@ static int set_add_file(st_set *s, const char *path)
     return DS_OK;
 }
 
+int st_set_wrap(st_file *f, const char *name, st_set **out)
+{
+    st_set *s = calloc(1, sizeof *s);
+    s->dir = strdup(name);
+    s->files = malloc(sizeof *s->files);
+    s->files[s->nfiles++] = f;
+    s->all = malloc(sizeof *s->all * (size_t)(f->n + 1));
+    for (int i = 0; i < f->n; i++) s->all[s->n++] = &f->tensors[i];
+    *out = s;
+    return DS_OK;
+}
+
 static int set_open_index(st_set *s, const char *index_path)
 {
     char *text;

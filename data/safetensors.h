@@ -51,6 +51,8 @@ const char *st_file_path(const st_file *f);
 typedef struct st_set st_set;
 
 int st_set_open(const char *dir, st_set **out);
+/* A set made of one already-open file (the set takes ownership of f). */
+int st_set_wrap(st_file *f, const char *name, st_set **out);
 void st_set_close(st_set *s);
 int st_set_count(const st_set *s);
 const st_tensor *st_set_at(const st_set *s, int i);

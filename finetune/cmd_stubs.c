@@ -11,12 +11,6 @@
 #define NOT_YET(fn, name) \
     int fn(int argc, char **argv) { (void)argc; (void)argv; return ds_fail(DS_EINTERNAL, "'%s' is not implemented yet", name); }
 
-NOT_YET(cmd_train, "train")
 NOT_YET(cmd_eval, "eval")
-NOT_YET(cmd_merge, "merge")
-NOT_YET(cmd_export, "export")
-NOT_YET(cmd_import, "import")
 NOT_YET(cmd_generate, "generate")
-NOT_YET(cmd_tokenize, "tokenize")
 NOT_YET(bench_train, "bench train")
-NOT_YET(bench_tokenize, "bench tokenize")

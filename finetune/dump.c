@@ -17,13 +17,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A (B, T) batch from input_ids and HF-style labels (-100 = ignored). */
+/* A (B, T) batch from input_ids and HF-style labels (-100 = ignored; without
+ * labels every token is a target, as labels = input_ids). */
 static int batch_from_labels(const st_file *in, const char *path, batch *b)
 {
     const st_tensor *ids = st_file_find(in, "input_ids"), *labels = st_file_find(in, "labels");
     if (!ids || ids->ndim != 2) return ds_fail(DS_EDATA, "%s: needs a 2-d tensor 'input_ids'", path);
-    if (!labels || st_check_shape(labels, 2, ids->shape))
-        return ds_fail(DS_EDATA, "%s: needs 'labels' of the shape of 'input_ids'", path);
+    if (labels && st_check_shape(labels, 2, ids->shape))
+        return ds_fail(DS_EDATA, "%s: 'labels' must have the shape of 'input_ids'", path);
+    if (!labels) labels = ids;
     int B = (int)ids->shape[0], T = (int)ids->shape[1];
     int rc = batch_alloc(b, B, T);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)B * T);

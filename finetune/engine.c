@@ -24,6 +24,8 @@ static void *take(carve *c, size_t bytes)
 
 backend *engine_backend(const engine *e) { return e->be; }
 size_t engine_nparams(const engine *e) { return e->P; }
+int engine_max_tokens(const engine *e) { return e->Nmax; }
+int engine_max_T(const engine *e) { return e->opts.max_T; }
 
 layer_acts *engine_acts(engine *e, int layer) { return &e->sets[e->nsets == 1 ? 0 : layer]; }
 

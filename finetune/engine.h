@@ -31,7 +31,8 @@
 #include <stdint.h>
 
 typedef struct {
-    int max_B, max_T;               /* the largest micro-batch it will see */
+    int max_B, max_T;               /* the largest micro-batch it will see: any B x T with T <= max_T
+                                       and B*T <= max_B*max_T runs */
     bool checkpointing;             /* recompute each layer in the backward */
     bool training;                  /* allocate gradients, optimizer state and backward buffers */
     const lora_adapter *adapter;    /* layout and initial values; NULL = no adapter */
@@ -55,7 +56,7 @@ typedef struct {
 /* The forbidden-token set for fmass (ids < V), or n = 0 for none. */
 int engine_set_forbidden(engine *e, const int32_t *ids, int n);
 
-/* Run the model on a batch (B <= max_B, T <= max_T). logprob (N) host
+/* Run the model on a batch (T <= max_T, B*T <= max_B*max_T). logprob (N) host
  * gets log p(target) per row (0 where no target); fmass (N) host, if not
  * NULL, the probability of the forbidden set. */
 int engine_forward(engine *e, const batch *b, const engine_fwd *f, float *logprob, float *fmass);
@@ -85,6 +86,9 @@ int engine_set_adam(engine *e, const float *m, const float *v);
 int engine_read_hidden(engine *e, int which, float *host);
 /* Logits of rows [row0, row0 + n) of the last forward, (n, V) fp32 to host. */
 int engine_read_logits(engine *e, int row0, int n, float *host);
+/* Token budget (max_B * max_T) and longest row. */
+int engine_max_tokens(const engine *e);
+int engine_max_T(const engine *e);
 
 /* Bytes of each arena, for reports. */
 typedef struct {

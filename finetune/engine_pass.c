@@ -118,8 +118,9 @@ static float *logits_chunk(engine *e, int r0, int n, void **dlogits)
 
 static int check_batch(const engine *e, const batch *b)
 {
-    if (b->B < 1 || b->T < 1 || b->B > e->opts.max_B || b->T > e->opts.max_T || b->B * b->T > e->Nmax)
-        return ds_fail(DS_EINTERNAL, "batch %dx%d exceeds the engine's %dx%d", b->B, b->T, e->opts.max_B,
+    /* Any B x T within the token budget: evaluation packs many short rows. */
+    if (b->B < 1 || b->T < 1 || b->T > e->opts.max_T || (long)b->B * b->T > e->Nmax)
+        return ds_fail(DS_EINTERNAL, "batch %dx%d exceeds the engine's %d tokens of at most %d", b->B, b->T, e->Nmax,
                        e->opts.max_T);
     for (int i = 0; i < b->B * b->T; i++) {
         if (b->ids[i] < 0 || b->ids[i] >= e->cfg.vocab_size)

@@ -56,4 +56,51 @@ void nf4_dequant_cuda(backend *be, void *out, const nf4_view *q);
 }
 #endif
 
+/* ---- owning quantized weights (host memory; quant/nf4.c) ---- */
+
+/* The storage behind an nf4_view. Every buffer is its own allocation, so
+ * the struct may be copied or moved by value; `view` points into them.
+ * Zero-initialise it (= {0}) before use; nf4_tensor_free is then safe. */
+typedef struct {
+    nf4_view view;
+    uint8_t *packed;        /* (ceil(n / 2)) */
+    float *absmax;          /* (nblocks) fp32, when !double_quant */
+    uint8_t *absmax_q;      /* (nblocks) 8-bit codes, when double_quant */
+    float *absmax2;         /* (nblocks2), when double_quant */
+    float *code;            /* (16) quant_map */
+    float *nested_map;      /* (256) nested_quant_map, when double_quant */
+} nf4_tensor;
+
+/* Quantize w (rows, cols), the 16-bit weights as fp32, exactly as
+ * bitsandbytes' quantize_4bit(blocksize=64, quant_type="nf4",
+ * compress_statistics=double_quant) on a GPU does; `dtype` records the
+ * 16-bit type the values came from (dequantization rounds to it).
+ * Non-finite weights are refused (DS_EDATA). */
+int nf4_quantize(const float *w, int64_t rows, int64_t cols, bool double_quant, nf4_out_dtype dtype,
+                 nf4_tensor *out);
+/* Allocate an empty tensor of this shape (for loaders); code = NF4_CODE and
+ * nested_map = the dynamic map, to be overwritten from a checkpoint. */
+int nf4_tensor_alloc(nf4_tensor *t, int64_t rows, int64_t cols, bool double_quant, nf4_out_dtype dtype);
+void nf4_tensor_free(nf4_tensor *t);
+/* Bytes the weight occupies when resident (every buffer the view uses). */
+size_t nf4_tensor_bytes(const nf4_tensor *t);
+static inline const nf4_view *nf4_tensor_view(const nf4_tensor *t) { return &t->view; }
+
+/* bitsandbytes' 256-value signed dynamic map (create_dynamic_map(signed=True)),
+ * computed with the same fp32 arithmetic, ascending. */
+void nf4_dynamic_map(float map[256]);
+/* The 4-bit NF4 index of x = w / absmax: how many of the 15 midpoints between
+ * neighbouring NF4 values lie strictly below x (NaN -> 0). */
+uint8_t nf4_encode(float x);
+/* Nearest entry of a 256-value map, found the way bitsandbytes' 8-bit
+ * blockwise quantizer searches it (so that ties land where its do). */
+uint8_t nf4_encode8(const float map[256], float x);
+/* mean(x[0..n)) in fp32 as torch computes it on a GPU: summed in its CUDA
+ * reduction order, then times the fp32 reciprocal of n. Checked against
+ * bitsandbytes for one-block reductions (up to 130560 values, i.e. weights
+ * of up to 8.3M elements); longer vectors follow torch's multi-block split
+ * as an H100 sizes it (a GPU with fewer SMs may split the longest vectors
+ * otherwise, which moves the offset by about an ulp). */
+float nf4_offset_mean(const float *x, int64_t n);
+
 #endif

@@ -1,0 +1,225 @@
+/* quant/bnb_write.c - writing a bitsandbytes 4-bit model folder from a
+ * 16-bit one, in exactly the layout transformers saves (see bnb.h). */
+#include "bnb.h"
+#include "pyjson.h"
+
+#include "../core/files.h"
+#include "../core/status.h"
+#include "../data/model_config.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Files copied as they are when the source has them. */
+static const char *const COPIED[] = {
+    "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "tokenizer.model", "added_tokens.json", "chat_template.jinja",
+};
+
+/* The quantization_config object transformers writes for
+ * BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", ...):
+ * its keys in its (sorted) order. */
+static json_t *quantization_config(const char *compute_dtype, bool double_quant)
+{
+    json_t *q = json_object();
+    json_object_set_new(q, "_load_in_4bit", json_true());
+    json_object_set_new(q, "_load_in_8bit", json_false());
+    json_object_set_new(q, "bnb_4bit_compute_dtype", json_string(compute_dtype));
+    json_object_set_new(q, "bnb_4bit_quant_storage", json_string("uint8"));
+    json_object_set_new(q, "bnb_4bit_quant_type", json_string("nf4"));
+    json_object_set_new(q, "bnb_4bit_use_double_quant", json_boolean(double_quant));
+    json_object_set_new(q, "llm_int8_enable_fp32_cpu_offload", json_false());
+    json_object_set_new(q, "llm_int8_has_fp16_weight", json_false());
+    json_object_set_new(q, "llm_int8_skip_modules", json_null());
+    json_object_set_new(q, "llm_int8_threshold", json_real(6.0));
+    json_object_set_new(q, "load_in_4bit", json_true());
+    json_object_set_new(q, "load_in_8bit", json_false());
+    json_object_set_new(q, "quant_method", json_string("bitsandbytes"));
+    return q;
+}
+
+/* The source config.json with quantization_config added. The source's key
+ * order is kept; the new key goes where sorting puts it when the source is
+ * sorted (as transformers writes it), else last. */
+static int write_config(const char *src_dir, const char *dir, const char *dtype, bool double_quant)
+{
+    char *path = ds_path_join(src_dir, "config.json");
+    char *text;
+    size_t len;
+    int rc = ds_read_file(path, &text, &len);
+    if (rc) {
+        free(path);
+        return rc;
+    }
+    json_error_t jerr;
+    json_t *src = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+    if (!json_is_object(src)) {
+        rc = src ? ds_fail(DS_EDATA, "%s: not a JSON object", path)
+                 : ds_fail(DS_EDATA, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
+        json_decref(src);
+        free(path);
+        return rc;
+    }
+    free(path);
+    const char *qkey = "quantization_config", *key, *prev = NULL;
+    json_t *v;
+    bool sorted = true;
+    json_object_foreach(src, key, v) {
+        if (prev && strcmp(prev, key) > 0) sorted = false;
+        prev = key;
+    }
+    json_t *out = json_object(), *q = quantization_config(dtype, double_quant);
+    json_object_foreach(src, key, v) {
+        if (sorted && q && strcmp(key, qkey) > 0) {
+            json_object_set_new(out, qkey, q);
+            q = NULL;
+        }
+        json_object_set(out, key, v);
+    }
+    if (q) json_object_set_new(out, qkey, q);
+    json_decref(src);
+    char *body = pyjson_dumps(out, 2);
+    json_decref(out);
+    if (!body) return ds_fail(DS_EINTERNAL, "cannot encode config.json");
+    char *file = ds_strdupf("%s\n", body);
+    free(body);
+    char *dst = ds_path_join(dir, "config.json");
+    rc = ds_write_file(dst, file, strlen(file));
+    free(dst);
+    free(file);
+    return rc;
+}
+
+typedef struct {
+    nf4_tensor *q;      /* quantized weights, alive until the file is written */
+    char **json;        /* their quant_state bytes */
+    int n;
+} holdings;
+
+static void holdings_free(holdings *h)
+{
+    for (int i = 0; i < h->n; i++) {
+        nf4_tensor_free(&h->q[i]);
+        free(h->json[i]);
+    }
+    free(h->q);
+    free(h->json);
+}
+
+/* Quantize one linear weight and add its six tensors. */
+static int add_quantized(st_writer *w, const st_set *s, const char *name, bool dq, holdings *h)
+{
+    h->q = realloc(h->q, (size_t)(h->n + 1) * sizeof *h->q);
+    h->json = realloc(h->json, (size_t)(h->n + 1) * sizeof *h->json);
+    nf4_tensor *t = &h->q[h->n];
+    h->json[h->n] = NULL;
+    int rc = bnb_weight_or_quantize(s, name, dq, t);
+    if (rc) return rc;
+    h->n++;
+    const nf4_view *v = nf4_tensor_view(t);
+    char *js = h->json[h->n - 1] = bnb_quant_state_json(v);
+    int64_t packed_shape[2] = {(v->n + 1) / 2, 1}, nb = v->nblocks, nb2 = v->nblocks2, n16 = 16, n256 = 256,
+            nj = (int64_t)strlen(js);
+    char *sub = malloc(strlen(name) + 64);
+#define SUB(suffix) (sprintf(sub, "%s.%s", name, suffix), sub)
+    rc = st_writer_add(w, name, ST_U8, 2, packed_shape, t->packed);
+    if (!rc && dq) rc = st_writer_add(w, SUB("absmax"), ST_U8, 1, &nb, t->absmax_q);
+    if (!rc && !dq) rc = st_writer_add(w, SUB("absmax"), ST_F32, 1, &nb, t->absmax);
+    if (!rc && dq) rc = st_writer_add(w, SUB("nested_absmax"), ST_F32, 1, &nb2, t->absmax2);
+    if (!rc && dq) rc = st_writer_add(w, SUB("nested_quant_map"), ST_F32, 1, &n256, t->nested_map);
+    if (!rc) rc = st_writer_add(w, SUB("quant_map"), ST_F32, 1, &n16, t->code);
+    if (!rc) rc = st_writer_add(w, SUB("quant_state.bitsandbytes__nf4"), ST_U8, 1, &nj, js);
+#undef SUB
+    free(sub);
+    return rc;
+}
+
+static int write_model(const char *dir, const st_set *s, bool dq, bnb_quantize_report *r)
+{
+    st_writer *w = st_writer_new();
+    st_writer_meta(w, "format", "pt");
+    holdings h = {0};
+    int rc = DS_OK;
+    for (int i = 0; i < st_set_count(s) && !rc; i++) {
+        const st_tensor *t = st_set_at(s, i);
+        if (bnb_is_linear_weight(t->name)) {
+            rc = add_quantized(w, s, t->name, dq, &h);
+            r->quantized++;
+            r->params_4bit += t->numel;
+        } else {
+            rc = st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data);
+            r->copied++;
+        }
+    }
+    if (!rc) {
+        r->bytes = st_writer_bytes(w);
+        char *path = ds_path_join(dir, "model.safetensors");
+        rc = st_writer_write(w, path);
+        free(path);
+    }
+    st_writer_free(w);
+    holdings_free(&h);
+    return rc;
+}
+
+static int copy_extras(const char *src_dir, const char *dir)
+{
+    for (size_t i = 0; i < sizeof COPIED / sizeof *COPIED; i++) {
+        char *from = ds_path_join(src_dir, COPIED[i]), *to = ds_path_join(dir, COPIED[i]);
+        int rc = ds_exists(from) ? ds_copy_file(from, to) : DS_OK;
+        free(from);
+        free(to);
+        if (rc) return rc;
+    }
+    return DS_OK;
+}
+
+/* Whether two paths name the same existing folder (writing over the source
+ * would replace the model being read). */
+static bool same_dir(const char *a, const char *b)
+{
+    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+    bool same = ra && rb && !strcmp(ra, rb);
+    free(ra);
+    free(rb);
+    return same;
+}
+
+int bnb_quantize_model(const char *src_dir, const char *out_dir, const bnb_quantize_opts *opts,
+                       bnb_quantize_report *report)
+{
+    bool dq = opts ? opts->double_quant : true;
+    bnb_quantize_report r = {0};
+    if (report) *report = r;
+    if (!ds_is_dir(src_dir)) return ds_fail(DS_ENOINPUT, "%s: no such model folder", src_dir);
+    if (same_dir(src_dir, out_dir))
+        return ds_fail(DS_EUSAGE, "%s: the output folder is the model folder itself; choose another", out_dir);
+    model_config cfg;
+    int rc = model_config_load(src_dir, &cfg);
+    if (rc) return rc;
+    if (cfg.quantized)
+        return ds_fail(DS_EDATA, "%s/config.json: key \"quantization_config\": the model is already quantized",
+                       src_dir);
+    const char *dtype = cfg.dtype[0] ? cfg.dtype : "float32";
+    if (strcmp(dtype, "bfloat16") && strcmp(dtype, "float16") && strcmp(dtype, "float32"))
+        return ds_fail(DS_EDATA, "%s/config.json: key \"dtype\" is \"%s\" (expected bfloat16, float16 or float32)",
+                       src_dir, dtype);
+    st_set *s;
+    if ((rc = st_set_open(src_dir, &s))) return rc;
+    char *tmp = NULL;
+    rc = ds_dir_begin(out_dir, &tmp);
+    if (!rc) rc = write_model(tmp, s, dq, &r);
+    if (!rc && r.quantized == 0)
+        rc = ds_fail(DS_EDATA, "%s: no decoder linear weights (model.layers.N.self_attn.q_proj.weight, ...) to quantize",
+                     src_dir);
+    if (!rc) rc = write_config(src_dir, tmp, dtype, dq);
+    if (!rc) rc = copy_extras(src_dir, tmp);
+    if (!rc) rc = ds_dir_commit(tmp, out_dir);
+    if (rc && tmp) ds_dir_abort(tmp);
+    free(tmp);
+    st_set_close(s);
+    if (!rc && report) *report = r;
+    return rc;
+}
