@@ -1,5 +1,7 @@
 #include "merge.h"
 
+#include "../backend/backend.h"
+
 #include <stdlib.h>
 
 void lora_merge_weight(const lora_adapter *a, int layer, llama_linear t, float *W)
@@ -8,7 +10,7 @@ void lora_merge_weight(const lora_adapter *a, int layer, llama_linear t, float *
     if (!A) return;
     const int r = a->cfg.r, out = a->out[t], in = a->in[t];
     const float s = lora_scale(&a->cfg);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)out * in * r > DS_OMP_MIN_WORK)
     for (int o = 0; o < out; o++) {
         float *row = W + (size_t)o * in;
         for (int k = 0; k < r; k++) {

@@ -260,7 +260,7 @@ static void cpu_gemm(const be_gemm_args *g)
 {
     const float *A = g->A, *B = g->B;
     float *C = g->C;
-#pragma omp parallel
+#pragma omp parallel if ((long)g->M * g->N * g->K > DS_OMP_MIN_WORK)
     {
         float *acc = malloc(sizeof(float) * (size_t)(g->N > 0 ? g->N : 1));
         float *arow = malloc(sizeof(float) * (size_t)(g->K > 0 ? g->K : 1));

@@ -25,6 +25,12 @@
 
 typedef enum { BE_CPU = 0, BE_CUDA = 1 } be_kind;
 
+/* CPU reference ops split work across OpenMP threads only above this many
+ * inner-loop operations: below it, starting threads costs more than it saves.
+ * Each output element is computed by one thread in a fixed order, so the
+ * results do not depend on the number of threads. */
+#define DS_OMP_MIN_WORK (1L << 18)
+
 typedef struct backend {
     be_kind kind;
     size_t act_size;          /* bytes per activation element: 4 (CPU) or 2 (CUDA) */

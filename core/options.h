@@ -51,15 +51,6 @@ typedef struct {
 
 /* The key called `name`, or NULL. */
 const opt_key *opt_find(const opt_key *keys, const char *name);
-/* Set one key from text: a scalar ("0.1", "true", "null", "cosine") or a
- * flow list ("[q_proj, v_proj]"). Checks type, range and choices; on failure
- * returns DS_ECONFIG with "key: problem" (the caller adds file:line). */
-int opt_set_text(const opt_key *k, void *cfg, const char *text);
-/* Apply every key's default. */
-int opt_defaults(const opt_key *keys, void *cfg);
 /* Free the strings and lists a table's keys own in cfg. */
 void opt_free(const opt_key *keys, void *cfg);
-/* A key's current value as YAML text (malloc'd), for writing resolved configs. */
-char *opt_format(const opt_key *k, const void *cfg);
-
 #endif

@@ -13,4 +13,3 @@
 
 NOT_YET(cmd_eval, "eval")
 NOT_YET(cmd_generate, "generate")
-NOT_YET(bench_train, "bench train")

@@ -44,4 +44,8 @@ int arg_flag(ds_args *a, const char *key);
 int arg_require(ds_args *a, const char *key, const char *cmd, const char **out);
 int arg_check_all(const ds_args *a, const char *cmd);
 
+/* RECIPE [key=value ...] [--resume] -> a loaded recipe (cmd_train.c). */
+#include "recipe.h"
+int recipe_from_args(int argc, char **argv, const char *cmd, bool allow_resume, recipe **r, bool *resume);
+
 #endif

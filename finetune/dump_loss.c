@@ -2,6 +2,8 @@
  * the dpo.* outputs, computed by the registered loss modules. */
 #include "dump_internal.h"
 
+#include "recipe.h"
+
 #include "../core/status.h"
 #include "../losses/loss.h"
 
@@ -9,33 +11,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Run module `name` (defaults, plus beta when given) on one micro-batch. */
-static int run_loss(const char *name, double beta, const batch *b, const float *lp, const float *ref, float *a,
-                    float *bc, double *loss, loss_output *metrics)
+/* Run the loss a YAML section describes ("{type: sft}") on one micro-batch. */
+static int run_loss(const char *section, const batch *b, const float *lp, const float *ref, float *a, float *bc,
+                    double *loss)
 {
-    const loss_module *m = loss_find(name);
-    if (!m) return ds_fail(DS_EINTERNAL, "loss '%s' is not registered", name);
-    void *cfg;
-    int rc = loss_config_new(m, &cfg);
+    recipe_loss l;
+    int rc = recipe_loss_parse(section, false, &l);
     if (rc) return rc;
-    const opt_key *kb = opt_find(m->keys, "beta");
-    if (kb && beta > 0) *(double *)((char *)cfg + kb->offset) = beta;
     loss_input in = {.B = b->B, .T = b->T, .targets = b->targets, .logprob = lp, .ref_logprob = ref};
     loss_output out = {.a = a, .b = bc};
     memset(a, 0, sizeof(float) * (size_t)b->B * b->T);
     memset(bc, 0, sizeof(float) * (size_t)b->B * b->T);
-    double norm = m->count(cfg, &in);
-    rc = m->forward(cfg, &in, norm, &out);
+    rc = l.module->forward(l.cfg, &in, l.module->count(l.cfg, &in), &out);
     *loss = out.loss;
-    if (metrics) *metrics = out;
-    loss_config_free(m, cfg);
+    recipe_loss_free(&l);
     return rc;
 }
 
 int dump_sft_coefs(const batch *b, const float *logprob, float *a, float *bc)
 {
     double loss;
-    return run_loss("sft", 0, b, logprob, NULL, a, bc, &loss, NULL);
+    return run_loss("{type: sft}", b, logprob, NULL, a, bc, &loss);
 }
 
 int dump_dpo_batch(const st_file *in, const char *path, batch *out)
@@ -100,7 +96,9 @@ int dump_dpo(engine *e, const st_file *in, const batch *pairs, const lora_adapte
     int rc = engine_forward(e, pairs, &fref, ref, NULL);
     if (!rc) rc = engine_zero_grads(e);
     if (!rc) rc = engine_forward(e, pairs, &fpol, lp, NULL);
-    if (!rc) rc = run_loss("dpo", beta, pairs, lp, ref, a, bc, &loss, NULL);
+    char section[64];
+    snprintf(section, sizeof section, "{type: dpo, beta: %.9g}", beta);
+    if (!rc) rc = run_loss(section, pairs, lp, ref, a, bc, &loss);
     if (!rc) rc = engine_backward(e, a, bc, NULL);
     if (!rc) rc = engine_get_grads(e, grads);
     int64_t np = P, one = 1;

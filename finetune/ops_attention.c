@@ -47,7 +47,7 @@ void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const v
     float *O = out;
     const float scale = 1.0f / sqrtf((float)D);
     const int group = H / Hkv;
-#pragma omp parallel
+#pragma omp parallel if ((long)B * H * T * T * D > DS_OMP_MIN_WORK)
     {
         float *p = malloc(sizeof(float) * (size_t)T);
 #pragma omp for collapse(2) schedule(static)
@@ -102,7 +102,7 @@ void op_attention_bwd(backend *be, void *dq, void *dk, void *dv, const void *dou
     const int group = H / Hkv;
     for (size_t i = 0; i < (size_t)B * T * H * D; i++) dQ[i] = 0;
     for (size_t i = 0; i < (size_t)B * T * Hkv * D; i++) dK[i] = dV[i] = 0;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((long)B * H * T * T * D > DS_OMP_MIN_WORK)
     for (int b = 0; b < B; b++)
         for (int kh = 0; kh < Hkv; kh++) {
             size_t row0 = (size_t)b * T;

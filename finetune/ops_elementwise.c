@@ -21,7 +21,7 @@ void op_rmsnorm_fwd(backend *be, void *out, float *rstd, const void *x, const vo
     DS_DISPATCH_CUDA(be, rmsnorm_fwd_cuda(be, out, rstd, x, w, N, C, eps));
     float *o = out;
     const float *xx = x, *ww = w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C > DS_OMP_MIN_WORK)
     for (int n = 0; n < N; n++) {
         const float *xr = xx + (size_t)n * C;
         float ss = 0;
@@ -40,7 +40,7 @@ void op_rmsnorm_bwd(backend *be, void *dx, const void *dout, const void *x, cons
     DS_DISPATCH_CUDA(be, rmsnorm_bwd_cuda(be, dx, dout, x, w, rstd, N, C));
     float *d = dx;
     const float *dy = dout, *xx = x, *ww = w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C > DS_OMP_MIN_WORK)
     for (int n = 0; n < N; n++) {
         const float *xr = xx + (size_t)n * C, *gr = dy + (size_t)n * C;
         float r = rstd[n], dot = 0;

@@ -112,8 +112,14 @@ int recipe_load(const char *path, char *const *overrides, int n_overrides, FILE 
 int recipe_parse(const char *text, size_t len, const char *path, char *const *overrides, int n_overrides,
                  FILE *notices, recipe **out);
 void recipe_free(recipe *r);
+/* One loss section from YAML text ("{type: dpo, beta: 0.2}"), checked and with
+ * every default, for tools that run a loss outside a recipe (dump, bench). */
+int recipe_loss_parse(const char *yaml, bool penalty, recipe_loss *out);
+void recipe_loss_free(recipe_loss *l);
 /* Write the resolved recipe (every key, defaults included) as YAML. */
 int recipe_write(const recipe *r, const char *path);
+/* The same YAML to a stream (ds-ft validate prints it to stdout). */
+int recipe_print(const recipe *r, FILE *f);
 /* Print every key with its default and help line (ds-ft --help). */
 void recipe_print_keys(FILE *f);
 

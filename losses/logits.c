@@ -10,7 +10,7 @@ void op_logits_stats(backend *be, float *lse, float *logprob, float *fmass, cons
                      const uint8_t *forbidden, int n, int V)
 {
     DS_DISPATCH_CUDA(be, logits_stats_cuda(be, lse, logprob, fmass, z, targets, forbidden, n, V));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n * V > DS_OMP_MIN_WORK)
     for (int i = 0; i < n; i++) {
         const float *zi = z + (size_t)i * V;
         float m = -INFINITY;
@@ -34,7 +34,7 @@ void op_logits_grad(backend *be, void *dz, const float *z, const float *lse, con
 {
     DS_DISPATCH_CUDA(be, logits_grad_cuda(be, dz, z, lse, targets, a, b, c, forbidden, n, V));
     float *d = dz;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n * V > DS_OMP_MIN_WORK)
     for (int i = 0; i < n; i++) {
         const float *zi = z + (size_t)i * V;
         float *di = d + (size_t)i * V;

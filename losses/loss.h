@@ -86,9 +86,6 @@ typedef struct loss_module {
 const loss_module *loss_find(const char *name);
 int loss_count(void);
 const loss_module *loss_at(int i);
-/* A module's config with every default applied (free with loss_config_free). */
-int loss_config_new(const loss_module *m, void **cfg);
-void loss_config_free(const loss_module *m, void *cfg);
 /* "sft, dpo, forbidden_tokens" into buf, for error messages. */
 const char *loss_names(char *buf, size_t n, bool penalties);
 

@@ -2,10 +2,7 @@
  * defining a loss_module and one line here. */
 #include "loss.h"
 
-#include "../core/status.h"
-
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 extern const loss_module LOSS_SFT, LOSS_DPO, LOSS_FORBIDDEN_TOKENS;
@@ -46,21 +43,3 @@ const char *loss_names(char *buf, size_t n, bool penalties)
     return buf;
 }
 
-int loss_config_new(const loss_module *m, void **cfg)
-{
-    *cfg = calloc(1, m->cfg_size ? m->cfg_size : 1);
-    int rc = opt_defaults(m->keys, *cfg);
-    if (rc) {
-        free(*cfg);
-        *cfg = NULL;
-    }
-    return rc;
-}
-
-void loss_config_free(const loss_module *m, void *cfg)
-{
-    if (!cfg) return;
-    if (m->free_cfg) m->free_cfg(cfg);
-    opt_free(m->keys, cfg);
-    free(cfg);
-}

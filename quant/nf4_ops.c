@@ -19,7 +19,7 @@ void op_nf4_dequant(backend *be, void *out, const nf4_view *q)
 {
     DS_DISPATCH_CUDA(be, nf4_dequant_cuda(be, out, q));
     float *o = out;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (q->n > DS_OMP_MIN_WORK)
     for (int64_t b = 0; b < q->nblocks; b++) {
         float absmax = q->double_quant
                            ? q->nested_map[q->absmax_q[b]] * q->absmax2[b / NF4_NESTED_BLOCK] + q->offset

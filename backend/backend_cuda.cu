@@ -1,0 +1,453 @@
+/* backend/backend_cuda.cu - the CUDA half of the backend (see backend_internal.h).
+ *
+ * One device, one stream per backend: every op is queued on that stream, so
+ * the engine's sequence of ops runs in order and be_sync() only waits once per
+ * step. Allocation goes straight to cudaMalloc (the engine allocates arenas once)
+ * and is tracked so that bytes_in_use and peak_bytes are exact. Any CUDA failure
+ * is recorded with be_fail(be, DS_ETRAIN, "device error: ...") and returned by
+ * the next be_sync(); out of memory says "out of memory: ...".
+ *
+ * Matrix products go through cuBLASLt. A row-major product C = op(A) op(B) is the
+ * column-major product Cᵀ = op(B)ᵀ op(A)ᵀ, so B is passed as cuBLASLt's first
+ * operand and A as its second, with no data movement. The descriptors and the
+ * algorithm chosen by the heuristic are cached per shape (a small hash table),
+ * so a training step builds nothing. Shapes that cuBLASLt refuses (K = 0, odd
+ * layouts with no algorithm) fall back to a plain tiled kernel.
+ */
+extern "C" {
+#include "backend.h"   /* C headers without extern "C" guards of their own */
+#include "../core/status.h"
+}
+#include "backend_internal.h"
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef __nv_bfloat16 bf16;
+
+#define GEMM_PLANS 256                      /* cached cuBLASLt plans (distinct shapes) */
+#define LT_WORKSPACE (32u << 20)            /* cuBLASLt workspace: 32 MiB */
+
+typedef struct {
+    int M, N, K, lda, ldb, ldc;
+    unsigned char ta, tb, cf32;
+    unsigned char align_a, align_b, align_c;   /* pointer alignment in bytes, capped at 16 */
+} gemm_key;
+
+typedef struct {
+    bool used;
+    bool fallback;                          /* no cuBLASLt algorithm: use gemm_fallback_kernel */
+    gemm_key key;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t lay_b, lay_a, lay_c;   /* cuBLASLt's A (our B), B (our A), C = D */
+    cublasLtMatmulAlgo_t algo;
+} gemm_plan;
+
+typedef struct {
+    void *p;
+    size_t bytes;
+} alloc_rec;
+
+/* The first two members must stay as backend.c's cpu_state: be_workspace() reads
+ * the workspace slots through that type for both kinds of backend. */
+typedef struct {
+    void *ws[WS_NSLOTS];
+    size_t ws_size[WS_NSLOTS];
+
+    int device;
+    char name[256];
+    int sm_count;
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *lt_ws;
+    alloc_rec *allocs;                      /* live allocations, for bytes_in_use */
+    size_t nallocs, cap_allocs;
+    gemm_plan plans[GEMM_PLANS];
+} cuda_state;
+
+static cuda_state *st(backend *be) { return (cuda_state *)be->impl; }
+
+/* Record a CUDA failure; true when the call succeeded. */
+static bool ok(backend *be, cudaError_t e, const char *what)
+{
+    if (e == cudaSuccess) return true;
+    if (e == cudaErrorMemoryAllocation) be_fail(be, DS_ETRAIN, "out of memory: %s: %s", what, cudaGetErrorString(e));
+    else be_fail(be, DS_ETRAIN, "device error: %s: %s", what, cudaGetErrorString(e));
+    return false;
+}
+
+static bool lt_ok(backend *be, cublasStatus_t s, const char *what)
+{
+    if (s == CUBLAS_STATUS_SUCCESS) return true;
+    be_fail(be, DS_ETRAIN, "device error: %s: cuBLASLt status %d (%s)", what, (int)s, cublasGetStatusString(s));
+    return false;
+}
+
+/* Helpers for the op files (their .cu files declare these): the backend's
+ * stream, and a check of the last launch. */
+extern "C" cudaStream_t cuda_stream(backend *be) { return st(be)->stream; }
+extern "C" int cuda_sm_count(backend *be) { return st(be)->sm_count; }
+extern "C" bool cuda_check_launch(backend *be, const char *what) { return ok(be, cudaGetLastError(), what); }
+
+/* ------------------------------------------------------------------ device */
+
+extern "C" int cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+extern "C" int cuda_open(backend *be)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        (void)cudaGetLastError();
+        return ds_fail(DS_EUSAGE, "device: cuda was asked for, but no CUDA device is usable (%s); use device: cpu",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "no device found");
+    }
+    cuda_state *s = (cuda_state *)calloc(1, sizeof *s);
+    be->impl = s;
+    s->device = 0;
+    cudaDeviceProp prop;
+    if (!ok(be, cudaSetDevice(s->device), "cudaSetDevice") ||
+        !ok(be, cudaGetDeviceProperties(&prop, s->device), "cudaGetDeviceProperties") ||
+        !ok(be, cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), "cudaStreamCreate") ||
+        !lt_ok(be, cublasLtCreate(&s->lt), "cublasLtCreate")) {
+        int rc = ds_fail(DS_ETRAIN, "opening the CUDA device: %s", be->errmsg);
+        if (s->stream) cudaStreamDestroy(s->stream);
+        free(s);
+        be->impl = NULL;
+        return rc;
+    }
+    snprintf(s->name, sizeof s->name, "%s", prop.name);
+    s->sm_count = prop.multiProcessorCount;
+    s->lt_ws = cuda_alloc(be, LT_WORKSPACE, "cuBLASLt workspace");
+    if (!s->lt_ws) {
+        int rc = ds_fail(DS_ETRAIN, "opening the CUDA device: %s", be->errmsg);
+        cublasLtDestroy(s->lt);
+        cudaStreamDestroy(s->stream);
+        free(s->allocs);
+        free(s);
+        be->impl = NULL;
+        return rc;
+    }
+    return DS_OK;
+}
+
+static void destroy_plan(gemm_plan *p)
+{
+    if (!p->used) return;
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->lay_a) cublasLtMatrixLayoutDestroy(p->lay_a);
+    if (p->lay_b) cublasLtMatrixLayoutDestroy(p->lay_b);
+    if (p->lay_c) cublasLtMatrixLayoutDestroy(p->lay_c);
+    memset(p, 0, sizeof *p);
+}
+
+extern "C" void cuda_close(backend *be)
+{
+    cuda_state *s = st(be);
+    if (!s) return;
+    cudaStreamSynchronize(s->stream);
+    for (int i = 0; i < GEMM_PLANS; i++) destroy_plan(&s->plans[i]);
+    for (int i = 0; i < WS_NSLOTS; i++) cuda_free(be, s->ws[i]);
+    cuda_free(be, s->lt_ws);
+    cublasLtDestroy(s->lt);
+    cudaStreamDestroy(s->stream);
+    free(s->allocs);
+    free(s);
+    be->impl = NULL;
+}
+
+extern "C" const char *cuda_device_name(backend *be) { return st(be)->name; }
+
+extern "C" int cuda_sync(backend *be)
+{
+    ok(be, cudaStreamSynchronize(st(be)->stream), "synchronize");
+    ok(be, cudaGetLastError(), "after synchronize");
+    return be->err;
+}
+
+/* ------------------------------------------------------------------ memory */
+
+extern "C" void *cuda_alloc(backend *be, size_t bytes, const char *what)
+{
+    cuda_state *s = st(be);
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes);   /* 256-byte aligned */
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        if (e == cudaErrorMemoryAllocation)
+            be_fail(be, DS_ETRAIN, "out of memory: %zu bytes for %s (%.2f GiB free of %.2f GiB, %.2f GiB held by ds-ft)",
+                    bytes, what, fr / 1073741824.0, tot / 1073741824.0, be->bytes_in_use / 1073741824.0);
+        else
+            be_fail(be, DS_ETRAIN, "device error: allocating %zu bytes for %s: %s", bytes, what, cudaGetErrorString(e));
+        return NULL;
+    }
+    if (s->nallocs == s->cap_allocs) {
+        s->cap_allocs = s->cap_allocs ? 2 * s->cap_allocs : 64;
+        s->allocs = (alloc_rec *)realloc(s->allocs, s->cap_allocs * sizeof *s->allocs);
+    }
+    s->allocs[s->nallocs++] = (alloc_rec){p, bytes};
+    be->bytes_in_use += bytes;
+    if (be->bytes_in_use > be->peak_bytes) be->peak_bytes = be->bytes_in_use;
+    return p;
+}
+
+extern "C" void cuda_free(backend *be, void *p)
+{
+    if (!p) return;
+    cuda_state *s = st(be);
+    for (size_t i = 0; i < s->nallocs; i++) {
+        if (s->allocs[i].p != p) continue;
+        be->bytes_in_use -= s->allocs[i].bytes;
+        s->allocs[i] = s->allocs[--s->nallocs];
+        break;
+    }
+    ok(be, cudaFree(p), "cudaFree");
+}
+
+/* Uploads wait for the copy, so the caller may reuse its host buffer at once. */
+extern "C" void cuda_upload(backend *be, void *dst, const void *src, size_t bytes)
+{
+    if (!bytes) return;
+    if (ok(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st(be)->stream), "upload"))
+        ok(be, cudaStreamSynchronize(st(be)->stream), "upload");
+}
+
+extern "C" void cuda_download(backend *be, void *dst, const void *src, size_t bytes)
+{
+    if (!bytes) return;
+    if (ok(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st(be)->stream), "download"))
+        ok(be, cudaStreamSynchronize(st(be)->stream), "download");
+}
+
+extern "C" void cuda_copy(backend *be, void *dst, const void *src, size_t bytes)
+{
+    if (!bytes) return;
+    ok(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st(be)->stream), "device copy");
+}
+
+extern "C" void cuda_zero(backend *be, void *p, size_t bytes)
+{
+    if (!bytes) return;
+    ok(be, cudaMemsetAsync(p, 0, bytes, st(be)->stream), "memset");
+}
+
+extern "C" void cuda_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes)
+{
+    *free_bytes = *total_bytes = 0;
+    ok(be, cudaMemGetInfo(free_bytes, total_bytes), "cudaMemGetInfo");
+}
+
+/* ------------------------------------------------------------- conversions */
+
+/* dst[i] = bf16(src[i]) (round to nearest even), four per thread when aligned.
+ * Grid-stride loop over n/4 groups; the scalar tail is done by the first threads. */
+__global__ void f32_to_bf16_kernel(bf16 *dst, const float *src, size_t n, bool vec)
+{
+    size_t stride = (size_t)gridDim.x * blockDim.x, t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t nv = vec ? n / 4 : 0;
+    for (size_t i = t; i < nv; i += stride) {
+        float4 f = ((const float4 *)src)[i];
+        __nv_bfloat162 lo = __floats2bfloat162_rn(f.x, f.y), hi = __floats2bfloat162_rn(f.z, f.w);
+        uint2 u = make_uint2(*(unsigned *)&lo, *(unsigned *)&hi);
+        ((uint2 *)dst)[i] = u;
+    }
+    for (size_t i = nv * 4 + t; i < n; i += stride) dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+/* dst[i] = float(src[i]), four per thread when aligned. */
+__global__ void bf16_to_f32_kernel(float *dst, const bf16 *src, size_t n, bool vec)
+{
+    size_t stride = (size_t)gridDim.x * blockDim.x, t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t nv = vec ? n / 4 : 0;
+    for (size_t i = t; i < nv; i += stride) {
+        uint2 u = ((const uint2 *)src)[i];
+        __nv_bfloat162 lo = *(__nv_bfloat162 *)&u.x, hi = *(__nv_bfloat162 *)&u.y;
+        ((float4 *)dst)[i] = make_float4(__low2float(lo), __high2float(lo), __low2float(hi), __high2float(hi));
+    }
+    for (size_t i = nv * 4 + t; i < n; i += stride) dst[i] = __bfloat162float(src[i]);
+}
+
+/* Enough 256-thread blocks to cover n/4 groups, capped at a few waves (grid-stride beyond). */
+static unsigned conv_blocks(backend *be, size_t n)
+{
+    size_t want = (n / 4 + 255) / 256 + 1, cap = (size_t)st(be)->sm_count * 16;
+    return (unsigned)(want < cap ? want : cap);
+}
+
+extern "C" void cuda_f32_to_act(backend *be, void *dst, const float *src, size_t n)
+{
+    if (!n || be->err) return;
+    bool vec = ((uintptr_t)dst % 8 == 0) && ((uintptr_t)src % 16 == 0);
+    f32_to_bf16_kernel<<<conv_blocks(be, n), 256, 0, st(be)->stream>>>((bf16 *)dst, src, n, vec);
+    cuda_check_launch(be, "f32_to_bf16");
+}
+
+extern "C" void cuda_act_to_f32(backend *be, float *dst, const void *src, size_t n)
+{
+    if (!n || be->err) return;
+    bool vec = ((uintptr_t)dst % 16 == 0) && ((uintptr_t)src % 8 == 0);
+    bf16_to_f32_kernel<<<conv_blocks(be, n), 256, 0, st(be)->stream>>>(dst, (const bf16 *)src, n, vec);
+    cuda_check_launch(be, "bf16_to_f32");
+}
+
+/* -------------------------------------------------------------------- GEMM */
+
+/* Fallback product for what cuBLASLt refuses: row-major C (M, N) = alpha op(A) op(B)
+ * + beta C with the same conventions as be_gemm_args. One 16x16 output tile per
+ * 256-thread block; op(A) and op(B) tiles of 16x16 staged in shared memory; fp32
+ * accumulation. C is not read when beta == 0 (it may hold garbage). */
+__global__ void gemm_fallback_kernel(be_gemm_args g)
+{
+    __shared__ float sa[16][17], sb[16][17];
+    const bf16 *A = (const bf16 *)g.A, *B = (const bf16 *)g.B;
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    int row = blockIdx.y * 16 + ty, col = blockIdx.x * 16 + tx;
+    float acc = 0;
+    for (int k0 = 0; k0 < g.K; k0 += 16) {
+        int ar = blockIdx.y * 16 + ty, ak = k0 + tx;   /* op(A)[ar][ak] */
+        float av = 0, bv = 0;
+        if (ar < g.M && ak < g.K)
+            av = __bfloat162float(g.trans_a ? A[(size_t)ak * g.lda + ar] : A[(size_t)ar * g.lda + ak]);
+        int bk = k0 + ty, bc = blockIdx.x * 16 + tx;   /* op(B)[bk][bc] */
+        if (bk < g.K && bc < g.N)
+            bv = __bfloat162float(g.trans_b ? B[(size_t)bc * g.ldb + bk] : B[(size_t)bk * g.ldb + bc]);
+        sa[ty][tx] = av;
+        sb[ty][tx] = bv;
+        __syncthreads();
+        for (int k = 0; k < 16; k++) acc += sa[ty][k] * sb[k][tx];
+        __syncthreads();
+    }
+    if (row >= g.M || col >= g.N) return;
+    size_t at = (size_t)row * g.ldc + col;
+    if (g.c_f32) {
+        float *C = (float *)g.C;
+        C[at] = g.alpha * acc + (g.beta != 0 ? g.beta * C[at] : 0.0f);
+    } else {
+        bf16 *C = (bf16 *)g.C;
+        C[at] = __float2bfloat16_rn(g.alpha * acc + (g.beta != 0 ? g.beta * __bfloat162float(C[at]) : 0.0f));
+    }
+}
+
+static void gemm_fallback(backend *be, const be_gemm_args *g)
+{
+    dim3 grid((g->N + 15) / 16, (g->M + 15) / 16);
+    gemm_fallback_kernel<<<grid, 256, 0, st(be)->stream>>>(*g);
+    cuda_check_launch(be, "gemm_fallback");
+}
+
+static unsigned char align_of(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    unsigned char r = 16;
+    while (r > 1 && a % r) r /= 2;
+    return r;
+}
+
+static uint64_t key_hash(const gemm_key *k)
+{
+    const unsigned char *b = (const unsigned char *)k;
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+    for (size_t i = 0; i < sizeof *k; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Build the descriptors and pick the heuristic's best algorithm for one key. */
+static void build_plan(backend *be, gemm_plan *p, const gemm_key *k)
+{
+    cuda_state *s = st(be);
+    memset(p, 0, sizeof *p);
+    p->used = true;
+    p->key = *k;
+    if (k->K == 0) {   /* C = beta C: nothing for cuBLASLt to multiply */
+        p->fallback = true;
+        return;
+    }
+    cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N;   /* cuBLASLt's A is our B */
+    cublasOperation_t opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cudaDataType_t ct = k->cf32 ? CUDA_R_32F : CUDA_R_16BF;
+    /* Column-major views: our B (K, N) row-major is (N, K) col-major; transposed it is stored (K, N). */
+    bool good = lt_ok(be, cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc") &&
+                lt_ok(be, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa), "transa") &&
+                lt_ok(be, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb), "transb") &&
+                lt_ok(be, cublasLtMatrixLayoutCreate(&p->lay_b, CUDA_R_16BF, k->tb ? k->K : k->N, k->tb ? k->N : k->K, k->ldb), "layout B") &&
+                lt_ok(be, cublasLtMatrixLayoutCreate(&p->lay_a, CUDA_R_16BF, k->ta ? k->M : k->K, k->ta ? k->K : k->M, k->lda), "layout A") &&
+                lt_ok(be, cublasLtMatrixLayoutCreate(&p->lay_c, ct, k->N, k->M, k->ldc), "layout C");
+    if (!good) return;
+
+    cublasLtMatmulPreference_t pref = NULL;
+    uint64_t ws = LT_WORKSPACE;
+    uint32_t al_first = k->align_b, al_second = k->align_a, al_c = k->align_c;
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    if (lt_ok(be, cublasLtMatmulPreferenceCreate(&pref), "preference")) {
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_first, sizeof al_first);
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_second, sizeof al_second);
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c);
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c);
+        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(s->lt, p->op, p->lay_b, p->lay_a, p->lay_c, p->lay_c, pref, 1,
+                                                           &res, &found);
+        if (hs != CUBLAS_STATUS_SUCCESS) found = 0;
+        cublasLtMatmulPreferenceDestroy(pref);
+    }
+    if (found > 0) p->algo = res.algo;
+    else p->fallback = true;
+}
+
+/* The cached plan for this product (built on first use). */
+static gemm_plan *get_plan(backend *be, const be_gemm_args *g)
+{
+    cuda_state *s = st(be);
+    gemm_key k;
+    memset(&k, 0, sizeof k);   /* padding bytes take part in the hash */
+    k.M = g->M, k.N = g->N, k.K = g->K, k.lda = g->lda, k.ldb = g->ldb, k.ldc = g->ldc;
+    k.ta = g->trans_a, k.tb = g->trans_b, k.cf32 = g->c_f32;
+    k.align_a = align_of(g->A), k.align_b = align_of(g->B), k.align_c = align_of(g->C);
+    uint64_t h = key_hash(&k);
+    for (int probe = 0; probe < GEMM_PLANS; probe++) {
+        gemm_plan *p = &s->plans[(h + probe) % GEMM_PLANS];
+        if (!p->used) {
+            build_plan(be, p, &k);
+            return p;
+        }
+        if (!memcmp(&p->key, &k, sizeof k)) return p;
+    }
+    gemm_plan *p = &s->plans[h % GEMM_PLANS];   /* table full: replace the home slot */
+    destroy_plan(p);
+    build_plan(be, p, &k);
+    return p;
+}
+
+extern "C" void cuda_gemm(backend *be, const be_gemm_args *g)
+{
+    cuda_state *s = st(be);
+    gemm_plan *p = get_plan(be, g);
+    if (be->err) return;
+    if (p->fallback) {
+        gemm_fallback(be, g);
+        return;
+    }
+    cublasStatus_t r = cublasLtMatmul(s->lt, p->op, &g->alpha, g->B, p->lay_b, g->A, p->lay_a, &g->beta, g->C, p->lay_c,
+                                      g->C, p->lay_c, &p->algo, s->lt_ws, LT_WORKSPACE, s->stream);
+    if (r == CUBLAS_STATUS_NOT_SUPPORTED) {   /* remember, and use the plain kernel from now on */
+        p->fallback = true;
+        gemm_fallback(be, g);
+        return;
+    }
+    lt_ok(be, r, "cublasLtMatmul");
+}

@@ -1,0 +1,329 @@
+/* finetune/train.c - the training loop. One step = gradient_accumulation_steps
+ * micro-batches: forward, loss module(s), backward (gradients accumulate),
+ * then clipping and AdamW. Losses are normalised over the whole step
+ * (loss_module.count), so accumulation equals one large batch. */
+#include "train.h"
+
+#include "merge.h"
+#include "run.h"
+
+#include "../core/files.h"
+#include "../core/status.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static volatile sig_atomic_t g_interrupted;
+static void on_signal(int sig) { (void)sig; g_interrupted = 1; }
+
+/* ------------------------------------------------------------ data order */
+
+/* Micro-batch `st.batch` of epoch `st.epoch` (advancing across epochs). */
+static int next_micro_batch(run *x, batch *b, int *plan_batch)
+{
+    const recipe *r = x->r;
+    if (x->plan_epoch == x->st.epoch && x->st.batch >= x->plan.nbatches) {
+        x->st.epoch++;
+        x->st.batch = 0;
+    }
+    if (x->plan_epoch != x->st.epoch) {
+        epoch_plan_free(&x->plan);
+        int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, x->st.epoch, r->data.shuffle,
+                                 r->data.sample_packing && !x->paired, (int)r->data.sequence_len,
+                                 (int)r->train.micro_batch_size, &x->plan);
+        if (rc) return rc;
+        x->plan_epoch = x->st.epoch;
+    }
+    *plan_batch = x->st.batch;
+    int pad = tok_pad_id(x->tok) >= 0 ? tok_pad_id(x->tok) : 0;
+    int rc = epoch_plan_batch(&x->plan, x->st.batch, &x->train, pad, b);
+    x->st.batch++;
+    return rc;
+}
+
+/* Reference log-probs of a batch: from the precomputed cache or a forward
+ * pass of the model without adapters. */
+static int reference_logprobs(run *x, const batch *b, int plan_batch, float *ref)
+{
+    if (!x->ref_cache) {
+        engine_fwd f = {.lora = false};
+        return engine_forward(x->eng, b, &f, ref, NULL);
+    }
+    /* rows 2k, 2k+1 come from the k-th item of the batch's plan rows */
+    int row0 = x->plan.batch_start[plan_batch];
+    for (int row = 0; row < b->B; row++) {
+        int ex = x->plan.items[x->plan.row_start[row0 + row / 2]];
+        const float *src = x->ref_cache[ex] + (row % 2 ? x->train.pref[ex].n_chosen : 0);
+        int k = 0;
+        for (int t = 0; t < b->T; t++) {
+            size_t i = (size_t)row * b->T + t;
+            ref[i] = b->targets[i] >= 0 ? src[k++] : 0.0f;
+        }
+    }
+    return DS_OK;
+}
+
+int run_precompute_ref(run *x)
+{
+    epoch_plan plan;
+    const recipe *r = x->r;
+    int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, 0, false, false, (int)r->data.sequence_len,
+                             (int)r->train.micro_batch_size, &plan);
+    if (rc) return rc;
+    x->ref_cache = calloc((size_t)x->train.n, sizeof *x->ref_cache);
+    int pad = tok_pad_id(x->tok) >= 0 ? tok_pad_id(x->tok) : 0;
+    engine_fwd f = {.lora = false};
+    for (int i = 0; !rc && i < plan.nbatches; i++) {
+        batch b;
+        rc = epoch_plan_batch(&plan, i, &x->train, pad, &b);
+        float *lp = rc ? NULL : malloc(sizeof(float) * (size_t)b.B * b.T);
+        if (!rc) rc = engine_forward(x->eng, &b, &f, lp, NULL);
+        int row0 = plan.batch_start[i];
+        for (int row = 0; !rc && row < b.B; row++) {
+            int ex = plan.items[plan.row_start[row0 + row / 2]];
+            const pref_example *p = &x->train.pref[ex];
+            if (!x->ref_cache[ex]) x->ref_cache[ex] = calloc((size_t)(p->n_chosen + p->n_rejected), sizeof(float));
+            float *dst = x->ref_cache[ex] + (row % 2 ? p->n_chosen : 0);
+            int cap = row % 2 ? p->n_rejected : p->n_chosen, k = 0;
+            for (int t = 0; t < b.T; t++) {
+                size_t j = (size_t)row * b.T + t;
+                if (b.targets[j] >= 0 && k < cap) dst[k++] = lp[j];
+            }
+        }
+        free(lp);
+        if (!rc) batch_free(&b);
+    }
+    epoch_plan_free(&plan);
+    if (!rc) tlog_say(&x->log, "dpo: reference log-probs precomputed for %d pairs", x->train.n);
+    return rc;
+}
+
+/* ------------------------------------------------------------ one step */
+
+typedef struct {
+    double loss, grad_norm, lr;
+    long tokens;
+    int nmetrics;
+    const char *name[16];
+    double sum[16], count[16];
+} step_result;
+
+static void merge_metrics(step_result *s, const loss_output *o)
+{
+    for (int m = 0; m < o->nmetrics; m++) {
+        int k = 0;
+        while (k < s->nmetrics && strcmp(s->name[k], o->metric_name[m])) k++;
+        if (k == s->nmetrics) {
+            if (k == 16) continue;
+            s->name[k] = o->metric_name[m];
+            s->sum[k] = s->count[k] = 0;
+            s->nmetrics++;
+        }
+        s->sum[k] += o->metric_sum[m];
+        s->count[k] += o->metric_count[m];
+    }
+}
+
+/* The recipe's loss modules: the main loss then the penalties. */
+static int loss_list(const recipe *r, const recipe_loss **out)
+{
+    out[0] = &r->loss.main;
+    for (int i = 0; i < r->loss.n_penalties; i++) out[1 + i] = &r->loss.penalties[i];
+    return 1 + r->loss.n_penalties;
+}
+
+static int train_step(run *x, step_result *res)
+{
+    const recipe *r = x->r;
+    int accum = (int)r->train.gradient_accumulation_steps, rc = DS_OK;
+    batch *mb = calloc((size_t)accum, sizeof *mb);
+    int *plan_batch = calloc((size_t)accum, sizeof *plan_batch);
+    const recipe_loss *losses[17];
+    int nloss = loss_list(r, losses);
+    double norm[17] = {0};
+    memset(res, 0, sizeof *res);
+
+    for (int k = 0; !rc && k < accum; k++) rc = next_micro_batch(x, &mb[k], &plan_batch[k]);
+    for (int k = 0; !rc && k < accum; k++) {
+        loss_input in = {.B = mb[k].B, .T = mb[k].T, .targets = mb[k].targets};
+        for (int j = 0; j < nloss; j++) norm[j] += losses[j]->module->count(losses[j]->cfg, &in);
+    }
+    if (!rc) rc = engine_zero_grads(x->eng);
+    for (int k = 0; !rc && k < accum; k++) {
+        const batch *b = &mb[k];
+        size_t N = (size_t)b->B * b->T;
+        float *lp = malloc(sizeof(float) * N), *fm = calloc(N, sizeof(float)), *ref = NULL;
+        float *ca = calloc(N, sizeof(float)), *cb = calloc(N, sizeof(float)), *cc = calloc(N, sizeof(float));
+        if (x->needs_ref) {
+            ref = malloc(sizeof(float) * N);
+            rc = reference_logprobs(x, b, plan_batch[k], ref);
+        }
+        engine_fwd f = {.lora = true, .training = true, .for_backward = true, .micro_step = x->st.micro_step};
+        if (!rc) rc = engine_forward(x->eng, b, &f, lp, x->forbidden_owner ? fm : NULL);
+        loss_input in = {.B = b->B, .T = b->T, .targets = b->targets, .logprob = lp, .ref_logprob = ref,
+                         .fmass = x->forbidden_owner ? fm : NULL};
+        for (int j = 0; !rc && j < nloss; j++) {
+            loss_output out = {.a = ca, .b = cb, .c = cc};
+            rc = losses[j]->module->forward(losses[j]->cfg, &in, norm[j], &out);
+            res->loss += out.loss;
+            merge_metrics(res, &out);
+        }
+        if (!rc) rc = engine_backward(x->eng, ca, cb, x->forbidden_owner ? cc : NULL);
+        x->st.micro_step++;
+        for (size_t i = 0; i < N; i++) res->tokens += b->seg[i] >= 0;
+        free(lp); free(fm); free(ref); free(ca); free(cb); free(cc);
+    }
+    for (int k = 0; k < accum; k++) batch_free(&mb[k]);
+    free(mb);
+    free(plan_batch);
+    if (!rc) rc = engine_grad_norm(x->eng, &res->grad_norm);
+    /* The watchdog looks before the update, so that a bad step never lands. */
+    if (!rc && (!isfinite(res->loss) || !isfinite(res->grad_norm)))
+        return ds_fail(DS_ETRAIN, "training failed: the loss became %s at step %lld (NaN watchdog); the last "
+                                  "checkpoint in %s/checkpoints is intact", isfinite(res->loss) ? "finite but the "
+                                  "gradient NaN" : "NaN", (long long)x->st.step + 1, r->output_dir);
+    if (!rc) {
+        double clip = r->train.max_grad_norm;
+        res->lr = lr_at(&x->sched, x->st.step);
+        adamw_args a = {.lr = (float)res->lr, .beta1 = (float)r->train.adam_beta1, .beta2 = (float)r->train.adam_beta2,
+                        .eps = (float)r->train.adam_epsilon, .weight_decay = (float)r->train.weight_decay,
+                        .grad_scale = clip > 0 && res->grad_norm > clip ? (float)(clip / (res->grad_norm + 1e-6)) : 1.0f,
+                        .step = (int)x->st.step + 1};
+        rc = engine_adamw(x->eng, &a);
+    }
+    if (!rc) x->st.step++;
+    return rc;
+}
+
+/* ------------------------------------------------------------ reporting */
+
+static size_t peak_memory(const run *x)
+{
+    if (x->be->kind == BE_CUDA) return be_peak_bytes(x->be);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (size_t)ru.ru_maxrss * 1024;
+}
+
+static void report_step(run *x, const step_result *s, double tok_per_s, double elapsed, double eta)
+{
+    double epoch = x->st.epoch + (x->plan.nbatches ? (double)x->st.batch / x->plan.nbatches : 0);
+    size_t mem = peak_memory(x);
+    json_t *row = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:I, s:f}", "step", (json_int_t)x->st.step, "epoch", epoch,
+                            "loss", s->loss, "lr", s->lr, "grad_norm", s->grad_norm, "tokens_per_s", tok_per_s,
+                            "peak_mem_bytes", (json_int_t)mem, "elapsed_s", elapsed);
+    for (int m = 0; m < s->nmetrics; m++)
+        json_object_set_new(row, s->name[m], json_real(s->count[m] > 0 ? s->sum[m] / s->count[m] : 0.0));
+    tlog_row(&x->log, row);
+    char mb[32], e1[32], e2[32];
+    tlog_say(&x->log, "step %lld/%lld  loss %.4f  lr %.3e  grad_norm %.4f  %.0f tok/s  mem %s  elapsed %s  eta %s",
+             (long long)x->st.step, (long long)x->st.total_steps, s->loss, s->lr, s->grad_norm, tok_per_s,
+             tlog_bytes((double)mem, mb, sizeof mb), tlog_duration(elapsed, e1, sizeof e1),
+             tlog_duration(eta, e2, sizeof e2));
+}
+
+static int save_checkpoint(run *x)
+{
+    size_t P = x->adapter->nparams;
+    float *m = malloc(sizeof(float) * P), *v = malloc(sizeof(float) * P);
+    int rc = engine_get_params(x->eng, x->adapter->data);
+    if (!rc) rc = engine_get_adam(x->eng, m, v);
+    x->st.elapsed_s += run_now() - x->t_start;
+    x->t_start = run_now();
+    if (!rc) rc = checkpoint_save(x->r->output_dir, &x->st, x->adapter, m, v, (int)x->r->save.keep_last);
+    if (!rc) tlog_say(&x->log, "checkpoint: %s/checkpoints/step-%lld", x->r->output_dir, (long long)x->st.step);
+    free(m);
+    free(v);
+    return rc;
+}
+
+/* ------------------------------------------------------------ the run */
+
+static int finish(run *x)
+{
+    const recipe *r = x->r;
+    int rc = engine_get_params(x->eng, x->adapter->data);
+    char *dir = ds_path_join(r->output_dir, "adapter");
+    if (!rc) rc = lora_save_peft(x->adapter, dir);
+    if (!rc) tlog_say(&x->log, "adapter: %s (PEFT format)", dir);
+    free(dir);
+    if (!rc) rc = run_evaluate(x, true, x->st.step);
+    if (!rc) rc = run_write_eval_files(x);
+    if (!rc) run_print_summary(x);
+    if (!rc && r->save.merge) {
+        merge_source src;
+        rc = merge_source_parse(r->save.merge_source, &src);
+        char *mdir = ds_path_join(r->output_dir, "merged");
+        if (!rc) rc = merge_write(x->model, x->adapter, src, mdir);
+        if (!rc) tlog_say(&x->log, "merged: %s (%s weights + adapter, bf16)", mdir, r->save.merge_source);
+        free(mdir);
+    }
+    return rc;
+}
+
+int train_run(const recipe *r, bool resume)
+{
+    run x;
+    g_interrupted = 0;
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    int rc = run_setup(&x, r, resume);
+    if (!rc && x.needs_ref && r->loss.main.module->precompute_ref && r->loss.main.module->precompute_ref(r->loss.main.cfg))
+        rc = run_precompute_ref(&x);
+    if (!rc && r->eval.before_training && !resume && x.n_evals) rc = run_evaluate(&x, false, 0);
+
+    double window_t = run_now(), session_t = run_now();
+    long window_tokens = 0;
+    int64_t session_steps = 0;
+    bool saved_last = false;
+    while (!rc && x.st.step < x.st.total_steps) {
+        step_result s;
+        rc = train_step(&x, &s);
+        if (rc) break;
+        session_steps++;
+        window_tokens += s.tokens;
+        x.st.tokens += s.tokens;
+        saved_last = false;
+        if (x.st.step == 1 || x.st.first_loss == 0) x.st.first_loss = s.loss;
+        if (r->train.divergence_factor > 0 && x.st.step > 1 && s.loss > r->train.divergence_factor * x.st.first_loss) {
+            rc = ds_fail(DS_ETRAIN, "training failed: the loss diverged (%.4g at step %lld, more than %g x the first "
+                                    "step's %.4g); the last checkpoint in %s/checkpoints is intact", s.loss,
+                         (long long)x.st.step, r->train.divergence_factor, x.st.first_loss, r->output_dir);
+            break;
+        }
+        double now = run_now(), elapsed = x.st.elapsed_s + now - x.t_start;
+        double eta = (now - session_t) / session_steps * (double)(x.st.total_steps - x.st.step);
+        bool last = x.st.step == x.st.total_steps;
+        if (x.st.step % r->train.logging_steps == 0 || last) {
+            report_step(&x, &s, window_tokens / (now - window_t + 1e-9), elapsed, eta);
+            window_t = now;
+            window_tokens = 0;
+        } else {
+            char e1[32];
+            tlog_live(&x.log, "step %lld/%lld  loss %.4f  lr %.2e  eta %s", (long long)x.st.step,
+                      (long long)x.st.total_steps, s.loss, s.lr, tlog_duration(eta, e1, sizeof e1));
+        }
+        if (r->eval.every_steps > 0 && x.st.step % r->eval.every_steps == 0 && !last)
+            rc = run_evaluate_midway(&x, x.st.step);
+        if (!rc && ((r->save.every_steps > 0 && x.st.step % r->save.every_steps == 0) || last || g_interrupted)) {
+            rc = save_checkpoint(&x);
+            saved_last = true;
+        }
+        if (!rc && g_interrupted) {
+            rc = ds_fail(DS_EINTERRUPTED, "interrupted at step %lld; checkpoint written (continue with --resume)",
+                         (long long)x.st.step);
+        }
+    }
+    (void)saved_last;
+    if (!rc) rc = finish(&x);
+    run_free(&x);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    return rc;
+}
