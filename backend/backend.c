@@ -253,41 +253,47 @@ void be_download_act_as_f32(backend *be, float *host, const void *src, size_t n)
 
 /* ------------------------------------------------------------------- GEMM */
 
-/* CPU reference: each output row accumulates in fp32 in a private buffer,
- * then C = alpha*acc + beta*C. Rows are independent, so the OpenMP split
- * does not change the result. */
+/* CPU reference. A transposed operand is first copied into row-major
+ * order, so that every output row is a sum of scaled rows of B
+ * (acc += a_ik * B[k, :]), a loop the compiler vectorises; each row
+ * accumulates in fp32 in a fixed order, whatever the number of threads. */
+static const float *row_major(const float *X, int rows, int cols, int ld, bool trans, float **owned)
+{
+    /* X as stored is (cols, rows) when trans; return it as (rows, cols) with ld = cols. */
+    *owned = NULL;
+    if (!trans) return X;
+    float *T = malloc(sizeof(float) * (size_t)rows * cols);
+    for (int c = 0; c < cols; c++)
+        for (int r = 0; r < rows; r++) T[(size_t)r * cols + c] = X[(size_t)c * ld + r];
+    *owned = T;
+    return T;
+}
+
 static void cpu_gemm(const be_gemm_args *g)
 {
-    const float *A = g->A, *B = g->B;
+    float *own_a, *own_b;
+    const float *A = row_major(g->A, g->M, g->K, g->lda, g->trans_a, &own_a);   /* (M, K) */
+    const float *B = row_major(g->B, g->K, g->N, g->ldb, g->trans_b, &own_b);   /* (K, N) */
+    const int lda = g->trans_a ? g->K : g->lda, ldb = g->trans_b ? g->N : g->ldb;
     float *C = g->C;
 #pragma omp parallel if ((long)g->M * g->N * g->K > DS_OMP_MIN_WORK)
     {
         float *acc = malloc(sizeof(float) * (size_t)(g->N > 0 ? g->N : 1));
-        float *arow = malloc(sizeof(float) * (size_t)(g->K > 0 ? g->K : 1));
 #pragma omp for schedule(static)
         for (int i = 0; i < g->M; i++) {
-            for (int k = 0; k < g->K; k++) arow[k] = g->trans_a ? A[(size_t)k * g->lda + i] : A[(size_t)i * g->lda + k];
-            if (g->trans_b) {
-                for (int j = 0; j < g->N; j++) {
-                    const float *b = B + (size_t)j * g->ldb;
-                    float s = 0;
-                    for (int k = 0; k < g->K; k++) s += arow[k] * b[k];
-                    acc[j] = s;
-                }
-            } else {
-                memset(acc, 0, sizeof(float) * (size_t)g->N);
-                for (int k = 0; k < g->K; k++) {
-                    const float a = arow[k], *b = B + (size_t)k * g->ldb;
-                    if (a == 0) continue;
-                    for (int j = 0; j < g->N; j++) acc[j] += a * b[j];
-                }
+            memset(acc, 0, sizeof(float) * (size_t)g->N);
+            for (int k = 0; k < g->K; k++) {
+                const float a = A[(size_t)i * lda + k], *b = B + (size_t)k * ldb;
+                if (a == 0) continue;
+                for (int j = 0; j < g->N; j++) acc[j] += a * b[j];
             }
             float *c = C + (size_t)i * g->ldc;
             for (int j = 0; j < g->N; j++) c[j] = g->alpha * acc[j] + (g->beta != 0 ? g->beta * c[j] : 0.0f);
         }
         free(acc);
-        free(arow);
     }
+    free(own_a);
+    free(own_b);
 }
 
 void be_gemm(backend *be, const be_gemm_args *g)

@@ -73,6 +73,7 @@ typedef struct {
     long skipped_lines;    /* malformed lines skipped (skip_bad_lines) */
     long truncated;        /* examples cut to sequence_len */
     long dropped;          /* examples left without any trained token */
+    void *storage;         /* owner of the token buffers; NULL in a view (dataset_split) */
 } dataset;
 
 /* Load and tokenize the sources as `kind` examples: EX_SFT for supervised
@@ -84,7 +85,9 @@ void dataset_free(dataset *d);
 
 /* Split deterministically from the seed: `val` gets round(val_size * n)
  * examples when val_size < 1, else (long)val_size; `train` the rest.
- * Both are views sharing d's examples (free only d). */
+ * Both are views sharing d's token buffers, each keeping the examples in
+ * d's order: use them only while d lives, and dataset_free() them too (on
+ * a view it releases only the view's own example list). */
 int dataset_split(const dataset *d, double val_size, uint64_t seed, dataset *train, dataset *val);
 
 /* ---- iteration: the order of micro-batches in an epoch ---- */
@@ -108,7 +111,8 @@ void epoch_plan_free(epoch_plan *p);
 
 /* Build micro-batch `i` of the plan. T is the longest row, at most
  * sequence_len. For EX_PREF each example gives two rows: chosen (2k) then
- * rejected (2k+1). */
+ * rejected (2k+1). For EX_MCQ each example gives one row per choice
+ * (prompt + that continuation, targets on the continuation). */
 int epoch_plan_batch(const epoch_plan *p, int i, const dataset *d, int pad_id, batch *out);
 
 /* ---- token cache ---- */

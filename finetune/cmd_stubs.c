@@ -11,5 +11,3 @@
 #define NOT_YET(fn, name) \
     int fn(int argc, char **argv) { (void)argc; (void)argv; return ds_fail(DS_EINTERNAL, "'%s' is not implemented yet", name); }
 
-NOT_YET(cmd_eval, "eval")
-NOT_YET(cmd_generate, "generate")

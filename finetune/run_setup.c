@@ -104,7 +104,7 @@ static int load_data(run *x)
     if (!rc && x->has_val) {
         run_eval_set *s = &x->evals[x->n_evals++];
         s->name = strdup("validation");
-        s->data = x->val;   /* a view: not freed with the eval sets */
+        s->data = x->val;   /* the validation view, freed once as x->val */
     }
     free(cache_dir);
     return rc;
@@ -247,6 +247,8 @@ void run_free(run *x)
         free(x->ref_cache);
     }
     epoch_plan_free(&x->plan);
+    dataset_free(&x->train);   /* views: their own example lists only */
+    dataset_free(&x->val);
     dataset_free(&x->all);
     engine_free(x->eng);
     lora_free(x->adapter);
