@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 typedef struct {
     void *ws[WS_NSLOTS];
@@ -69,6 +72,12 @@ int be_open(be_kind kind, backend **out)
 #endif
     } else {
         be->impl = calloc(1, sizeof(cpu_state));
+#ifdef _OPENMP
+        /* One thread unless OMP_NUM_THREADS asks for more: idle OpenMP
+         * threads spin, and where the cores are busy with other work that
+         * makes a run many times slower than a single thread. */
+        if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
+#endif
     }
     *out = be;
     return DS_OK;

@@ -38,10 +38,10 @@ static int list_steps(const char *dir, int64_t **steps, int *n)
 
 static int write_state(const char *dir, const train_state *s)
 {
-    json_t *o = json_pack("{s:I, s:I, s:i, s:i, s:I, s:I, s:f, s:f, s:I}", "step", (json_int_t)s->step, "total_steps",
-                          (json_int_t)s->total_steps, "epoch", s->epoch, "batch", s->batch, "micro_step",
-                          (json_int_t)s->micro_step, "seed", (json_int_t)s->seed, "first_loss", s->first_loss,
-                          "elapsed_s", s->elapsed_s, "tokens", (json_int_t)s->tokens);
+    json_t *o = json_pack("{s:I, s:I, s:i, s:i, s:I, s:I, s:f, s:f, s:f, s:I}", "step", (json_int_t)s->step,
+                          "total_steps", (json_int_t)s->total_steps, "epoch", s->epoch, "batch", s->batch, "micro_step",
+                          (json_int_t)s->micro_step, "seed", (json_int_t)s->seed, "loss_ema", s->loss_ema,
+                          "loss_ema_best", s->loss_ema_best, "elapsed_s", s->elapsed_s, "tokens", (json_int_t)s->tokens);
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
     char *path = ds_path_join(dir, "trainer_state.json");
@@ -138,7 +138,8 @@ int checkpoint_load(const char *path, const model_config *model, train_state *s,
         s->micro_step = (uint64_t)v[4];
         s->seed = (uint64_t)v[5];
         s->tokens = v[6];
-        s->first_loss = json_number_value(json_object_get(o, "first_loss"));
+        s->loss_ema = json_number_value(json_object_get(o, "loss_ema"));
+        s->loss_ema_best = json_number_value(json_object_get(o, "loss_ema_best"));
         s->elapsed_s = json_number_value(json_object_get(o, "elapsed_s"));
     }
     if (!rc) rc = lora_load_peft(path, model, &saved);

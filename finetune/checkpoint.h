@@ -19,7 +19,8 @@ typedef struct {
     int batch;             /* index of the next micro-batch in that epoch's plan */
     uint64_t micro_step;   /* micro-batches consumed (dropout masks) */
     uint64_t seed;
-    double first_loss;     /* divergence watchdog's reference */
+    double loss_ema;       /* divergence watchdog: moving average of the loss ... */
+    double loss_ema_best;  /* ... and its lowest value so far */
     double elapsed_s;
     int64_t tokens;        /* input tokens processed */
 } train_state;

@@ -7,11 +7,8 @@
 #include "../core/status.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+
 
 #ifndef DSFT_VERSION
 #define DSFT_VERSION "dev"
@@ -38,12 +35,6 @@ static int looks_like_recipe(const char *arg)
 
 int main(int argc, char **argv)
 {
-#ifdef _OPENMP
-    /* The CPU backend runs on one thread unless OMP_NUM_THREADS says more:
-     * idle OpenMP threads spin, and on a machine whose cores are busy that
-     * makes a run many times slower than one thread. */
-    if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
-#endif
     if (argc < 2) {
         print_help(stderr);
         return DS_EUSAGE;

@@ -198,6 +198,16 @@ static int train_step(run *x, step_result *res)
     return rc;
 }
 
+/* The divergence watchdog: an exponential moving average of the loss
+ * (smoothing over ~10 steps, so one hard batch does not trip it) against
+ * its lowest value so far. factor 0 turns it off. */
+static bool diverged(train_state *st, double loss, double factor)
+{
+    st->loss_ema = st->step == 1 ? loss : 0.9 * st->loss_ema + 0.1 * loss;
+    if (st->step == 1 || st->loss_ema < st->loss_ema_best) st->loss_ema_best = st->loss_ema;
+    return factor > 0 && st->loss_ema > factor * st->loss_ema_best;
+}
+
 /* ------------------------------------------------------------ reporting */
 
 static size_t peak_memory(const run *x)
@@ -290,11 +300,11 @@ int train_run(const recipe *r, bool resume)
         window_tokens += s.tokens;
         x.st.tokens += s.tokens;
         saved_last = false;
-        if (x.st.step == 1 || x.st.first_loss == 0) x.st.first_loss = s.loss;
-        if (r->train.divergence_factor > 0 && x.st.step > 1 && s.loss > r->train.divergence_factor * x.st.first_loss) {
-            rc = ds_fail(DS_ETRAIN, "training failed: the loss diverged (%.4g at step %lld, more than %g x the first "
-                                    "step's %.4g); the last checkpoint in %s/checkpoints is intact", s.loss,
-                         (long long)x.st.step, r->train.divergence_factor, x.st.first_loss, r->output_dir);
+        if (diverged(&x.st, s.loss, r->train.divergence_factor)) {
+            rc = ds_fail(DS_ETRAIN, "training failed: the loss diverged at step %lld (its moving average %.4g is more "
+                                    "than %g x its best, %.4g); the last checkpoint in %s/checkpoints is intact",
+                         (long long)x.st.step, x.st.loss_ema, r->train.divergence_factor, x.st.loss_ema_best,
+                         r->output_dir);
             break;
         }
         double now = run_now(), elapsed = x.st.elapsed_s + now - x.t_start;
