@@ -8,6 +8,7 @@
  * as it is).
  */
 #include "dataset_internal.h"
+#include "jsonl.h"
 
 #include "../core/files.h"
 #include "../core/status.h"
@@ -60,17 +61,6 @@ void ds_rendered_free(ds_rendered *r)
 
 /* ---- fields ---- */
 
-static const char *json_kind(const json_t *j)
-{
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: case JSON_REAL: return "a number";
-    case JSON_TRUE: case JSON_FALSE: return "a boolean";
-    default: return "null";
-    }
-}
 
 static int missing(const ds_render_ctx *c, int line, const char *field)
 {
@@ -79,7 +69,7 @@ static int missing(const ds_render_ctx *c, int line, const char *field)
 
 static int wrong_type(const ds_render_ctx *c, int line, const char *field, const char *want, const json_t *v)
 {
-    return ds_fail(DS_EDATA, "%s:%d: field \"%s\" must be %s, found %s", c->file, line, field, want, json_kind(v));
+    return ds_fail(DS_EDATA, "%s:%d: field \"%s\" must be %s, found %s", c->file, line, field, want, jsonl_kind(v));
 }
 
 /* A string field; optional ones may be absent or null (*s = NULL). */

@@ -323,7 +323,7 @@ const char *jsonl_name(const jsonl_reader *r) { return r->name; }
 
 /* ---- records ---- */
 
-static const char *json_kind(const json_t *j)
+const char *jsonl_kind(const json_t *j)
 {
     switch (json_typeof(j)) {
     case JSON_OBJECT: return "an object";
@@ -355,7 +355,7 @@ static int parse_record(jsonl_reader *r, int line, json_t **obj)
         return ds_fail(DS_EDATA, "%s:%d: malformed JSON: %s (column %d)", r->name,
                        line + (e.line > 0 ? e.line - 1 : 0), e.text, e.column);
     if (!json_is_object(j)) {
-        int rc = ds_fail(DS_EDATA, "%s:%d: expected a JSON object, found %s", r->name, line, json_kind(j));
+        int rc = ds_fail(DS_EDATA, "%s:%d: expected a JSON object, found %s", r->name, line, jsonl_kind(j));
         json_decref(j);
         return rc;
     }

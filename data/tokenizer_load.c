@@ -85,22 +85,36 @@ static int get_pattern(const tokenizer *t, json_t *j, const char *where, tk_rege
 
 /* -------------------------------------------------------------- normalizer */
 
-static int normalizer(tokenizer *t, json_t *j, const char *where, int depth)
+/* A component or a "Sequence" of them (listed under list_key, nested
+ * sequences allowed): each plain component goes to `one`, in order. */
+typedef int (*component_fn)(tokenizer *t, json_t *j, const char *type, const char *where, void *ctx);
+
+static int each_component(tokenizer *t, json_t *j, const char *where, const char *list_key, int depth,
+                          component_fn one, void *ctx)
 {
     const char *type;
     int rc = need_type(t, j, where, &type);
     if (rc) return rc;
     if (depth > 16) return bad(t, where, "Sequences nested too deeply");
-    char sub[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(j, "normalizers");
-        if (!json_is_array(list)) return bad(t, where, "Sequence without a \"normalizers\" list");
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            snprintf(sub, sizeof sub, "%s.normalizers[%zu]", where, i);
-            if ((rc = normalizer(t, json_array_get(list, i), sub, depth + 1))) return rc;
-        }
-        return DS_OK;
+    if (strcmp(type, "Sequence")) return one(t, j, type, where, ctx);
+    json_t *list = json_object_get(j, list_key);
+    if (!json_is_array(list)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "Sequence without a \"%s\" list", list_key);
+        return bad(t, where, msg);
     }
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        char sub[320];
+        snprintf(sub, sizeof sub, "%.200s.%.32s[%zu]", where, list_key, i);
+        if ((rc = each_component(t, json_array_get(list, i), sub, list_key, depth + 1, one, ctx))) return rc;
+    }
+    return DS_OK;
+}
+
+static int normalizer(tokenizer *t, json_t *j, const char *type, const char *where, void *ctx)
+{
+    (void)ctx;
+    int rc = DS_OK;
     tk_norm nm = {0};
     const char *s = NULL;
     size_t n = 0;
@@ -133,29 +147,17 @@ static int normalizer(tokenizer *t, json_t *j, const char *where, int depth)
 
 int tk_load_normalizer(tokenizer *t, json_t *j)
 {
-    return !j || json_is_null(j) ? DS_OK : normalizer(t, j, "normalizer", 0);
+    return !j || json_is_null(j) ? DS_OK : each_component(t, j, "normalizer", "normalizers", 0, normalizer, NULL);
 }
 
 /* ------------------------------------------------------------ pre-tokenizer */
 
 static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-static int pretokenizer(tokenizer *t, json_t *j, const char *where, int depth)
+static int pretokenizer(tokenizer *t, json_t *j, const char *type, const char *where, void *ctx)
 {
-    const char *type;
-    int rc = need_type(t, j, where, &type);
-    if (rc) return rc;
-    if (depth > 16) return bad(t, where, "Sequences nested too deeply");
-    char sub[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(j, "pretokenizers");
-        if (!json_is_array(list)) return bad(t, where, "Sequence without a \"pretokenizers\" list");
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            snprintf(sub, sizeof sub, "%s.pretokenizers[%zu]", where, i);
-            if ((rc = pretokenizer(t, json_array_get(list, i), sub, depth + 1))) return rc;
-        }
-        return DS_OK;
-    }
+    (void)ctx;
+    int rc = DS_OK;
     tk_pretok p = {0};
     if (!strcmp(type, "Split")) {
         static const char *const BEHAVIORS[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
@@ -189,27 +191,15 @@ static int pretokenizer(tokenizer *t, json_t *j, const char *where, int depth)
 
 int tk_load_pretokenizer(tokenizer *t, json_t *j)
 {
-    return !j || json_is_null(j) ? DS_OK : pretokenizer(t, j, "pre_tokenizer", 0);
+    return !j || json_is_null(j) ? DS_OK : each_component(t, j, "pre_tokenizer", "pretokenizers", 0, pretokenizer, NULL);
 }
 
 /* ------------------------------------------------------------------ decoder */
 
-static int decoder(tokenizer *t, json_t *j, const char *where, int depth)
+static int decoder(tokenizer *t, json_t *j, const char *type, const char *where, void *ctx)
 {
-    const char *type;
-    int rc = need_type(t, j, where, &type);
-    if (rc) return rc;
-    if (depth > 16) return bad(t, where, "Sequences nested too deeply");
-    char sub[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(j, "decoders");
-        if (!json_is_array(list)) return bad(t, where, "Sequence without a \"decoders\" list");
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            snprintf(sub, sizeof sub, "%s.decoders[%zu]", where, i);
-            if ((rc = decoder(t, json_array_get(list, i), sub, depth + 1))) return rc;
-        }
-        return DS_OK;
-    }
+    (void)ctx;
+    int rc = DS_OK;
     tk_dec d = {0};
     const char *s = NULL;
     size_t n = 0;
@@ -241,7 +231,7 @@ static int decoder(tokenizer *t, json_t *j, const char *where, int depth)
 int tk_load_decoder(tokenizer *t, json_t *j)
 {
     t->has_decoder = j && !json_is_null(j);
-    return t->has_decoder ? decoder(t, j, "decoder", 0) : DS_OK;
+    return t->has_decoder ? each_component(t, j, "decoder", "decoders", 0, decoder, NULL) : DS_OK;
 }
 
 /* ------------------------------------------------------------ post-processor */
@@ -316,22 +306,14 @@ static int cls_sep(tokenizer *t, json_t *j, const char *key, const char *where, 
     return DS_OK;
 }
 
-static int postprocessor(tokenizer *t, json_t *j, const char *where, int depth, tok_ids *pre, tok_ids *post)
+typedef struct {
+    tok_ids *pre, *post;   /* ids a template puts before and after the text */
+} wrap;
+
+static int postprocessor(tokenizer *t, json_t *j, const char *type, const char *where, void *ctx)
 {
-    const char *type;
-    int rc = need_type(t, j, where, &type);
-    if (rc) return rc;
-    if (depth > 16) return bad(t, where, "Sequences nested too deeply");
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(j, "processors");
-        if (!json_is_array(list)) return bad(t, where, "Sequence without a \"processors\" list");
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            char sub[256];
-            snprintf(sub, sizeof sub, "%s.processors[%zu]", where, i);
-            if ((rc = postprocessor(t, json_array_get(list, i), sub, depth + 1, pre, post))) return rc;
-        }
-        return DS_OK;
-    }
+    tok_ids *pre = ((wrap *)ctx)->pre, *post = ((wrap *)ctx)->post;
+    int rc = DS_OK;
     if (!strcmp(type, "ByteLevel")) return DS_OK;   /* only trims offsets */
     /* each later processor wraps what the earlier ones produced */
     tok_ids p = {0}, q = {0};
@@ -357,7 +339,8 @@ int tk_load_postprocessor(tokenizer *t, json_t *j)
 {
     if (!j || json_is_null(j)) return DS_OK;
     tok_ids pre = {0}, post = {0};
-    int rc = postprocessor(t, j, "post_processor", 0, &pre, &post);
+    wrap w = {&pre, &post};
+    int rc = each_component(t, j, "post_processor", "processors", 0, postprocessor, &w);
     if (!rc) {
         free(t->prefix_ids);
         free(t->suffix_ids);

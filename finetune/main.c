@@ -46,6 +46,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(first, "--version")) {
         printf("ds-ft %s (%s)\n", DSFT_VERSION, be_cuda_compiled() ? "cpu+cuda" : "cpu only");
+        if (be_cuda_compiled()) printf("cuda devices: %d\n", be_cuda_device_count());
         return DS_OK;
     }
     const ds_command *cmd = ds_find_command(first);
