@@ -17,6 +17,7 @@ void op_dropout(backend *be, void *out, const void *x, size_t n, float p, uint64
         float v = ds_dropout_keep(seed, step, id, i, p) ? xx[i] * keep_scale : 0.0f;
         o[i] = accumulate ? o[i] + v : v;
     }
+    be_round_act(be, out, n);
 }
 
 static bool uses_dropout(const lora_view *l, const lora_ctx *ctx) { return ctx->training && l->dropout > 0; }

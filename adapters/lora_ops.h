@@ -15,6 +15,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     int r, in, out;
     float scale;            /* s */
@@ -46,11 +50,9 @@ void op_lora_bwd(backend *be, void *dx, const void *dy, const void *x, const voi
 void op_dropout(backend *be, void *out, const void *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
                 bool accumulate);
 
-#ifdef __cplusplus
-extern "C" {
-#endif
 void dropout_cuda(backend *be, void *out, const void *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
                   bool accumulate);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,8 @@
 #include "backend.h"
 #include "backend_internal.h"
 
+#include "../core/numeric.h"
+
 #include "../core/status.h"
 
 #include <stdarg.h>
@@ -16,12 +18,8 @@
 #endif
 
 typedef struct {
-    void *ws[WS_NSLOTS];
-    size_t ws_size[WS_NSLOTS];
+    be_workspaces ws;   /* first member, as in the CUDA state */
 } cpu_state;
-
-/* Workspaces live in the same struct for both kinds: the first member of
- * the CUDA state is also a cpu_state (see backend_cuda.cu). */
 
 bool be_cuda_compiled(void)
 {
@@ -78,6 +76,8 @@ int be_open(be_kind kind, backend **out)
          * makes a run many times slower than a single thread. */
         if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
 #endif
+        const char *emu = getenv("DSFT_CPU_BF16");
+        be->round_bf16 = emu && *emu && strcmp(emu, "0");
     }
     *out = be;
     return DS_OK;
@@ -108,7 +108,7 @@ void be_close(backend *be)
     }
 #endif
     cpu_state *s = be->impl;
-    for (int i = 0; i < WS_NSLOTS; i++) free(s->ws[i]);
+    for (int i = 0; i < WS_NSLOTS; i++) free(s->ws.ws[i]);
     free(s);
     free(be);
 }
@@ -207,16 +207,23 @@ size_t be_peak_bytes(const backend *be) { return be->peak_bytes; }
 
 void *be_workspace(backend *be, be_ws_slot slot, size_t bytes)
 {
-    cpu_state *s = be->impl;   /* first member of the CUDA state too */
-    if (bytes > s->ws_size[slot]) {
-        be_free(be, s->ws[slot]);
-        s->ws[slot] = be_alloc(be, bytes, "workspace");
-        s->ws_size[slot] = s->ws[slot] ? bytes : 0;
+    be_workspaces *w = be->impl;   /* the first member of either backend's state */
+    if (bytes > w->ws_size[slot]) {
+        be_free(be, w->ws[slot]);
+        w->ws[slot] = be_alloc(be, bytes, "workspace");
+        w->ws_size[slot] = w->ws[slot] ? bytes : 0;
     }
-    return s->ws[slot];
+    return w->ws[slot];
 }
 
 void be_reserve(backend *be, be_ws_slot slot, size_t bytes) { (void)be_workspace(be, slot, bytes); }
+
+void be_round_act(const backend *be, void *p, size_t n)
+{
+    if (be->kind != BE_CPU || !be->round_bf16) return;
+    float *x = p;
+    for (size_t i = 0; i < n; i++) x[i] = ds_round_bf16(x[i]);
+}
 
 /* -------------------------------------------------------------- conversions */
 
@@ -226,6 +233,7 @@ void be_f32_to_act(backend *be, void *dst, const float *src, size_t n)
     if (be->kind == BE_CUDA) { cuda_f32_to_act(be, dst, src, n); return; }
 #endif
     memmove(dst, src, n * sizeof(float));
+    be_round_act(be, dst, n);
 }
 
 void be_act_to_f32(backend *be, float *dst, const void *src, size_t n)
@@ -240,6 +248,7 @@ void be_upload_f32_as_act(backend *be, void *dst, const float *host, size_t n)
 {
     if (be->kind == BE_CPU) {
         memcpy(dst, host, n * sizeof(float));
+        be_round_act(be, dst, n);
         return;
     }
     float *tmp = be_workspace(be, WS_MISC, n * sizeof(float));
@@ -312,6 +321,8 @@ void be_gemm(backend *be, const be_gemm_args *g)
     if (be->kind == BE_CUDA) { cuda_gemm(be, g); return; }
 #endif
     cpu_gemm(g);
+    if (!g->c_f32)
+        for (int i = 0; i < g->M; i++) be_round_act(be, (float *)g->C + (size_t)i * g->ldc, (size_t)g->N);
 }
 
 void be_matmul_nt(backend *be, void *y, const void *x, const void *w, int M, int N, int K, float beta)

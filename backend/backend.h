@@ -23,6 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum { BE_CPU = 0, BE_CUDA = 1 } be_kind;
 
 /* CPU reference ops split work across OpenMP threads only above this many
@@ -38,6 +42,7 @@ typedef struct backend {
     char errmsg[512];
     size_t bytes_in_use;      /* device bytes allocated through be_alloc */
     size_t peak_bytes;
+    bool round_bf16;          /* CPU only: store act values rounded to bf16, as CUDA does (DSFT_CPU_BF16=1) */
     void *impl;               /* backend-private (CUDA handles, workspaces) */
 } backend;
 
@@ -81,6 +86,12 @@ void be_act_to_f32(backend *be, float *dst_f32, const void *src_act, size_t n);
 void be_upload_f32_as_act(backend *be, void *dst_act, const float *host, size_t n);
 void be_download_act_as_f32(backend *be, float *host, const void *src_act, size_t n);
 
+/* The CPU reference ops call this on every act buffer they write: with
+ * round_bf16 set it rounds the values to bf16, so that the CPU engine stores
+ * its activations as the CUDA engine does while still computing in fp32 -
+ * which separates the error of bf16 storage from that of the kernels. */
+void be_round_act(const backend *be, void *p, size_t n);
+
 /* Pointer arithmetic on act buffers: p + n elements. */
 static inline void *be_act_at(const backend *be, const void *p, size_t n)
 {
@@ -114,5 +125,9 @@ void be_matmul_nn(backend *be, void *dx, const void *dy, const void *w, int M, i
 typedef enum { WS_DEQUANT, WS_LORA, WS_ATTN, WS_LOGITS, WS_MISC, WS_NSLOTS } be_ws_slot;
 void *be_workspace(backend *be, be_ws_slot slot, size_t bytes);
 void be_reserve(backend *be, be_ws_slot slot, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -14,10 +14,8 @@
  * so a training step builds nothing. Shapes that cuBLASLt refuses (K = 0, odd
  * layouts with no algorithm) fall back to a plain tiled kernel.
  */
-extern "C" {
-#include "backend.h"   /* C headers without extern "C" guards of their own */
+#include "backend.h"
 #include "../core/status.h"
-}
 #include "backend_internal.h"
 
 #include <cublasLt.h>
@@ -53,11 +51,8 @@ typedef struct {
     size_t bytes;
 } alloc_rec;
 
-/* The first two members must stay as backend.c's cpu_state: be_workspace() reads
- * the workspace slots through that type for both kinds of backend. */
 typedef struct {
-    void *ws[WS_NSLOTS];
-    size_t ws_size[WS_NSLOTS];
+    be_workspaces ws;   /* first member: be_workspace() in backend.c manages it */
 
     int device;
     char name[256];
@@ -160,7 +155,7 @@ extern "C" void cuda_close(backend *be)
     if (!s) return;
     cudaStreamSynchronize(s->stream);
     for (int i = 0; i < GEMM_PLANS; i++) destroy_plan(&s->plans[i]);
-    for (int i = 0; i < WS_NSLOTS; i++) cuda_free(be, s->ws[i]);
+    for (int i = 0; i < WS_NSLOTS; i++) cuda_free(be, s->ws.ws[i]);
     cuda_free(be, s->lt_ws);
     cublasLtDestroy(s->lt);
     cudaStreamDestroy(s->stream);
@@ -405,7 +400,7 @@ static void build_plan(backend *be, gemm_plan *p, const gemm_key *k)
         if (hs != CUBLAS_STATUS_SUCCESS) found = 0;
         cublasLtMatmulPreferenceDestroy(pref);
     }
-    if (found > 0) p->algo = res.algo;
+    if (found > 0 && res.state == CUBLAS_STATUS_SUCCESS) p->algo = res.algo;
     else p->fallback = true;
 }
 
@@ -444,7 +439,8 @@ extern "C" void cuda_gemm(backend *be, const be_gemm_args *g)
     }
     cublasStatus_t r = cublasLtMatmul(s->lt, p->op, &g->alpha, g->B, p->lay_b, g->A, p->lay_a, &g->beta, g->C, p->lay_c,
                                       g->C, p->lay_c, &p->algo, s->lt_ws, LT_WORKSPACE, s->stream);
-    if (r == CUBLAS_STATUS_NOT_SUPPORTED) {   /* remember, and use the plain kernel from now on */
+    if (r == CUBLAS_STATUS_NOT_SUPPORTED || r == CUBLAS_STATUS_INVALID_VALUE) {
+        /* a layout this algorithm refuses: remember, and use the plain kernel for this shape */
         p->fallback = true;
         gemm_fallback(be, g);
         return;

@@ -8,6 +8,13 @@
 extern "C" {
 #endif
 
+/* The scratch buffers of be_workspace(); the first member of both the CPU
+ * and the CUDA state, so that backend.c manages them for either. */
+typedef struct {
+    void *ws[WS_NSLOTS];
+    size_t ws_size[WS_NSLOTS];
+} be_workspaces;
+
 /* CUDA half of the backend (backend_cuda.cu); only linked with DS_HAVE_CUDA. */
 int cuda_open(backend *be);
 void cuda_close(backend *be);
@@ -24,9 +31,18 @@ void cuda_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes);
 void cuda_f32_to_act(backend *be, void *dst, const float *src, size_t n);
 void cuda_act_to_f32(backend *be, float *dst, const void *src, size_t n);
 void cuda_gemm(backend *be, const be_gemm_args *g);
+int cuda_sm_count(backend *be);
+/* After a kernel launch: record a launch error in the backend; false if one. */
+bool cuda_check_launch(backend *be, const char *what);
 
 #ifdef __cplusplus
 }
+#endif
+
+#ifdef __CUDACC__
+#include <cuda_runtime.h>
+/* The backend's stream: every kernel of every op runs on it, in order. */
+extern "C" cudaStream_t cuda_stream(backend *be);
 #endif
 
 #endif

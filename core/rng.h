@@ -11,6 +11,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #ifdef __CUDACC__
 #define DS_HD __host__ __device__ __forceinline__
 #else
@@ -73,5 +77,9 @@ DS_HD int ds_dropout_keep(uint64_t seed, uint64_t step, uint64_t module, uint64_
     uint64_t stream = ((uint64_t)DS_STREAM_DROPOUT << 56) ^ (step << 20) ^ module;
     return ds_u01(ds_hash3(seed, stream, index)) >= p;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -9,6 +9,10 @@
 #ifndef DS_CORE_STATUS_H
 #define DS_CORE_STATUS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum {
     DS_OK = 0,
     DS_ETRAIN = 1,       /* training failed: NaN/divergence, device error, out of memory */
@@ -34,5 +38,9 @@ void ds_clear_error(void);
 
 /* Short name of a status code ("bad data", "I/O error", ...). */
 const char *ds_status_name(int code);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

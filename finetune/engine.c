@@ -253,6 +253,15 @@ static void reserve_workspace(engine *e)
     if (rows > N) rows = N;
     e->chunk_rows = (int)rows;
     be_reserve(be, WS_LOGITS, rows * V * (sizeof(float) + A) + 256);
+    if (be->kind == BE_CUDA) {
+        /* the attention kernels' scratch: fp32 dQ accumulators, one value per
+         * (token, head), and the segment range of every 64-token tile */
+        size_t H = (size_t)cfg->num_heads, D = (size_t)cfg->head_dim;
+        size_t tiles = N + 1;   /* B * ceil(T / 64) for any B x T that fits N tokens */
+        size_t attn = N * H * (D + 1) * sizeof(float) + tiles * 2 * sizeof(int) + 1024;
+        be_reserve(be, WS_ATTN, attn);
+        e->ws_bytes += attn;
+    }
     be_reserve(be, WS_MISC, (1u << 20) * sizeof(float));
     e->ws_bytes = biggest * A * (e->model->quantized ? 1 : 0) + lora + rows * V * (sizeof(float) + A) + (4u << 20);
 }
@@ -261,6 +270,10 @@ int engine_create(backend *be, const llama_model *m, const engine_opts *o, engin
 {
     *out = NULL;
     if (o->max_B < 1 || o->max_T < 1) return ds_fail(DS_EINTERNAL, "engine: empty batch shape");
+    int D = m->cfg.head_dim;
+    if (be->kind == BE_CUDA && D != 16 && D != 32 && D != 64 && D != 128)
+        return ds_fail(DS_EDATA, "%s: head_dim %d: the CUDA attention kernels take 16, 32, 64 or 128 (use device: cpu)",
+                       m->dir, D);
     engine *e = calloc(1, sizeof *e);
     e->be = be;
     e->model = m;

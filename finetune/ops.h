@@ -16,6 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* out (N, C) act = table[ids[n]] (V, C) act. ids must be < V. */
 void op_embedding(backend *be, void *out, const int32_t *ids, const void *table, int N, int C);
 
@@ -66,5 +70,9 @@ typedef struct {
     int step;
 } adamw_args;
 void op_adamw(backend *be, float *p, const float *grad, float *m, float *v, size_t n, const adamw_args *a);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

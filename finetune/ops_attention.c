@@ -30,6 +30,7 @@ void op_rope(backend *be, void *x, const int32_t *pos, int N, int nh, int D, flo
         }
     }
     free(inv_freq);
+    be_round_act(be, x, (size_t)N * nh * D);
 }
 
 static int visible(const int32_t *seg, size_t row0, int i, int j)
@@ -84,6 +85,7 @@ void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const v
             }
         free(p);
     }
+    be_round_act(be, out, (size_t)B * T * H * D);
 }
 
 /* With P = softmax(S), S = q kᵀ / sqrt(D):
@@ -136,4 +138,7 @@ void op_attention_bwd(backend *be, void *dq, void *dk, void *dv, const void *dou
                     }
                 }
         }
+    be_round_act(be, dq, (size_t)B * T * H * D);
+    be_round_act(be, dk, (size_t)B * T * Hkv * D);
+    be_round_act(be, dv, (size_t)B * T * Hkv * D);
 }

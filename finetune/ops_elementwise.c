@@ -14,6 +14,7 @@ void op_embedding(backend *be, void *out, const int32_t *ids, const void *table,
     float *o = out;
     const float *t = table;
     for (int n = 0; n < N; n++) memcpy(o + (size_t)n * C, t + (size_t)ids[n] * C, sizeof(float) * (size_t)C);
+    be_round_act(be, out, (size_t)N * C);
 }
 
 void op_rmsnorm_fwd(backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C, float eps)
@@ -30,6 +31,7 @@ void op_rmsnorm_fwd(backend *be, void *out, float *rstd, const void *x, const vo
         rstd[n] = r;
         for (int c = 0; c < C; c++) o[(size_t)n * C + c] = xr[c] * r * ww[c];
     }
+    be_round_act(be, out, (size_t)N * C);
 }
 
 /* out_c = w_c x_c r with r = (mean(x^2) + eps)^(-1/2), so
@@ -48,6 +50,7 @@ void op_rmsnorm_bwd(backend *be, void *dx, const void *dout, const void *x, cons
         float k = r * r * r * dot / (float)C;
         for (int c = 0; c < C; c++) d[(size_t)n * C + c] += r * ww[c] * gr[c] - k * xr[c];
     }
+    be_round_act(be, dx, (size_t)N * C);
 }
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -58,6 +61,7 @@ void op_swiglu_fwd(backend *be, void *out, const void *gate, const void *up, siz
     float *o = out;
     const float *g = gate, *u = up;
     for (size_t i = 0; i < n; i++) o[i] = g[i] * sigmoidf(g[i]) * u[i];
+    be_round_act(be, out, n);
 }
 
 /* d silu(g)/dg = s (1 + g (1 - s)) with s = sigmoid(g). */
@@ -73,6 +77,8 @@ void op_swiglu_bwd(backend *be, void *dgate, void *dup, const void *dout, const 
         dg[i] = dgi;
         du[i] = dui;
     }
+    be_round_act(be, dgate, n);
+    be_round_act(be, dup, n);
 }
 
 void op_add(backend *be, void *y, const void *x, size_t n)
@@ -81,4 +87,5 @@ void op_add(backend *be, void *y, const void *x, size_t n)
     float *yy = y;
     const float *xx = x;
     for (size_t i = 0; i < n; i++) yy[i] += xx[i];
+    be_round_act(be, y, n);
 }

@@ -45,4 +45,5 @@ void op_logits_grad(backend *be, void *dz, const float *z, const float *lse, con
             di[j] = p * coef + (j == targets[i] ? b[i] : 0.0f);
         }
     }
+    be_round_act(be, dz, (size_t)n * V);
 }

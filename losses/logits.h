@@ -19,6 +19,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* For each row i of z (n, V) fp32:
  *   lse[i] = log sum_j exp(z[i, j]);
  *   logprob[i] = z[i, t[i]] - lse[i]  (0 when t[i] < 0);
@@ -33,13 +37,11 @@ void op_logits_stats(backend *be, float *lse, float *logprob, float *fmass, cons
 void op_logits_grad(backend *be, void *dz, const float *z, const float *lse, const int32_t *targets, const float *a,
                     const float *b, const float *c, const uint8_t *forbidden, int n, int V);
 
-#ifdef __cplusplus
-extern "C" {
-#endif
 void logits_stats_cuda(backend *be, float *lse, float *logprob, float *fmass, const float *z, const int32_t *targets,
                        const uint8_t *forbidden, int n, int V);
 void logits_grad_cuda(backend *be, void *dz, const float *z, const float *lse, const int32_t *targets, const float *a,
                       const float *b, const float *c, const uint8_t *forbidden, int n, int V);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,9 +8,8 @@
  * Grad: one thread per 4 values of a row, grid (n, ceil(V / 1024)).
  * Both read fp32 logits with 16-byte loads when V % 4 == 0 and z is aligned.
  */
-extern "C" {
-#include "../backend/backend.h"   /* C headers without extern "C" guards of their own */
-}
+#include "../backend/backend.h"
+#include "../backend/backend_internal.h"
 #include "logits.h"
 
 #include <cuda_bf16.h>
@@ -20,8 +19,6 @@ extern "C" {
 typedef __nv_bfloat16 bf16;
 
 /* From backend/backend_cuda.cu. */
-extern "C" cudaStream_t cuda_stream(backend *be);
-extern "C" bool cuda_check_launch(backend *be, const char *what);
 
 #define STATS_THREADS 512
 

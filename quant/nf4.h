@@ -17,6 +17,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define NF4_BLOCK 64
 #define NF4_NESTED_BLOCK 256
 
@@ -48,13 +52,7 @@ typedef struct {
  * result, so CPU and GPU engines see the same weights. */
 void op_nf4_dequant(backend *be, void *out, const nf4_view *q);
 
-#ifdef __cplusplus
-extern "C" {
-#endif
 void nf4_dequant_cuda(backend *be, void *out, const nf4_view *q);
-#ifdef __cplusplus
-}
-#endif
 
 /* ---- owning quantized weights (host memory; quant/nf4.c) ---- */
 
@@ -102,5 +100,9 @@ uint8_t nf4_encode8(const float map[256], float x);
  * as an H100 sizes it (a GPU with fewer SMs may split the longest vectors
  * otherwise, which moves the offset by about an ulp). */
 float nf4_offset_mean(const float *x, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

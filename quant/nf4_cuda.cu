@@ -1,18 +1,18 @@
 /* quant/nf4_cuda.cu - CUDA twin of op_nf4_dequant (quant/nf4_ops.c).
  *
  * Memory-bound: it reads n/2 packed bytes and writes n bf16 values for every
- * quantized linear layer, three times a training step. Each thread expands 16
- * packed bytes (one 16-byte load) into 32 values (four 16-byte stores); two
- * threads share a 64-value NF4 block and look up its absmax (with double
- * quantization: nested_map[absmax_q[b]] * absmax2[b / 256] + offset, the two
- * tables staged in shared memory). The fp32 operations are the reference's,
- * unfused (__fmul_rn/__fadd_rn keep nvcc from contracting them into an FMA),
- * then the value is rounded to the weight's 16-bit dtype and to bf16: the
- * result is bit-identical to bf16(CPU reference).
+ * quantized linear layer, three times a training step. Each thread expands 4
+ * packed bytes (one 4-byte load) into 8 values (one 16-byte store), so a warp
+ * reads 128 and writes 512 contiguous bytes per step; eight threads share a
+ * 64-value NF4 block and look up its absmax (with double quantization:
+ * nested_map[absmax_q[b]] * absmax2[b / 256] + offset, the two tables staged
+ * in shared memory once per block of a grid-stride loop). The fp32 operations
+ * are the reference's, unfused (__fmul_rn/__fadd_rn keep nvcc from contracting
+ * them into an FMA), then the value is rounded to the weight's 16-bit dtype and
+ * to bf16: the result is bit-identical to bf16(CPU reference).
  */
-extern "C" {
-#include "../backend/backend.h"   /* C headers without extern "C" guards of their own */
-}
+#include "../backend/backend.h"
+#include "../backend/backend_internal.h"
 #include "nf4.h"
 
 #include <cuda_bf16.h>
@@ -22,10 +22,8 @@ extern "C" {
 typedef __nv_bfloat16 bf16;
 
 /* From backend/backend_cuda.cu. */
-extern "C" cudaStream_t cuda_stream(backend *be);
-extern "C" bool cuda_check_launch(backend *be, const char *what);
 
-#define CHUNK 32   /* values per thread */
+#define CHUNK 8   /* values per thread and step */
 
 typedef struct {
     const uint8_t *packed;      /* (ceil(n / 2)) */
@@ -47,8 +45,8 @@ __device__ __forceinline__ bf16 nf4_value(float code, float absmax, int f16)
     return __float2bfloat16_rn(w);
 }
 
-/* out (n) bf16 from the packed codes. 256 threads per block; thread t of the
- * grid expands values [32t, 32t + 32). */
+/* out (n) bf16 from the packed codes. 256 threads per block, grid-stride loop:
+ * each step a thread expands values [i0, i0 + 8). */
 __global__ void __launch_bounds__(256) nf4_dequant_kernel(bf16 *out, nf4_args a)
 {
     __shared__ float s_code[16], s_map[256];
@@ -56,29 +54,28 @@ __global__ void __launch_bounds__(256) nf4_dequant_kernel(bf16 *out, nf4_args a)
     if (a.dq) s_map[threadIdx.x] = a.nested_map[threadIdx.x];
     __syncthreads();
 
-    const int64_t i0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * CHUNK;
-    if (i0 >= a.n) return;
-    const int64_t blk = i0 / NF4_BLOCK;   /* a chunk never straddles two blocks */
-    const float absmax = a.dq ? __fadd_rn(__fmul_rn(s_map[a.absmax_q[blk]], a.absmax2[blk / NF4_NESTED_BLOCK]), a.offset)
-                              : a.absmax[blk];
-    if (a.vec && i0 + CHUNK <= a.n) {
-        const uint4 packed = *(const uint4 *)(a.packed + i0 / 2);
-        const uint8_t *bytes = (const uint8_t *)&packed;
-        uint4 res[4];
-        bf16 *o = (bf16 *)res;
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x * CHUNK;
+    for (int64_t i0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * CHUNK; i0 < a.n; i0 += stride) {
+        const int64_t blk = i0 / NF4_BLOCK;   /* a chunk never straddles two blocks */
+        const float absmax = a.dq ? __fadd_rn(__fmul_rn(s_map[a.absmax_q[blk]], a.absmax2[blk / NF4_NESTED_BLOCK]), a.offset)
+                                  : a.absmax[blk];
+        if (a.vec && i0 + CHUNK <= a.n) {
+            const uint32_t packed = *(const uint32_t *)(a.packed + i0 / 2);
+            uint4 res;
+            bf16 *o = (bf16 *)&res;
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
-            o[2 * j] = nf4_value(s_code[bytes[j] >> 4], absmax, a.f16);       /* even element: high nibble */
-            o[2 * j + 1] = nf4_value(s_code[bytes[j] & 15], absmax, a.f16);
-        }
-        uint4 *dst = (uint4 *)(out + i0);
-#pragma unroll
-        for (int j = 0; j < 4; j++) dst[j] = res[j];
-    } else {
-        const int64_t end = i0 + CHUNK < a.n ? i0 + CHUNK : a.n;
-        for (int64_t i = i0; i < end; i++) {
-            const uint8_t byte = a.packed[i / 2];
-            out[i] = nf4_value(s_code[i % 2 == 0 ? byte >> 4 : byte & 15], absmax, a.f16);
+            for (int j = 0; j < 4; j++) {
+                const uint32_t byte = (packed >> (8 * j)) & 0xffu;
+                o[2 * j] = nf4_value(s_code[byte >> 4], absmax, a.f16);       /* even element: high nibble */
+                o[2 * j + 1] = nf4_value(s_code[byte & 15], absmax, a.f16);
+            }
+            *(uint4 *)(out + i0) = res;
+        } else {
+            const int64_t end = i0 + CHUNK < a.n ? i0 + CHUNK : a.n;
+            for (int64_t i = i0; i < end; i++) {
+                const uint8_t byte = a.packed[i / 2];
+                out[i] = nf4_value(s_code[i % 2 == 0 ? byte >> 4 : byte & 15], absmax, a.f16);
+            }
         }
     }
 }
@@ -90,8 +87,9 @@ extern "C" void nf4_dequant_cuda(backend *be, void *out, const nf4_view *q)
     a.packed = q->packed, a.absmax = q->absmax, a.absmax_q = q->absmax_q, a.absmax2 = q->absmax2;
     a.code = q->code, a.nested_map = q->nested_map, a.offset = q->offset;
     a.n = q->n, a.dq = q->double_quant, a.f16 = q->dtype == NF4_OUT_F16;
-    a.vec = (uintptr_t)q->packed % 16 == 0 && (uintptr_t)out % 16 == 0;
-    const int64_t chunks = (q->n + CHUNK - 1) / CHUNK;
-    nf4_dequant_kernel<<<(unsigned)((chunks + 255) / 256), 256, 0, cuda_stream(be)>>>((bf16 *)out, a);
+    a.vec = (uintptr_t)q->packed % 4 == 0 && (uintptr_t)out % 16 == 0;
+    /* enough blocks to fill the GPU a few times over; the loop covers the rest */
+    const int64_t chunks = (q->n + CHUNK - 1) / CHUNK, want = (chunks + 255) / 256, cap = (int64_t)cuda_sm_count(be) * 8;
+    nf4_dequant_kernel<<<(unsigned)(want < cap ? want : cap), 256, 0, cuda_stream(be)>>>((bf16 *)out, a);
     cuda_check_launch(be, "nf4_dequant");
 }

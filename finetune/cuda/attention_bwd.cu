@@ -19,6 +19,8 @@
  *         dQ += dS K
  *     and adds them with fp32 atomics into a (B*T, H, D) accumulator.
  *  3. attention_dq_kernel: dq (bf16) = the accumulator.
+ * With segment ids, query tiles whose id range cannot meet the key tile's
+ * (attention_seg_ranges, in attention_fwd.cu) are skipped before loading.
  * No T x T matrix is stored; memory is the fp32 dq accumulator and delta.
  *
  * Launch of kernel 2: grid (ceil(T / 64), Hkv, B), 128 threads; the first key
@@ -26,9 +28,8 @@
  * memory: K, V, Q, dO tiles, the 64 x 64 dSᵀ tile, lse/delta/segment rows
  * (78 KB at D = 128; two blocks fit on an H100 SM).
  */
-extern "C" {
-#include "../../backend/backend.h"   /* C headers without extern "C" guards of their own */
-}
+#include "../../backend/backend.h"
+#include "../../backend/backend_internal.h"
 #include "../ops_cuda.h"
 #include "attention_common.cuh"
 
@@ -37,8 +38,6 @@ extern "C" {
 #include <math.h>
 
 /* From backend/backend_cuda.cu. */
-extern "C" cudaStream_t cuda_stream(backend *be);
-extern "C" bool cuda_check_launch(backend *be, const char *what);
 /* From attention_fwd.cu. */
 extern "C" bool attention_seg_ranges(backend *be, int *ranges, const int32_t *seg, int B, int T);
 extern "C" bool attention_check_args(backend *be, const char *op, const void *q, const void *k, const void *v, int B,

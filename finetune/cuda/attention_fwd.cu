@@ -12,15 +12,18 @@
  * exponents with the 1/sqrt(D) scale folded in), and accumulates O += P V with
  * P taken straight from the S registers. Nothing of size T x T exists
  * anywhere; the epilogue writes O / l and lse = ln(sum exp(scores)).
+ * With segment ids, a small pre-pass records each 64-row tile's min and max
+ * id, and the block visits only the key tiles whose range meets its own (for
+ * packed sequences: the tiles of its own sequences), so packing costs about
+ * sum(len^2) instead of T^2.
  *
  * Launch: grid (ceil(T / BQ), H, B), 128 threads; the query tiles run last to
  * first so that the long (late) rows start first and the short ones fill the
  * tail. Shared memory: Q tile + 2 x (K, V) tiles + 2 x 64 key segment ids
  * (104 KB at D = 128, MT = 2: two blocks per H100 SM).
  */
-extern "C" {
-#include "../../backend/backend.h"   /* C headers without extern "C" guards of their own */
-}
+#include "../../backend/backend.h"
+#include "../../backend/backend_internal.h"
 #include "../ops_cuda.h"
 #include "attention_common.cuh"
 
@@ -31,8 +34,6 @@ extern "C" {
 #include <stdlib.h>
 
 /* From backend/backend_cuda.cu. */
-extern "C" cudaStream_t cuda_stream(backend *be);
-extern "C" bool cuda_check_launch(backend *be, const char *what);
 
 /* MT = 16-row m-tiles per warp (1 or 2). With MT = 2 every K/V fragment read
  * from shared memory feeds twice as many mma instructions (shared-memory
@@ -51,8 +52,10 @@ struct fwd_cfg {
     static constexpr size_t BYTES = SEG + (size_t)2 * ATTN_BK * 4;
 };
 
-/* out (B*T, H, D) and lse (B*T, H) from q (B*T, H, D), k, v (B*T, Hkv, D). */
-template <int D, int MT>
+/* out (B*T, H, D) and lse (B*T, H) from q (B*T, H, D), k, v (B*T, Hkv, D).
+ * SKIP: visit only the key tiles whose segment ids can meet the block's (a
+ * separate instantiation, so that the loop without segments stays plain). */
+template <int D, int MT, bool SKIP>
 __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params p)
 {
     typedef fwd_cfg<D, MT> L;
@@ -75,14 +78,14 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
 
     /* With segments, only key tiles whose id range meets this block's are visited
      * (the diagonal tile always is: it holds the rows' own keys). */
-    const int *rng = p.seg_ranges ? p.seg_ranges + (size_t)b * ((T + 63) / 64) * 2 : NULL;
+    const int *rng = SKIP ? p.seg_ranges + (size_t)b * ((T + 63) / 64) * 2 : NULL;
     int qlo = 0, qhi = 0;
-    if (rng) {
+    if (SKIP) {
         qlo = rng[2 * (q0 / 64)], qhi = rng[2 * (q0 / 64) + 1];
         for (int t = q0 / 64 + 1; t * 64 < kend; t++) qlo = min(qlo, rng[2 * t]), qhi = max(qhi, rng[2 * t + 1]);
     }
     auto next_tile = [&](int kt) {
-        while (rng && kt < nkt && !ranges_overlap(rng, kt, qlo, qhi)) kt++;
+        while (SKIP && kt < nkt && !ranges_overlap(rng, kt, qlo, qhi)) kt++;
         return kt;
     };
 
@@ -129,7 +132,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
     }
 
     for (int step = 0; kt_i < nkt; step++) {
-        const int stage = step & 1, k0 = kt_i * ATTN_BK, kt_next = next_tile(kt_i + 1);
+        const int stage = (SKIP ? step : kt_i) & 1, k0 = kt_i * ATTN_BK, kt_next = next_tile(kt_i + 1);
         /* Prefetch the next key tile into the other stage (freed by the barrier
          * that ended the previous iteration). The group is committed even when
          * empty so that wait<1> always means "this tile has landed". */
@@ -281,14 +284,14 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
     }
 }
 
-template <int D, int MT>
+template <int D, int MT, bool SKIP>
 static void launch_fwd(backend *be, const attn_params &p)
 {
     static bool configured = false;   /* raise the dynamic shared-memory limit once per kernel */
     const size_t smem = fwd_cfg<D, MT>::BYTES;
     if (!configured) {
-        cudaError_t e =
-            cudaFuncSetAttribute(attention_fwd_kernel<D, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaError_t e = cudaFuncSetAttribute(attention_fwd_kernel<D, MT, SKIP>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) {
             be_fail(be, DS_ETRAIN, "device error: attention_fwd: %zu bytes of shared memory: %s", smem, cudaGetErrorString(e));
             return;
@@ -297,7 +300,7 @@ static void launch_fwd(backend *be, const attn_params &p)
     }
     const int bq = fwd_cfg<D, MT>::BQ;
     dim3 grid((unsigned)((p.T + bq - 1) / bq), (unsigned)p.H, (unsigned)p.B);
-    attention_fwd_kernel<D, MT><<<grid, ATTN_THREADS, smem, cuda_stream(be)>>>(p);
+    attention_fwd_kernel<D, MT, SKIP><<<grid, ATTN_THREADS, smem, cuda_stream(be)>>>(p);
     cuda_check_launch(be, "attention_fwd");
 }
 
@@ -313,8 +316,9 @@ static void launch_fwd_rows(backend *be, const attn_params &p, int mt)
             cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
             limit = 48 * 1024;
     }
-    if (mt == 1 || fwd_cfg<D, 2>::BYTES > (size_t)limit) launch_fwd<D, 1>(be, p);
-    else launch_fwd<D, 2>(be, p);
+    const bool two = mt == 2 && fwd_cfg<D, 2>::BYTES <= (size_t)limit, skip = p.seg_ranges != NULL;
+    if (two) skip ? launch_fwd<D, 2, true>(be, p) : launch_fwd<D, 2, false>(be, p);
+    else skip ? launch_fwd<D, 1, true>(be, p) : launch_fwd<D, 1, false>(be, p);
 }
 
 /* ranges (B, ntiles, 2) = min and max of seg over each 64-row tile of each batch

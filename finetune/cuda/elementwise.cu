@@ -5,10 +5,9 @@
  * with one 16-byte load/store per operand when every pointer is 16-byte aligned
  * (checked at launch), else 8 scalar accesses. Math is fp32, as in the reference.
  */
-extern "C" {
-#include "../../backend/backend.h"   /* C headers without extern "C" guards of their own */
+#include "../../backend/backend.h"
+#include "../../backend/backend_internal.h"
 #include "../../core/status.h"
-}
 #include "../ops_cuda.h"
 
 #include <cuda_bf16.h>
@@ -17,9 +16,6 @@ extern "C" {
 typedef __nv_bfloat16 bf16;
 
 /* From backend/backend_cuda.cu. */
-extern "C" cudaStream_t cuda_stream(backend *be);
-extern "C" int cuda_sm_count(backend *be);
-extern "C" bool cuda_check_launch(backend *be, const char *what);
 
 /* Load 8 values starting at p[i] (fewer near n: the rest read as 0). */
 __device__ __forceinline__ void load8(float v[8], const bf16 *p, size_t i, size_t n, bool vec)

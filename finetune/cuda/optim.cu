@@ -1,19 +1,15 @@
 /* finetune/cuda/optim.cu - CUDA twins of op_sumsq and op_adamw
  * (finetune/ops_optim.c holds the references). Both work on fp32 buffers.
  */
-extern "C" {
-#include "../../backend/backend.h"   /* C headers without extern "C" guards of their own */
+#include "../../backend/backend.h"
+#include "../../backend/backend_internal.h"
 #include "../../core/status.h"
-}
 #include "../ops_cuda.h"
 
 #include <cuda_runtime.h>
 #include <math.h>
 
 /* From backend/backend_cuda.cu. */
-extern "C" cudaStream_t cuda_stream(backend *be);
-extern "C" int cuda_sm_count(backend *be);
-extern "C" bool cuda_check_launch(backend *be, const char *what);
 
 /* *out += sum x[i]^2 over x (n). Each thread accumulates a grid-stride slice in
  * fp32 (four values per load when x is 16-byte aligned), the block reduces

@@ -7,10 +7,9 @@
  * per 16-byte access; otherwise one value per access. fp32 math in the
  * reference's order of operations.
  */
-extern "C" {
-#include "../../backend/backend.h"   /* C headers without extern "C" guards of their own */
+#include "../../backend/backend.h"
+#include "../../backend/backend_internal.h"
 #include "../../core/status.h"
-}
 #include "../ops_cuda.h"
 
 #include <cuda_bf16.h>
@@ -19,8 +18,6 @@ extern "C" {
 typedef __nv_bfloat16 bf16;
 
 /* From backend/backend_cuda.cu. */
-extern "C" cudaStream_t cuda_stream(backend *be);
-extern "C" bool cuda_check_launch(backend *be, const char *what);
 
 #define ROWS_PER_BLOCK 8
 

@@ -4,9 +4,8 @@
  * fp32 expression and passed by value, so both backends rotate by the same
  * fp32 angle (float)pos * inv_freq[i]; only cos/sin may differ in the last ulp.
  */
-extern "C" {
-#include "../../backend/backend.h"   /* C headers without extern "C" guards of their own */
-}
+#include "../../backend/backend.h"
+#include "../../backend/backend_internal.h"
 #include "../ops_cuda.h"
 
 #include "../../core/status.h"
@@ -18,8 +17,6 @@ extern "C" {
 typedef __nv_bfloat16 bf16;
 
 /* From backend/backend_cuda.cu. */
-extern "C" cudaStream_t cuda_stream(backend *be);
-extern "C" bool cuda_check_launch(backend *be, const char *what);
 
 #define ROPE_MAX_HALF 256   /* head_dim up to 512 */
 

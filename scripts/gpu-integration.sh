@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run on the GPU machine from the repository root (after scripts/device-pack.sh
+# filled .device/ here): the whole model on the GPU against the fixtures,
+# tiny.yaml on cuda against cpu, and the 7B benchmarks. Logs under $OUT.
+#   STAGES="engine tiny bench dpo" (default all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/device-env.sh
+logs=${OUT:-.device/logs}
+mkdir -p "$logs"
+DSFT="$PWD/.device/bin/ds-ft"
+stages=${STAGES:-engine tiny bench dpo}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv > "$logs/env.txt" 2>&1
+start=$SECONDS
+for s in $stages; do
+  t0=$SECONDS
+  case $s in
+    engine) timeout -k 5 200 .device/bin/test_gpu_engine --verbose > "$logs/engine.log" 2>&1
+            echo "engine: exit $? $(grep Synthesis "$logs/engine.log" | sed 's/.*Synthesis: //')";;
+    ops)    timeout -k 5 200 .device/bin/test_gpu_ops --jobs 8 > "$logs/ops.log" 2>&1
+            echo "ops: exit $? $(grep Synthesis "$logs/ops.log" | sed 's/.*Synthesis: //')";;
+    tiny)   DSFT_KEEP="$logs/tiny" timeout -k 5 240 bash tests/cli/gpu_tiny.sh "$DSFT" "$DSFT_SHARED" > "$logs/tiny.log" 2>&1
+            echo "tiny: exit $?"; tail -3 "$logs/tiny.log";;
+    bench)  timeout -k 5 300 "$DSFT" bench train --shape deepseek-llm-7b --seq 2048 --targets q_proj,v_proj --rank 16 \
+              --mem-limit-gib 22 --steps 4 --warmup 2 > "$logs/bench.log" 2>&1
+            echo "bench: exit $?"; grep -v RESULT "$logs/bench.log";;
+    dpo)    timeout -k 5 150 "$DSFT" bench train --shape deepseek-llm-7b --seq 1024 --batch 2 --loss dpo \
+              --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 > "$logs/dpo.log" 2>&1
+            echo "dpo: exit $?"; grep -v RESULT "$logs/dpo.log";;
+  esac
+  echo "  ($s: $((SECONDS - t0)) s)"
+done
+grep -h "FAIL\|Assert\|relative error" "$logs"/engine.log 2>/dev/null | head -20
+echo "elapsed $((SECONDS - start)) s"
