@@ -1,89 +1,79 @@
 /* adapters/lora_ops.c - LoRA forward/backward, composed from backend matrix
- * products and one elementwise kernel (dropout), so that the same code runs
- * on both backends; only op_dropout has a CUDA twin (adapters/lora_cuda.cu). */
+ * products (all fp32, as PEFT computes its adapters even over a bf16 base)
+ * and one elementwise kernel (dropout), so that the same code runs on both
+ * backends; only op_dropout has a CUDA twin (adapters/lora_cuda.cu). */
 #include "lora_ops.h"
 
 #include "../backend/dispatch.h"
 #include "../core/rng.h"
 
-void op_dropout(backend *be, void *out, const void *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
+void op_dropout(backend *be, float *out, const float *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
                 bool accumulate)
 {
     DS_DISPATCH_CUDA(be, dropout_cuda(be, out, x, n, p, seed, step, id, accumulate));
-    float *o = out;
-    const float *xx = x;
     const float keep_scale = 1.0f / (1.0f - p);
     for (size_t i = 0; i < n; i++) {
-        float v = ds_dropout_keep(seed, step, id, i, p) ? xx[i] * keep_scale : 0.0f;
-        o[i] = accumulate ? o[i] + v : v;
+        float v = ds_dropout_keep(seed, step, id, i, p) ? x[i] * keep_scale : 0.0f;
+        out[i] = accumulate ? out[i] + v : v;
     }
-    be_round_act(be, out, n);
 }
 
 static bool uses_dropout(const lora_view *l, const lora_ctx *ctx) { return ctx->training && l->dropout > 0; }
 
-/* A and B as act values in the LoRA workspace: A at [0, r*in), B after it. */
-static void cast_params(backend *be, const lora_view *l, void **A, void **B, void **scratch, size_t scratch_elems)
+size_t lora_workspace_bytes(const lora_view *l, int N)
 {
-    size_t na = (size_t)l->r * l->in, nb = (size_t)l->out * l->r;
-    char *ws = be_workspace(be, WS_LORA, (na + nb + scratch_elems) * be->act_size);
-    if (!ws) return;
-    *A = ws;
-    *B = ws + na * be->act_size;
-    *scratch = ws + (na + nb) * be->act_size;
-    be_f32_to_act(be, *A, l->A, na);
-    be_f32_to_act(be, *B, l->B, nb);
+    size_t wide = (size_t)(l->in > l->out ? l->in : l->out);
+    return ((size_t)N * wide + (size_t)N * l->r) * sizeof(float) + 256;
 }
 
-void op_lora_fwd(backend *be, void *y, void *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx)
+/* The LoRA workspace: one (N, max(in, out)) fp32 buffer, reused for each
+ * wide operand in turn, and the (N, r) fp32 du. */
+static float *workspace(backend *be, const lora_view *l, int N, float **du)
 {
-    void *A = NULL, *B = NULL, *xd = NULL;
-    bool drop = uses_dropout(l, ctx);
-    cast_params(be, l, &A, &B, &xd, drop ? (size_t)N * l->in : 0);
-    if (be->err) return;
-    if (drop) op_dropout(be, xd, x, (size_t)N * l->in, l->dropout, ctx->seed, ctx->step, l->id, false);
-    else xd = (void *)x;
-    be_matmul_nt(be, u, xd, A, N, l->r, l->in, 0.0f);                  /* u (N, r) = xd · Aᵀ */
-    be_gemm_args g = {.M = N, .N = l->out, .K = l->r, .A = u, .lda = l->r, .B = B, .ldb = l->r,
-                      .trans_b = true, .C = y, .ldc = l->out, .alpha = l->scale, .beta = 1.0f};
-    be_gemm(be, &g);                                                    /* y += s · u · Bᵀ */
+    float *ws = be_workspace(be, WS_LORA, lora_workspace_bytes(l, N));
+    if (ws && du) *du = ws + (size_t)N * (l->in > l->out ? l->in : l->out);
+    return ws;
 }
 
-void op_lora_bwd(backend *be, void *dx, const void *dy, const void *x, const void *u, const lora_view *l, int N,
+/* An fp32 product: C (M, Nc) = alpha op(A) op(B) + beta C. */
+static void gemm32(backend *be, int M, int Nc, int K, const float *A, bool ta, const float *B, bool tb, float *C,
+                   float alpha, float beta)
+{
+    be_gemm_args g = {.M = M, .N = Nc, .K = K, .A = A, .lda = ta ? M : K, .trans_a = ta, .B = B, .ldb = tb ? K : Nc,
+                      .trans_b = tb, .C = C, .ldc = Nc, .c_f32 = true, .all_f32 = true, .alpha = alpha, .beta = beta};
+    be_gemm(be, &g);
+}
+
+/* drop(x) in fp32 into buf (N, in). */
+static void dropped_input(backend *be, float *buf, const void *x, const lora_view *l, int N, const lora_ctx *ctx)
+{
+    size_t n = (size_t)N * l->in;
+    be_act_to_f32(be, buf, x, n);
+    if (uses_dropout(l, ctx)) op_dropout(be, buf, buf, n, l->dropout, ctx->seed, ctx->step, l->id, false);
+}
+
+void op_lora_fwd(backend *be, void *y, float *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx)
+{
+    float *buf = workspace(be, l, N, NULL);
+    if (!buf) return;
+    dropped_input(be, buf, x, l, N, ctx);                                  /* buf (N, in) = drop(x) */
+    gemm32(be, N, l->r, l->in, buf, false, l->A, true, u, 1.0f, 0.0f);    /* u (N, r) = drop(x) · Aᵀ */
+    gemm32(be, N, l->out, l->r, u, false, l->B, true, buf, l->scale, 0.0f); /* buf (N, out) = s · u · Bᵀ */
+    be_add_f32_to_act(be, y, buf, (size_t)N * l->out);                    /* y += buf */
+}
+
+void op_lora_bwd(backend *be, void *dx, const void *dy, const void *x, const float *u, const lora_view *l, int N,
                  const lora_ctx *ctx)
 {
-    bool drop = uses_dropout(l, ctx);
-    size_t du_elems = (size_t)N * l->r, xd_elems = drop ? (size_t)N * l->in : 0;
-    void *A = NULL, *B = NULL, *scratch = NULL;
-    cast_params(be, l, &A, &B, &scratch, du_elems + 2 * xd_elems);
-    if (be->err) return;
-    void *du = scratch;                                                 /* (N, r) */
-    void *xd = be_act_at(be, scratch, du_elems);                        /* (N, in) when dropout */
-    void *dxd = be_act_at(be, scratch, du_elems + xd_elems);            /* (N, in) when dropout */
-
-    /* dB (out, r) += s · dyᵀ · u */
-    be_gemm_args gB = {.M = l->out, .N = l->r, .K = N, .A = dy, .lda = l->out, .trans_a = true,
-                       .B = u, .ldb = l->r, .C = l->dB, .ldc = l->r, .c_f32 = true, .alpha = l->scale, .beta = 1.0f};
-    be_gemm(be, &gB);
-    /* du (N, r) = s · dy · B */
-    be_gemm_args gu = {.M = N, .N = l->r, .K = l->out, .A = dy, .lda = l->out, .B = B, .ldb = l->r,
-                       .C = du, .ldc = l->r, .alpha = l->scale, .beta = 0.0f};
-    be_gemm(be, &gu);
-    /* dA (r, in) += duᵀ · drop(x) */
-    if (drop) op_dropout(be, xd, x, (size_t)N * l->in, l->dropout, ctx->seed, ctx->step, l->id, false);
-    else xd = (void *)x;
-    be_gemm_args gA = {.M = l->r, .N = l->in, .K = N, .A = du, .lda = l->r, .trans_a = true,
-                       .B = xd, .ldb = l->in, .C = l->dA, .ldc = l->in, .c_f32 = true, .alpha = 1.0f, .beta = 1.0f};
-    be_gemm(be, &gA);
-    /* dx (N, in) += drop'(du · A) */
-    if (drop) {
-        be_gemm_args gx = {.M = N, .N = l->in, .K = l->r, .A = du, .lda = l->r, .B = A, .ldb = l->in,
-                           .C = dxd, .ldc = l->in, .alpha = 1.0f, .beta = 0.0f};
-        be_gemm(be, &gx);
-        op_dropout(be, dx, dxd, (size_t)N * l->in, l->dropout, ctx->seed, ctx->step, l->id, true);
-    } else {
-        be_gemm_args gx = {.M = N, .N = l->in, .K = l->r, .A = du, .lda = l->r, .B = A, .ldb = l->in,
-                           .C = dx, .ldc = l->in, .alpha = 1.0f, .beta = 1.0f};
-        be_gemm(be, &gx);
-    }
+    float *du = NULL, *buf = workspace(be, l, N, &du);
+    if (!buf) return;
+    be_act_to_f32(be, buf, dy, (size_t)N * l->out);                       /* buf (N, out) = dy */
+    gemm32(be, l->out, l->r, N, buf, true, u, false, l->dB, l->scale, 1.0f); /* dB (out, r) += s · dyᵀ · u */
+    gemm32(be, N, l->r, l->out, buf, false, l->B, false, du, l->scale, 0.0f); /* du (N, r) = s · dy · B */
+    dropped_input(be, buf, x, l, N, ctx);                                 /* buf (N, in) = drop(x) */
+    gemm32(be, l->r, l->in, N, du, true, buf, false, l->dA, 1.0f, 1.0f);   /* dA (r, in) += duᵀ · drop(x) */
+    gemm32(be, N, l->in, l->r, du, false, l->A, false, buf, 1.0f, 0.0f);   /* buf (N, in) = du · A */
+    if (uses_dropout(l, ctx))
+        op_dropout(be, buf, buf, (size_t)N * l->in, l->dropout, ctx->seed, ctx->step, l->id, false);
+    be_add_f32_to_act(be, dx, buf, (size_t)N * l->in);                    /* dx += drop'(du · A) */
 }

@@ -3,9 +3,12 @@
  *   y = x·Wᵀ + s · (drop(x)·Aᵀ)·Bᵀ,   A (r, in), B (out, r), s = alpha/r (rsLoRA: alpha/sqrt(r))
  *
  * W is frozen and handled by the caller; these ops add the low-rank path and
- * produce the gradients of A and B. drop(x) = x * keep / (1 - p) with keep
- * decided by ds_dropout_keep(seed, step, id, n*in + c, p), so the backward
- * (and a recomputed forward) regenerates the same mask without storing it.
+ * produce the gradients of A and B. As in PEFT, the low-rank path runs in
+ * fp32 whatever the activations' type: x and dy are converted once, every
+ * LoRA product is an fp32 product, and the result is added into y (or dx)
+ * with a single rounding. drop(x) = x * keep / (1 - p) with keep decided by
+ * ds_dropout_keep(seed, step, id, n*in + c, p), so the backward (and a
+ * recomputed forward) regenerates the same mask without storing it.
  */
 #ifndef DS_ADAPTERS_LORA_OPS_H
 #define DS_ADAPTERS_LORA_OPS_H
@@ -36,21 +39,26 @@ typedef struct {
     bool training;          /* dropout only when training */
 } lora_ctx;
 
-/* y (N, out) act += s · u · Bᵀ, with u (N, r) act = drop(x)·Aᵀ stored for the backward.
+/* y (N, out) act += s · u · Bᵀ, with u (N, r) fp32 = drop(x)·Aᵀ stored for the backward.
  * x (N, in) act. */
-void op_lora_fwd(backend *be, void *y, void *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx);
+void op_lora_fwd(backend *be, void *y, float *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx);
 
-/* Given dy (N, out) act and the forward's x and u:
+/* Given dy (N, out) act and the forward's x (act) and u (fp32):
  *   dB += s · dyᵀ·u;   du = s · dy·B;   dA += duᵀ·drop(x);   dx += drop'(du·A)   (dx act, accumulates) */
-void op_lora_bwd(backend *be, void *dx, const void *dy, const void *x, const void *u, const lora_view *l, int N,
+void op_lora_bwd(backend *be, void *dx, const void *dy, const void *x, const float *u, const lora_view *l, int N,
                  const lora_ctx *ctx);
 
-/* out (n) act (+)= drop(x): x * keep(i) / (1 - p) for i in [0, n).
- * accumulate = false overwrites out. Used by the LoRA ops; exposed for tests. */
-void op_dropout(backend *be, void *out, const void *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
+/* Workspace (bytes) the LoRA ops need for N rows of a module: one (N,
+ * max(in, out)) fp32 buffer and the (N, r) fp32 du. */
+size_t lora_workspace_bytes(const lora_view *l, int N);
+
+/* out (n) fp32 (+)= drop(x): x * keep(i) / (1 - p) for i in [0, n); out may
+ * be x. accumulate = false overwrites out. Used by the LoRA ops; exposed for
+ * tests. */
+void op_dropout(backend *be, float *out, const float *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
                 bool accumulate);
 
-void dropout_cuda(backend *be, void *out, const void *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
+void dropout_cuda(backend *be, float *out, const float *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
                   bool accumulate);
 
 #ifdef __cplusplus

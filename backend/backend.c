@@ -244,6 +244,16 @@ void be_act_to_f32(backend *be, float *dst, const void *src, size_t n)
     memmove(dst, src, n * sizeof(float));
 }
 
+void be_add_f32_to_act(backend *be, void *y, const float *x, size_t n)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) { cuda_add_f32_to_act(be, y, x, n); return; }
+#endif
+    float *yy = y;
+    for (size_t i = 0; i < n; i++) yy[i] += x[i];
+    be_round_act(be, y, n);
+}
+
 void be_upload_f32_as_act(backend *be, void *dst, const float *host, size_t n)
 {
     if (be->kind == BE_CPU) {
@@ -321,7 +331,7 @@ void be_gemm(backend *be, const be_gemm_args *g)
     if (be->kind == BE_CUDA) { cuda_gemm(be, g); return; }
 #endif
     cpu_gemm(g);
-    if (!g->c_f32)
+    if (!g->c_f32 && !g->all_f32)
         for (int i = 0; i < g->M; i++) be_round_act(be, (float *)g->C + (size_t)i * g->ldc, (size_t)g->N);
 }
 

@@ -84,6 +84,8 @@ void be_f32_to_act(backend *be, void *dst_act, const float *src_f32, size_t n); 
 void be_act_to_f32(backend *be, float *dst_f32, const void *src_act, size_t n);
 /* Host fp32 -> backend act / backend act -> host fp32 (upload/download + convert). */
 void be_upload_f32_as_act(backend *be, void *dst_act, const float *host, size_t n);
+/* y (n) act += x (n) fp32, both on the backend (the result rounded once). */
+void be_add_f32_to_act(backend *be, void *y_act, const float *x, size_t n);
 void be_download_act_as_f32(backend *be, float *host, const void *src_act, size_t n);
 
 /* The CPU reference ops call this on every act buffer they write: with
@@ -102,14 +104,18 @@ static inline void *be_act_at(const backend *be, const void *p, size_t n)
  * Row-major: C (M, N) = alpha * op(A) * op(B) + beta * C, where op(A) is
  * (M, K) and op(B) is (K, N); A stored (M, K) or, with trans_a, (K, M);
  * B stored (K, N) or, with trans_b, (N, K). A and B are act; C is act, or
- * fp32 when c_f32. Leading dimensions are the stored row lengths. On CUDA
- * the product accumulates in fp32 and its cuBLASLt plan is cached per shape. */
+ * fp32 when c_f32. With all_f32 everything is fp32 (A, B and C) and CUDA
+ * multiplies in full fp32 (no TF32), as PyTorch does by default: the small
+ * LoRA products use it. Leading dimensions are the stored row lengths. On
+ * CUDA the product accumulates in fp32 and its cuBLASLt plan is cached per
+ * shape. */
 typedef struct {
     int M, N, K;
     const void *A; int lda; bool trans_a;
     const void *B; int ldb; bool trans_b;
     void *C; int ldc; bool c_f32;
     float alpha, beta;
+    bool all_f32;
 } be_gemm_args;
 void be_gemm(backend *be, const be_gemm_args *g);
 

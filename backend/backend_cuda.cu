@@ -33,7 +33,7 @@ typedef __nv_bfloat16 bf16;
 
 typedef struct {
     int M, N, K, lda, ldb, ldc;
-    unsigned char ta, tb, cf32;
+    unsigned char ta, tb, cf32, abf32;
     unsigned char align_a, align_b, align_c;   /* pointer alignment in bytes, capped at 16 */
 } gemm_key;
 
@@ -277,6 +277,23 @@ __global__ void bf16_to_f32_kernel(float *dst, const bf16 *src, size_t n, bool v
     for (size_t i = nv * 4 + t; i < n; i += stride) dst[i] = __bfloat162float(src[i]);
 }
 
+/* y[i] = bf16(float(y[i]) + x[i]): an fp32 result added into a bf16 buffer,
+ * rounded once. Four per thread when aligned. */
+__global__ void add_f32_to_bf16_kernel(bf16 *y, const float *x, size_t n, bool vec)
+{
+    size_t stride = (size_t)gridDim.x * blockDim.x, t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t nv = vec ? n / 4 : 0;
+    for (size_t i = t; i < nv; i += stride) {
+        float4 f = ((const float4 *)x)[i];
+        uint2 u = ((uint2 *)y)[i];
+        __nv_bfloat162 lo = *(__nv_bfloat162 *)&u.x, hi = *(__nv_bfloat162 *)&u.y;
+        lo = __floats2bfloat162_rn(__low2float(lo) + f.x, __high2float(lo) + f.y);
+        hi = __floats2bfloat162_rn(__low2float(hi) + f.z, __high2float(hi) + f.w);
+        ((uint2 *)y)[i] = make_uint2(*(unsigned *)&lo, *(unsigned *)&hi);
+    }
+    for (size_t i = nv * 4 + t; i < n; i += stride) y[i] = __float2bfloat16_rn(__bfloat162float(y[i]) + x[i]);
+}
+
 /* Enough 256-thread blocks to cover n/4 groups, capped at a few waves (grid-stride beyond). */
 static unsigned conv_blocks(backend *be, size_t n)
 {
@@ -290,6 +307,14 @@ extern "C" void cuda_f32_to_act(backend *be, void *dst, const float *src, size_t
     bool vec = ((uintptr_t)dst % 8 == 0) && ((uintptr_t)src % 16 == 0);
     f32_to_bf16_kernel<<<conv_blocks(be, n), 256, 0, st(be)->stream>>>((bf16 *)dst, src, n, vec);
     cuda_check_launch(be, "f32_to_bf16");
+}
+
+extern "C" void cuda_add_f32_to_act(backend *be, void *y, const float *x, size_t n)
+{
+    if (!n || be->err) return;
+    bool vec = ((uintptr_t)y % 8 == 0) && ((uintptr_t)x % 16 == 0);
+    add_f32_to_bf16_kernel<<<conv_blocks(be, n), 256, 0, st(be)->stream>>>((bf16 *)y, x, n, vec);
+    cuda_check_launch(be, "add_f32_to_bf16");
 }
 
 extern "C" void cuda_act_to_f32(backend *be, float *dst, const void *src, size_t n)
@@ -310,17 +335,22 @@ __global__ void gemm_fallback_kernel(be_gemm_args g)
 {
     __shared__ float sa[16][17], sb[16][17];
     const bf16 *A = (const bf16 *)g.A, *B = (const bf16 *)g.B;
+    const float *Af = (const float *)g.A, *Bf = (const float *)g.B;
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     int row = blockIdx.y * 16 + ty, col = blockIdx.x * 16 + tx;
     float acc = 0;
     for (int k0 = 0; k0 < g.K; k0 += 16) {
         int ar = blockIdx.y * 16 + ty, ak = k0 + tx;   /* op(A)[ar][ak] */
         float av = 0, bv = 0;
-        if (ar < g.M && ak < g.K)
-            av = __bfloat162float(g.trans_a ? A[(size_t)ak * g.lda + ar] : A[(size_t)ar * g.lda + ak]);
+        if (ar < g.M && ak < g.K) {
+            size_t ia = g.trans_a ? (size_t)ak * g.lda + ar : (size_t)ar * g.lda + ak;
+            av = g.all_f32 ? Af[ia] : __bfloat162float(A[ia]);
+        }
         int bk = k0 + ty, bc = blockIdx.x * 16 + tx;   /* op(B)[bk][bc] */
-        if (bk < g.K && bc < g.N)
-            bv = __bfloat162float(g.trans_b ? B[(size_t)bc * g.ldb + bk] : B[(size_t)bk * g.ldb + bc]);
+        if (bk < g.K && bc < g.N) {
+            size_t ib = g.trans_b ? (size_t)bc * g.ldb + bk : (size_t)bk * g.ldb + bc;
+            bv = g.all_f32 ? Bf[ib] : __bfloat162float(B[ib]);
+        }
         sa[ty][tx] = av;
         sb[ty][tx] = bv;
         __syncthreads();
@@ -329,7 +359,7 @@ __global__ void gemm_fallback_kernel(be_gemm_args g)
     }
     if (row >= g.M || col >= g.N) return;
     size_t at = (size_t)row * g.ldc + col;
-    if (g.c_f32) {
+    if (g.c_f32 || g.all_f32) {
         float *C = (float *)g.C;
         C[at] = g.alpha * acc + (g.beta != 0 ? g.beta * C[at] : 0.0f);
     } else {
@@ -374,13 +404,14 @@ static void build_plan(backend *be, gemm_plan *p, const gemm_key *k)
     }
     cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N;   /* cuBLASLt's A is our B */
     cublasOperation_t opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cudaDataType_t ct = k->cf32 ? CUDA_R_32F : CUDA_R_16BF;
+    cudaDataType_t ct = k->cf32 || k->abf32 ? CUDA_R_32F : CUDA_R_16BF;
+    cudaDataType_t abt = k->abf32 ? CUDA_R_32F : CUDA_R_16BF;
     /* Column-major views: our B (K, N) row-major is (N, K) col-major; transposed it is stored (K, N). */
     bool good = lt_ok(be, cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc") &&
                 lt_ok(be, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa), "transa") &&
                 lt_ok(be, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb), "transb") &&
-                lt_ok(be, cublasLtMatrixLayoutCreate(&p->lay_b, CUDA_R_16BF, k->tb ? k->K : k->N, k->tb ? k->N : k->K, k->ldb), "layout B") &&
-                lt_ok(be, cublasLtMatrixLayoutCreate(&p->lay_a, CUDA_R_16BF, k->ta ? k->M : k->K, k->ta ? k->K : k->M, k->lda), "layout A") &&
+                lt_ok(be, cublasLtMatrixLayoutCreate(&p->lay_b, abt, k->tb ? k->K : k->N, k->tb ? k->N : k->K, k->ldb), "layout B") &&
+                lt_ok(be, cublasLtMatrixLayoutCreate(&p->lay_a, abt, k->ta ? k->M : k->K, k->ta ? k->K : k->M, k->lda), "layout A") &&
                 lt_ok(be, cublasLtMatrixLayoutCreate(&p->lay_c, ct, k->N, k->M, k->ldc), "layout C");
     if (!good) return;
 
@@ -411,7 +442,7 @@ static gemm_plan *get_plan(backend *be, const be_gemm_args *g)
     gemm_key k;
     memset(&k, 0, sizeof k);   /* padding bytes take part in the hash */
     k.M = g->M, k.N = g->N, k.K = g->K, k.lda = g->lda, k.ldb = g->ldb, k.ldc = g->ldc;
-    k.ta = g->trans_a, k.tb = g->trans_b, k.cf32 = g->c_f32;
+    k.ta = g->trans_a, k.tb = g->trans_b, k.cf32 = g->c_f32, k.abf32 = g->all_f32;
     k.align_a = align_of(g->A), k.align_b = align_of(g->B), k.align_c = align_of(g->C);
     uint64_t h = key_hash(&k);
     for (int probe = 0; probe < GEMM_PLANS; probe++) {

@@ -30,6 +30,7 @@ void cuda_zero(backend *be, void *p, size_t bytes);
 void cuda_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes);
 void cuda_f32_to_act(backend *be, void *dst, const float *src, size_t n);
 void cuda_act_to_f32(backend *be, float *dst, const void *src, size_t n);
+void cuda_add_f32_to_act(backend *be, void *y, const float *x, size_t n);
 void cuda_gemm(backend *be, const be_gemm_args *g);
 int cuda_sm_count(backend *be);
 /* After a kernel launch: record a launch error in the backend; false if one. */

@@ -146,7 +146,7 @@ static void layout_acts(engine *e, carve *c)
         a->u = take(c, N * I * A);
         a->m = take(c, N * I * A);
         for (int t = 0; t < LIN_COUNT; t++)
-            a->lora_u[t] = e->views && e->views[t].A ? take(c, N * (size_t)e->views[t].r * A) : NULL;
+            a->lora_u[t] = e->views && e->views[t].A ? take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
     }
     e->xf = take(c, N * C * A);
     e->rstdf = take(c, N * sizeof(float));
@@ -239,8 +239,7 @@ static void reserve_workspace(engine *e)
         llama_linear_shape(cfg, (llama_linear)t, &out, &in);
         if ((size_t)out * in > biggest) biggest = (size_t)out * in;
         if (e->views && e->views[t].A) {
-            size_t r = (size_t)e->views[t].r;
-            size_t need = (r * in + (size_t)out * r + N * r + 2 * N * in) * A;
+            size_t need = lora_workspace_bytes(&e->views[t], (int)N);
             if (need > lora) lora = need;
         }
     }

@@ -24,7 +24,7 @@ typedef struct {
     void *h2;               /* (N, C)   post_attention_layernorm output */
     float *rstd2;           /* (N) */
     void *g, *u, *m;        /* (N, I)   gate, up, silu(gate) * up */
-    void *lora_u[LIN_COUNT];/* (N, r)   x·Aᵀ of each adapted module */
+    float *lora_u[LIN_COUNT];/* (N, r) fp32  x·Aᵀ of each adapted module */
 } layer_acts;
 
 struct engine {

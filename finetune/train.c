@@ -218,8 +218,40 @@ static size_t peak_memory(const run *x)
     return (size_t)ru.ru_maxrss * 1024;
 }
 
-static void report_step(run *x, const step_result *s, double tok_per_s, double elapsed, double eta)
+/* What a logged row summarises: the steps since the previous row. The loss
+ * and the loss modules' metrics are averaged over them, as Hugging Face's
+ * Trainer logs its loss; lr and grad_norm are the last step's. */
+typedef struct {
+    int steps;
+    double loss;
+    step_result metrics;   /* sums and counts only */
+} log_window;
+
+static void window_add(log_window *w, const step_result *s)
 {
+    w->steps++;
+    w->loss += s->loss;
+    loss_output o = {.nmetrics = s->nmetrics};
+    for (int m = 0; m < s->nmetrics; m++) {
+        o.metric_name[m] = s->name[m];
+        o.metric_sum[m] = s->sum[m];
+        o.metric_count[m] = s->count[m];
+    }
+    merge_metrics(&w->metrics, &o);
+}
+
+static void report_step(run *x, const step_result *last, const log_window *w, double tok_per_s, double elapsed,
+                        double eta)
+{
+    step_result mean = *last;
+    mean.loss = w->steps ? w->loss / w->steps : last->loss;
+    mean.nmetrics = w->metrics.nmetrics;
+    for (int m = 0; m < w->metrics.nmetrics; m++) {
+        mean.name[m] = w->metrics.name[m];
+        mean.sum[m] = w->metrics.sum[m];
+        mean.count[m] = w->metrics.count[m];
+    }
+    const step_result *s = &mean;
     double epoch = x->st.epoch + (x->plan.nbatches ? (double)x->st.batch / x->plan.nbatches : 0);
     size_t mem = peak_memory(x);
     json_t *row = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:I, s:f}", "step", (json_int_t)x->st.step, "epoch", epoch,
@@ -290,6 +322,7 @@ int train_run(const recipe *r, bool resume)
 
     double window_t = run_now(), session_t = run_now();
     long window_tokens = 0;
+    log_window window = {0};
     int64_t session_steps = 0;
     bool saved_last = false;
     while (!rc && x.st.step < x.st.total_steps) {
@@ -298,6 +331,7 @@ int train_run(const recipe *r, bool resume)
         if (rc) break;
         session_steps++;
         window_tokens += s.tokens;
+        window_add(&window, &s);
         x.st.tokens += s.tokens;
         saved_last = false;
         if (diverged(&x.st, s.loss, r->train.divergence_factor)) {
@@ -311,9 +345,10 @@ int train_run(const recipe *r, bool resume)
         double eta = (now - session_t) / session_steps * (double)(x.st.total_steps - x.st.step);
         bool last = x.st.step == x.st.total_steps;
         if (x.st.step % r->train.logging_steps == 0 || last) {
-            report_step(&x, &s, window_tokens / (now - window_t + 1e-9), elapsed, eta);
+            report_step(&x, &s, &window, window_tokens / (now - window_t + 1e-9), elapsed, eta);
             window_t = now;
             window_tokens = 0;
+            memset(&window, 0, sizeof window);
         } else {
             char e1[32];
             tlog_live(&x.log, "step %lld/%lld  loss %.4f  lr %.2e  eta %s", (long long)x.st.step,

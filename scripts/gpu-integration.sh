@@ -9,7 +9,7 @@ source scripts/device-env.sh
 logs=${OUT:-.device/logs}
 mkdir -p "$logs"
 DSFT="$PWD/.device/bin/ds-ft"
-stages=${STAGES:-engine tiny bench dpo}
+stages=${STAGES:-engine tiny hf bench dpo}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv > "$logs/env.txt" 2>&1
 start=$SECONDS
 for s in $stages; do
@@ -19,8 +19,15 @@ for s in $stages; do
             echo "engine: exit $? $(grep Synthesis "$logs/engine.log" | sed 's/.*Synthesis: //')";;
     ops)    timeout -k 5 200 .device/bin/test_gpu_ops --jobs 8 > "$logs/ops.log" 2>&1
             echo "ops: exit $? $(grep Synthesis "$logs/ops.log" | sed 's/.*Synthesis: //')";;
-    tiny)   DSFT_KEEP="$logs/tiny" timeout -k 5 240 bash tests/cli/gpu_tiny.sh "$DSFT" "$DSFT_SHARED" > "$logs/tiny.log" 2>&1
-            echo "tiny: exit $?"; tail -3 "$logs/tiny.log";;
+    tiny)   mkdir -p "$logs/tiny"
+            DSFT_KEEP="$logs/tiny" timeout -k 5 240 bash tests/cli/gpu_tiny.sh "$DSFT" "$DSFT_SHARED" > "$logs/tiny.log" 2>&1
+            echo "tiny: exit $?"; tail -3 "$logs/tiny.log"
+            cp "$logs/tiny/curves.txt" "$logs/tiny-curves.txt" 2>/dev/null;;
+    hf)     timeout -k 5 200 python3 scripts/hf_check.py --fixtures "$DSFT_SHARED/fixtures" --dsft "$DSFT" \
+              --work "$logs/hf" --trained-adapter "$logs/tiny/cuda/adapter" --trained-base models/tiny > "$logs/hf.log" 2>&1
+            echo "hf: exit $?"; grep -v Warning "$logs/hf.log" | tail -8;;
+    check)  GPU_CHECK_BUDGET=${CHECK_BUDGET:-240} bash scripts/gpu-check.sh > "$logs/gpu-check.log" 2>&1
+            echo "gpu-check: exit $?"; sed -n '/====/,$p' "$logs/gpu-check.log";;
     bench)  timeout -k 5 300 "$DSFT" bench train --shape deepseek-llm-7b --seq 2048 --targets q_proj,v_proj --rank 16 \
               --mem-limit-gib 22 --steps 4 --warmup 2 > "$logs/bench.log" 2>&1
             echo "bench: exit $?"; grep -v RESULT "$logs/bench.log";;
@@ -30,5 +37,6 @@ for s in $stages; do
   esac
   echo "  ($s: $((SECONDS - t0)) s)"
 done
-grep -h "FAIL\|Assert\|relative error" "$logs"/engine.log 2>/dev/null | head -20
+grep -h "FAIL\|Assert" "$logs"/engine.log 2>/dev/null | head -20
+grep -h "relative error" "$logs"/engine.log 2>/dev/null | awk '{print $(NF)}' | sort -g | tail -1 | sed 's/^/engine: largest relative error logged /'
 echo "elapsed $((SECONDS - start)) s"

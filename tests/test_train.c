@@ -261,8 +261,8 @@ Test(train, tiny_recipe_learns_the_facts)
               before, after);
     const char *files[] = {"recipe.resolved.yaml", "metrics.jsonl", "train.log", "adapter/adapter_config.json",
                            "adapter/adapter_model.safetensors", "merged/model.safetensors", "merged/config.json",
-                           "merged/tokenizer.json", "checkpoints/step-512/optimizer.safetensors",
-                           "checkpoints/step-512/trainer_state.json"};
+                           "merged/tokenizer.json", "checkpoints/step-320/optimizer.safetensors",
+                           "checkpoints/step-320/trainer_state.json"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         char *p = ds_path_join(out, files[i]);
         cr_expect(ds_exists(p), "missing %s", files[i]);

@@ -1,12 +1,24 @@
-/* The whole model on the GPU against transformers + PEFT: fixtures/tiny-llama
- * logits, loss, SFT and DPO LoRA gradients through the CUDA engine (bf16
- * storage), within bf16 tolerances, over the 16-bit and the 4-bit base. */
+/* The whole model on the GPU: fixtures/tiny-llama logits, loss, SFT and DPO
+ * LoRA gradients through the CUDA engine (bf16 storage, fp32 math), over the
+ * 16-bit and the 4-bit base,
+ *  - against transformers + PEFT in fp32 (the fixture): logits, losses and
+ *    log-probs within 2e-2; LoRA gradients within GRAD_TOL, the error bf16
+ *    storage itself causes on this fixture (its weights are drawn large so
+ *    that mistakes show, which also magnifies rounding; scripts/hf_check.py
+ *    measures transformers' own bf16 error on it);
+ *  - on a well-conditioned model (models/tiny, initialised at unit scale, with
+ *    a random adapter on all seven linear layers): log-probs within 2e-2, SFT
+ *    and DPO LoRA gradients within WELL_TOL of the fp32 CPU engine. */
 #include "testutil.h"
 
 #include "core/files.h"
 #include "core/status.h"
 #include "data/safetensors.h"
+#include "core/rng.h"
 #include "finetune/dump.h"
+#include "finetune/engine.h"
+#include "losses/loss.h"
+#include "finetune/recipe.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -14,20 +26,33 @@
 #include <string.h>
 
 #define BF16_TOL 2e-2
+/* LoRA gradients of the fixture: its weights are drawn with std 0.2 so that
+ * every mistake shows, and that also magnifies bf16 rounding. transformers +
+ * PEFT in bf16 miss its fp32 gradients by up to 4.5e-2 (SFT) and 7.4e-2 (DPO)
+ * per tensor (scripts/hf_check.py on an H100); ds-ft's bf16 engine by up to
+ * 4.4e-2. */
+#define GRAD_TOL 5e-2
+/* The well-conditioned model's LoRA gradients: on an H100 they are 1.7e-2
+ * (SFT) and 2.0e-2 (DPO) from fp32 overall, at most 2.2e-2 for one module
+ * (layer 1 q_proj and k_proj, where the attention backward's bf16 products
+ * weigh most). */
+#define WELL_TOL 3e-2
+/* Two independent bf16 computations (ours and bitsandbytes'). */
+#define BF16_PAIR_TOL 3e-2
 
 static void need_gpu(void)
 {
     if (!tu_have_gpu()) cr_skip_test("no CUDA device: GPU tests skipped");
 }
 
-static st_file *dump_on_gpu(const char *model_rel, bool four_bit)
+static st_file *dump_on(const char *device, const char *model_rel, bool four_bit)
 {
     char *dir = tu_tmpdir(), *out = ds_path_join(dir, "dump.safetensors");
     char *model = tu_shared_path(model_rel), *adapter = tu_shared_path("fixtures/tiny-llama/adapter");
     char *input = tu_shared_path("fixtures/tiny-llama/reference.safetensors");
-    dump_request r = {.model_dir = model, .adapter_dir = adapter, .input = input, .out = out, .device = "cuda",
+    dump_request r = {.model_dir = model, .adapter_dir = adapter, .input = input, .out = out, .device = device,
                       .load_in_4bit = four_bit};
-    cr_assert_eq(dump_run(&r), 0, "dump on cuda: %s", ds_errmsg());
+    cr_assert_eq(dump_run(&r), 0, "dump on %s: %s", device, ds_errmsg());
     st_file *f;
     cr_assert_eq(st_file_open(out, &f), 0);
     free(dir); free(out); free(model); free(adapter); free(input);
@@ -56,6 +81,7 @@ static void expect_prefix(const st_file *got, const st_file *ref, const char *pr
         if (strncmp(name, prefix, strlen(prefix)) || !st_file_find(got, name)) continue;
         if (st_file_at(ref, i)->dtype != ST_F32) continue;
         double e = rel(got, ref, name);
+        cr_log_info("%s %s: relative error %.3e", prefix, name, e);
         cr_expect(e <= tol, "%s: relative error %.3e > %.0e", name, e, tol);
         n++;
     }
@@ -64,37 +90,35 @@ static void expect_prefix(const st_file *got, const st_file *ref, const char *pr
 
 Test(gpu_engine, fixture_on_the_16bit_base, .init = need_gpu)
 {
-    st_file *got = dump_on_gpu("fixtures/tiny-llama", false), *ref;
+    st_file *got = dump_on("cuda", "fixtures/tiny-llama", false), *ref;
     char *p = tu_shared_path("fixtures/tiny-llama/reference.safetensors");
     cr_assert_eq(st_file_open(p, &ref), 0);
     expect_prefix(got, ref, "base.", BF16_TOL);
     expect_prefix(got, ref, "lora.", BF16_TOL);
-    expect_prefix(got, ref, "sft.grad.", BF16_TOL);
-    expect_prefix(got, ref, "dpo.", BF16_TOL);
+    expect_prefix(got, ref, "dpo.loss", BF16_TOL);
+    expect_prefix(got, ref, "dpo.policy", BF16_TOL);
+    expect_prefix(got, ref, "dpo.ref", BF16_TOL);
+    expect_prefix(got, ref, "sft.grad.", GRAD_TOL);
+    expect_prefix(got, ref, "dpo.grad.", GRAD_TOL);
     st_file_close(got);
     st_file_close(ref);
     free(p);
 }
 
-/* Over the 4-bit base the reference is the CPU engine on the same NF4 weights. */
+/* Over the 4-bit base the fp32 reference is the CPU engine on the same NF4 weights. */
 Test(gpu_engine, fixture_on_the_4bit_base_matches_the_cpu_engine, .init = need_gpu)
 {
-    st_file *got = dump_on_gpu("fixtures/tiny-llama", true);
-    char *dir = tu_tmpdir(), *out = ds_path_join(dir, "cpu.safetensors");
-    char *model = tu_shared_path("fixtures/tiny-llama"), *adapter = tu_shared_path("fixtures/tiny-llama/adapter");
-    char *input = tu_shared_path("fixtures/tiny-llama/reference.safetensors");
-    dump_request r = {.model_dir = model, .adapter_dir = adapter, .input = input, .out = out, .device = "cpu",
-                      .load_in_4bit = true};
-    cr_assert_eq(dump_run(&r), 0, "%s", ds_errmsg());
-    st_file *cpu;
-    cr_assert_eq(st_file_open(out, &cpu), 0);
+    st_file *got = dump_on("cuda", "fixtures/tiny-llama", true);
+    st_file *cpu = dump_on("cpu", "fixtures/tiny-llama", true);
     expect_prefix(got, cpu, "base.", BF16_TOL);
     expect_prefix(got, cpu, "lora.", BF16_TOL);
-    expect_prefix(got, cpu, "sft.grad.", BF16_TOL);
-    expect_prefix(got, cpu, "dpo.", BF16_TOL);
+    expect_prefix(got, cpu, "dpo.loss", BF16_TOL);
+    expect_prefix(got, cpu, "dpo.policy", BF16_TOL);
+    expect_prefix(got, cpu, "dpo.ref", BF16_TOL);
+    expect_prefix(got, cpu, "sft.grad.", GRAD_TOL);
+    expect_prefix(got, cpu, "dpo.grad.", GRAD_TOL);
     st_file_close(got);
     st_file_close(cpu);
-    free(dir); free(out); free(model); free(adapter); free(input);
 }
 
 /* bitsandbytes' own 4-bit logits (computed in bf16 by transformers). */
@@ -113,9 +137,119 @@ Test(gpu_engine, bitsandbytes_checkpoint_logits, .init = need_gpu)
     st_to_f32(a, x);
     st_to_f32(b, y);
     double e = tu_rel_err(x, y, (size_t)a->numel);
-    cr_expect(e <= BF16_TOL, "4-bit logits on the GPU: relative error %.3e", e);
+    cr_expect(e <= BF16_PAIR_TOL, "4-bit logits on the GPU vs bitsandbytes' bf16 logits: relative error %.3e", e);
     free(x); free(y);
     st_file_close(got);
     st_file_close(ref);
     free(dir); free(out); free(model); free(input);
 }
+
+/* ---- a well-conditioned model: CUDA against the fp32 CPU engine ---- */
+
+typedef struct {
+    float *logprob;   /* (N) SFT forward */
+    float *sft;       /* (P) SFT LoRA gradients */
+    float *dpo;       /* (P) DPO LoRA gradients */
+} engine_run;
+
+static void loss_coefs(const char *section, const batch *b, const float *lp, const float *ref, float *a, float *bc)
+{
+    recipe_loss l;
+    cr_assert_eq(recipe_loss_parse(section, false, &l), 0, "%s", ds_errmsg());
+    size_t N = (size_t)b->B * b->T;
+    memset(a, 0, sizeof(float) * N);
+    memset(bc, 0, sizeof(float) * N);
+    loss_input in = {.B = b->B, .T = b->T, .targets = b->targets, .logprob = lp, .ref_logprob = ref};
+    loss_output out = {.a = a, .b = bc};
+    cr_assert_eq(l.module->forward(l.cfg, &in, l.module->count(l.cfg, &in), &out), 0, "%s", ds_errmsg());
+    recipe_loss_free(&l);
+}
+
+static engine_run run_on(be_kind kind, bool four_bit, const lora_adapter *ad, const batch *b)
+{
+    backend *be;
+    cr_assert_eq(be_open(kind, &be), 0, "%s", ds_errmsg());
+    char *dir = tu_source_path("models/tiny");
+    llama_model *m;
+    model_load_opts lo = {.load_in_4bit = four_bit, .double_quant = true};
+    cr_assert_eq(model_load(dir, &lo, &m), 0, "%s", ds_errmsg());
+    engine *e;
+    engine_opts eo = {.max_B = b->B, .max_T = b->T, .training = true, .adapter = ad, .checkpointing = true};
+    cr_assert_eq(engine_create(be, m, &eo, &e), 0, "%s", ds_errmsg());
+    size_t N = (size_t)b->B * b->T, P = ad->nparams;
+    engine_run r = {malloc(sizeof(float) * N), malloc(sizeof(float) * P), malloc(sizeof(float) * P)};
+    float *ref = malloc(sizeof(float) * N), *lp = malloc(sizeof(float) * N);
+    float *a = malloc(sizeof(float) * N), *bc = malloc(sizeof(float) * N);
+    engine_fwd f = {.lora = true, .for_backward = true}, fref = {.lora = false};
+    /* SFT */
+    cr_assert_eq(engine_zero_grads(e), 0);
+    cr_assert_eq(engine_forward(e, b, &f, r.logprob, NULL), 0, "%s", ds_errmsg());
+    loss_coefs("{type: sft}", b, r.logprob, NULL, a, bc);
+    cr_assert_eq(engine_backward(e, a, bc, NULL), 0, "%s", ds_errmsg());
+    cr_assert_eq(engine_get_grads(e, r.sft), 0);
+    /* DPO: rows 2k / 2k+1 as pairs */
+    cr_assert_eq(engine_forward(e, b, &fref, ref, NULL), 0, "%s", ds_errmsg());
+    cr_assert_eq(engine_zero_grads(e), 0);
+    cr_assert_eq(engine_forward(e, b, &f, lp, NULL), 0, "%s", ds_errmsg());
+    loss_coefs("{type: dpo, beta: 0.5}", b, lp, ref, a, bc);
+    cr_assert_eq(engine_backward(e, a, bc, NULL), 0, "%s", ds_errmsg());
+    cr_assert_eq(engine_get_grads(e, r.dpo), 0);
+    free(ref); free(lp); free(a); free(bc); free(dir);
+    engine_free(e);
+    model_free(m);
+    be_close(be);
+    return r;
+}
+
+static void well_conditioned(bool four_bit)
+{
+    char *dir = tu_source_path("models/tiny");
+    model_config cfg;
+    cr_assert_eq(model_config_load(dir, &cfg), 0);
+    lora_config lc = {.r = 8, .alpha = 16, .targets = (1u << LIN_COUNT) - 1};
+    lora_adapter *ad;
+    cr_assert_eq(lora_create(&cfg, &lc, "tiny", &ad), 0);
+    tu_fill_uniform(ad->data, ad->nparams, 11, 0.2f);   /* B != 0: every gradient is non-zero */
+    batch b;
+    batch_alloc(&b, 4, 77);   /* odd length; rows 2k, 2k+1 share a 30-token prompt */
+    ds_rng r = ds_rng_make(5, DS_STREAM_TEST);
+    for (int row = 0; row < 4; row++)
+        for (int t = 0; t < 77; t++) {
+            size_t i = (size_t)row * 77 + t;
+            b.ids[i] = t < 30 && row % 2 ? b.ids[i - 77] : (int32_t)ds_rng_below(&r, (uint64_t)cfg.vocab_size);
+            b.pos[i] = t;
+            b.seg[i] = 0;
+        }
+    for (int row = 0; row < 4; row++)
+        for (int t = 0; t < 77; t++) {
+            size_t i = (size_t)row * 77 + t;
+            b.targets[i] = t + 1 < 77 && t + 1 >= 30 ? b.ids[i + 1] : -1;
+        }
+    engine_run cpu = run_on(BE_CPU, four_bit, ad, &b), gpu = run_on(BE_CUDA, four_bit, ad, &b);
+    size_t N = 4 * 77, P = ad->nparams;
+    double e_lp = tu_rel_err(gpu.logprob, cpu.logprob, N), e_sft = tu_rel_err(gpu.sft, cpu.sft, P);
+    double e_dpo = tu_rel_err(gpu.dpo, cpu.dpo, P);
+    cr_log_info("well-conditioned model%s: log-probs %.3e, SFT gradients %.3e, DPO gradients %.3e",
+                four_bit ? " (4-bit)" : "", e_lp, e_sft, e_dpo);
+    cr_expect(e_lp <= BF16_TOL, "log-probs: relative error %.3e", e_lp);
+    cr_expect(e_sft <= WELL_TOL, "SFT LoRA gradients: relative error %.3e", e_sft);
+    cr_expect(e_dpo <= WELL_TOL, "DPO LoRA gradients: relative error %.3e", e_dpo);
+    /* and per adapted module */
+    for (int l = 0; l < cfg.num_layers; l++)
+        for (int t = 0; t < LIN_COUNT; t++) {
+            size_t off = (size_t)(lora_A(ad, l, (llama_linear)t) - ad->data);
+            size_t n = (size_t)ad->cfg.r * (ad->in[t] + ad->out[t]);
+            double e = tu_rel_err(gpu.sft + off, cpu.sft + off, n);
+            cr_log_info("layer %d %s: SFT gradient relative error %.3e", l, llama_linear_name((llama_linear)t), e);
+            cr_expect(e <= WELL_TOL, "layer %d %s: SFT gradient relative error %.3e", l,
+                      llama_linear_name((llama_linear)t), e);
+        }
+    free(cpu.logprob); free(cpu.sft); free(cpu.dpo);
+    free(gpu.logprob); free(gpu.sft); free(gpu.dpo);
+    batch_free(&b);
+    lora_free(ad);
+    free(dir);
+}
+
+Test(gpu_engine, well_conditioned_model_matches_the_fp32_engine, .init = need_gpu) { well_conditioned(false); }
+Test(gpu_engine, well_conditioned_model_matches_the_fp32_engine_4bit, .init = need_gpu) { well_conditioned(true); }

@@ -121,8 +121,8 @@ static op_case CASES[] = {
     {.op = OP_LORA_BWD, .N = 37, .C = 130, .V = 70, .K = 8, .p = 0.0f, .tol = BF},
     {.op = OP_LORA_BWD, .N = 37, .C = 130, .V = 70, .K = 8, .p = 0.1f, .tol = BF},
     {.op = OP_LORA_BWD, .N = 64, .C = 256, .V = 512, .K = 16, .p = 0.05f, .tol = BF},
-    {.op = OP_DROPOUT, .N = 37 * 130, .p = 0.1f, .flag = 0, .tol = BF},
-    {.op = OP_DROPOUT, .N = 37 * 130 + 5, .p = 0.5f, .flag = 1, .tol = BF},
+    {.op = OP_DROPOUT, .N = 37 * 130, .p = 0.1f, .flag = 0, .tol = F32},
+    {.op = OP_DROPOUT, .N = 37 * 130 + 5, .p = 0.5f, .flag = 1, .tol = F32},
     {.op = OP_LOGITS_STATS, .N = 5, .V = 37, .tol = F32},
     {.op = OP_LOGITS_STATS, .N = 7, .V = 32001, .flag = 1, .tol = F32},
     {.op = OP_LOGITS_STATS, .N = 3, .V = 128256, .flag = 1, .tol = F32},
@@ -513,12 +513,13 @@ static void run_lora(tctx *t, const op_case *c)
     void *gx = dev_act(t, x, (size_t)N * in);
     if (c->op == OP_LORA_FWD) {
         float *y = rnd(t, (size_t)N * out, 1.0f, false), *u = hmem(t, (size_t)N * r * sizeof(float));
-        void *gy = dev_act(t, y, (size_t)N * out), *gu = dev_poison(t, (size_t)N * r * 2);
+        void *gy = dev_act(t, y, (size_t)N * out);
+        float *gu = dev_poison(t, (size_t)N * r * sizeof(float));   /* u is fp32 */
         op_lora_fwd(t->cpu, y, u, x, &l, N, &ctx);
         op_lora_fwd(t->gpu, gy, gu, gx, &gl, N, &ctx);
         gpu_ok(t);
         check(t, "y", get_act(t, gy, (size_t)N * out), y, (size_t)N * out, c->tol);
-        check(t, "u", get_act(t, gu, (size_t)N * r), u, (size_t)N * r, c->tol);
+        check(t, "u", get_f32(t, gu, (size_t)N * r), u, (size_t)N * r, c->tol);
         return;
     }
     float *dy = rnd(t, (size_t)N * out, 1.0f, false), *u = rnd(t, (size_t)N * r, 1.0f, false);
@@ -529,7 +530,7 @@ static void run_lora(tctx *t, const op_case *c)
     gl.dB = dev_f32(t, l.dB, (size_t)out * r);
     void *gdx = dev_act(t, dx, (size_t)N * in);
     op_lora_bwd(t->cpu, dx, dy, x, u, &l, N, &ctx);
-    op_lora_bwd(t->gpu, gdx, dev_act(t, dy, (size_t)N * out), gx, dev_act(t, u, (size_t)N * r), &gl, N, &ctx);
+    op_lora_bwd(t->gpu, gdx, dev_act(t, dy, (size_t)N * out), gx, dev_f32(t, u, (size_t)N * r), &gl, N, &ctx);
     gpu_ok(t);
     check(t, "dx", get_act(t, gdx, (size_t)N * in), dx, (size_t)N * in, c->tol);
     check(t, "dA", get_f32(t, gl.dA, (size_t)r * in), l.dA, (size_t)r * in, c->tol);
@@ -539,12 +540,12 @@ static void run_lora(tctx *t, const op_case *c)
 static void run_dropout(tctx *t, const op_case *c)
 {
     size_t n = (size_t)c->N;
-    float *x = rnd(t, n, 1.0f, false), *o = rnd(t, n, 1.0f, false);
-    void *gx = dev_act(t, x, n), *go = c->flag ? dev_act(t, o, n) : dev_poison(t, n * 2);
+    float *x = rnd(t, n, 1.0f, false), *o = rnd(t, n, 1.0f, false);   /* dropout works on fp32 */
+    float *gx = dev_f32(t, x, n), *go = c->flag ? dev_f32(t, o, n) : dev_poison(t, n * sizeof(float));
     op_dropout(t->cpu, o, x, n, c->p, t->seed, 7, 3, c->flag);
     op_dropout(t->gpu, go, gx, n, c->p, t->seed, 7, 3, c->flag);
     gpu_ok(t);
-    check(t, "out", get_act(t, go, n), o, n, c->tol);
+    check(t, "out", get_f32(t, go, n), o, n, c->tol);
 }
 
 static void run_logits(tctx *t, const op_case *c)
