@@ -52,12 +52,25 @@ static void dropped_input(backend *be, float *buf, const void *x, const lora_vie
     if (uses_dropout(l, ctx)) op_dropout(be, buf, buf, n, l->dropout, ctx->seed, ctx->step, l->id, false);
 }
 
-void op_lora_fwd(backend *be, void *y, float *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx)
+/* u (N, r) = drop(x) · Aᵀ; returns the workspace (free to reuse). */
+static float *compute_u(backend *be, float *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx)
 {
     float *buf = workspace(be, l, N, NULL);
-    if (!buf) return;
+    if (!buf) return NULL;
     dropped_input(be, buf, x, l, N, ctx);                                  /* buf (N, in) = drop(x) */
-    gemm32(be, N, l->r, l->in, buf, false, l->A, true, u, 1.0f, 0.0f);    /* u (N, r) = drop(x) · Aᵀ */
+    gemm32(be, N, l->r, l->in, buf, false, l->A, true, u, 1.0f, 0.0f);
+    return buf;
+}
+
+void op_lora_u(backend *be, float *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx)
+{
+    compute_u(be, u, x, l, N, ctx);
+}
+
+void op_lora_fwd(backend *be, void *y, float *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx)
+{
+    float *buf = compute_u(be, u, x, l, N, ctx);
+    if (!buf) return;
     gemm32(be, N, l->out, l->r, u, false, l->B, true, buf, l->scale, 0.0f); /* buf (N, out) = s · u · Bᵀ */
     be_add_f32_to_act(be, y, buf, (size_t)N * l->out);                    /* y += buf */
 }

@@ -43,6 +43,10 @@ typedef struct {
  * x (N, in) act. */
 void op_lora_fwd(backend *be, void *y, float *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx);
 
+/* Only u (N, r) fp32 = drop(x)·Aᵀ: what the backward needs from a forward
+ * whose output is not (a layer recomputed for its backward). */
+void op_lora_u(backend *be, float *u, const void *x, const lora_view *l, int N, const lora_ctx *ctx);
+
 /* Given dy (N, out) act and the forward's x (act) and u (fp32):
  *   dB += s · dyᵀ·u;   du = s · dy·B;   dA += duᵀ·drop(x);   dx += drop'(du·A)   (dx act, accumulates) */
 void op_lora_bwd(backend *be, void *dx, const void *dy, const void *x, const float *u, const lora_view *l, int N,

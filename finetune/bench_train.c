@@ -71,7 +71,9 @@ static double step_flops(const model_config *c, const bench_opts *o, long rows)
     double attn_fwd = 2.0 * T * c->num_heads * c->head_dim * L;   /* causal: T/2 keys, 2 products, 2 flops */
     double fwd = 2 * lin * L + 2 * lora * L + 2 * V * C + attn_fwd;
     double bwd = 2 * lin * L + 4 * lora * L + 4 * V * C + 2.5 * attn_fwd;   /* dx only; logits recomputed */
-    double recompute = o->checkpointing ? 2 * lin * L + 2 * lora * L + attn_fwd : 0;
+    int dout, din;
+    llama_linear_shape(c, LIN_DOWN, &dout, &din);
+    double recompute = o->checkpointing ? 2 * (lin - (double)dout * din) * L + 2 * lora * L + attn_fwd : 0;
     double ref = o->dpo ? 2 * lin * L + 2 * V * C + attn_fwd : 0;
     return tokens * (fwd + bwd + recompute + ref) * o->accum;
 }

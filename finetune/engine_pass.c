@@ -45,8 +45,11 @@ static void linear_bwd(engine *e, int l, llama_linear t, void *dx, const void *d
     }
 }
 
-/* Decoder layer l: resid[l] (N, C) -> resid[l + 1], intermediates into a. */
-static void layer_forward(engine *e, int l, layer_acts *a)
+/* Decoder layer l: resid[l] (N, C) -> resid[l + 1], intermediates into a.
+ * recompute: the layer is recomputed for its backward, which needs every
+ * intermediate but not the output, so the down projection is skipped (only
+ * its LoRA intermediate u is made). */
+static void layer_forward(engine *e, int l, layer_acts *a, bool recompute)
 {
     backend *be = e->be;
     const model_config *c = &e->cfg;
@@ -69,6 +72,12 @@ static void layer_forward(engine *e, int l, layer_acts *a)
     linear_fwd(e, l, LIN_GATE, a->g, a->h2, 0.0f, a);
     linear_fwd(e, l, LIN_UP, a->u, a->h2, 0.0f, a);
     op_swiglu_fwd(be, a->m, a->g, a->u, (size_t)N * c->intermediate_size);
+    if (recompute) {
+        const lora_view *v = adapter_of(e, l, LIN_DOWN);
+        lora_ctx ctx = lora_context(e);
+        if (v) op_lora_u(be, a->lora_u[LIN_DOWN], a->m, v, N, &ctx);
+        return;
+    }
     be_copy(be, x_out, a->x_mid, (size_t)N * C * be->act_size);
     linear_fwd(e, l, LIN_DOWN, x_out, a->m, 1.0f, a);                /* x_out = x_mid + down(m) */
 }
@@ -152,7 +161,7 @@ int engine_forward(engine *e, const batch *b, const engine_fwd *f, float *logpro
     be_upload(be, e->targets, b->targets, (size_t)N * sizeof(int32_t));
 
     op_embedding(be, e->resid[0], e->ids, e->embed, N, C);
-    for (int l = 0; l < c->num_layers; l++) layer_forward(e, l, engine_acts(e, l));
+    for (int l = 0; l < c->num_layers; l++) layer_forward(e, l, engine_acts(e, l), false);
     op_rmsnorm_fwd(be, e->xf, e->rstdf, e->resid[c->num_layers], e->final_norm, N, C, c->rms_norm_eps);
 
     const uint8_t *mask = fmass && e->has_forbidden ? e->forbidden : NULL;
@@ -201,7 +210,7 @@ int engine_backward(engine *e, const float *a, const float *b, const float *c)
 
     for (int l = L - 1; l >= 0; l--) {
         layer_acts *acts = engine_acts(e, l);
-        if (e->opts.checkpointing) layer_forward(e, l, acts);   /* recompute this layer's intermediates */
+        if (e->opts.checkpointing) layer_forward(e, l, acts, true);   /* recompute this layer's intermediates */
         layer_backward(e, l, acts);
     }
     return be_sync(be);

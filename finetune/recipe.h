@@ -29,7 +29,7 @@ typedef struct {
 
 typedef struct {
     char *file;                    /* the recipe's path */
-    char *dir;                     /* its folder: relative paths resolve against it */
+    char *dir;                     /* its folder (paths in the recipe are relative to the current directory) */
 
     char *base_model;              /* model folder */
     char *tokenizer;               /* tokenizer folder (default: base_model) */
@@ -41,7 +41,7 @@ typedef struct {
         bool load_in_4bit;
         char *quant_type;          /* nf4 */
         bool double_quant;
-        char *compute_dtype;       /* bf16 | fp16 | fp32 */
+        char *compute_dtype;       /* bf16 (the only one the CUDA kernels implement) */
     } quant;
 
     struct {
