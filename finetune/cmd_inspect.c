@@ -68,6 +68,12 @@ static int inspect_model(const char *dir)
     print_bytes("resident weights", (double)resident);
     printf("bytes per parameter   %.3f\n", (double)resident / (double)params);
     printf("files                 %d safetensors\n", st_set_nfiles(m->st));
+    printf("tensors               %d\n", st_set_count(m->st));
+    for (int i = 0; i < st_set_count(m->st); i++) {
+        const st_tensor *t = st_set_at(m->st, i);
+        char shape[128];
+        printf("  %-64s %-5s %s\n", t->name, st_dtype_name(t->dtype), st_shape_str(t, shape, sizeof shape));
+    }
     model_free(m);
     return DS_OK;
 }
