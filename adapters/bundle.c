@@ -130,8 +130,14 @@ int bundle_import(const char *in, const char *out_dir)
     size_t off = (size_t)(nl - raw) + 1;
     size_t i;
     json_t *f;
+    int seen[8] = {0};
     json_array_foreach(files, i, f) {
         const char *name = json_string_value(json_object_get(f, "name"));
+        for (int k = 0; name && FILES[k]; k++)
+            if (!strcmp(name, FILES[k]) && seen[k]++) {
+                rc = ds_fail(DS_EDATA, "%s: corrupted bundle: %s listed twice", in, name);
+                goto done;
+            }
         const char *sha = json_string_value(json_object_get(f, "sha256"));
         json_t *size = json_object_get(f, "size");
         if (!name || !sha || !json_is_integer(size) || !allowed_name(name) || json_integer_value(size) < 0 ||
@@ -152,6 +158,11 @@ int bundle_import(const char *in, const char *out_dir)
         rc = ds_fail(DS_EDATA, "%s: corrupted bundle: %zu trailing bytes", in, raw_len - off);
         goto done;
     }
+    for (int k = 0; k < 2; k++)   /* adapter_config.json and adapter_model.safetensors */
+        if (!seen[k]) {
+            rc = ds_fail(DS_EDATA, "%s: not an adapter bundle: no %s", in, FILES[k]);
+            goto done;
+        }
     char *tmp;
     rc = ds_dir_begin(out_dir, &tmp);
     if (rc) goto done;

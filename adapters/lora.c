@@ -198,7 +198,6 @@ int lora_load_peft(const char *dir, const model_config *model, lora_adapter **ou
     if (!rc) rc = parse_peft_config(cfg_path, text, len, &c, &base);
     if (!rc) rc = st_file_open(st_path, &f);
     if (!rc) rc = lora_create(model, &c, base, &a);
-    int expected = 0;
     for (int l = 0; !rc && l < a->nlayers; l++)
         for (int t = 0; !rc && t < LIN_COUNT; t++) {
             if (!lora_A(a, l, (llama_linear)t)) continue;
@@ -217,23 +216,21 @@ int lora_load_peft(const char *dir, const model_config *model, lora_adapter **ou
                     break;
                 }
                 rc = st_to_f32(ten, w ? lora_B(a, l, (llama_linear)t) : lora_A(a, l, (llama_linear)t));
-                expected++;
             }
         }
-    if (!rc && st_file_count(f) != expected) {
-        /* Tensors the model has no place for: an adapter for another model. */
-        for (int i = 0; i < st_file_count(f); i++) {
-            const char *name = st_file_at(f, i)->name;
-            int l = -1;
-            char mod[64] = "";
-            bool known = sscanf(name, "base_model.model.model.layers.%d.%*[a-z_].%63[a-z_]", &l, mod) == 2 &&
-                         l >= 0 && l < a->nlayers && llama_linear_parse(mod) >= 0 &&
-                         lora_A(a, l, (llama_linear)llama_linear_parse(mod));
-            if (!known) {
-                rc = ds_fail(DS_EDATA, "%s: adapter does not fit the model: unexpected tensor '%s'", st_path, name);
-                break;
-            }
-        }
+    /* Every tensor in the file must be one the model has a place for: an
+     * unexpected one means an adapter for another model or PEFT feature. */
+    for (int i = 0; !rc && i < st_file_count(f); i++) {
+        const char *name = st_file_at(f, i)->name;
+        bool known = false;
+        for (int l = 0; l < a->nlayers && !known; l++)
+            for (int t = 0; t < LIN_COUNT && !known; t++)
+                for (int w = 0; w < 2 && !known && lora_A(a, l, (llama_linear)t); w++) {
+                    char key[160];
+                    lora_key(key, sizeof key, l, (llama_linear)t, w ? 'B' : 'A');
+                    known = !strcmp(key, name);
+                }
+        if (!known) rc = ds_fail(DS_EDATA, "%s: adapter does not fit the model: unexpected tensor '%s'", st_path, name);
     }
     st_file_close(f);
     free(text);

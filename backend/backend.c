@@ -282,26 +282,26 @@ void be_download_act_as_f32(backend *be, float *host, const void *src, size_t n)
 /* ------------------------------------------------------------------- GEMM */
 
 /* CPU reference. A transposed operand is first copied into row-major
- * order, so that every output row is a sum of scaled rows of B
- * (acc += a_ik * B[k, :]), a loop the compiler vectorises; each row
- * accumulates in fp32 in a fixed order, whatever the number of threads. */
-static const float *row_major(const float *X, int rows, int cols, int ld, bool trans, float **owned)
+ * order (into the WS_GEMM workspace, used by nothing else), so that every
+ * output row is a sum of scaled rows of B (acc += a_ik * B[k, :]), a loop
+ * the compiler vectorises; each row accumulates in fp32 in a fixed order,
+ * whatever the number of threads. */
+static const float *row_major(const float *X, int rows, int cols, int ld, bool trans, float *T)
 {
     /* X as stored is (cols, rows) when trans; return it as (rows, cols) with ld = cols. */
-    *owned = NULL;
     if (!trans) return X;
-    float *T = malloc(sizeof(float) * (size_t)rows * cols);
     for (int c = 0; c < cols; c++)
         for (int r = 0; r < rows; r++) T[(size_t)r * cols + c] = X[(size_t)c * ld + r];
-    *owned = T;
     return T;
 }
 
-static void cpu_gemm(const be_gemm_args *g)
+static void cpu_gemm(backend *be, const be_gemm_args *g)
 {
-    float *own_a, *own_b;
-    const float *A = row_major(g->A, g->M, g->K, g->lda, g->trans_a, &own_a);   /* (M, K) */
-    const float *B = row_major(g->B, g->K, g->N, g->ldb, g->trans_b, &own_b);   /* (K, N) */
+    size_t na = g->trans_a ? (size_t)g->M * g->K : 0, nb = g->trans_b ? (size_t)g->K * g->N : 0;
+    float *ws = na + nb ? be_workspace(be, WS_GEMM, (na + nb) * sizeof(float)) : NULL;
+    if (na + nb && !ws) return;
+    const float *A = row_major(g->A, g->M, g->K, g->lda, g->trans_a, ws);        /* (M, K) */
+    const float *B = row_major(g->B, g->K, g->N, g->ldb, g->trans_b, ws + na);   /* (K, N) */
     const int lda = g->trans_a ? g->K : g->lda, ldb = g->trans_b ? g->N : g->ldb;
     float *C = g->C;
 #pragma omp parallel if ((long)g->M * g->N * g->K > DS_OMP_MIN_WORK)
@@ -320,8 +320,6 @@ static void cpu_gemm(const be_gemm_args *g)
         }
         free(acc);
     }
-    free(own_a);
-    free(own_b);
 }
 
 void be_gemm(backend *be, const be_gemm_args *g)
@@ -330,7 +328,7 @@ void be_gemm(backend *be, const be_gemm_args *g)
 #ifdef DS_HAVE_CUDA
     if (be->kind == BE_CUDA) { cuda_gemm(be, g); return; }
 #endif
-    cpu_gemm(g);
+    cpu_gemm(be, g);
     if (!g->c_f32 && !g->all_f32)
         for (int i = 0; i < g->M; i++) be_round_act(be, (float *)g->C + (size_t)i * g->ldc, (size_t)g->N);
 }

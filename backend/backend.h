@@ -128,7 +128,7 @@ void be_matmul_nn(backend *be, void *dx, const void *dy, const void *w, int M, i
  * use its own while the caller holds another. A slot grows on demand; the
  * engine asks for every size it will need at set-up (be_reserve), so that
  * no allocation happens during a step. */
-typedef enum { WS_DEQUANT, WS_LORA, WS_ATTN, WS_LOGITS, WS_MISC, WS_NSLOTS } be_ws_slot;
+typedef enum { WS_DEQUANT, WS_LORA, WS_ATTN, WS_LOGITS, WS_MISC, WS_GEMM, WS_NSLOTS } be_ws_slot;
 void *be_workspace(backend *be, be_ws_slot slot, size_t bytes);
 void be_reserve(backend *be, be_ws_slot slot, size_t bytes);
 

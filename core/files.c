@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int open_error(const char *path, const char *what)
+int ds_open_error(const char *path, const char *what)
 {
     int code = (errno == ENOENT || errno == ENOTDIR) ? DS_ENOINPUT : DS_EIO;
     return ds_fail(code, "%s: cannot %s: %s", path, what, strerror(errno));
@@ -23,7 +23,7 @@ int ds_read_file(const char *path, char **data, size_t *len)
     *data = NULL;
     if (len) *len = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return open_error(path, "open");
+    if (!f) return ds_open_error(path, "open");
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap + 1);
     if (!buf) { fclose(f); return ds_fail(DS_EIO, "%s: out of memory", path); }
@@ -52,14 +52,14 @@ int ds_map_open(const char *path, ds_map *m)
     m->data = NULL;
     m->size = 0;
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return open_error(path, "open");
+    if (fd < 0) return ds_open_error(path, "open");
     struct stat st;
-    if (fstat(fd, &st) != 0) { close(fd); return open_error(path, "stat"); }
+    if (fstat(fd, &st) != 0) { close(fd); return ds_open_error(path, "stat"); }
     if (S_ISDIR(st.st_mode)) { close(fd); return ds_fail(DS_ENOINPUT, "%s: is a directory, expected a file", path); }
     m->size = (size_t)st.st_size;
     if (m->size > 0) {
         void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) { close(fd); return open_error(path, "map"); }
+        if (p == MAP_FAILED) { close(fd); return ds_open_error(path, "map"); }
         m->data = p;
     }
     close(fd);
@@ -80,7 +80,7 @@ int ds_out_open(ds_out *o, const char *path)
     o->tmp = ds_strdupf("%s.tmp-%d", path, (int)getpid());
     o->f = fopen(o->tmp, "wb");
     if (!o->f) {
-        int rc = open_error(o->tmp, "create");
+        int rc = ds_open_error(o->tmp, "create");
         if (rc == DS_ENOINPUT) rc = DS_EIO;   /* a missing output folder is an I/O error */
         free(o->path); free(o->tmp);
         memset(o, 0, sizeof *o);

@@ -12,6 +12,11 @@
 #include <stdio.h>
 #include <stdbool.h>
 
+/* The status and message for a failed open/stat of `path` (from errno):
+ * DS_ENOINPUT "PATH: cannot WHAT: No such file or directory" when it does
+ * not exist, else DS_EIO. */
+int ds_open_error(const char *path, const char *what);
+
 /* Read a whole file into a malloc'd, NUL-terminated buffer.
  * Missing file -> DS_ENOINPUT, other failures -> DS_EIO. */
 int ds_read_file(const char *path, char **data, size_t *len);

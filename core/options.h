@@ -24,16 +24,22 @@ typedef enum {
     OPT_INT_LIST,    /* opt_ints */
 } opt_type;
 
-enum { OPT_NULLABLE = 1, OPT_REQUIRED = 2 };
+enum {
+    OPT_NULLABLE = 1,
+    OPT_REQUIRED = 2,
+    OPT_MIN_OPEN = 4,   /* the range excludes min: x > min */
+    OPT_MAX_OPEN = 8,   /* the range excludes max: x < max */
+};
 
 typedef struct {
     const char *name;     /* key within its section: "learning_rate" */
     opt_type type;
     size_t offset;        /* offsetof(struct, field) */
     const char *def;      /* default as YAML text ("2.0e-4", "true", "null"); NULL = none */
-    double min, max;      /* inclusive range for OPT_INT / OPT_FLOAT (ignored when min > max) */
+    double min, max;      /* range for OPT_INT / OPT_FLOAT, inclusive unless OPT_MIN_OPEN / OPT_MAX_OPEN
+                             (ignored when min > max) */
     const char *choices;  /* OPT_CHOICE: "cosine|linear|constant" */
-    unsigned flags;       /* OPT_NULLABLE, OPT_REQUIRED */
+    unsigned flags;       /* OPT_NULLABLE, OPT_REQUIRED, OPT_MIN_OPEN, OPT_MAX_OPEN */
     const char *help;     /* one line for --help */
 } opt_key;
 

@@ -39,6 +39,14 @@ long batch_count_targets(const batch *b)
     return c;
 }
 
+double batch_row_sum(const int32_t *targets, int T, const float *v, int row)
+{
+    double s = 0;
+    for (int t = 0; t < T; t++)
+        if (targets[(size_t)row * T + t] >= 0) s += v[(size_t)row * T + t];
+    return s;
+}
+
 int batch_put(batch *b, int row, int col, const int32_t *ids, const uint8_t *train, int n, int32_t seg)
 {
     int32_t *r_ids = b->ids + (size_t)row * b->T, *r_pos = b->pos + (size_t)row * b->T;

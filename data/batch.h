@@ -26,6 +26,9 @@ int batch_alloc(batch *b, int B, int T);
 void batch_free(batch *b);
 /* Number of positions with a target. */
 long batch_count_targets(const batch *b);
+/* Sum of v over the positions of row `row` that have a target (targets (B*T),
+ * v (B*T)): a sequence's log-likelihood from per-token log-probs. */
+double batch_row_sum(const int32_t *targets, int T, const float *v, int row);
 
 /* Fill row `row` of b from one sequence: ids (n), labels-style per-token
  * mask `train` (n; 1 = token i is trained on, i.e. predicted at i-1), segment

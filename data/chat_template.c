@@ -9,12 +9,15 @@
 #include "chat_template.h"
 
 #include "../core/status.h"
+#include "../core/utf8.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { T_DEEPSEEK, T_LLAMA3, T_CHATML, T_ALPACA, T_PLAIN } template_kind;
+#define KIND(name, kind, bos) kind
+typedef enum { CHAT_TEMPLATES(KIND, DS_COMMA) } template_kind;
+#undef KIND
 
 struct chat_template {
     const char *name;
@@ -22,13 +25,9 @@ struct chat_template {
     bool bos;              /* the model's template writes bos_token first */
 };
 
-static const chat_template templates[] = {
-    {"deepseek", T_DEEPSEEK, true},
-    {"llama3", T_LLAMA3, true},
-    {"chatml", T_CHATML, false},
-    {"alpaca", T_ALPACA, false},
-    {"plain", T_PLAIN, false},
-};
+#define ENTRY(name, kind, bos) {#name, kind, bos}
+static const chat_template templates[] = {CHAT_TEMPLATES(ENTRY, DS_COMMA)};
+#undef ENTRY
 
 static const char ALPACA_PREAMBLE[] =
     "Below is an instruction that describes a task. "
@@ -37,7 +36,7 @@ static const char ALPACA_PREAMBLE_INPUT[] =
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n\n";
 
-const char *chat_template_names(void) { return "deepseek|llama3|chatml|alpaca|plain"; }
+const char *chat_template_names(void) { return CHAT_TEMPLATE_NAMES; }
 
 int chat_template_find(const char *name, const chat_template **out)
 {
@@ -147,18 +146,15 @@ static bool py_space(uint32_t c)
            c == 0x3000;
 }
 
-/* Decode the code point at s[i] (valid UTF-8 assumed; bytes otherwise). */
+/* The code point at s[i] (records are valid UTF-8: jansson checked them;
+ * anything else is read a byte at a time). */
 static uint32_t cp_at(const unsigned char *s, size_t n, size_t i, size_t *w)
 {
-    unsigned c = s[i];
-    size_t need = c < 0x80 ? 0 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
-    if (c < 0xc0 || i + need >= n) {
+    uint32_t cp = ds_utf8_decode((const char *)s + i, n - i, w);
+    if (cp == DS_UTF8_BAD) {
         *w = 1;
-        return c;
+        return s[i];
     }
-    uint32_t cp = c & (0x3f >> need);
-    for (size_t k = 1; k <= need; k++) cp = (cp << 6) | (s[i + k] & 0x3f);
-    *w = need + 1;
     return cp;
 }
 

@@ -27,8 +27,19 @@
 #ifndef DS_DATA_CHAT_TEMPLATE_H
 #define DS_DATA_CHAT_TEMPLATE_H
 
+#include "../core/xlist.h"
+
 #include <stdbool.h>
 #include <stddef.h>
+
+/* The built-in templates, in one list: X(name, kind, writes_bos) (core/xlist.h;
+ * `kind` is chat_template.c's). */
+#define CHAT_TEMPLATES(X, SEP)                                                                  \
+    X(deepseek, T_DEEPSEEK, true) SEP X(llama3, T_LLAMA3, true) SEP X(chatml, T_CHATML, false) SEP \
+    X(alpaca, T_ALPACA, false) SEP X(plain, T_PLAIN, false)
+#define CHAT_TEMPLATE_NAME_STR(name, kind, bos) #name
+/* "deepseek|llama3|chatml|alpaca|plain" (the recipe's data.chat_template choices) */
+#define CHAT_TEMPLATE_NAMES CHAT_TEMPLATES(CHAT_TEMPLATE_NAME_STR, "|")
 
 typedef struct chat_template chat_template;
 
@@ -60,7 +71,7 @@ int chat_template_find(const char *name, const chat_template **out);
 const char *chat_template_name(const chat_template *t);
 /* Whether the model's template writes bos_token at the start (deepseek, llama3). */
 bool chat_template_wants_bos(const chat_template *t);
-/* "deepseek|llama3|chatml|alpaca|plain" */
+/* CHAT_TEMPLATE_NAMES: "deepseek|llama3|chatml|alpaca|plain" */
 const char *chat_template_names(void);
 
 /* A whole conversation: every assistant turn from message `context` on is

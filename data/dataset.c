@@ -155,15 +155,26 @@ static int add_sft(builder *b, encoder *e, const ds_rendered *r)
     return rc;
 }
 
-/* Cut a prompt from the left to `keep` tokens, keeping a leading BOS. */
-static void cut_left(seq *p, int keep, int bos)
+/* Make a prompt and its longest continuation (`longest` tokens) fit in
+ * seq_len: when they do not, the prompt is cut from the left (a leading BOS
+ * kept, and at least BOS and one prompt token left) and counted as
+ * truncated. Returns how many tokens each continuation may keep. */
+static size_t fit_prompt(builder *b, seq *p, size_t longest, int bos)
 {
-    if ((int)p->n <= keep || keep <= 0) return;
-    int head = (bos >= 0 && p->n > 0 && p->ids[0] == bos && keep > 1) ? 1 : 0;
-    size_t drop = p->n - (size_t)keep;
-    memmove(p->ids + head, p->ids + head + drop, ((size_t)keep - head) * sizeof *p->ids);
-    memmove(p->train + head, p->train + head + drop, (size_t)keep - head);
-    p->n = (size_t)keep;
+    int L = b->seq_len;
+    if (p->n + longest <= (size_t)L) return SIZE_MAX;
+    b->d->truncated++;
+    int min_p = p->n < 2 ? (int)p->n : 2;
+    int keep = (size_t)L > longest ? L - (int)longest : 0;
+    if (keep < min_p) keep = min_p;
+    if ((int)p->n > keep && keep > 0) {
+        int head = (bos >= 0 && p->n > 0 && p->ids[0] == bos && keep > 1) ? 1 : 0;
+        size_t drop = p->n - (size_t)keep;
+        memmove(p->ids + head, p->ids + head + drop, ((size_t)keep - head) * sizeof *p->ids);
+        memmove(p->train + head, p->train + head + drop, (size_t)keep - head);
+        p->n = (size_t)keep;
+    }
+    return L - keep > 0 ? (size_t)(L - keep) : 0;
 }
 
 static int add_pref(builder *b, encoder *e, const ds_rendered *r)
@@ -173,17 +184,9 @@ static int add_pref(builder *b, encoder *e, const ds_rendered *r)
     if (!rc) rc = encode_render(e, &r->chosen, false, false, &c);
     if (!rc) rc = encode_render(e, &r->rejected, false, false, &j);
     if (rc) goto done;
-    int L = b->seq_len;
-    size_t longer = c.n > j.n ? c.n : j.n;
-    if (p.n + longer > (size_t)L) {
-        b->d->truncated++;
-        int min_p = p.n < 2 ? (int)p.n : 2;          /* BOS and one prompt token at least */
-        int keep = (size_t)L > longer ? L - (int)longer : 0;
-        if (keep < min_p) keep = min_p;
-        cut_left(&p, keep, e->bos);
-        if (c.n > (size_t)(L - keep)) c.n = (size_t)(L - keep > 0 ? L - keep : 0);
-        if (j.n > (size_t)(L - keep)) j.n = (size_t)(L - keep > 0 ? L - keep : 0);
-    }
+    size_t room = fit_prompt(b, &p, c.n > j.n ? c.n : j.n, e->bos);
+    if (c.n > room) c.n = room;
+    if (j.n > room) j.n = room;
     if (p.n == 0 || c.n == 0 || j.n == 0) {
         b->d->dropped++;
         goto done;
@@ -214,19 +217,12 @@ static int add_mcq(builder *b, encoder *e, const ds_rendered *r)
     int rc = ch ? encode_render(e, &r->prompt, true, false, &p) : ds_fail(DS_EINTERNAL, "out of memory");
     for (int i = 0; i < r->nchoices && !rc; i++) rc = encode_text(e, r->choice[i], strlen(r->choice[i]), 1, &ch[i]);
     if (rc) goto done;
-    int L = b->seq_len;
     size_t longest = 0;
     for (int i = 0; i < r->nchoices; i++)
         if (ch[i].n > longest) longest = ch[i].n;
-    if (p.n + longest > (size_t)L) {
-        b->d->truncated++;
-        int min_p = p.n < 2 ? (int)p.n : 2;
-        int keep = (size_t)L > longest ? L - (int)longest : 0;
-        if (keep < min_p) keep = min_p;
-        cut_left(&p, keep, e->bos);
-        for (int i = 0; i < r->nchoices; i++)
-            if (ch[i].n > (size_t)(L - keep)) ch[i].n = (size_t)(L - keep > 0 ? L - keep : 0);
-    }
+    size_t room = fit_prompt(b, &p, longest, e->bos);
+    for (int i = 0; i < r->nchoices; i++)
+        if (ch[i].n > room) ch[i].n = room;
     bool empty = p.n == 0;
     for (int i = 0; i < r->nchoices; i++) empty |= ch[i].n == 0;
     if (empty) {

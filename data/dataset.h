@@ -20,22 +20,35 @@
 #include "batch.h"
 #include "tokenizer.h"
 
+#include "../core/xlist.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+/* The dataset types, in one list: X(name, DT_ constant of dataset_internal.h)
+ * (core/xlist.h). */
+#define DATASET_TYPES(X, SEP)                                                                         \
+    X(alpaca, DT_ALPACA) SEP X(messages, DT_MESSAGES) SEP X(prompt_completion, DT_PROMPT_COMPLETION) SEP \
+    X(text, DT_TEXT) SEP X(preference, DT_PREFERENCE) SEP X(mcq, DT_MCQ)
+#define DATASET_TYPE_NAME_STR(name, id) #name
+/* "alpaca|messages|prompt_completion|text|preference|mcq" (the recipe's choices) */
+#define DATASET_TYPE_NAMES DATASET_TYPES(DATASET_TYPE_NAME_STR, "|")
+
 /* One dataset entry of a recipe. */
 typedef struct {
     char *path;            /* JSONL/JSON, optionally .zst */
-    char *type;            /* alpaca | messages | prompt_completion | text | preference | mcq */
+    char *type;            /* one of DATASET_TYPE_NAMES */
     char *mcq_format;      /* mcq: "letters" (choices listed in the prompt, " A" scored) or "cloze" (" choice text" scored) */
     int64_t limit;         /* at most this many examples; -1 = all */
-    int line;              /* recipe line, for messages */
+    int line;              /* line of the entry in the recipe; 0 = none (a command-line override, no recipe) */
+    const char *recipe;    /* the recipe's path (not owned), NULL outside a recipe: errors about the
+                              entry name recipe:line */
 } data_source;
 
 /* How examples become tokens. */
 typedef struct {
-    const char *chat_template; /* deepseek | llama3 | chatml | alpaca | plain */
+    const char *chat_template; /* one of CHAT_TEMPLATE_NAMES (chat_template.h) */
     int sequence_len;          /* examples longer than this are truncated */
     bool train_on_inputs;      /* false: prompt tokens carry no target */
     bool skip_bad_lines;
@@ -116,17 +129,14 @@ void epoch_plan_free(epoch_plan *p);
 int epoch_plan_batch(const epoch_plan *p, int i, const dataset *d, int pad_id, batch *out);
 
 /* ---- token cache ---- */
-/* Load a tokenized dataset from `cache_path` if its key matches `key`
- * (a hex digest of the data files, tokenizer and options; see
- * dataset_cache_key), else tokenize and write the cache (zstd). *hit tells
+/* Load a tokenized dataset from `cache_path` if its key matches (a hex
+ * digest of the data files, the tokenizer - tok_digest and its ids - and
+ * the options; see dataset_cache_key), else tokenize with `tok` and write
+ * the cache (zstd) there; the folder of cache_path must exist. *hit tells
  * which happened. */
-int dataset_cache_key(const data_source *src, int nsrc, example_kind kind, const char *tokenizer_dir,
+int dataset_cache_key(const data_source *src, int nsrc, example_kind kind, const tokenizer *tok,
                       const data_options *opt, char key[65]);
 int dataset_load_cached(const char *cache_path, const data_source *src, int nsrc, example_kind kind,
-                        const tokenizer *tok, const char *tokenizer_dir, const data_options *opt, dataset *out,
-                        bool *hit);
-
-/* Names of the built-in chat templates, "deepseek|llama3|chatml|alpaca|plain". */
-const char *chat_template_names(void);
+                        const tokenizer *tok, const data_options *opt, dataset *out, bool *hit);
 
 #endif

@@ -56,16 +56,17 @@ void dataset_free(dataset *d)
 
 void *ds_dataset_push(dataset *d, int *cap)
 {
-    size_t size = d->kind == EX_SFT ? sizeof(sft_example) : d->kind == EX_PREF ? sizeof(pref_example) : sizeof(mcq_example);
-    void **arr = d->kind == EX_SFT ? (void **)&d->sft : d->kind == EX_PREF ? (void **)&d->pref : (void **)&d->mcq;
+    size_t size;
+    unsigned char *arr = ds_examples(d, &size);
     if (d->n == *cap) {
         int nc = *cap ? 2 * *cap : 256;
-        void *na = realloc(*arr, (size_t)nc * size);
+        unsigned char *na = realloc(arr, (size_t)nc * size);
         if (!na) return NULL;
-        *arr = na;
+        ds_set_examples(d, na);
+        arr = na;
         *cap = nc;
     }
-    void *slot = (unsigned char *)*arr + (size_t)d->n * size;
+    void *slot = arr + (size_t)d->n * size;
     memset(slot, 0, size);
     d->n++;
     return slot;

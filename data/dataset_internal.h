@@ -25,7 +25,8 @@ void *ds_arena_alloc(ds_arena *a, size_t bytes);   /* 8-byte aligned; NULL when 
 void ds_arena_free(ds_arena *a);
 
 /* ---- dataset types ---- */
-typedef enum { DT_ALPACA, DT_MESSAGES, DT_PROMPT_COMPLETION, DT_TEXT, DT_PREFERENCE, DT_MCQ } ds_type;
+#define DS_TYPE_ID(name, id) id
+typedef enum { DATASET_TYPES(DS_TYPE_ID, DS_COMMA) } ds_type;
 
 /* The type of a source and whether it can give `kind` examples (DS_ECONFIG). */
 int ds_source_type(const data_source *s, example_kind kind, ds_type *type, bool *cloze);
@@ -55,6 +56,24 @@ int ds_render_record(const ds_render_ctx *c, const json_t *obj, int line, ds_ren
 void ds_rendered_free(ds_rendered *r);
 
 /* ---- dataset building ---- */
+/* d's example array (d->sft, d->pref or d->mcq, by d->kind) and the size of
+ * one example; ds_set_examples puts an array there. */
+static inline void *ds_examples(const dataset *d, size_t *elem_size)
+{
+    switch (d->kind) {
+    case EX_SFT: *elem_size = sizeof *d->sft; return d->sft;
+    case EX_PREF: *elem_size = sizeof *d->pref; return d->pref;
+    default: *elem_size = sizeof *d->mcq; return d->mcq;
+    }
+}
+static inline void ds_set_examples(dataset *d, void *arr)
+{
+    switch (d->kind) {
+    case EX_SFT: d->sft = arr; break;
+    case EX_PREF: d->pref = arr; break;
+    default: d->mcq = arr; break;
+    }
+}
 /* Grow d's example array for one more example; returns its slot (zeroed). */
 void *ds_dataset_push(dataset *d, int *cap);
 

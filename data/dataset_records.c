@@ -13,38 +13,50 @@
 #include "../core/files.h"
 #include "../core/status.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_CHOICES 26
 
+/* DS_ECONFIG about a dataset entry: "recipe.yaml:12: dataset PATH: ..."
+ * where the entry has a recipe line, else "dataset PATH: ...". */
+static int entry_fail(const data_source *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int entry_fail(const data_source *s, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *path = s->path ? s->path : "(no path)";
+    if (s->recipe && s->line > 0) return ds_fail(DS_ECONFIG, "%s:%d: dataset %s: %s", s->recipe, s->line, path, msg);
+    return ds_fail(DS_ECONFIG, "dataset %s: %s", path, msg);
+}
+
 int ds_source_type(const data_source *s, example_kind kind, ds_type *type, bool *cloze)
 {
-    static const struct { const char *name; ds_type t; } names[] = {
-        {"alpaca", DT_ALPACA}, {"messages", DT_MESSAGES}, {"prompt_completion", DT_PROMPT_COMPLETION},
-        {"text", DT_TEXT}, {"preference", DT_PREFERENCE}, {"mcq", DT_MCQ},
-    };
-    const char *path = s->path ? s->path : "(no path)";
+#define TYPE_ENTRY(name, id) {#name, id}
+    static const struct { const char *name; ds_type t; } names[] = {DATASET_TYPES(TYPE_ENTRY, DS_COMMA)};
+#undef TYPE_ENTRY
     const char *tn = s->type ? s->type : "";
     int found = -1;
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (strcmp(names[i].name, tn) == 0) found = i;
     if (found < 0)
-        return ds_fail(DS_ECONFIG, "dataset %s: unknown type '%s' (alpaca|messages|prompt_completion|text|preference|mcq)",
-                       path, tn);
+        return entry_fail(s, "unknown type '%s' (" DATASET_TYPE_NAMES ")", tn);
     *type = names[found].t;
     *cloze = false;
     if (*type == DT_MCQ && s->mcq_format && *s->mcq_format) {
         if (strcmp(s->mcq_format, "cloze") == 0) *cloze = true;
         else if (strcmp(s->mcq_format, "letters") != 0)
-            return ds_fail(DS_ECONFIG, "dataset %s: unknown mcq_format '%s' (letters|cloze)", path, s->mcq_format);
+            return entry_fail(s, "unknown mcq_format '%s' (letters|cloze)", s->mcq_format);
     }
     if (kind == EX_PREF && *type != DT_PREFERENCE)
-        return ds_fail(DS_ECONFIG, "dataset %s: type '%s' has no preference pairs; DPO needs type 'preference'", path, tn);
+        return entry_fail(s, "type '%s' has no preference pairs; DPO needs type 'preference'", tn);
     if (kind == EX_MCQ && *type != DT_MCQ)
-        return ds_fail(DS_ECONFIG, "dataset %s: type '%s' has no answer choices; multiple-choice evaluation needs type 'mcq'",
-                       path, tn);
+        return entry_fail(s, "type '%s' has no answer choices; multiple-choice evaluation needs type 'mcq'", tn);
     return DS_OK;
 }
 
@@ -408,7 +420,6 @@ static int render_mcq(const ds_render_ctx *c, const json_t *obj, int line, ds_re
     char *prompt = mcq_prompt(&f, c->cloze);
     if (!prompt) return ds_fail(DS_EINTERNAL, "out of memory");
     if (c->kind == EX_MCQ) {
-        out->prompt.bos = chat_template_wants_bos(c->tmpl);
         rc = ct_push(&out->prompt, prompt, strlen(prompt), false, false);
         out->choice = calloc((size_t)f.n, sizeof *out->choice);
         if (!rc && !out->choice) rc = ds_fail(DS_EINTERNAL, "out of memory");

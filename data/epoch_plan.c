@@ -17,35 +17,20 @@
 
 /* ---- split ---- */
 
-static size_t example_size(example_kind k)
-{
-    return k == EX_SFT ? sizeof(sft_example) : k == EX_PREF ? sizeof(pref_example) : sizeof(mcq_example);
-}
-
-static const void *example_at(const dataset *d, int i)
-{
-    switch (d->kind) {
-    case EX_SFT: return &d->sft[i];
-    case EX_PREF: return &d->pref[i];
-    default: return &d->mcq[i];
-    }
-}
-
 /* A view holding the examples of d whose flag equals `want`, in d's order. */
 static int make_view(const dataset *d, const unsigned char *flag, unsigned char want, int count, dataset *v)
 {
     memset(v, 0, sizeof *v);
     v->kind = d->kind;
-    size_t size = example_size(d->kind);
+    size_t size;
+    const unsigned char *all = ds_examples(d, &size);
     unsigned char *arr = malloc((count ? count : 1) * size);
     if (!arr) return ds_fail(DS_EINTERNAL, "out of memory splitting the dataset");
     int k = 0;
     for (int i = 0; i < d->n; i++)
-        if (flag[i] == want) memcpy(arr + (size_t)k++ * size, example_at(d, i), size);
+        if (flag[i] == want) memcpy(arr + (size_t)k++ * size, all + (size_t)i * size, size);
     v->n = k;
-    if (d->kind == EX_SFT) v->sft = (sft_example *)arr;
-    else if (d->kind == EX_PREF) v->pref = (pref_example *)arr;
-    else v->mcq = (mcq_example *)arr;
+    ds_set_examples(v, arr);
     return DS_OK;
 }
 
@@ -176,8 +161,8 @@ int epoch_plan_make(const dataset *d, uint64_t seed, int epoch, bool shuffle, bo
 /* ---- batches ---- */
 
 /* One row of prompt + completion (the completion trained) at batch row `row`. */
-static int put_pair(batch *b, int row, const int32_t *p, int np, const int32_t *c, int nc, int32_t pad_id,
-                    int32_t *ids, uint8_t *train)
+static void put_pair(batch *b, int row, const int32_t *p, int np, const int32_t *c, int nc, int32_t pad_id,
+                     int32_t *ids, uint8_t *train)
 {
     memcpy(ids, p, (size_t)np * sizeof *ids);
     memcpy(ids + np, c, (size_t)nc * sizeof *ids);
@@ -185,7 +170,6 @@ static int put_pair(batch *b, int row, const int32_t *p, int np, const int32_t *
     memset(train + np, 1, (size_t)nc);
     int col = batch_put(b, row, 0, ids, train, np + nc, 0);
     batch_pad_row(b, row, col, pad_id);
-    return DS_OK;
 }
 
 int epoch_plan_batch(const epoch_plan *p, int i, const dataset *d, int pad_id, batch *out)

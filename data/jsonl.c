@@ -9,7 +9,9 @@
  */
 #include "jsonl.h"
 
+#include "../core/files.h"
 #include "../core/status.h"
+#include "../core/utf8.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -48,35 +50,6 @@ struct jsonl_reader {
     bool after_value;              /* array: an element has been read */
     bool fatal;
 };
-
-/* ---- UTF-8 ---- */
-
-bool jsonl_utf8_valid(const char *s, size_t len, size_t *bad)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = p[i];
-        if (c < 0x80) { i++; continue; }
-        size_t need;
-        unsigned cp, min;
-        if (c >= 0xc2 && c <= 0xdf) { need = 1; cp = c & 0x1f; min = 0x80; }
-        else if (c >= 0xe0 && c <= 0xef) { need = 2; cp = c & 0x0f; min = 0x800; }
-        else if (c >= 0xf0 && c <= 0xf4) { need = 3; cp = c & 0x07; min = 0x10000; }
-        else goto fail;
-        if (len - i <= need) goto fail;
-        for (size_t k = 1; k <= need; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) goto fail;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) goto fail;
-        i += need + 1;
-    }
-    return true;
-fail:
-    if (bad) *bad = i;
-    return false;
-}
 
 /* ---- bytes ---- */
 
@@ -275,8 +248,7 @@ int jsonl_open(const char *path, size_t max_record, jsonl_reader **out)
     if (rc) return rc;
     r->f = fopen(path, "rb");
     if (!r->f) {
-        int code = (errno == ENOENT || errno == ENOTDIR) ? DS_ENOINPUT : DS_EIO;
-        rc = ds_fail(code, "%s: cannot open: %s", path, strerror(errno));
+        rc = ds_open_error(path, "open");
         jsonl_close(r);
         return rc;
     }
@@ -335,22 +307,27 @@ const char *jsonl_kind(const json_t *j)
     }
 }
 
-/* Parse rec[0..rec_len) (which starts at `line`) as one object. */
+/* The invalid UTF-8 jansson stopped at: its line and column in the record. */
+static int utf8_fail(const jsonl_reader *r, int line)
+{
+    size_t bad = ds_utf8_valid(r->rec, r->rec_len), col0 = 0;
+    if (bad == r->rec_len) return ds_fail(DS_EDATA, "%s:%d: invalid UTF-8", r->name, line);   /* not ours to find */
+    for (size_t i = 0; i < bad; i++)
+        if (r->rec[i] == '\n') {
+            line++;
+            col0 = i + 1;
+        }
+    return ds_fail(DS_EDATA, "%s:%d: invalid UTF-8 (byte 0x%02x at column %zu)", r->name, line,
+                   (unsigned char)r->rec[bad], bad - col0 + 1);
+}
+
+/* Parse rec[0..rec_len) (which starts at `line`) as one object. jansson
+ * refuses invalid UTF-8 itself; only then is the bad byte looked for. */
 static int parse_record(jsonl_reader *r, int line, json_t **obj)
 {
-    size_t bad;
-    if (!jsonl_utf8_valid(r->rec, r->rec_len, &bad)) {
-        size_t col0 = 0;
-        for (size_t i = 0; i < bad; i++)
-            if (r->rec[i] == '\n') {
-                line++;
-                col0 = i + 1;
-            }
-        return ds_fail(DS_EDATA, "%s:%d: invalid UTF-8 (byte 0x%02x at column %zu)", r->name, line,
-                       (unsigned char)r->rec[bad], bad - col0 + 1);
-    }
     json_error_t e;
     json_t *j = json_loadb(r->rec, r->rec_len, JSON_DECODE_ANY, &e);
+    if (!j && json_error_code(&e) == json_error_invalid_utf8) return utf8_fail(r, line);
     if (!j)
         return ds_fail(DS_EDATA, "%s:%d: malformed JSON: %s (column %d)", r->name,
                        line + (e.line > 0 ? e.line - 1 : 0), e.text, e.column);

@@ -40,9 +40,6 @@ bool jsonl_can_continue(const jsonl_reader *r);
 /* The file name used in messages. */
 const char *jsonl_name(const jsonl_reader *r);
 
-/* Whether buf[0..len) is valid UTF-8 (no overlongs, surrogates or code
- * points above U+10FFFF). On failure *bad is the offset of the first bad byte. */
-bool jsonl_utf8_valid(const char *buf, size_t len, size_t *bad);
 /* "an object", "a string", ...: a JSON value's kind, for messages. */
 const char *jsonl_kind(const json_t *j);
 

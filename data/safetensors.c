@@ -1,4 +1,5 @@
 #include "safetensors.h"
+#include "json_util.h"
 
 #include "../core/files.h"
 #include "../core/numeric.h"
@@ -115,8 +116,8 @@ static int parse_entry(const char *what, const char *name, json_t *v, const unsi
                        what, name, (long long)b, (long long)e, datalen);
     uint64_t want = numel * st_dtype_size(t->dtype);
     if ((uint64_t)(e - b) != want)
-        return ds_fail(DS_EDATA, "%s: tensor '%s' is %s%s with %llu bytes but its offsets span %lld", what, name,
-                       dt, "", (unsigned long long)want, (long long)(e - b));
+        return ds_fail(DS_EDATA, "%s: tensor '%s' is %s with %llu bytes but its offsets span %lld", what, name, dt,
+                       (unsigned long long)want, (long long)(e - b));
     t->numel = (int64_t)numel;
     t->nbytes = (size_t)want;
     t->data = data + b;
@@ -212,6 +213,7 @@ int st_file_open(const char *path, st_file **out)
 struct st_set {
     char *dir;
     st_file **files;
+    char **shards;           /* (nfiles) each file's name as the index gives it; NULL without an index */
     int nfiles;
     const st_tensor **all;   /* every tensor of every file, files in order */
     int n;
@@ -220,7 +222,6 @@ struct st_set {
 int st_set_count(const st_set *s) { return s->n; }
 const st_tensor *st_set_at(const st_set *s, int i) { return s->all[i]; }
 int st_set_nfiles(const st_set *s) { return s->nfiles; }
-const st_file *st_set_file(const st_set *s, int i) { return s->files[i]; }
 const char *st_set_dir(const st_set *s) { return s->dir; }
 
 const st_tensor *st_set_find(const st_set *s, const char *name)
@@ -241,8 +242,12 @@ int st_set_require(const st_set *s, const char *name, const st_tensor **out)
 void st_set_close(st_set *s)
 {
     if (!s) return;
-    for (int i = 0; i < s->nfiles; i++) st_file_close(s->files[i]);
+    for (int i = 0; i < s->nfiles; i++) {
+        st_file_close(s->files[i]);
+        if (s->shards) free(s->shards[i]);
+    }
     free(s->files);
+    free(s->shards);
     free(s->all);
     free(s->dir);
     free(s);
@@ -276,16 +281,19 @@ int st_set_wrap(st_file *f, const char *name, st_set **out)
     return DS_OK;
 }
 
+/* The opened file of a shard named in the index, or -1. */
+static int shard_index(const st_set *s, const char *shard)
+{
+    for (int i = 0; i < s->nfiles; i++)
+        if (!strcmp(s->shards[i], shard)) return i;
+    return -1;
+}
+
 static int set_open_index(st_set *s, const char *index_path)
 {
-    char *text;
-    size_t len;
-    int rc = ds_read_file(index_path, &text, &len);
+    json_t *root;
+    int rc = json_file_load(index_path, 0, &root);
     if (rc) return rc;
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, 0, &jerr);
-    free(text);
-    if (!root) return ds_fail(DS_EDATA, "%s:%d: invalid JSON: %s", index_path, jerr.line, jerr.text);
     json_t *map = json_object_get(root, "weight_map");
     if (!json_is_object(map)) {
         json_decref(root);
@@ -300,24 +308,22 @@ static int set_open_index(st_set *s, const char *index_path)
             rc = ds_fail(DS_EDATA, "%s: weight_map entry '%s' is not a file name", index_path, name);
             break;
         }
-        bool seen = false;
-        for (int i = 0; i < s->nfiles && !seen; i++) {
-            const char *p = st_file_path(s->files[i]);
-            size_t lp = strlen(p), ls = strlen(shard);
-            seen = lp > ls && p[lp - ls - 1] == '/' && !strcmp(p + lp - ls, shard);
-        }
-        if (seen) continue;
+        if (shard_index(s, shard) >= 0) continue;
         char *path = ds_path_join(s->dir, shard);
+        int before = s->nfiles;
         rc = set_add_file(s, path);
         free(path);
+        if (s->nfiles > before) {   /* opened, even if its tensors were then refused */
+            s->shards = realloc(s->shards, (size_t)s->nfiles * sizeof *s->shards);
+            s->shards[s->nfiles - 1] = strdup(shard);
+        }
         if (rc) break;
     }
     /* Every tensor the index names must be in the shard it names. */
     if (!rc) json_object_foreach(map, name, v) {
-        const st_tensor *t = st_set_find(s, name);
-        if (!t) {
-            rc = ds_fail(DS_EDATA, "%s: tensor '%s' listed in the index is missing from %s", index_path, name,
-                         json_string_value(v));
+        const char *shard = json_string_value(v);
+        if (!st_file_find(s->files[shard_index(s, shard)], name)) {
+            rc = ds_fail(DS_EDATA, "%s: tensor '%s' listed in the index is missing from %s", index_path, name, shard);
             break;
         }
     }
@@ -386,26 +392,26 @@ int st_to_i32(const st_tensor *t, int32_t *dst)
     return DS_OK;
 }
 
-const char *st_shape_str(const st_tensor *t, char *buf, size_t n)
+/* "[a, b, c]" into buf. */
+static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t n)
 {
     size_t k = (size_t)snprintf(buf, n, "[");
-    for (int d = 0; d < t->ndim && k < n; d++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    for (int d = 0; d < ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
     if (k < n) snprintf(buf + k, n - k, "]");
     return buf;
 }
+
+const char *st_shape_str(const st_tensor *t, char *buf, size_t n) { return shape_str(t->ndim, t->shape, buf, n); }
 
 int st_check_shape(const st_tensor *t, int ndim, const int64_t *shape)
 {
     bool ok = t->ndim == ndim;
     for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
     if (ok) return DS_OK;
-    char got[128], want[160];
-    size_t k = (size_t)snprintf(want, sizeof want, "[");
-    for (int d = 0; d < ndim && k < sizeof want; d++)
-        k += (size_t)snprintf(want + k, sizeof want - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
-    if (k < sizeof want) snprintf(want + k, sizeof want - k, "]");
-    return ds_fail(DS_EDATA, "tensor '%s' has shape %s, expected %s", t->name, st_shape_str(t, got, sizeof got), want);
+    char got[160], want[160];
+    return ds_fail(DS_EDATA, "tensor '%s' has shape %s, expected %s", t->name, st_shape_str(t, got, sizeof got),
+                   shape_str(ndim, shape, want, sizeof want));
 }
 
 /* ------------------------------------------------------------------ writing */
@@ -484,19 +490,6 @@ int st_writer_add_copy(st_writer *w, const char *name, st_dtype dtype, int ndim,
     e->owned = malloc(e->t.nbytes ? e->t.nbytes : 1);
     memcpy(e->owned, data, e->t.nbytes);
     e->t.data = e->owned;
-    return DS_OK;
-}
-
-int st_writer_add_f32_as(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const float *data)
-{
-    if (dtype == ST_F32) return st_writer_add_copy(w, name, dtype, ndim, shape, data);
-    if (dtype != ST_BF16 && dtype != ST_F16) return ds_fail(DS_EINTERNAL, "st_writer_add_f32_as: bad dtype");
-    entry *e = writer_push(w, name, dtype, ndim, shape);
-    if (!e) return ds_fail(DS_EINTERNAL, "safetensors writer: duplicate or malformed tensor '%s'", name);
-    uint16_t *h = malloc(e->t.nbytes ? e->t.nbytes : 1);
-    for (int64_t i = 0; i < e->t.numel; i++) h[i] = dtype == ST_BF16 ? ds_f32_to_bf16(data[i]) : ds_f32_to_f16(data[i]);
-    e->owned = h;
-    e->t.data = h;
     return DS_OK;
 }
 

@@ -60,7 +60,6 @@ const st_tensor *st_set_find(const st_set *s, const char *name);
 /* Like find, but a missing tensor is DS_EDATA naming it and the folder. */
 int st_set_require(const st_set *s, const char *name, const st_tensor **out);
 int st_set_nfiles(const st_set *s);
-const st_file *st_set_file(const st_set *s, int i);
 const char *st_set_dir(const st_set *s);
 
 /* ---- tensor helpers ---- */
@@ -82,8 +81,6 @@ void st_writer_free(st_writer *w);
 int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data);
 /* Same, but the writer keeps its own copy of the bytes. */
 int st_writer_add_copy(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data);
-/* Convenience: an fp32 buffer stored as `dtype` (F32, BF16 or F16), converted on add. */
-int st_writer_add_f32_as(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const float *data);
 /* A tensor whose bytes are produced at write time, in layout order, by
  * fill(ctx, dst) (dst has the tensor's byte size), so that a large model is
  * written one tensor at a time. fill returns DS_OK or a status. */

@@ -1,10 +1,12 @@
 /* data/token_cache.c - the tokenized dataset cached on disk.
  *
  * The key is a SHA-256 over everything that decides the tokens: the bytes
- * of every data file, of tokenizer.json and tokenizer_config.json, the
- * example kind, each source's type / mcq_format / limit, and the options
- * (template, sequence_len, train_on_inputs, skip_bad_lines), plus a format
- * version bumped whenever rendering changes. The file:
+ * of every data file, the tokenizer (the digest of the tokenizer.json and
+ * tokenizer_config.json bytes it was loaded from, and its BOS/EOS/pad ids
+ * and whether it adds BOS), the example kind, each source's type /
+ * mcq_format / limit, and the options (template, sequence_len,
+ * train_on_inputs, skip_bad_lines), plus a format version bumped whenever
+ * rendering changes. The file:
  *
  *   header (128 bytes): "DSFTTOKC", u32 version, u32 kind, key (64 hex),
  *                       u64 payload size, u64 compressed size, sha256(payload)
@@ -25,7 +27,6 @@
 #include "../core/sha256.h"
 #include "../core/status.h"
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,18 +59,11 @@ static void hash_int(ds_sha256 *h, const char *name, long long v)
     hash_field(h, name, buf);
 }
 
-/* A file's bytes, length-prefixed; absent files hashed as absent when optional. */
-static int hash_file(ds_sha256 *h, const char *name, const char *path, bool optional)
+/* A file's digest and length. */
+static int hash_file(ds_sha256 *h, const char *name, const char *path)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (optional && errno == ENOENT) {
-            hash_field(h, name, NULL);
-            return DS_OK;
-        }
-        int code = (errno == ENOENT || errno == ENOTDIR) ? DS_ENOINPUT : DS_EIO;
-        return ds_fail(code, "%s: cannot open: %s", path, strerror(errno));
-    }
+    if (!f) return ds_open_error(path, "open");
     ds_sha256 fh;
     ds_sha256_init(&fh);
     unsigned char buf[1 << 16];
@@ -91,10 +85,11 @@ static int hash_file(ds_sha256 *h, const char *name, const char *path, bool opti
     return DS_OK;
 }
 
-int dataset_cache_key(const data_source *src, int nsrc, example_kind kind, const char *tokenizer_dir,
+int dataset_cache_key(const data_source *src, int nsrc, example_kind kind, const tokenizer *tok,
                       const data_options *opt, char key[65])
 {
     key[0] = '\0';
+    if (!tok) return ds_fail(DS_EINTERNAL, "dataset_cache_key: no tokenizer");
     ds_sha256 h;
     ds_sha256_init(&h);
     hash_field(&h, "format", RENDER_VERSION);
@@ -109,16 +104,14 @@ int dataset_cache_key(const data_source *src, int nsrc, example_kind kind, const
         hash_field(&h, "mcq_format", src[i].mcq_format && *src[i].mcq_format ? src[i].mcq_format : "letters");
         hash_int(&h, "limit", src[i].limit > 0 ? src[i].limit : -1);
         if (!src[i].path) return ds_fail(DS_ECONFIG, "dataset %d has no path", i + 1);
-        int rc = hash_file(&h, "data", src[i].path, false);
+        int rc = hash_file(&h, "data", src[i].path);
         if (rc) return rc;
     }
-    char *tj = ds_path_join(tokenizer_dir, "tokenizer.json");
-    char *tc = ds_path_join(tokenizer_dir, "tokenizer_config.json");
-    int rc = tj && tc ? hash_file(&h, "tokenizer.json", tj, false) : ds_fail(DS_EINTERNAL, "out of memory");
-    if (!rc) rc = hash_file(&h, "tokenizer_config.json", tc, true);
-    free(tj);
-    free(tc);
-    if (rc) return rc;
+    hash_field(&h, "tokenizer", tok_digest(tok));
+    hash_int(&h, "bos", tok_bos_id(tok));
+    hash_int(&h, "eos", tok_eos_id(tok));
+    hash_int(&h, "pad", tok_pad_id(tok));
+    hash_int(&h, "adds_bos", tok_adds_bos(tok));
     uint8_t d[32];
     ds_sha256_final(&h, d);
     ds_hex(d, 32, key);
@@ -382,29 +375,20 @@ done:
 }
 
 int dataset_load_cached(const char *cache_path, const data_source *src, int nsrc, example_kind kind,
-                        const tokenizer *tok, const char *tokenizer_dir, const data_options *opt, dataset *out,
-                        bool *hit)
+                        const tokenizer *tok, const data_options *opt, dataset *out, bool *hit)
 {
     memset(out, 0, sizeof *out);
     *hit = false;
     char key[65];
-    int rc = dataset_cache_key(src, nsrc, kind, tokenizer_dir, opt, key);
+    int rc = dataset_cache_key(src, nsrc, kind, tok, opt, key);
     if (rc) return rc;
-    if (try_cache(cache_path, key, kind, tok ? tok_vocab_size(tok) : 0, out)) {
+    if (try_cache(cache_path, key, kind, tok_vocab_size(tok), out)) {
         *hit = true;
         return DS_OK;
     }
     ds_clear_error();
     if ((rc = dataset_load(src, nsrc, kind, tok, opt, out))) return rc;
-    /* the cache's folder may not exist yet */
-    char *dir = strdup(cache_path);
-    char *slash = dir ? strrchr(dir, '/') : NULL;
-    if (slash && slash != dir) {
-        *slash = '\0';
-        rc = ds_mkdirs(dir);
-    }
-    free(dir);
-    if (!rc) rc = write_cache(cache_path, key, out);
+    rc = write_cache(cache_path, key, out);
     if (rc) {
         ds_fail_context(rc, "writing the token cache: ");
         dataset_free(out);

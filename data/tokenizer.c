@@ -6,10 +6,15 @@
  * template when the config sets add_bos_token/add_eos_token (or when
  * tokenizer.json has none), and its Llama tokenizer classes default to
  * add_bos_token = true. Otherwise tokenizer.json's post-processor decides.
+ * Without tokenizer_config.json and without a post-processor, the tokenizer
+ * is read as LlamaTokenizerFast reads it: BOS first, its id supplied by the
+ * model (tok_set_default_ids; see tokenizer.h).
  */
 #include "tokenizer_internal.h"
+#include "json_util.h"
 
 #include "../core/files.h"
+#include "../core/sha256.h"
 #include "../core/status.h"
 
 #include <stdatomic.h>
@@ -80,12 +85,11 @@ static int parse_added(const char *file, const char *where, json_t *j, tk_added 
     *out = dflt;
     static const char *const KEYS[] = {"special", "lstrip", "rstrip", "single_word", "normalized"};
     bool *dst[] = {&out->special, &out->lstrip, &out->rstrip, &out->single_word, &out->normalized};
+    char label[512];
+    snprintf(label, sizeof label, "%s: %s", file, where);
     for (int i = 0; i < 5; i++) {
-        json_t *v = json_object_get(j, KEYS[i]);
-        if (!v || json_is_null(v)) continue;
-        if (!json_is_boolean(v))
-            return ds_fail(DS_EDATA, "%s: %s: \"%s\" is not true or false", file, where, KEYS[i]);
-        *dst[i] = json_is_true(v);
+        int rc = json_get_bool(j, KEYS[i], *dst[i], label, dst[i]);
+        if (rc) return rc;
     }
     return DS_OK;
 }
@@ -119,7 +123,7 @@ static int index_added(tokenizer *t)
     for (int i = 0; i < t->nadded; i++) {
         tk_added *a = &t->added[i];
         if (a->normalized && t->nnorm) {
-            int rc = tk_normalize(t, a->content, a->len, &sc->buf[0], &sc->buf[1]);
+            int rc = tk_normalize(t, sc, a->content, a->len, &sc->buf[0], &sc->buf[1]);
             if (rc) return rc;
             a->norm = malloc(sc->buf[0].n + 1);
             memcpy(a->norm, sc->buf[0].p, sc->buf[0].n);
@@ -152,10 +156,10 @@ static int check_special_ids(const tokenizer *t)
 
 /* ----------------------------------------------------- tokenizer_config.json */
 
-/* A named special token: "<s>", {"content": "<s>", ...} or null. */
-static int config_token(tokenizer *t, const char *file, json_t *cfg, const char *key, char **name, int32_t *next)
+/* A named special token `v` ("<s>", {"content": "<s>", ...} or null);
+ * `where` names it in messages ("bos_token"). */
+static int config_token(tokenizer *t, const char *file, json_t *v, const char *where, char **name, int32_t *next)
 {
-    json_t *v = json_object_get(cfg, key);
     *name = NULL;
     if (!v || json_is_null(v)) return DS_OK;
     tk_added a = {.special = true};   /* transformers adds a named token as special, not normalized */
@@ -165,7 +169,7 @@ static int config_token(tokenizer *t, const char *file, json_t *cfg, const char 
         s = json_string_value(v);
         n = json_string_length(v);
     } else {
-        int rc = parse_added(file, key, v, a, &a, &s, &n);
+        int rc = parse_added(file, where, v, a, &a, &s, &n);
         if (rc) return rc;
         a.special = true;
     }
@@ -174,24 +178,23 @@ static int config_token(tokenizer *t, const char *file, json_t *cfg, const char 
     return tk_added_find(t, s, n) >= 0 ? DS_OK : add_token(t, s, n, a, next);
 }
 
+/* A boolean the config may leave unset: *out -1. */
 static int config_bool(const char *file, json_t *cfg, const char *key, int *out)
 {
     json_t *v = json_object_get(cfg, key);
-    *out = -1;   /* not set */
-    if (!v || json_is_null(v)) return DS_OK;
-    if (!json_is_boolean(v)) return ds_fail(DS_EDATA, "%s: \"%s\" is not true or false", file, key);
-    *out = json_is_true(v);
-    return DS_OK;
+    bool b = false;
+    int rc = json_get_bool(cfg, key, false, file, &b);
+    *out = !v || json_is_null(v) ? -1 : b;
+    return rc;
 }
 
 static int load_config(tokenizer *t, const char *text, size_t len, const char *file, bool *template, int *add_bos,
                        int *add_eos, char *names[3])
 {
-    json_error_t jerr;
+    json_t *cfg;
     /* integers as reals: configs carry model_max_length values past 64 bits */
-    json_t *cfg = json_loadb(text, len, JSON_DECODE_INT_AS_REAL, &jerr);
-    if (!cfg) return ds_fail(DS_EDATA, "%s:%d:%d: invalid JSON: %s", file, jerr.line, jerr.column, jerr.text);
-    int rc = DS_OK, split = -1;
+    int rc = json_text_load(text, len, file, JSON_DECODE_INT_AS_REAL, &cfg), split = -1;
+    if (rc) return rc;
     if (!json_is_object(cfg)) rc = ds_fail(DS_EDATA, "%s: not a JSON object", file);
     if (!rc) rc = config_bool(file, cfg, "add_bos_token", add_bos);
     if (!rc) rc = config_bool(file, cfg, "add_eos_token", add_eos);
@@ -224,7 +227,7 @@ static int load_config(tokenizer *t, const char *text, size_t len, const char *f
                                         "mask_token"};
     for (int i = 0; !rc && i < 7; i++) {
         char *name = NULL;
-        rc = config_token(t, file, cfg, NAMED[i], &name, &next);
+        rc = config_token(t, file, json_object_get(cfg, NAMED[i]), NAMED[i], &name, &next);
         if (i < 3) names[i] = name;
         else free(name);
     }
@@ -233,11 +236,10 @@ static int load_config(tokenizer *t, const char *text, size_t len, const char *f
     if (!rc && extra && !json_is_null(extra)) {
         if (!json_is_array(extra)) rc = ds_fail(DS_EDATA, "%s: \"additional_special_tokens\" is not a list", file);
         for (size_t i = 0; !rc && i < json_array_size(extra); i++) {
-            json_t *wrap = json_pack("{sO}", "x", json_array_get(extra, i));
-            char *name = NULL;
-            rc = config_token(t, file, wrap, "x", &name, &next);
+            char where[64], *name = NULL;
+            snprintf(where, sizeof where, "additional_special_tokens[%zu]", i);
+            rc = config_token(t, file, json_array_get(extra, i), where, &name, &next);
             free(name);
-            json_decref(wrap);
         }
     }
     json_decref(cfg);
@@ -246,13 +248,31 @@ static int load_config(tokenizer *t, const char *text, size_t len, const char *f
 
 /* ------------------------------------------------------------------ loading */
 
+/* The digest of what was parsed: both files' bytes, each length-prefixed. */
+static void make_digest(tokenizer *t, const char *json, size_t len, const char *config, size_t config_len)
+{
+    ds_sha256 h;
+    ds_sha256_init(&h);
+    char head[64];
+    snprintf(head, sizeof head, "tokenizer.json %zu\n", len);
+    ds_sha256_update(&h, head, strlen(head));
+    ds_sha256_update(&h, json, len);
+    if (config) snprintf(head, sizeof head, "tokenizer_config.json %zu\n", config_len);
+    else snprintf(head, sizeof head, "no tokenizer_config.json\n");
+    ds_sha256_update(&h, head, strlen(head));
+    if (config) ds_sha256_update(&h, config, config_len);
+    uint8_t d[32];
+    ds_sha256_final(&h, d);
+    ds_hex(d, 32, t->digest);
+}
+
 static int build(tokenizer *t, const char *json, size_t len, const char *config, size_t config_len,
                  const char *config_what)
 {
-    json_error_t jerr;
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) return ds_fail(DS_EDATA, "%s:%d:%d: invalid JSON: %s", t->what, jerr.line, jerr.column, jerr.text);
-    int rc = DS_OK;
+    make_digest(t, json, len, config, config_len);
+    json_t *root;
+    int rc = json_text_load(json, len, t->what, JSON_REJECT_DUPLICATES, &root);
+    if (rc) return rc;
     json_t *version = json_object_get(root, "version");
     if (!json_is_object(root)) rc = ds_fail(DS_EDATA, "%s: not a JSON object", t->what);
     else if (version && !(json_is_string(version) && !strcmp(json_string_value(version), "1.0")))
@@ -271,6 +291,11 @@ static int build(tokenizer *t, const char *json, size_t len, const char *config,
         bool from_config = false;
         rc = load_config(t, config, config_len, config_what, &from_config, &add_bos, &add_eos, names);
         template = template || from_config;
+    } else if (!rc && template) {
+        /* No tokenizer_config.json: AutoTokenizer takes the class from the
+         * model's config.json, LlamaTokenizerFast for the models ds-ft
+         * trains, which adds BOS. Its id comes from the model. */
+        t->bos_from_model = true;
     }
     t->vocab_size = t->bpe.nr;
     if (!rc) rc = index_added(t);
@@ -383,6 +408,18 @@ int tok_bos_id(const tokenizer *t) { return t->bos_id; }
 int tok_eos_id(const tokenizer *t) { return t->eos_id; }
 int tok_pad_id(const tokenizer *t) { return t->pad_id; }
 bool tok_adds_bos(const tokenizer *t) { return t->nprefix > 0 && t->bos_id >= 0 && t->prefix_ids[0] == t->bos_id; }
+const char *tok_digest(const tokenizer *t) { return t->digest; }
+
+void tok_set_default_ids(tokenizer *t, int bos, int eos, int pad)
+{
+    int want[3] = {bos, eos, pad}, *have[3] = {&t->bos_id, &t->eos_id, &t->pad_id};
+    for (int i = 0; i < 3; i++)
+        if (*have[i] < 0 && tok_token_str(t, want[i])) *have[i] = want[i];
+    if (t->bos_from_model && t->bos_id >= 0 && t->nprefix == 0) {
+        t->prefix_ids = malloc(sizeof *t->prefix_ids);
+        t->prefix_ids[t->nprefix++] = t->bos_id;
+    }
+}
 
 int tok_token_id(const tokenizer *t, const char *token)
 {

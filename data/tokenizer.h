@@ -45,6 +45,31 @@ int tok_bos_id(const tokenizer *t);          /* -1 if none */
 int tok_eos_id(const tokenizer *t);
 int tok_pad_id(const tokenizer *t);
 bool tok_adds_bos(const tokenizer *t);       /* add_special puts BOS first */
+
+/* The model's token ids (model_config's bos_id, eos_id, pad_id: from
+ * generation_config.json, else config.json; -1 = none), for the ids the
+ * tokenizer does not name itself: each fills only an id the tokenizer has
+ * none for, and only if it is a token of the vocabulary. So the order is
+ * tokenizer_config.json (its names resolved through the vocabulary), then
+ * generation_config.json, then config.json.
+ *
+ * Whether BOS is added is not changed here: it was decided at load by the
+ * tokenizer's own rules (tokenizer_config.json's add_bos_token, its class's
+ * default, or tokenizer.json's post-processor), and this only supplies the
+ * id such a rule asked for. The one rule that waits for it: a folder with
+ * no tokenizer_config.json and a tokenizer.json without a post-processor is
+ * read as transformers' AutoTokenizer reads it for a Llama-family model
+ * (the only kind ds-ft trains), i.e. as LlamaTokenizerFast, which adds BOS
+ * (add_bos_token = true) and not EOS; the BOS is the model's bos_id, where
+ * transformers would add a "<s>" token such vocabularies lack. A
+ * tokenizer.json post-processor, when there is one, keeps deciding. Call it
+ * once, after tok_load and before encoding (not concurrently with it). */
+void tok_set_default_ids(tokenizer *t, int bos, int eos, int pad);
+
+/* SHA-256 (64 hex digits) of the bytes the tokenizer was built from:
+ * tokenizer.json and tokenizer_config.json (or its absence). Two tokenizers
+ * with the same digest and the same ids (tok_bos_id, ...) encode alike. */
+const char *tok_digest(const tokenizer *t);
 /* Id of a token string (vocabulary or added token), or -1. */
 int tok_token_id(const tokenizer *t, const char *token);
 /* The token string of an id (byte-level form, e.g. "Ġthe"), or NULL. */

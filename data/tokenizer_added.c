@@ -107,21 +107,22 @@ int tk_split_added(const tokenizer *t, const tk_trie *trie, const char *s, size_
             pos = stop;   /* the search goes on after the match, whatever is done with it */
             if (a->special && t->split_special) continue;
             if (a->single_word) {
-                bool left_ok = start == 0 || !is_word(tk_utf8_next(s + char_start_before(s, start), &cl));
-                bool right_ok = stop == n || !is_word(tk_utf8_next(s + stop, &cl));
+                size_t before = start ? char_start_before(s, start) : 0;
+                bool left_ok = start == 0 || !is_word(ds_utf8_decode(s + before, n - before, &cl));
+                bool right_ok = stop == n || !is_word(ds_utf8_decode(s + stop, n - stop, &cl));
                 if (!left_ok || !right_ok) continue;
             }
             if (a->lstrip) {
                 size_t ws = start;
                 while (ws > 0) {
                     size_t c = char_start_before(s, ws);
-                    if (!tk_is_whitespace(tk_utf8_next(s + c, &cl))) break;
+                    if (!tk_is_whitespace(ds_utf8_decode(s + c, n - c, &cl))) break;
                     ws = c;
                 }
                 start = ws > done ? ws : done;   /* spaces an earlier match took stay with it */
             }
             if (a->rstrip)
-                while (stop < n && tk_is_whitespace(tk_utf8_next(s + stop, &cl))) stop += cl;
+                while (stop < n && tk_is_whitespace(ds_utf8_decode(s + stop, n - stop, &cl))) stop += cl;
             if (done < start && (rc = emit(ctx, s + done, start - done, -1))) return rc;
             if (stop > start && (rc = emit(ctx, s + start, stop - start, k))) return rc;
             done = stop;

@@ -181,7 +181,7 @@ static int32_t char_id(const tk_bpe *m, tk_buf *tmp, const char *c, size_t k, bo
         if ((unsigned char)c[0] < 0x80) return m->small_id[(unsigned char)c[0]];
         if (k == 2) {
             size_t len;
-            uint32_t cp = tk_utf8_next(c, &len);
+            uint32_t cp = ds_utf8_decode(c, k, &len);
             if (cp < 512) return m->small_id[cp];
         }
         return tk_strmap_get(&m->vocab, c, k);
@@ -200,8 +200,7 @@ static void merge_word(const tk_bpe *m, tk_scratch *s, const char *w, size_t n, 
     bool unk = false;   /* an unknown token waiting to be added (HF adds it before the next known one) */
     tk_buf *tmp = &s->buf[2];
     for (size_t i = 0; i < n;) {
-        size_t k;
-        tk_utf8_next(w + i, &k);
+        size_t k = ds_utf8_lead_len((unsigned char)w[i]);   /* pieces are valid UTF-8 */
         bool first = i == 0, last = i + k == n;
         int32_t id = char_id(m, tmp, w + i, k, first, last);
         if (id >= 0) {
@@ -288,7 +287,7 @@ void tk_bpe_prepare(tk_bpe *m)
     }
     for (uint32_t cp = 0; cp < 512; cp++) {
         char u[4];
-        size_t k = tk_utf8_put(cp, u);
+        size_t k = ds_utf8_encode(cp, u);
         m->small_id[cp] = tk_strmap_get(&m->vocab, u, k);
     }
 }

@@ -25,7 +25,7 @@ static void byte_level(const tk_pieces *in, tk_pieces *out)
         size_t n = PLEN(in, i), start = raw.n, k;
         bool all = true;
         for (size_t j = 0; j < n && all; j += k) {
-            int b = tk_char_byte(tk_utf8_next(s + j, &k));
+            int b = tk_char_byte(ds_utf8_decode(s + j, n - j, &k));
             if (b < 0) all = false;
             else tk_buf_putc(&raw, (char)b);
         }
@@ -58,7 +58,7 @@ static int byte_token(const char *s, size_t n)
 static void flush_bytes(tk_buf *bytes, tk_pieces *out)
 {
     if (!bytes->n) return;
-    if (tk_utf8_valid(bytes->p, bytes->n) == bytes->n) tk_pieces_add(out, bytes->p, bytes->n);
+    if (ds_utf8_valid(bytes->p, bytes->n) == bytes->n) tk_pieces_add(out, bytes->p, bytes->n);
     else
         for (size_t i = 0; i < bytes->n; i++) tk_pieces_add(out, "\xEF\xBF\xBD", 3);   /* one U+FFFD per byte */
     bytes->n = 0;
@@ -85,11 +85,11 @@ static void strip(const tk_dec *d, const tk_pieces *in, tk_pieces *out)
     for (size_t i = 0; i < in->n; i++) {
         const char *s = PIECE(in, i);
         size_t n = PLEN(in, i), a = 0, b = n, k;
-        for (size_t c = 0; c < d->strip_start && a < n && tk_utf8_next(s + a, &k) == d->strip_char; c++) a += k;
+        for (size_t c = 0; c < d->strip_start && a < n && ds_utf8_decode(s + a, n - a, &k) == d->strip_char; c++) a += k;
         for (size_t c = 0; c < d->strip_stop && b > a; c++) {
             size_t p = b - 1;
             while (p > a && ((unsigned char)s[p] & 0xC0) == 0x80) p--;
-            if (tk_utf8_next(s + p, &k) != d->strip_char) break;
+            if (ds_utf8_decode(s + p, n - p, &k) != d->strip_char) break;
             b = p;
         }
         tk_pieces_add(out, s + a, b - a);

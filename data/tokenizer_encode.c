@@ -42,14 +42,14 @@ static int on_raw(void *ctx, const char *s, size_t n, int32_t token)
     }
     if (!e->t->nnorm) return tk_split_added(e->t, &e->t->trie_norm, s, n, on_normalized, e);
     tk_buf *norm = &e->sc->buf[0];
-    int rc = tk_normalize(e->t, s, n, norm, &e->sc->buf[1]);
+    int rc = tk_normalize(e->t, e->sc, s, n, norm, &e->sc->buf[1]);
     if (rc) return rc;
     return tk_split_added(e->t, &e->t->trie_norm, norm->p, norm->n, on_normalized, e);
 }
 
 int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special, tok_ids *out)
 {
-    size_t valid = tk_utf8_valid(text, len);
+    size_t valid = ds_utf8_valid(text, len);
     if (valid != len)
         return ds_fail(DS_EDATA, "text is not valid UTF-8 (bad byte 0x%02X at offset %zu of %zu)",
                        (unsigned char)text[valid], valid, len);

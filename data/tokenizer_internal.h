@@ -14,6 +14,8 @@
 
 #include "tokenizer.h"
 
+#include "../core/utf8.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,12 +43,7 @@ void tk_ids_append(tok_ids *v, const int32_t *ids, size_t n);
 
 /* ------------------------------------------------------------------- UTF-8 */
 
-/* Length of the longest valid UTF-8 prefix of s (== n when all of it is valid). */
-size_t tk_utf8_valid(const char *s, size_t n);
-/* Decode one character of valid UTF-8 at s; *len gets its byte length. */
-uint32_t tk_utf8_next(const char *s, size_t *len);
-/* Encode a code point; returns the byte count (1-4). */
-size_t tk_utf8_put(uint32_t cp, char out[4]);
+/* Validating, decoding and encoding: core/utf8.h. */
 /* Append s to out with every ill-formed sequence replaced by U+FFFD, one per
  * maximal subpart, as Rust's String::from_utf8_lossy does. */
 void tk_utf8_lossy(tk_buf *out, const char *s, size_t n);
@@ -236,7 +233,9 @@ struct tokenizer {
     int32_t *prefix_ids, *suffix_ids;   /* what add_special puts around the text */
     int nprefix, nsuffix;
     int bos_id, eos_id, pad_id;
+    bool bos_from_model;          /* BOS goes first once tok_set_default_ids gives its id */
     int vocab_size;
+    char digest[65];              /* sha256 (hex) of the bytes parsed: tok_digest */
 };
 
 /* ------------------------------------------------------------ per-thread state */
@@ -297,7 +296,8 @@ int tk_load_decoder(tokenizer *t, json_t *j);
 int tk_load_postprocessor(tokenizer *t, json_t *j);
 
 /* tokenizer_norm.c */
-int tk_normalize(const tokenizer *t, const char *s, size_t n, tk_buf *out, tk_buf *tmp);
+/* Normalize s into out (tmp: a second buffer); sc lends the regex matches. */
+int tk_normalize(const tokenizer *t, tk_scratch *sc, const char *s, size_t n, tk_buf *out, tk_buf *tmp);
 void tk_norm_free(tk_norm *n);
 
 /* tokenizer_pretok.c: split (and transform) s into pieces. */

@@ -6,7 +6,9 @@
  * step silently missing. Sequences are flattened into the step arrays.
  */
 #include "tokenizer_internal.h"
+#include "json_util.h"
 
+#include "../core/files.h"
 #include "../core/status.h"
 
 #include <stdio.h>
@@ -33,24 +35,27 @@ static int unsupported(const tokenizer *t, const char *where, const char *kind, 
     return ds_fail(DS_EDATA, "%s: %s: %s type '%s' is not supported", t->what, where, kind, type);
 }
 
+/* "tokenizer.json: where", the label of a component's members in messages. */
+static char *label(const tokenizer *t, const char *where) { return ds_strdupf("%s: %s", t->what, where); }
+
 /* Optional boolean member (absent or null: dflt). */
 static int get_bool(const tokenizer *t, json_t *j, const char *key, bool dflt, const char *where, bool *out)
 {
-    json_t *v = json_object_get(j, key);
-    if (!v || json_is_null(v)) *out = dflt;
-    else if (json_is_boolean(v)) *out = json_is_true(v);
-    else return ds_fail(DS_EDATA, "%s: %s: \"%s\" is not true or false", t->what, where, key);
-    return DS_OK;
+    char *at = label(t, where);
+    int rc = json_get_bool(j, key, dflt, at, out);
+    free(at);
+    return rc;
 }
 
 /* Required string member (pointer into the JSON). */
 static int get_str(const tokenizer *t, json_t *j, const char *key, const char *where, const char **s, size_t *n)
 {
-    json_t *v = json_object_get(j, key);
-    if (!json_is_string(v)) return ds_fail(DS_EDATA, "%s: %s: \"%s\" is missing or not a string", t->what, where, key);
-    *s = json_string_value(v);
-    *n = json_string_length(v);
-    return DS_OK;
+    char *at = label(t, where);
+    int rc = json_get_str(j, key, NULL, at, s);
+    if (!rc && !*s) rc = ds_fail(DS_EDATA, "%s: \"%s\" is missing", at, key);
+    free(at);
+    *n = rc ? 0 : json_string_length(json_object_get(j, key));
+    return rc;
 }
 
 static char *dup_n(const char *s, size_t n)
@@ -212,9 +217,9 @@ static int decoder(tokenizer *t, json_t *j, const char *type, const char *where,
             (rc = get_size(t, j, "stop", where, &d.strip_stop)))
             return rc;
         size_t k;
-        if (!n || tk_utf8_valid(s, n) != n || (tk_utf8_next(s, &k), k != n))
+        if (!n || ds_utf8_decode(s, n, &k) == DS_UTF8_BAD || k != n)
             return bad(t, where, "Strip \"content\" must be one character");
-        d.strip_char = tk_utf8_next(s, &k);
+        d.strip_char = ds_utf8_decode(s, n, &k);
     } else if (!strcmp(type, "Replace")) {
         d.kind = DEC_REPLACE;
         if ((rc = get_str(t, j, "content", where, &s, &n))) return rc;

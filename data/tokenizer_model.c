@@ -1,6 +1,8 @@
 /* data/tokenizer_model.c - reading the "model" of a tokenizer.json (BPE). */
 #include "tokenizer_internal.h"
+#include "json_util.h"
 
+#include "../core/files.h"
 #include "../core/status.h"
 
 #include <stdlib.h>
@@ -8,28 +10,27 @@
 
 #define MAX_ID (1 << 24)   /* far above any real vocabulary; keeps id-indexed tables sane */
 
+/* An optional string of the model, copied ("" adds nothing: as if absent). */
 static int opt_string(const tokenizer *t, json_t *m, const char *key, char **out, size_t *len)
 {
-    json_t *v = json_object_get(m, key);
+    char *at = ds_strdupf("%s: model", t->what);
+    const char *v;
+    int rc = json_get_str(m, key, NULL, at, &v);
+    free(at);
     *out = NULL;
-    *len = 0;
-    if (!v || json_is_null(v)) return DS_OK;
-    if (!json_is_string(v)) return ds_fail(DS_EDATA, "%s: model: \"%s\" is not a string", t->what, key);
-    *len = json_string_length(v);
-    if (!*len) return DS_OK;   /* "" adds nothing, as if absent */
+    *len = rc || !v ? 0 : json_string_length(json_object_get(m, key));
+    if (!*len) return rc;
     *out = malloc(*len + 1);
-    memcpy(*out, json_string_value(v), *len + 1);
+    memcpy(*out, v, *len + 1);
     return DS_OK;
 }
 
 static int opt_bool(const tokenizer *t, json_t *m, const char *key, bool *out)
 {
-    json_t *v = json_object_get(m, key);
-    *out = false;
-    if (!v || json_is_null(v)) return DS_OK;
-    if (!json_is_boolean(v)) return ds_fail(DS_EDATA, "%s: model: \"%s\" is not true or false", t->what, key);
-    *out = json_is_true(v);
-    return DS_OK;
+    char *at = ds_strdupf("%s: model", t->what);
+    int rc = json_get_bool(m, key, false, at, out);
+    free(at);
+    return rc;
 }
 
 static int load_vocab(tokenizer *t, json_t *vocab)

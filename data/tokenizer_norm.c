@@ -36,7 +36,8 @@ static int unicode_form(int kind, const char *s, size_t n, tk_buf *out)
     return DS_OK;
 }
 
-static int apply(const tk_norm *nm, const char *s, size_t n, tk_buf *out)
+/* One step; `m` holds a Replace step's matches (the thread's scratch). */
+static int apply(const tk_norm *nm, const char *s, size_t n, tk_buf *out, tk_matches *m)
 {
     switch (nm->kind) {
     case NORM_NFC:
@@ -50,40 +51,38 @@ static int apply(const tk_norm *nm, const char *s, size_t n, tk_buf *out)
         return DS_OK;
     case NORM_STRIP: {
         size_t a = 0, b = n, k;
-        while (nm->left && a < b && tk_is_whitespace(tk_utf8_next(s + a, &k))) a += k;
+        while (nm->left && a < b && tk_is_whitespace(ds_utf8_decode(s + a, b - a, &k))) a += k;
         while (nm->right && b > a) {
             size_t c = b - 1;
             while (c > a && ((unsigned char)s[c] & 0xC0) == 0x80) c--;
-            if (!tk_is_whitespace(tk_utf8_next(s + c, &k))) break;
+            if (!tk_is_whitespace(ds_utf8_decode(s + c, b - c, &k))) break;
             b = c;
         }
         tk_buf_put(out, s + a, b - a);
         return DS_OK;
     }
     case NORM_REPLACE: {
-        tk_matches m = {0};
-        int rc = tk_regex_find_all(&nm->re, s, n, &m);
+        int rc = tk_regex_find_all(&nm->re, s, n, m);
         size_t prev = 0;
-        for (size_t i = 0; !rc && i < m.n; i++) {
-            tk_buf_put(out, s + prev, m.v[2 * i] - prev);
+        for (size_t i = 0; !rc && i < m->n; i++) {
+            tk_buf_put(out, s + prev, m->v[2 * i] - prev);
             tk_buf_put(out, nm->str, nm->str_len);
-            prev = m.v[2 * i + 1];
+            prev = m->v[2 * i + 1];
         }
         if (!rc) tk_buf_put(out, s + prev, n - prev);
-        free(m.v);
         return rc;
     }
     }
     return ds_fail(DS_EINTERNAL, "unknown normalizer step %d", nm->kind);
 }
 
-int tk_normalize(const tokenizer *t, const char *s, size_t n, tk_buf *out, tk_buf *tmp)
+int tk_normalize(const tokenizer *t, tk_scratch *sc, const char *s, size_t n, tk_buf *out, tk_buf *tmp)
 {
     out->n = 0;
     tk_buf_put(out, s, n);
     for (int i = 0; i < t->nnorm; i++) {
         tmp->n = 0;
-        int rc = apply(&t->norm[i], out->p, out->n, tmp);
+        int rc = apply(&t->norm[i], out->p, out->n, tmp, &sc->m);
         if (rc) return rc;
         tk_buf swap = *out;
         *out = *tmp;

@@ -30,7 +30,7 @@ static void byte_map_init(void)
         bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
         uint32_t cp = printable ? (uint32_t)b : 256u + (uint32_t)extra++;
         char u[4];
-        g_bchar[b].len = (uint8_t)tk_utf8_put(cp, u);
+        g_bchar[b].len = (uint8_t)ds_utf8_encode(cp, u);
         memcpy(g_bchar[b].s, u, g_bchar[b].len);
         g_cbyte[cp] = (int16_t)b;
     }
@@ -127,7 +127,7 @@ static void digit_matches(const char *s, size_t n, tk_matches *m)
     m->n = 0;
     for (size_t i = 0; i < n;) {
         size_t k;
-        uint32_t cp = tk_utf8_next(s + i, &k);
+        uint32_t cp = ds_utf8_decode(s + i, n - i, &k);
         if (tk_is_numeric(cp)) {
             if (m->n == m->cap) {
                 m->cap = m->cap ? m->cap * 2 : 64;

@@ -67,11 +67,7 @@ static int check_property(const char *p, size_t n, size_t *len, const char *what
 /* Copy one (possibly multi-byte) character. */
 static size_t copy_char(tk_buf *o, const char *p, size_t left)
 {
-    size_t k = 1;
-    unsigned char c = (unsigned char)p[0];
-    if (c >= 0xF0) k = 4;
-    else if (c >= 0xE0) k = 3;
-    else if (c >= 0xC0) k = 2;
+    size_t k = ds_utf8_lead_len((unsigned char)p[0]);
     if (k > left) k = left;
     tk_buf_put(o, p, k);
     return k;
@@ -168,7 +164,7 @@ static int translate(const char *p, size_t n, tk_buf *o, const char *what, const
 int tk_regex_compile(tk_regex *re, const char *pat, size_t n, bool literal, const char *what, const char *where)
 {
     memset(re, 0, sizeof *re);
-    if (tk_utf8_valid(pat, n) != n) return ds_fail(DS_EDATA, "%s: %s: pattern is not valid UTF-8", what, where);
+    if (ds_utf8_valid(pat, n) != n) return ds_fail(DS_EDATA, "%s: %s: pattern is not valid UTF-8", what, where);
     tk_buf src = {0};
     uint32_t opts = PCRE2_UTF;
     if (literal) {
@@ -292,12 +288,7 @@ int tk_regex_find_all(const tk_regex *re, const char *s, size_t n, tk_matches *o
         last = b;
         if (a == b) {
             /* step over one character so the search makes progress */
-            size_t k = 1;
-            if (last < n) {
-                unsigned char c = (unsigned char)s[last];
-                k = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-            }
-            last += k;
+            last += last < n ? ds_utf8_lead_len((unsigned char)s[last]) : 1;
             if (skip_next_empty) {
                 skip_next_empty = false;
                 continue;

@@ -1,4 +1,4 @@
-/* data/tokenizer_util.c - buffers, UTF-8 and hash maps for the tokenizer. */
+/* data/tokenizer_util.c - buffers, lossy UTF-8 and hash maps for the tokenizer. */
 #include "tokenizer_internal.h"
 
 #include <stdlib.h>
@@ -56,117 +56,12 @@ void tok_ids_free(tok_ids *v)
 
 /* ------------------------------------------------------------------- UTF-8 */
 
-/* Length of the well-formed sequence at s[0..n), or 0 if it is ill-formed;
- * *sub gets the length of its maximal well-formed prefix ("maximal subpart"). */
-static size_t utf8_seq(const unsigned char *s, size_t n, size_t *sub)
-{
-    unsigned char c = s[0];
-    *sub = 1;
-    if (c < 0x80) return 1;
-    size_t want;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) want = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        want = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;   /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        want = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;   /* nothing past U+10FFFF */
-    } else
-        return 0;
-    for (size_t k = 1; k < want; k++) {
-        if (k >= n) return 0;
-        unsigned char b = s[k];
-        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return 0;
-        *sub = k + 1;
-    }
-    return want;
-}
-
-size_t tk_utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, sub;
-    while (i < n) {
-        /* ASCII runs, eight bytes at a time */
-        while (i + 8 <= n) {
-            uint64_t w;
-            memcpy(&w, u + i, 8);
-            if (w & 0x8080808080808080ull) break;
-            i += 8;
-        }
-        if (i >= n) break;
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k = utf8_seq(u + i, n - i, &sub);
-        if (!k) return i;
-        i += k;
-    }
-    return n;
-}
-
-uint32_t tk_utf8_next(const char *s, size_t *len)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    if (u[0] < 0x80) {
-        *len = 1;
-        return u[0];
-    }
-    if (u[0] < 0xE0) {
-        *len = 2;
-        return (uint32_t)(u[0] & 0x1F) << 6 | (u[1] & 0x3F);
-    }
-    if (u[0] < 0xF0) {
-        *len = 3;
-        return (uint32_t)(u[0] & 0x0F) << 12 | (uint32_t)(u[1] & 0x3F) << 6 | (u[2] & 0x3F);
-    }
-    *len = 4;
-    return (uint32_t)(u[0] & 0x07) << 18 | (uint32_t)(u[1] & 0x3F) << 12 | (uint32_t)(u[2] & 0x3F) << 6 |
-           (u[3] & 0x3F);
-}
-
-size_t tk_utf8_put(uint32_t cp, char out[4])
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 void tk_utf8_lossy(tk_buf *out, const char *s, size_t n)
 {
     static const char fffd[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, sub;
-    while (i < n) {
-        size_t k = utf8_seq(u + i, n - i, &sub);
-        if (k) {
-            tk_buf_put(out, s + i, k);
-            i += k;
-        } else {
-            tk_buf_put(out, fffd, 3);
-            i += sub;
-        }
+    for (size_t i = 0, k; i < n; i += k) {
+        if (ds_utf8_decode(s + i, n - i, &k) == DS_UTF8_BAD) tk_buf_put(out, fffd, 3);   /* k: the maximal subpart */
+        else tk_buf_put(out, s + i, k);
     }
 }
 

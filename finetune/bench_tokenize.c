@@ -8,6 +8,7 @@
 #include "bench.h"
 #include "commands.h"
 
+#include "../core/clock.h"
 #include "../core/rng.h"
 #include "../core/status.h"
 #include "../data/tokenizer.h"
@@ -104,16 +105,14 @@ static char *make_text(size_t bytes, size_t **ends, size_t *nrec)
     return buf;
 }
 
-static double clock_s(clockid_t c)
-{
-    struct timespec ts;
-    clock_gettime(c, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-static double now(void) { return clock_s(CLOCK_MONOTONIC); }
 /* CPU time of this thread: on a busy machine the wall clock also counts
  * time spent waiting for a core. */
-static double cpu_now(void) { return clock_s(CLOCK_THREAD_CPUTIME_ID); }
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 int bench_tokenize(int argc, char **argv)
 {
@@ -130,16 +129,16 @@ int bench_tokenize(int argc, char **argv)
         if (*end || !(mb > 0) || mb > 4096) return ds_fail(DS_EUSAGE, "bench tokenize: --mb wants a number in (0, 4096]");
     }
     tokenizer *t;
-    double t0 = now();
+    double t0 = ds_now();
     if ((rc = tok_load(dir, &t))) return rc;
-    double load_s = now() - t0;
+    double load_s = ds_now() - t0;
     size_t *ends, nrec;
     char *text = make_text((size_t)(mb * 1024 * 1024), &ends, &nrec);
     size_t total = ends[nrec - 1];
 
     tok_ids ids = {0};
     size_t ntok = 0, start = 0;
-    t0 = now();
+    t0 = ds_now();
     double c0 = cpu_now();
     for (size_t i = 0; i < nrec && !rc; i++) {
         ids.n = 0;
@@ -147,7 +146,7 @@ int bench_tokenize(int argc, char **argv)
         ntok += ids.n;
         start = ends[i];
     }
-    double s = now() - t0, cpu = cpu_now() - c0;
+    double s = ds_now() - t0, cpu = cpu_now() - c0;
     if (!rc) {
         double mbs = (double)total / (1024.0 * 1024.0);
         printf("tokenizer   %s (loaded in %.2f s, %d tokens)\n", dir, load_s, tok_vocab_size(t));

@@ -8,6 +8,7 @@
 #include "engine.h"
 #include "run.h"
 
+#include "../core/clock.h"
 #include "../core/rng.h"
 #include "../core/status.h"
 #include "../losses/loss.h"
@@ -40,10 +41,10 @@ static double measure_peak(backend *be)
     free(host);
     be_matmul_nt(be, c, a, b, n, n, n, 0.0f);
     be_sync(be);
-    double t0 = run_now();
+    double t0 = ds_now();
     for (int i = 0; i < reps; i++) be_matmul_nt(be, c, a, b, n, n, n, 0.0f);
     be_sync(be);
-    double dt = run_now() - t0;
+    double dt = ds_now() - t0;
     be_free(be, a);
     be_free(be, b);
     be_free(be, c);
@@ -98,14 +99,12 @@ static void random_batch(batch *b, int B, int T, int V, bool dpo, uint64_t seed)
 }
 
 /* One optimizer step: accum micro-batches of forward (+reference), loss, backward. */
-static int one_step(engine *e, const batch *b, const bench_opts *o, int step, float *lp, float *ref, float *a, float *bc)
+static int one_step(engine *e, const batch *b, const bench_opts *o, const recipe_loss *l, int step, float *lp,
+                    float *ref, float *a, float *bc)
 {
-    recipe_loss l;
-    int rc = recipe_loss_parse(o->dpo ? "{type: dpo}" : "{type: sft}", false, &l);
-    if (rc) return rc;
-    const loss_module *m = l.module;
-    void *cfg = l.cfg;
-    rc = engine_zero_grads(e);
+    const loss_module *m = l->module;
+    void *cfg = l->cfg;
+    int rc = engine_zero_grads(e);
     for (int k = 0; !rc && k < o->accum; k++) {
         size_t N = (size_t)b->B * b->T;
         if (o->dpo) {
@@ -125,7 +124,6 @@ static int one_step(engine *e, const batch *b, const bench_opts *o, int step, fl
     if (!rc) rc = engine_grad_norm(e, &norm);
     adamw_args aw = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .grad_scale = 1.0f, .step = step + 1};
     if (!rc) rc = engine_adamw(e, &aw);
-    recipe_loss_free(&l);
     return rc;
 }
 
@@ -155,11 +153,13 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
     float *lp = malloc(sizeof(float) * N), *ref = malloc(sizeof(float) * N);
     float *a = malloc(sizeof(float) * N), *bc = malloc(sizeof(float) * N);
     double *times = calloc((size_t)o->steps, sizeof(double));
+    recipe_loss l;
+    rc = recipe_loss_parse(o->dpo ? "{type: dpo}" : "{type: sft}", false, &l);
     for (int s = 0; !rc && s < o->warmup + o->steps; s++) {
-        double t0 = run_now();
-        rc = one_step(e, &b, o, s, lp, ref, a, bc);
+        double t0 = ds_now();
+        rc = one_step(e, &b, o, &l, s, lp, ref, a, bc);
         if (!rc) rc = be_sync(be);
-        if (s >= o->warmup) times[s - o->warmup] = run_now() - t0;
+        if (s >= o->warmup) times[s - o->warmup] = ds_now() - t0;
     }
     if (!rc) {
         qsort(times, (size_t)o->steps, sizeof *times, cmp_double);
@@ -171,6 +171,7 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
         res->peak_alloc = be_peak_bytes(be);
         res->in_use = total_b - free_b;
     }
+    recipe_loss_free(&l);
     free(times); free(lp); free(ref); free(a); free(bc);
     batch_free(&b);
     engine_free(e);
@@ -185,13 +186,17 @@ static int parse(int argc, char **argv, bench_opts *o)
                       .accum = 1, .checkpointing = true, .targets = (1u << LIN_Q) | (1u << LIN_V)};
     const char *v;
     if ((v = arg_value(&a, "--shape"))) o->shape = v;
-    if ((v = arg_value(&a, "--seq"))) o->seq = atoi(v);
-    if ((v = arg_value(&a, "--batch"))) o->batch = atoi(v);
-    if ((v = arg_value(&a, "--rank"))) o->rank = atoi(v);
-    if ((v = arg_value(&a, "--steps"))) o->steps = atoi(v);
-    if ((v = arg_value(&a, "--warmup"))) o->warmup = atoi(v);
-    if ((v = arg_value(&a, "--accum"))) o->accum = atoi(v);
-    if ((v = arg_value(&a, "--mem-limit-gib"))) o->mem_limit_gib = atof(v);
+    long seq = o->seq, b = o->batch, rank = o->rank, steps = o->steps, warmup = o->warmup, accum = o->accum;
+    int rc = arg_int(&a, "--seq", "bench", 2, 1 << 20, &seq);
+    if (!rc) rc = arg_int(&a, "--batch", "bench", 1, 4096, &b);
+    if (!rc) rc = arg_int(&a, "--rank", "bench", 1, 4096, &rank);
+    if (!rc) rc = arg_int(&a, "--steps", "bench", 1, 100000, &steps);
+    if (!rc) rc = arg_int(&a, "--warmup", "bench", 0, 100000, &warmup);
+    if (!rc) rc = arg_int(&a, "--accum", "bench", 1, 4096, &accum);
+    if (!rc) rc = arg_double(&a, "--mem-limit-gib", "bench", 0, 1e6, &o->mem_limit_gib);
+    if (rc) return rc;
+    o->seq = (int)seq, o->batch = (int)b, o->rank = (int)rank, o->steps = (int)steps, o->warmup = (int)warmup,
+    o->accum = (int)accum;
     o->device = arg_value(&a, "--device");
     if ((v = arg_value(&a, "--loss"))) {
         if (strcmp(v, "sft") && strcmp(v, "dpo")) return ds_fail(DS_EUSAGE, "bench train: --loss is sft or dpo");
@@ -206,8 +211,6 @@ static int parse(int argc, char **argv, bench_opts *o)
         free(copy);
         if (rc) return ds_fail(DS_EUSAGE, "bench train: --targets: %s", ds_errmsg());
     }
-    if (o->seq < 2 || o->batch < 1 || o->rank < 1 || o->steps < 1 || o->warmup < 0 || o->accum < 1)
-        return ds_fail(DS_EUSAGE, "bench train: --seq, --batch, --rank, --steps and --accum must be positive");
     return arg_check_all(&a, "bench");
 }
 
@@ -244,7 +247,7 @@ int bench_train(int argc, char **argv)
     int best = 0;
     for (int i = 0; !rc && i < nsizes; i++) {
         int B = o.mem_limit_gib > 0 ? sizes[i] : o.batch;
-        bench_result r;
+        bench_result r = {0};
         be->peak_bytes = be->bytes_in_use;
         int brc = run_batch(be, m, ad, &o, B, &r);
         if (brc) {

@@ -142,10 +142,14 @@ int checkpoint_load(const char *path, const model_config *model, train_state *s,
         s->loss_ema_best = json_number_value(json_object_get(o, "loss_ema_best"));
         s->elapsed_s = json_number_value(json_object_get(o, "elapsed_s"));
     }
+    if (!rc && (s->step < 0 || s->epoch < 0 || s->batch < 0 || s->total_steps < 0))
+        rc = ds_fail(DS_EDATA, "%s: step, epoch and batch must not be negative", state_path);
     if (!rc) rc = lora_load_peft(path, model, &saved);
-    if (!rc && (saved->nparams != ad->nparams || saved->cfg.r != ad->cfg.r || saved->cfg.targets != ad->cfg.targets))
-        rc = ds_fail(DS_ECONFIG, "%s: the checkpoint's adapter (r=%d) does not match the recipe's (r=%d)", path,
-                     saved->cfg.r, ad->cfg.r);
+    if (!rc && saved->cfg.r != ad->cfg.r)
+        rc = ds_fail(DS_ECONFIG, "%s: the checkpoint's adapter has rank %d, the recipe's %d", path, saved->cfg.r,
+                     ad->cfg.r);
+    if (!rc && saved->cfg.targets != ad->cfg.targets)
+        rc = ds_fail(DS_ECONFIG, "%s: the checkpoint's adapter targets other modules than the recipe's", path);
     if (!rc) memcpy(ad->data, saved->data, sizeof(float) * ad->nparams);
     if (!rc) rc = st_file_open(opt_path, &f);
     const char *names[2] = {"exp_avg", "exp_avg_sq"};

@@ -14,6 +14,7 @@
 #include "../data/tokenizer.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ static int run_job(const eval_job *j, const data_source *src, int nsrc)
     int rc = be_open_named(j->device, &be);
     if (!rc) rc = tok_load(j->tokenizer ? j->tokenizer : j->model, &tok);
     if (!rc) rc = model_load(j->model, &lo, &m);
+    if (!rc) tok_set_default_ids(tok, m->cfg.bos_id, m->cfg.eos_id, m->cfg.pad_id);
     if (!rc && j->adapter) rc = lora_load_peft(j->adapter, &m->cfg, &ad);
     if (!rc) {
         engine_opts eo = {.max_B = j->max_rows, .max_T = j->data.sequence_len, .adapter = ad};
@@ -124,11 +126,12 @@ static int eval_files(int argc, char **argv)
     j.device = arg_value(&a, "--device");
     j.load_in_4bit = arg_flag(&a, "--4bit");
     if ((v = arg_value(&a, "--chat-template"))) j.data.chat_template = v;
-    if ((v = arg_value(&a, "--seq"))) j.data.sequence_len = atoi(v);
-    if ((v = arg_value(&a, "--limit"))) j.limit = atol(v);
+    long seq = j.data.sequence_len;
+    if (!rc) rc = arg_int(&a, "--seq", "eval", 8, 1 << 20, &seq);
+    if (!rc) rc = arg_int(&a, "--limit", "eval", -1, LONG_MAX, &j.limit);
+    j.data.sequence_len = (int)seq;
     const char *format = arg_value(&a, "--mcq-format");
     if (!rc) rc = arg_check_all(&a, "eval");
-    if (!rc && j.data.sequence_len < 8) rc = ds_fail(DS_EUSAGE, "eval: --seq must be at least 8");
     if (rc) return rc;
     data_source src = {.limit = -1, .mcq_format = (char *)(format ? format : "letters")};
     split_data_arg(data, &src.path, &src.type);

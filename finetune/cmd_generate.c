@@ -13,6 +13,7 @@
 #include "../core/status.h"
 #include "../data/tokenizer.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,22 +66,21 @@ int cmd_generate(int argc, char **argv)
 {
     ds_args a;
     args_init(&a, argc, argv);
-    const char *model_dir, *prompt, *v;
+    const char *model_dir, *prompt;
     int rc = arg_require(&a, "--model", "generate", &model_dir);
     if (!rc) rc = arg_require(&a, "--prompt", "generate", &prompt);
     const char *adapter_dir = arg_value(&a, "--adapter"), *device = arg_value(&a, "--device");
-    int max_new = 64;
-    float temperature = 0, top_p = 1;
-    uint64_t seed = 0;
-    if ((v = arg_value(&a, "--max-new-tokens"))) max_new = atoi(v);
-    if ((v = arg_value(&a, "--temperature"))) temperature = (float)atof(v);
-    if ((v = arg_value(&a, "--top-p"))) top_p = (float)atof(v);
-    if ((v = arg_value(&a, "--seed"))) seed = strtoull(v, NULL, 10);
+    long max_new = 64, seed_arg = 0;
+    double temp_arg = 0, top_p_arg = 1;
+    if (!rc) rc = arg_int(&a, "--max-new-tokens", "generate", 1, 1 << 20, &max_new);
+    if (!rc) rc = arg_double(&a, "--temperature", "generate", 0, 100, &temp_arg);
+    if (!rc) rc = arg_double(&a, "--top-p", "generate", 1e-9, 1, &top_p_arg);
+    if (!rc) rc = arg_int(&a, "--seed", "generate", 0, LONG_MAX, &seed_arg);
     bool four = arg_flag(&a, "--4bit");
     if (!rc) rc = arg_check_all(&a, "generate");
-    if (!rc && (max_new < 1 || temperature < 0 || top_p <= 0 || top_p > 1))
-        rc = ds_fail(DS_EUSAGE, "generate: need --max-new-tokens >= 1, --temperature >= 0, 0 < --top-p <= 1");
     if (rc) return rc;
+    float temperature = (float)temp_arg, top_p = (float)top_p_arg;
+    uint64_t seed = (uint64_t)seed_arg;
 
     backend *be = NULL;
     tokenizer *tok = NULL;
@@ -92,9 +92,10 @@ int cmd_generate(int argc, char **argv)
     rc = be_open_named(device, &be);
     if (!rc) rc = tok_load(model_dir, &tok);
     if (!rc) rc = model_load(model_dir, &lo, &m);
+    if (!rc) tok_set_default_ids(tok, m->cfg.bos_id, m->cfg.eos_id, m->cfg.pad_id);
     if (!rc && adapter_dir) rc = lora_load_peft(adapter_dir, &m->cfg, &ad);
     if (!rc) rc = tok_encode(tok, prompt, strlen(prompt), true, &ids);
-    int maxT = (int)ids.n + max_new;
+    int maxT = (int)ids.n + (int)max_new;
     if (!rc && maxT > m->cfg.max_position)
         rc = ds_fail(DS_EUSAGE, "generate: %d tokens exceed the model's %d positions", maxT, m->cfg.max_position);
     if (!rc) {

@@ -2,6 +2,7 @@
  * adapter folder, training checkpoint or safetensors file holds. */
 #include "commands.h"
 #include "model.h"
+#include "train_log.h"
 
 #include "../adapters/lora.h"
 #include "../core/files.h"
@@ -14,10 +15,8 @@
 
 static void print_bytes(const char *label, double bytes)
 {
-    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (bytes >= 1024 && u < 4) { bytes /= 1024; u++; }
-    printf("%-22s %.2f %s\n", label, bytes, unit[u]);
+    char buf[32];
+    printf("%-22s %s\n", label, tlog_bytes(bytes, buf, sizeof buf));
 }
 
 static int inspect_file(const char *path)

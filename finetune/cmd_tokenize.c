@@ -3,15 +3,20 @@
  * Prints the token ids of each input as a JSON array, one line per input:
  * the one --text, or the "text" field of every record of --jsonl (blank
  * lines skipped; a record without a "text" string stops with file:line).
- * --special adds BOS/EOS as transformers does with add_special_tokens=True.
+ * --special adds BOS/EOS as transformers does with add_special_tokens=True;
+ * when the folder is a model folder, its config.json / generation_config.json
+ * give the ids the tokenizer does not name, as in training.
  */
 #include "commands.h"
 
+#include "../core/files.h"
 #include "../core/status.h"
 #include "../data/jsonl.h"
+#include "../data/model_config.h"
 #include "../data/tokenizer.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int print_ids(const tokenizer *t, const char *text, size_t len, bool special, tok_ids *ids)
@@ -60,6 +65,13 @@ int cmd_tokenize(int argc, char **argv)
     if (rc) return rc;
     tokenizer *t;
     if ((rc = tok_load(dir, &t))) return rc;
+    char *config = ds_path_join(dir, "config.json");
+    model_config mc;
+    if (ds_exists(config)) {
+        if (model_config_load(dir, &mc) == DS_OK) tok_set_default_ids(t, mc.bos_id, mc.eos_id, mc.pad_id);
+        else ds_clear_error();   /* a config.json ds-ft cannot train leaves the tokenizer as it is */
+    }
+    free(config);
     tok_ids ids = {0};
     if (text) {
         if ((rc = print_ids(t, text, strlen(text), special, &ids))) ds_fail_context(rc, "--text: ");

@@ -9,7 +9,6 @@ typedef struct {
     int (*run)(int argc, char **argv);
     const char *usage;     /* one line: arguments */
     const char *summary;   /* one line: what it does */
-    const char *help;      /* the rest of `ds-ft CMD --help` (may be NULL) */
 } ds_command;
 
 int cmd_train(int argc, char **argv);
@@ -42,6 +41,10 @@ void args_init(ds_args *a, int argc, char **argv);
 const char *arg_value(ds_args *a, const char *key);
 int arg_flag(ds_args *a, const char *key);
 int arg_require(ds_args *a, const char *key, const char *cmd, const char **out);
+/* `--key N`: *out keeps its value when the option is absent; a value that is
+ * not a whole number (or a number) in [lo, hi] is DS_EUSAGE naming the option. */
+int arg_int(ds_args *a, const char *key, const char *cmd, long lo, long hi, long *out);
+int arg_double(ds_args *a, const char *key, const char *cmd, double lo, double hi, double *out);
 int arg_check_all(const ds_args *a, const char *cmd);
 
 /* RECIPE [key=value ...] [--resume] -> a loaded recipe (cmd_train.c). */

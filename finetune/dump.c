@@ -140,20 +140,23 @@ static int dump_lora_sft(engine *e, const batch *b, const model_config *c, const
 /* merged.* : PEFT's merge_and_unload of every adapted weight, fp32. */
 static int dump_merged(const llama_model *m, const lora_adapter *ad, st_writer *w)
 {
-    for (int l = 0; l < m->cfg.num_layers; l++)
+    backend *cpu;
+    int rc = be_open(BE_CPU, &cpu);
+    for (int l = 0; !rc && l < m->cfg.num_layers; l++)
         for (int t = 0; t < LIN_COUNT; t++) {
             if (!lora_A(ad, l, (llama_linear)t)) continue;
             const model_linear *lin = &m->layers[l].lin[t];
             float *W = malloc(sizeof(float) * (size_t)lin->out * lin->in);
-            int rc = merge_linear(m, ad, MERGE_DEQUANTIZED, l, (llama_linear)t, W);
+            rc = merge_linear(cpu, m, ad, MERGE_DEQUANTIZED, l, (llama_linear)t, W);
             char name[256];
             snprintf(name, sizeof name, "merged.model.layers.%d.%s.weight", l, llama_linear_path((llama_linear)t));
             int64_t shape[2] = {lin->out, lin->in};
             if (!rc) rc = add_f32(w, name, 2, shape, W);
             free(W);
-            if (rc) return rc;
+            if (rc) break;
         }
-    return DS_OK;
+    be_close(cpu);
+    return rc;
 }
 
 int dump_run(const dump_request *r)

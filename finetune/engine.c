@@ -47,11 +47,11 @@ static void upload_tensor(backend *be, void *dst, const st_tensor *t)
     free(tmp);
 }
 
-static size_t nf4_bytes(const nf4_view *q, size_t *packed, size_t *absmax)
+/* Bytes of an NF4 weight's packed codes and of its absmax values. */
+static void nf4_bytes(const nf4_view *q, size_t *packed, size_t *absmax)
 {
     *packed = (size_t)(q->n + 1) / 2;
     *absmax = q->double_quant ? (size_t)q->nblocks : (size_t)q->nblocks * sizeof(float);
-    return *packed + *absmax + (size_t)q->nblocks2 * sizeof(float) + (16 + 256) * sizeof(float);
 }
 
 /* Lay out (or, with c->base set, upload) the frozen weights. */
@@ -245,8 +245,8 @@ static void reserve_workspace(engine *e)
     }
     if (e->model->quantized) be_reserve(be, WS_DEQUANT, biggest * A);
     if (lora) be_reserve(be, WS_LORA, lora);
-    size_t budget = e->opts.logits_chunk_bytes ? e->opts.logits_chunk_bytes
-                                               : (be->kind == BE_CUDA ? (512u << 20) : (64u << 20));
+    /* one logits chunk: 512 MiB on a GPU, 64 MiB on the CPU */
+    size_t budget = be->kind == BE_CUDA ? (512u << 20) : (64u << 20);
     size_t rows = budget / (V * (sizeof(float) + A));
     if (rows < 1) rows = 1;
     if (rows > N) rows = N;
@@ -262,7 +262,14 @@ static void reserve_workspace(engine *e)
         e->ws_bytes += attn;
     }
     be_reserve(be, WS_MISC, (1u << 20) * sizeof(float));
-    e->ws_bytes = biggest * A * (e->model->quantized ? 1 : 0) + lora + rows * V * (sizeof(float) + A) + (4u << 20);
+    if (be->kind == BE_CPU) {
+        /* the CPU products' transposed operands: lm_head, or an (N, widest) LoRA operand */
+        size_t wide = (size_t)(cfg->intermediate_size > cfg->hidden_size ? cfg->intermediate_size : cfg->hidden_size);
+        size_t gemm = (V * (size_t)cfg->hidden_size > N * wide ? V * (size_t)cfg->hidden_size : N * wide) * sizeof(float);
+        be_reserve(be, WS_GEMM, gemm);
+        e->ws_bytes += gemm;
+    }
+    e->ws_bytes += biggest * A * (e->model->quantized ? 1 : 0) + lora + rows * V * (sizeof(float) + A) + (4u << 20);
 }
 
 int engine_create(backend *be, const llama_model *m, const engine_opts *o, engine **out)

@@ -37,7 +37,6 @@ typedef struct {
     bool training;                  /* allocate gradients, optimizer state and backward buffers */
     const lora_adapter *adapter;    /* layout and initial values; NULL = no adapter */
     uint64_t seed;                  /* LoRA dropout masks */
-    size_t logits_chunk_bytes;      /* budget for one logits chunk (0 = a default per backend) */
 } engine_opts;
 
 typedef struct engine engine;

@@ -23,45 +23,29 @@ static long utf8_chars(const char *s)
     return n;
 }
 
-/* Rows (prompt + choice k) of examples [i0, i1) into one batch, targets on the choices. */
-static int mcq_batch(const dataset *d, int i0, int i1, int T, batch *b)
+/* One scored sequence: choice k of example i, prompt + continuation. */
+typedef struct {
+    int example, choice, len;
+} mcq_row;
+
+/* Rows [r0, r1) into one batch of width T, targets on the continuations. */
+static int mcq_batch(const dataset *d, const mcq_row *rows, int r0, int r1, int T, batch *b)
 {
-    int rows = 0;
-    for (int i = i0; i < i1; i++) rows += d->mcq[i].nchoices;
-    int rc = batch_alloc(b, rows, T);
-    int row = 0;
-    for (int i = i0; !rc && i < i1; i++) {
-        const mcq_example *x = &d->mcq[i];
-        for (int k = 0; k < x->nchoices; k++, row++) {
-            int n = x->n_prompt + x->n_choice[k];
-            int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
-            uint8_t *train = calloc((size_t)n, 1);
-            memcpy(ids, x->prompt, sizeof(int32_t) * (size_t)x->n_prompt);
-            memcpy(ids + x->n_prompt, x->choice[k], sizeof(int32_t) * (size_t)x->n_choice[k]);
-            memset(train + x->n_prompt, 1, (size_t)x->n_choice[k]);
-            int col = batch_put(b, row, 0, ids, train, n, row);
-            batch_pad_row(b, row, col, 0);
-            free(ids);
-            free(train);
-        }
+    int rc = batch_alloc(b, r1 - r0, T);
+    for (int r = r0; !rc && r < r1; r++) {
+        const mcq_example *x = &d->mcq[rows[r].example];
+        int k = rows[r].choice, n = rows[r].len;
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+        uint8_t *train = calloc((size_t)n, 1);
+        memcpy(ids, x->prompt, sizeof(int32_t) * (size_t)x->n_prompt);
+        memcpy(ids + x->n_prompt, x->choice[k], sizeof(int32_t) * (size_t)x->n_choice[k]);
+        memset(train + x->n_prompt, 1, (size_t)x->n_choice[k]);
+        int col = batch_put(b, r - r0, 0, ids, train, n, r - r0);
+        batch_pad_row(b, r - r0, col, 0);
+        free(ids);
+        free(train);
     }
     return rc;
-}
-
-static double row_sum(const batch *b, const float *lp, int row)
-{
-    double s = 0;
-    for (int t = 0; t < b->T; t++)
-        if (b->targets[(size_t)row * b->T + t] >= 0) s += lp[(size_t)row * b->T + t];
-    return s;
-}
-
-static int argmax(const double *v, int n)
-{
-    int best = 0;
-    for (int k = 1; k < n; k++)
-        if (v[k] > v[best]) best = k;
-    return best;
 }
 
 int eval_mcq(engine *e, const dataset *d, bool lora, long limit, int max_rows, eval_result *out)
@@ -69,6 +53,9 @@ int eval_mcq(engine *e, const dataset *d, bool lora, long limit, int max_rows, e
     memset(out, 0, sizeof *out);
     if (d->kind != EX_MCQ) return ds_fail(DS_EINTERNAL, "eval_mcq on a dataset that is not multiple choice");
     int n = limit >= 0 && limit < d->n ? (int)limit : d->n;
+    const int budget = engine_max_tokens(e), maxT = engine_max_T(e);
+    /* Every (example, choice) is a row of its own: the rows of one example
+     * may land in different forwards, so any example fits the engine. */
     long total = 0;
     out->first = malloc(sizeof(long) * (size_t)(n + 1));
     for (int i = 0; i < n; i++) {
@@ -76,49 +63,55 @@ int eval_mcq(engine *e, const dataset *d, bool lora, long limit, int max_rows, e
         total += d->mcq[i].nchoices;
     }
     out->first[n] = total;
+    mcq_row *rows = malloc(sizeof *rows * (size_t)(total ? total : 1));
+    int rc = DS_OK;
+    for (int i = 0; i < n && !rc; i++)
+        for (int k = 0; k < d->mcq[i].nchoices && !rc; k++) {
+            mcq_row *r = &rows[out->first[i] + k];
+            *r = (mcq_row){i, k, d->mcq[i].n_prompt + d->mcq[i].n_choice[k]};
+            if (r->len > maxT)
+                rc = ds_fail(DS_EDATA, "multiple-choice example %d is %d tokens, longer than %d", i, r->len, maxT);
+        }
     out->loglik = calloc((size_t)(total ? total : 1), sizeof(double));
     out->pred = calloc((size_t)(n ? n : 1), sizeof(int));
     out->pred_norm = calloc((size_t)(n ? n : 1), sizeof(int));
     engine_fwd f = {.lora = lora};
-    const int budget = engine_max_tokens(e), maxT = engine_max_T(e);
-    int rc = DS_OK;
-    for (int i0 = 0; i0 < n && !rc;) {
-        /* As many whole examples as fit the row and token budgets. */
-        int i1 = i0, rows = 0, T = 0;
-        while (i1 < n) {
-            const mcq_example *x = &d->mcq[i1];
-            int t = 0;
-            for (int k = 0; k < x->nchoices; k++)
-                if (x->n_prompt + x->n_choice[k] > t) t = x->n_prompt + x->n_choice[k];
-            if (t > maxT) return ds_fail(DS_EDATA, "multiple-choice example %d is %d tokens, longer than %d", i1, t, maxT);
-            int nt = t > T ? t : T, nr = rows + x->nchoices;
-            if (i1 > i0 && (nr > max_rows || (long)nr * nt > budget)) break;
+    for (long r0 = 0; r0 < total && !rc;) {
+        long r1 = r0;
+        int T = 0;
+        while (r1 < total) {
+            int nt = rows[r1].len > T ? rows[r1].len : T;
+            if (r1 > r0 && (r1 + 1 - r0 > max_rows || (r1 + 1 - r0) * nt > budget)) break;
             T = nt;
-            rows = nr;
-            i1++;
+            r1++;
         }
         batch b;
-        rc = mcq_batch(d, i0, i1, T, &b);
+        rc = mcq_batch(d, rows, (int)r0, (int)r1, T, &b);
         float *lp = malloc(sizeof(float) * (size_t)b.B * b.T);
         if (!rc) rc = engine_forward(e, &b, &f, lp, NULL);
-        for (int i = i0, row = 0; !rc && i < i1; i++) {
-            const mcq_example *x = &d->mcq[i];
-            double *ll = out->loglik + out->first[i];
-            double norm[64];
-            for (int k = 0; k < x->nchoices; k++, row++) {
-                ll[k] = row_sum(&b, lp, row);
-                long chars = utf8_chars(x->choice_text[k]);
-                if (k < 64) norm[k] = ll[k] / (double)(chars > 0 ? chars : 1);
-            }
-            out->pred[i] = argmax(ll, x->nchoices);
-            out->pred_norm[i] = argmax(norm, x->nchoices < 64 ? x->nchoices : 64);
-            out->acc += out->pred[i] == x->answer;
-            out->acc_norm += out->pred_norm[i] == x->answer;
-        }
+        for (long r = r0; !rc && r < r1; r++) out->loglik[r] = batch_row_sum(b.targets, b.T, lp, (int)(r - r0));
         free(lp);
         batch_free(&b);
-        i0 = i1;
+        r0 = r1;
     }
+    /* acc: the most likely continuation; acc_norm: the most likely per character */
+    for (int i = 0; !rc && i < n; i++) {
+        const mcq_example *x = &d->mcq[i];
+        const double *ll = out->loglik + out->first[i];
+        double best_norm = -INFINITY;
+        for (int k = 0; k < x->nchoices; k++) {
+            long chars = utf8_chars(x->choice_text[k]);
+            double norm = ll[k] / (double)(chars > 0 ? chars : 1);
+            if (ll[k] > ll[out->pred[i]]) out->pred[i] = k;
+            if (norm > best_norm) {
+                best_norm = norm;
+                out->pred_norm[i] = k;
+            }
+        }
+        out->acc += out->pred[i] == x->answer;
+        out->acc_norm += out->pred_norm[i] == x->answer;
+    }
+    free(rows);
     out->n = n;
     if (n) {
         out->acc /= n;

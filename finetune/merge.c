@@ -6,7 +6,6 @@
 #include "../core/numeric.h"
 #include "../core/status.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,22 +18,20 @@ int merge_source_parse(const char *s, merge_source *out)
     return DS_OK;
 }
 
-int merge_linear(const llama_model *m, const lora_adapter *a, merge_source src, int layer, llama_linear t, float *W)
+static int no_original(const llama_model *m)
+{
+    return ds_fail(DS_EUSAGE, "%s is a 4-bit checkpoint: it has no original 16-bit weights to merge into (use the "
+                              "dequantized source)", m->dir);
+}
+
+int merge_linear(backend *cpu, const llama_model *m, const lora_adapter *a, merge_source src, int layer,
+                 llama_linear t, float *W)
 {
     const model_linear *lin = &m->layers[layer].lin[t];
     int rc = DS_OK;
-    if (lin->q_owner && (src == MERGE_DEQUANTIZED || !lin->dense)) {
-        if (src == MERGE_ORIGINAL)
-            return ds_fail(DS_EUSAGE, "%s is a 4-bit checkpoint: it has no original 16-bit weights to merge into "
-                                      "(use the dequantized source)", m->dir);
-        backend *cpu;
-        rc = be_open(BE_CPU, &cpu);
-        if (rc) return rc;
-        op_nf4_dequant(cpu, W, &lin->q);
-        be_close(cpu);
-    } else {
-        rc = st_to_f32(lin->dense, W);
-    }
+    if (src == MERGE_ORIGINAL && !lin->dense) return no_original(m);
+    if (src == MERGE_DEQUANTIZED && lin->q_owner) op_nf4_dequant(cpu, W, &lin->q);
+    else rc = st_to_f32(lin->dense, W);
     if (!rc && a) lora_merge_weight(a, layer, t, W);
     return rc;
 }
@@ -42,6 +39,7 @@ int merge_linear(const llama_model *m, const lora_adapter *a, merge_source src, 
 /* ---- lazy tensors: each produced while the file is written ---- */
 
 typedef struct {
+    backend *cpu;
     const llama_model *m;
     const lora_adapter *a;
     merge_source src;
@@ -61,69 +59,28 @@ static int fill_bf16(void *ctx, void *dst)
     }
     float *tmp = malloc(sizeof(float) * (n ? n : 1));
     if (!tmp) return ds_fail(DS_EIO, "out of memory while merging");
-    int rc = it->plain ? st_to_f32(it->plain, tmp) : merge_linear(it->m, it->a, it->src, it->layer, it->t, tmp);
+    int rc = it->plain ? st_to_f32(it->plain, tmp) : merge_linear(it->cpu, it->m, it->a, it->src, it->layer, it->t, tmp);
     uint16_t *h = dst;
     for (size_t i = 0; !rc && i < n; i++) h[i] = ds_f32_to_bf16(tmp[i]);
     free(tmp);
     return rc;
 }
 
-/* config.json as the source has it, minus quantization_config, dtype bf16. */
-static int write_config(const llama_model *m, const char *dir)
-{
-    char *src = ds_path_join(m->dir, "config.json"), *dst = ds_path_join(dir, "config.json");
-    json_error_t jerr;
-    json_t *root = json_load_file(src, JSON_PRESERVE_ORDER, &jerr);
-    int rc = DS_OK;
-    if (!root) rc = ds_fail(DS_EDATA, "%s:%d: %s", src, jerr.line, jerr.text);
-    if (!rc) {
-        json_object_del(root, "quantization_config");
-        if (json_object_get(root, "torch_dtype")) json_object_set_new(root, "torch_dtype", json_string("bfloat16"));
-        if (json_object_get(root, "dtype") || !json_object_get(root, "torch_dtype"))
-            json_object_set_new(root, "dtype", json_string("bfloat16"));
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        size_t len = strlen(text);
-        text = realloc(text, len + 2);
-        text[len] = '\n';
-        rc = ds_write_file(dst, text, len + 1);
-        free(text);
-    }
-    json_decref(root);
-    free(src);
-    free(dst);
-    return rc;
-}
-
-/* Files a model folder carries besides its weights. */
-static const char *const COPIED[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                     "tokenizer.model", "generation_config.json", NULL};
-
-static int copy_side_files(const llama_model *m, const char *dir)
-{
-    for (int i = 0; COPIED[i]; i++) {
-        char *src = ds_path_join(m->dir, COPIED[i]), *dst = ds_path_join(dir, COPIED[i]);
-        int rc = ds_exists(src) ? ds_copy_file(src, dst) : DS_OK;
-        free(src);
-        free(dst);
-        if (rc) return rc;
-    }
-    return DS_OK;
-}
-
 int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, const char *out_dir)
 {
     const model_config *c = &m->cfg;
-    if (src == MERGE_ORIGINAL && m->prequantized)
-        return ds_fail(DS_EUSAGE, "%s is a 4-bit checkpoint: it has no original 16-bit weights to merge into "
-                                  "(use the dequantized source)", m->dir);
+    if (src == MERGE_ORIGINAL && m->prequantized) return no_original(m);
+    backend *cpu;
+    int rc = be_open(BE_CPU, &cpu);
+    if (rc) return rc;
     int nitems = 3 + c->num_layers * (2 + LIN_COUNT);
     merge_item *items = calloc((size_t)nitems, sizeof *items);
     st_writer *w = st_writer_new();
     st_writer_meta(w, "format", "pt");
-    int k = 0, rc = DS_OK;
+    int k = 0;
 #define PLAIN(name_, tensor_)                                                                              \
     do {                                                                                                   \
-        items[k] = (merge_item){.m = m, .a = a, .src = src, .plain = (tensor_)};                           \
+        items[k] = (merge_item){.cpu = cpu, .m = m, .a = a, .src = src, .plain = (tensor_)};                           \
         if (!rc) rc = st_writer_add_lazy(w, name_, ST_BF16, (tensor_)->ndim, (tensor_)->shape, fill_bf16, &items[k]); \
         k++;                                                                                               \
     } while (0)
@@ -139,7 +96,7 @@ int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, c
         for (int t = 0; t < LIN_COUNT && !rc; t++) {
             const model_linear *lin = &m->layers[l].lin[t];
             int64_t shape[2] = {lin->out, lin->in};
-            items[k] = (merge_item){.m = m, .a = a, .src = src, .layer = l, .t = (llama_linear)t};
+            items[k] = (merge_item){.cpu = cpu, .m = m, .a = a, .src = src, .layer = l, .t = (llama_linear)t};
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, llama_linear_path((llama_linear)t));
             rc = st_writer_add_lazy(w, name, ST_BF16, 2, shape, fill_bf16, &items[k]);
             k++;
@@ -153,12 +110,13 @@ int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, c
         rc = st_writer_write(w, path);
         free(path);
     }
-    if (!rc) rc = write_config(m, tmp);
-    if (!rc) rc = copy_side_files(m, tmp);
+    if (!rc) rc = model_config_rewrite(m->dir, tmp, NULL);   /* minus quantization_config, dtype bf16 */
+    if (!rc) rc = model_copy_side_files(m->dir, tmp);
     if (!rc) rc = ds_dir_commit(tmp, out_dir);
     if (rc && tmp) ds_dir_abort(tmp);
     free(tmp);
     st_writer_free(w);
     free(items);
+    be_close(cpu);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include "model.h"
 
 #include "../adapters/lora.h"
+#include "../backend/backend.h"
 
 typedef enum {
     MERGE_DEQUANTIZED,   /* the NF4 weights the adapter was trained against, dequantized (default) */
@@ -22,7 +23,9 @@ int merge_source_parse(const char *s, merge_source *out);
 int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, const char *out_dir);
 
 /* The weight of linear (layer, t) as the chosen source gives it, with the
- * adapter merged in: (out, in) fp32 into W. */
-int merge_linear(const llama_model *m, const lora_adapter *a, merge_source src, int layer, llama_linear t, float *W);
+ * adapter merged in: (out, in) fp32 into W. `cpu` (a CPU backend)
+ * dequantizes NF4 weights. */
+int merge_linear(backend *cpu, const llama_model *m, const lora_adapter *a, merge_source src, int layer,
+                 llama_linear t, float *W);
 
 #endif

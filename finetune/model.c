@@ -99,7 +99,7 @@ size_t model_resident_bytes(const llama_model *m)
     for (int l = 0; l < c->num_layers; l++)
         for (int t = 0; t < LIN_COUNT; t++) {
             const model_linear *lin = &m->layers[l].lin[t];
-            bytes += lin->dense ? (size_t)lin->out * lin->in * 2 : model_quant_bytes(lin);
+            bytes += lin->q_owner ? model_quant_bytes(lin) : (size_t)lin->out * lin->in * 2;
         }
     return bytes;
 }

@@ -54,9 +54,6 @@ void op_swiglu_fwd(backend *be, void *out, const void *gate, const void *up, siz
 /* dgate, dup overwritten; dout, gate, up (n) act. */
 void op_swiglu_bwd(backend *be, void *dgate, void *dup, const void *dout, const void *gate, const void *up, size_t n);
 
-/* y += x, n act values. */
-void op_add(backend *be, void *y, const void *x, size_t n);
-
 /* Sum of squares of n fp32 values, added into *out (an fp32 on the backend). */
 void op_sumsq(backend *be, float *out, const float *x, size_t n);
 

@@ -21,7 +21,6 @@ void attention_bwd_cuda(backend *be, void *dq, void *dk, void *dv, const void *d
                         int B, int T, int H, int Hkv, int D);
 void swiglu_fwd_cuda(backend *be, void *out, const void *gate, const void *up, size_t n);
 void swiglu_bwd_cuda(backend *be, void *dgate, void *dup, const void *dout, const void *gate, const void *up, size_t n);
-void add_cuda(backend *be, void *y, const void *x, size_t n);
 void sumsq_cuda(backend *be, float *out, const float *x, size_t n);
 void adamw_cuda(backend *be, float *p, const float *grad, float *m, float *v, size_t n, const adamw_args *a);
 

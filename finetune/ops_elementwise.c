@@ -1,4 +1,4 @@
-/* finetune/ops_elementwise.c - embedding, RMSNorm, SwiGLU and add: the
+/* finetune/ops_elementwise.c - embedding, RMSNorm and SwiGLU: the
  * plain-C references (fp32) and the dispatch to their CUDA twins. */
 #include "ops.h"
 #include "ops_cuda.h"
@@ -81,11 +81,3 @@ void op_swiglu_bwd(backend *be, void *dgate, void *dup, const void *dout, const 
     be_round_act(be, dup, n);
 }
 
-void op_add(backend *be, void *y, const void *x, size_t n)
-{
-    DS_DISPATCH_CUDA(be, add_cuda(be, y, x, n));
-    float *yy = y;
-    const float *xx = x;
-    for (size_t i = 0; i < n; i++) yy[i] += xx[i];
-    be_round_act(be, y, n);
-}

@@ -3,15 +3,17 @@
  * -> checks across sections.
  *
  * Paths are kept as written, relative to the current directory (as axolotl
- * does); recipe.dir still records the recipe's folder. The loss section
- * belongs to the loss modules: the loader reads `type`, finds the module in
- * the registry and reads the module's own keys into a zeroed config struct of
- * module->cfg_size bytes. Preparing the module (tokenizing forbidden strings,
- * ...) is the trainer's job, once a tokenizer is loaded. */
+ * does). The loss section belongs to the loss modules: the loader reads
+ * `type`, finds the module in the registry and reads the module's own keys
+ * into a zeroed config struct of module->cfg_size bytes. Preparing the
+ * module (tokenizing forbidden strings, ...) is the trainer's job, once a
+ * tokenizer is loaded. */
 #include "recipe_internal.h"
 
 #include "../core/files.h"
 #include "../core/status.h"
+#include "../data/chat_template.h"
+#include "../data/model_config.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -45,16 +47,14 @@ static const opt_key QUANT_KEYS[] = {
     OPT_END,
 };
 
-#define TARGET_MODULES "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj"
-
 static const opt_key ADAPTER_KEYS[] = {
     {"lora_r", OPT_INT, R(adapter.lora_r), "16", 1, 1024, NULL, 0, "LoRA rank r"},
-    {"lora_alpha", OPT_FLOAT, R(adapter.lora_alpha), "32", 0, 1e6, NULL, 0,
+    {"lora_alpha", OPT_FLOAT, R(adapter.lora_alpha), "32", 0, 1e6, NULL, OPT_MIN_OPEN,
      "scale s = lora_alpha / r (use_rslora: lora_alpha / sqrt(r)); > 0"},
-    {"lora_dropout", OPT_FLOAT, R(adapter.lora_dropout), "0.05", 0, 1, NULL, 0,
+    {"lora_dropout", OPT_FLOAT, R(adapter.lora_dropout), "0.05", 0, 1, NULL, OPT_MAX_OPEN,
      "dropout on the adapter's input, in [0, 1)"},
     {"lora_target_modules", OPT_STRING_LIST, R(adapter.lora_target_modules), "[q_proj, v_proj]", NO_RANGE,
-     TARGET_MODULES, 0, "linear layers that get adapters; all-linear = all seven"},
+     LLAMA_LINEAR_NAMES, 0, "linear layers that get adapters; all-linear = all seven"},
     {"use_rslora", OPT_BOOL, R(adapter.use_rslora), "false", NO_RANGE, NULL, 0,
      "rank-stabilised scale lora_alpha / sqrt(r)"},
     {"init_from", OPT_STRING, R(adapter.init_from), "null", NO_RANGE, NULL, OPT_NULLABLE,
@@ -63,7 +63,7 @@ static const opt_key ADAPTER_KEYS[] = {
 };
 
 static const opt_key DATA_KEYS[] = {
-    {"chat_template", OPT_CHOICE, R(data.chat_template), "plain", NO_RANGE, "deepseek|llama3|chatml|alpaca|plain", 0,
+    {"chat_template", OPT_CHOICE, R(data.chat_template), "plain", NO_RANGE, CHAT_TEMPLATE_NAMES, 0,
      "how examples become text"},
     {"sequence_len", OPT_INT, R(data.sequence_len), "2048", 8, 1048576, NULL, 0,
      "longest example in tokens; longer ones are truncated"},
@@ -83,7 +83,8 @@ static const opt_key TRAIN_KEYS[] = {
     {"micro_batch_size", OPT_INT, R(train.micro_batch_size), "1", 1, 4096, NULL, 0, "rows per forward/backward pass"},
     {"gradient_accumulation_steps", OPT_INT, R(train.gradient_accumulation_steps), "1", 1, 65536, NULL, 0,
      "micro-batches per optimizer step"},
-    {"num_epochs", OPT_FLOAT, R(train.num_epochs), "1.0", 0, 1e6, NULL, 0, "passes over the training data; > 0"},
+    {"num_epochs", OPT_FLOAT, R(train.num_epochs), "1.0", 0, 1e6, NULL, OPT_MIN_OPEN,
+     "passes over the training data; > 0"},
     {"max_steps", OPT_INT, R(train.max_steps), "null", 1, IMAX, NULL, OPT_NULLABLE,
      "stop after this many optimizer steps; null = from num_epochs"},
     {"learning_rate", OPT_FLOAT, R(train.learning_rate), "2.0e-4", 0, 10, NULL, 0, "peak learning rate (AdamW)"},
@@ -95,9 +96,9 @@ static const opt_key TRAIN_KEYS[] = {
     {"weight_decay", OPT_FLOAT, R(train.weight_decay), "0.0", 0, 10, NULL, 0, "AdamW decoupled weight decay"},
     {"max_grad_norm", OPT_FLOAT, R(train.max_grad_norm), "1.0", 0, 1e9, NULL, 0,
      "clip the global gradient norm to this; 0 = no clipping"},
-    {"adam_beta1", OPT_FLOAT, R(train.adam_beta1), "0.9", 0, 1, NULL, 0, "AdamW beta1, in [0, 1)"},
-    {"adam_beta2", OPT_FLOAT, R(train.adam_beta2), "0.999", 0, 1, NULL, 0, "AdamW beta2, in [0, 1)"},
-    {"adam_epsilon", OPT_FLOAT, R(train.adam_epsilon), "1e-8", 0, 1, NULL, 0, "AdamW epsilon; > 0"},
+    {"adam_beta1", OPT_FLOAT, R(train.adam_beta1), "0.9", 0, 1, NULL, OPT_MAX_OPEN, "AdamW beta1, in [0, 1)"},
+    {"adam_beta2", OPT_FLOAT, R(train.adam_beta2), "0.999", 0, 1, NULL, OPT_MAX_OPEN, "AdamW beta2, in [0, 1)"},
+    {"adam_epsilon", OPT_FLOAT, R(train.adam_epsilon), "1e-8", 0, 1, NULL, OPT_MIN_OPEN, "AdamW epsilon; > 0"},
     {"gradient_checkpointing", OPT_BOOL, R(train.gradient_checkpointing), "true", NO_RANGE, NULL, 0,
      "recompute activations in the backward pass to save memory"},
     {"logging_steps", OPT_INT, R(train.logging_steps), "1", 1, IMAX, NULL, 0,
@@ -133,8 +134,8 @@ static const opt_key SAVE_KEYS[] = {
 const opt_key RECIPE_DATASET_KEYS[] = {
     {"path", OPT_STRING, offsetof(data_source, path), NULL, NO_RANGE, NULL, OPT_REQUIRED,
      "JSONL or JSON file, optionally .zst"},
-    {"type", OPT_CHOICE, offsetof(data_source, type), NULL, NO_RANGE,
-     "alpaca|messages|prompt_completion|text|preference|mcq", OPT_REQUIRED, "the record format"},
+    {"type", OPT_CHOICE, offsetof(data_source, type), NULL, NO_RANGE, DATASET_TYPE_NAMES, OPT_REQUIRED,
+     "the record format"},
     {"mcq_format", OPT_CHOICE, offsetof(data_source, mcq_format), "letters", NO_RANGE, "letters|cloze", 0,
      "mcq only: letters (choices listed, the letter scored) or cloze (each choice's text scored)"},
     {"limit", OPT_INT, offsetof(data_source, limit), "null", 1, IMAX, NULL, OPT_NULLABLE,
@@ -255,7 +256,15 @@ static int read_loss(rctx *c, const ynode *map, int line, const char *prefix, bo
         }
         return recipe_unknown_key(c, map->key_lines[i], prefix, key, m->keys, extra);
     }
-    return recipe_apply_table(c, m->keys, out->cfg, map, line, prefix, extra);
+    int rc = recipe_apply_table(c, m->keys, out->cfg, map, line, prefix, extra);
+    if (!rc && m->check) {
+        char where[400];
+        rctx_where(c, line, where, sizeof where);
+        size_t k = strlen(where);
+        snprintf(where + k, sizeof where - k, ": %s", prefix);
+        rc = m->check(out->cfg, where);
+    }
+    return rc;
 }
 
 static int read_loss_section(rctx *c, const ynode *root)
@@ -319,6 +328,7 @@ static int read_datasets(rctx *c, const ynode *sec, const char *section, bool tr
         int rc = recipe_apply_table(c, RECIPE_DATASET_KEYS, d, it, it->line, prefix, NULL);
         if (rc) return rc;
         d->line = it->line > 0 ? it->line : 0;
+        d->recipe = c->src;
         int ti = ynode_find(it, "type"), fi = ynode_find(it, "mcq_format");
         int tline = it->kids[ti]->line;
         recipe_join(dotted, sizeof dotted, prefix, "type");
@@ -355,6 +365,12 @@ static int check_recipe(rctx *c, const ynode *root)
         int i = ynode_find(sec, "val_set_size");
         return rctx_fail(c, i >= 0 ? sec->kids[i]->line : RLINE_NONE, "data.val_set_size",
                          "a count (>= 1) must be a whole number, got %g", v);
+    }
+    if (v > 0 && r->loss.main.module && (r->loss.main.module->needs & LOSS_PAIRED)) {
+        section_node(c, root, "data", &sec);
+        int i = ynode_find(sec, "val_set_size");
+        return rctx_fail(c, i >= 0 ? sec->kids[i]->line : RLINE_NONE, "data.val_set_size",
+                         "held-out pairs are not evaluated with loss %s; leave it 0", r->loss.main.module->name);
     }
     double f = r->train.divergence_factor;
     if (f != 0 && f <= 1) {
@@ -396,14 +412,6 @@ static int read_recipe(rctx *c, const ynode *root)
 
 /* ---- load / parse / free ---- */
 
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash) return strdup(".");
-    if (slash == path) return strdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
 int recipe_parse(const char *text, size_t len, const char *path, char *const *overrides, int n_overrides,
                  FILE *notices, recipe **out)
 {
@@ -412,7 +420,6 @@ int recipe_parse(const char *text, size_t len, const char *path, char *const *ov
     recipe *r = calloc(1, sizeof *r);
     if (!r) return ds_fail(DS_EINTERNAL, "out of memory");
     r->file = strdup(path);
-    r->dir = dir_of(path);
     rctx c = {r->file, notices, r};
 
     ynode *root = NULL;
@@ -488,6 +495,5 @@ void recipe_free(recipe *r)
     for (int i = 0; i < r->loss.n_penalties; i++) recipe_loss_free(&r->loss.penalties[i]);
     free(r->loss.penalties);
     free(r->file);
-    free(r->dir);
     free(r);
 }

@@ -28,8 +28,7 @@ typedef struct {
 } recipe_loss;
 
 typedef struct {
-    char *file;                    /* the recipe's path */
-    char *dir;                     /* its folder (paths in the recipe are relative to the current directory) */
+    char *file;                    /* the recipe's path (paths in the recipe are relative to the current directory) */
 
     char *base_model;              /* model folder */
     char *tokenizer;               /* tokenizer folder (default: base_model) */
@@ -54,7 +53,7 @@ typedef struct {
     } adapter;
 
     struct {
-        char *chat_template;       /* deepseek | llama3 | chatml | alpaca | plain */
+        char *chat_template;       /* CHAT_TEMPLATE_NAMES: deepseek | llama3 | chatml | alpaca | plain */
         int64_t sequence_len;
         bool sample_packing;
         double val_set_size;       /* fraction (< 1) or count (>= 1) held out from training data */

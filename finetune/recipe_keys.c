@@ -120,29 +120,10 @@ static bool is_yaml_infinity_or_nan(const char *t)
            !strcmp(t, ".NaN") || !strcmp(t, ".NAN");
 }
 
-/* The open ends of ranges (x > min, x < max), which opt_key cannot say. */
-static const struct {
-    const char *table_key;   /* "adapter.lora_alpha": prefix.name */
-    bool open_min, open_max;
-} OPEN_BOUNDS[] = {
-    {"adapter.lora_alpha", true, false},
-    {"adapter.lora_dropout", false, true},
-    {"train.num_epochs", true, false},
-    {"train.adam_beta1", false, true},
-    {"train.adam_beta2", false, true},
-    {"train.adam_epsilon", true, false},
-    {NULL, false, false},
-};
-
 static int check_range(const rctx *c, const opt_key *k, const char *dotted, double x, int line, const char *shown)
 {
     if (k->min > k->max) return DS_OK;
-    bool omin = false, omax = false;
-    for (int i = 0; OPEN_BOUNDS[i].table_key; i++)
-        if (!strcmp(OPEN_BOUNDS[i].table_key, dotted)) {
-            omin = OPEN_BOUNDS[i].open_min;
-            omax = OPEN_BOUNDS[i].open_max;
-        }
+    bool omin = k->flags & OPT_MIN_OPEN, omax = k->flags & OPT_MAX_OPEN;
     bool ok = (omin ? x > k->min : x >= k->min) && (omax ? x < k->max : x <= k->max);
     if (ok) return DS_OK;
     char lo[40], hi[40];

@@ -9,6 +9,8 @@
 
 #include "../core/files.h"
 #include "../core/status.h"
+#include "../core/utf8.h"
+#include "../data/pyjson.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -16,23 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
-void recipe_fmt_double(char *buf, size_t n, double v)
-{
-    int prec = 1;
-    for (; prec < 17; prec++) {
-        snprintf(buf, n, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) break;
-    }
-    /* Enough digits for the integer part, so that 10 is "10", not "1e+01". */
-    double mag = fabs(v);
-    int int_digits = mag >= 1 && mag < 1e16 ? (int)floor(log10(mag)) + 1 : 0;
-    if (int_digits > prec) prec = int_digits;
-    snprintf(buf, n, "%.*g", prec, v);
-    if (!strpbrk(buf, ".eEn")) {   /* 32 -> 32.0: it reads as what it is */
-        size_t len = strlen(buf);
-        if (len + 3 <= n) memcpy(buf + len, ".0", 3);
-    }
-}
+/* Python's repr(): the shortest digits, "32.0" (it reads as what it is), "1e-08". */
+void recipe_fmt_double(char *buf, size_t n, double v) { pyjson_repr_double(v, buf, n); }
 
 /* Plain where nothing can read it as another type or as YAML syntax. */
 static bool plain_ok(const char *s)
@@ -54,24 +41,6 @@ static bool plain_ok(const char *s)
     return true;
 }
 
-/* Decode one UTF-8 sequence; -1 when malformed (then one byte is used). */
-static long utf8_next(const unsigned char *s, int *used)
-{
-    *used = 1;
-    if (s[0] < 0x80) return s[0];
-    int n = s[0] >= 0xF0 && s[0] < 0xF5 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 && s[0] < 0xE0 ? 2 : 0;
-    if (!n || (s[0] >= 0xF5)) return -1;
-    long cp = s[0] & (0x3F >> (n - 1));
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return -1;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
-        return -1;
-    *used = n;
-    return cp;
-}
-
 void recipe_put_string(FILE *f, const char *s)
 {
     if (plain_ok(s)) {
@@ -79,19 +48,23 @@ void recipe_put_string(FILE *f, const char *s)
         return;
     }
     fputc('"', f);
+    size_t n = strlen(s);
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int used;
-        long cp = utf8_next(p, &used);
+        size_t used;
+        uint32_t cp = ds_utf8_decode((const char *)p, n - (size_t)(p - (const unsigned char *)s), &used);
+        if (cp == DS_UTF8_BAD) {   /* not UTF-8: cannot come from YAML */
+            fprintf(f, "\\x%02x", *p++);
+            continue;
+        }
         if (cp == '"') fputs("\\\"", f);
         else if (cp == '\\') fputs("\\\\", f);
         else if (cp == '\n') fputs("\\n", f);
         else if (cp == '\t') fputs("\\t", f);
         else if (cp == '\r') fputs("\\r", f);
-        else if (cp < 0) fprintf(f, "\\x%02x", *p);   /* not UTF-8: cannot come from YAML */
         else if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) fprintf(f, "\\x%02x", (unsigned)cp);
         else if (cp == 0x2028 || cp == 0x2029 || cp == 0xFEFF || cp == 0xFFFE || cp == 0xFFFF)
             fprintf(f, "\\u%04x", (unsigned)cp);   /* line breaks and non-characters to YAML */
-        else fwrite(p, 1, (size_t)used, f);
+        else fwrite(p, 1, used, f);
         p += used;
     }
     fputc('"', f);
@@ -216,15 +189,14 @@ int recipe_print(const recipe *r, FILE *f)
 
 int recipe_write(const recipe *r, const char *path)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) return ds_fail(DS_EIO, "%s: cannot build the recipe text", path);
-    int rc = recipe_print(r, f);
-    if (fclose(f) != 0 && !rc) rc = ds_fail(DS_EIO, "%s: cannot build the recipe text", path);
-    if (!rc) rc = ds_write_file(path, text, len);
-    free(text);
-    return rc;
+    ds_out o;
+    int rc = ds_out_open(&o, path);
+    if (rc) return rc;
+    if ((rc = recipe_print(r, o.f))) {
+        ds_out_abort(&o);
+        return ds_fail_context(rc, "%s: ", path);
+    }
+    return ds_out_commit(&o);
 }
 
 /* ---- ds-ft --help ---- */

@@ -46,10 +46,15 @@ typedef struct {
     epoch_plan plan;            /* the plan of st.epoch */
     int plan_epoch;             /* which epoch `plan` is for (-1 none) */
     int micro_rows;             /* rows per training micro-batch */
+    int pad_id;                 /* padding token of batches */
+    /* per-row host buffers of one micro-batch (micro_rows x sequence_len each) */
+    float *lp, *fmass, *ref, *ca, *cb, *cc;
+    const recipe_loss **losses; /* the main loss, then the penalties */
+    double *norms;              /* each loss's normaliser over the current step */
+    int nlosses;
     double t_start;
 } run;
 
-double run_now(void);
 /* Load everything the recipe names (run_setup.c). */
 int run_setup(run *x, const recipe *r, bool resume);
 void run_free(run *x);

@@ -3,20 +3,13 @@
  * and (on --resume) the newest checkpoint. */
 #include "run.h"
 
+#include "../core/clock.h"
 #include "../core/files.h"
 #include "../core/status.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-double run_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* The loss modules' view of the tokenizer: plain text, no special tokens. */
 static int encode_plain(void *tok, const char *text, int32_t **ids, size_t *n)
@@ -70,14 +63,13 @@ static data_options data_opts(const recipe *r)
 static int load_data(run *x)
 {
     const recipe *r = x->r;
-    const char *tokdir = r->tokenizer ? r->tokenizer : r->base_model;
     data_options opt = data_opts(r);
     char *cache_dir = ds_path_join(r->output_dir, "cache");
     int rc = ds_mkdirs(cache_dir);
     char *path = ds_path_join(cache_dir, "train.tokens");
     bool hit = false;
     if (!rc) rc = dataset_load_cached(path, r->data.datasets, r->data.n_datasets, x->paired ? EX_PREF : EX_SFT, x->tok,
-                                      tokdir, &opt, &x->all, &hit);
+                                      &opt, &x->all, &hit);
     free(path);
     if (!rc) {
         tlog_say(&x->log, "data: %d %s examples%s (%ld truncated to %d tokens, %ld without trained tokens dropped, "
@@ -97,7 +89,7 @@ static int load_data(run *x)
         s->name = dataset_name(s->src->path);
         example_kind kind = !strcmp(s->src->type, "mcq") ? EX_MCQ : EX_SFT;
         char *p = ds_strdupf("%s/eval-%d.tokens", cache_dir, i);
-        rc = dataset_load_cached(p, s->src, 1, kind, x->tok, tokdir, &opt, &s->data, &hit);
+        rc = dataset_load_cached(p, s->src, 1, kind, x->tok, &opt, &s->data, &hit);
         free(p);
         x->n_evals++;
     }
@@ -167,6 +159,7 @@ static int resume_from_checkpoint(run *x)
                      (unsigned long long)s.seed, (long long)x->r->seed);
     if (!rc) rc = engine_set_params(x->eng, x->adapter->data);
     if (!rc) rc = engine_set_adam(x->eng, m, v);
+    if (!rc) rc = tlog_keep_until(&x->log, x->r->output_dir, (long)s.step);
     if (!rc) {
         s.total_steps = x->st.total_steps;
         x->st = s;
@@ -183,7 +176,7 @@ int run_setup(run *x, const recipe *r, bool resume)
     memset(x, 0, sizeof *x);
     x->r = r;
     x->plan_epoch = -1;
-    x->t_start = run_now();
+    x->t_start = ds_now();
     int rc = ds_mkdirs(r->output_dir);
     if (rc) return rc;
     char *ckpt = ds_path_join(r->output_dir, "checkpoints");
@@ -201,8 +194,12 @@ int run_setup(run *x, const recipe *r, bool resume)
     if (!rc) rc = tok_load(r->tokenizer ? r->tokenizer : r->base_model, &x->tok);
     model_load_opts lo = {.load_in_4bit = r->quant.load_in_4bit, .double_quant = r->quant.double_quant};
     if (!rc) rc = model_load(r->base_model, &lo, &x->model);
+    if (!rc) tok_set_default_ids(x->tok, x->model->cfg.bos_id, x->model->cfg.eos_id, x->model->cfg.pad_id);
     if (!rc) tlog_say(&x->log, "model: %s, %d layers, hidden %d, %s weights", r->base_model, x->model->cfg.num_layers,
                       x->model->cfg.hidden_size, x->model->quantized ? "NF4 4-bit" : "16-bit");
+    if (!rc && r->save.merge && !strcmp(r->save.merge_source, "original") && x->model->prequantized)
+        rc = ds_fail(DS_ECONFIG, "%s: save.merge_source: original, but %s is a 4-bit checkpoint with no original "
+                                 "16-bit weights (use dequantized)", r->file, r->base_model);
     if (!rc) {
         x->paired = (r->loss.main.module->needs & LOSS_PAIRED) != 0;
         x->needs_ref = (r->loss.main.module->needs & LOSS_NEEDS_REF) != 0;
@@ -225,6 +222,17 @@ int run_setup(run *x, const recipe *r, bool resume)
         tlog_say(&x->log, "adapter: r=%d alpha=%g on %d modules, %zu trainable parameters", x->adapter->cfg.r,
                  x->adapter->cfg.alpha, __builtin_popcount(x->adapter->cfg.targets), x->adapter->nparams);
     }
+    if (!rc) {
+        size_t N = (size_t)x->micro_rows * (size_t)r->data.sequence_len;
+        float **bufs[] = {&x->lp, &x->fmass, &x->ref, &x->ca, &x->cb, &x->cc};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) *bufs[i] = calloc(N, sizeof(float));
+        x->pad_id = tok_pad_id(x->tok) >= 0 ? tok_pad_id(x->tok) : 0;
+        x->nlosses = 1 + r->loss.n_penalties;
+        x->losses = malloc(sizeof *x->losses * (size_t)x->nlosses);
+        x->norms = malloc(sizeof *x->norms * (size_t)x->nlosses);
+        x->losses[0] = &r->loss.main;
+        for (int i = 0; i < r->loss.n_penalties; i++) x->losses[1 + i] = &r->loss.penalties[i];
+    }
     if (!rc) rc = prepare_loss(x, &r->loss.main, "loss");
     for (int i = 0; !rc && i < r->loss.n_penalties; i++) rc = prepare_loss(x, &r->loss.penalties[i], "loss.penalties");
     if (!rc) rc = setup_schedule(x);
@@ -246,6 +254,10 @@ void run_free(run *x)
         for (int i = 0; i < x->train.n; i++) free(x->ref_cache[i]);
         free(x->ref_cache);
     }
+    float *bufs[] = {x->lp, x->fmass, x->ref, x->ca, x->cb, x->cc};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(x->losses);
+    free(x->norms);
     epoch_plan_free(&x->plan);
     dataset_free(&x->train);   /* views: their own example lists only */
     dataset_free(&x->val);

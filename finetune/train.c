@@ -7,6 +7,7 @@
 #include "merge.h"
 #include "run.h"
 
+#include "../core/clock.h"
 #include "../core/files.h"
 #include "../core/status.h"
 
@@ -38,8 +39,7 @@ static int next_micro_batch(run *x, batch *b, int *plan_batch)
         x->plan_epoch = x->st.epoch;
     }
     *plan_batch = x->st.batch;
-    int pad = tok_pad_id(x->tok) >= 0 ? tok_pad_id(x->tok) : 0;
-    int rc = epoch_plan_batch(&x->plan, x->st.batch, &x->train, pad, b);
+    int rc = epoch_plan_batch(&x->plan, x->st.batch, &x->train, x->pad_id, b);
     x->st.batch++;
     return rc;
 }
@@ -74,11 +74,10 @@ int run_precompute_ref(run *x)
                              (int)r->train.micro_batch_size, &plan);
     if (rc) return rc;
     x->ref_cache = calloc((size_t)x->train.n, sizeof *x->ref_cache);
-    int pad = tok_pad_id(x->tok) >= 0 ? tok_pad_id(x->tok) : 0;
     engine_fwd f = {.lora = false};
     for (int i = 0; !rc && i < plan.nbatches; i++) {
         batch b;
-        rc = epoch_plan_batch(&plan, i, &x->train, pad, &b);
+        rc = epoch_plan_batch(&plan, i, &x->train, x->pad_id, &b);
         float *lp = rc ? NULL : malloc(sizeof(float) * (size_t)b.B * b.T);
         if (!rc) rc = engine_forward(x->eng, &b, &f, lp, NULL);
         int row0 = plan.batch_start[i];
@@ -94,7 +93,7 @@ int run_precompute_ref(run *x)
             }
         }
         free(lp);
-        if (!rc) batch_free(&b);
+        batch_free(&b);
     }
     epoch_plan_free(&plan);
     if (!rc) tlog_say(&x->log, "dpo: reference log-probs precomputed for %d pairs", x->train.n);
@@ -106,34 +105,8 @@ int run_precompute_ref(run *x)
 typedef struct {
     double loss, grad_norm, lr;
     long tokens;
-    int nmetrics;
-    const char *name[16];
-    double sum[16], count[16];
+    loss_metrics metrics;
 } step_result;
-
-static void merge_metrics(step_result *s, const loss_output *o)
-{
-    for (int m = 0; m < o->nmetrics; m++) {
-        int k = 0;
-        while (k < s->nmetrics && strcmp(s->name[k], o->metric_name[m])) k++;
-        if (k == s->nmetrics) {
-            if (k == 16) continue;
-            s->name[k] = o->metric_name[m];
-            s->sum[k] = s->count[k] = 0;
-            s->nmetrics++;
-        }
-        s->sum[k] += o->metric_sum[m];
-        s->count[k] += o->metric_count[m];
-    }
-}
-
-/* The recipe's loss modules: the main loss then the penalties. */
-static int loss_list(const recipe *r, const recipe_loss **out)
-{
-    out[0] = &r->loss.main;
-    for (int i = 0; i < r->loss.n_penalties; i++) out[1 + i] = &r->loss.penalties[i];
-    return 1 + r->loss.n_penalties;
-}
 
 static int train_step(run *x, step_result *res)
 {
@@ -141,40 +114,37 @@ static int train_step(run *x, step_result *res)
     int accum = (int)r->train.gradient_accumulation_steps, rc = DS_OK;
     batch *mb = calloc((size_t)accum, sizeof *mb);
     int *plan_batch = calloc((size_t)accum, sizeof *plan_batch);
-    const recipe_loss *losses[17];
-    int nloss = loss_list(r, losses);
-    double norm[17] = {0};
     memset(res, 0, sizeof *res);
 
+    /* The step's micro-batches first: each loss is normalised over all of them. */
     for (int k = 0; !rc && k < accum; k++) rc = next_micro_batch(x, &mb[k], &plan_batch[k]);
+    for (int j = 0; j < x->nlosses; j++) x->norms[j] = 0;
     for (int k = 0; !rc && k < accum; k++) {
         loss_input in = {.B = mb[k].B, .T = mb[k].T, .targets = mb[k].targets};
-        for (int j = 0; j < nloss; j++) norm[j] += losses[j]->module->count(losses[j]->cfg, &in);
+        for (int j = 0; j < x->nlosses; j++) x->norms[j] += x->losses[j]->module->count(x->losses[j]->cfg, &in);
     }
     if (!rc) rc = engine_zero_grads(x->eng);
     for (int k = 0; !rc && k < accum; k++) {
         const batch *b = &mb[k];
         size_t N = (size_t)b->B * b->T;
-        float *lp = malloc(sizeof(float) * N), *fm = calloc(N, sizeof(float)), *ref = NULL;
-        float *ca = calloc(N, sizeof(float)), *cb = calloc(N, sizeof(float)), *cc = calloc(N, sizeof(float));
-        if (x->needs_ref) {
-            ref = malloc(sizeof(float) * N);
-            rc = reference_logprobs(x, b, plan_batch[k], ref);
-        }
+        memset(x->ca, 0, N * sizeof(float));
+        memset(x->cb, 0, N * sizeof(float));
+        memset(x->cc, 0, N * sizeof(float));
+        if (x->needs_ref) rc = reference_logprobs(x, b, plan_batch[k], x->ref);
         engine_fwd f = {.lora = true, .training = true, .for_backward = true, .micro_step = x->st.micro_step};
-        if (!rc) rc = engine_forward(x->eng, b, &f, lp, x->forbidden_owner ? fm : NULL);
-        loss_input in = {.B = b->B, .T = b->T, .targets = b->targets, .logprob = lp, .ref_logprob = ref,
-                         .fmass = x->forbidden_owner ? fm : NULL};
-        for (int j = 0; !rc && j < nloss; j++) {
-            loss_output out = {.a = ca, .b = cb, .c = cc};
-            rc = losses[j]->module->forward(losses[j]->cfg, &in, norm[j], &out);
+        float *fmass = x->forbidden_owner ? x->fmass : NULL;
+        if (!rc) rc = engine_forward(x->eng, b, &f, x->lp, fmass);
+        loss_input in = {.B = b->B, .T = b->T, .targets = b->targets, .logprob = x->lp,
+                         .ref_logprob = x->needs_ref ? x->ref : NULL, .fmass = fmass};
+        for (int j = 0; !rc && j < x->nlosses; j++) {
+            loss_output out = {.a = x->ca, .b = x->cb, .c = x->cc};
+            rc = x->losses[j]->module->forward(x->losses[j]->cfg, &in, x->norms[j], &out);
             res->loss += out.loss;
-            merge_metrics(res, &out);
+            loss_metrics_merge(&res->metrics, &out.metrics);
         }
-        if (!rc) rc = engine_backward(x->eng, ca, cb, x->forbidden_owner ? cc : NULL);
+        if (!rc) rc = engine_backward(x->eng, x->ca, x->cb, x->forbidden_owner ? x->cc : NULL);
         x->st.micro_step++;
         for (size_t i = 0; i < N; i++) res->tokens += b->seg[i] >= 0;
-        free(lp); free(fm); free(ref); free(ca); free(cb); free(cc);
     }
     for (int k = 0; k < accum; k++) batch_free(&mb[k]);
     free(mb);
@@ -224,45 +194,32 @@ static size_t peak_memory(const run *x)
 typedef struct {
     int steps;
     double loss;
-    step_result metrics;   /* sums and counts only */
+    loss_metrics metrics;
 } log_window;
 
 static void window_add(log_window *w, const step_result *s)
 {
     w->steps++;
     w->loss += s->loss;
-    loss_output o = {.nmetrics = s->nmetrics};
-    for (int m = 0; m < s->nmetrics; m++) {
-        o.metric_name[m] = s->name[m];
-        o.metric_sum[m] = s->sum[m];
-        o.metric_count[m] = s->count[m];
-    }
-    merge_metrics(&w->metrics, &o);
+    loss_metrics_merge(&w->metrics, &s->metrics);
 }
 
-static void report_step(run *x, const step_result *last, const log_window *w, double tok_per_s, double elapsed,
+static void report_step(run *x, const step_result *s, const log_window *w, double tok_per_s, double elapsed,
                         double eta)
 {
-    step_result mean = *last;
-    mean.loss = w->steps ? w->loss / w->steps : last->loss;
-    mean.nmetrics = w->metrics.nmetrics;
-    for (int m = 0; m < w->metrics.nmetrics; m++) {
-        mean.name[m] = w->metrics.name[m];
-        mean.sum[m] = w->metrics.sum[m];
-        mean.count[m] = w->metrics.count[m];
-    }
-    const step_result *s = &mean;
     double epoch = x->st.epoch + (x->plan.nbatches ? (double)x->st.batch / x->plan.nbatches : 0);
     size_t mem = peak_memory(x);
+    double loss = w->steps ? w->loss / w->steps : s->loss;
     json_t *row = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:I, s:f}", "step", (json_int_t)x->st.step, "epoch", epoch,
-                            "loss", s->loss, "lr", s->lr, "grad_norm", s->grad_norm, "tokens_per_s", tok_per_s,
+                            "loss", loss, "lr", s->lr, "grad_norm", s->grad_norm, "tokens_per_s", tok_per_s,
                             "peak_mem_bytes", (json_int_t)mem, "elapsed_s", elapsed);
-    for (int m = 0; m < s->nmetrics; m++)
-        json_object_set_new(row, s->name[m], json_real(s->count[m] > 0 ? s->sum[m] / s->count[m] : 0.0));
+    const loss_metrics *m = &w->metrics;
+    for (int k = 0; k < m->n; k++)
+        json_object_set_new(row, m->name[k], json_real(m->count[k] > 0 ? m->sum[k] / m->count[k] : 0.0));
     tlog_row(&x->log, row);
     char mb[32], e1[32], e2[32];
     tlog_say(&x->log, "step %lld/%lld  loss %.4f  lr %.3e  grad_norm %.4f  %.0f tok/s  mem %s  elapsed %s  eta %s",
-             (long long)x->st.step, (long long)x->st.total_steps, s->loss, s->lr, s->grad_norm, tok_per_s,
+             (long long)x->st.step, (long long)x->st.total_steps, loss, s->lr, s->grad_norm, tok_per_s,
              tlog_bytes((double)mem, mb, sizeof mb), tlog_duration(elapsed, e1, sizeof e1),
              tlog_duration(eta, e2, sizeof e2));
 }
@@ -273,8 +230,8 @@ static int save_checkpoint(run *x)
     float *m = malloc(sizeof(float) * P), *v = malloc(sizeof(float) * P);
     int rc = engine_get_params(x->eng, x->adapter->data);
     if (!rc) rc = engine_get_adam(x->eng, m, v);
-    x->st.elapsed_s += run_now() - x->t_start;
-    x->t_start = run_now();
+    x->st.elapsed_s += ds_now() - x->t_start;
+    x->t_start = ds_now();
     if (!rc) rc = checkpoint_save(x->r->output_dir, &x->st, x->adapter, m, v, (int)x->r->save.keep_last);
     if (!rc) tlog_say(&x->log, "checkpoint: %s/checkpoints/step-%lld", x->r->output_dir, (long long)x->st.step);
     free(m);
@@ -320,11 +277,10 @@ int train_run(const recipe *r, bool resume)
         rc = run_precompute_ref(&x);
     if (!rc && r->eval.before_training && !resume && x.n_evals) rc = run_evaluate(&x, false, 0);
 
-    double window_t = run_now(), session_t = run_now();
+    double window_t = ds_now(), session_t = ds_now();
     long window_tokens = 0;
     log_window window = {0};
     int64_t session_steps = 0;
-    bool saved_last = false;
     while (!rc && x.st.step < x.st.total_steps) {
         step_result s;
         rc = train_step(&x, &s);
@@ -333,7 +289,6 @@ int train_run(const recipe *r, bool resume)
         window_tokens += s.tokens;
         window_add(&window, &s);
         x.st.tokens += s.tokens;
-        saved_last = false;
         if (diverged(&x.st, s.loss, r->train.divergence_factor)) {
             rc = ds_fail(DS_ETRAIN, "training failed: the loss diverged at step %lld (its moving average %.4g is more "
                                     "than %g x its best, %.4g); the last checkpoint in %s/checkpoints is intact",
@@ -341,7 +296,7 @@ int train_run(const recipe *r, bool resume)
                          r->output_dir);
             break;
         }
-        double now = run_now(), elapsed = x.st.elapsed_s + now - x.t_start;
+        double now = ds_now(), elapsed = x.st.elapsed_s + now - x.t_start;
         double eta = (now - session_t) / session_steps * (double)(x.st.total_steps - x.st.step);
         bool last = x.st.step == x.st.total_steps;
         if (x.st.step % r->train.logging_steps == 0 || last) {
@@ -358,14 +313,12 @@ int train_run(const recipe *r, bool resume)
             rc = run_evaluate_midway(&x, x.st.step);
         if (!rc && ((r->save.every_steps > 0 && x.st.step % r->save.every_steps == 0) || last || g_interrupted)) {
             rc = save_checkpoint(&x);
-            saved_last = true;
         }
         if (!rc && g_interrupted) {
             rc = ds_fail(DS_EINTERRUPTED, "interrupted at step %lld; checkpoint written (continue with --resume)",
                          (long long)x.st.step);
         }
     }
-    (void)saved_last;
     if (!rc) rc = finish(&x);
     run_free(&x);
     sigaction(SIGINT, &old_int, NULL);

@@ -22,6 +22,37 @@ int tlog_open(train_log *t, const char *output_dir, bool append)
     return rc;
 }
 
+int tlog_keep_until(train_log *t, const char *output_dir, long step)
+{
+    char *path = ds_path_join(output_dir, "metrics.jsonl"), *text = NULL;
+    size_t len;
+    int rc = ds_read_file(path, &text, &len);
+    if (rc == DS_ENOINPUT) {
+        ds_clear_error();
+        rc = DS_OK;
+    } else if (!rc) {
+        ds_out o;
+        rc = ds_out_open(&o, path);
+        for (char *line = text, *next; !rc && line < text + len; line = next) {
+            char *nl = memchr(line, '\n', (size_t)(text + len - line));
+            next = nl ? nl + 1 : text + len;
+            json_t *row = json_loadb(line, (size_t)(next - line), 0, NULL);
+            json_t *s = json_object_get(row, "step");
+            if (!json_is_integer(s) || json_integer_value(s) <= step) ds_out_write(&o, line, (size_t)(next - line));
+            json_decref(row);
+        }
+        if (!rc) rc = ds_out_commit(&o);
+        if (!rc && t->metrics) {
+            fclose(t->metrics);
+            t->metrics = fopen(path, "a");
+            if (!t->metrics) rc = ds_fail(DS_EIO, "%s: cannot reopen", path);
+        }
+    }
+    free(text);
+    free(path);
+    return rc;
+}
+
 void tlog_close(train_log *t)
 {
     if (t->live) fputc('\n', stderr);

@@ -21,6 +21,9 @@ void tlog_close(train_log *t);
 void tlog_say(train_log *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The live line (terminal only; overwritten by the next). */
 void tlog_live(train_log *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* On resume: drop the metrics rows of steps after `step` (logged after the
+ * checkpoint the run continues from), so that no step appears twice. */
+int tlog_keep_until(train_log *t, const char *output_dir, long step);
 /* Append a row to metrics.jsonl (takes the reference). */
 void tlog_row(train_log *t, json_t *row);
 /* "1.23 GiB" */

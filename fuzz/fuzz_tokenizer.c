@@ -5,7 +5,8 @@
  *         is also read as ids to decode. A byte-level tokenizer whose
  *         vocabulary holds all 256 bytes must give back exactly the text.
  *   odd:  a tokenizer.json, optionally followed by a NUL and a
- *         tokenizer_config.json; if it loads, it encodes and decodes.
+ *         tokenizer_config.json; if it loads, it encodes and decodes, and
+ *         again after ids from the model fill what it lacks.
  * Every failure must be a clean status with a message; the sanitizers catch
  * the rest. */
 #include "core/files.h"
@@ -127,8 +128,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (s) (void)tok_token_id(t, s);
         (void)tok_is_special(t, id);
     }
-    (void)tok_bos_id(t);
-    (void)tok_adds_bos(t);
+    if (strlen(tok_digest(t)) != 64) abort();
+    /* the model's ids (any, in range or not) fill what the tokenizer lacks; the ids it had stay */
+    int had[3] = {tok_bos_id(t), tok_eos_id(t), tok_pad_id(t)};
+    bool adds = tok_adds_bos(t);
+    int want = jlen ? (unsigned char)rest[0] - 8 : 0;
+    tok_set_default_ids(t, want, want + 1, want - 1);
+    int now[3] = {tok_bos_id(t), tok_eos_id(t), tok_pad_id(t)};
+    for (int i = 0; i < 3; i++)
+        if ((had[i] >= 0 && now[i] != had[i]) || (now[i] >= 0 && !tok_token_str(t, now[i]))) abort();
+    if (adds && !tok_adds_bos(t)) abort();
+    exercise(t, sample, sizeof sample - 1, false);
     tok_free(t);
     return 0;
 }

@@ -14,6 +14,7 @@
 #include "loss.h"
 
 #include "../core/status.h"
+#include "../data/batch.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -27,7 +28,7 @@ typedef struct {
 } dpo_cfg;
 
 static const opt_key DPO_KEYS[] = {
-    {"beta", OPT_FLOAT, offsetof(dpo_cfg, beta), "0.1", 1e-6, 1e6, NULL, 0, "β: strength of the preference (TRL's beta)"},
+    {"beta", OPT_FLOAT, offsetof(dpo_cfg, beta), "0.1", 0, 1e6, NULL, OPT_MIN_OPEN, "β: strength of the preference (TRL's beta)"},
     {"loss_type", OPT_CHOICE, offsetof(dpo_cfg, loss_type), "sigmoid", 0, -1, "sigmoid|ipo|hinge", 0,
      "sigmoid (DPO), ipo, or hinge (SLiC)"},
     {"label_smoothing", OPT_FLOAT, offsetof(dpo_cfg, label_smoothing), "0.0", 0, 0.5, NULL, 0,
@@ -37,11 +38,11 @@ static const opt_key DPO_KEYS[] = {
     OPT_END,
 };
 
-static int dpo_prepare(void *cfg, const loss_env *env)
+static int dpo_check(const void *cfg, const char *where)
 {
-    dpo_cfg *c = cfg;
+    const dpo_cfg *c = cfg;
     if (c->label_smoothing > 0 && strcmp(c->loss_type, "sigmoid"))
-        return ds_fail(DS_ECONFIG, "%s: label_smoothing applies to loss_type sigmoid only", env->where);
+        return ds_fail(DS_ECONFIG, "%s: label_smoothing applies to loss_type sigmoid only", where);
     return DS_OK;
 }
 
@@ -57,29 +58,9 @@ static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 /* Sum of a row's completion log-probs and its completion length. */
 static void row_sum(const loss_input *in, const float *lp, int row, double *sum, double *len)
 {
-    *sum = 0;
+    *sum = batch_row_sum(in->targets, in->T, lp, row);
     *len = 0;
-    for (int t = 0; t < in->T; t++) {
-        int i = row * in->T + t;
-        if (in->targets[i] < 0) continue;
-        *sum += lp[i];
-        *len += 1;
-    }
-}
-
-static void add_metric(loss_output *out, const char *name, double value)
-{
-    for (int m = 0; m < out->nmetrics; m++)
-        if (!strcmp(out->metric_name[m], name)) {
-            out->metric_sum[m] += value;
-            out->metric_count[m] += 1;
-            return;
-        }
-    if (out->nmetrics == LOSS_MAX_METRICS) return;
-    int m = out->nmetrics++;
-    out->metric_name[m] = name;
-    out->metric_sum[m] = value;
-    out->metric_count[m] = 1;
+    for (int t = 0; t < in->T; t++) *len += in->targets[row * in->T + t] >= 0;
 }
 
 static int dpo_forward(const void *cfg, const loss_input *in, double norm, loss_output *out)
@@ -122,12 +103,12 @@ static int dpo_forward(const void *cfg, const loss_input *in, double norm, loss_
             if (in->targets[ir] >= 0) { out->a[ir] -= (float)gr; out->b[ir] += (float)gr; }
         }
         double rew_c = beta * (pc - rfc), rew_r = beta * (pr - rfr);
-        add_metric(out, "rewards/chosen", rew_c);
-        add_metric(out, "rewards/rejected", rew_r);
-        add_metric(out, "rewards/accuracies", rew_c > rew_r ? 1.0 : 0.0);
-        add_metric(out, "rewards/margins", rew_c - rew_r);
-        add_metric(out, "logps/chosen", pc);
-        add_metric(out, "logps/rejected", pr);
+        loss_metrics_add(&out->metrics, "rewards/chosen", rew_c, 1);
+        loss_metrics_add(&out->metrics, "rewards/rejected", rew_r, 1);
+        loss_metrics_add(&out->metrics, "rewards/accuracies", rew_c > rew_r ? 1.0 : 0.0, 1);
+        loss_metrics_add(&out->metrics, "rewards/margins", rew_c - rew_r, 1);
+        loss_metrics_add(&out->metrics, "logps/chosen", pc, 1);
+        loss_metrics_add(&out->metrics, "logps/rejected", pr, 1);
     }
     return DS_OK;
 }
@@ -140,7 +121,7 @@ const loss_module LOSS_DPO = {
     .needs = LOSS_NEEDS_REF | LOSS_PAIRED,
     .keys = DPO_KEYS,
     .cfg_size = sizeof(dpo_cfg),
-    .prepare = dpo_prepare,
+    .check = dpo_check,
     .count = dpo_count,
     .forward = dpo_forward,
     .precompute_ref = dpo_precompute,

@@ -50,6 +50,15 @@ static int cmp_i32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static int forbidden_check(const void *cfg, const char *where)
+{
+    const forbidden_cfg *c = cfg;
+    if (c->ids.n == 0 && c->strings.n == 0) return ds_fail(DS_ECONFIG, "%s: forbidden_tokens needs `ids` or `strings`", where);
+    for (int i = 0; i < c->strings.n; i++)
+        if (!*c->strings.items[i]) return ds_fail(DS_ECONFIG, "%s: strings: an empty string forbids nothing", where);
+    return DS_OK;
+}
+
 static int forbidden_prepare(void *cfg, const loss_env *env)
 {
     forbidden_cfg *c = cfg;
@@ -62,7 +71,6 @@ static int forbidden_prepare(void *cfg, const loss_env *env)
     for (int i = 0; i < c->strings.n; i++) {
         if (!env->encode) return ds_fail(DS_EINTERNAL, "%s: strings need a tokenizer", env->where);
         const char *s = c->strings.items[i];
-        if (!*s) return ds_fail(DS_ECONFIG, "%s: strings: an empty string forbids nothing", env->where);
         for (int space = 0; space < 2; space++) {
             size_t len = strlen(s);
             char *text = malloc(len + 2);
@@ -77,7 +85,6 @@ static int forbidden_prepare(void *cfg, const loss_env *env)
             free(ids);
         }
     }
-    if (c->nset == 0) return ds_fail(DS_ECONFIG, "%s: forbidden_tokens needs `ids` or `strings`", env->where);
     qsort(c->set, (size_t)c->nset, sizeof *c->set, cmp_i32);
     return DS_OK;
 }
@@ -92,9 +99,7 @@ static void forbidden_ids(const void *cfg, const int32_t **ids, int *n)
 static double forbidden_count(const void *cfg, const loss_input *in)
 {
     (void)cfg;
-    double n = 0;
-    for (int i = 0; i < in->B * in->T; i++) n += in->targets[i] >= 0;
-    return n;
+    return loss_count_targets(in);
 }
 
 /* 1 - P is kept at least this far from 0 so that the loss stays finite. */
@@ -118,16 +123,8 @@ static int forbidden_forward(const void *cfg, const loss_input *in, double norm,
         out->c[i] += (float)(w / rest);
     }
     out->loss += w * sum;
-    int m = out->nmetrics;
-    if (m + 1 < LOSS_MAX_METRICS) {
-        out->metric_name[m] = "forbidden/penalty";
-        out->metric_sum[m] = sum;
-        out->metric_count[m] = count;
-        out->metric_name[m + 1] = "forbidden/prob";
-        out->metric_sum[m + 1] = mass;
-        out->metric_count[m + 1] = count;
-        out->nmetrics += 2;
-    }
+    loss_metrics_add(&out->metrics, "forbidden/penalty", sum, count);
+    loss_metrics_add(&out->metrics, "forbidden/prob", mass, count);
     return DS_OK;
 }
 
@@ -146,6 +143,7 @@ const loss_module LOSS_FORBIDDEN_TOKENS = {
     .needs = LOSS_NEEDS_FORBIDDEN,
     .keys = FORBIDDEN_KEYS,
     .cfg_size = sizeof(forbidden_cfg),
+    .check = forbidden_check,
     .prepare = forbidden_prepare,
     .forbidden_ids = forbidden_ids,
     .count = forbidden_count,

@@ -35,16 +35,28 @@ typedef struct {
     const float *fmass;         /* (N) policy probability of the forbidden set, or NULL */
 } loss_input;
 
-#define LOSS_MAX_METRICS 8
+#define LOSS_MAX_METRICS 16
+
+/* Named metrics as sums and counts (their means are what gets logged). The
+ * same type collects a micro-batch, a step and a logging window. */
+typedef struct {
+    int n;
+    const char *name[LOSS_MAX_METRICS];
+    double sum[LOSS_MAX_METRICS], count[LOSS_MAX_METRICS];
+} loss_metrics;
+
+/* Add (sum, count) to metric `name`, a new one if absent (dropped when full). */
+void loss_metrics_add(loss_metrics *m, const char *name, double sum, double count);
+void loss_metrics_merge(loss_metrics *into, const loss_metrics *from);
 
 typedef struct {
     double loss;                /* contribution to the step's loss (already normalised) */
     float *a, *b, *c;           /* (N) gradient coefficients; modules ADD to them */
-    int nmetrics;               /* metrics: sums over the micro-batch (the trainer divides by count) */
-    const char *metric_name[LOSS_MAX_METRICS];
-    double metric_sum[LOSS_MAX_METRICS];
-    double metric_count[LOSS_MAX_METRICS];
+    loss_metrics metrics;       /* sums over the micro-batch */
 } loss_output;
+
+/* The rows with a target: the normaliser of per-token losses. */
+double loss_count_targets(const loss_input *in);
 
 /* Passed to prepare(): what a module may need to resolve its options. */
 typedef struct {
@@ -63,7 +75,11 @@ typedef struct loss_module {
     const opt_key *keys;        /* options of its recipe section (besides `type`) */
     size_t cfg_size;            /* bytes of its config struct (zeroed, then defaults) */
 
-    /* Check and resolve the parsed options (may be NULL). */
+    /* Check the parsed options on their own, when the recipe is read (so that
+     * `ds-ft validate` reports them); DS_ECONFIG naming `where`. May be NULL. */
+    int (*check)(const void *cfg, const char *where);
+    /* Resolve what needs the model: token strings to ids, ids against the
+     * vocabulary (may be NULL). */
     int (*prepare)(void *cfg, const loss_env *env);
     /* The forbidden-token set as ids (LOSS_NEEDS_FORBIDDEN only). */
     void (*forbidden_ids)(const void *cfg, const int32_t **ids, int *n);

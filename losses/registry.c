@@ -43,3 +43,29 @@ const char *loss_names(char *buf, size_t n, bool penalties)
     return buf;
 }
 
+
+void loss_metrics_add(loss_metrics *m, const char *name, double sum, double count)
+{
+    int k = 0;
+    while (k < m->n && strcmp(m->name[k], name)) k++;
+    if (k == m->n) {
+        if (k == LOSS_MAX_METRICS) return;
+        m->name[k] = name;
+        m->sum[k] = m->count[k] = 0;
+        m->n++;
+    }
+    m->sum[k] += sum;
+    m->count[k] += count;
+}
+
+void loss_metrics_merge(loss_metrics *into, const loss_metrics *from)
+{
+    for (int k = 0; k < from->n; k++) loss_metrics_add(into, from->name[k], from->sum[k], from->count[k]);
+}
+
+double loss_count_targets(const loss_input *in)
+{
+    double n = 0;
+    for (int i = 0; i < in->B * in->T; i++) n += in->targets[i] >= 0;
+    return n;
+}

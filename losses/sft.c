@@ -14,9 +14,7 @@ static const opt_key SFT_KEYS[] = {OPT_END};
 static double sft_count(const void *cfg, const loss_input *in)
 {
     (void)cfg;
-    double n = 0;
-    for (int i = 0; i < in->B * in->T; i++) n += in->targets[i] >= 0;
-    return n;
+    return loss_count_targets(in);
 }
 
 static int sft_forward(const void *cfg, const loss_input *in, double norm, loss_output *out)
@@ -32,13 +30,7 @@ static int sft_forward(const void *cfg, const loss_input *in, double norm, loss_
         out->b[i] -= w;
     }
     out->loss += norm > 0 ? nll / norm : 0.0;
-    int m = out->nmetrics;
-    if (m < LOSS_MAX_METRICS) {
-        out->metric_name[m] = "sft/nll";
-        out->metric_sum[m] = nll;
-        out->metric_count[m] = count;
-        out->nmetrics++;
-    }
+    loss_metrics_add(&out->metrics, "sft/nll", nll, count);
     return DS_OK;
 }
 

@@ -1,12 +1,14 @@
 /* quant/bnb.c - reading bitsandbytes 4-bit checkpoints: config.json's
  * quantization_config and one quantized weight at a time (see bnb.h). */
 #include "bnb.h"
-#include "pyjson.h"
 
 #include "../core/files.h"
 #include "../core/status.h"
+#include "../core/xlist.h"
+#include "../data/json_util.h"
+#include "../data/model_config.h"
+#include "../data/pyjson.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,41 +31,34 @@ static int dtype_parse(const char *s, nf4_out_dtype *out)
 
 /* ------------------------------------------------------------ config.json */
 
-static int get_bool_key(json_t *q, const char *path, const char *key, bool *out)
+/* A string of quantization_config into a fixed field (absent: dflt). */
+static int get_field(const json_t *q, const char *where, const char *key, const char *dflt, char *out, size_t n)
 {
-    json_t *v = json_object_get(q, key);
-    if (!v || json_is_null(v)) return DS_OK;
-    if (!json_is_boolean(v))
-        return ds_fail(DS_EDATA, "%s: key \"quantization_config.%s\" must be true or false", path, key);
-    *out = json_is_true(v);
+    const char *s;
+    int rc = json_get_str(q, key, dflt, where, &s);
+    if (rc) return rc;
+    if (strlen(s) >= n) return ds_fail(DS_EDATA, "%s: \"%s\" is too long (\"%.40s\")", where, key, s);
+    snprintf(out, n, "%s", s);
     return DS_OK;
 }
 
-static int get_str_key(json_t *q, const char *path, const char *key, char *out, size_t n)
-{
-    json_t *v = json_object_get(q, key);
-    if (!v || json_is_null(v)) return DS_OK;
-    if (!json_is_string(v) || json_string_length(v) >= n)
-        return ds_fail(DS_EDATA, "%s: key \"quantization_config.%s\" must be a short string", path, key);
-    snprintf(out, n, "%s", json_string_value(v));
-    return DS_OK;
-}
-
-static int parse_qconfig(json_t *q, const char *path, bnb_config *c)
+static int parse_qconfig(const json_t *q, const char *path, const char *where, bnb_config *c)
 {
     if (!json_is_object(q)) return ds_fail(DS_EDATA, "%s: key \"quantization_config\" must be an object", path);
     c->present = true;
-    char method[32] = "bitsandbytes";
-    int rc = get_str_key(q, path, "quant_method", method, sizeof method);
+    const char *method;
+    int rc = json_get_str(q, "quant_method", "bitsandbytes", where, &method);
     if (rc) return rc;
     if (strcmp(method, "bitsandbytes"))
         return ds_fail(DS_EDATA,
-                       "%s: key \"quantization_config.quant_method\" is \"%s\": only bitsandbytes 4-bit checkpoints "
+                       "%s: key \"quantization_config.quant_method\" is \"%.40s\": only bitsandbytes 4-bit checkpoints "
                        "are supported",
                        path, method);
-    bool in8 = false, in8_ = false, in4 = false, in4_ = false;
-    if ((rc = get_bool_key(q, path, "load_in_8bit", &in8)) || (rc = get_bool_key(q, path, "_load_in_8bit", &in8_)) ||
-        (rc = get_bool_key(q, path, "load_in_4bit", &in4)) || (rc = get_bool_key(q, path, "_load_in_4bit", &in4_)))
+    bool in8, in8_, in4, in4_;
+    if ((rc = json_get_bool(q, "load_in_8bit", false, where, &in8)) ||
+        (rc = json_get_bool(q, "_load_in_8bit", false, where, &in8_)) ||
+        (rc = json_get_bool(q, "load_in_4bit", false, where, &in4)) ||
+        (rc = json_get_bool(q, "_load_in_4bit", false, where, &in4_)))
         return rc;
     if (in8 || in8_)
         return ds_fail(DS_EDATA,
@@ -73,48 +68,60 @@ static int parse_qconfig(json_t *q, const char *path, bnb_config *c)
     if (!in4 && !in4_)
         return ds_fail(DS_EDATA, "%s: key \"quantization_config.load_in_4bit\" is not true: not a 4-bit checkpoint",
                        path);
-    snprintf(c->quant_type, sizeof c->quant_type, "fp4");   /* transformers' default */
-    if ((rc = get_str_key(q, path, "bnb_4bit_quant_type", c->quant_type, sizeof c->quant_type))) return rc;
+    /* fp4: transformers' default */
+    if ((rc = get_field(q, where, "bnb_4bit_quant_type", "fp4", c->quant_type, sizeof c->quant_type))) return rc;
     if (strcmp(c->quant_type, "nf4"))
         return ds_fail(DS_EDATA, "%s: key \"quantization_config.bnb_4bit_quant_type\" is \"%s\": only nf4 is supported",
                        path, c->quant_type);
-    if ((rc = get_bool_key(q, path, "bnb_4bit_use_double_quant", &c->double_quant))) return rc;
-    if ((rc = get_str_key(q, path, "bnb_4bit_compute_dtype", c->compute_dtype, sizeof c->compute_dtype))) return rc;
+    if ((rc = json_get_bool(q, "bnb_4bit_use_double_quant", false, where, &c->double_quant))) return rc;
+    if ((rc = get_field(q, where, "bnb_4bit_compute_dtype", "float32", c->compute_dtype, sizeof c->compute_dtype)))
+        return rc;
     nf4_out_dtype dt;
     if (dtype_parse(c->compute_dtype, &dt))
         return ds_fail(DS_EDATA,
                        "%s: key \"quantization_config.bnb_4bit_compute_dtype\" is \"%s\" (expected bfloat16, float16 "
                        "or float32)",
                        path, c->compute_dtype);
-    return get_str_key(q, path, "bnb_4bit_quant_storage", c->quant_storage, sizeof c->quant_storage);
+    return get_field(q, where, "bnb_4bit_quant_storage", "uint8", c->quant_storage, sizeof c->quant_storage);
 }
 
-int bnb_config_parse(const char *text, size_t len, const char *path, bnb_config *c)
+static void config_defaults(bnb_config *c)
 {
     memset(c, 0, sizeof *c);
     snprintf(c->compute_dtype, sizeof c->compute_dtype, "float32");
     snprintf(c->quant_storage, sizeof c->quant_storage, "uint8");
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, 0, &jerr);
-    if (!root) return ds_fail(DS_EDATA, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
-    int rc = DS_OK;
-    json_t *q = json_object_get(root, "quantization_config");
-    if (!json_is_object(root)) rc = ds_fail(DS_EDATA, "%s: not a JSON object", path);
-    else if (q && !json_is_null(q)) rc = parse_qconfig(q, path, c);
+}
+
+int bnb_config_from_json(const json_t *root, const char *path, bnb_config *c)
+{
+    config_defaults(c);
+    if (!json_is_object(root)) return ds_fail(DS_EDATA, "%s: not a JSON object", path);
+    const json_t *q = json_object_get(root, "quantization_config");
+    if (!q || json_is_null(q)) return DS_OK;
+    char *where = ds_strdupf("%s: quantization_config", path);
+    int rc = parse_qconfig(q, path, where, c);
+    free(where);
+    return rc;
+}
+
+int bnb_config_parse(const char *text, size_t len, const char *path, bnb_config *c)
+{
+    config_defaults(c);
+    json_t *root;
+    int rc = json_text_load(text, len, path, 0, &root);
+    if (!rc) rc = bnb_config_from_json(root, path, c);
     json_decref(root);
     return rc;
 }
 
 int bnb_config_load(const char *model_dir, bnb_config *c)
 {
+    config_defaults(c);
     char *path = ds_path_join(model_dir, "config.json");
-    char *text;
-    size_t len;
-    int rc = ds_read_file(path, &text, &len);
-    if (!rc) {
-        rc = bnb_config_parse(text, len, path, c);
-        free(text);
-    }
+    json_t *root;
+    int rc = json_file_load(path, 0, &root);
+    if (!rc) rc = bnb_config_from_json(root, path, c);
+    json_decref(root);
     free(path);
     return rc;
 }
@@ -123,11 +130,9 @@ int bnb_config_load(const char *model_dir, bnb_config *c)
 
 bool bnb_is_linear_weight(const char *name)
 {
-    static const char *const suffixes[] = {
-        ".self_attn.q_proj.weight", ".self_attn.k_proj.weight", ".self_attn.v_proj.weight",
-        ".self_attn.o_proj.weight", ".mlp.gate_proj.weight",    ".mlp.up_proj.weight",
-        ".mlp.down_proj.weight",
-    };
+#define SUFFIX_STR(name, module) "." #module "." #name ".weight"
+    static const char *const suffixes[] = {LLAMA_LINEARS(SUFFIX_STR, DS_COMMA)};
+#undef SUFFIX_STR
     const char *p = "model.layers.";
     if (strncmp(name, p, strlen(p))) return false;
     const char *d = name + strlen(p);
@@ -146,16 +151,29 @@ static const st_tensor *find_sub(const st_set *s, const char *weight, const char
     return t;
 }
 
+#define QS_INFIX ".quant_state.bitsandbytes__"
+
+/* The quant_state tensors of `weight` (any bitsandbytes__* kind, so that an
+ * fp4 weight is refused with a message rather than read as 16-bit), in one
+ * pass over the tensors: *qs the first (NULL: none), *other a second one
+ * (NULL: none; there must be exactly one). */
+static void find_quant_state(const st_set *s, const char *weight, const st_tensor **qs, const st_tensor **other)
+{
+    *qs = *other = NULL;
+    size_t k = strlen(weight);
+    for (int i = 0; i < st_set_count(s) && !*other; i++) {
+        const st_tensor *c = st_set_at(s, i);
+        if (strncmp(c->name, weight, k) || strncmp(c->name + k, QS_INFIX, strlen(QS_INFIX))) continue;
+        if (*qs) *other = c;
+        else *qs = c;
+    }
+}
+
 bool bnb_is_quantized(const st_set *s, const char *weight_name)
 {
-    /* Any quant_state kind counts, so that an fp4 weight is refused by
-     * bnb_load_weight with a message rather than read as 16-bit. */
-    size_t k = strlen(weight_name);
-    for (int i = 0; i < st_set_count(s); i++) {
-        const char *n = st_set_at(s, i)->name;
-        if (!strncmp(n, weight_name, k) && !strncmp(n + k, ".quant_state.bitsandbytes__", 27)) return true;
-    }
-    return false;
+    const st_tensor *qs, *other;
+    find_quant_state(s, weight_name, &qs, &other);
+    return qs != NULL;
 }
 
 /* ------------------------------------------------------- the quant_state */
@@ -163,6 +181,7 @@ bool bnb_is_quantized(const st_set *s, const char *weight_name)
 typedef struct {
     nf4_out_dtype dtype;
     int64_t rows, cols;
+    int64_t n, nblocks, nblocks2;   /* as nf4_view has them */
     bool nested;
     float offset;
 } qstate;
@@ -216,10 +235,15 @@ static int check_quant_state(const st_set *s, const char *tn, const char *kind, 
         return tensor_fail(s, tn, "key \"shape\" must be [out, in], two positive integers");
     q->rows = json_integer_value(r);
     q->cols = json_integer_value(c);
+    if (q->rows > INT64_MAX / 2 / q->cols)
+        return tensor_fail(s, tn, "key \"shape\" [%lld, %lld] is too large", (long long)q->rows, (long long)q->cols);
 
     json_t *nb = json_object_get(o, "nested_blocksize"), *nd = json_object_get(o, "nested_dtype"),
            *no = json_object_get(o, "nested_offset");
     q->nested = nb || nd || no;
+    q->n = q->rows * q->cols;
+    q->nblocks = (q->n + NF4_BLOCK - 1) / NF4_BLOCK;
+    q->nblocks2 = q->nested ? (q->nblocks + NF4_NESTED_BLOCK - 1) / NF4_NESTED_BLOCK : 0;
     if (!q->nested) return DS_OK;
     if (!nb || !nd || !no)
         return tensor_fail(s, tn, "key \"%s\" is missing (double quantization needs nested_blocksize, nested_dtype "
@@ -234,21 +258,10 @@ static int check_quant_state(const st_set *s, const char *tn, const char *kind, 
     return DS_OK;
 }
 
-static int read_quant_state(const st_set *s, const char *weight, qstate *q, char **qs_name)
+/* Read and check the quant_state tensor `t` of `weight`. */
+static int read_quant_state(const st_set *s, const char *weight, const st_tensor *t, qstate *q)
 {
-    /* Exactly one quant_state tensor, named for its quant type. */
-    const st_tensor *t = NULL;
-    size_t k = strlen(weight);
-    for (int i = 0; i < st_set_count(s); i++) {
-        const st_tensor *c = st_set_at(s, i);
-        if (strncmp(c->name, weight, k) || strncmp(c->name + k, ".quant_state.bitsandbytes__", 27)) continue;
-        if (t) return ds_fail(DS_EDATA, "%s: weight '%s' has two quant_state tensors ('%s' and '%s')", st_set_dir(s),
-                              weight, t->name, c->name);
-        t = c;
-    }
-    if (!t) return ds_fail(DS_EDATA, "%s: missing tensor '%s.quant_state.bitsandbytes__nf4'", st_set_dir(s), weight);
-    *qs_name = strdup(t->name);
-    const char *kind = t->name + k + 27;
+    const char *kind = t->name + strlen(weight) + strlen(QS_INFIX);
     if (t->dtype != ST_U8 || t->ndim != 1)
         return tensor_fail(s, t->name, "expected U8 bytes of a JSON object, found %s with %d dimensions",
                            st_dtype_name(t->dtype), t->ndim);
@@ -263,22 +276,29 @@ static int read_quant_state(const st_set *s, const char *weight, qstate *q, char
 
 char *bnb_quant_state_json(const nf4_view *v)
 {
-    char *base = ds_strdupf("{\"quant_type\": \"nf4\", \"blocksize\": %d, \"dtype\": \"%s\", \"shape\": [%lld, %lld]",
-                            NF4_BLOCK, DTYPE_NAMES[v->dtype], (long long)v->rows, (long long)v->cols);
-    if (!v->double_quant) {
-        char *s = ds_strdupf("%s}", base);
-        free(base);
-        return s;
+    /* bitsandbytes' keys in its order; json.dumps' formatting (the offset as
+     * Python prints torch's .item() of the fp32 value) */
+    json_t *o = json_object();
+    json_object_set_new(o, "quant_type", json_string("nf4"));
+    json_object_set_new(o, "blocksize", json_integer(NF4_BLOCK));
+    json_object_set_new(o, "dtype", json_string(DTYPE_NAMES[v->dtype]));
+    json_object_set_new(o, "shape", json_pack("[II]", (json_int_t)v->rows, (json_int_t)v->cols));
+    if (v->double_quant) {
+        json_object_set_new(o, "nested_blocksize", json_integer(NF4_NESTED_BLOCK));
+        json_object_set_new(o, "nested_dtype", json_string("float32"));
+        json_object_set_new(o, "nested_offset", json_real((double)v->offset));
     }
-    char off[40];
-    pyjson_repr_double((double)v->offset, off, sizeof off);   /* torch's .item() of the fp32 offset */
-    char *s = ds_strdupf("%s, \"nested_blocksize\": %d, \"nested_dtype\": \"float32\", \"nested_offset\": %s}", base,
-                         NF4_NESTED_BLOCK, off);
-    free(base);
+    char *s = pyjson_dumps(o, -1);
+    json_decref(o);
     return s;
 }
 
 /* ------------------------------------------------------------ the tensors */
+
+/* The tensors of one quantized weight, checked against its quant_state. */
+typedef struct {
+    const st_tensor *packed, *absmax, *qmap, *nabs, *nmap;
+} companions;
 
 /* A companion tensor P.weight.<suffix>: present, of this dtype, this count. */
 static int companion(const st_set *s, const char *weight, const char *suffix, st_dtype dtype, int64_t count,
@@ -297,21 +317,14 @@ static int companion(const st_set *s, const char *weight, const char *suffix, st
     return rc;
 }
 
-static int copy_floats(const st_set *s, const st_tensor *t, float *dst)
+/* Every size is checked before anything is allocated: a corrupt shape in
+ * the quant_state is a message, not a huge allocation. */
+static int check_tensors(const st_set *s, const char *weight, const qstate *q, companions *t)
 {
-    memcpy(dst, t->data, t->nbytes);   /* the map may be unaligned for floats */
-    for (int64_t i = 0; i < t->numel; i++)
-        if (!isfinite(dst[i])) return tensor_fail(s, t->name, "holds a non-finite value at [%lld]", (long long)i);
-    return DS_OK;
-}
-
-static int load_tensors(const st_set *s, const char *weight, const qstate *q, nf4_tensor *out)
-{
-    const nf4_view *v = &out->view;
-    const st_tensor *packed, *absmax, *qmap, *nabs = NULL, *nmap = NULL;
-    int rc = st_set_require(s, weight, &packed);
+    int rc = st_set_require(s, weight, &t->packed);
     if (rc) return rc;
-    int64_t want = (v->n + 1) / 2;
+    const st_tensor *packed = t->packed;
+    int64_t want = (q->n + 1) / 2;
     size_t es = st_dtype_size(packed->dtype);
     if ((int64_t)packed->nbytes != want || packed->ndim != 2 || packed->shape[1] != 1 ||
         packed->shape[0] * (int64_t)es != want)
@@ -324,59 +337,86 @@ static int load_tensors(const st_set *s, const char *weight, const qstate *q, nf
     char why[256];
     snprintf(why, sizeof why, "one per %d values of shape [%lld, %lld]%s", NF4_BLOCK, (long long)q->rows,
              (long long)q->cols, q->nested ? ", 8-bit codes with double quantization" : ", fp32 as the quant_state has no \"nested_offset\"");
-    if ((rc = companion(s, weight, "absmax", q->nested ? ST_U8 : ST_F32, v->nblocks, why, &absmax))) return rc;
-    if ((rc = companion(s, weight, "quant_map", ST_F32, 16, "the 16 NF4 values", &qmap))) return rc;
+    if ((rc = companion(s, weight, "absmax", q->nested ? ST_U8 : ST_F32, q->nblocks, why, &t->absmax))) return rc;
+    if ((rc = companion(s, weight, "quant_map", ST_F32, 16, "the 16 NF4 values", &t->qmap))) return rc;
     if (q->nested) {
         snprintf(why, sizeof why, "one per %d absmax values, as the quant_state has \"nested_offset\"",
                  NF4_NESTED_BLOCK);
-        if ((rc = companion(s, weight, "nested_absmax", ST_F32, v->nblocks2, why, &nabs))) return rc;
-        if ((rc = companion(s, weight, "nested_quant_map", ST_F32, 256,
-                            "the 8-bit map, as the quant_state has \"nested_offset\"", &nmap)))
-            return rc;
-    } else {
-        static const char *const extra[] = {"nested_absmax", "nested_quant_map"};
-        for (int i = 0; i < 2; i++)
-            if (find_sub(s, weight, extra[i]))
-                return ds_fail(DS_EDATA, "%s: tensor '%s.%s' is present but the quant_state has no \"nested_offset\"",
-                               st_set_dir(s), weight, extra[i]);
+        if ((rc = companion(s, weight, "nested_absmax", ST_F32, q->nblocks2, why, &t->nabs))) return rc;
+        return companion(s, weight, "nested_quant_map", ST_F32, 256,
+                         "the 8-bit map, as the quant_state has \"nested_offset\"", &t->nmap);
     }
-    memcpy(out->packed, packed->data, packed->nbytes);
-    if (q->nested) memcpy(out->absmax_q, absmax->data, absmax->nbytes);
-    else if ((rc = copy_floats(s, absmax, out->absmax))) return rc;
-    if ((rc = copy_floats(s, qmap, out->code))) return rc;
+    static const char *const extra[] = {"nested_absmax", "nested_quant_map"};
+    for (int i = 0; i < 2; i++)
+        if (find_sub(s, weight, extra[i]))
+            return ds_fail(DS_EDATA, "%s: tensor '%s.%s' is present but the quant_state has no \"nested_offset\"",
+                           st_set_dir(s), weight, extra[i]);
+    return DS_OK;
+}
+
+static int copy_floats(const st_set *s, const st_tensor *t, float *dst)
+{
+    memcpy(dst, t->data, t->nbytes);   /* the map may be unaligned for floats */
+    for (int64_t i = 0; i < t->numel; i++)
+        if (!isfinite(dst[i])) return tensor_fail(s, t->name, "holds a non-finite value at [%lld]", (long long)i);
+    return DS_OK;
+}
+
+static int copy_tensors(const st_set *s, const qstate *q, const companions *t, nf4_tensor *out)
+{
+    int rc;
+    memcpy(out->packed, t->packed->data, t->packed->nbytes);
+    if (q->nested) memcpy(out->absmax_q, t->absmax->data, t->absmax->nbytes);
+    else if ((rc = copy_floats(s, t->absmax, out->absmax))) return rc;
+    if ((rc = copy_floats(s, t->qmap, out->code))) return rc;
     if (q->nested) {
-        if ((rc = copy_floats(s, nabs, out->absmax2))) return rc;
-        if ((rc = copy_floats(s, nmap, out->nested_map))) return rc;
+        if ((rc = copy_floats(s, t->nabs, out->absmax2))) return rc;
+        if ((rc = copy_floats(s, t->nmap, out->nested_map))) return rc;
         out->view.offset = q->offset;
     }
     return DS_OK;
 }
 
+/* Load `weight` whose quant_state tensors find_quant_state found. */
+static int load_quantized(const st_set *s, const char *weight, const st_tensor *qs, const st_tensor *other,
+                          nf4_tensor *out)
+{
+    if (!qs) return ds_fail(DS_EDATA, "%s: missing tensor '%s" QS_INFIX "nf4'", st_set_dir(s), weight);
+    if (other)
+        return ds_fail(DS_EDATA, "%s: weight '%s' has two quant_state tensors ('%s' and '%s')", st_set_dir(s), weight,
+                       qs->name, other->name);
+    qstate q = {0};
+    companions t = {0};
+    int rc = read_quant_state(s, weight, qs, &q);
+    if (!rc) rc = check_tensors(s, weight, &q, &t);
+    if (!rc) rc = nf4_tensor_alloc(out, q.rows, q.cols, q.nested, q.dtype);
+    if (!rc) rc = copy_tensors(s, &q, &t, out);
+    if (rc) nf4_tensor_free(out);
+    return rc;
+}
+
 int bnb_load_weight(const st_set *s, const char *weight_name, nf4_tensor *out)
 {
     memset(out, 0, sizeof *out);
-    qstate q = {0};
-    char *qs_name = NULL;
-    int rc = read_quant_state(s, weight_name, &q, &qs_name);
-    if (!rc) rc = nf4_tensor_alloc(out, q.rows, q.cols, q.nested, q.dtype);
-    if (!rc) rc = load_tensors(s, weight_name, &q, out);
-    if (rc) nf4_tensor_free(out);
-    free(qs_name);
-    return rc;
+    const st_tensor *qs, *other;
+    find_quant_state(s, weight_name, &qs, &other);
+    return load_quantized(s, weight_name, qs, other, out);
 }
 
 int bnb_weight_or_quantize(const st_set *s, const char *weight_name, bool double_quant, nf4_tensor *out)
 {
     memset(out, 0, sizeof *out);
-    if (bnb_is_quantized(s, weight_name)) return bnb_load_weight(s, weight_name, out);
+    const st_tensor *qs, *other;
+    find_quant_state(s, weight_name, &qs, &other);
+    if (qs) return load_quantized(s, weight_name, qs, other, out);
     const st_tensor *t;
     int rc = st_set_require(s, weight_name, &t);
     if (rc) return rc;
     nf4_out_dtype dt = t->dtype == ST_BF16 ? NF4_OUT_BF16 : t->dtype == ST_F16 ? NF4_OUT_F16 : NF4_OUT_F32;
     if (t->dtype != ST_BF16 && t->dtype != ST_F16 && t->dtype != ST_F32) {
         if (find_sub(s, weight_name, "absmax"))
-            return ds_fail(DS_EDATA, "%s: missing tensor '%s.quant_state.bitsandbytes__nf4' (the weight is %s with "
-                           "an absmax, a 4-bit weight without its quant_state)", st_set_dir(s), weight_name,
+            return ds_fail(DS_EDATA, "%s: missing tensor '%s" QS_INFIX "nf4' (the weight is %s with an absmax, a "
+                           "4-bit weight without its quant_state)", st_set_dir(s), weight_name,
                            st_dtype_name(t->dtype));
         if (t->dtype == ST_I8)
             return tensor_fail(s, weight_name, "is I8: 8-bit (LLM.int8) weights are not supported, only 4-bit NF4");

@@ -28,6 +28,8 @@
 #include "nf4.h"
 #include "../data/safetensors.h"
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -45,6 +47,9 @@ typedef struct {
  * fp4) is DS_EDATA naming the key. */
 int bnb_config_load(const char *model_dir, bnb_config *cfg);
 int bnb_config_parse(const char *text, size_t len, const char *path, bnb_config *cfg);
+/* The same from config.json already parsed (model_config_load_json); `path`
+ * names it in messages. */
+int bnb_config_from_json(const json_t *config, const char *path, bnb_config *cfg);
 
 /* ---- reading one weight ---- */
 

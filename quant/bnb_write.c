@@ -1,7 +1,6 @@
 /* quant/bnb_write.c - writing a bitsandbytes 4-bit model folder from a
  * 16-bit one, in exactly the layout transformers saves (see bnb.h). */
 #include "bnb.h"
-#include "pyjson.h"
 
 #include "../core/files.h"
 #include "../core/status.h"
@@ -10,12 +9,6 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Files copied as they are when the source has them. */
-static const char *const COPIED[] = {
-    "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "tokenizer.model", "added_tokens.json", "chat_template.jinja",
-};
 
 /* The quantization_config object transformers writes for
  * BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", ...):
@@ -37,59 +30,6 @@ static json_t *quantization_config(const char *compute_dtype, bool double_quant)
     json_object_set_new(q, "load_in_8bit", json_false());
     json_object_set_new(q, "quant_method", json_string("bitsandbytes"));
     return q;
-}
-
-/* The source config.json with quantization_config added. The source's key
- * order is kept; the new key goes where sorting puts it when the source is
- * sorted (as transformers writes it), else last. */
-static int write_config(const char *src_dir, const char *dir, const char *dtype, bool double_quant)
-{
-    char *path = ds_path_join(src_dir, "config.json");
-    char *text;
-    size_t len;
-    int rc = ds_read_file(path, &text, &len);
-    if (rc) {
-        free(path);
-        return rc;
-    }
-    json_error_t jerr;
-    json_t *src = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    free(text);
-    if (!json_is_object(src)) {
-        rc = src ? ds_fail(DS_EDATA, "%s: not a JSON object", path)
-                 : ds_fail(DS_EDATA, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
-        json_decref(src);
-        free(path);
-        return rc;
-    }
-    free(path);
-    const char *qkey = "quantization_config", *key, *prev = NULL;
-    json_t *v;
-    bool sorted = true;
-    json_object_foreach(src, key, v) {
-        if (prev && strcmp(prev, key) > 0) sorted = false;
-        prev = key;
-    }
-    json_t *out = json_object(), *q = quantization_config(dtype, double_quant);
-    json_object_foreach(src, key, v) {
-        if (sorted && q && strcmp(key, qkey) > 0) {
-            json_object_set_new(out, qkey, q);
-            q = NULL;
-        }
-        json_object_set(out, key, v);
-    }
-    if (q) json_object_set_new(out, qkey, q);
-    json_decref(src);
-    char *body = pyjson_dumps(out, 2);
-    json_decref(out);
-    if (!body) return ds_fail(DS_EINTERNAL, "cannot encode config.json");
-    char *file = ds_strdupf("%s\n", body);
-    free(body);
-    char *dst = ds_path_join(dir, "config.json");
-    rc = ds_write_file(dst, file, strlen(file));
-    free(dst);
-    free(file);
-    return rc;
 }
 
 typedef struct {
@@ -164,18 +104,6 @@ static int write_model(const char *dir, const st_set *s, bool dq, bnb_quantize_r
     return rc;
 }
 
-static int copy_extras(const char *src_dir, const char *dir)
-{
-    for (size_t i = 0; i < sizeof COPIED / sizeof *COPIED; i++) {
-        char *from = ds_path_join(src_dir, COPIED[i]), *to = ds_path_join(dir, COPIED[i]);
-        int rc = ds_exists(from) ? ds_copy_file(from, to) : DS_OK;
-        free(from);
-        free(to);
-        if (rc) return rc;
-    }
-    return DS_OK;
-}
-
 /* Whether two paths name the same existing folder (writing over the source
  * would replace the model being read). */
 static bool same_dir(const char *a, const char *b)
@@ -197,29 +125,34 @@ int bnb_quantize_model(const char *src_dir, const char *out_dir, const bnb_quant
     if (same_dir(src_dir, out_dir))
         return ds_fail(DS_EUSAGE, "%s: the output folder is the model folder itself; choose another", out_dir);
     model_config cfg;
-    int rc = model_config_load(src_dir, &cfg);
+    json_t *config;   /* config.json, parsed once: checked here, rewritten below */
+    int rc = model_config_load_json(src_dir, &cfg, &config);
     if (rc) return rc;
-    if (cfg.quantized)
-        return ds_fail(DS_EDATA, "%s/config.json: key \"quantization_config\": the model is already quantized",
-                       src_dir);
     const char *dtype = cfg.dtype[0] ? cfg.dtype : "float32";
-    if (strcmp(dtype, "bfloat16") && strcmp(dtype, "float16") && strcmp(dtype, "float32"))
-        return ds_fail(DS_EDATA, "%s/config.json: key \"dtype\" is \"%s\" (expected bfloat16, float16 or float32)",
-                       src_dir, dtype);
-    st_set *s;
-    if ((rc = st_set_open(src_dir, &s))) return rc;
+    if (cfg.quantized)
+        rc = ds_fail(DS_EDATA, "%s/config.json: key \"quantization_config\": the model is already quantized", src_dir);
+    else if (strcmp(dtype, "bfloat16") && strcmp(dtype, "float16") && strcmp(dtype, "float32"))
+        rc = ds_fail(DS_EDATA, "%s/config.json: key \"dtype\" is \"%s\" (expected bfloat16, float16 or float32)",
+                     src_dir, dtype);
+    st_set *s = NULL;
+    if (!rc) rc = st_set_open(src_dir, &s);
     char *tmp = NULL;
-    rc = ds_dir_begin(out_dir, &tmp);
+    if (!rc) rc = ds_dir_begin(out_dir, &tmp);
     if (!rc) rc = write_model(tmp, s, dq, &r);
     if (!rc && r.quantized == 0)
         rc = ds_fail(DS_EDATA, "%s: no decoder linear weights (model.layers.N.self_attn.q_proj.weight, ...) to quantize",
                      src_dir);
-    if (!rc) rc = write_config(src_dir, tmp, dtype, dq);
-    if (!rc) rc = copy_extras(src_dir, tmp);
+    if (!rc) {
+        json_t *q = quantization_config(dtype, dq);
+        rc = model_config_rewrite_json(config, tmp, q);
+        json_decref(q);
+    }
+    if (!rc) rc = model_copy_side_files(src_dir, tmp);
     if (!rc) rc = ds_dir_commit(tmp, out_dir);
     if (rc && tmp) ds_dir_abort(tmp);
     free(tmp);
     st_set_close(s);
+    json_decref(config);
     if (!rc && report) *report = r;
     return rc;
 }

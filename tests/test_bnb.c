@@ -6,9 +6,10 @@
 
 #include "core/files.h"
 #include "core/status.h"
+#include "data/model_config.h"
 #include "data/safetensors.h"
 #include "quant/bnb.h"
-#include "quant/pyjson.h"
+#include "data/pyjson.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -421,6 +422,15 @@ Test(bnb_malformed, quant_state_shape_disagrees_with_packed_size)
     expect_refused(&m, W, "\"shape\" [64, 161]");
 }
 
+/* A corrupt shape is caught by its size before anything is allocated. */
+Test(bnb_malformed, huge_quant_state_shape_is_refused_before_allocating)
+{
+    mutation m = {.quant_state = QS_HEAD "\"shape\": [1073741824, 1048576], " QS_TAIL};
+    expect_refused(&m, W, "\"shape\" [1073741824, 1048576]");
+    mutation overflow = {.quant_state = QS_HEAD "\"shape\": [1099511627776, 1099511627776], " QS_TAIL};
+    expect_refused(&overflow, W ".quant_state.bitsandbytes__nf4", "too large");
+}
+
 Test(bnb_malformed, wrong_blocksize)
 {
     mutation m = {.quant_state = "{\"quant_type\": \"nf4\", \"blocksize\": 128, \"dtype\": \"bfloat16\", \"shape\": [64, "
@@ -529,6 +539,35 @@ Test(bnb_config, fp4_and_other_methods_are_refused)
                           "\"nf4\", \"bnb_4bit_compute_dtype\": \"int8\"}",
                           "quantization_config.bnb_4bit_compute_dtype");
     expect_config_refused("[1]", "quantization_config");
+}
+
+Test(bnb_config, wrong_types_name_the_key)
+{
+    expect_config_refused("{\"quant_method\": \"bitsandbytes\", \"load_in_4bit\": \"yes\"}", "\"load_in_4bit\" must be true or false");
+    expect_config_refused("{\"quant_method\": 4}", "\"quant_method\" must be a string");
+    expect_config_refused("{\"load_in_4bit\": true, \"bnb_4bit_quant_type\": \"nf4\", \"bnb_4bit_quant_storage\": "
+                          "\"a-storage-name-longer-than-its-field\"}",
+                          "bnb_4bit_quant_storage");
+    bnb_config c;
+    const char *text = "{\"quantization_config\": {\"load_in_4bit\": true,\n \"bnb_4bit_quant_type\": }}";
+    cr_expect_eq(bnb_config_parse(text, strlen(text), "m/config.json", &c), DS_EDATA);
+    cr_expect(strstr(ds_errmsg(), "m/config.json:2:") && strstr(ds_errmsg(), "invalid JSON"), "%s", ds_errmsg());
+}
+
+/* One parse of config.json serves both readers. */
+Test(bnb_config, from_the_parsed_config)
+{
+    char *dir = tu_shared_path("fixtures/tiny-llama-bnb-4bit");
+    model_config mc;
+    json_t *root;
+    cr_assert_eq(model_config_load_json(dir, &mc, &root), DS_OK, "%s", ds_errmsg());
+    bnb_config a, b;
+    cr_assert_eq(bnb_config_from_json(root, "config.json", &a), DS_OK, "%s", ds_errmsg());
+    cr_assert_eq(bnb_config_load(dir, &b), DS_OK, "%s", ds_errmsg());
+    cr_expect(!memcmp(&a, &b, sizeof a));
+    cr_expect(a.present && a.double_quant && mc.quantized);
+    json_decref(root);
+    free(dir);
 }
 
 /* ------------------------------------------------- Python JSON formatting */

@@ -95,7 +95,7 @@ static void render_nth(const char *file, const char *type, const char *fmt, cons
                        int index, ds_rendered *out, int *line)
 {
     char *path = data_path(file);
-    data_source src = {path, (char *)type, (char *)fmt, -1, 0};
+    data_source src = {path, (char *)type, (char *)fmt, -1, 0, NULL};
     ds_type t;
     bool cloze;
     cr_assert_eq(ds_source_type(&src, kind, &t, &cloze), DS_OK, "%s", ds_errmsg());
@@ -171,7 +171,7 @@ static void load(const char *file, const char *type, const char *fmt, const toke
                  const data_options *o, dataset *d)
 {
     char *path = data_path(file);
-    data_source src = {path, (char *)type, (char *)fmt, -1, 0};
+    data_source src = {path, (char *)type, (char *)fmt, -1, 0, NULL};
     cr_assert_eq(dataset_load(&src, 1, kind, tok, o, d), DS_OK, "%s", ds_errmsg());
     free(path);
 }
@@ -525,7 +525,7 @@ Test(options, truncation_keeps_the_start_and_drops_empty)
     dataset_free(&b);
     data_options tiny = opts("deepseek", p0 < p1 ? p0 : p1);
     char *path = data_path("alpaca.jsonl");
-    data_source src = {path, "alpaca", NULL, -1, 0};
+    data_source src = {path, "alpaca", NULL, -1, 0, NULL};
     cr_expect_eq(dataset_load(&src, 1, EX_SFT, tok, &tiny, &b), DS_EDATA);
     cr_expect(strstr(ds_errmsg(), "no completion tokens left after truncation to sequence_len"), "%s", ds_errmsg());
     free(path);
@@ -576,7 +576,7 @@ Test(options, limit_and_several_sources)
 {
     tokenizer *tok = load_tok(TINY);
     char *p1 = data_path("alpaca.jsonl"), *p2 = data_path("messages.jsonl"), *p3 = data_path("mcq.jsonl");
-    data_source src[] = {{p1, "alpaca", NULL, 1, 0}, {p2, "messages", NULL, -1, 0}, {p3, "mcq", "cloze", -1, 0}};
+    data_source src[] = {{p1, "alpaca", NULL, 1, 0, NULL}, {p2, "messages", NULL, -1, 0, NULL}, {p3, "mcq", "cloze", -1, 0, NULL}};
     data_options o = opts("plain", 512);
     dataset d;
     cr_assert_eq(dataset_load(src, 3, EX_SFT, tok, &o, &d), DS_OK, "%s", ds_errmsg());
@@ -589,7 +589,7 @@ Test(options, kind_and_type_must_agree)
 {
     tokenizer *tok = load_tok(TINY);
     char *p = data_path("alpaca.jsonl");
-    data_source src = {p, "alpaca", NULL, -1, 0};
+    data_source src = {p, "alpaca", NULL, -1, 0, NULL};
     data_options o = opts("plain", 512);
     dataset d;
     cr_expect_eq(dataset_load(&src, 1, EX_PREF, tok, &o, &d), DS_ECONFIG);
@@ -601,5 +601,21 @@ Test(options, kind_and_type_must_agree)
     src.type = "alpaca";
     o.chat_template = "vicuna";
     cr_expect_eq(dataset_load(&src, 1, EX_SFT, tok, &o, &d), DS_ECONFIG);
+    /* an entry of a recipe is named by the recipe's file:line */
+    o.chat_template = "plain";
+    src.recipe = "train.yaml";
+    src.line = 12;
+    cr_expect_eq(dataset_load(&src, 1, EX_PREF, tok, &o, &d), DS_ECONFIG);
+    char *want = ds_strdupf("train.yaml:12: dataset %s: type 'alpaca' has no preference pairs", p);
+    cr_expect(strstr(ds_errmsg(), want), "%s", ds_errmsg());
+    free(want);
+    src.type = "sharegpt";
+    cr_expect_eq(dataset_load(&src, 1, EX_SFT, tok, &o, &d), DS_ECONFIG);
+    cr_expect(strstr(ds_errmsg(), "train.yaml:12: dataset ") && strstr(ds_errmsg(), "unknown type 'sharegpt' ("
+                                                                           DATASET_TYPE_NAMES ")"),
+              "%s", ds_errmsg());
+    src.line = 0;   /* from the command line: no line to name */
+    cr_expect_eq(dataset_load(&src, 1, EX_SFT, tok, &o, &d), DS_ECONFIG);
+    cr_expect(!strstr(ds_errmsg(), "train.yaml"), "%s", ds_errmsg());
     free(p);
 }

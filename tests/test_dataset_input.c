@@ -222,7 +222,7 @@ static int load_bad(const char *name, const char *text, size_t len, const char *
 {
     tokenizer *tok = load_tok(TINY);
     char *p = tmp_file(name, text, len);
-    data_source src = {p, (char *)type, NULL, -1, 0};
+    data_source src = {p, (char *)type, NULL, -1, 0, NULL};
     data_options o = opts("plain", 512);
     o.skip_bad_lines = skip;
     memset(d, 0, sizeof *d);
@@ -324,7 +324,7 @@ Test(bad_input, skip_bad_lines_counts)
 Test(bad_input, missing_file)
 {
     tokenizer *tok = load_tok(TINY);
-    data_source src = {"/nonexistent/train.jsonl", "alpaca", NULL, -1, 0};
+    data_source src = {"/nonexistent/train.jsonl", "alpaca", NULL, -1, 0, NULL};
     data_options o = opts("plain", 512);
     dataset d;
     cr_expect_eq(dataset_load(&src, 1, EX_SFT, tok, &o, &d), DS_ENOINPUT);

@@ -146,7 +146,7 @@ Test(losses, dpo_matches_the_formula_and_reports_trl_metrics)
                            "logps/chosen", "logps/rejected"};
     for (int k = 0; k < 6; k++) {
         bool found = false;
-        for (int m = 0; m < out.nmetrics; m++) found |= !strcmp(out.metric_name[m], names[k]);
+        for (int m = 0; m < out.metrics.n; m++) found |= !strcmp(out.metrics.name[m], names[k]);
         cr_expect(found, "dpo does not report %s", names[k]);
     }
     recipe_loss_free(&h.l);
@@ -165,11 +165,15 @@ Test(losses, registry_lists_every_module)
 Test(losses, forbidden_tokens_needs_a_set)
 {
     recipe_loss l;
-    cr_assert_eq(recipe_loss_parse("{type: forbidden_tokens, weight: 1.0}", true, &l), 0);
-    loss_env env = {.vocab_size = 10, .where = "test"};
-    cr_expect_eq(l.module->prepare(l.cfg, &env), DS_ECONFIG);
+    /* checked when the recipe is read */
+    cr_expect_eq(recipe_loss_parse("{type: forbidden_tokens, weight: 1.0}", true, &l), DS_ECONFIG);
     cr_expect(strstr(ds_errmsg(), "ids"), "%s", ds_errmsg());
-    recipe_loss_free(&l);
+    cr_expect_eq(recipe_loss_parse("{type: forbidden_tokens, strings: [\"\"]}", true, &l), DS_ECONFIG);
+    cr_expect(strstr(ds_errmsg(), "empty string"), "%s", ds_errmsg());
+    cr_expect_eq(recipe_loss_parse("{type: dpo, loss_type: hinge, label_smoothing: 0.1}", false, &l), DS_ECONFIG);
+    cr_expect(strstr(ds_errmsg(), "label_smoothing"), "%s", ds_errmsg());
+    /* ids against the vocabulary when the model is known */
+    loss_env env = {.vocab_size = 10, .where = "test"};
     cr_assert_eq(recipe_loss_parse("{type: forbidden_tokens, ids: [3, 12]}", true, &l), 0);
     cr_expect_eq(l.module->prepare(l.cfg, &env), DS_ECONFIG, "id 12 is outside a 10-token vocabulary");
     recipe_loss_free(&l);

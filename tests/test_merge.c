@@ -88,8 +88,11 @@ Test(merge, dequantized_source_uses_the_nf4_weights)
     lora_adapter *ad;
     load("fixtures/tiny-llama-bnb-4bit", false, &m, &ad);
     float *W = malloc(sizeof(float) * 64 * 64), *D = malloc(sizeof(float) * 64 * 64);
-    cr_assert_eq(merge_linear(m, NULL, MERGE_DEQUANTIZED, 0, LIN_Q, D), 0, "%s", ds_errmsg());
-    cr_assert_eq(merge_linear(m, ad, MERGE_DEQUANTIZED, 0, LIN_Q, W), 0, "%s", ds_errmsg());
+    backend *cpu;
+    cr_assert_eq(be_open(BE_CPU, &cpu), 0);
+    cr_assert_eq(merge_linear(cpu, m, NULL, MERGE_DEQUANTIZED, 0, LIN_Q, D), 0, "%s", ds_errmsg());
+    cr_assert_eq(merge_linear(cpu, m, ad, MERGE_DEQUANTIZED, 0, LIN_Q, W), 0, "%s", ds_errmsg());
+    be_close(cpu);
     /* W - D is exactly s B A */
     const float *A = lora_A(ad, 0, LIN_Q), *B = lora_B(ad, 0, LIN_Q);
     float s = lora_scale(&ad->cfg);

@@ -1,6 +1,9 @@
-/* config.json: both key styles, defaults, and every refusal names its key. */
+/* config.json: both key styles, defaults, token ids (lists too), every
+ * refusal naming its key; and the config.json and side files of a model
+ * folder derived from another, as transformers writes them. */
 #include "testutil.h"
 
+#include "core/files.h"
 #include "core/status.h"
 #include "data/model_config.h"
 
@@ -110,3 +113,184 @@ Test(model_config, malformed_json)
 }
 
 Test(model_config, missing_folder) { model_config c; cr_expect_eq(model_config_load("/nonexistent", &c), DS_ENOINPUT); }
+
+/* ---- token ids ---- */
+
+Test(model_config, eos_token_id_list_gives_its_first)
+{
+    model_config c;
+    cr_assert_eq(parse("\"bos_token_id\": 128000, \"eos_token_id\": [128001, 128008, 128009]", &c), 0, "%s",
+                 ds_errmsg());
+    cr_expect_eq(c.bos_id, 128000);
+    cr_expect_eq(c.eos_id, 128001, "Llama-3.1 lists its EOS ids: the first is the EOS");
+    cr_expect_eq(c.pad_id, -1);
+    cr_assert_eq(parse("\"eos_token_id\": [7]", &c), 0, "%s", ds_errmsg());
+    cr_expect_eq(c.eos_id, 7);
+    expect_refused("\"eos_token_id\": \"</s>\"", "eos_token_id");
+    expect_refused("\"eos_token_id\": []", "eos_token_id");
+    expect_refused("\"eos_token_id\": [\"</s>\"]", "eos_token_id");
+    expect_refused("\"bos_token_id\": -2", "bos_token_id");
+}
+
+/* A folder with config.json (BASE plus `extra`) and generation_config.json `gen`. */
+static char *model_dir(const char *extra, const char *gen)
+{
+    char *dir = tu_tmpdir(), *cfg = ds_path_join(dir, "config.json"), *gp = ds_path_join(dir, "generation_config.json");
+    char *text = ds_strdupf("{" BASE "%s%s}", *extra ? ", " : "", extra);
+    cr_assert_eq(ds_write_file(cfg, text, strlen(text)), DS_OK);
+    if (gen) cr_assert_eq(ds_write_file(gp, gen, strlen(gen)), DS_OK);
+    free(text);
+    free(cfg);
+    free(gp);
+    return dir;
+}
+
+Test(model_config, generation_config_ids_win_and_lists_give_their_first)
+{
+    char *dir = model_dir("\"bos_token_id\": 1, \"eos_token_id\": [2, 3], \"pad_token_id\": 4",
+                          "{\"bos_token_id\": 5000, \"eos_token_id\": [9, 2], \"pad_token_id\": null}");
+    model_config c;
+    cr_assert_eq(model_config_load(dir, &c), DS_OK, "%s", ds_errmsg());
+    cr_expect_eq(c.bos_id, 1, "an id outside the vocabulary (1024) is ignored");
+    cr_expect_eq(c.eos_id, 9, "generation_config.json wins, its list gives its first id");
+    cr_expect_eq(c.pad_id, 4);
+    ds_remove_tree(dir);
+    free(dir);
+    /* generation_config.json is advice: a malformed one changes nothing */
+    dir = model_dir("\"eos_token_id\": [2, 3]", "{\"eos_token_id\": ");
+    cr_assert_eq(model_config_load(dir, &c), DS_OK, "%s", ds_errmsg());
+    cr_expect_eq(c.eos_id, 2);
+    ds_remove_tree(dir);
+    free(dir);
+}
+
+Test(model_config, load_json_hands_back_the_parsed_file)
+{
+    char *dir = tu_shared_path("fixtures/tiny-llama-bnb-4bit");
+    model_config c;
+    json_t *root;
+    cr_assert_eq(model_config_load_json(dir, &c, &root), DS_OK, "%s", ds_errmsg());
+    cr_expect(c.quantized);
+    cr_expect(json_is_object(json_object_get(root, "quantization_config")));
+    json_decref(root);
+    free(dir);
+    cr_expect_eq(model_config_load_json("/nonexistent", &c, &root), DS_ENOINPUT);
+    cr_expect_null(root);
+}
+
+/* ---- derived folders ---- */
+
+static char *read_text(const char *dir, const char *file)
+{
+    char *p = ds_path_join(dir, file), *text;
+    cr_assert_eq(ds_read_file(p, &text, NULL), DS_OK, "%s", p);
+    free(p);
+    return text;
+}
+
+Test(model_config, rewrite_without_quantization_is_the_16bit_config)
+{
+    /* the 4-bit checkpoint's config.json, its quantization_config removed:
+     * what transformers wrote for the 16-bit model, byte for byte */
+    char *src = tu_shared_path("fixtures/tiny-llama-bnb-4bit"), *ref = tu_shared_path("fixtures/tiny-llama");
+    char *out = tu_tmpdir();
+    cr_assert_eq(model_config_rewrite(src, out, NULL), DS_OK, "%s", ds_errmsg());
+    char *a = read_text(out, "config.json"), *b = read_text(ref, "config.json");
+    cr_expect_str_eq(a, b);
+    cr_expect(strstr(a, "\"rms_norm_eps\": 1e-06,"), "floats as Python writes them");
+    free(a);
+    free(b);
+    ds_remove_tree(out);
+    free(out);
+    free(src);
+    free(ref);
+}
+
+Test(model_config, rewrite_sets_the_dtype_and_places_quantization_config)
+{
+    char *src = model_dir("\"torch_dtype\": \"float16\", \"rms_norm_eps\": 1e-05, \"quantization_config\": {\"a\": 1}", NULL);
+    char *out = tu_tmpdir();
+    cr_assert_eq(model_config_rewrite(src, out, NULL), DS_OK, "%s", ds_errmsg());
+    char *a = read_text(out, "config.json");
+    cr_expect(strstr(a, "\"torch_dtype\": \"bfloat16\""), "%s", a);
+    cr_expect(!strstr(a, "\"dtype\""), "no second dtype key: %s", a);
+    cr_expect(!strstr(a, "quantization_config"), "%s", a);
+    cr_expect(strstr(a, "\"rms_norm_eps\": 1e-05\n}\n"), "%s", a);
+    free(a);
+    /* a replacement takes the old object's place */
+    json_t *q = json_pack("{sb}", "load_in_4bit", 1);
+    cr_assert_eq(model_config_rewrite(src, out, q), DS_OK, "%s", ds_errmsg());
+    a = read_text(out, "config.json");
+    cr_expect(strstr(a, "\"rms_norm_eps\": 1e-05,\n  \"quantization_config\": {\n    \"load_in_4bit\": true\n  }\n}\n"),
+              "%s", a);
+    cr_expect(strstr(a, "\"torch_dtype\": \"float16\""), "the dtype stays with a quantization_config: %s", a);
+    free(a);
+    ds_remove_tree(src);
+    free(src);
+    /* a source without one, keys unsorted: it goes last */
+    src = model_dir("\"dtype\": \"float32\"", NULL);
+    cr_assert_eq(model_config_rewrite(src, out, q), DS_OK, "%s", ds_errmsg());
+    a = read_text(out, "config.json");
+    cr_expect(strstr(a, "\"dtype\": \"float32\",\n  \"quantization_config\": {"), "%s", a);
+    free(a);
+    cr_assert_eq(model_config_rewrite(src, out, NULL), DS_OK, "%s", ds_errmsg());
+    a = read_text(out, "config.json");
+    cr_expect(strstr(a, "\"dtype\": \"bfloat16\"\n}"), "%s", a);
+    free(a);
+    json_decref(q);
+    ds_remove_tree(src);
+    ds_remove_tree(out);
+    free(src);
+    free(out);
+}
+
+Test(model_config, rewrite_refuses_a_missing_or_malformed_config)
+{
+    char *out = tu_tmpdir();
+    cr_expect_eq(model_config_rewrite("/nonexistent", out, NULL), DS_ENOINPUT);
+    char *src = tu_tmpdir(), *cfg = ds_path_join(src, "config.json");
+    const char *bad = "{\n \"a\": }";
+    cr_assert_eq(ds_write_file(cfg, bad, strlen(bad)), DS_OK);
+    cr_expect_eq(model_config_rewrite(src, out, NULL), DS_EDATA);
+    cr_expect(strstr(ds_errmsg(), "config.json:2:") && strstr(ds_errmsg(), "invalid JSON"), "%s", ds_errmsg());
+    ds_remove_tree(src);
+    ds_remove_tree(out);
+    free(cfg);
+    free(src);
+    free(out);
+}
+
+Test(model_config, side_files_are_copied_when_present)
+{
+    static const char *const side[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                       "tokenizer.model", "added_tokens.json", "chat_template.jinja",
+                                       "generation_config.json"};
+    char *src = tu_tmpdir(), *dst = tu_tmpdir();
+    for (int i = 0; i < 7; i++) {
+        if (i == 3) continue;   /* tokenizer.model absent: skipped */
+        char *p = ds_path_join(src, side[i]);
+        cr_assert_eq(ds_write_file(p, side[i], strlen(side[i])), DS_OK);
+        free(p);
+    }
+    char *other = ds_path_join(src, "model.safetensors");
+    cr_assert_eq(ds_write_file(other, "x", 1), DS_OK);
+    cr_assert_eq(model_copy_side_files(src, dst), DS_OK, "%s", ds_errmsg());
+    for (int i = 0; i < 7; i++) {
+        char *p = ds_path_join(dst, side[i]);
+        cr_expect_eq(ds_exists(p), i != 3, "%s", side[i]);
+        if (i != 3) {
+            char *text = read_text(dst, side[i]);
+            cr_expect_str_eq(text, side[i]);
+            free(text);
+        }
+        free(p);
+    }
+    char *not_copied = ds_path_join(dst, "model.safetensors");
+    cr_expect(!ds_exists(not_copied), "only the side files");
+    ds_remove_tree(src);
+    ds_remove_tree(dst);
+    free(other);
+    free(not_copied);
+    free(src);
+    free(dst);
+}

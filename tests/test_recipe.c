@@ -252,7 +252,6 @@ Test(recipe, defaults)
     cr_expect_str_eq(r->save.merge_source, "dequantized");
 
     cr_expect_str_eq(r->file, "t.yaml");
-    cr_expect_str_eq(r->dir, ".");
     cr_expect_str_eq(g_notices, "", "no alias, no notice");
     recipe_free(r);
 }
@@ -287,10 +286,7 @@ Test(recipe, spec_example_file)
     cr_expect_str_eq(r->eval.datasets[0].mcq_format, "cloze");
     cr_expect_eq(r->eval.datasets[0].limit, 200);
     cr_expect(r->save.merge);
-    char *dir = source_path("tests/data/recipes");
-    cr_expect_str_eq(r->dir, dir, "recipe.dir is the recipe's folder");
     cr_expect_str_eq(r->file, path);
-    free(dir);
     recipe_free(r);
     free(path);
 }
@@ -342,7 +338,7 @@ Test(recipe, int_and_string_lists_in_a_penalty)
 {
     recipe *r = parse_ok(HEAD DATA
                          "loss:\n  penalties:\n"
-                         "    - {type: forbidden_tokens, ids: [3, 14, 15], strings: [\"I can't\", sorry, \"\"]}\n"
+                         "    - {type: forbidden_tokens, ids: [3, 14, 15], strings: [\"I can't\", sorry, \" \"]}\n"
                          "    - {type: forbidden_tokens, ids: 92, strings: one}\n",
                          NULL, 0);
     cr_assert_eq(r->loss.n_penalties, 2);
@@ -352,7 +348,7 @@ Test(recipe, int_and_string_lists_in_a_penalty)
     cr_expect_eq(ids->items[2], 15);
     cr_assert_eq(strs->n, 3);
     cr_expect_str_eq(strs->items[0], "I can't");
-    cr_expect_str_eq(strs->items[2], "", "an empty string is the module's to judge (prepare)");
+    cr_expect_str_eq(strs->items[2], " ", "a lone space is kept as written");
     ids = cfg_field(&r->loss.penalties[1], "ids");
     strs = cfg_field(&r->loss.penalties[1], "strings");
     cr_assert_eq(ids->n, 1, "a scalar is a list of one");
@@ -810,7 +806,7 @@ Test(recipe, write_then_load_keeps_awkward_values)
                          "    - {path: null.jsonl, type: prompt_completion}\n"
                          "    - {path: '~', type: text}\n"
                          "loss:\n  penalties:\n"
-                         "    - {type: forbidden_tokens, strings: [\"a, b\", \"'\", \"\", \" lead\", yes, \"123\"], ids: [0]}\n",
+                         "    - {type: forbidden_tokens, strings: [\"a, b\", \"'\", \" \", \" lead\", yes, \"123\"], ids: [0]}\n",
                          ov, 6);
     cr_expect_str_eq(r->output_dir, "2024-runs/#1 \"quoted\" \\ back\tslash");
     cr_expect_str_eq(r->tokenizer, "true");

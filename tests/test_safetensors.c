@@ -201,6 +201,18 @@ Test(safetensors, sharded_folder)
     ds_write_file(ipath, bad, strlen(bad));
     cr_expect_eq(st_set_open(dir, &s), DS_EDATA);
     cr_expect(strstr(ds_errmsg(), "ghost.weight"), "%s", ds_errmsg());
+    /* So is one naming the wrong shard for a tensor the other shard holds
+     * (tensor 1 is in shard 2; both shards are opened). */
+    free(bad);
+    const char *t0 = st_file_at(f, 0)->name, *t1 = st_file_at(f, 1)->name, *t3 = st_file_at(f, 3)->name;
+    bad = ds_strdupf("{\"weight_map\": {\"%s\": \"model-00001-of-00002.safetensors\", \"%s\": "
+                     "\"model-00002-of-00002.safetensors\", \"%s\": \"model-00001-of-00002.safetensors\"}}",
+                     t0, t3, t1);
+    ds_write_file(ipath, bad, strlen(bad));
+    cr_expect_eq(st_set_open(dir, &s), DS_EDATA);
+    char *named = ds_strdupf("tensor '%s' listed in the index is missing from model-00001-of-00002.safetensors", t1);
+    cr_expect(strstr(ds_errmsg(), named), "%s", ds_errmsg());
+    free(named);
     st_file_close(f);
     free(src); free(dir); free(n); free(ipath); free(bad);
 }

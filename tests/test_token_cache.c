@@ -1,6 +1,7 @@
 /* The token cache: a second load hits and gives the same dataset; a change
- * to a data file, the tokenizer files or any option that changes tokens is
- * a miss; a corrupt or truncated cache file is rebuilt, never trusted. */
+ * to a data file, the tokenizer (its files, the ids the model gives it) or
+ * any option that changes tokens is a miss; a corrupt or truncated cache
+ * file is rebuilt, never trusted. */
 #include "testutil.h"
 
 #include "core/files.h"
@@ -39,7 +40,10 @@ static void setup(fixture *f)
     free(tc);
     f->data = ds_path_join(f->dir, "train.jsonl");
     copy_into("tests/data/datasets/alpaca.jsonl", false, f->data);
-    f->cache = ds_path_join(f->dir, "cache/train.tokens.zst");   /* the folder does not exist yet */
+    char *cache_dir = ds_path_join(f->dir, "cache");
+    cr_assert_eq(ds_mkdirs(cache_dir), DS_OK);   /* the caller's: dataset_load_cached writes into it */
+    free(cache_dir);
+    f->cache = ds_path_join(f->dir, "cache/train.tokens.zst");
     cr_assert_eq(tok_load(f->tokdir, &f->tok), DS_OK, "%s", ds_errmsg());
 }
 
@@ -56,8 +60,7 @@ static void teardown(fixture *f)
 static bool load(fixture *f, data_source *src, int nsrc, example_kind kind, const data_options *o, dataset *d)
 {
     bool hit = true;
-    cr_assert_eq(dataset_load_cached(f->cache, src, nsrc, kind, f->tok, f->tokdir, o, d, &hit), DS_OK, "%s",
-                 ds_errmsg());
+    cr_assert_eq(dataset_load_cached(f->cache, src, nsrc, kind, f->tok, o, d, &hit), DS_OK, "%s", ds_errmsg());
     return hit;
 }
 
@@ -102,11 +105,11 @@ Test(token_cache, second_load_hits)
 {
     fixture f;
     setup(&f);
-    data_source src = {f.data, "alpaca", NULL, -1, 0};
+    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL};
     data_options o = opts();
     dataset a, b, direct;
     cr_expect(!load(&f, &src, 1, EX_SFT, &o, &a), "first load tokenizes");
-    cr_expect(ds_exists(f.cache), "the cache is written (its folder created)");
+    cr_expect(ds_exists(f.cache), "the cache is written");
     cr_expect(load(&f, &src, 1, EX_SFT, &o, &b), "second load hits");
     expect_same(&a, &b);
     cr_assert_eq(dataset_load(&src, 1, EX_SFT, f.tok, &o, &direct), DS_OK);
@@ -123,7 +126,7 @@ Test(token_cache, preference_and_mcq_round_trip)
     setup(&f);
     char *pref = tu_source_path("tests/data/datasets/preference.jsonl");
     char *mcq = tu_source_path("tests/data/datasets/medqa.jsonl");
-    data_source ps = {pref, "preference", NULL, -1, 0}, ms = {mcq, "mcq", "cloze", -1, 0};
+    data_source ps = {pref, "preference", NULL, -1, 0, NULL}, ms = {mcq, "mcq", "cloze", -1, 0, NULL};
     data_options o = opts();
     dataset a, b;
     cr_expect(!load(&f, &ps, 1, EX_PREF, &o, &a));
@@ -145,7 +148,7 @@ Test(token_cache, data_change_is_a_miss)
 {
     fixture f;
     setup(&f);
-    data_source src = {f.data, "alpaca", NULL, -1, 0};
+    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL};
     data_options o = opts();
     dataset a, b;
     load(&f, &src, 1, EX_SFT, &o, &a);
@@ -159,19 +162,33 @@ Test(token_cache, data_change_is_a_miss)
     teardown(&f);
 }
 
+/* The tokenizer is loaded again after its files change, as a run would. */
+static void reload_tokenizer(fixture *f)
+{
+    tok_free(f->tok);
+    cr_assert_eq(tok_load(f->tokdir, &f->tok), DS_OK, "%s", ds_errmsg());
+}
+
 Test(token_cache, tokenizer_change_is_a_miss)
 {
     fixture f;
     setup(&f);
-    data_source src = {f.data, "alpaca", NULL, -1, 0};
+    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL};
     data_options o = opts();
     dataset a;
     load(&f, &src, 1, EX_SFT, &o, &a);
+    dataset_free(&a);
+    char *digest = strdup(tok_digest(f.tok));
+    reload_tokenizer(&f);
+    cr_expect_str_eq(tok_digest(f.tok), digest, "the same files give the same digest");
+    cr_expect(load(&f, &src, 1, EX_SFT, &o, &a), "the same tokenizer loaded again hits");
     dataset_free(&a);
     char *tc = ds_path_join(f.tokdir, "tokenizer_config.json");
     FILE *fp = fopen(tc, "a");
     fputs("\n", fp);   /* any byte of the tokenizer files counts */
     fclose(fp);
+    reload_tokenizer(&f);
+    cr_expect_str_neq(tok_digest(f.tok), digest);
     cr_expect(!load(&f, &src, 1, EX_SFT, &o, &a), "tokenizer_config.json changed");
     dataset_free(&a);
     cr_expect(load(&f, &src, 1, EX_SFT, &o, &a));
@@ -180,8 +197,21 @@ Test(token_cache, tokenizer_change_is_a_miss)
     fp = fopen(tj, "a");
     fputs(" ", fp);
     fclose(fp);
+    reload_tokenizer(&f);
     cr_expect(!load(&f, &src, 1, EX_SFT, &o, &a), "tokenizer.json changed");
     dataset_free(&a);
+    /* without tokenizer_config.json: another tokenizer, and the ids the model gives it count too */
+    cr_assert_eq(remove(tc), 0);
+    reload_tokenizer(&f);
+    cr_expect(!load(&f, &src, 1, EX_SFT, &o, &a), "tokenizer_config.json removed");
+    dataset_free(&a);
+    cr_expect(load(&f, &src, 1, EX_SFT, &o, &a));
+    dataset_free(&a);
+    tok_set_default_ids(f.tok, 0, 1, 1);
+    cr_expect(!load(&f, &src, 1, EX_SFT, &o, &a), "BOS/EOS from the model change the tokens");
+    cr_expect_eq(a.sft[0].ids[0], 0, "the model's BOS starts each example");
+    dataset_free(&a);
+    free(digest);
     free(tc);
     free(tj);
     teardown(&f);
@@ -192,44 +222,44 @@ Test(token_cache, option_changes_are_misses)
     fixture f;
     setup(&f);
     char *mcq = tu_source_path("tests/data/datasets/mcq.jsonl");
-    data_source src = {f.data, "alpaca", NULL, -1, 0}, ms = {mcq, "mcq", "letters", -1, 0};
+    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL}, ms = {mcq, "mcq", "letters", -1, 0, NULL};
     data_options base = opts();
     char k0[65], k[65];
-    cr_assert_eq(dataset_cache_key(&src, 1, EX_SFT, f.tokdir, &base, k0), DS_OK, "%s", ds_errmsg());
+    cr_assert_eq(dataset_cache_key(&src, 1, EX_SFT, f.tok, &base, k0), DS_OK, "%s", ds_errmsg());
     cr_expect_eq(strlen(k0), 64);
-    cr_assert_eq(dataset_cache_key(&src, 1, EX_SFT, f.tokdir, &base, k), DS_OK);
+    cr_assert_eq(dataset_cache_key(&src, 1, EX_SFT, f.tok, &base, k), DS_OK);
     cr_expect_str_eq(k, k0, "the key is a pure function of its inputs");
 
     data_options o = base;
     o.sequence_len = 256;
-    dataset_cache_key(&src, 1, EX_SFT, f.tokdir, &o, k);
+    dataset_cache_key(&src, 1, EX_SFT, f.tok, &o, k);
     cr_expect_str_neq(k, k0, "sequence_len");
     o = base;
     o.chat_template = "deepseek";
-    dataset_cache_key(&src, 1, EX_SFT, f.tokdir, &o, k);
+    dataset_cache_key(&src, 1, EX_SFT, f.tok, &o, k);
     cr_expect_str_neq(k, k0, "chat_template");
     o = base;
     o.train_on_inputs = true;
-    dataset_cache_key(&src, 1, EX_SFT, f.tokdir, &o, k);
+    dataset_cache_key(&src, 1, EX_SFT, f.tok, &o, k);
     cr_expect_str_neq(k, k0, "train_on_inputs");
     o = base;
     o.skip_bad_lines = true;
-    dataset_cache_key(&src, 1, EX_SFT, f.tokdir, &o, k);
+    dataset_cache_key(&src, 1, EX_SFT, f.tok, &o, k);
     cr_expect_str_neq(k, k0, "skip_bad_lines");
     data_source s2 = src;
     s2.limit = 1;
-    dataset_cache_key(&s2, 1, EX_SFT, f.tokdir, &base, k);
+    dataset_cache_key(&s2, 1, EX_SFT, f.tok, &base, k);
     cr_expect_str_neq(k, k0, "limit");
     s2 = src;
     s2.type = "text";
-    dataset_cache_key(&s2, 1, EX_SFT, f.tokdir, &base, k);
+    dataset_cache_key(&s2, 1, EX_SFT, f.tok, &base, k);
     cr_expect_str_neq(k, k0, "type");
     char m0[65], m1[65];
-    dataset_cache_key(&ms, 1, EX_MCQ, f.tokdir, &base, m0);
+    dataset_cache_key(&ms, 1, EX_MCQ, f.tok, &base, m0);
     ms.mcq_format = "cloze";
-    dataset_cache_key(&ms, 1, EX_MCQ, f.tokdir, &base, m1);
+    dataset_cache_key(&ms, 1, EX_MCQ, f.tok, &base, m1);
     cr_expect_str_neq(m0, m1, "mcq_format");
-    dataset_cache_key(&ms, 1, EX_SFT, f.tokdir, &base, m0);
+    dataset_cache_key(&ms, 1, EX_SFT, f.tok, &base, m0);
     cr_expect_str_neq(m0, m1, "kind");
 
     /* and through the loader */
@@ -279,7 +309,7 @@ Test(token_cache, corrupt_cache_is_rebuilt)
 {
     fixture f;
     setup(&f);
-    data_source src = {f.data, "alpaca", NULL, -1, 0};
+    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL};
     data_options o = opts();
     dataset good;
     load(&f, &src, 1, EX_SFT, &o, &good);
@@ -318,13 +348,17 @@ Test(token_cache, missing_inputs)
 {
     fixture f;
     setup(&f);
-    data_source src = {"/nonexistent/data.jsonl", "alpaca", NULL, -1, 0};
+    data_source src = {"/nonexistent/data.jsonl", "alpaca", NULL, -1, 0, NULL};
     data_options o = opts();
     dataset d;
     bool hit;
-    cr_expect_eq(dataset_load_cached(f.cache, &src, 1, EX_SFT, f.tok, f.tokdir, &o, &d, &hit), DS_ENOINPUT);
+    cr_expect_eq(dataset_load_cached(f.cache, &src, 1, EX_SFT, f.tok, &o, &d, &hit), DS_ENOINPUT);
     cr_expect(strstr(ds_errmsg(), "/nonexistent/data.jsonl"), "%s", ds_errmsg());
-    data_source ok = {f.data, "alpaca", NULL, -1, 0};
-    cr_expect_eq(dataset_load_cached(f.cache, &ok, 1, EX_SFT, f.tok, "/nonexistent-tok", &o, &d, &hit), DS_ENOINPUT);
+    /* a cache folder that does not exist: the tokens cannot be written */
+    data_source ok = {f.data, "alpaca", NULL, -1, 0, NULL};
+    char *nowhere = ds_path_join(f.dir, "no-such-folder/train.tokens");
+    cr_expect_eq(dataset_load_cached(nowhere, &ok, 1, EX_SFT, f.tok, &o, &d, &hit), DS_EIO);
+    cr_expect(strstr(ds_errmsg(), "no-such-folder"), "%s", ds_errmsg());
+    free(nowhere);
     teardown(&f);
 }

@@ -13,6 +13,8 @@
 
 #include "core/files.h"
 #include "core/status.h"
+#include "core/utf8.h"
+#include "data/model_config.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_internal.h"
 
@@ -86,9 +88,8 @@ static bool same_ids(const tok_ids *v, json_t *want)
 }
 
 /* Check every line of a fixture: ids, ids_with_special, decoded. */
-static void check_fixture(const char *tok_rel, const char *cases_rel, size_t expect_lines)
+static void check_cases(const tokenizer *t, const char *cases_rel, size_t expect_lines)
 {
-    tokenizer *t = load_shared(tok_rel);
     char *path = tu_shared_path(cases_rel), *data;
     size_t len, lines = 0;
     cr_assert_eq(ds_read_file(path, &data, &len), DS_OK, "%s", ds_errmsg());
@@ -117,6 +118,12 @@ static void check_fixture(const char *tok_rel, const char *cases_rel, size_t exp
     cr_assert_eq(lines, expect_lines, "%s: %zu cases", path, lines);
     free(data);
     free(path);
+}
+
+static void check_fixture(const char *tok_rel, const char *cases_rel, size_t expect_lines)
+{
+    tokenizer *t = load_shared(tok_rel);
+    check_cases(t, cases_rel, expect_lines);
     tok_free(t);
 }
 
@@ -130,6 +137,55 @@ Test(tokenizer, deepseek_v3_matches_transformers, .timeout = 60)
 Test(tokenizer, tiny_llama_matches_transformers, .timeout = 60)
 {
     check_fixture("fixtures/tiny-llama", "fixtures/tiny-llama/tokenizer-cases.jsonl", 40);
+}
+
+/* A copy of the tiny model's folder without tokenizer_config.json: BOS, EOS
+ * and pad come from generation_config.json / config.json, and BOS is added
+ * as LlamaTokenizerFast adds it - the same ids as with the config. */
+Test(tokenizer, model_folder_without_tokenizer_config, .timeout = 60)
+{
+    char *dir = tu_tmpdir();
+    static const char *const files[] = {"tokenizer.json", "config.json", "generation_config.json"};
+    for (int i = 0; i < 3; i++) {
+        char *rel = ds_strdupf("fixtures/tiny-llama/%s", files[i]), *from = tu_shared_path(rel);
+        char *to = ds_path_join(dir, files[i]);
+        cr_assert_eq(ds_copy_file(from, to), DS_OK, "%s", ds_errmsg());
+        free(rel);
+        free(from);
+        free(to);
+    }
+    tokenizer *t;
+    cr_assert_eq(tok_load(dir, &t), DS_OK, "%s", ds_errmsg());
+    cr_expect_eq(tok_bos_id(t), -1, "nothing names BOS yet");
+    cr_expect(!tok_adds_bos(t));
+    tok_ids plain = {0}, special = {0};
+    cr_assert_eq(tok_encode(t, "Hello", 5, false, &plain), DS_OK, "%s", ds_errmsg());
+    cr_assert_eq(tok_encode(t, "Hello", 5, true, &special), DS_OK, "%s", ds_errmsg());
+    cr_expect(special.n == plain.n && !memcmp(special.ids, plain.ids, plain.n * 4), "no BOS without its id");
+    char *digest = strdup(tok_digest(t));
+    model_config c;
+    cr_assert_eq(model_config_load(dir, &c), DS_OK, "%s", ds_errmsg());
+    tok_set_default_ids(t, c.bos_id, c.eos_id, c.pad_id);
+    cr_expect_eq(tok_bos_id(t), 0);
+    cr_expect_eq(tok_eos_id(t), 1);
+    cr_expect_eq(tok_pad_id(t), 1);
+    cr_expect(tok_adds_bos(t));
+    cr_expect_str_eq(tok_digest(t), digest, "the digest is of the files");
+    check_cases(t, "fixtures/tiny-llama/tokenizer-cases.jsonl", 40);
+    tok_set_default_ids(t, c.bos_id, c.eos_id, c.pad_id);   /* a second call changes nothing */
+    special.n = 0;
+    cr_assert_eq(tok_encode(t, "Hello", 5, true, &special), DS_OK, "%s", ds_errmsg());
+    cr_expect(special.n == plain.n + 1 && special.ids[0] == 0 && !memcmp(special.ids + 1, plain.ids, plain.n * 4),
+              "BOS once, then the text");
+    tok_ids_free(&plain);
+    tok_ids_free(&special);
+    tokenizer *full = load_shared("fixtures/tiny-llama");
+    cr_expect_str_neq(tok_digest(full), digest, "tokenizer_config.json is part of the digest");
+    tok_free(full);
+    tok_free(t);
+    free(digest);
+    ds_remove_tree(dir);
+    free(dir);
 }
 
 Test(tokenizer, deepseek_v3_special_tokens, .timeout = 60)
@@ -486,6 +542,86 @@ Test(tokenizer, config_special_tokens)
     for (size_t i = 0; i < v.n; i++) cr_expect_neq(v.ids[i], 5);
     tok_ids_free(&v);
     tok_free(t);
+}
+
+/* The model's ids fill only what the tokenizer leaves out, and never change
+ * whether BOS is added. */
+Test(tokenizer, default_ids_fill_only_what_is_missing)
+{
+    tokenizer *t = load_mem(SPM_JSON, "{\"bos_token\": \"<s>\"}");
+    tok_set_default_ids(t, 2, 2, 0);
+    cr_expect_eq(tok_bos_id(t), 1, "named by the config");
+    cr_expect_eq(tok_eos_id(t), 2);
+    cr_expect_eq(tok_pad_id(t), 0);
+    cr_expect(tok_adds_bos(t));
+    EXPECT_IDS(t, "Hey", true, 1, 12);
+    tok_free(t);
+    /* the post-processor decides, with or without a config */
+    t = load_mem(SPM_JSON, NULL);
+    cr_expect(!tok_adds_bos(t));
+    EXPECT_IDS(t, "Hey", true, 1, 12);
+    tok_set_default_ids(t, 1, 2, -1);
+    cr_expect(tok_adds_bos(t));
+    EXPECT_IDS(t, "Hey", true, 1, 12);
+    cr_expect_eq(tok_pad_id(t), -1);
+    tok_free(t);
+    /* add_bos_token: false stays false */
+    t = load_mem(ADDED_JSON, "{\"add_bos_token\": false}");
+    tok_set_default_ids(t, 3, -1, -1);
+    cr_expect_eq(tok_bos_id(t), 3);
+    cr_expect(!tok_adds_bos(t));
+    EXPECT_IDS(t, "a", true, 0);
+    tok_free(t);
+    /* no config, no post-processor: BOS once the model names it; ids that are no token are ignored */
+    t = load_mem(ADDED_JSON, NULL);
+    tok_set_default_ids(t, 99999, 77, -5);
+    cr_expect_eq(tok_bos_id(t), -1);
+    cr_expect_eq(tok_eos_id(t), -1);
+    EXPECT_IDS(t, "a", true, 0);
+    tok_set_default_ids(t, 3, 4, -1);
+    cr_expect(tok_adds_bos(t));
+    EXPECT_IDS(t, "a", true, 3, 0);
+    tok_free(t);
+}
+
+/* ------------------------------------------------------------------ UTF-8 */
+
+Test(utf8, validate_decode_encode)
+{
+    static const struct {
+        const char *s;
+        size_t bad;   /* offset of the first ill-formed sequence */
+    } cases[] = {
+        {"plain ascii, long enough for the fast path", 42},
+        {"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", 14},
+        {"ab\xFF", 2},              /* a byte that starts nothing */
+        {"abcdefgh\xC3", 8},        /* cut short */
+        {"\xC0\xAF", 0},            /* overlong */
+        {"x\xE0\x80\x80", 1},       /* overlong */
+        {"\xED\xA0\x80", 0},        /* a surrogate */
+        {"a\xF4\x90\x80\x80", 1},   /* past U+10FFFF */
+        {"\xE2\x82z", 0},           /* a continuation byte missing */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        cr_expect_eq(ds_utf8_valid(cases[i].s, strlen(cases[i].s)), cases[i].bad, "case %zu", i);
+    size_t k;
+    cr_expect_eq(ds_utf8_decode("\xF0\x9F\x98\x80", 4, &k), 0x1F600u);
+    cr_expect_eq(k, 4);
+    cr_expect_eq(ds_utf8_decode("\xE2\x82\xAC", 3, &k), 0x20ACu);
+    cr_expect_eq(ds_utf8_decode("\xF0\x9F\x98", 3, &k), DS_UTF8_BAD);
+    cr_expect_eq(k, 3, "the maximal subpart of a cut sequence");
+    cr_expect_eq(ds_utf8_decode("\xE2\x82z", 3, &k), DS_UTF8_BAD);
+    cr_expect_eq(k, 2);
+    cr_expect_eq(ds_utf8_decode("\xED\xA0\x80", 3, &k), DS_UTF8_BAD);
+    cr_expect_eq(k, 1, "a surrogate's lead byte alone");
+    char buf[4];
+    for (uint32_t cp = 0; cp <= 0x10FFFF; cp += cp < 0x800 ? 1 : 61) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+        size_t n = ds_utf8_encode(cp, buf);
+        cr_assert_eq(ds_utf8_lead_len((unsigned char)buf[0]), n, "U+%04X", cp);
+        cr_assert_eq(ds_utf8_decode(buf, n, &k), cp, "U+%04X", cp);
+        cr_assert_eq(k, n);
+    }
 }
 
 /* ---------------------------------------------------------------- errors */

@@ -1,5 +1,5 @@
 /* finetune/cuda/elementwise.cu - CUDA twins of op_embedding, op_swiglu_fwd/bwd
- * and op_add (finetune/ops_elementwise.c holds the references).
+ * (finetune/ops_elementwise.c holds the references).
  *
  * All of them are memory-bound: each thread handles 8 consecutive bf16 values,
  * with one 16-byte load/store per operand when every pointer is 16-byte aligned
@@ -146,24 +146,4 @@ extern "C" void swiglu_bwd_cuda(backend *be, void *dgate, void *dup, const void 
 
 /* ---------------------------------------------------------------------- add */
 
-/* y (n) += x (n). */
-__global__ void add_kernel(bf16 *y, const bf16 *x, size_t n, bool vec)
-{
-    GRID_STRIDE_8(i, n)
-    {
-        float a[8], b[8];
-        load8(a, y, i, n, vec);
-        load8(b, x, i, n, vec);
-#pragma unroll
-        for (int k = 0; k < 8; k++) a[k] += b[k];
-        store8(y, a, i, n, vec);
-    }
-}
 
-extern "C" void add_cuda(backend *be, void *y, const void *x, size_t n)
-{
-    if (!n) return;
-    bool vec = aligned16(y) && aligned16(x);
-    add_kernel<<<blocks_for(be, n), 256, 0, cuda_stream(be)>>>((bf16 *)y, (const bf16 *)x, n, vec);
-    cuda_check_launch(be, "add");
-}

@@ -38,7 +38,10 @@ done
 [ ! -e "$tmp/b/adapter" ] || fail "an interrupted run wrote a final adapter"
 ls "$tmp/b/checkpoints" | grep -q tmp && fail "a temporary checkpoint folder was left behind"
 
+# rows logged after the checkpoint (as a crash would leave them) are dropped on resume
+echo '{"step":99999,"loss":1}' >> "$tmp/b/metrics.jsonl"
 "$DSFT" train "${common[@]}" output_dir="$tmp/b" --resume >"$tmp/b2.log" 2>&1 || { cat "$tmp/b2.log"; fail "resume"; }
+grep -q '"step":99999' "$tmp/b/metrics.jsonl" && fail "resume kept a row logged after the checkpoint"
 grep -q "resume: from" "$tmp/b2.log" || fail "resume did not say where it started"
 diff <(losses "$tmp/a/metrics.jsonl") <(losses "$tmp/b/metrics.jsonl") > "$tmp/diff" ||
   { head "$tmp/diff"; fail "per-step losses differ after resume"; }

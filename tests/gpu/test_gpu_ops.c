@@ -41,7 +41,7 @@ typedef enum {
 
 static const char *OP_NAMES[] = {
     "convert", "embedding", "rmsnorm_fwd", "rmsnorm_bwd", "rope", "attention_fwd", "attention_bwd",
-    "swiglu_fwd", "swiglu_bwd", "add", "sumsq", "adamw", "gemm", "nf4_dequant", "lora_fwd", "lora_bwd",
+    "swiglu_fwd", "swiglu_bwd", "add_f32", "sumsq", "adamw", "gemm", "nf4_dequant", "lora_fwd", "lora_bwd",
     "dropout", "logits_stats", "logits_grad",
 };
 
@@ -389,9 +389,9 @@ static void run_elementwise(tctx *t, const op_case *c)
         gpu_ok(t);
         check(t, "dgate", get_act(t, gdg, n), dg, n, c->tol);
         check(t, "dup", get_act(t, gdu, n), du, n, c->tol);
-    } else {
-        op_add(t->cpu, a, b, n);
-        op_add(t->gpu, ga, gb, n);
+    } else {   /* be_add_f32_to_act: y (act) += x (fp32), the LoRA paths' last step */
+        be_add_f32_to_act(t->cpu, a, b, n);
+        be_add_f32_to_act(t->gpu, ga, dev_f32(t, b, n), n);
         gpu_ok(t);
         check(t, "y", get_act(t, ga, n), a, n, c->tol);
     }
@@ -685,7 +685,7 @@ Test(gpu_probe, out_of_bounds_for_the_sanitizer)
     backend *be;
     cr_assert_eq(be_open(BE_CUDA, &be), DS_OK, "%s", ds_errmsg());
     void *y = be_alloc(be, 256, "probe y"), *x = be_alloc(be, 256, "probe x");
-    op_add(be, y, x, 4096);   /* 8 KB through 256-byte buffers */
+    op_swiglu_fwd(be, y, x, x, 4096);   /* 8 KB through 256-byte buffers */
     be_sync(be);
     be_close(be);
 }

@@ -1,5 +1,7 @@
-/* quant/pyjson.c - Python-compatible JSON text (see pyjson.h). */
+/* data/pyjson.c - Python-compatible JSON text (see pyjson.h). */
 #include "pyjson.h"
+
+#include "../core/utf8.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -95,25 +97,15 @@ static void newline(sbuf *b, int indent, int depth)
     for (int i = 0; i < indent * depth; i++) put(b, " ", 1);
 }
 
-/* Decode one UTF-8 sequence (jansson has validated the text). */
-static unsigned utf8_next(const unsigned char **p)
-{
-    unsigned c = *(*p)++;
-    int extra = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
-    c &= extra == 3 ? 0x07 : extra == 2 ? 0x0f : extra == 1 ? 0x1f : 0x7f;
-    while (extra-- > 0 && (**p & 0xc0) == 0x80) c = c << 6 | (*(*p)++ & 0x3f);
-    return c;
-}
-
 /* A JSON string with Python's ensure_ascii escapes: \" \\ \n \r \t \b \f,
  * anything else outside ' '..'~' as \uXXXX (surrogate pairs above U+FFFF). */
 static void put_string(sbuf *b, const char *s, size_t n)
 {
     put(b, "\"", 1);
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
     char esc[16];
-    while (p < end) {
-        unsigned c = utf8_next(&p);
+    for (size_t i = 0, k; i < n; i += k) {
+        uint32_t c = ds_utf8_decode(s + i, n - i, &k);
+        if (c == DS_UTF8_BAD) c = 0xFFFD;   /* cannot happen: jansson holds valid UTF-8 only */
         switch (c) {
         case '"': puts_(b, "\\\""); continue;
         case '\\': puts_(b, "\\\\"); continue;

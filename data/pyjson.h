@@ -1,10 +1,10 @@
-/* quant/pyjson.h - JSON text byte for byte as Python's json.dumps writes it
+/* data/pyjson.h - JSON text byte for byte as Python's json.dumps writes it
  * (ensure_ascii=True, floats as repr()), so that the files ds-ft writes for
  * other tools (config.json, bitsandbytes' quant_state) are the ones
  * transformers and bitsandbytes would have written.
  */
-#ifndef DS_QUANT_PYJSON_H
-#define DS_QUANT_PYJSON_H
+#ifndef DS_DATA_PYJSON_H
+#define DS_DATA_PYJSON_H
 
 #include <jansson.h>
 #include <stddef.h>

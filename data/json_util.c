@@ -1,0 +1,75 @@
+/* data/json_util.c - JSON files and their optional members (see json_util.h). */
+#include "json_util.h"
+
+#include "../core/files.h"
+#include "../core/status.h"
+
+#include <stdlib.h>
+
+int json_text_load(const char *text, size_t len, const char *name, size_t flags, json_t **root)
+{
+    json_error_t jerr;
+    *root = json_loadb(text, len, flags, &jerr);
+    if (!*root) return ds_fail(DS_EDATA, "%s:%d:%d: invalid JSON: %s", name, jerr.line, jerr.column, jerr.text);
+    return DS_OK;
+}
+
+int json_file_load(const char *path, size_t flags, json_t **root)
+{
+    *root = NULL;
+    char *text;
+    size_t len;
+    int rc = ds_read_file(path, &text, &len);
+    if (rc) return rc;
+    rc = json_text_load(text, len, path, flags, root);
+    free(text);
+    return rc;
+}
+
+/* The member, or NULL when absent or null. */
+static const json_t *member(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    return v && !json_is_null(v) ? v : NULL;
+}
+
+static int wrong(const char *where, const char *key, const char *want)
+{
+    return ds_fail(DS_EDATA, "%s: \"%s\" must be %s", where, key, want);
+}
+
+int json_get_bool(const json_t *obj, const char *key, bool dflt, const char *where, bool *out)
+{
+    const json_t *v = member(obj, key);
+    if (!v) *out = dflt;
+    else if (json_is_boolean(v)) *out = json_is_true(v);
+    else return wrong(where, key, "true or false");
+    return DS_OK;
+}
+
+int json_get_str(const json_t *obj, const char *key, const char *dflt, const char *where, const char **out)
+{
+    const json_t *v = member(obj, key);
+    if (!v) *out = dflt;
+    else if (json_is_string(v)) *out = json_string_value(v);
+    else return wrong(where, key, "a string");
+    return DS_OK;
+}
+
+int json_get_int(const json_t *obj, const char *key, long long dflt, const char *where, long long *out)
+{
+    const json_t *v = member(obj, key);
+    if (!v) *out = dflt;
+    else if (json_is_integer(v)) *out = (long long)json_integer_value(v);
+    else return wrong(where, key, "an integer");
+    return DS_OK;
+}
+
+int json_get_num(const json_t *obj, const char *key, double dflt, const char *where, double *out)
+{
+    const json_t *v = member(obj, key);
+    if (!v) *out = dflt;
+    else if (json_is_number(v)) *out = json_number_value(v);
+    else return wrong(where, key, "a number");
+    return DS_OK;
+}
