@@ -5,6 +5,7 @@
  * bytes are loaded as a dataset for one type chosen by the input, then split
  * and planned into batches. Every failure must be a clean status with a
  * message; the sanitizers catch the rest. */
+#include "fixture_dir.h"
 #include "core/files.h"
 #include "core/status.h"
 #include "data/dataset_internal.h"
@@ -26,13 +27,7 @@ static void remove_tmp(void) { unlink(g_path); }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    /* the shared fixtures: $DSFT_SHARED, else ../shared beside the checkout */
-    const char *shared = getenv("DSFT_SHARED");
-    char *here = strdup(__FILE__), *slash = strrchr(here, '/');
-    if (slash) *slash = '\0';
-    char *dir = shared && *shared ? ds_path_join(shared, "fixtures/tiny-llama")
-                                  : ds_strdupf("%s/../../shared/fixtures/tiny-llama", slash ? here : ".");
-    free(here);
+    char *dir = fuzz_fixture_dir("tiny-llama");
     if (tok_load(dir, &g_tok) != DS_OK) g_tok = NULL;   /* parsing is still fuzzed without it */
     free(dir);
     const char *tmp = getenv("TMPDIR");

@@ -9,6 +9,7 @@
  *         again after ids from the model fill what it lacks.
  * Every failure must be a clean status with a message; the sanitizers catch
  * the rest. */
+#include "fixture_dir.h"
 #include "core/files.h"
 #include "core/status.h"
 #include "data/tokenizer.h"
@@ -41,13 +42,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    /* the shared fixtures: $DSFT_SHARED, else ../shared beside the checkout */
-    const char *shared = getenv("DSFT_SHARED");
-    char *here = strdup(__FILE__), *slash = strrchr(here, '/');
-    if (slash) *slash = '\0';
-    char *dir = shared && *shared ? ds_path_join(shared, "fixtures/tiny-llama")
-                                  : ds_strdupf("%s/../../shared/fixtures/tiny-llama", slash ? here : ".");
-    free(here);
+    char *dir = fuzz_fixture_dir("tiny-llama");
     if (tok_load(dir, &g_bytelevel) != DS_OK) {
         fprintf(stderr, "fuzz_tokenizer: %s\n", ds_errmsg());
         abort();

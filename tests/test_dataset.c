@@ -18,33 +18,6 @@
 
 /* ---- helpers ---- */
 
-static char *data_path(const char *name)
-{
-    char *rel = ds_strdupf("tests/data/datasets/%s", name);
-    char *p = tu_source_path(rel);
-    free(rel);
-    return p;
-}
-
-/* Tokenizers load once per test process (Criterion forks per test); they
- * live until it exits. */
-static tokenizer *load_tok(const char *rel)
-{
-    static struct { const char *rel; tokenizer *t; } cache[4];
-    for (int i = 0; i < 4; i++)
-        if (cache[i].rel && strcmp(cache[i].rel, rel) == 0) return cache[i].t;
-    char *dir = tu_shared_path(rel);
-    tokenizer *t = NULL;
-    cr_assert_eq(tok_load(dir, &t), DS_OK, "%s: %s", rel, ds_errmsg());
-    free(dir);
-    for (int i = 0; i < 4; i++)
-        if (!cache[i].rel) {
-            cache[i].rel = rel;
-            cache[i].t = t;
-            break;
-        }
-    return t;
-}
 #define TINY "fixtures/tiny-llama"
 #define DSV3 "tokenizers/deepseek_v3"
 #define LLAMA3 "tokenizers/llama3"
@@ -94,7 +67,7 @@ static void expect_runs(const ct_render *r, const run *want, const char *what)
 static void render_nth(const char *file, const char *type, const char *fmt, const char *tmpl, example_kind kind,
                        int index, ds_rendered *out, int *line)
 {
-    char *path = data_path(file);
+    char *path = tu_dataset_path(file);
     data_source src = {path, (char *)type, (char *)fmt, -1, 0, NULL};
     ds_type t;
     bool cloze;
@@ -170,7 +143,7 @@ static void expect_joint(const tokenizer *tok, const char *full, const int32_t *
 static void load(const char *file, const char *type, const char *fmt, const tokenizer *tok, example_kind kind,
                  const data_options *o, dataset *d)
 {
-    char *path = data_path(file);
+    char *path = tu_dataset_path(file);
     data_source src = {path, (char *)type, (char *)fmt, -1, 0, NULL};
     cr_assert_eq(dataset_load(&src, 1, kind, tok, o, d), DS_OK, "%s", ds_errmsg());
     free(path);
@@ -188,7 +161,7 @@ static void golden_sft(const char *tokdir, const char *file, const char *type, c
     render_nth(file, type, fmt, tmpl, EX_SFT, index, &rd, &line);
     expect_runs(&rd.seq, want, what);
     ds_rendered_free(&rd);
-    tokenizer *tok = load_tok(tokdir);
+    tokenizer *tok = tu_tokenizer(tokdir);
     data_options o = opts(tmpl, 4096);
     dataset d;
     load(file, type, fmt, tok, EX_SFT, &o, &d);
@@ -232,7 +205,7 @@ Test(golden, messages_deepseek)
 {
     golden_sft(DSV3, "messages.jsonl", "messages", NULL, "deepseek", 0, true, msg_deepseek);
     /* the real ids: BOS <｜begin▁of▁sentence｜> = 0 first, EOS = 1 after each reply */
-    tokenizer *tok = load_tok(DSV3);
+    tokenizer *tok = tu_tokenizer(DSV3);
     data_options o = opts("deepseek", 4096);
     dataset d;
     load("messages.jsonl", "messages", NULL, tok, EX_SFT, &o, &d);
@@ -260,7 +233,7 @@ Test(golden, messages_llama3)
           "<|start_header_id|>assistant<|end_header_id|>\n\n"),
         C("500 mg every 6 hours.<|eot_id|>"), END};
     golden_sft(LLAMA3, "messages.jsonl", "messages", NULL, "llama3", 0, true, want);
-    tokenizer *tok = load_tok(LLAMA3);
+    tokenizer *tok = tu_tokenizer(LLAMA3);
     data_options o = opts("llama3", 4096);
     dataset d;
     load("messages.jsonl", "messages", NULL, tok, EX_SFT, &o, &d);
@@ -287,7 +260,7 @@ Test(golden, messages_chatml)
         P("\n<|im_start|>user\nAnd the dose?<|im_end|>\n<|im_start|>assistant\n"),
         C("500 mg every 6 hours.<|im_end|>"), P("\n"), END};
     golden_sft(QWEN3, "messages.jsonl", "messages", NULL, "chatml", 0, false, want);
-    tokenizer *tok = load_tok(QWEN3);
+    tokenizer *tok = tu_tokenizer(QWEN3);
     data_options o = opts("chatml", 4096);
     dataset d;
     load("messages.jsonl", "messages", NULL, tok, EX_SFT, &o, &d);
@@ -351,7 +324,7 @@ static void golden_pref(const char *tokdir, const char *tmpl, int index, bool bo
     expect_runs(&rd.chosen, chosen, what);
     expect_runs(&rd.rejected, rejected, what);
     ds_rendered_free(&rd);
-    tokenizer *tok = load_tok(tokdir);
+    tokenizer *tok = tu_tokenizer(tokdir);
     data_options o = opts(tmpl, 4096);
     dataset d;
     load("preference.jsonl", "preference", NULL, tok, EX_PREF, &o, &d);
@@ -411,7 +384,7 @@ static void golden_mcq(const char *file, const char *fmt, int index, const char 
     for (int i = 0; i < nchoices; i++) cr_expect_str_eq(rd.choice[i], choices[i], "%s choice %d", what, i);
     ds_rendered_free(&rd);
 
-    tokenizer *tok = load_tok(DSV3);
+    tokenizer *tok = tu_tokenizer(DSV3);
     data_options o = opts("deepseek", 4096);
     dataset d;
     load(file, "mcq", fmt, tok, EX_MCQ, &o, &d);
@@ -488,7 +461,7 @@ Test(golden, mcq_sft_with_llama3_ends_with_eot)
 
 Test(options, train_on_inputs_trains_the_prompt)
 {
-    tokenizer *tok = load_tok(DSV3);
+    tokenizer *tok = tu_tokenizer(DSV3);
     data_options o = opts("deepseek", 4096);
     o.train_on_inputs = true;
     dataset d;
@@ -500,7 +473,7 @@ Test(options, train_on_inputs_trains_the_prompt)
 
 Test(options, truncation_keeps_the_start_and_drops_empty)
 {
-    tokenizer *tok = load_tok(DSV3);
+    tokenizer *tok = tu_tokenizer(DSV3);
     data_options full = opts("deepseek", 4096);
     dataset a, b;
     load("alpaca.jsonl", "alpaca", NULL, tok, EX_SFT, &full, &a);
@@ -524,7 +497,7 @@ Test(options, truncation_keeps_the_start_and_drops_empty)
     cr_expect_eq(b.dropped, 1);
     dataset_free(&b);
     data_options tiny = opts("deepseek", p0 < p1 ? p0 : p1);
-    char *path = data_path("alpaca.jsonl");
+    char *path = tu_dataset_path("alpaca.jsonl");
     data_source src = {path, "alpaca", NULL, -1, 0, NULL};
     cr_expect_eq(dataset_load(&src, 1, EX_SFT, tok, &tiny, &b), DS_EDATA);
     cr_expect(strstr(ds_errmsg(), "no completion tokens left after truncation to sequence_len"), "%s", ds_errmsg());
@@ -534,7 +507,7 @@ Test(options, truncation_keeps_the_start_and_drops_empty)
 
 Test(options, preference_prompt_cut_from_the_left)
 {
-    tokenizer *tok = load_tok(DSV3);
+    tokenizer *tok = tu_tokenizer(DSV3);
     data_options full = opts("deepseek", 4096);
     dataset a, b;
     load("preference.jsonl", "preference", NULL, tok, EX_PREF, &full, &a);
@@ -555,7 +528,7 @@ Test(options, preference_prompt_cut_from_the_left)
 
 Test(options, mcq_prompt_cut_from_the_left)
 {
-    tokenizer *tok = load_tok(DSV3);
+    tokenizer *tok = tu_tokenizer(DSV3);
     data_options full = opts("deepseek", 4096);
     dataset a, b;
     load("medqa.jsonl", "mcq", "cloze", tok, EX_MCQ, &full, &a);
@@ -574,8 +547,8 @@ Test(options, mcq_prompt_cut_from_the_left)
 
 Test(options, limit_and_several_sources)
 {
-    tokenizer *tok = load_tok(TINY);
-    char *p1 = data_path("alpaca.jsonl"), *p2 = data_path("messages.jsonl"), *p3 = data_path("mcq.jsonl");
+    tokenizer *tok = tu_tokenizer(TINY);
+    char *p1 = tu_dataset_path("alpaca.jsonl"), *p2 = tu_dataset_path("messages.jsonl"), *p3 = tu_dataset_path("mcq.jsonl");
     data_source src[] = {{p1, "alpaca", NULL, 1, 0, NULL}, {p2, "messages", NULL, -1, 0, NULL}, {p3, "mcq", "cloze", -1, 0, NULL}};
     data_options o = opts("plain", 512);
     dataset d;
@@ -587,8 +560,8 @@ Test(options, limit_and_several_sources)
 
 Test(options, kind_and_type_must_agree)
 {
-    tokenizer *tok = load_tok(TINY);
-    char *p = data_path("alpaca.jsonl");
+    tokenizer *tok = tu_tokenizer(TINY);
+    char *p = tu_dataset_path("alpaca.jsonl");
     data_source src = {p, "alpaca", NULL, -1, 0, NULL};
     data_options o = opts("plain", 512);
     dataset d;

@@ -14,34 +14,6 @@
 #include <string.h>
 #include <zstd.h>
 
-static char *data_path(const char *name)
-{
-    char *rel = ds_strdupf("tests/data/datasets/%s", name);
-    char *p = tu_source_path(rel);
-    free(rel);
-    return p;
-}
-
-/* Tokenizers load once per test process (Criterion forks per test); they
- * live until it exits. */
-static tokenizer *load_tok(const char *rel)
-{
-    static struct { const char *rel; tokenizer *t; } cache[4];
-    for (int i = 0; i < 4; i++)
-        if (cache[i].rel && strcmp(cache[i].rel, rel) == 0) return cache[i].t;
-    char *dir = tu_shared_path(rel);
-    tokenizer *t = NULL;
-    cr_assert_eq(tok_load(dir, &t), DS_OK, "%s: %s", rel, ds_errmsg());
-    free(dir);
-    for (int i = 0; i < 4; i++)
-        if (!cache[i].rel) {
-            cache[i].rel = rel;
-            cache[i].t = t;
-            break;
-        }
-    return t;
-}
-
 #define TINY "fixtures/tiny-llama"
 
 static data_options opts(const char *tmpl, int seq_len)
@@ -77,7 +49,7 @@ Test(reader, jsonl_json_array_and_zstd_agree)
     static const char *files[] = {"alpaca.jsonl", "alpaca_array.json", "alpaca.jsonl.zst"};
     static const int lines[3][2] = {{1, 2}, {2, 7}, {1, 2}};
     for (int f = 0; f < 3; f++) {
-        char *p = data_path(files[f]);
+        char *p = tu_dataset_path(files[f]);
         jsonl_reader *r;
         cr_assert_eq(jsonl_open(p, 0, &r), DS_OK, "%s", ds_errmsg());
         for (int k = 0; k < 2; k++) {
@@ -220,7 +192,7 @@ Test(reader, json_array_errors_name_the_line)
 
 static int load_bad(const char *name, const char *text, size_t len, const char *type, bool skip, dataset *d)
 {
-    tokenizer *tok = load_tok(TINY);
+    tokenizer *tok = tu_tokenizer(TINY);
     char *p = tmp_file(name, text, len);
     data_source src = {p, (char *)type, NULL, -1, 0, NULL};
     data_options o = opts("plain", 512);
@@ -323,7 +295,7 @@ Test(bad_input, skip_bad_lines_counts)
 
 Test(bad_input, missing_file)
 {
-    tokenizer *tok = load_tok(TINY);
+    tokenizer *tok = tu_tokenizer(TINY);
     data_source src = {"/nonexistent/train.jsonl", "alpaca", NULL, -1, 0, NULL};
     data_options o = opts("plain", 512);
     dataset d;

@@ -4,6 +4,10 @@
 #include "backend/backend.h"
 #include "core/files.h"
 #include "core/rng.h"
+#include "core/status.h"
+#include "data/tokenizer.h"
+
+#include <criterion/criterion.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +22,32 @@ const char *tu_shared(void)
 }
 
 char *tu_shared_path(const char *rel) { return ds_path_join(tu_shared(), rel); }
+
+char *tu_dataset_path(const char *name)
+{
+    char *rel = ds_strdupf("tests/data/datasets/%s", name);
+    char *p = tu_source_path(rel);
+    free(rel);
+    return p;
+}
+
+tokenizer *tu_tokenizer(const char *rel)
+{
+    static struct { const char *rel; tokenizer *t; } cache[4];
+    for (int i = 0; i < 4; i++)
+        if (cache[i].rel && strcmp(cache[i].rel, rel) == 0) return cache[i].t;
+    char *dir = tu_shared_path(rel);
+    tokenizer *t = NULL;
+    cr_assert_eq(tok_load(dir, &t), DS_OK, "%s: %s", rel, ds_errmsg());
+    free(dir);
+    for (int i = 0; i < 4; i++)
+        if (!cache[i].rel) {
+            cache[i].rel = rel;
+            cache[i].t = t;
+            break;
+        }
+    return t;
+}
 char *tu_source_path(const char *rel) { return ds_path_join(DSFT_SOURCE_DIR, rel); }
 char *tu_binary_path(const char *rel) { return ds_path_join(DSFT_BINARY_DIR, rel); }
 

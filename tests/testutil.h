@@ -14,6 +14,13 @@ char *tu_shared_path(const char *rel);
 /* malloc'd path under the source tree / the build tree. */
 char *tu_source_path(const char *rel);
 char *tu_binary_path(const char *rel);
+/* malloc'd path of a test dataset: tests/data/datasets/NAME in the source tree. */
+char *tu_dataset_path(const char *name);
+/* The tokenizer in a folder under the shared folder ("tokenizers/llama3"),
+ * loaded once per test process (Criterion forks per test) and kept until it
+ * exits; a failure to load fails the test. */
+struct tokenizer;
+struct tokenizer *tu_tokenizer(const char *rel);
 /* The ds-ft binary ($DSFT_BIN, set by ctest). */
 const char *tu_dsft_bin(void);
 /* A fresh temporary directory (malloc'd path). */

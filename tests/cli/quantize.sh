@@ -7,30 +7,10 @@
 set -uo pipefail
 
 DSFT=${1:?usage: quantize.sh PATH_TO_DSFT SHARED_DIR}
+source "$(dirname "$0")/lib/checks.sh"
 SHARED=${2:?usage: quantize.sh PATH_TO_DSFT SHARED_DIR}
 SRC="$SHARED/fixtures/tiny-llama"
 REF="$SHARED/fixtures/tiny-llama-bnb-4bit"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok: $*"; }
-
-# expect CODE DESCRIPTION -- ds-ft ARGS...: run, check the exit code, keep stderr in $T/err.
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$DSFT" "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok "$what (exit $got)"; else fail "$what: exit $got, expected $want: $(cat "$T/err")"; fi
-}
-
-# No output folder, and no temporary one beside it.
-nothing_at() {
-    if [ -e "$1" ]; then fail "$1 exists after a failure"; fi
-    if ls -d "$1".tmp-* >/dev/null 2>&1; then fail "temporary folder left beside $1"; fi
-}
 
 # 1. The checkpoint: byte for byte the reference (tensors, quant_state, config.json).
 expect 0 "quantize tiny-llama" -- quantize --model "$SRC" --out "$T/q"
@@ -89,8 +69,4 @@ cp -r "$SRC" "$T/copy"
 expect 64 "output folder = model folder" -- quantize --model "$T/copy" --out "$T/copy"
 cmp -s "$T/copy/model.safetensors" "$SRC/model.safetensors" || fail "the model folder was changed"
 
-if [ "$fails" -ne 0 ]; then
-    echo "quantize.sh: $fails failure(s)"
-    exit 1
-fi
-echo "quantize.sh: all passed"
+finish quantize.sh

@@ -7,34 +7,10 @@
 set -uo pipefail
 
 DSFT=${1:?usage: tokenize.sh PATH_TO_DSFT SHARED_DIR}
+source "$(dirname "$0")/lib/checks.sh"
 SHARED=${2:?usage: tokenize.sh PATH_TO_DSFT SHARED_DIR}
 TINY="$SHARED/fixtures/tiny-llama"
 DEEPSEEK="$SHARED/tokenizers/deepseek_v3"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok: $*"; }
-
-# expect CODE DESCRIPTION -- ds-ft ARGS...: run, check the exit code; stdout in $T/out, stderr in $T/err.
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$DSFT" "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok "$what (exit $got)"; else fail "$what: exit $got, expected $want: $(cat "$T/err")"; fi
-}
-
-# same FILE TEXT DESCRIPTION: FILE holds exactly TEXT.
-same() {
-    if [ "$(cat "$1")" == "$2" ]; then ok "$3"; else fail "$3: got '$(head -c 600 "$1")', expected '$2'"; fi
-}
-
-# has FILE TEXT DESCRIPTION: FILE contains TEXT (fixed string).
-has() {
-    if grep -qF -- "$2" "$1"; then ok "$3"; else fail "$3: '$2' not in $(basename "$1"): $(head -c 600 "$1")"; fi
-}
 
 # 1. --text, without and with special tokens (ids from tokenizer-deepseek_v3.jsonl).
 expect 0 "--text" -- tokenize --tokenizer "$DEEPSEEK" --text "Hello world"
@@ -92,8 +68,4 @@ has "$T/out" "MB/s" "it reports MB/s"
 has "$T/out" "tokens/s" "it reports tokens/s"
 expect 64 "bench tokenize --mb junk" -- bench tokenize --tokenizer "$TINY" --mb junk
 
-if [ "$fails" -ne 0 ]; then
-    echo "$fails check(s) failed"
-    exit 1
-fi
-echo "all tokenize checks passed"
+finish tokenize.sh

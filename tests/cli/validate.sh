@@ -7,28 +7,9 @@
 set -uo pipefail
 
 DSFT=${1:?usage: validate.sh PATH_TO_DSFT SHARED_DIR}
+source "$(dirname "$0")/lib/checks.sh"
 : "${2:?usage: validate.sh PATH_TO_DSFT SHARED_DIR}"
 RECIPES="$(cd "$(dirname "$0")/../data/recipes" && pwd)"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok: $*"; }
-
-# expect CODE DESCRIPTION -- ds-ft ARGS...: run, check the exit code; stdout in $T/out, stderr in $T/err.
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$DSFT" "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok "$what (exit $got)"; else fail "$what: exit $got, expected $want: $(cat "$T/err")"; fi
-}
-
-# has FILE TEXT DESCRIPTION: FILE contains TEXT (fixed string).
-has() {
-    if grep -qF -- "$2" "$1"; then ok "$3"; else fail "$3: '$2' not in $(basename "$1"): $(head -c 600 "$1")"; fi
-}
 
 # 1. A good recipe: resolved YAML on stdout, nothing on stderr, and that output validates to itself.
 expect 0 "validate full.yaml" -- validate "$RECIPES/full.yaml"
@@ -89,8 +70,4 @@ has "$T/out" "loss.penalties[].weight: 1.0 - " "--help: the penalty's weight"
 has "$T/out" "adapter.lora_target_modules: [q_proj, v_proj] - " "--help: a list default"
 has "$T/out" "lora_rank -> adapter.lora_r" "--help: the aliases"
 
-if [ "$fails" -ne 0 ]; then
-    echo "$fails check(s) failed"
-    exit 1
-fi
-echo "all validate checks passed"
+finish validate.sh
