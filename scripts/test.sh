@@ -5,6 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The reference fixtures the tests compare with: $DSFT_SHARED, else the folder
+# the build was configured with (DSFT_SHARED_DIR, by default ../shared).
+configured=$(sed -n 's/^DSFT_SHARED_DIR:PATH=//p' build/CMakeCache.txt 2>/dev/null || true)
+shared=${DSFT_SHARED:-${configured:-../shared}}
+if [ ! -d "$shared/fixtures" ]; then
+  echo "test: no reference fixtures at $shared/fixtures; put shared/ beside the checkout or set DSFT_SHARED" >&2
+  exit 66
+fi
+
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 
 if command -v clang >/dev/null 2>&1; then
