@@ -1,8 +1,8 @@
 #include "bundle.h"
 
-#include "../core/files.h"
-#include "../core/sha256.h"
-#include "../core/status.h"
+#include "core/files.h"
+#include "core/sha256.h"
+#include "core/status.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -1,9 +1,9 @@
 #include "lora.h"
 
-#include "../core/files.h"
-#include "../core/rng.h"
-#include "../core/status.h"
-#include "../data/safetensors.h"
+#include "core/files.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "data/safetensors.h"
 
 #include <jansson.h>
 #include <math.h>

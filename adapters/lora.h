@@ -8,7 +8,7 @@
 #ifndef DS_ADAPTERS_LORA_H
 #define DS_ADAPTERS_LORA_H
 
-#include "../data/model_config.h"
+#include "data/model_config.h"
 
 #include <stdbool.h>
 #include <stddef.h>

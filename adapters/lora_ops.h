@@ -13,7 +13,7 @@
 #ifndef DS_ADAPTERS_LORA_OPS_H
 #define DS_ADAPTERS_LORA_OPS_H
 
-#include "../backend/backend.h"
+#include "backend/backend.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 #include "merge.h"
 
-#include "../backend/backend.h"
+#include "backend/backend.h"
 
 #include <stdlib.h>
 

@@ -5,9 +5,9 @@
 #include "backend.h"
 #include "backend_internal.h"
 
-#include "../core/numeric.h"
+#include "core/numeric.h"
 
-#include "../core/status.h"
+#include "core/status.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -15,7 +15,7 @@
  * layouts with no algorithm) fall back to a plain tiled kernel.
  */
 #include "backend.h"
-#include "../core/status.h"
+#include "core/status.h"
 #include "backend_internal.h"
 
 #include <cublasLt.h>

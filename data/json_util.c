@@ -1,8 +1,8 @@
 /* data/json_util.c - JSON files and their optional members (see json_util.h). */
 #include "json_util.h"
 
-#include "../core/files.h"
-#include "../core/status.h"
+#include "core/files.h"
+#include "core/status.h"
 
 #include <stdlib.h>
 

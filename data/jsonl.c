@@ -9,9 +9,9 @@
  */
 #include "jsonl.h"
 
-#include "../core/files.h"
-#include "../core/status.h"
-#include "../core/utf8.h"
+#include "core/files.h"
+#include "core/status.h"
+#include "core/utf8.h"
 
 #include <errno.h>
 #include <stdint.h>

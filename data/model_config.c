@@ -2,9 +2,9 @@
 #include "json_util.h"
 #include "pyjson.h"
 
-#include "../core/files.h"
-#include "../core/status.h"
-#include "../core/xlist.h"
+#include "core/files.h"
+#include "core/status.h"
+#include "core/xlist.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* data/pyjson.c - Python-compatible JSON text (see pyjson.h). */
 #include "pyjson.h"
 
-#include "../core/utf8.h"
+#include "core/utf8.h"
 
 #include <math.h>
 #include <stdbool.h>

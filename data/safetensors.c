@@ -1,9 +1,9 @@
 #include "safetensors.h"
 #include "json_util.h"
 
-#include "../core/files.h"
-#include "../core/numeric.h"
-#include "../core/status.h"
+#include "core/files.h"
+#include "core/numeric.h"
+#include "core/status.h"
 
 #include <jansson.h>
 #include <stdio.h>

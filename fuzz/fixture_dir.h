@@ -2,7 +2,7 @@
 #ifndef DS_FUZZ_FIXTURE_DIR_H
 #define DS_FUZZ_FIXTURE_DIR_H
 
-#include "../core/files.h"
+#include "core/files.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -8,7 +8,7 @@
 #include "fixture_dir.h"
 #include "core/files.h"
 #include "core/status.h"
-#include "data/dataset_internal.h"
+#include "data/dataset/dataset_internal.h"
 #include "data/jsonl.h"
 
 #include <stdint.h>

@@ -8,7 +8,7 @@
  * with a message. */
 #define _GNU_SOURCE
 #include "core/status.h"
-#include "finetune/recipe.h"
+#include "finetune/recipe/recipe.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -12,7 +12,7 @@
 #include "fixture_dir.h"
 #include "core/files.h"
 #include "core/status.h"
-#include "data/tokenizer.h"
+#include "data/tokenizer/tokenizer.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -13,8 +13,8 @@
  * d logp/dz = onehot - p gives a_i = -g_i, b_i = g_i. */
 #include "loss.h"
 
-#include "../core/status.h"
-#include "../data/batch.h"
+#include "core/status.h"
+#include "data/dataset/batch.h"
 
 #include <math.h>
 #include <stddef.h>

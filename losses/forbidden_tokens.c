@@ -13,7 +13,7 @@
  * what stops a model from starting to say it. */
 #include "loss.h"
 
-#include "../core/status.h"
+#include "core/status.h"
 
 #include <math.h>
 #include <stddef.h>

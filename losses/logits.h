@@ -15,7 +15,7 @@
 #ifndef DS_LOSSES_LOGITS_H
 #define DS_LOSSES_LOGITS_H
 
-#include "../backend/backend.h"
+#include "backend/backend.h"
 
 #include <stdint.h>
 

@@ -13,7 +13,7 @@
 #ifndef DS_LOSSES_LOSS_H
 #define DS_LOSSES_LOSS_H
 
-#include "../core/options.h"
+#include "core/options.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -7,7 +7,7 @@
  * so a_i = 1/N and b_i = -1/N, with N the target tokens of the whole step. */
 #include "loss.h"
 
-#include "../core/status.h"
+#include "core/status.h"
 
 static const opt_key SFT_KEYS[] = {OPT_END};
 

@@ -2,12 +2,12 @@
  * quantization_config and one quantized weight at a time (see bnb.h). */
 #include "bnb.h"
 
-#include "../core/files.h"
-#include "../core/status.h"
-#include "../core/xlist.h"
-#include "../data/json_util.h"
-#include "../data/model_config.h"
-#include "../data/pyjson.h"
+#include "core/files.h"
+#include "core/status.h"
+#include "core/xlist.h"
+#include "data/json_util.h"
+#include "data/model_config.h"
+#include "data/pyjson.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -26,7 +26,7 @@
 #define DS_QUANT_BNB_H
 
 #include "nf4.h"
-#include "../data/safetensors.h"
+#include "data/safetensors.h"
 
 #include <jansson.h>
 

@@ -2,9 +2,9 @@
  * 16-bit one, in exactly the layout transformers saves (see bnb.h). */
 #include "bnb.h"
 
-#include "../core/files.h"
-#include "../core/status.h"
-#include "../data/model_config.h"
+#include "core/files.h"
+#include "core/status.h"
+#include "data/model_config.h"
 
 #include <jansson.h>
 #include <stdlib.h>

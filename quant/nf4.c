@@ -16,7 +16,7 @@
  */
 #include "nf4.h"
 
-#include "../core/status.h"
+#include "core/status.h"
 
 #include <math.h>
 #include <stdlib.h>

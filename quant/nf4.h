@@ -12,7 +12,7 @@
 #ifndef DS_QUANT_NF4_H
 #define DS_QUANT_NF4_H
 
-#include "../backend/backend.h"
+#include "backend/backend.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -2,8 +2,8 @@
  * and the dispatch to its CUDA twin (quant/nf4_cuda.cu). */
 #include "nf4.h"
 
-#include "../backend/dispatch.h"
-#include "../core/numeric.h"
+#include "backend/dispatch.h"
+#include "core/numeric.h"
 
 const float NF4_CODE[16] = {
     -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,

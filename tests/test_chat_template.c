@@ -5,7 +5,7 @@
 
 #include "core/files.h"
 #include "core/status.h"
-#include "data/chat_template.h"
+#include "data/dataset/chat_template.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>

@@ -8,7 +8,7 @@
 
 #include "core/files.h"
 #include "core/status.h"
-#include "data/dataset_internal.h"
+#include "data/dataset/dataset_internal.h"
 #include "data/jsonl.h"
 
 #include <criterion/criterion.h>

@@ -5,7 +5,7 @@
 
 #include "core/files.h"
 #include "core/status.h"
-#include "data/dataset.h"
+#include "data/dataset/dataset.h"
 #include "data/jsonl.h"
 
 #include <criterion/criterion.h>

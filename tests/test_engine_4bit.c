@@ -7,8 +7,8 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "data/safetensors.h"
-#include "finetune/dump.h"
-#include "finetune/engine.h"
+#include "finetune/run/dump.h"
+#include "finetune/engine/engine.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

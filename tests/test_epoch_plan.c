@@ -4,7 +4,7 @@
 #include "testutil.h"
 
 #include "core/status.h"
-#include "data/dataset_internal.h"
+#include "data/dataset/dataset_internal.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>

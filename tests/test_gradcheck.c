@@ -6,7 +6,7 @@
 #include "adapters/lora_ops.h"
 #include "backend/backend.h"
 #include "core/status.h"
-#include "finetune/ops.h"
+#include "finetune/engine/ops/ops.h"
 #include "losses/logits.h"
 
 #include <criterion/criterion.h>

@@ -6,7 +6,7 @@
 
 #include "backend/backend.h"
 #include "core/status.h"
-#include "finetune/recipe.h"
+#include "finetune/recipe/recipe.h"
 #include "losses/logits.h"
 #include "losses/loss.h"
 

@@ -7,8 +7,8 @@
 
 #include "core/files.h"
 #include "core/status.h"
-#include "finetune/recipe.h"
-#include "finetune/recipe_internal.h"
+#include "finetune/recipe/recipe.h"
+#include "finetune/recipe/recipe_internal.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
 
 #include "core/files.h"
 #include "core/status.h"
-#include "data/dataset.h"
+#include "data/dataset/dataset.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

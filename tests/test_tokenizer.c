@@ -15,8 +15,8 @@
 #include "core/status.h"
 #include "core/utf8.h"
 #include "data/model_config.h"
-#include "data/tokenizer.h"
-#include "data/tokenizer_internal.h"
+#include "data/tokenizer/tokenizer.h"
+#include "data/tokenizer/tokenizer_internal.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>

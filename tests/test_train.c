@@ -5,8 +5,8 @@
 #include "core/files.h"
 #include "core/status.h"
 #include "data/safetensors.h"
-#include "finetune/recipe.h"
-#include "finetune/train.h"
+#include "finetune/recipe/recipe.h"
+#include "finetune/train/train.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>

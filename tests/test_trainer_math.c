@@ -4,9 +4,9 @@
 #include "testutil.h"
 
 #include "core/status.h"
-#include "finetune/engine.h"
-#include "finetune/recipe.h"
-#include "finetune/schedule.h"
+#include "finetune/engine/engine.h"
+#include "finetune/recipe/recipe.h"
+#include "finetune/train/schedule.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -5,7 +5,7 @@
 #include "core/files.h"
 #include "core/rng.h"
 #include "core/status.h"
-#include "data/tokenizer.h"
+#include "data/tokenizer/tokenizer.h"
 
 #include <criterion/criterion.h>
 

@@ -15,10 +15,10 @@
 #include "core/status.h"
 #include "data/safetensors.h"
 #include "core/rng.h"
-#include "finetune/dump.h"
-#include "finetune/engine.h"
+#include "finetune/run/dump.h"
+#include "finetune/engine/engine.h"
 #include "losses/loss.h"
-#include "finetune/recipe.h"
+#include "finetune/recipe/recipe.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

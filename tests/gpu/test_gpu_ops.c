@@ -13,14 +13,14 @@
  * the named ops (both for compute-sanitizer); $DSFT_GPU_BENCH=1 also times
  * the 7B shapes (gpu_bench, at the end).
  */
-#include "../testutil.h"
+#include "tests/testutil.h"
 
 #include "adapters/lora_ops.h"
 #include "backend/backend.h"
 #include "core/numeric.h"
 #include "core/rng.h"
 #include "core/status.h"
-#include "finetune/ops.h"
+#include "finetune/engine/ops/ops.h"
 #include "losses/logits.h"
 #include "quant/nf4.h"
 

@@ -1,0 +1,11 @@
+/* finetune/cli/bench.h - `ds-ft bench WHAT ...`: benchmarks, not tests. */
+#ifndef DS_FINETUNE_BENCH_H
+#define DS_FINETUNE_BENCH_H
+
+/* ds-ft bench train [--shape deepseek-llm-7b|deepseek-coder-1.3b|DIR] [--seq N] [--batch N] ...
+ * QLoRA training steps on random NF4 weights: tokens/s, step time, peak memory. */
+int bench_train(int argc, char **argv);
+/* ds-ft bench tokenize --tokenizer DIR [--mb N]: single-thread encoding MB/s. */
+int bench_tokenize(int argc, char **argv);
+
+#endif

@@ -1,0 +1,146 @@
+#include "bench_model.h"
+
+#include "finetune/engine/model_quant.h"
+
+#include "core/numeric.h"
+#include "core/rng.h"
+#include "core/status.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int hidden, intermediate, layers, heads, kv_heads, vocab;
+    double rope_theta, rope_factor;
+} shape;
+
+/* From the models' config.json files. */
+static const shape SHAPES[] = {
+    {"deepseek-llm-7b", 4096, 11008, 30, 32, 32, 102400, 10000.0, 1.0},
+    {"deepseek-coder-1.3b", 2048, 5504, 24, 16, 16, 32256, 100000.0, 4.0},
+    {"deepseek-coder-6.7b", 4096, 11008, 32, 32, 32, 32256, 100000.0, 4.0},
+    {"tiny", 128, 352, 2, 4, 2, 1024, 10000.0, 1.0},
+};
+
+const char *bench_shape_names(void) { return "deepseek-llm-7b, deepseek-coder-1.3b, deepseek-coder-6.7b, tiny"; }
+
+int bench_shape(const char *name, model_config *c)
+{
+    for (size_t i = 0; i < sizeof SHAPES / sizeof *SHAPES; i++) {
+        const shape *s = &SHAPES[i];
+        if (strcmp(s->name, name)) continue;
+        memset(c, 0, sizeof *c);
+        snprintf(c->architecture, sizeof c->architecture, "LlamaForCausalLM");
+        c->hidden_size = s->hidden;
+        c->intermediate_size = s->intermediate;
+        c->num_layers = s->layers;
+        c->num_heads = s->heads;
+        c->num_kv_heads = s->kv_heads;
+        c->head_dim = s->hidden / s->heads;
+        c->vocab_size = s->vocab;
+        c->max_position = 16384;
+        c->rms_norm_eps = 1e-6f;
+        c->rope_theta = s->rope_theta;
+        c->rope_factor = s->rope_factor;
+        c->bos_id = 0;
+        c->eos_id = 1;
+        c->pad_id = -1;
+        return DS_OK;
+    }
+    return model_config_load(name, c);   /* a model folder */
+}
+
+/* A bf16 host tensor of random values with standard deviation ~std (uniform). */
+static const st_tensor *random_bf16(int64_t rows, int64_t cols, float std, float mean, uint64_t seed)
+{
+    st_tensor *t = calloc(1, sizeof *t);
+    t->dtype = ST_BF16;
+    t->ndim = cols ? 2 : 1;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->numel = rows * (cols ? cols : 1);
+    t->nbytes = (size_t)t->numel * 2;
+    uint16_t *d = malloc(t->nbytes);
+    const float a = std * 1.7320508f;   /* uniform(-a, a) has standard deviation std */
+    for (int64_t i = 0; i < t->numel; i++) d[i] = ds_f32_to_bf16(mean + a * (2.0f * ds_u01(ds_hash3(seed, 0, (uint64_t)i)) - 1.0f));
+    t->data = d;
+    t->name = "random";
+    return t;
+}
+
+static void free_tensor(const st_tensor *t)
+{
+    if (!t) return;
+    free((void *)t->data);
+    free((void *)t);
+}
+
+/* Random NF4: uniform 4-bit codes and 8-bit absmax codes, scaled so that the
+ * weights are ~N(0, 1/fan_in)-sized. */
+static int random_nf4(model_linear *lin, uint64_t seed)
+{
+    nf4_tensor *t = calloc(1, sizeof *t);
+    int rc = nf4_tensor_alloc(t, lin->out, lin->in, true, NF4_OUT_BF16);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    const nf4_view *v = &t->view;
+    uint64_t *p = (uint64_t *)t->packed;
+    size_t words = (size_t)(v->n + 1) / 2 / 8;
+    for (size_t i = 0; i < words; i++) p[i] = ds_hash3(seed, 1, i);
+    for (int64_t b = 0; b < v->nblocks; b++) t->absmax_q[b] = (uint8_t)(ds_hash3(seed, 2, (uint64_t)b) >> 56);
+    float scale = 1.0f / sqrtf((float)lin->in);
+    for (int64_t b = 0; b < v->nblocks2; b++) t->absmax2[b] = scale;
+    t->view.offset = 2.0f * scale;
+    lin->q = t->view;
+    lin->q_owner = t;
+    return DS_OK;
+}
+
+int bench_model_make(const model_config *cfg, uint64_t seed, llama_model **out)
+{
+    llama_model *m = calloc(1, sizeof *m);
+    m->dir = strdup("(random weights)");
+    m->cfg = *cfg;
+    m->quantized = true;
+    const int64_t V = cfg->vocab_size, C = cfg->hidden_size;
+    m->embed = random_bf16(V, C, 1.0f, 0.0f, seed + 1);
+    m->lm_head = cfg->tie_word_embeddings ? m->embed : random_bf16(V, C, 1.0f / sqrtf((float)C), 0.0f, seed + 2);
+    m->final_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 3);
+    m->layers = calloc((size_t)cfg->num_layers, sizeof *m->layers);
+    int rc = DS_OK;
+    for (int l = 0; l < cfg->num_layers && !rc; l++) {
+        model_layer *L = &m->layers[l];
+        L->attn_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 10 + 2 * (uint64_t)l);
+        L->mlp_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 11 + 2 * (uint64_t)l);
+        for (int t = 0; t < LIN_COUNT && !rc; t++) {
+            llama_linear_shape(cfg, (llama_linear)t, &L->lin[t].out, &L->lin[t].in);
+            rc = random_nf4(&L->lin[t], seed * 1000 + (uint64_t)(l * LIN_COUNT + t));
+        }
+    }
+    if (rc) {
+        bench_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return DS_OK;
+}
+
+void bench_model_free(llama_model *m)
+{
+    if (!m) return;
+    free_tensor(m->embed);
+    if (m->lm_head != m->embed) free_tensor(m->lm_head);
+    free_tensor(m->final_norm);
+    for (int l = 0; m->layers && l < m->cfg.num_layers; l++) {
+        free_tensor(m->layers[l].attn_norm);
+        free_tensor(m->layers[l].mlp_norm);
+        m->layers[l].attn_norm = m->layers[l].mlp_norm = NULL;
+    }
+    m->embed = m->lm_head = m->final_norm = NULL;
+    model_free(m);   /* layers' NF4 storage, the folder name */
+}

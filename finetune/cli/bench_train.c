@@ -1,0 +1,281 @@
+/* finetune/cli/bench_train.c - `ds-ft bench train`: QLoRA training steps on a
+ * model of a given shape with random NF4 weights (no files), timed after a
+ * warm-up. Reports tokens/s, step time, peak memory and the executed FLOP
+ * rate as a share of the GPU's bf16 peak measured here with one large GEMM. */
+#include "bench.h"
+#include "bench_model.h"
+#include "commands.h"
+#include "finetune/engine/engine.h"
+#include "finetune/train/run.h"
+
+#include "core/clock.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "losses/loss.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *shape;
+    int seq, batch, rank, steps, warmup, accum;
+    bool dpo, checkpointing;
+    unsigned targets;
+    double mem_limit_gib;   /* > 0: search the largest micro-batch under this */
+    const char *device;
+} bench_opts;
+
+/* Measured bf16 GEMM rate (TFLOP/s): the ceiling the shares refer to. */
+static double measure_peak(backend *be)
+{
+    int n = be->kind == BE_CUDA ? 8192 : 256, reps = be->kind == BE_CUDA ? 20 : 3;
+    size_t bytes = (size_t)n * n * be->act_size;
+    void *a = be_alloc(be, bytes, "peak A"), *b = be_alloc(be, bytes, "peak B"), *c = be_alloc(be, bytes, "peak C");
+    if (be->err) return 0;
+    float *host = malloc(sizeof(float) * (size_t)n * n);
+    for (size_t i = 0; i < (size_t)n * n; i++) host[i] = ds_u01(ds_hash3(1, 2, i)) - 0.5f;   /* never zeros */
+    be_upload_f32_as_act(be, a, host, (size_t)n * n);
+    be_upload_f32_as_act(be, b, host, (size_t)n * n);
+    free(host);
+    be_matmul_nt(be, c, a, b, n, n, n, 0.0f);
+    be_sync(be);
+    double t0 = ds_now();
+    for (int i = 0; i < reps; i++) be_matmul_nt(be, c, a, b, n, n, n, 0.0f);
+    be_sync(be);
+    double dt = ds_now() - t0;
+    be_free(be, a);
+    be_free(be, b);
+    be_free(be, c);
+    return 2.0 * n * n * (double)n * reps / dt / 1e12;
+}
+
+/* FLOPs one step executes (matrix products and attention). */
+static double step_flops(const model_config *c, const bench_opts *o, long rows)
+{
+    double C = c->hidden_size, V = c->vocab_size, T = o->seq, L = c->num_layers;
+    double lin = 0;
+    for (int t = 0; t < LIN_COUNT; t++) {
+        int out, in;
+        llama_linear_shape(c, (llama_linear)t, &out, &in);
+        lin += (double)out * in;
+    }
+    double lora = 0;
+    for (int t = 0; t < LIN_COUNT; t++)
+        if (o->targets & (1u << t)) {
+            int out, in;
+            llama_linear_shape(c, (llama_linear)t, &out, &in);
+            lora += (double)o->rank * (out + in);
+        }
+    double tokens = (double)rows * T;
+    double attn_fwd = 2.0 * T * c->num_heads * c->head_dim * L;   /* causal: T/2 keys, 2 products, 2 flops */
+    double fwd = 2 * lin * L + 2 * lora * L + 2 * V * C + attn_fwd;
+    double bwd = 2 * lin * L + 4 * lora * L + 4 * V * C + 2.5 * attn_fwd;   /* dx only; logits recomputed */
+    int dout, din;
+    llama_linear_shape(c, LIN_DOWN, &dout, &din);
+    double recompute = o->checkpointing ? 2 * (lin - (double)dout * din) * L + 2 * lora * L + attn_fwd : 0;
+    double ref = o->dpo ? 2 * lin * L + 2 * V * C + attn_fwd : 0;
+    return tokens * (fwd + bwd + recompute + ref) * o->accum;
+}
+
+static void random_batch(batch *b, int B, int T, int V, bool dpo, uint64_t seed)
+{
+    batch_alloc(b, B, T);
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)r * T + t;
+            /* DPO: rows 2k and 2k+1 share their first half (the prompt) */
+            uint64_t row_seed = dpo && t < T / 2 ? (uint64_t)(r / 2) : (uint64_t)r + 1000;
+            b->ids[i] = (int32_t)ds_rng_below(&(ds_rng){seed, row_seed, (uint64_t)t}, (uint64_t)V);
+            b->pos[i] = t;
+            b->seg[i] = 0;
+        }
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)r * T + t;
+            b->targets[i] = t + 1 < T && (!dpo || t + 1 >= T / 2) ? b->ids[i + 1] : -1;
+        }
+}
+
+/* One optimizer step: accum micro-batches of forward (+reference), loss, backward. */
+static int one_step(engine *e, const batch *b, const bench_opts *o, const recipe_loss *l, int step, float *lp,
+                    float *ref, float *a, float *bc)
+{
+    const loss_module *m = l->module;
+    void *cfg = l->cfg;
+    int rc = engine_zero_grads(e);
+    for (int k = 0; !rc && k < o->accum; k++) {
+        size_t N = (size_t)b->B * b->T;
+        if (o->dpo) {
+            engine_fwd fr = {.lora = false};
+            rc = engine_forward(e, b, &fr, ref, NULL);
+        }
+        engine_fwd f = {.lora = true, .training = true, .for_backward = true, .micro_step = (uint64_t)step};
+        if (!rc) rc = engine_forward(e, b, &f, lp, NULL);
+        memset(a, 0, sizeof(float) * N);
+        memset(bc, 0, sizeof(float) * N);
+        loss_input in = {.B = b->B, .T = b->T, .targets = b->targets, .logprob = lp, .ref_logprob = ref};
+        loss_output out = {.a = a, .b = bc};
+        if (!rc) rc = m->forward(cfg, &in, m->count(cfg, &in) * o->accum, &out);
+        if (!rc) rc = engine_backward(e, a, bc, NULL);
+    }
+    double norm;
+    if (!rc) rc = engine_grad_norm(e, &norm);
+    adamw_args aw = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .grad_scale = 1.0f, .step = step + 1};
+    if (!rc) rc = engine_adamw(e, &aw);
+    return rc;
+}
+
+typedef struct {
+    double step_s, tokens_per_s, tflops;
+    size_t peak_alloc, in_use;
+} bench_result;
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, const bench_opts *o, int B,
+                     bench_result *res)
+{
+    int rows = o->dpo ? 2 * B : B;
+    engine *e = NULL;
+    engine_opts eo = {.max_B = rows, .max_T = o->seq, .checkpointing = o->checkpointing, .training = true,
+                      .adapter = ad, .seed = 1};
+    int rc = engine_create(be, m, &eo, &e);
+    if (rc) return rc;
+    batch b;
+    random_batch(&b, rows, o->seq, m->cfg.vocab_size, o->dpo, 99);
+    size_t N = (size_t)rows * o->seq;
+    float *lp = malloc(sizeof(float) * N), *ref = malloc(sizeof(float) * N);
+    float *a = malloc(sizeof(float) * N), *bc = malloc(sizeof(float) * N);
+    double *times = calloc((size_t)o->steps, sizeof(double));
+    recipe_loss l;
+    rc = recipe_loss_parse(o->dpo ? "{type: dpo}" : "{type: sft}", false, &l);
+    for (int s = 0; !rc && s < o->warmup + o->steps; s++) {
+        double t0 = ds_now();
+        rc = one_step(e, &b, o, &l, s, lp, ref, a, bc);
+        if (!rc) rc = be_sync(be);
+        if (s >= o->warmup) times[s - o->warmup] = ds_now() - t0;
+    }
+    if (!rc) {
+        qsort(times, (size_t)o->steps, sizeof *times, cmp_double);
+        res->step_s = times[o->steps / 2];
+        res->tokens_per_s = (double)N * o->accum / res->step_s;
+        res->tflops = step_flops(&m->cfg, o, rows) / res->step_s / 1e12;
+        size_t free_b, total_b;
+        be_mem_info(be, &free_b, &total_b);
+        res->peak_alloc = be_peak_bytes(be);
+        res->in_use = total_b - free_b;
+    }
+    recipe_loss_free(&l);
+    free(times); free(lp); free(ref); free(a); free(bc);
+    batch_free(&b);
+    engine_free(e);
+    return rc;
+}
+
+static int parse(int argc, char **argv, bench_opts *o)
+{
+    ds_args a;
+    args_init(&a, argc, argv);
+    *o = (bench_opts){.shape = "deepseek-llm-7b", .seq = 2048, .batch = 4, .rank = 16, .steps = 5, .warmup = 2,
+                      .accum = 1, .checkpointing = true, .targets = (1u << LIN_Q) | (1u << LIN_V)};
+    const char *v;
+    if ((v = arg_value(&a, "--shape"))) o->shape = v;
+    long seq = o->seq, b = o->batch, rank = o->rank, steps = o->steps, warmup = o->warmup, accum = o->accum;
+    int rc = arg_int(&a, "--seq", "bench", 2, 1 << 20, &seq);
+    if (!rc) rc = arg_int(&a, "--batch", "bench", 1, 4096, &b);
+    if (!rc) rc = arg_int(&a, "--rank", "bench", 1, 4096, &rank);
+    if (!rc) rc = arg_int(&a, "--steps", "bench", 1, 100000, &steps);
+    if (!rc) rc = arg_int(&a, "--warmup", "bench", 0, 100000, &warmup);
+    if (!rc) rc = arg_int(&a, "--accum", "bench", 1, 4096, &accum);
+    if (!rc) rc = arg_double(&a, "--mem-limit-gib", "bench", 0, 1e6, &o->mem_limit_gib);
+    if (rc) return rc;
+    o->seq = (int)seq, o->batch = (int)b, o->rank = (int)rank, o->steps = (int)steps, o->warmup = (int)warmup,
+    o->accum = (int)accum;
+    o->device = arg_value(&a, "--device");
+    if ((v = arg_value(&a, "--loss"))) {
+        if (strcmp(v, "sft") && strcmp(v, "dpo")) return ds_fail(DS_EUSAGE, "bench train: --loss is sft or dpo");
+        o->dpo = !strcmp(v, "dpo");
+    }
+    if ((v = arg_value(&a, "--checkpointing"))) o->checkpointing = strcmp(v, "off") != 0;
+    if ((v = arg_value(&a, "--targets"))) {
+        char *copy = strdup(v), *save = NULL, *names[LIN_COUNT + 1];
+        int n = 0;
+        for (char *t = strtok_r(copy, ",", &save); t && n <= LIN_COUNT; t = strtok_r(NULL, ",", &save)) names[n++] = t;
+        int rc = lora_targets_parse(names, n, &o->targets);
+        free(copy);
+        if (rc) return ds_fail(DS_EUSAGE, "bench train: --targets: %s", ds_errmsg());
+    }
+    return arg_check_all(&a, "bench");
+}
+
+int bench_train(int argc, char **argv)
+{
+    bench_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
+    model_config cfg;
+    rc = bench_shape(o.shape, &cfg);
+    if (rc) return ds_fail_context(DS_EUSAGE, "bench train: --shape is one of %s or a model folder: ", bench_shape_names());
+    backend *be;
+    if ((rc = be_open_named(o.device, &be))) return rc;
+    llama_model *m = NULL;
+    lora_adapter *ad = NULL;
+    lora_config lc = {.r = o.rank, .alpha = 2.0 * o.rank, .targets = o.targets};
+    double peak = measure_peak(be);
+    rc = be_sync(be);
+    if (!rc) rc = bench_model_make(&cfg, 7, &m);
+    if (!rc) rc = lora_create(&cfg, &lc, o.shape, &ad);
+    if (!rc) lora_init(ad, 7);
+    char targets[128] = "";
+    for (int t = 0; t < LIN_COUNT; t++)
+        if (o.targets & (1u << t)) {
+            if (*targets) strcat(targets, ",");
+            strcat(targets, llama_linear_name((llama_linear)t));
+        }
+    printf("bench train: %s (%.2fB parameters), NF4 base, LoRA r=%d on %s, %s, seq %d, checkpointing %s\n", o.shape,
+           model_config_params(&cfg) / 1e9, o.rank, targets, o.dpo ? "dpo (pairs; reference pass through the "
+           "disabled adapter)" : "sft", o.seq, o.checkpointing ? "on" : "off");
+    printf("device: %s (%s); measured bf16 GEMM peak %.1f TFLOP/s\n", be_device_name(be), be_name(be), peak);
+    int sizes[] = {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32};
+    int nsizes = o.mem_limit_gib > 0 ? (int)(sizeof sizes / sizeof *sizes) : 1;
+    int best = 0;
+    for (int i = 0; !rc && i < nsizes; i++) {
+        int B = o.mem_limit_gib > 0 ? sizes[i] : o.batch;
+        bench_result r = {0};
+        be->peak_bytes = be->bytes_in_use;
+        int brc = run_batch(be, m, ad, &o, B, &r);
+        if (brc) {
+            if (o.mem_limit_gib > 0 && brc == DS_ETRAIN) {   /* out of memory ends the search */
+                printf("micro-batch %2d: does not fit (%s)\n", B, ds_errmsg());
+                be->err = 0;
+                break;
+            }
+            rc = brc;
+            break;
+        }
+        double gib = 1024.0 * 1024.0 * 1024.0;
+        bool fits = o.mem_limit_gib <= 0 || r.in_use / gib <= o.mem_limit_gib;
+        printf("micro-batch %2d%s: step %.3f s, %.0f tokens/s, %.1f TFLOP/s executed (%.1f%% of the measured peak), "
+               "peak memory %.2f GiB allocated, %.2f GiB in use on the device%s\n", B, o.dpo ? " pairs" : "", r.step_s,
+               r.tokens_per_s, r.tflops, peak > 0 ? 100.0 * r.tflops / peak : 0.0, r.peak_alloc / gib, r.in_use / gib,
+               fits ? "" : "  (over the limit)");
+        printf("RESULT {\"shape\": \"%s\", \"loss\": \"%s\", \"seq\": %d, \"micro_batch\": %d, \"checkpointing\": %s, "
+               "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"tflops\": %.2f, \"peak_share\": %.4f, \"peak_alloc_bytes\": %zu, "
+               "\"in_use_bytes\": %zu}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B, o.checkpointing ? "true" : "false",
+               r.step_s, r.tokens_per_s, r.tflops, peak > 0 ? r.tflops / peak : 0.0, r.peak_alloc, r.in_use);
+        fflush(stdout);
+        if (!fits) break;
+        best = B;
+    }
+    if (!rc && o.mem_limit_gib > 0) printf("largest micro-batch under %.1f GiB: %d\n", o.mem_limit_gib, best);
+    lora_free(ad);
+    bench_model_free(m);
+    be_close(be);
+    return rc;
+}

@@ -1,0 +1,33 @@
+/* finetune/cli/cmd_export.c - `ds-ft export` and `ds-ft import`. */
+#include "commands.h"
+
+#include "adapters/bundle.h"
+#include "core/files.h"
+#include "core/status.h"
+
+#include <stdlib.h>
+
+int cmd_export(int argc, char **argv)
+{
+    ds_args a;
+    args_init(&a, argc, argv);
+    const char *dir, *out;
+    int rc = arg_require(&a, "--adapter", "export", &dir);
+    if (!rc) rc = arg_require(&a, "--out", "export", &out);
+    if (!rc) rc = arg_check_all(&a, "export");
+    if (!rc && !ds_is_dir(dir)) rc = ds_fail(DS_ENOINPUT, "%s: no such adapter folder", dir);
+    if (!rc) rc = bundle_export(dir, out);
+    return rc;
+}
+
+int cmd_import(int argc, char **argv)
+{
+    ds_args a;
+    args_init(&a, argc, argv);
+    const char *in, *out;
+    int rc = arg_require(&a, "--in", "import", &in);
+    if (!rc) rc = arg_require(&a, "--out", "import", &out);
+    if (!rc) rc = arg_check_all(&a, "import");
+    if (!rc) rc = bundle_import(in, out);
+    return rc;
+}

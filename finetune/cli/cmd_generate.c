@@ -1,0 +1,145 @@
+/* finetune/cli/cmd_generate.c - `ds-ft generate`: continue a prompt, greedy or
+ * with temperature and top-p sampling, with or without an adapter.
+ *
+ *   ds-ft generate --model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N]
+ *       [--temperature T] [--top-p P] [--seed S] [--4bit] [--device auto|cpu|cuda]
+ *
+ * Each new token runs the model over the whole sequence (no key/value cache):
+ * simple, and fast enough for checking what an adapter learned. */
+#include "commands.h"
+#include "finetune/engine/engine.h"
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "data/tokenizer/tokenizer.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    float p;
+    int id;
+} cand;
+
+static int by_prob(const void *a, const void *b)
+{
+    float x = ((const cand *)a)->p, y = ((const cand *)b)->p;
+    return (x < y) - (x > y);
+}
+
+/* Greedy when temperature is 0; otherwise sample from the smallest set of
+ * most likely tokens whose probability reaches top_p. */
+static int pick(const float *z, int V, float temperature, float top_p, ds_rng *rng)
+{
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (z[i] > z[best]) best = i;
+    if (temperature <= 0) return best;
+    cand *c = malloc(sizeof *c * (size_t)V);
+    double sum = 0;
+    for (int i = 0; i < V; i++) {
+        c[i].p = expf((z[i] - z[best]) / temperature);
+        c[i].id = i;
+        sum += c[i].p;
+    }
+    qsort(c, (size_t)V, sizeof *c, by_prob);
+    int keep = 0;
+    double mass = 0;
+    while (keep < V && (keep == 0 || mass < top_p * sum)) mass += c[keep++].p;
+    double u = ds_rng_uniform(rng) * mass;
+    int id = c[keep - 1].id;
+    for (int i = 0; i < keep; i++) {
+        u -= c[i].p;
+        if (u <= 0) {
+            id = c[i].id;
+            break;
+        }
+    }
+    free(c);
+    return id;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    ds_args a;
+    args_init(&a, argc, argv);
+    const char *model_dir, *prompt;
+    int rc = arg_require(&a, "--model", "generate", &model_dir);
+    if (!rc) rc = arg_require(&a, "--prompt", "generate", &prompt);
+    const char *adapter_dir = arg_value(&a, "--adapter"), *device = arg_value(&a, "--device");
+    long max_new = 64, seed_arg = 0;
+    double temp_arg = 0, top_p_arg = 1;
+    if (!rc) rc = arg_int(&a, "--max-new-tokens", "generate", 1, 1 << 20, &max_new);
+    if (!rc) rc = arg_double(&a, "--temperature", "generate", 0, 100, &temp_arg);
+    if (!rc) rc = arg_double(&a, "--top-p", "generate", 1e-9, 1, &top_p_arg);
+    if (!rc) rc = arg_int(&a, "--seed", "generate", 0, LONG_MAX, &seed_arg);
+    bool four = arg_flag(&a, "--4bit");
+    if (!rc) rc = arg_check_all(&a, "generate");
+    if (rc) return rc;
+    float temperature = (float)temp_arg, top_p = (float)top_p_arg;
+    uint64_t seed = (uint64_t)seed_arg;
+
+    backend *be = NULL;
+    tokenizer *tok = NULL;
+    llama_model *m = NULL;
+    lora_adapter *ad = NULL;
+    engine *e = NULL;
+    tok_ids ids = {0};
+    model_load_opts lo = {.load_in_4bit = four, .double_quant = true};
+    rc = be_open_named(device, &be);
+    if (!rc) rc = tok_load(model_dir, &tok);
+    if (!rc) rc = model_load(model_dir, &lo, &m);
+    if (!rc) tok_set_default_ids(tok, m->cfg.bos_id, m->cfg.eos_id, m->cfg.pad_id);
+    if (!rc && adapter_dir) rc = lora_load_peft(adapter_dir, &m->cfg, &ad);
+    if (!rc) rc = tok_encode(tok, prompt, strlen(prompt), true, &ids);
+    int maxT = (int)ids.n + (int)max_new;
+    if (!rc && maxT > m->cfg.max_position)
+        rc = ds_fail(DS_EUSAGE, "generate: %d tokens exceed the model's %d positions", maxT, m->cfg.max_position);
+    if (!rc) {
+        engine_opts eo = {.max_B = 1, .max_T = maxT, .adapter = ad};
+        rc = engine_create(be, m, &eo, &e);
+    }
+    int V = m ? m->cfg.vocab_size : 0, eos = tok ? tok_eos_id(tok) : -1;
+    float *z = malloc(sizeof(float) * (size_t)(V ? V : 1)), *lp = malloc(sizeof(float) * (size_t)maxT);
+    ds_rng rng = ds_rng_make(seed, DS_STREAM_SAMPLE);
+    size_t first_new = ids.n;
+    engine_fwd f = {.lora = ad != NULL};
+    for (int step = 0; !rc && step < max_new; step++) {
+        batch b;
+        int T = (int)ids.n;
+        rc = batch_alloc(&b, 1, T);
+        for (int t = 0; !rc && t < T; t++) {
+            b.ids[t] = ids.ids[t];
+            b.pos[t] = t;
+        }
+        if (!rc) rc = engine_forward(e, &b, &f, lp, NULL);
+        if (!rc) rc = engine_read_logits(e, T - 1, 1, z);
+        batch_free(&b);
+        if (rc) break;
+        int next = pick(z, V, temperature, top_p, &rng);
+        if (ids.n == ids.cap) {
+            ids.cap = ids.cap ? 2 * ids.cap : 16;
+            ids.ids = realloc(ids.ids, sizeof(int32_t) * ids.cap);
+        }
+        ids.ids[ids.n++] = next;
+        if (next == eos) break;
+    }
+    if (!rc) {
+        char *text = NULL;
+        rc = tok_decode(tok, ids.ids + first_new, ids.n - first_new, true, &text);
+        if (!rc) printf("%s%s\n", prompt, text);
+        free(text);
+    }
+    free(z);
+    free(lp);
+    tok_ids_free(&ids);
+    engine_free(e);
+    lora_free(ad);
+    model_free(m);
+    tok_free(tok);
+    be_close(be);
+    return rc;
+}

@@ -1,0 +1,31 @@
+/* finetune/cli/cmd_merge.c - `ds-ft merge`: base model + adapter -> a Hugging
+ * Face model folder. With --source dequantized (the default) a 16-bit base is
+ * quantized to NF4 (double quantization) and dequantized, which reproduces
+ * what a QLoRA run trained against; a 4-bit checkpoint is dequantized as is. */
+#include "commands.h"
+#include "finetune/run/merge.h"
+
+#include "core/status.h"
+
+int cmd_merge(int argc, char **argv)
+{
+    ds_args a;
+    args_init(&a, argc, argv);
+    const char *model_dir, *adapter_dir, *out;
+    merge_source src;
+    int rc = arg_require(&a, "--model", "merge", &model_dir);
+    if (!rc) rc = arg_require(&a, "--adapter", "merge", &adapter_dir);
+    if (!rc) rc = arg_require(&a, "--out", "merge", &out);
+    if (!rc) rc = merge_source_parse(arg_value(&a, "--source"), &src);
+    if (!rc) rc = arg_check_all(&a, "merge");
+    if (rc) return rc;
+    llama_model *m = NULL;
+    lora_adapter *ad = NULL;
+    model_load_opts lo = {.load_in_4bit = src == MERGE_DEQUANTIZED, .double_quant = true};
+    rc = model_load(model_dir, &lo, &m);
+    if (!rc) rc = lora_load_peft(adapter_dir, &m->cfg, &ad);
+    if (!rc) rc = merge_write(m, ad, src, out);
+    lora_free(ad);
+    model_free(m);
+    return rc;
+}

@@ -1,0 +1,441 @@
+/* finetune/engine/engine.c - engine set-up: arenas sized once, weights uploaded,
+ * LoRA parameters and optimizer state. The passes are in engine_pass.c. */
+#include "engine_internal.h"
+
+#include "core/status.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Two-pass carving: with base == NULL only the size is counted. */
+typedef struct {
+    char *base;
+    size_t off;
+} carve;
+
+static void *take(carve *c, size_t bytes)
+{
+    c->off = (c->off + 255) & ~(size_t)255;
+    void *p = c->base ? c->base + c->off : NULL;
+    c->off += bytes ? bytes : 1;
+    return p;
+}
+
+backend *engine_backend(const engine *e) { return e->be; }
+size_t engine_nparams(const engine *e) { return e->P; }
+int engine_max_tokens(const engine *e) { return e->Nmax; }
+int engine_max_T(const engine *e) { return e->opts.max_T; }
+
+layer_acts *engine_acts(engine *e, int layer) { return &e->sets[e->nsets == 1 ? 0 : layer]; }
+
+/* ------------------------------------------------------------------ weights */
+
+/* A 16/32-bit tensor from the file into act values on the backend, in chunks. */
+static void upload_tensor(backend *be, void *dst, const st_tensor *t)
+{
+    const size_t chunk = 1 << 20;
+    float *tmp = malloc(sizeof(float) * chunk);
+    st_tensor part = *t;
+    for (int64_t i = 0; i < t->numel && !be->err; i += (int64_t)chunk) {
+        int64_t n = t->numel - i < (int64_t)chunk ? t->numel - i : (int64_t)chunk;
+        part.numel = n;
+        part.data = (const char *)t->data + (size_t)i * st_dtype_size(t->dtype);
+        st_to_f32(&part, tmp);
+        be_upload_f32_as_act(be, be_act_at(be, dst, (size_t)i), tmp, (size_t)n);
+    }
+    free(tmp);
+}
+
+/* Bytes of an NF4 weight's packed codes and of its absmax values. */
+static void nf4_bytes(const nf4_view *q, size_t *packed, size_t *absmax)
+{
+    *packed = (size_t)(q->n + 1) / 2;
+    *absmax = q->double_quant ? (size_t)q->nblocks : (size_t)q->nblocks * sizeof(float);
+}
+
+/* Lay out (or, with c->base set, upload) the frozen weights. */
+static void layout_weights(engine *e, carve *c)
+{
+    const llama_model *m = e->model;
+    const model_config *cfg = &e->cfg;
+    backend *be = e->be;
+    size_t VC = (size_t)cfg->vocab_size * cfg->hidden_size;
+    e->embed = take(c, VC * be->act_size);
+    if (c->base) upload_tensor(be, e->embed, m->embed);
+    if (m->lm_head == m->embed) {
+        e->lm_head = e->embed;
+    } else {
+        e->lm_head = take(c, VC * be->act_size);
+        if (c->base) upload_tensor(be, e->lm_head, m->lm_head);
+    }
+    e->final_norm = take(c, (size_t)cfg->hidden_size * be->act_size);
+    if (c->base) upload_tensor(be, e->final_norm, m->final_norm);
+    for (int l = 0; l < cfg->num_layers; l++) {
+        const model_layer *ml = &m->layers[l];
+        layer_weights *lw = &e->layers[l];
+        lw->attn_norm = take(c, (size_t)cfg->hidden_size * be->act_size);
+        lw->mlp_norm = take(c, (size_t)cfg->hidden_size * be->act_size);
+        if (c->base) {
+            upload_tensor(be, lw->attn_norm, ml->attn_norm);
+            upload_tensor(be, lw->mlp_norm, ml->mlp_norm);
+        }
+        for (int t = 0; t < LIN_COUNT; t++) {
+            const model_linear *src = &ml->lin[t];
+            frozen_linear *dst = &lw->lin[t];
+            dst->out = src->out;
+            dst->in = src->in;
+            if (!src->q_owner) {
+                dst->dense = take(c, (size_t)src->out * src->in * be->act_size);
+                if (c->base) upload_tensor(be, (void *)dst->dense, src->dense);
+                continue;
+            }
+            /* NF4: the same view with backend copies of its arrays. */
+            const nf4_view *q = &src->q;
+            size_t packed, absmax;
+            nf4_bytes(q, &packed, &absmax);
+            nf4_view v = *q;
+            dst->dense = NULL;
+            v.packed = take(c, packed);
+            if (q->double_quant) {
+                v.absmax_q = take(c, absmax);
+                v.absmax2 = take(c, (size_t)q->nblocks2 * sizeof(float));
+                v.nested_map = take(c, 256 * sizeof(float));
+                v.absmax = NULL;
+            } else {
+                v.absmax = take(c, absmax);
+            }
+            v.code = take(c, 16 * sizeof(float));
+            if (c->base) {
+                be_upload(be, (void *)v.packed, q->packed, packed);
+                if (q->double_quant) {
+                    be_upload(be, (void *)v.absmax_q, q->absmax_q, absmax);
+                    be_upload(be, (void *)v.absmax2, q->absmax2, (size_t)q->nblocks2 * sizeof(float));
+                    be_upload(be, (void *)v.nested_map, q->nested_map, 256 * sizeof(float));
+                } else {
+                    be_upload(be, (void *)v.absmax, q->absmax, absmax);
+                }
+                be_upload(be, (void *)v.code, q->code, 16 * sizeof(float));
+            }
+            dst->q = v;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ activations */
+
+static void layout_acts(engine *e, carve *c)
+{
+    const model_config *cfg = &e->cfg;
+    size_t N = (size_t)e->Nmax, C = (size_t)cfg->hidden_size, I = (size_t)cfg->intermediate_size;
+    size_t A = e->be->act_size, L = (size_t)cfg->num_layers, V = (size_t)cfg->vocab_size;
+    for (size_t l = 0; l <= L; l++) e->resid[l] = take(c, N * C * A);
+    for (int s = 0; s < e->nsets; s++) {
+        layer_acts *a = &e->sets[s];
+        a->h1 = take(c, N * C * A);
+        a->rstd1 = take(c, N * sizeof(float));
+        a->q = take(c, N * (size_t)e->QD * A);
+        a->k = take(c, N * (size_t)e->KVD * A);
+        a->v = take(c, N * (size_t)e->KVD * A);
+        a->att = take(c, N * (size_t)e->QD * A);
+        a->lse = take(c, N * (size_t)cfg->num_heads * sizeof(float));
+        a->x_mid = take(c, N * C * A);
+        a->h2 = take(c, N * C * A);
+        a->rstd2 = take(c, N * sizeof(float));
+        a->g = take(c, N * I * A);
+        a->u = take(c, N * I * A);
+        a->m = take(c, N * I * A);
+        for (int t = 0; t < LIN_COUNT; t++)
+            a->lora_u[t] = e->views && e->views[t].A ? take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
+    }
+    e->xf = take(c, N * C * A);
+    e->rstdf = take(c, N * sizeof(float));
+    if (e->opts.training) {
+        e->dres = take(c, N * C * A);
+        e->dxf = take(c, N * C * A);
+        e->dh = take(c, N * C * A);
+        e->datt = take(c, N * (size_t)e->QD * A);
+        e->dq = take(c, N * (size_t)e->QD * A);
+        e->dk = take(c, N * (size_t)e->KVD * A);
+        e->dv = take(c, N * (size_t)e->KVD * A);
+        e->dm = take(c, N * I * A);
+        e->dg = take(c, N * I * A);
+        e->du = take(c, N * I * A);
+    }
+    e->ids = take(c, N * sizeof(int32_t));
+    e->pos = take(c, N * sizeof(int32_t));
+    e->seg = take(c, N * sizeof(int32_t));
+    e->targets = take(c, N * sizeof(int32_t));
+    e->lse = take(c, N * sizeof(float));
+    e->logprob = take(c, N * sizeof(float));
+    e->fmass = take(c, N * sizeof(float));
+    e->ca = take(c, N * sizeof(float));
+    e->cb = take(c, N * sizeof(float));
+    e->cc = take(c, N * sizeof(float));
+    e->forbidden = take(c, V);
+}
+
+/* ------------------------------------------------------------------ adapter */
+
+static int setup_adapter(engine *e)
+{
+    const lora_adapter *ad = e->opts.adapter;
+    if (!ad) return DS_OK;
+    if (ad->nlayers != e->cfg.num_layers) return ds_fail(DS_EDATA, "adapter has %d layers, the model %d",
+                                                         ad->nlayers, e->cfg.num_layers);
+    for (int t = 0; t < LIN_COUNT; t++) {
+        int out, in;
+        llama_linear_shape(&e->cfg, (llama_linear)t, &out, &in);
+        if ((ad->cfg.targets & (1u << t)) && (ad->out[t] != out || ad->in[t] != in))
+            return ds_fail(DS_EDATA, "adapter does not fit the model: %s is [%d, %d] in the adapter, [%d, %d] in the model",
+                           llama_linear_name((llama_linear)t), ad->out[t], ad->in[t], out, in);
+    }
+    backend *be = e->be;
+    e->P = ad->nparams;
+    size_t copies = e->opts.training ? 4 : 1;
+    e->a_arena = be_alloc(be, copies * e->P * sizeof(float) + 256, "LoRA parameters and optimizer state");
+    if (!e->a_arena) return be_sync(be);
+    e->params = e->a_arena;
+    if (e->opts.training) {
+        e->grads = e->params + e->P;
+        e->adam_m = e->grads + e->P;
+        e->adam_v = e->adam_m + e->P;
+        be_zero(be, e->grads, 3 * e->P * sizeof(float));
+    }
+    e->sumsq = e->params + copies * e->P;
+    be_upload(be, e->params, ad->data, e->P * sizeof(float));
+    e->views = calloc((size_t)e->cfg.num_layers * LIN_COUNT, sizeof *e->views);
+    float scale = lora_scale(&ad->cfg);
+    for (int l = 0; l < e->cfg.num_layers; l++)
+        for (int t = 0; t < LIN_COUNT; t++) {
+            size_t off = ad->offset[l * LIN_COUNT + t];
+            if (off == SIZE_MAX) continue;
+            lora_view *v = &e->views[l * LIN_COUNT + t];
+            v->r = ad->cfg.r;
+            v->in = ad->in[t];
+            v->out = ad->out[t];
+            v->scale = scale;
+            v->dropout = (float)ad->cfg.dropout;
+            v->id = (uint64_t)(l * LIN_COUNT + t);
+            v->A = e->params + off;
+            v->B = v->A + (size_t)v->r * v->in;
+            if (e->grads) {
+                v->dA = e->grads + off;
+                v->dB = v->dA + (size_t)v->r * v->in;
+            }
+        }
+    return be_sync(be);
+}
+
+/* Workspace slots, reserved now so that no step allocates. */
+static void reserve_workspace(engine *e)
+{
+    backend *be = e->be;
+    const model_config *cfg = &e->cfg;
+    size_t N = (size_t)e->Nmax, V = (size_t)cfg->vocab_size, A = be->act_size;
+    size_t biggest = 0, lora = 0;
+    for (int t = 0; t < LIN_COUNT; t++) {
+        int out, in;
+        llama_linear_shape(cfg, (llama_linear)t, &out, &in);
+        if ((size_t)out * in > biggest) biggest = (size_t)out * in;
+        if (e->views && e->views[t].A) {
+            size_t need = lora_workspace_bytes(&e->views[t], (int)N);
+            if (need > lora) lora = need;
+        }
+    }
+    if (e->model->quantized) be_reserve(be, WS_DEQUANT, biggest * A);
+    if (lora) be_reserve(be, WS_LORA, lora);
+    /* one logits chunk: 512 MiB on a GPU, 64 MiB on the CPU */
+    size_t budget = be->kind == BE_CUDA ? (512u << 20) : (64u << 20);
+    size_t rows = budget / (V * (sizeof(float) + A));
+    if (rows < 1) rows = 1;
+    if (rows > N) rows = N;
+    e->chunk_rows = (int)rows;
+    be_reserve(be, WS_LOGITS, rows * V * (sizeof(float) + A) + 256);
+    if (be->kind == BE_CUDA) {
+        /* the attention kernels' scratch: fp32 dQ accumulators, one value per
+         * (token, head), and the segment range of every 64-token tile */
+        size_t H = (size_t)cfg->num_heads, D = (size_t)cfg->head_dim;
+        size_t tiles = N + 1;   /* B * ceil(T / 64) for any B x T that fits N tokens */
+        size_t attn = N * H * (D + 1) * sizeof(float) + tiles * 2 * sizeof(int) + 1024;
+        be_reserve(be, WS_ATTN, attn);
+        e->ws_bytes += attn;
+    }
+    be_reserve(be, WS_MISC, (1u << 20) * sizeof(float));
+    if (be->kind == BE_CPU) {
+        /* the CPU products' transposed operands: lm_head, or an (N, widest) LoRA operand */
+        size_t wide = (size_t)(cfg->intermediate_size > cfg->hidden_size ? cfg->intermediate_size : cfg->hidden_size);
+        size_t gemm = (V * (size_t)cfg->hidden_size > N * wide ? V * (size_t)cfg->hidden_size : N * wide) * sizeof(float);
+        be_reserve(be, WS_GEMM, gemm);
+        e->ws_bytes += gemm;
+    }
+    e->ws_bytes += biggest * A * (e->model->quantized ? 1 : 0) + lora + rows * V * (sizeof(float) + A) + (4u << 20);
+}
+
+int engine_create(backend *be, const llama_model *m, const engine_opts *o, engine **out)
+{
+    *out = NULL;
+    if (o->max_B < 1 || o->max_T < 1) return ds_fail(DS_EINTERNAL, "engine: empty batch shape");
+    int D = m->cfg.head_dim;
+    if (be->kind == BE_CUDA && D != 16 && D != 32 && D != 64 && D != 128)
+        return ds_fail(DS_EDATA, "%s: head_dim %d: the CUDA attention kernels take 16, 32, 64 or 128 (use device: cpu)",
+                       m->dir, D);
+    engine *e = calloc(1, sizeof *e);
+    e->be = be;
+    e->model = m;
+    e->cfg = m->cfg;
+    e->opts = *o;
+    e->Nmax = o->max_B * o->max_T;
+    e->QD = e->cfg.num_heads * e->cfg.head_dim;
+    e->KVD = e->cfg.num_kv_heads * e->cfg.head_dim;
+    e->layers = calloc((size_t)e->cfg.num_layers, sizeof *e->layers);
+    e->resid = calloc((size_t)e->cfg.num_layers + 1, sizeof *e->resid);
+    e->nsets = o->checkpointing ? 1 : e->cfg.num_layers;
+    e->sets = calloc((size_t)e->nsets, sizeof *e->sets);
+
+    carve c = {0};
+    layout_weights(e, &c);
+    e->w_bytes = c.off;
+    e->w_arena = be_alloc(be, e->w_bytes, "model weights");
+    int rc = be_sync(be);
+    if (!rc) {
+        c = (carve){.base = e->w_arena};
+        layout_weights(e, &c);
+        rc = be_sync(be);
+    }
+    if (!rc) rc = setup_adapter(e);
+    if (!rc) {
+        c = (carve){0};
+        layout_acts(e, &c);
+        e->act_bytes = c.off;
+        e->act_arena = be_alloc(be, e->act_bytes, "activations");
+        c = (carve){.base = e->act_arena};
+        if (e->act_arena) layout_acts(e, &c);
+        reserve_workspace(e);
+        rc = be_sync(be);
+    }
+    if (rc) {
+        engine_free(e);
+        return ds_fail_context(rc, "setting up the model on %s: ", be_name(be));
+    }
+    *out = e;
+    return DS_OK;
+}
+
+void engine_free(engine *e)
+{
+    if (!e) return;
+    be_free(e->be, e->w_arena);
+    be_free(e->be, e->a_arena);
+    be_free(e->be, e->act_arena);
+    free(e->layers);
+    free(e->resid);
+    free(e->sets);
+    free(e->views);
+    free(e);
+}
+
+engine_memory engine_memory_use(const engine *e)
+{
+    size_t copies = e->opts.training ? 4 : 1;
+    engine_memory m = {e->w_bytes, e->P * copies * sizeof(float), e->act_bytes, e->ws_bytes};
+    return m;
+}
+
+int engine_set_forbidden(engine *e, const int32_t *ids, int n)
+{
+    int V = e->cfg.vocab_size;
+    e->has_forbidden = n > 0;
+    if (!n) return DS_OK;
+    uint8_t *mask = calloc((size_t)V, 1);
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= V) {
+            free(mask);
+            return ds_fail(DS_ECONFIG, "forbidden token id %d is outside the vocabulary (0..%d)", ids[i], V - 1);
+        }
+        mask[ids[i]] = 1;
+    }
+    be_upload(e->be, e->forbidden, mask, (size_t)V);
+    free(mask);
+    return be_sync(e->be);
+}
+
+/* ------------------------------------------------------- parameters, optimizer */
+
+static int need_adapter(const engine *e, bool training)
+{
+    if (!e->P) return ds_fail(DS_EINTERNAL, "engine has no adapter");
+    if (training && !e->grads) return ds_fail(DS_EINTERNAL, "engine was not set up for training");
+    return DS_OK;
+}
+
+int engine_get_params(engine *e, float *host)
+{
+    int rc = need_adapter(e, false);
+    if (rc) return rc;
+    be_download(e->be, host, e->params, e->P * sizeof(float));
+    return be_sync(e->be);
+}
+
+int engine_set_params(engine *e, const float *host)
+{
+    int rc = need_adapter(e, false);
+    if (rc) return rc;
+    be_upload(e->be, e->params, host, e->P * sizeof(float));
+    return be_sync(e->be);
+}
+
+int engine_get_grads(engine *e, float *host)
+{
+    int rc = need_adapter(e, true);
+    if (rc) return rc;
+    be_download(e->be, host, e->grads, e->P * sizeof(float));
+    return be_sync(e->be);
+}
+
+int engine_get_adam(engine *e, float *m, float *v)
+{
+    int rc = need_adapter(e, true);
+    if (rc) return rc;
+    be_download(e->be, m, e->adam_m, e->P * sizeof(float));
+    be_download(e->be, v, e->adam_v, e->P * sizeof(float));
+    return be_sync(e->be);
+}
+
+int engine_set_adam(engine *e, const float *m, const float *v)
+{
+    int rc = need_adapter(e, true);
+    if (rc) return rc;
+    be_upload(e->be, e->adam_m, m, e->P * sizeof(float));
+    be_upload(e->be, e->adam_v, v, e->P * sizeof(float));
+    return be_sync(e->be);
+}
+
+int engine_zero_grads(engine *e)
+{
+    int rc = need_adapter(e, true);
+    if (rc) return rc;
+    be_zero(e->be, e->grads, e->P * sizeof(float));
+    return be_sync(e->be);
+}
+
+int engine_grad_norm(engine *e, double *norm)
+{
+    int rc = need_adapter(e, true);
+    if (rc) return rc;
+    float s = 0;
+    be_zero(e->be, e->sumsq, sizeof(float));
+    op_sumsq(e->be, e->sumsq, e->grads, e->P);
+    be_download(e->be, &s, e->sumsq, sizeof(float));
+    rc = be_sync(e->be);
+    *norm = rc ? 0 : sqrt((double)s);
+    return rc;
+}
+
+int engine_adamw(engine *e, const adamw_args *a)
+{
+    int rc = need_adapter(e, true);
+    if (rc) return rc;
+    op_adamw(e->be, e->params, e->grads, e->adam_m, e->adam_v, e->P, a);
+    return be_sync(e->be);
+}

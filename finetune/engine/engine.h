@@ -1,0 +1,98 @@
+/* finetune/engine/engine.h - the Llama forward and backward on a backend.
+ *
+ * The engine owns everything that lives on the device, allocated once at
+ * creation in one arena per category:
+ *   weights      frozen: embeddings, norms, lm_head (act), linear layers (act or NF4)
+ *   adapter      fp32 LoRA parameters, their gradients and AdamW's m and v (4 x P floats)
+ *   activations  what the backward needs: with checkpointing, each layer's input
+ *                and one layer's intermediates (recomputed per layer in the
+ *                backward); without, every layer's intermediates
+ *   workspace    dequantized weights, logits chunks, LoRA scratch (backend slots)
+ *
+ * A step is: engine_forward (per-token log-probs of the targets, and the
+ * forbidden-token mass when asked) -> a loss module turns them into
+ * per-row coefficients -> engine_backward (accumulates LoRA gradients) ->
+ * engine_clip_and_step. The (N, V) logits never exist at once: they are
+ * computed in chunks of rows, reduced to statistics, and recomputed in the
+ * backward.
+ */
+#ifndef DS_FINETUNE_ENGINE_H
+#define DS_FINETUNE_ENGINE_H
+
+#include "model.h"
+#include "finetune/engine/ops/ops.h"
+
+#include "adapters/lora.h"
+#include "backend/backend.h"
+#include "data/dataset/batch.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int max_B, max_T;               /* the largest micro-batch it will see: any B x T with T <= max_T
+                                       and B*T <= max_B*max_T runs */
+    bool checkpointing;             /* recompute each layer in the backward */
+    bool training;                  /* allocate gradients, optimizer state and backward buffers */
+    const lora_adapter *adapter;    /* layout and initial values; NULL = no adapter */
+    uint64_t seed;                  /* LoRA dropout masks */
+} engine_opts;
+
+typedef struct engine engine;
+
+int engine_create(backend *be, const llama_model *m, const engine_opts *o, engine **out);
+void engine_free(engine *e);
+backend *engine_backend(const engine *e);
+
+typedef struct {
+    bool lora;              /* add the adapters (false: the base model, e.g. DPO's reference) */
+    bool training;          /* LoRA dropout on */
+    bool for_backward;      /* keep what engine_backward needs */
+    uint64_t micro_step;    /* a new dropout mask per micro-batch */
+} engine_fwd;
+
+/* The forbidden-token set for fmass (ids < V), or n = 0 for none. */
+int engine_set_forbidden(engine *e, const int32_t *ids, int n);
+
+/* Run the model on a batch (T <= max_T, B*T <= max_B*max_T). logprob (N) host
+ * gets log p(target) per row (0 where no target); fmass (N) host, if not
+ * NULL, the probability of the forbidden set. */
+int engine_forward(engine *e, const batch *b, const engine_fwd *f, float *logprob, float *fmass);
+
+/* Backward of the last forward (which had for_backward): dL/dz = p(a + cF) +
+ * b[j = t] per row (host arrays (N); c may be NULL). Adds into the LoRA
+ * gradients. */
+int engine_backward(engine *e, const float *a, const float *b, const float *c);
+
+/* Optimizer: zero the gradients; global L2 norm of the gradients; AdamW with
+ * the gradients scaled by grad_scale (clipping). */
+int engine_zero_grads(engine *e);
+int engine_grad_norm(engine *e, double *norm);
+int engine_adamw(engine *e, const adamw_args *a);
+
+/* LoRA parameters / gradients / optimizer state <-> host (nparams floats each). */
+size_t engine_nparams(const engine *e);
+int engine_get_params(engine *e, float *host);
+int engine_set_params(engine *e, const float *host);
+int engine_get_grads(engine *e, float *host);
+int engine_get_adam(engine *e, float *m, float *v);
+int engine_set_adam(engine *e, const float *m, const float *v);
+
+/* Debugging window (ds-ft dump, tests), valid after a forward:
+ * hidden state `which` = -1 embeddings, 0..L-1 output of layer i,
+ * L final norm; (N, C) fp32 to host. */
+int engine_read_hidden(engine *e, int which, float *host);
+/* Logits of rows [row0, row0 + n) of the last forward, (n, V) fp32 to host. */
+int engine_read_logits(engine *e, int row0, int n, float *host);
+/* Token budget (max_B * max_T) and longest row. */
+int engine_max_tokens(const engine *e);
+int engine_max_T(const engine *e);
+
+/* Bytes of each arena, for reports. */
+typedef struct {
+    size_t weights, adapter, activations, workspace;
+} engine_memory;
+engine_memory engine_memory_use(const engine *e);
+
+#endif

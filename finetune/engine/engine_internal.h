@@ -1,0 +1,79 @@
+/* finetune/engine/engine_internal.h - the engine's state, shared by engine.c
+ * (set-up, memory, parameters) and engine_pass.c (forward, backward). */
+#ifndef DS_FINETUNE_ENGINE_INTERNAL_H
+#define DS_FINETUNE_ENGINE_INTERNAL_H
+
+#include "engine.h"
+#include "finetune/engine/ops/linear.h"
+
+#include "adapters/lora_ops.h"
+
+typedef struct {
+    void *attn_norm, *mlp_norm;         /* (C) act */
+    frozen_linear lin[LIN_COUNT];
+} layer_weights;
+
+/* One layer's intermediates, as the backward reads them. */
+typedef struct {
+    void *h1;               /* (N, C)   input_layernorm output */
+    float *rstd1;           /* (N) */
+    void *q, *k, *v;        /* (N, H*D), (N, Hkv*D), (N, Hkv*D); q and k after RoPE */
+    void *att;              /* (N, H*D) attention output, before o_proj */
+    float *lse;             /* (N, H)   softmax log-sum-exp */
+    void *x_mid;            /* (N, C)   residual after attention */
+    void *h2;               /* (N, C)   post_attention_layernorm output */
+    float *rstd2;           /* (N) */
+    void *g, *u, *m;        /* (N, I)   gate, up, silu(gate) * up */
+    float *lora_u[LIN_COUNT];/* (N, r) fp32  x·Aᵀ of each adapted module */
+} layer_acts;
+
+struct engine {
+    backend *be;
+    const llama_model *model;
+    model_config cfg;
+    engine_opts opts;
+    int Nmax;                       /* max_B * max_T */
+    int QD, KVD;                    /* H*D, Hkv*D */
+
+    /* weights arena */
+    void *w_arena;
+    size_t w_bytes;
+    void *embed, *lm_head, *final_norm;
+    layer_weights *layers;          /* (L) */
+
+    /* adapter arena: params | grads | adam m | adam v, P floats each */
+    float *a_arena;
+    size_t P;
+    float *params, *grads, *adam_m, *adam_v;
+    lora_view *views;               /* (L * LIN_COUNT); A == NULL where not adapted */
+    float *sumsq;                   /* (1) */
+
+    /* activations arena */
+    void *act_arena;
+    size_t act_bytes;
+    void **resid;                   /* (L + 1) x (N, C): embeddings, then each layer's output */
+    layer_acts *sets;               /* (nsets): 1 with checkpointing, else L */
+    int nsets;
+    void *xf;                       /* (N, C) final norm output */
+    float *rstdf;                   /* (N) */
+    void *dres, *dxf, *dh;          /* (N, C) backward scratch */
+    void *datt, *dq;                /* (N, H*D) */
+    void *dk, *dv;                  /* (N, Hkv*D) */
+    void *dm, *dg, *du;             /* (N, I) */
+    int32_t *ids, *pos, *seg, *targets;   /* (N) */
+    float *lse, *logprob, *fmass;   /* (N) */
+    float *ca, *cb, *cc;            /* (N) gradient coefficients */
+    uint8_t *forbidden;             /* (V) mask, or unused */
+    bool has_forbidden;
+    int chunk_rows;                 /* logits rows per chunk */
+    size_t ws_bytes;
+
+    /* the last forward */
+    int B, T, N;
+    bool have_fwd;
+    engine_fwd last;
+};
+
+layer_acts *engine_acts(engine *e, int layer);
+
+#endif

@@ -1,0 +1,240 @@
+/* finetune/engine/engine_pass.c - the Llama forward and backward (llama2.c's
+ * order: RMSNorm, q/k/v, RoPE, grouped-query attention, o_proj, residual,
+ * RMSNorm, SwiGLU MLP, residual), LoRA on any linear layer, and the chunked
+ * lm_head + loss statistics. Written once against the backend ops. */
+#include "engine_internal.h"
+
+#include "core/status.h"
+#include "losses/logits.h"
+
+#include <string.h>
+
+static const lora_view *adapter_of(const engine *e, int layer, llama_linear t)
+{
+    if (!e->views || !e->last.lora) return NULL;
+    const lora_view *v = &e->views[layer * LIN_COUNT + t];
+    return v->A ? v : NULL;
+}
+
+static lora_ctx lora_context(const engine *e)
+{
+    lora_ctx c = {.seed = e->opts.seed, .step = e->last.micro_step, .training = e->last.training};
+    return c;
+}
+
+/* y = x·Wᵀ (+ beta·y) + LoRA(x) for linear t of layer l. */
+static void linear_fwd(engine *e, int l, llama_linear t, void *y, const void *x, float beta, layer_acts *a)
+{
+    op_linear_fwd(e->be, y, x, &e->layers[l].lin[t], e->N, beta);
+    const lora_view *v = adapter_of(e, l, t);
+    if (v) {
+        lora_ctx ctx = lora_context(e);
+        op_lora_fwd(e->be, y, a->lora_u[t], x, v, e->N, &ctx);
+    }
+}
+
+/* dx = dy·W (+ beta·dx) + LoRA backward (which also accumulates dA, dB). */
+static void linear_bwd(engine *e, int l, llama_linear t, void *dx, const void *dy, const void *x, float beta,
+                       layer_acts *a)
+{
+    op_linear_bwd(e->be, dx, dy, &e->layers[l].lin[t], e->N, beta);
+    const lora_view *v = adapter_of(e, l, t);
+    if (v) {
+        lora_ctx ctx = lora_context(e);
+        op_lora_bwd(e->be, dx, dy, x, a->lora_u[t], v, e->N, &ctx);
+    }
+}
+
+/* Decoder layer l: resid[l] (N, C) -> resid[l + 1], intermediates into a.
+ * recompute: the layer is recomputed for its backward, which needs every
+ * intermediate but not the output, so the down projection is skipped (only
+ * its LoRA intermediate u is made). */
+static void layer_forward(engine *e, int l, layer_acts *a, bool recompute)
+{
+    backend *be = e->be;
+    const model_config *c = &e->cfg;
+    const int N = e->N, C = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
+    const layer_weights *w = &e->layers[l];
+    const void *x = e->resid[l];
+    void *x_out = e->resid[l + 1];
+
+    op_rmsnorm_fwd(be, a->h1, a->rstd1, x, w->attn_norm, N, C, c->rms_norm_eps);
+    linear_fwd(e, l, LIN_Q, a->q, a->h1, 0.0f, a);
+    linear_fwd(e, l, LIN_K, a->k, a->h1, 0.0f, a);
+    linear_fwd(e, l, LIN_V, a->v, a->h1, 0.0f, a);
+    op_rope(be, a->q, e->pos, N, H, D, (float)c->rope_theta, (float)c->rope_factor, 0);
+    op_rope(be, a->k, e->pos, N, Hkv, D, (float)c->rope_theta, (float)c->rope_factor, 0);
+    op_attention_fwd(be, a->att, a->lse, a->q, a->k, a->v, e->seg, e->B, e->T, H, Hkv, D);
+    be_copy(be, a->x_mid, x, (size_t)N * C * be->act_size);
+    linear_fwd(e, l, LIN_O, a->x_mid, a->att, 1.0f, a);            /* x_mid = x + o_proj(att) */
+
+    op_rmsnorm_fwd(be, a->h2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->rms_norm_eps);
+    linear_fwd(e, l, LIN_GATE, a->g, a->h2, 0.0f, a);
+    linear_fwd(e, l, LIN_UP, a->u, a->h2, 0.0f, a);
+    op_swiglu_fwd(be, a->m, a->g, a->u, (size_t)N * c->intermediate_size);
+    if (recompute) {
+        const lora_view *v = adapter_of(e, l, LIN_DOWN);
+        lora_ctx ctx = lora_context(e);
+        if (v) op_lora_u(be, a->lora_u[LIN_DOWN], a->m, v, N, &ctx);
+        return;
+    }
+    be_copy(be, x_out, a->x_mid, (size_t)N * C * be->act_size);
+    linear_fwd(e, l, LIN_DOWN, x_out, a->m, 1.0f, a);                /* x_out = x_mid + down(m) */
+}
+
+/* Backward of layer l: e->dres holds dL/d resid[l+1] on entry, dL/d resid[l] on exit. */
+static void layer_backward(engine *e, int l, layer_acts *a)
+{
+    backend *be = e->be;
+    const model_config *c = &e->cfg;
+    const int N = e->N, C = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
+    const layer_weights *w = &e->layers[l];
+
+    /* MLP: x_out = x_mid + down(silu(gate(h2)) * up(h2)), h2 = rmsnorm(x_mid) */
+    linear_bwd(e, l, LIN_DOWN, e->dm, e->dres, a->m, 0.0f, a);
+    op_swiglu_bwd(be, e->dg, e->du, e->dm, a->g, a->u, (size_t)N * c->intermediate_size);
+    linear_bwd(e, l, LIN_GATE, e->dh, e->dg, a->h2, 0.0f, a);
+    linear_bwd(e, l, LIN_UP, e->dh, e->du, a->h2, 1.0f, a);
+    op_rmsnorm_bwd(be, e->dres, e->dh, a->x_mid, w->mlp_norm, a->rstd2, N, C);   /* dres = dL/dx_mid */
+
+    /* Attention: x_mid = x + o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = rmsnorm(x) */
+    linear_bwd(e, l, LIN_O, e->datt, e->dres, a->att, 0.0f, a);
+    op_attention_bwd(be, e->dq, e->dk, e->dv, e->datt, a->att, a->lse, a->q, a->k, a->v, e->seg, e->B, e->T, H,
+                     Hkv, D);
+    op_rope(be, e->dq, e->pos, N, H, D, (float)c->rope_theta, (float)c->rope_factor, 1);
+    op_rope(be, e->dk, e->pos, N, Hkv, D, (float)c->rope_theta, (float)c->rope_factor, 1);
+    linear_bwd(e, l, LIN_Q, e->dh, e->dq, a->h1, 0.0f, a);
+    linear_bwd(e, l, LIN_K, e->dh, e->dk, a->h1, 1.0f, a);
+    linear_bwd(e, l, LIN_V, e->dh, e->dv, a->h1, 1.0f, a);
+    op_rmsnorm_bwd(be, e->dres, e->dh, e->resid[l], w->attn_norm, a->rstd1, N, C);  /* dres = dL/dx */
+}
+
+/* logits of rows [r0, r0 + n) into the WS_LOGITS chunk: (n, V) fp32. */
+static float *logits_chunk(engine *e, int r0, int n, void **dlogits)
+{
+    backend *be = e->be;
+    const int C = e->cfg.hidden_size, V = e->cfg.vocab_size;
+    char *ws = be_workspace(be, WS_LOGITS, (size_t)e->chunk_rows * V * (sizeof(float) + be->act_size) + 256);
+    if (!ws) return NULL;
+    float *z = (float *)ws;
+    if (dlogits) *dlogits = ws + (((size_t)e->chunk_rows * V * sizeof(float) + 255) & ~(size_t)255);
+    be_gemm_args g = {.M = n, .N = V, .K = C, .A = be_act_at(be, e->xf, (size_t)r0 * C), .lda = C,
+                      .B = e->lm_head, .ldb = C, .trans_b = true, .C = z, .ldc = V, .c_f32 = true,
+                      .alpha = 1.0f, .beta = 0.0f};
+    be_gemm(be, &g);
+    return z;
+}
+
+static int check_batch(const engine *e, const batch *b)
+{
+    /* Any B x T within the token budget: evaluation packs many short rows. */
+    if (b->B < 1 || b->T < 1 || b->T > e->opts.max_T || (long)b->B * b->T > e->Nmax)
+        return ds_fail(DS_EINTERNAL, "batch %dx%d exceeds the engine's %d tokens of at most %d", b->B, b->T, e->Nmax,
+                       e->opts.max_T);
+    for (int i = 0; i < b->B * b->T; i++) {
+        if (b->ids[i] < 0 || b->ids[i] >= e->cfg.vocab_size)
+            return ds_fail(DS_EDATA, "token id %d is outside the model's vocabulary (0..%d)", b->ids[i],
+                           e->cfg.vocab_size - 1);
+        if (b->targets[i] >= e->cfg.vocab_size)
+            return ds_fail(DS_EDATA, "target id %d is outside the model's vocabulary", b->targets[i]);
+        if (b->pos[i] < 0) return ds_fail(DS_EDATA, "negative position id");
+    }
+    return DS_OK;
+}
+
+int engine_forward(engine *e, const batch *b, const engine_fwd *f, float *logprob, float *fmass)
+{
+    int rc = check_batch(e, b);
+    if (rc) return rc;
+    if (f->for_backward && !e->opts.training) return ds_fail(DS_EINTERNAL, "engine was not set up for training");
+    backend *be = e->be;
+    const model_config *c = &e->cfg;
+    e->B = b->B;
+    e->T = b->T;
+    e->N = b->B * b->T;
+    e->last = *f;
+    e->have_fwd = false;
+    const int N = e->N, C = c->hidden_size, V = c->vocab_size;
+    be_upload(be, e->ids, b->ids, (size_t)N * sizeof(int32_t));
+    be_upload(be, e->pos, b->pos, (size_t)N * sizeof(int32_t));
+    be_upload(be, e->seg, b->seg, (size_t)N * sizeof(int32_t));
+    be_upload(be, e->targets, b->targets, (size_t)N * sizeof(int32_t));
+
+    op_embedding(be, e->resid[0], e->ids, e->embed, N, C);
+    for (int l = 0; l < c->num_layers; l++) layer_forward(e, l, engine_acts(e, l), false);
+    op_rmsnorm_fwd(be, e->xf, e->rstdf, e->resid[c->num_layers], e->final_norm, N, C, c->rms_norm_eps);
+
+    const uint8_t *mask = fmass && e->has_forbidden ? e->forbidden : NULL;
+    for (int r0 = 0; r0 < N; r0 += e->chunk_rows) {
+        int n = N - r0 < e->chunk_rows ? N - r0 : e->chunk_rows;
+        float *z = logits_chunk(e, r0, n, NULL);
+        if (!z) break;
+        op_logits_stats(be, e->lse + r0, e->logprob + r0, mask ? e->fmass + r0 : NULL, z, e->targets + r0, mask, n,
+                        V);
+    }
+    be_download(be, logprob, e->logprob, (size_t)N * sizeof(float));
+    if (fmass) {
+        if (mask) be_download(be, fmass, e->fmass, (size_t)N * sizeof(float));
+        else memset(fmass, 0, (size_t)N * sizeof(float));
+    }
+    rc = be_sync(be);
+    e->have_fwd = rc == DS_OK;
+    return rc;
+}
+
+int engine_backward(engine *e, const float *a, const float *b, const float *c)
+{
+    if (!e->have_fwd || !e->last.for_backward)
+        return ds_fail(DS_EINTERNAL, "engine_backward without a forward kept for it");
+    backend *be = e->be;
+    const model_config *cfg = &e->cfg;
+    const int N = e->N, C = cfg->hidden_size, V = cfg->vocab_size, L = cfg->num_layers;
+    be_upload(be, e->ca, a, (size_t)N * sizeof(float));
+    be_upload(be, e->cb, b, (size_t)N * sizeof(float));
+    if (c) be_upload(be, e->cc, c, (size_t)N * sizeof(float));
+    const uint8_t *mask = c && e->has_forbidden ? e->forbidden : NULL;
+
+    /* lm_head: recompute each chunk of logits, turn it into dlogits, and
+     * accumulate dL/d xf = dlogits · lm_head. */
+    for (int r0 = 0; r0 < N; r0 += e->chunk_rows) {
+        int n = N - r0 < e->chunk_rows ? N - r0 : e->chunk_rows;
+        void *dz = NULL;
+        float *z = logits_chunk(e, r0, n, &dz);
+        if (!z) break;
+        op_logits_grad(be, dz, z, e->lse + r0, e->targets + r0, e->ca + r0, e->cb + r0, c ? e->cc + r0 : NULL, mask,
+                       n, V);
+        be_matmul_nn(be, be_act_at(be, e->dxf, (size_t)r0 * C), dz, e->lm_head, n, V, C, 0.0f);
+    }
+    be_zero(be, e->dres, (size_t)N * C * be->act_size);
+    op_rmsnorm_bwd(be, e->dres, e->dxf, e->resid[L], e->final_norm, e->rstdf, N, C);
+
+    for (int l = L - 1; l >= 0; l--) {
+        layer_acts *acts = engine_acts(e, l);
+        if (e->opts.checkpointing) layer_forward(e, l, acts, true);   /* recompute this layer's intermediates */
+        layer_backward(e, l, acts);
+    }
+    return be_sync(be);
+}
+
+int engine_read_hidden(engine *e, int which, float *host)
+{
+    if (!e->have_fwd) return ds_fail(DS_EINTERNAL, "no forward to read from");
+    const int L = e->cfg.num_layers;
+    if (which < -1 || which > L) return ds_fail(DS_EINTERNAL, "no hidden state %d", which);
+    const void *src = which == L ? e->xf : e->resid[which + 1];
+    be_download_act_as_f32(e->be, host, src, (size_t)e->N * e->cfg.hidden_size);
+    return be_sync(e->be);
+}
+
+int engine_read_logits(engine *e, int row0, int n, float *host)
+{
+    if (!e->have_fwd) return ds_fail(DS_EINTERNAL, "no forward to read from");
+    const int V = e->cfg.vocab_size;
+    for (int r = row0; r < row0 + n; r += e->chunk_rows) {
+        int k = row0 + n - r < e->chunk_rows ? row0 + n - r : e->chunk_rows;
+        float *z = logits_chunk(e, r, k, NULL);
+        if (!z) break;
+        be_download(e->be, host + (size_t)(r - row0) * V, z, (size_t)k * V * sizeof(float));
+    }
+    return be_sync(e->be);
+}

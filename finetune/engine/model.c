@@ -1,0 +1,105 @@
+#include "model.h"
+
+#include "model_quant.h"
+
+#include "core/files.h"
+#include "core/status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A floating-point tensor of exactly this shape, or DS_EDATA naming it. */
+static int require(const llama_model *m, const char *name, int ndim, int64_t d0, int64_t d1, const st_tensor **out)
+{
+    int rc = st_set_require(m->st, name, out);
+    if (rc) return rc;
+    const st_tensor *t = *out;
+    if (t->dtype != ST_BF16 && t->dtype != ST_F16 && t->dtype != ST_F32)
+        return ds_fail(DS_EDATA, "%s: tensor '%s' is %s, expected BF16, F16 or F32", m->dir, name,
+                       st_dtype_name(t->dtype));
+    int64_t shape[2] = {d0, d1};
+    rc = st_check_shape(t, ndim, shape);
+    return rc ? ds_fail_context(rc, "%s: ", m->dir) : DS_OK;
+}
+
+static int load_layer(llama_model *m, int l, const model_load_opts *opts)
+{
+    const model_config *c = &m->cfg;
+    model_layer *L = &m->layers[l];
+    char name[256];
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+    int rc = require(m, name, 1, c->hidden_size, 0, &L->attn_norm);
+    if (rc) return rc;
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+    if ((rc = require(m, name, 1, c->hidden_size, 0, &L->mlp_norm))) return rc;
+    for (int t = 0; t < LIN_COUNT; t++) {
+        model_linear *lin = &L->lin[t];
+        llama_linear_shape(c, (llama_linear)t, &lin->out, &lin->in);
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, llama_linear_path((llama_linear)t));
+        if (m->prequantized) {
+            rc = model_quant_load(m, name, lin);
+        } else {
+            rc = require(m, name, 2, lin->out, lin->in, &lin->dense);
+            if (!rc && opts && opts->load_in_4bit) rc = model_quant_quantize(m, name, lin, opts->double_quant);
+        }
+        if (rc) return rc;
+    }
+    return DS_OK;
+}
+
+int model_load(const char *dir, const model_load_opts *opts, llama_model **out)
+{
+    *out = NULL;
+    llama_model *m = calloc(1, sizeof *m);
+    m->dir = strdup(dir);
+    int rc = model_config_load(dir, &m->cfg);
+    if (!rc) rc = st_set_open(dir, &m->st);
+    if (rc) {
+        model_free(m);
+        return rc;
+    }
+    const model_config *c = &m->cfg;
+    m->prequantized = c->quantized;
+    if (m->prequantized) rc = model_quant_check_config(m);
+    m->quantized = m->prequantized || (opts && opts->load_in_4bit);
+    if (!rc) rc = require(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, &m->embed);
+    if (!rc) rc = require(m, "model.norm.weight", 1, c->hidden_size, 0, &m->final_norm);
+    if (!rc) {
+        if (c->tie_word_embeddings && !st_set_find(m->st, "lm_head.weight")) m->lm_head = m->embed;
+        else rc = require(m, "lm_head.weight", 2, c->vocab_size, c->hidden_size, &m->lm_head);
+    }
+    if (!rc) m->layers = calloc((size_t)c->num_layers, sizeof *m->layers);
+    for (int l = 0; !rc && l < c->num_layers; l++) rc = load_layer(m, l, opts);
+    if (rc) {
+        model_free(m);
+        return rc;
+    }
+    *out = m;
+    return DS_OK;
+}
+
+void model_free(llama_model *m)
+{
+    if (!m) return;
+    if (m->layers)
+        for (int l = 0; l < m->cfg.num_layers; l++)
+            for (int t = 0; t < LIN_COUNT; t++) model_quant_free(&m->layers[l].lin[t]);
+    free(m->layers);
+    st_set_close(m->st);
+    free(m->dir);
+    free(m);
+}
+
+size_t model_resident_bytes(const llama_model *m)
+{
+    const model_config *c = &m->cfg;
+    size_t bytes = (size_t)c->vocab_size * c->hidden_size * 2 * (m->lm_head == m->embed ? 1 : 2);
+    bytes += (size_t)c->hidden_size * 2 * (1 + 2 * (size_t)c->num_layers);
+    for (int l = 0; l < c->num_layers; l++)
+        for (int t = 0; t < LIN_COUNT; t++) {
+            const model_linear *lin = &m->layers[l].lin[t];
+            bytes += lin->q_owner ? model_quant_bytes(lin) : (size_t)lin->out * lin->in * 2;
+        }
+    return bytes;
+}

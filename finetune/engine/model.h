@@ -1,0 +1,51 @@
+/* finetune/engine/model.h - a Llama-family model as loaded from a Hugging Face
+ * folder, on the host: the config and references into the memory-mapped
+ * safetensors (16-bit weights are never copied on the host), plus NF4
+ * weights for the linear layers when the model is 4-bit (a bitsandbytes
+ * checkpoint, or quantized on load). The engine uploads from here. */
+#ifndef DS_FINETUNE_MODEL_H
+#define DS_FINETUNE_MODEL_H
+
+#include "data/model_config.h"
+#include "data/safetensors.h"
+#include "quant/nf4.h"
+
+#include <stdbool.h>
+
+typedef struct {
+    int out, in;
+    const st_tensor *dense;   /* (out, in) 16/32-bit in the file, or NULL when 4-bit */
+    nf4_view q;               /* host pointers, when 4-bit */
+    void *q_owner;            /* what holds q's storage */
+} model_linear;
+
+typedef struct {
+    const st_tensor *attn_norm;   /* (C) input_layernorm */
+    const st_tensor *mlp_norm;    /* (C) post_attention_layernorm */
+    model_linear lin[LIN_COUNT];
+} model_layer;
+
+typedef struct {
+    char *dir;
+    model_config cfg;
+    st_set *st;
+    const st_tensor *embed;       /* (V, C) */
+    const st_tensor *lm_head;     /* (V, C); the embedding when tied */
+    const st_tensor *final_norm;  /* (C) */
+    model_layer *layers;          /* (L) */
+    bool quantized;               /* linear layers are NF4 */
+    bool prequantized;            /* ... because the checkpoint was (bitsandbytes) */
+} llama_model;
+
+typedef struct {
+    bool load_in_4bit;            /* quantize 16-bit linear layers to NF4 while loading */
+    bool double_quant;
+} model_load_opts;
+
+/* Load a model folder. A bitsandbytes 4-bit checkpoint loads as it is. */
+int model_load(const char *dir, const model_load_opts *opts, llama_model **out);
+void model_free(llama_model *m);
+/* Bytes the weights occupy once resident (4-bit linears, 16-bit rest). */
+size_t model_resident_bytes(const llama_model *m);
+
+#endif

@@ -1,0 +1,144 @@
+/* finetune/engine/ops/attention.c - RoPE and causal grouped-query attention: the
+ * plain-C references (fp32) and the dispatch to their CUDA twins. */
+#include "ops.h"
+#include "ops_cuda.h"
+
+#include "backend/dispatch.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* The angles follow transformers' fp32 arithmetic: inv_freq = 1 / theta^(2i/D)
+ * in fp32, angle = (float)pos * inv_freq, then cos/sin of that fp32 angle. */
+void op_rope(backend *be, void *x, const int32_t *pos, int N, int nh, int D, float theta, float factor, int inverse)
+{
+    DS_DISPATCH_CUDA(be, rope_cuda(be, x, pos, N, nh, D, theta, factor, inverse));
+    float *xx = x;
+    int half = D / 2;
+    float *inv_freq = malloc(sizeof(float) * (size_t)half);
+    for (int i = 0; i < half; i++) inv_freq[i] = (1.0f / powf(theta, (float)(2 * i) / (float)D)) / factor;
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < half; i++) {
+            float ang = (float)pos[n] * inv_freq[i];
+            float c = cosf(ang), s = inverse ? -sinf(ang) : sinf(ang);
+            for (int h = 0; h < nh; h++) {
+                float *v = xx + ((size_t)n * nh + h) * D;
+                float a = v[i], b = v[i + half];
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+    }
+    free(inv_freq);
+    be_round_act(be, x, (size_t)N * nh * D);
+}
+
+static int visible(const int32_t *seg, size_t row0, int i, int j)
+{
+    return j <= i && (!seg || seg[row0 + j] == seg[row0 + i]);
+}
+
+/* One softmax row at a time: scores for the visible keys into a scratch
+ * row of length T, so memory stays O(T) per thread. */
+void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                      const int32_t *seg, int B, int T, int H, int Hkv, int D)
+{
+    DS_DISPATCH_CUDA(be, attention_fwd_cuda(be, out, lse, q, k, v, seg, B, T, H, Hkv, D));
+    const float *Q = q, *K = k, *V = v;
+    float *O = out;
+    const float scale = 1.0f / sqrtf((float)D);
+    const int group = H / Hkv;
+#pragma omp parallel if ((long)B * H * T * T * D > DS_OMP_MIN_WORK)
+    {
+        float *p = malloc(sizeof(float) * (size_t)T);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                int kh = h / group;
+                size_t row0 = (size_t)b * T;
+                for (int i = 0; i < T; i++) {
+                    const float *qi = Q + ((row0 + i) * H + h) * D;
+                    float m = -INFINITY;
+                    for (int j = 0; j <= i; j++) {
+                        if (!visible(seg, row0, i, j)) { p[j] = -INFINITY; continue; }
+                        const float *kj = K + ((row0 + j) * Hkv + kh) * D;
+                        float s = 0;
+                        for (int d = 0; d < D; d++) s += qi[d] * kj[d];
+                        p[j] = s * scale;
+                        if (p[j] > m) m = p[j];
+                    }
+                    float sum = 0;
+                    for (int j = 0; j <= i; j++) {
+                        p[j] = p[j] == -INFINITY ? 0.0f : expf(p[j] - m);
+                        sum += p[j];
+                    }
+                    float *oi = O + ((row0 + i) * H + h) * D;
+                    for (int d = 0; d < D; d++) oi[d] = 0;
+                    for (int j = 0; j <= i; j++) {
+                        if (p[j] == 0) continue;
+                        const float *vj = V + ((row0 + j) * Hkv + kh) * D;
+                        float w = p[j] / sum;
+                        for (int d = 0; d < D; d++) oi[d] += w * vj[d];
+                    }
+                    lse[(row0 + i) * H + h] = m + logf(sum);
+                }
+            }
+        free(p);
+    }
+    be_round_act(be, out, (size_t)B * T * H * D);
+}
+
+/* With P = softmax(S), S = q kᵀ / sqrt(D):
+ *   dv_j += P_ij dout_i;   dP_ij = dout_i · v_j;   dS_ij = P_ij (dP_ij - dout_i · out_i);
+ *   dq_i += dS_ij k_j / sqrt(D);   dk_j += dS_ij q_i / sqrt(D).
+ * Work is split by (batch row, kv head) so that each thread owns the dk, dv
+ * rows it accumulates into. */
+void op_attention_bwd(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out,
+                      const float *lse, const void *q, const void *k, const void *v, const int32_t *seg,
+                      int B, int T, int H, int Hkv, int D)
+{
+    DS_DISPATCH_CUDA(be, attention_bwd_cuda(be, dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, H, Hkv, D));
+    const float *Q = q, *K = k, *V = v, *dO = dout, *O = out;
+    float *dQ = dq, *dK = dk, *dV = dv;
+    const float scale = 1.0f / sqrtf((float)D);
+    const int group = H / Hkv;
+    for (size_t i = 0; i < (size_t)B * T * H * D; i++) dQ[i] = 0;
+    for (size_t i = 0; i < (size_t)B * T * Hkv * D; i++) dK[i] = dV[i] = 0;
+#pragma omp parallel for collapse(2) schedule(static) if ((long)B * H * T * T * D > DS_OMP_MIN_WORK)
+    for (int b = 0; b < B; b++)
+        for (int kh = 0; kh < Hkv; kh++) {
+            size_t row0 = (size_t)b * T;
+            for (int h = kh * group; h < (kh + 1) * group; h++)
+                for (int i = 0; i < T; i++) {
+                    const float *qi = Q + ((row0 + i) * H + h) * D;
+                    const float *doi = dO + ((row0 + i) * H + h) * D;
+                    const float *oi = O + ((row0 + i) * H + h) * D;
+                    float *dqi = dQ + ((row0 + i) * H + h) * D;
+                    float l = lse[(row0 + i) * H + h];
+                    float delta = 0;
+                    for (int d = 0; d < D; d++) delta += doi[d] * oi[d];
+                    for (int j = 0; j <= i; j++) {
+                        if (!visible(seg, row0, i, j)) continue;
+                        const float *kj = K + ((row0 + j) * Hkv + kh) * D;
+                        const float *vj = V + ((row0 + j) * Hkv + kh) * D;
+                        float s = 0, dp = 0;
+                        for (int d = 0; d < D; d++) {
+                            s += qi[d] * kj[d];
+                            dp += doi[d] * vj[d];
+                        }
+                        float p = expf(s * scale - l);
+                        float ds = p * (dp - delta) * scale;
+                        float *dkj = dK + ((row0 + j) * Hkv + kh) * D;
+                        float *dvj = dV + ((row0 + j) * Hkv + kh) * D;
+                        for (int d = 0; d < D; d++) {
+                            dvj[d] += p * doi[d];
+                            dqi[d] += ds * kj[d];
+                            dkj[d] += ds * qi[d];
+                        }
+                    }
+                }
+        }
+    be_round_act(be, dq, (size_t)B * T * H * D);
+    be_round_act(be, dk, (size_t)B * T * Hkv * D);
+    be_round_act(be, dv, (size_t)B * T * Hkv * D);
+}

@@ -1,0 +1,66 @@
+/* finetune/engine/ops/cuda/rope.cu - CUDA twin of op_rope (finetune/ops_attention.c).
+ *
+ * The inverse frequencies are computed on the host with the reference's exact
+ * fp32 expression and passed by value, so both backends rotate by the same
+ * fp32 angle (float)pos * inv_freq[i]; only cos/sin may differ in the last ulp.
+ */
+#include "backend/backend.h"
+#include "backend/backend_internal.h"
+#include "finetune/engine/ops/ops_cuda.h"
+
+#include "core/status.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+
+typedef __nv_bfloat16 bf16;
+
+/* From backend/backend_cuda.cu. */
+
+#define ROPE_MAX_HALF 256   /* head_dim up to 512 */
+
+typedef struct {
+    float inv_freq[ROPE_MAX_HALF];
+} rope_freqs;
+
+/* x (N, nh, D) rotated in place: element i < D/2 pairs with i + D/2.
+ * One thread per (token n, frequency i): it computes cos/sin once and rotates
+ * that pair in every head. Grid-stride over N * D/2 (256-thread blocks), so
+ * neighbouring threads touch neighbouring elements of a head. */
+__global__ void rope_kernel(bf16 *x, const int32_t *pos, int N, int nh, int D, int inverse, rope_freqs f)
+{
+    int half = D / 2;
+    size_t total = (size_t)N * half;
+    for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
+        int n = (int)(t / half), i = (int)(t % half);
+        float ang = (float)pos[n] * f.inv_freq[i];
+        float s, c;
+        sincosf(ang, &s, &c);
+        if (inverse) s = -s;
+        bf16 *row = x + (size_t)n * nh * D;
+        for (int h = 0; h < nh; h++) {
+            bf16 *v = row + (size_t)h * D;
+            float a = __bfloat162float(v[i]), b = __bfloat162float(v[i + half]);
+            v[i] = __float2bfloat16_rn(a * c - b * s);
+            v[i + half] = __float2bfloat16_rn(b * c + a * s);
+        }
+    }
+}
+
+extern "C" void rope_cuda(backend *be, void *x, const int32_t *pos, int N, int nh, int D, float theta, float factor,
+                          int inverse)
+{
+    if (N <= 0 || nh <= 0 || D <= 0) return;
+    if (D % 2 || D / 2 > ROPE_MAX_HALF) {
+        be_fail(be, DS_EINTERNAL, "rope: head_dim %d is not supported on CUDA (even, at most %d)", D, 2 * ROPE_MAX_HALF);
+        return;
+    }
+    rope_freqs f;
+    for (int i = 0; i < D / 2; i++) f.inv_freq[i] = (1.0f / powf(theta, (float)(2 * i) / (float)D)) / factor;
+    size_t total = (size_t)N * (D / 2);
+    size_t blocks = (total + 255) / 256;
+    if (blocks > 65535) blocks = 65535;
+    rope_kernel<<<(unsigned)blocks, 256, 0, cuda_stream(be)>>>((bf16 *)x, pos, N, nh, D, inverse, f);
+    cuda_check_launch(be, "rope");
+}

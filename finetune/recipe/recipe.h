@@ -1,0 +1,125 @@
+/* finetune/recipe/recipe.h - the YAML recipe that drives a run, as one typed struct.
+ *
+ * recipe_load() reads the file, applies `a.b=value` overrides from the command
+ * line, fills defaults, checks types and ranges, and resolves aliases that
+ * users of LLaMA-Factory or torchtune type (lora_rank, cutoff_len, ...) with a
+ * one-line notice. Errors are DS_ECONFIG (78) with file:line:key and, for an
+ * unknown key, a "did you mean" suggestion. Every key, its default and its
+ * help line come from the option tables in recipe.c (and the loss modules'
+ * own tables), which `ds-ft --help` prints.
+ */
+#ifndef DS_FINETUNE_RECIPE_H
+#define DS_FINETUNE_RECIPE_H
+
+#include "core/options.h"
+#include "data/dataset/dataset.h"
+#include "losses/loss.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef data_source recipe_dataset;   /* one entry of data.datasets / eval.datasets */
+
+typedef struct {
+    const loss_module *module;
+    void *cfg;             /* the module's config struct (module->cfg_size bytes) */
+    int line;
+} recipe_loss;
+
+typedef struct {
+    char *file;                    /* the recipe's path (paths in the recipe are relative to the current directory) */
+
+    char *base_model;              /* model folder */
+    char *tokenizer;               /* tokenizer folder (default: base_model) */
+    char *output_dir;
+    int64_t seed;
+    char *device;                  /* auto | cpu | cuda */
+
+    struct {
+        bool load_in_4bit;
+        char *quant_type;          /* nf4 */
+        bool double_quant;
+        char *compute_dtype;       /* bf16 (the only one the CUDA kernels implement) */
+    } quant;
+
+    struct {
+        int64_t lora_r;
+        double lora_alpha;
+        double lora_dropout;
+        opt_strings lora_target_modules;   /* q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj */
+        bool use_rslora;
+        char *init_from;           /* start from an existing PEFT adapter folder, or NULL */
+    } adapter;
+
+    struct {
+        char *chat_template;       /* CHAT_TEMPLATE_NAMES: deepseek | llama3 | chatml | alpaca | plain */
+        int64_t sequence_len;
+        bool sample_packing;
+        double val_set_size;       /* fraction (< 1) or count (>= 1) held out from training data */
+        bool train_on_inputs;      /* false: prompt tokens are masked */
+        bool skip_bad_lines;       /* true: malformed lines are counted and skipped, not fatal */
+        bool shuffle;
+        recipe_dataset *datasets;
+        int n_datasets;
+    } data;
+
+    struct {
+        recipe_loss main;          /* sft | dpo | ... */
+        recipe_loss *penalties;    /* forbidden_tokens, ... */
+        int n_penalties;
+    } loss;
+
+    struct {
+        int64_t micro_batch_size;
+        int64_t gradient_accumulation_steps;
+        double num_epochs;
+        int64_t max_steps;         /* -1 = from num_epochs */
+        double learning_rate;
+        char *lr_scheduler;        /* cosine | linear | constant */
+        double warmup_ratio;
+        int64_t warmup_steps;      /* -1 = from warmup_ratio */
+        double weight_decay;
+        double max_grad_norm;      /* 0 = no clipping */
+        double adam_beta1, adam_beta2, adam_epsilon;
+        bool gradient_checkpointing;
+        int64_t logging_steps;
+        double divergence_factor;  /* stop when loss > factor * best-so-far moving loss; 0 = off */
+    } train;
+
+    struct {
+        recipe_dataset *datasets;
+        int n_datasets;
+        bool before_training;
+        int64_t every_steps;       /* 0 = only before/after */
+        int64_t limit;             /* -1 = all examples */
+        int64_t batch_size;
+    } eval;
+
+    struct {
+        int64_t every_steps;       /* 0 = only at the end */
+        int64_t keep_last;
+        bool merge;
+        char *merge_source;        /* dequantized | original */
+    } save;
+} recipe;
+
+/* Load `path` with overrides ("train.learning_rate=1e-4"). Notices (aliases
+ * used) are printed to `notices` (may be NULL). */
+int recipe_load(const char *path, char *const *overrides, int n_overrides, FILE *notices, recipe **out);
+/* Parse from memory (fuzzing, tests); `path` names it in messages. */
+int recipe_parse(const char *text, size_t len, const char *path, char *const *overrides, int n_overrides,
+                 FILE *notices, recipe **out);
+void recipe_free(recipe *r);
+/* One loss section from YAML text ("{type: dpo, beta: 0.2}"), checked and with
+ * every default, for tools that run a loss outside a recipe (dump, bench). */
+int recipe_loss_parse(const char *yaml, bool penalty, recipe_loss *out);
+void recipe_loss_free(recipe_loss *l);
+/* Write the resolved recipe (every key, defaults included) as YAML. */
+int recipe_write(const recipe *r, const char *path);
+/* The same YAML to a stream (ds-ft validate prints it to stdout). */
+int recipe_print(const recipe *r, FILE *f);
+/* Print every key with its default and help line (ds-ft --help). */
+void recipe_print_keys(FILE *f);
+
+#endif

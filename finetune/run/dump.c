@@ -1,0 +1,198 @@
+/* finetune/run/dump.c - run the engine on a reference input and write what it
+ * computed under the names of fixtures/tiny-llama/reference.safetensors:
+ *   base.embed_out, base.layer_out.{i}, base.final_norm_out, base.logits, base.loss
+ *   lora.logits, lora.loss, sft.grad.<adapter key>          (with --adapter)
+ *   dpo.* when the input holds dpo.chosen_ids / dpo.rejected_ids / dpo.prompt_len
+ */
+#include "dump.h"
+
+#include "dump_internal.h"
+#include "finetune/engine/engine.h"
+#include "merge.h"
+
+#include "core/status.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A (B, T) batch from input_ids and HF-style labels (-100 = ignored; without
+ * labels every token is a target, as labels = input_ids). */
+static int batch_from_labels(const st_file *in, const char *path, batch *b)
+{
+    const st_tensor *ids = st_file_find(in, "input_ids"), *labels = st_file_find(in, "labels");
+    if (!ids || ids->ndim != 2) return ds_fail(DS_EDATA, "%s: needs a 2-d tensor 'input_ids'", path);
+    if (labels && st_check_shape(labels, 2, ids->shape))
+        return ds_fail(DS_EDATA, "%s: 'labels' must have the shape of 'input_ids'", path);
+    if (!labels) labels = ids;
+    int B = (int)ids->shape[0], T = (int)ids->shape[1];
+    int rc = batch_alloc(b, B, T);
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)B * T);
+    if (!rc) rc = st_to_i32(ids, b->ids);
+    if (!rc) rc = st_to_i32(labels, lab);
+    for (int r = 0; !rc && r < B; r++)
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)r * T + t;
+            b->pos[i] = t;
+            b->seg[i] = 0;
+            b->targets[i] = t + 1 < T && lab[i + 1] >= 0 ? lab[i + 1] : -1;
+        }
+    free(lab);
+    return rc;
+}
+
+/* Mean cross-entropy over the rows with a target, as HF computes the loss. */
+double dump_mean_nll(const batch *b, const float *logprob)
+{
+    double s = 0;
+    long n = 0;
+    for (int i = 0; i < b->B * b->T; i++)
+        if (b->targets[i] >= 0) {
+            s -= logprob[i];
+            n++;
+        }
+    return n ? s / n : 0.0;
+}
+
+static int add_f32(st_writer *w, const char *name, int ndim, const int64_t *shape, const float *data)
+{
+    return st_writer_add_copy(w, name, ST_F32, ndim, shape, data);
+}
+
+/* base.* : every hidden state, the logits and the loss. */
+static int dump_base(engine *e, const batch *b, const model_config *c, st_writer *w)
+{
+    size_t N = (size_t)b->B * b->T;
+    float *lp = malloc(sizeof(float) * N);
+    float *h = malloc(sizeof(float) * N * c->hidden_size);
+    float *z = malloc(sizeof(float) * N * c->vocab_size);
+    engine_fwd f = {.lora = false};
+    int rc = engine_forward(e, b, &f, lp, NULL);
+    int64_t shape_h[3] = {b->B, b->T, c->hidden_size}, shape_z[3] = {b->B, b->T, c->vocab_size}, one = 1;
+    for (int which = -1; !rc && which <= c->num_layers; which++) {
+        rc = engine_read_hidden(e, which, h);
+        char name[64];
+        if (which == -1) snprintf(name, sizeof name, "base.embed_out");
+        else if (which == c->num_layers) snprintf(name, sizeof name, "base.final_norm_out");
+        else snprintf(name, sizeof name, "base.layer_out.%d", which);
+        if (!rc) rc = add_f32(w, name, 3, shape_h, h);
+    }
+    if (!rc) rc = engine_read_logits(e, 0, (int)N, z);
+    if (!rc) rc = add_f32(w, "base.logits", 3, shape_z, z);
+    float loss = (float)dump_mean_nll(b, lp);
+    if (!rc) rc = add_f32(w, "base.loss", 1, &one, &loss);
+    free(lp);
+    free(h);
+    free(z);
+    return rc;
+}
+
+/* One tensor per adapter matrix: PREFIX + PEFT key, from a (nparams) block. */
+int dump_adapter_tensors(st_writer *w, const char *prefix, const lora_adapter *ad, const float *block)
+{
+    for (int l = 0; l < ad->nlayers; l++)
+        for (int t = 0; t < LIN_COUNT; t++) {
+            const float *A = lora_A(ad, l, (llama_linear)t);
+            if (!A) continue;
+            size_t off = (size_t)(A - ad->data);
+            for (int which = 0; which < 2; which++) {
+                char key[160], name[200];
+                lora_key(key, sizeof key, l, (llama_linear)t, which ? 'B' : 'A');
+                snprintf(name, sizeof name, "%s%s", prefix, key);
+                int64_t shape[2] = {which ? ad->out[t] : ad->cfg.r, which ? ad->cfg.r : ad->in[t]};
+                size_t at = off + (which ? (size_t)ad->cfg.r * ad->in[t] : 0);
+                int rc = add_f32(w, name, 2, shape, block + at);
+                if (rc) return rc;
+            }
+        }
+    return DS_OK;
+}
+
+/* lora.* and sft.grad.* : the adapted model's logits, loss and SFT gradients. */
+static int dump_lora_sft(engine *e, const batch *b, const model_config *c, const lora_adapter *ad, st_writer *w)
+{
+    size_t N = (size_t)b->B * b->T;
+    float *lp = malloc(sizeof(float) * N), *z = malloc(sizeof(float) * N * c->vocab_size);
+    float *ca = calloc(N, sizeof(float)), *cb = calloc(N, sizeof(float));
+    float *grads = malloc(sizeof(float) * ad->nparams);
+    engine_fwd f = {.lora = true, .for_backward = true};
+    int rc = engine_zero_grads(e);
+    if (!rc) rc = engine_forward(e, b, &f, lp, NULL);
+    int64_t shape_z[3] = {b->B, b->T, c->vocab_size}, one = 1;
+    if (!rc) rc = engine_read_logits(e, 0, (int)N, z);
+    if (!rc) rc = add_f32(w, "lora.logits", 3, shape_z, z);
+    float loss = (float)dump_mean_nll(b, lp);
+    if (!rc) rc = add_f32(w, "lora.loss", 1, &one, &loss);
+    /* SFT: dL/dz = (p - onehot) / n_targets */
+    if (!rc) rc = dump_sft_coefs(b, lp, ca, cb);
+    if (!rc) rc = engine_backward(e, ca, cb, NULL);
+    if (!rc) rc = engine_get_grads(e, grads);
+    if (!rc) rc = dump_adapter_tensors(w, "sft.grad.", ad, grads);
+    free(lp);
+    free(z);
+    free(ca);
+    free(cb);
+    free(grads);
+    return rc;
+}
+
+/* merged.* : PEFT's merge_and_unload of every adapted weight, fp32. */
+static int dump_merged(const llama_model *m, const lora_adapter *ad, st_writer *w)
+{
+    backend *cpu;
+    int rc = be_open(BE_CPU, &cpu);
+    for (int l = 0; !rc && l < m->cfg.num_layers; l++)
+        for (int t = 0; t < LIN_COUNT; t++) {
+            if (!lora_A(ad, l, (llama_linear)t)) continue;
+            const model_linear *lin = &m->layers[l].lin[t];
+            float *W = malloc(sizeof(float) * (size_t)lin->out * lin->in);
+            rc = merge_linear(cpu, m, ad, MERGE_DEQUANTIZED, l, (llama_linear)t, W);
+            char name[256];
+            snprintf(name, sizeof name, "merged.model.layers.%d.%s.weight", l, llama_linear_path((llama_linear)t));
+            int64_t shape[2] = {lin->out, lin->in};
+            if (!rc) rc = add_f32(w, name, 2, shape, W);
+            free(W);
+            if (rc) break;
+        }
+    be_close(cpu);
+    return rc;
+}
+
+int dump_run(const dump_request *r)
+{
+    backend *be = NULL;
+    llama_model *m = NULL;
+    st_file *in = NULL;
+    lora_adapter *ad = NULL;
+    engine *e = NULL;
+    st_writer *w = st_writer_new();
+    batch b = {0}, pairs = {0};
+    model_load_opts lo = {.load_in_4bit = r->load_in_4bit, .double_quant = true};
+    int rc = be_open_named(r->device, &be);
+    if (!rc) rc = model_load(r->model_dir, &lo, &m);
+    if (!rc) rc = st_file_open(r->input, &in);
+    if (!rc) rc = batch_from_labels(in, r->input, &b);
+    if (!rc && r->adapter_dir) rc = lora_load_peft(r->adapter_dir, &m->cfg, &ad);
+    bool dpo = !rc && ad && st_file_find(in, "dpo.chosen_ids");
+    if (dpo) rc = dump_dpo_batch(in, r->input, &pairs);
+    if (!rc) {
+        engine_opts eo = {.max_B = b.B > pairs.B ? b.B : pairs.B, .max_T = b.T > pairs.T ? b.T : pairs.T,
+                          .training = ad != NULL, .adapter = ad, .checkpointing = true};
+        rc = engine_create(be, m, &eo, &e);
+    }
+    if (!rc) rc = dump_base(e, &b, &m->cfg, w);
+    if (!rc && ad) rc = dump_lora_sft(e, &b, &m->cfg, ad, w);
+    if (!rc && dpo) rc = dump_dpo(e, in, &pairs, ad, w);
+    if (!rc && ad) rc = dump_merged(m, ad, w);
+    if (!rc) rc = st_writer_write(w, r->out);
+    st_writer_free(w);
+    engine_free(e);
+    batch_free(&b);
+    batch_free(&pairs);
+    lora_free(ad);
+    st_file_close(in);
+    model_free(m);
+    be_close(be);
+    return rc;
+}

@@ -1,0 +1,327 @@
+/* finetune/train/train.c - the training loop. One step = gradient_accumulation_steps
+ * micro-batches: forward, loss module(s), backward (gradients accumulate),
+ * then clipping and AdamW. Losses are normalised over the whole step
+ * (loss_module.count), so accumulation equals one large batch. */
+#include "train.h"
+
+#include "finetune/run/merge.h"
+#include "run.h"
+
+#include "core/clock.h"
+#include "core/files.h"
+#include "core/status.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static volatile sig_atomic_t g_interrupted;
+static void on_signal(int sig) { (void)sig; g_interrupted = 1; }
+
+/* ------------------------------------------------------------ data order */
+
+/* Micro-batch `st.batch` of epoch `st.epoch` (advancing across epochs). */
+static int next_micro_batch(run *x, batch *b, int *plan_batch)
+{
+    const recipe *r = x->r;
+    if (x->plan_epoch == x->st.epoch && x->st.batch >= x->plan.nbatches) {
+        x->st.epoch++;
+        x->st.batch = 0;
+    }
+    if (x->plan_epoch != x->st.epoch) {
+        epoch_plan_free(&x->plan);
+        int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, x->st.epoch, r->data.shuffle,
+                                 r->data.sample_packing && !x->paired, (int)r->data.sequence_len,
+                                 (int)r->train.micro_batch_size, &x->plan);
+        if (rc) return rc;
+        x->plan_epoch = x->st.epoch;
+    }
+    *plan_batch = x->st.batch;
+    int rc = epoch_plan_batch(&x->plan, x->st.batch, &x->train, x->pad_id, b);
+    x->st.batch++;
+    return rc;
+}
+
+/* Reference log-probs of a batch: from the precomputed cache or a forward
+ * pass of the model without adapters. */
+static int reference_logprobs(run *x, const batch *b, int plan_batch, float *ref)
+{
+    if (!x->ref_cache) {
+        engine_fwd f = {.lora = false};
+        return engine_forward(x->eng, b, &f, ref, NULL);
+    }
+    /* rows 2k, 2k+1 come from the k-th item of the batch's plan rows */
+    int row0 = x->plan.batch_start[plan_batch];
+    for (int row = 0; row < b->B; row++) {
+        int ex = x->plan.items[x->plan.row_start[row0 + row / 2]];
+        const float *src = x->ref_cache[ex] + (row % 2 ? x->train.pref[ex].n_chosen : 0);
+        int k = 0;
+        for (int t = 0; t < b->T; t++) {
+            size_t i = (size_t)row * b->T + t;
+            ref[i] = b->targets[i] >= 0 ? src[k++] : 0.0f;
+        }
+    }
+    return DS_OK;
+}
+
+int run_precompute_ref(run *x)
+{
+    epoch_plan plan;
+    const recipe *r = x->r;
+    int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, 0, false, false, (int)r->data.sequence_len,
+                             (int)r->train.micro_batch_size, &plan);
+    if (rc) return rc;
+    x->ref_cache = calloc((size_t)x->train.n, sizeof *x->ref_cache);
+    engine_fwd f = {.lora = false};
+    for (int i = 0; !rc && i < plan.nbatches; i++) {
+        batch b;
+        rc = epoch_plan_batch(&plan, i, &x->train, x->pad_id, &b);
+        float *lp = rc ? NULL : malloc(sizeof(float) * (size_t)b.B * b.T);
+        if (!rc) rc = engine_forward(x->eng, &b, &f, lp, NULL);
+        int row0 = plan.batch_start[i];
+        for (int row = 0; !rc && row < b.B; row++) {
+            int ex = plan.items[plan.row_start[row0 + row / 2]];
+            const pref_example *p = &x->train.pref[ex];
+            if (!x->ref_cache[ex]) x->ref_cache[ex] = calloc((size_t)(p->n_chosen + p->n_rejected), sizeof(float));
+            float *dst = x->ref_cache[ex] + (row % 2 ? p->n_chosen : 0);
+            int cap = row % 2 ? p->n_rejected : p->n_chosen, k = 0;
+            for (int t = 0; t < b.T; t++) {
+                size_t j = (size_t)row * b.T + t;
+                if (b.targets[j] >= 0 && k < cap) dst[k++] = lp[j];
+            }
+        }
+        free(lp);
+        batch_free(&b);
+    }
+    epoch_plan_free(&plan);
+    if (!rc) tlog_say(&x->log, "dpo: reference log-probs precomputed for %d pairs", x->train.n);
+    return rc;
+}
+
+/* ------------------------------------------------------------ one step */
+
+typedef struct {
+    double loss, grad_norm, lr;
+    long tokens;
+    loss_metrics metrics;
+} step_result;
+
+static int train_step(run *x, step_result *res)
+{
+    const recipe *r = x->r;
+    int accum = (int)r->train.gradient_accumulation_steps, rc = DS_OK;
+    batch *mb = calloc((size_t)accum, sizeof *mb);
+    int *plan_batch = calloc((size_t)accum, sizeof *plan_batch);
+    memset(res, 0, sizeof *res);
+
+    /* The step's micro-batches first: each loss is normalised over all of them. */
+    for (int k = 0; !rc && k < accum; k++) rc = next_micro_batch(x, &mb[k], &plan_batch[k]);
+    for (int j = 0; j < x->nlosses; j++) x->norms[j] = 0;
+    for (int k = 0; !rc && k < accum; k++) {
+        loss_input in = {.B = mb[k].B, .T = mb[k].T, .targets = mb[k].targets};
+        for (int j = 0; j < x->nlosses; j++) x->norms[j] += x->losses[j]->module->count(x->losses[j]->cfg, &in);
+    }
+    if (!rc) rc = engine_zero_grads(x->eng);
+    for (int k = 0; !rc && k < accum; k++) {
+        const batch *b = &mb[k];
+        size_t N = (size_t)b->B * b->T;
+        memset(x->ca, 0, N * sizeof(float));
+        memset(x->cb, 0, N * sizeof(float));
+        memset(x->cc, 0, N * sizeof(float));
+        if (x->needs_ref) rc = reference_logprobs(x, b, plan_batch[k], x->ref);
+        engine_fwd f = {.lora = true, .training = true, .for_backward = true, .micro_step = x->st.micro_step};
+        float *fmass = x->forbidden_owner ? x->fmass : NULL;
+        if (!rc) rc = engine_forward(x->eng, b, &f, x->lp, fmass);
+        loss_input in = {.B = b->B, .T = b->T, .targets = b->targets, .logprob = x->lp,
+                         .ref_logprob = x->needs_ref ? x->ref : NULL, .fmass = fmass};
+        for (int j = 0; !rc && j < x->nlosses; j++) {
+            loss_output out = {.a = x->ca, .b = x->cb, .c = x->cc};
+            rc = x->losses[j]->module->forward(x->losses[j]->cfg, &in, x->norms[j], &out);
+            res->loss += out.loss;
+            loss_metrics_merge(&res->metrics, &out.metrics);
+        }
+        if (!rc) rc = engine_backward(x->eng, x->ca, x->cb, x->forbidden_owner ? x->cc : NULL);
+        x->st.micro_step++;
+        for (size_t i = 0; i < N; i++) res->tokens += b->seg[i] >= 0;
+    }
+    for (int k = 0; k < accum; k++) batch_free(&mb[k]);
+    free(mb);
+    free(plan_batch);
+    if (!rc) rc = engine_grad_norm(x->eng, &res->grad_norm);
+    /* The watchdog looks before the update, so that a bad step never lands. */
+    if (!rc && (!isfinite(res->loss) || !isfinite(res->grad_norm)))
+        return ds_fail(DS_ETRAIN, "training failed: the loss became %s at step %lld (NaN watchdog); the last "
+                                  "checkpoint in %s/checkpoints is intact", isfinite(res->loss) ? "finite but the "
+                                  "gradient NaN" : "NaN", (long long)x->st.step + 1, r->output_dir);
+    if (!rc) {
+        double clip = r->train.max_grad_norm;
+        res->lr = lr_at(&x->sched, x->st.step);
+        adamw_args a = {.lr = (float)res->lr, .beta1 = (float)r->train.adam_beta1, .beta2 = (float)r->train.adam_beta2,
+                        .eps = (float)r->train.adam_epsilon, .weight_decay = (float)r->train.weight_decay,
+                        .grad_scale = clip > 0 && res->grad_norm > clip ? (float)(clip / (res->grad_norm + 1e-6)) : 1.0f,
+                        .step = (int)x->st.step + 1};
+        rc = engine_adamw(x->eng, &a);
+    }
+    if (!rc) x->st.step++;
+    return rc;
+}
+
+/* The divergence watchdog: an exponential moving average of the loss
+ * (smoothing over ~10 steps, so one hard batch does not trip it) against
+ * its lowest value so far. factor 0 turns it off. */
+static bool diverged(train_state *st, double loss, double factor)
+{
+    st->loss_ema = st->step == 1 ? loss : 0.9 * st->loss_ema + 0.1 * loss;
+    if (st->step == 1 || st->loss_ema < st->loss_ema_best) st->loss_ema_best = st->loss_ema;
+    return factor > 0 && st->loss_ema > factor * st->loss_ema_best;
+}
+
+/* ------------------------------------------------------------ reporting */
+
+static size_t peak_memory(const run *x)
+{
+    if (x->be->kind == BE_CUDA) return be_peak_bytes(x->be);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (size_t)ru.ru_maxrss * 1024;
+}
+
+/* What a logged row summarises: the steps since the previous row. The loss
+ * and the loss modules' metrics are averaged over them, as Hugging Face's
+ * Trainer logs its loss; lr and grad_norm are the last step's. */
+typedef struct {
+    int steps;
+    double loss;
+    loss_metrics metrics;
+} log_window;
+
+static void window_add(log_window *w, const step_result *s)
+{
+    w->steps++;
+    w->loss += s->loss;
+    loss_metrics_merge(&w->metrics, &s->metrics);
+}
+
+static void report_step(run *x, const step_result *s, const log_window *w, double tok_per_s, double elapsed,
+                        double eta)
+{
+    double epoch = x->st.epoch + (x->plan.nbatches ? (double)x->st.batch / x->plan.nbatches : 0);
+    size_t mem = peak_memory(x);
+    double loss = w->steps ? w->loss / w->steps : s->loss;
+    json_t *row = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:I, s:f}", "step", (json_int_t)x->st.step, "epoch", epoch,
+                            "loss", loss, "lr", s->lr, "grad_norm", s->grad_norm, "tokens_per_s", tok_per_s,
+                            "peak_mem_bytes", (json_int_t)mem, "elapsed_s", elapsed);
+    const loss_metrics *m = &w->metrics;
+    for (int k = 0; k < m->n; k++)
+        json_object_set_new(row, m->name[k], json_real(m->count[k] > 0 ? m->sum[k] / m->count[k] : 0.0));
+    tlog_row(&x->log, row);
+    char mb[32], e1[32], e2[32];
+    tlog_say(&x->log, "step %lld/%lld  loss %.4f  lr %.3e  grad_norm %.4f  %.0f tok/s  mem %s  elapsed %s  eta %s",
+             (long long)x->st.step, (long long)x->st.total_steps, loss, s->lr, s->grad_norm, tok_per_s,
+             tlog_bytes((double)mem, mb, sizeof mb), tlog_duration(elapsed, e1, sizeof e1),
+             tlog_duration(eta, e2, sizeof e2));
+}
+
+static int save_checkpoint(run *x)
+{
+    size_t P = x->adapter->nparams;
+    float *m = malloc(sizeof(float) * P), *v = malloc(sizeof(float) * P);
+    int rc = engine_get_params(x->eng, x->adapter->data);
+    if (!rc) rc = engine_get_adam(x->eng, m, v);
+    x->st.elapsed_s += ds_now() - x->t_start;
+    x->t_start = ds_now();
+    if (!rc) rc = checkpoint_save(x->r->output_dir, &x->st, x->adapter, m, v, (int)x->r->save.keep_last);
+    if (!rc) tlog_say(&x->log, "checkpoint: %s/checkpoints/step-%lld", x->r->output_dir, (long long)x->st.step);
+    free(m);
+    free(v);
+    return rc;
+}
+
+/* ------------------------------------------------------------ the run */
+
+static int finish(run *x)
+{
+    const recipe *r = x->r;
+    int rc = engine_get_params(x->eng, x->adapter->data);
+    char *dir = ds_path_join(r->output_dir, "adapter");
+    if (!rc) rc = lora_save_peft(x->adapter, dir);
+    if (!rc) tlog_say(&x->log, "adapter: %s (PEFT format)", dir);
+    free(dir);
+    if (!rc) rc = run_evaluate(x, true, x->st.step);
+    if (!rc) rc = run_write_eval_files(x);
+    if (!rc) run_print_summary(x);
+    if (!rc && r->save.merge) {
+        merge_source src;
+        rc = merge_source_parse(r->save.merge_source, &src);
+        char *mdir = ds_path_join(r->output_dir, "merged");
+        if (!rc) rc = merge_write(x->model, x->adapter, src, mdir);
+        if (!rc) tlog_say(&x->log, "merged: %s (%s weights + adapter, bf16)", mdir, r->save.merge_source);
+        free(mdir);
+    }
+    return rc;
+}
+
+int train_run(const recipe *r, bool resume)
+{
+    run x;
+    g_interrupted = 0;
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    int rc = run_setup(&x, r, resume);
+    if (!rc && x.needs_ref && r->loss.main.module->precompute_ref && r->loss.main.module->precompute_ref(r->loss.main.cfg))
+        rc = run_precompute_ref(&x);
+    if (!rc && r->eval.before_training && !resume && x.n_evals) rc = run_evaluate(&x, false, 0);
+
+    double window_t = ds_now(), session_t = ds_now();
+    long window_tokens = 0;
+    log_window window = {0};
+    int64_t session_steps = 0;
+    while (!rc && x.st.step < x.st.total_steps) {
+        step_result s;
+        rc = train_step(&x, &s);
+        if (rc) break;
+        session_steps++;
+        window_tokens += s.tokens;
+        window_add(&window, &s);
+        x.st.tokens += s.tokens;
+        if (diverged(&x.st, s.loss, r->train.divergence_factor)) {
+            rc = ds_fail(DS_ETRAIN, "training failed: the loss diverged at step %lld (its moving average %.4g is more "
+                                    "than %g x its best, %.4g); the last checkpoint in %s/checkpoints is intact",
+                         (long long)x.st.step, x.st.loss_ema, r->train.divergence_factor, x.st.loss_ema_best,
+                         r->output_dir);
+            break;
+        }
+        double now = ds_now(), elapsed = x.st.elapsed_s + now - x.t_start;
+        double eta = (now - session_t) / session_steps * (double)(x.st.total_steps - x.st.step);
+        bool last = x.st.step == x.st.total_steps;
+        if (x.st.step % r->train.logging_steps == 0 || last) {
+            report_step(&x, &s, &window, window_tokens / (now - window_t + 1e-9), elapsed, eta);
+            window_t = now;
+            window_tokens = 0;
+            memset(&window, 0, sizeof window);
+        } else {
+            char e1[32];
+            tlog_live(&x.log, "step %lld/%lld  loss %.4f  lr %.2e  eta %s", (long long)x.st.step,
+                      (long long)x.st.total_steps, s.loss, s.lr, tlog_duration(eta, e1, sizeof e1));
+        }
+        if (r->eval.every_steps > 0 && x.st.step % r->eval.every_steps == 0 && !last)
+            rc = run_evaluate_midway(&x, x.st.step);
+        if (!rc && ((r->save.every_steps > 0 && x.st.step % r->save.every_steps == 0) || last || g_interrupted)) {
+            rc = save_checkpoint(&x);
+        }
+        if (!rc && g_interrupted) {
+            rc = ds_fail(DS_EINTERRUPTED, "interrupted at step %lld; checkpoint written (continue with --resume)",
+                         (long long)x.st.step);
+        }
+    }
+    if (!rc) rc = finish(&x);
+    run_free(&x);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    return rc;
+}

@@ -1,0 +1,128 @@
+#include "train_log.h"
+
+#include "core/files.h"
+#include "core/status.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int tlog_open(train_log *t, const char *output_dir, bool append)
+{
+    memset(t, 0, sizeof *t);
+    char *m = ds_path_join(output_dir, "metrics.jsonl"), *l = ds_path_join(output_dir, "train.log");
+    t->metrics = fopen(m, append ? "a" : "w");
+    t->log = fopen(l, append ? "a" : "w");
+    int rc = t->metrics && t->log ? DS_OK : ds_fail(DS_EIO, "%s: cannot write the run's logs", output_dir);
+    free(m);
+    free(l);
+    t->tty = isatty(STDERR_FILENO);
+    if (rc) tlog_close(t);
+    return rc;
+}
+
+int tlog_keep_until(train_log *t, const char *output_dir, long step)
+{
+    char *path = ds_path_join(output_dir, "metrics.jsonl"), *text = NULL;
+    size_t len;
+    int rc = ds_read_file(path, &text, &len);
+    if (rc == DS_ENOINPUT) {
+        ds_clear_error();
+        rc = DS_OK;
+    } else if (!rc) {
+        ds_out o;
+        rc = ds_out_open(&o, path);
+        for (char *line = text, *next; !rc && line < text + len; line = next) {
+            char *nl = memchr(line, '\n', (size_t)(text + len - line));
+            next = nl ? nl + 1 : text + len;
+            json_t *row = json_loadb(line, (size_t)(next - line), 0, NULL);
+            json_t *s = json_object_get(row, "step");
+            if (!json_is_integer(s) || json_integer_value(s) <= step) ds_out_write(&o, line, (size_t)(next - line));
+            json_decref(row);
+        }
+        if (!rc) rc = ds_out_commit(&o);
+        if (!rc && t->metrics) {
+            fclose(t->metrics);
+            t->metrics = fopen(path, "a");
+            if (!t->metrics) rc = ds_fail(DS_EIO, "%s: cannot reopen", path);
+        }
+    }
+    free(text);
+    free(path);
+    return rc;
+}
+
+void tlog_close(train_log *t)
+{
+    if (t->live) fputc('\n', stderr);
+    if (t->metrics) fclose(t->metrics);
+    if (t->log) fclose(t->log);
+    memset(t, 0, sizeof *t);
+}
+
+static void clear_live(train_log *t)
+{
+    if (t->live) fputs("\r\033[K", stderr);
+    t->live = false;
+}
+
+void tlog_say(train_log *t, const char *fmt, ...)
+{
+    va_list ap;
+    clear_live(t);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (t->log) {
+        va_start(ap, fmt);
+        vfprintf(t->log, fmt, ap);
+        va_end(ap);
+        fputc('\n', t->log);
+        fflush(t->log);
+    }
+}
+
+void tlog_live(train_log *t, const char *fmt, ...)
+{
+    if (!t->tty) return;
+    va_list ap;
+    fputs("\r\033[K", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fflush(stderr);
+    t->live = true;
+}
+
+void tlog_row(train_log *t, json_t *row)
+{
+    char *s = json_dumps(row, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+    if (s && t->metrics) {
+        fprintf(t->metrics, "%s\n", s);
+        fflush(t->metrics);
+    }
+    free(s);
+    json_decref(row);
+}
+
+const char *tlog_bytes(double bytes, char *buf, size_t n)
+{
+    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) {
+        bytes /= 1024;
+        u++;
+    }
+    snprintf(buf, n, "%.2f %s", bytes, unit[u]);
+    return buf;
+}
+
+const char *tlog_duration(double s, char *buf, size_t n)
+{
+    long t = s > 0 ? (long)(s + 0.5) : 0;
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+    return buf;
+}

@@ -1,0 +1,34 @@
+/* finetune/train/train_log.h - what a run reports: metrics.jsonl (one JSON object
+ * per logged step or evaluation), train.log (the plain lines), and on a
+ * terminal one live progress line. */
+#ifndef DS_FINETUNE_TRAIN_LOG_H
+#define DS_FINETUNE_TRAIN_LOG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct {
+    FILE *metrics;
+    FILE *log;
+    bool tty;          /* stderr is a terminal */
+    bool live;         /* a live line is on screen */
+} train_log;
+
+int tlog_open(train_log *t, const char *output_dir, bool append);
+void tlog_close(train_log *t);
+/* A line to stderr (above the live line) and to train.log. */
+void tlog_say(train_log *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The live line (terminal only; overwritten by the next). */
+void tlog_live(train_log *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* On resume: drop the metrics rows of steps after `step` (logged after the
+ * checkpoint the run continues from), so that no step appears twice. */
+int tlog_keep_until(train_log *t, const char *output_dir, long step);
+/* Append a row to metrics.jsonl (takes the reference). */
+void tlog_row(train_log *t, json_t *row);
+/* "1.23 GiB" */
+const char *tlog_bytes(double bytes, char *buf, size_t n);
+/* "1:02:03" */
+const char *tlog_duration(double seconds, char *buf, size_t n);
+
+#endif
