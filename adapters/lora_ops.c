@@ -4,7 +4,7 @@
  * backends; only op_dropout has a CUDA twin (adapters/lora_cuda.cu). */
 #include "lora_ops.h"
 
-#include "backend/dispatch.h"
+#include "backend/kernel.h"
 #include "core/rng.h"
 
 void op_dropout(backend *be, float *out, const float *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,

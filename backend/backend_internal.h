@@ -3,6 +3,7 @@
 #define DS_BACKEND_INTERNAL_H
 
 #include "backend.h"
+#include "kernel.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,18 +33,9 @@ void cuda_f32_to_act(backend *be, void *dst, const float *src, size_t n);
 void cuda_act_to_f32(backend *be, float *dst, const void *src, size_t n);
 void cuda_add_f32_to_act(backend *be, void *y, const float *x, size_t n);
 void cuda_gemm(backend *be, const be_gemm_args *g);
-int cuda_sm_count(backend *be);
-/* After a kernel launch: record a launch error in the backend; false if one. */
-bool cuda_check_launch(backend *be, const char *what);
 
 #ifdef __cplusplus
 }
-#endif
-
-#ifdef __CUDACC__
-#include <cuda_runtime.h>
-/* The backend's stream: every kernel of every op runs on it, in order. */
-extern "C" cudaStream_t cuda_stream(backend *be);
 #endif
 
 #endif

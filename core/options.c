@@ -1,5 +1,5 @@
 /* core/options.c - lookups in option tables and freeing what they own.
- * Reading values into tables is the recipe loader's (finetune/recipe_keys.c). */
+ * Reading values into tables is the recipe loader's (finetune/recipe/recipe_keys.c). */
 #include "options.h"
 
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  *
  * A table of opt_key describes the keys of a config struct: name, type,
  * where it lives (offsetof), its default, its range and a help line. The
- * recipe loader (finetune/recipe.c) reads YAML through these tables, checks
+ * recipe loader (finetune/recipe/recipe.c) reads YAML through these tables, checks
  * types and ranges, fills defaults, suggests a key for a typo, and prints
  * `ds-ft --help`'s key list from them. Loss modules declare their own tables
  * for their section of the recipe, so the loader knows no loss by name.

@@ -2,7 +2,7 @@
  * coefficients: plain-C references and dispatch to losses/logits_cuda.cu. */
 #include "logits.h"
 
-#include "backend/dispatch.h"
+#include "backend/kernel.h"
 
 #include <math.h>
 

@@ -2,7 +2,7 @@
  * and the dispatch to its CUDA twin (quant/nf4_cuda.cu). */
 #include "nf4.h"
 
-#include "backend/dispatch.h"
+#include "backend/kernel.h"
 #include "core/numeric.h"
 
 const float NF4_CODE[16] = {

@@ -6,7 +6,7 @@
  * elements and nothing is stored between the forward and the backward.
  */
 #include "backend/backend.h"
-#include "backend/backend_internal.h"
+#include "backend/kernel.h"
 #include "adapters/lora_ops.h"
 
 #include "core/rng.h"

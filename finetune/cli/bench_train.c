@@ -3,7 +3,7 @@
  * warm-up. Reports tokens/s, step time, peak memory and the executed FLOP
  * rate as a share of the GPU's bf16 peak measured here with one large GEMM. */
 #include "bench.h"
-#include "bench_model.h"
+#include "finetune/model/model.h"
 #include "commands.h"
 #include "finetune/engine/engine.h"
 #include "finetune/train/run.h"
@@ -220,8 +220,8 @@ int bench_train(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc) return rc;
     model_config cfg;
-    rc = bench_shape(o.shape, &cfg);
-    if (rc) return ds_fail_context(DS_EUSAGE, "bench train: --shape is one of %s or a model folder: ", bench_shape_names());
+    rc = model_shape(o.shape, &cfg);
+    if (rc) return ds_fail_context(DS_EUSAGE, "bench train: --shape is one of %s or a model folder: ", model_shape_names());
     backend *be;
     if ((rc = be_open_named(o.device, &be))) return rc;
     llama_model *m = NULL;
@@ -229,7 +229,7 @@ int bench_train(int argc, char **argv)
     lora_config lc = {.r = o.rank, .alpha = 2.0 * o.rank, .targets = o.targets};
     double peak = measure_peak(be);
     rc = be_sync(be);
-    if (!rc) rc = bench_model_make(&cfg, 7, &m);
+    if (!rc) rc = model_random(&cfg, 7, &m);
     if (!rc) rc = lora_create(&cfg, &lc, o.shape, &ad);
     if (!rc) lora_init(ad, 7);
     char targets[128] = "";
@@ -275,7 +275,7 @@ int bench_train(int argc, char **argv)
     }
     if (!rc && o.mem_limit_gib > 0) printf("largest micro-batch under %.1f GiB: %d\n", o.mem_limit_gib, best);
     lora_free(ad);
-    bench_model_free(m);
+    model_random_free(m);
     be_close(be);
     return rc;
 }

@@ -1,7 +1,7 @@
 /* finetune/cli/cmd_inspect.c - `ds-ft inspect PATH`: what a model folder,
  * adapter folder, training checkpoint or safetensors file holds. */
 #include "commands.h"
-#include "finetune/engine/model.h"
+#include "finetune/model/model.h"
 #include "finetune/train/train_log.h"
 
 #include "adapters/lora.h"

@@ -19,7 +19,7 @@
 #ifndef DS_FINETUNE_ENGINE_H
 #define DS_FINETUNE_ENGINE_H
 
-#include "model.h"
+#include "finetune/model/model.h"
 #include "finetune/engine/ops/ops.h"
 
 #include "adapters/lora.h"

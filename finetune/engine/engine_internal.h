@@ -4,7 +4,6 @@
 #define DS_FINETUNE_ENGINE_INTERNAL_H
 
 #include "engine.h"
-#include "finetune/engine/ops/linear.h"
 
 #include "adapters/lora_ops.h"
 

@@ -4,7 +4,7 @@
 #ifndef DS_FINETUNE_MERGE_H
 #define DS_FINETUNE_MERGE_H
 
-#include "finetune/engine/model.h"
+#include "finetune/model/model.h"
 
 #include "adapters/lora.h"
 #include "backend/backend.h"

@@ -9,7 +9,7 @@
  * Both read fp32 logits with 16-byte loads when V % 4 == 0 and z is aligned.
  */
 #include "backend/backend.h"
-#include "backend/backend_internal.h"
+#include "backend/kernel.h"
 #include "losses/logits.h"
 
 #include <cuda_bf16.h>

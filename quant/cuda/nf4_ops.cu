@@ -12,7 +12,7 @@
  * to bf16: the result is bit-identical to bf16(CPU reference).
  */
 #include "backend/backend.h"
-#include "backend/backend_internal.h"
+#include "backend/kernel.h"
 #include "quant/nf4.h"
 
 #include <cuda_bf16.h>

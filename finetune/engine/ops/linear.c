@@ -1,6 +1,6 @@
 /* finetune/engine/ops/linear.c - frozen linear layers, composed from NF4
  * dequantization and backend matrix products (no CUDA twin of its own). */
-#include "linear.h"
+#include "ops.h"
 
 const void *linear_weight(backend *be, const frozen_linear *w)
 {

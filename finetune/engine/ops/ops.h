@@ -1,7 +1,9 @@
 /* finetune/engine/ops/ops.h - the operations of the Llama engine.
  *
- * Each op has a plain-C fp32 reference (ops_<family>.c, the oracle) and a CUDA twin
- * (cuda/ folder, bf16 storage, fp32 math) checked against it by the GPU tests.
+ * Each op NAME has a plain-C fp32 reference in NAME.c (the oracle), which
+ * dispatches to its CUDA twin in cuda/NAME.cu (bf16 storage, fp32 math; the
+ * twins' prototypes are in ops_cuda.h), and a GPU test case in
+ * tests/gpu/ops/NAME.c that checks the twin against the reference.
  * "act" buffers are fp32 on the CPU and bf16 on CUDA (see backend.h); buffers
  * typed float are fp32 on both. N = B*T token rows; a row-major (N, C) buffer
  * holds token n's vector at n*C. Heads are laid out (N, H, D).
@@ -12,6 +14,9 @@
 #define DS_FINETUNE_OPS_H
 
 #include "backend/backend.h"
+#include "quant/nf4.h"
+
+#include <stdbool.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +72,23 @@ typedef struct {
     int step;
 } adamw_args;
 void op_adamw(backend *be, float *p, const float *grad, float *m, float *v, size_t n, const adamw_args *a);
+
+/* ---- frozen linear layers (linear.c): 16-bit weights (dense act) or NF4. The 4-bit
+ * weight is dequantized into the backend's WS_DEQUANT workspace right before each
+ * product, so only one layer's weight ever exists in 16 bits. Frozen: only the
+ * input gradient is computed. No CUDA twin: composed of nf4 dequant and GEMMs. ---- */
+typedef struct {
+    int out, in;
+    const void *dense;   /* (out, in) act, or NULL when quantized */
+    nf4_view q;          /* backend pointers, when dense == NULL */
+} frozen_linear;
+
+/* y (N, out) act = x (N, in) · Wᵀ + beta · y. */
+void op_linear_fwd(backend *be, void *y, const void *x, const frozen_linear *w, int N, float beta);
+/* dx (N, in) act = dy (N, out) · W + beta · dx. */
+void op_linear_bwd(backend *be, void *dx, const void *dy, const frozen_linear *w, int N, float beta);
+/* The weight as act values: `dense`, or dequantized into WS_DEQUANT. */
+const void *linear_weight(backend *be, const frozen_linear *w);
 
 #ifdef __cplusplus
 }

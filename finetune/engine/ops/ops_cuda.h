@@ -1,4 +1,4 @@
-/* finetune/engine/ops/ops_cuda.h - CUDA twins of finetune/ops.h (finetune/cuda/).
+/* finetune/engine/ops/ops_cuda.h - the CUDA twins of ops.h (cuda/NAME.cu), private to ops/.
  * Same arguments and semantics; called only through DS_DISPATCH_CUDA. */
 #ifndef DS_FINETUNE_OPS_CUDA_H
 #define DS_FINETUNE_OPS_CUDA_H

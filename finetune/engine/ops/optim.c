@@ -3,7 +3,7 @@
 #include "ops.h"
 #include "ops_cuda.h"
 
-#include "backend/dispatch.h"
+#include "backend/kernel.h"
 
 #include <math.h>
 

@@ -1,5 +1,5 @@
 /* finetune/engine/ops/cuda/attention_bwd.cu - CUDA twin of op_attention_bwd (the
- * reference is in finetune/ops_attention.c), flash-attention-2 style.
+ * reference is in attention.c), flash-attention-2 style.
  *
  * Three kernels:
  *  1. attention_delta_kernel: delta (B*T, H) = rowsum(dout * out), fp32.
@@ -29,7 +29,7 @@
  * (78 KB at D = 128; two blocks fit on an H100 SM).
  */
 #include "backend/backend.h"
-#include "backend/backend_internal.h"
+#include "backend/kernel.h"
 #include "finetune/engine/ops/ops_cuda.h"
 #include "attention_common.cuh"
 

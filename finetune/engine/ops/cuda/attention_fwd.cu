@@ -1,5 +1,5 @@
 /* finetune/engine/ops/cuda/attention_fwd.cu - CUDA twin of op_attention_fwd: causal
- * grouped-query attention, flash-attention style (finetune/ops_attention.c
+ * grouped-query attention, flash-attention style (attention.c
  * holds the reference).
  *
  * Design. A block of 4 warps owns BQ = 64 * MT query rows of one (batch,
@@ -23,7 +23,7 @@
  * (104 KB at D = 128, MT = 2: two blocks per H100 SM).
  */
 #include "backend/backend.h"
-#include "backend/backend_internal.h"
+#include "backend/kernel.h"
 #include "finetune/engine/ops/ops_cuda.h"
 #include "attention_common.cuh"
 

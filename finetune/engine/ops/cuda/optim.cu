@@ -1,8 +1,8 @@
 /* finetune/engine/ops/cuda/optim.cu - CUDA twins of op_sumsq and op_adamw
- * (finetune/ops_optim.c holds the references). Both work on fp32 buffers.
+ * (optim.c holds the references). Both work on fp32 buffers.
  */
 #include "backend/backend.h"
-#include "backend/backend_internal.h"
+#include "backend/kernel.h"
 #include "core/status.h"
 #include "finetune/engine/ops/ops_cuda.h"
 

@@ -1,5 +1,5 @@
 /* finetune/engine/ops/cuda/rmsnorm.cu - CUDA twins of op_rmsnorm_fwd / op_rmsnorm_bwd
- * (finetune/ops_elementwise.c holds the references).
+ * (rmsnorm.c holds the references).
  *
  * One warp per row, 8 rows per 256-thread block. A row is read twice (once
  * for its statistic, once to write); the second pass hits L1/L2. When C is a
@@ -8,7 +8,7 @@
  * reference's order of operations.
  */
 #include "backend/backend.h"
-#include "backend/backend_internal.h"
+#include "backend/kernel.h"
 #include "core/status.h"
 #include "finetune/engine/ops/ops_cuda.h"
 

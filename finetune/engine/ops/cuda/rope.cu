@@ -1,11 +1,11 @@
-/* finetune/engine/ops/cuda/rope.cu - CUDA twin of op_rope (finetune/ops_attention.c).
+/* finetune/engine/ops/cuda/rope.cu - CUDA twin of op_rope (rope.c).
  *
  * The inverse frequencies are computed on the host with the reference's exact
  * fp32 expression and passed by value, so both backends rotate by the same
  * fp32 angle (float)pos * inv_freq[i]; only cos/sin may differ in the last ulp.
  */
 #include "backend/backend.h"
-#include "backend/backend_internal.h"
+#include "backend/kernel.h"
 #include "finetune/engine/ops/ops_cuda.h"
 
 #include "core/status.h"

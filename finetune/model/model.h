@@ -48,4 +48,15 @@ void model_free(llama_model *m);
 /* Bytes the weights occupy once resident (4-bit linears, 16-bit rest). */
 size_t model_resident_bytes(const llama_model *m);
 
+/* ---- models with random weights, for benchmarks and memory estimates (model_random.c) ---- */
+
+/* Built-in shapes by name ("deepseek-llm-7b", "deepseek-coder-1.3b", "tiny"),
+ * or a model folder's config.json. */
+int model_shape(const char *name, model_config *cfg);
+/* A model of that shape with random weights (free with model_random_free). */
+int model_random(const model_config *cfg, uint64_t seed, llama_model **out);
+void model_random_free(llama_model *m);
+/* Names of the built-in shapes, for messages. */
+const char *model_shape_names(void);
+
 #endif

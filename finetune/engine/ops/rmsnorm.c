@@ -1,21 +1,11 @@
-/* finetune/engine/ops/elementwise.c - embedding, RMSNorm and SwiGLU: the
- * plain-C references (fp32) and the dispatch to their CUDA twins. */
+/* finetune/engine/ops/rmsnorm.c - RMSNorm forward and backward: the plain-C
+ * references (fp32) and the dispatch to their CUDA twins (cuda/rmsnorm.cu). */
 #include "ops.h"
 #include "ops_cuda.h"
 
-#include "backend/dispatch.h"
+#include "backend/kernel.h"
 
 #include <math.h>
-#include <string.h>
-
-void op_embedding(backend *be, void *out, const int32_t *ids, const void *table, int N, int C)
-{
-    DS_DISPATCH_CUDA(be, embedding_cuda(be, out, ids, table, N, C));
-    float *o = out;
-    const float *t = table;
-    for (int n = 0; n < N; n++) memcpy(o + (size_t)n * C, t + (size_t)ids[n] * C, sizeof(float) * (size_t)C);
-    be_round_act(be, out, (size_t)N * C);
-}
 
 void op_rmsnorm_fwd(backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C, float eps)
 {
@@ -52,32 +42,3 @@ void op_rmsnorm_bwd(backend *be, void *dx, const void *dout, const void *x, cons
     }
     be_round_act(be, dx, (size_t)N * C);
 }
-
-static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-void op_swiglu_fwd(backend *be, void *out, const void *gate, const void *up, size_t n)
-{
-    DS_DISPATCH_CUDA(be, swiglu_fwd_cuda(be, out, gate, up, n));
-    float *o = out;
-    const float *g = gate, *u = up;
-    for (size_t i = 0; i < n; i++) o[i] = g[i] * sigmoidf(g[i]) * u[i];
-    be_round_act(be, out, n);
-}
-
-/* d silu(g)/dg = s (1 + g (1 - s)) with s = sigmoid(g). */
-void op_swiglu_bwd(backend *be, void *dgate, void *dup, const void *dout, const void *gate, const void *up, size_t n)
-{
-    DS_DISPATCH_CUDA(be, swiglu_bwd_cuda(be, dgate, dup, dout, gate, up, n));
-    float *dg = dgate, *du = dup;
-    const float *d = dout, *g = gate, *u = up;
-    for (size_t i = 0; i < n; i++) {
-        float s = sigmoidf(g[i]);
-        float dgi = d[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
-        float dui = d[i] * g[i] * s;
-        dg[i] = dgi;
-        du[i] = dui;
-    }
-    be_round_act(be, dgate, n);
-    be_round_act(be, dup, n);
-}
-

@@ -1,6 +1,9 @@
-#include "bench_model.h"
+/* finetune/model/model_random.c - models of a known shape with random weights, for
+ * benchmarks and memory estimates: no files needed. The linear layers are random
+ * NF4 (double quantization), everything else random bf16. */
+#include "model.h"
 
-#include "finetune/engine/model_quant.h"
+#include "model_quant.h"
 
 #include "core/numeric.h"
 #include "core/rng.h"
@@ -25,9 +28,9 @@ static const shape SHAPES[] = {
     {"tiny", 128, 352, 2, 4, 2, 1024, 10000.0, 1.0},
 };
 
-const char *bench_shape_names(void) { return "deepseek-llm-7b, deepseek-coder-1.3b, deepseek-coder-6.7b, tiny"; }
+const char *model_shape_names(void) { return "deepseek-llm-7b, deepseek-coder-1.3b, deepseek-coder-6.7b, tiny"; }
 
-int bench_shape(const char *name, model_config *c)
+int model_shape(const char *name, model_config *c)
 {
     for (size_t i = 0; i < sizeof SHAPES / sizeof *SHAPES; i++) {
         const shape *s = &SHAPES[i];
@@ -101,7 +104,7 @@ static int random_nf4(model_linear *lin, uint64_t seed)
     return DS_OK;
 }
 
-int bench_model_make(const model_config *cfg, uint64_t seed, llama_model **out)
+int model_random(const model_config *cfg, uint64_t seed, llama_model **out)
 {
     llama_model *m = calloc(1, sizeof *m);
     m->dir = strdup("(random weights)");
@@ -123,14 +126,14 @@ int bench_model_make(const model_config *cfg, uint64_t seed, llama_model **out)
         }
     }
     if (rc) {
-        bench_model_free(m);
+        model_random_free(m);
         return rc;
     }
     *out = m;
     return DS_OK;
 }
 
-void bench_model_free(llama_model *m)
+void model_random_free(llama_model *m)
 {
     if (!m) return;
     free_tensor(m->embed);

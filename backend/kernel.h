@@ -1,0 +1,49 @@
+/* backend/kernel.h - what an op needs to pick and launch its implementation.
+ *
+ * Each op's public function lives in NAME.c next to its plain-C reference and
+ * starts with DS_DISPATCH_CUDA(be, NAME_cuda(...)): on a CUDA backend the twin
+ * (cuda/NAME.cu) runs instead. In a build without CUDA the macro expands to
+ * nothing. The twins launch on cuda_stream(be) and report launch errors with
+ * cuda_check_launch(). */
+#ifndef DS_BACKEND_KERNEL_H
+#define DS_BACKEND_KERNEL_H
+
+#include "backend.h"
+
+#include <stdbool.h>
+
+#ifdef DS_HAVE_CUDA
+#define DS_DISPATCH_CUDA(be, call)          \
+    do {                                    \
+        if ((be)->kind == BE_CUDA) {        \
+            if (!(be)->err) call;           \
+            return;                         \
+        }                                   \
+    } while (0)
+#else
+#define DS_DISPATCH_CUDA(be, call) \
+    do {                           \
+    } while (0)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* cuda_sm_count() : the number of multiprocessors of the backend's GPU. */
+int cuda_sm_count(backend *be);
+/* cuda_check_launch() : after a kernel launch, record a launch error in the
+ * backend (be->err, with `what` in the message). @return false if there was one. */
+bool cuda_check_launch(backend *be, const char *what);
+
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __CUDACC__
+#include <cuda_runtime.h>
+/* cuda_stream() : the backend's stream; every kernel of every op runs on it, in order. */
+extern "C" cudaStream_t cuda_stream(backend *be);
+#endif
+
+#endif
