@@ -43,6 +43,8 @@ typedef struct backend {
     size_t bytes_in_use;      /* device bytes allocated through be_alloc */
     size_t peak_bytes;
     bool round_bf16;          /* CPU only: store act values rounded to bf16, as CUDA does (DSFT_CPU_BF16=1) */
+    int attn_fwd_rows;        /* CUDA tuning: query rows per warp of the attention forward, 16 or 32
+                                 (0 = the default, 32); `ds-ft bench kernels --attn-fwd-rows` sets it */
     void *impl;               /* backend-private (CUDA handles, workspaces) */
 } backend;
 

@@ -5,7 +5,7 @@
 #   bash scripts/gpu-check.sh
 #
 # 1. the GPU test binaries (.device/bin/test_gpu_*), every case, in parallel;
-# 2. the benchmarks of the 7B shapes (DSFT_GPU_BENCH=1), both forward tilings;
+# 2. the kernel benchmarks of the 7B shapes (ds-ft bench kernels), both forward tilings;
 # 3. compute-sanitizer memcheck on the suite (heavy cases skipped);
 # 4. compute-sanitizer racecheck on the ops that use shared memory.
 # Logs go to $OUT (else .device/logs); a short summary is printed last.
@@ -62,10 +62,10 @@ done
 to=$(stage_timeout 120)
 if [ "$to" -gt 20 ]; then
   {
-    echo "-- default tiling (DSFT_ATTN_FWD_MT=2)"
-    DSFT_GPU_BENCH=1 timeout -k 5 $((to / 2)) "$dev/bin/test_gpu_ops" --filter 'gpu_bench/*' --verbose 2>&1
-    echo "-- DSFT_ATTN_FWD_MT=1"
-    DSFT_GPU_BENCH=1 DSFT_ATTN_FWD_MT=1 timeout -k 5 $((to / 2)) "$dev/bin/test_gpu_ops" --filter 'gpu_bench/*' --verbose 2>&1
+    echo "-- default tiling (32 query rows per warp)"
+    timeout -k 5 $((to / 2)) "$dev/bin/ds-ft" bench kernels 2>&1 | sed 's/^/BENCH /'
+    echo "-- 16 query rows per warp"
+    timeout -k 5 $((to / 2)) "$dev/bin/ds-ft" bench kernels --attn-fwd-rows 16 2>&1 | sed 's/^/BENCH /' 
   } >"$logs/bench.log" 2>&1
 fi
 

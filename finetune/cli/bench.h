@@ -8,4 +8,7 @@ int bench_train(int argc, char **argv);
 /* ds-ft bench tokenize --tokenizer DIR [--mb N]: single-thread encoding MB/s. */
 int bench_tokenize(int argc, char **argv);
 
+/* ds-ft bench kernels: the GPU kernels alone at the 7B shapes. */
+int bench_kernels(int argc, char **argv);
+
 #endif

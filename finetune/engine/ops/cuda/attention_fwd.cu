@@ -392,13 +392,9 @@ extern "C" void attention_fwd_cuda(backend *be, void *out, float *lse, const voi
         if (!ranges || !attention_seg_ranges(be, ranges, seg, B, T)) return;
         p.seg_ranges = ranges;
     }
-    /* Rows per warp: 32 (two m-tiles) by default; DSFT_ATTN_FWD_MT=1 selects 16,
-     * a tuning override for benchmarks. */
-    static int mt = 0;
-    if (!mt) {
-        const char *e = getenv("DSFT_ATTN_FWD_MT");
-        mt = e && atoi(e) == 1 ? 1 : 2;
-    }
+    /* Rows per warp: 32 (two m-tiles) by default; the backend's attn_fwd_rows = 16
+     * selects one m-tile (a tuning choice that bench kernels compares). */
+    const int mt = be->attn_fwd_rows == 16 ? 1 : 2;
     switch (D) {
     case 16: launch_fwd_rows<16>(be, p, mt); break;
     case 32: launch_fwd_rows<32>(be, p, mt); break;

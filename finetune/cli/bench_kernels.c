@@ -1,0 +1,139 @@
+/* finetune/cli/bench_kernels.c - `ds-ft bench kernels`: the GPU kernels alone at
+ * the 7B shapes (attention forward/backward, a large GEMM, RMSNorm, NF4
+ * dequantization), each the median of 20 synchronised runs after 3 warm-ups. */
+#include "bench.h"
+#include "commands.h"
+
+#include "backend/backend.h"
+#include "core/clock.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "finetune/engine/ops/ops.h"
+#include "quant/nf4.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median seconds of `iters` synchronised runs of `fn` after 3 warm-ups. */
+typedef void (*bench_fn)(backend *be, void **bufs);
+static double bench_median(backend *be, bench_fn fn, void **bufs, int iters)
+{
+    double t[64];
+    for (int i = 0; i < 3; i++) fn(be, bufs);
+    be_sync(be);
+    for (int i = 0; i < iters; i++) {
+        double t0 = ds_now();
+        fn(be, bufs);
+        be_sync(be);
+        t[i] = ds_now() - t0;
+    }
+    qsort(t, iters, sizeof t[0], cmp_double);
+    return t[iters / 2];
+}
+
+enum { BB = 4, BT = 2048, BH = 32, BD = 128 };
+static void b_attn_fwd(backend *be, void **x) { op_attention_fwd(be, x[3], x[4], x[0], x[1], x[2], NULL, BB, BT, BH, BH, BD); }
+static void b_attn_fwd_seg(backend *be, void **x) { op_attention_fwd(be, x[3], x[4], x[0], x[1], x[2], x[9], BB, BT, BH, BH, BD); }
+static void b_attn_bwd(backend *be, void **x)
+{
+    op_attention_bwd(be, x[5], x[6], x[7], x[8], x[3], x[4], x[0], x[1], x[2], NULL, BB, BT, BH, BH, BD);
+}
+static void b_gemm(backend *be, void **x) { be_matmul_nt(be, x[2], x[0], x[1], 8192, 4096, 4096, 0.0f); }
+static void b_nf4(backend *be, void **x) { op_nf4_dequant(be, x[0], (const nf4_view *)x[1]); }
+static void b_rmsnorm(backend *be, void **x) { op_rmsnorm_fwd(be, x[1], x[2], x[0], x[3], 8192, 4096, 1e-6f); }
+
+static void *bench_rand_act(backend *be, size_t n)
+{
+    float *h = malloc(n * sizeof(float));
+    if (!h) return NULL;
+    for (size_t i = 0; i < n; i++) h[i] = ds_u01(ds_hash3(7, n, i)) * 2.0f - 1.0f;
+    void *d = be_alloc(be, n * 2, "bench");
+    be_upload_f32_as_act(be, d, h, n);
+    free(h);
+    return d;
+}
+
+int bench_kernels(int argc, char **argv)
+{
+    ds_args a;
+    args_init(&a, argc, argv);
+    long attn_rows = 32;
+    int rc = arg_int(&a, "--attn-fwd-rows", "bench kernels", 16, 32, &attn_rows);
+    if (!rc && attn_rows != 16 && attn_rows != 32) rc = ds_fail(DS_EUSAGE, "bench kernels: --attn-fwd-rows takes 16 or 32");
+    if (!rc) rc = arg_check_all(&a, "bench kernels");
+    if (rc) return rc;
+    backend *be;
+    if ((rc = be_open(BE_CUDA, &be))) return ds_fail_context(rc, "bench kernels needs a CUDA GPU: ");
+    be->attn_fwd_rows = (int)attn_rows;
+    printf("attention forward: %ld query rows per warp\n", attn_rows);
+    const size_t nq = (size_t)BB * BT * BH * BD, nl = (size_t)BB * BT * BH;
+    void *x[10];
+    for (int i = 0; i < 3; i++) x[i] = bench_rand_act(be, nq);
+    x[3] = be_alloc(be, nq * 2, "out");
+    x[4] = be_alloc(be, nl * 4, "lse");
+    for (int i = 5; i < 8; i++) x[i] = be_alloc(be, nq * 2, "grad");
+    x[8] = bench_rand_act(be, nq);
+    int32_t *seg = malloc(BB * BT * sizeof(int32_t));
+    for (int i = 0; i < BB * BT; i++) seg[i] = (i % BT) / 512;   /* four packed sequences per row */
+    x[9] = be_alloc(be, BB * BT * sizeof(int32_t), "seg");
+    be_upload(be, x[9], seg, BB * BT * sizeof(int32_t));
+    free(seg);
+    const double fwd_flop = 4.0 * BB * BH * (double)BT * BT * BD / 2;   /* causal half */
+    double tf = bench_median(be, b_attn_fwd, x, 20);
+    double ts = bench_median(be, b_attn_fwd_seg, x, 20);
+    op_attention_fwd(be, x[3], x[4], x[0], x[1], x[2], NULL, BB, BT, BH, BH, BD);
+    double tb = bench_median(be, b_attn_bwd, x, 20);
+    printf("attention_fwd B=%d T=%d H=%d D=%d causal: %.3f ms, %.1f TFLOP/s\n", BB, BT, BH, BD, tf * 1e3,
+           fwd_flop / tf / 1e12);
+    printf("attention_fwd with 4 segments per row: %.3f ms (causal-FLOP rate %.1f TFLOP/s)\n", ts * 1e3,
+           fwd_flop / ts / 1e12);
+    printf("attention_bwd B=%d T=%d H=%d D=%d causal: %.3f ms, %.1f TFLOP/s (2.5x forward FLOPs)\n", BB, BT, BH,
+           BD, tb * 1e3, 2.5 * fwd_flop / tb / 1e12);
+    for (int i = 0; i < 10; i++) be_free(be, x[i]);
+
+    /* cuBLASLt through be_matmul_nt: (8192 x 4096) x (4096 x 4096)ᵀ */
+    void *g[3] = {bench_rand_act(be, 8192 * 4096), bench_rand_act(be, 4096 * 4096), be_alloc(be, 8192 * 4096 * 2, "y")};
+    double tg = bench_median(be, b_gemm, g, 20);
+    printf("gemm 8192x4096x4096 bf16: %.3f ms, %.1f TFLOP/s\n", tg * 1e3, 2.0 * 8192 * 4096 * 4096 / tg / 1e12);
+    /* rmsnorm over 8192 x 4096 */
+    void *r[4] = {g[0], g[2], be_alloc(be, 8192 * 4, "rstd"), bench_rand_act(be, 4096)};
+    double tr = bench_median(be, b_rmsnorm, r, 20);
+    printf("rmsnorm_fwd 8192x4096: %.3f ms, %.0f GB/s\n", tr * 1e3, (2.0 * 8192 * 4096 * 2) / tr / 1e9);
+    be_free(be, r[2]);
+    be_free(be, r[3]);
+    for (int i = 0; i < 3; i++) be_free(be, g[i]);
+
+    /* NF4 dequant of a 7B MLP weight (11008 x 4096), double quantized */
+    const int64_t rows = 11008, cols = 4096, n = rows * cols, nb = n / 64, nb2 = (nb + 255) / 256;
+    uint8_t *hp = malloc(n / 2), *hq = malloc(nb);
+    for (int64_t i = 0; i < n / 2; i++) hp[i] = (uint8_t)(i * 2654435761u >> 13);
+    for (int64_t i = 0; i < nb; i++) hq[i] = (uint8_t)(i * 40503u >> 7);
+    float *h2 = malloc(nb2 * 4), map[256];
+    for (int64_t i = 0; i < nb2; i++) h2[i] = 0.01f;
+    for (int i = 0; i < 256; i++) map[i] = -1.0f + 2.0f * i / 255.0f;
+    nf4_view q = {.rows = rows, .cols = cols, .n = n, .nblocks = nb, .nblocks2 = nb2, .double_quant = true,
+                  .dtype = NF4_OUT_BF16, .offset = 0.02f};
+    void *dp = be_alloc(be, n / 2, "p"), *dq = be_alloc(be, nb, "q"), *d2 = be_alloc(be, nb2 * 4, "a2");
+    void *dc = be_alloc(be, 64, "code"), *dm = be_alloc(be, 1024, "map"), *dout = be_alloc(be, n * 2, "w");
+    be_upload(be, dp, hp, n / 2);
+    be_upload(be, dq, hq, nb);
+    be_upload(be, d2, h2, nb2 * 4);
+    be_upload(be, dc, NF4_CODE, 64);
+    be_upload(be, dm, map, 1024);
+    q.packed = dp, q.absmax_q = dq, q.absmax2 = d2, q.code = dc, q.nested_map = dm;
+    void *nx[2] = {dout, &q};
+    double tn = bench_median(be, b_nf4, nx, 20);
+    printf("nf4_dequant 11008x4096: %.3f ms, %.0f GB/s (packed read + bf16 write)\n", tn * 1e3,
+           (n / 2.0 + 2.0 * n) / tn / 1e9);
+    free(hp), free(hq), free(h2);
+    be_free(be, dp), be_free(be, dq), be_free(be, d2), be_free(be, dc), be_free(be, dm), be_free(be, dout);
+    rc = be_sync(be);
+    be_close(be);
+    return rc;
+}

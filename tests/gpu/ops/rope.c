@@ -1,0 +1,22 @@
+/* tests/gpu/ops/rope.c - GPU test cases of rope: the CUDA twin against the plain-C
+ * reference (finetune/engine/ops/rope.c and cuda/rope.cu). */
+#include "tests/gpu/gpu_ops.h"
+
+static void run_rope(tctx *t, const op_case *c)
+{
+    size_t n = (size_t)c->N * c->H * c->D;
+    float *x = rnd(t, n, 1.0f, false);
+    int32_t *pos = rand_ints(t, c->N, 0, 4096);
+    void *gx = dev_act(t, x, n);
+    op_rope(t->cpu, x, pos, c->N, c->H, c->D, 10000.0f, c->p, c->flag);
+    op_rope(t->gpu, gx, dev_raw(t, pos, c->N * sizeof(int32_t)), c->N, c->H, c->D, 10000.0f, c->p, c->flag);
+    gpu_ok(t);
+    check(t, "x", get_act(t, gx, n), x, n, c->tol);
+}
+
+const op_case GPU_CASES_ROPE[] = {
+    {.run = run_rope, .op = OP_ROPE, .N = 37, .H = 3, .D = 16, .p = 1.0f, .tol = BF},
+    {.run = run_rope, .op = OP_ROPE, .N = 64, .H = 32, .D = 128, .p = 1.0f, .flag = 1, .tol = BF},
+    {.run = run_rope, .op = OP_ROPE, .N = 37, .H = 4, .D = 64, .p = 4.0f, .tol = BF},
+};
+const int GPU_NCASES_ROPE = sizeof GPU_CASES_ROPE / sizeof GPU_CASES_ROPE[0];
