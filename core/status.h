@@ -16,10 +16,12 @@ extern "C" {
 enum {
     DS_OK = 0,
     DS_ETRAIN = 1,       /* training failed: NaN/divergence, device error, out of memory */
+    DS_ENOMEM = 1,       /* out of memory (host or device): exit code 1, as SPEC.md says */
     DS_EUSAGE = 64,      /* bad command line */
     DS_EDATA = 65,       /* bad data (file:line) */
     DS_ENOINPUT = 66,    /* missing input file */
     DS_EINTERNAL = 70,   /* internal error (a bug) */
+    DS_EEXISTS = 73,     /* an output that already exists (pass --force / --overwrite to replace it) */
     DS_EIO = 74,         /* I/O error */
     DS_ECONFIG = 78,     /* bad recipe or config (file:line:key) */
     DS_EINTERRUPTED = 130,

@@ -1,0 +1,57 @@
+/* core/mem.c - checked allocation (see mem.h). */
+#include "mem.h"
+
+#include "status.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ds_oom(size_t bytes, const char *what)
+{
+    return ds_fail(DS_ENOMEM, "out of memory allocating %zu bytes%s%s", bytes, what ? " for " : "", what ? what : "");
+}
+
+void *ds_malloc(size_t bytes, const char *what)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) ds_oom(bytes, what);
+    return p;
+}
+
+void *ds_calloc(size_t n, size_t size, const char *what)
+{
+    if (size && n > SIZE_MAX / size) {
+        ds_oom(SIZE_MAX, what);
+        return NULL;
+    }
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) ds_oom(n * size, what);
+    return p;
+}
+
+char *ds_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = ds_malloc(n, "a string");
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+int ds_grow(void *arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return DS_OK;
+    size_t nc = *cap ? *cap : 8;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2) return ds_oom(SIZE_MAX, "a growing array");
+        nc *= 2;
+    }
+    if (elem && nc > SIZE_MAX / elem) return ds_oom(SIZE_MAX, "a growing array");
+    void **p = arr;
+    char *np = realloc(*p, nc * elem);
+    if (!np) return ds_oom(nc * elem, "a growing array");
+    memset(np + *cap * elem, 0, (nc - *cap) * elem);
+    *p = np;
+    *cap = nc;
+    return DS_OK;
+}
