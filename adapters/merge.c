@@ -1,6 +1,9 @@
 #include "merge.h"
 
 #include "backend/backend.h"
+#include "core/status.h"
+
+#include <string.h>
 
 #include <stdlib.h>
 
@@ -20,3 +23,13 @@ void lora_merge_weight(const lora_adapter *a, int layer, llama_linear t, float *
         }
     }
 }
+
+int merge_source_parse(const char *s, merge_source *out)
+{
+    if (!s || !strcmp(s, "dequantized")) *out = MERGE_DEQUANTIZED;
+    else if (!strcmp(s, "original")) *out = MERGE_ORIGINAL;
+    else return ds_fail(DS_EUSAGE, "merge source '%s' is neither 'dequantized' nor 'original'", s);
+    return DS_OK;
+}
+
+const char *merge_source_name(merge_source s) { return s == MERGE_ORIGINAL ? "original" : "dequantized"; }

@@ -88,13 +88,22 @@ int be_open_auto(backend **out)
     return be_open(be_cuda_device_count() > 0 ? BE_CUDA : BE_CPU, out);
 }
 
+int be_kind_parse(const char *name, be_kind *out)
+{
+    if (!name || !strcmp(name, "auto")) *out = BE_AUTO;
+    else if (!strcmp(name, "cpu")) *out = BE_CPU;
+    else if (!strcmp(name, "cuda")) *out = BE_CUDA;
+    else return ds_fail(DS_EUSAGE, "unknown device '%s' (auto, cpu or cuda)", name);
+    return DS_OK;
+}
+
 int be_open_named(const char *name, backend **out)
 {
-    if (!name || !strcmp(name, "auto")) return be_open_auto(out);
-    if (!strcmp(name, "cpu")) return be_open(BE_CPU, out);
-    if (!strcmp(name, "cuda")) return be_open(BE_CUDA, out);
+    be_kind k;
     *out = NULL;
-    return ds_fail(DS_EUSAGE, "unknown device '%s' (auto, cpu or cuda)", name);
+    int rc = be_kind_parse(name, &k);
+    if (rc) return rc;
+    return k == BE_AUTO ? be_open_auto(out) : be_open(k, out);
 }
 
 void be_close(backend *be)

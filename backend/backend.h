@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-typedef enum { BE_CPU = 0, BE_CUDA = 1 } be_kind;
+typedef enum { BE_AUTO = -1, BE_CPU = 0, BE_CUDA = 1 } be_kind;   /* BE_AUTO: CUDA where a GPU is present */
 
 /* CPU reference ops split work across OpenMP threads only above this many
  * inner-loop operations: below it, starting threads costs more than it saves.
@@ -52,6 +52,8 @@ typedef struct backend {
  * there is none (or in a build without CUDA) fails with a clear message. */
 int be_open(be_kind kind, backend **out);
 int be_open_auto(backend **out);
+/* "auto" (or NULL), "cpu" or "cuda" -> BE_AUTO, BE_CPU, BE_CUDA; anything else is DS_EUSAGE. */
+int be_kind_parse(const char *name, be_kind *out);
 /* Open by name: "auto" (or NULL), "cpu" or "cuda"; anything else is DS_EUSAGE. */
 int be_open_named(const char *name, backend **out);
 void be_close(backend *be);

@@ -7,7 +7,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "data/safetensors.h"
-#include "finetune/run/dump.h"
+#include "finetune/run/run.h"
 #include "finetune/engine/engine.h"
 
 #include <criterion/criterion.h>

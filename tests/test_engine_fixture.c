@@ -5,7 +5,7 @@
 #include "core/files.h"
 #include "core/status.h"
 #include "data/safetensors.h"
-#include "finetune/run/dump.h"
+#include "finetune/run/run.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

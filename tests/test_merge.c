@@ -6,7 +6,7 @@
 #include "core/numeric.h"
 #include "core/status.h"
 #include "data/safetensors.h"
-#include "finetune/run/merge.h"
+#include "finetune/run/run.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

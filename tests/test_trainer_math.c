@@ -35,9 +35,14 @@ Test(trainer_math, schedules_match_transformers)
                           step, lr_at(&s, step), want);
             }
         }
-    lr_kind kind;
-    cr_expect_eq(lr_kind_parse("cosine", &kind), 0);
-    cr_expect_eq(lr_kind_parse("polynomial", &kind), DS_ECONFIG);
+    /* the recipe's lr_scheduler becomes the plan's lr_kind; other names are refused */
+    const char *text = "base_model: m\noutput_dir: o\ndata: {datasets: [{path: d.jsonl, type: text}]}\n";
+    char *cosine[] = {"train.lr_scheduler=cosine"}, *poly[] = {"train.lr_scheduler=polynomial"};
+    recipe *r = NULL;
+    cr_expect_eq(recipe_parse(text, strlen(text), "r.yaml", cosine, 1, NULL, &r), 0, "%s", ds_errmsg());
+    cr_expect(r && r->plan.lr_scheduler == LR_COSINE);
+    recipe_free(r);
+    cr_expect_eq(recipe_parse(text, strlen(text), "r.yaml", poly, 1, NULL, &r), DS_ECONFIG);
 }
 
 /* Rows 0..3 of a batch as one micro-batch, or as two of two rows: with the

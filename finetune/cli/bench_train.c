@@ -6,7 +6,6 @@
 #include "finetune/model/model.h"
 #include "commands.h"
 #include "finetune/engine/engine.h"
-#include "finetune/train/run.h"
 
 #include "core/clock.h"
 #include "core/rng.h"

@@ -2,7 +2,7 @@
  * reference input, named as in fixtures/tiny-llama/reference.safetensors, so
  * any reference file of that shape can be checked against the engine. */
 #include "commands.h"
-#include "finetune/run/dump.h"
+#include "finetune/run/run.h"
 
 #include "core/status.h"
 

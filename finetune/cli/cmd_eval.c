@@ -7,7 +7,7 @@
  *       [--chat-template NAME] [--seq N] [--limit N] [--4bit] [--device auto|cpu|cuda]
  * Prints one line per dataset and model, and a JSON document on stdout. */
 #include "commands.h"
-#include "finetune/run/eval.h"
+#include "finetune/run/run.h"
 
 #include "core/files.h"
 #include "core/status.h"
@@ -20,7 +20,8 @@
 #include <string.h>
 
 typedef struct {
-    const char *model, *tokenizer, *adapter, *device;
+    const char *model, *tokenizer, *adapter;
+    be_kind device;
     bool load_in_4bit, double_quant;
     data_options data;
     long limit;
@@ -46,26 +47,20 @@ static void print_line(const char *name, const char *model, const dataset *d, co
 
 static int run_job(const eval_job *j, const data_source *src, int nsrc)
 {
-    backend *be = NULL;
-    tokenizer *tok = NULL;
-    llama_model *m = NULL;
-    lora_adapter *ad = NULL;
-    engine *e = NULL;
-    model_load_opts lo = {.load_in_4bit = j->load_in_4bit, .double_quant = j->double_quant};
-    int rc = be_open_named(j->device, &be);
-    if (!rc) rc = tok_load(j->tokenizer ? j->tokenizer : j->model, &tok);
-    if (!rc) rc = model_load(j->model, &lo, &m);
-    if (!rc) tok_set_default_ids(tok, m->cfg.bos_id, m->cfg.eos_id, m->cfg.pad_id);
-    if (!rc && j->adapter) rc = lora_load_peft(j->adapter, &m->cfg, &ad);
-    if (!rc) {
-        engine_opts eo = {.max_B = j->max_rows, .max_T = j->data.sequence_len, .adapter = ad};
-        rc = engine_create(be, m, &eo, &e);
-    }
+    ds_run x;
+    ds_run_opts ro = {.device = j->device, .model_dir = j->model, .tokenizer_dir = j->tokenizer,
+                      .adapter_dir = j->adapter, .load_in_4bit = j->load_in_4bit, .double_quant = j->double_quant};
+    int rc = ds_run_open(&ro, &x);
+    if (rc) return rc;
+    engine_opts eo = {.max_B = j->max_rows, .max_T = j->data.sequence_len};
+    rc = ds_run_start(&x, &eo);
+    engine *e = x.eng;
+    lora_adapter *ad = x.adapter;
     json_t *all = json_array();
     for (int i = 0; !rc && i < nsrc; i++) {
         dataset d;
         example_kind kind = !strcmp(src[i].type, "mcq") ? EX_MCQ : EX_SFT;
-        rc = dataset_load(&src[i], 1, kind, tok, &j->data, &d);
+        rc = dataset_load(&src[i], 1, kind, x.tok, &j->data, &d);
         if (rc) break;
         json_t *o = json_pack("{s:s, s:s}", "dataset", src[i].path, "type", kind == EX_MCQ ? "mcq" : "loss");
         for (int with = 0; !rc && with <= (ad != NULL); with++) {
@@ -86,11 +81,7 @@ static int run_job(const eval_job *j, const data_source *src, int nsrc)
         free(text);
     }
     json_decref(all);
-    engine_free(e);
-    lora_free(ad);
-    model_free(m);
-    tok_free(tok);
-    be_close(be);
+    ds_run_close(&x);
     return rc;
 }
 
@@ -118,12 +109,13 @@ static int eval_files(int argc, char **argv)
     args_init(&a, argc, argv);
     eval_job j = {.double_quant = true, .limit = -1, .max_rows = 16,
                   .data = {.chat_template = "plain", .sequence_len = 2048}};
-    const char *data, *v;
+    const char *data = NULL, *v;
     int rc = arg_require(&a, "--model", "eval", &j.model);
     if (!rc) rc = arg_require(&a, "--data", "eval", &data);
+    if (rc) return rc;
     j.adapter = arg_value(&a, "--adapter");
     j.tokenizer = arg_value(&a, "--tokenizer");
-    j.device = arg_value(&a, "--device");
+    rc = be_kind_parse(arg_value(&a, "--device"), &j.device);
     j.load_in_4bit = arg_flag(&a, "--4bit");
     if ((v = arg_value(&a, "--chat-template"))) j.data.chat_template = v;
     long seq = j.data.sequence_len;
@@ -164,11 +156,10 @@ int cmd_eval(int argc, char **argv)
     }
     if (!rc && r->eval.n_datasets == 0) rc = ds_fail(DS_ECONFIG, "%s: eval.datasets is empty", r->file);
     if (!rc) {
-        eval_job j = {.model = r->base_model, .tokenizer = r->tokenizer, .adapter = adapter, .device = r->device,
-                      .load_in_4bit = r->quant.load_in_4bit, .double_quant = r->quant.double_quant,
-                      .limit = r->eval.limit, .max_rows = (int)r->eval.batch_size,
-                      .data = {.chat_template = r->data.chat_template, .sequence_len = (int)r->data.sequence_len,
-                               .train_on_inputs = r->data.train_on_inputs, .skip_bad_lines = r->data.skip_bad_lines}};
+        eval_job j = {.model = r->base_model, .tokenizer = r->tokenizer, .adapter = adapter,
+                      .device = r->plan.device, .load_in_4bit = r->quant.load_in_4bit,
+                      .double_quant = r->quant.double_quant, .limit = r->eval.limit, .max_rows = r->plan.eval_rows,
+                      .data = r->plan.data};
         rc = run_job(&j, r->eval.datasets, r->eval.n_datasets);
     }
     free(default_adapter);

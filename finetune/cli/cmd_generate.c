@@ -7,7 +7,7 @@
  * Each new token runs the model over the whole sequence (no key/value cache):
  * simple, and fast enough for checking what an adapter learned. */
 #include "commands.h"
-#include "finetune/engine/engine.h"
+#include "finetune/run/run.h"
 
 #include "core/rng.h"
 #include "core/status.h"
@@ -82,31 +82,26 @@ int cmd_generate(int argc, char **argv)
     float temperature = (float)temp_arg, top_p = (float)top_p_arg;
     uint64_t seed = (uint64_t)seed_arg;
 
-    backend *be = NULL;
-    tokenizer *tok = NULL;
-    llama_model *m = NULL;
-    lora_adapter *ad = NULL;
-    engine *e = NULL;
+    ds_run x;
     tok_ids ids = {0};
-    model_load_opts lo = {.load_in_4bit = four, .double_quant = true};
-    rc = be_open_named(device, &be);
-    if (!rc) rc = tok_load(model_dir, &tok);
-    if (!rc) rc = model_load(model_dir, &lo, &m);
-    if (!rc) tok_set_default_ids(tok, m->cfg.bos_id, m->cfg.eos_id, m->cfg.pad_id);
-    if (!rc && adapter_dir) rc = lora_load_peft(adapter_dir, &m->cfg, &ad);
-    if (!rc) rc = tok_encode(tok, prompt, strlen(prompt), true, &ids);
+    ds_run_opts ro = {.device = BE_AUTO, .model_dir = model_dir, .adapter_dir = adapter_dir, .load_in_4bit = four,
+                      .double_quant = true};
+    rc = be_kind_parse(device, &ro.device);
+    if (!rc) rc = ds_run_open(&ro, &x);
+    if (rc) return rc;
+    rc = tok_encode(x.tok, prompt, strlen(prompt), true, &ids);
     int maxT = (int)ids.n + (int)max_new;
-    if (!rc && maxT > m->cfg.max_position)
-        rc = ds_fail(DS_EUSAGE, "generate: %d tokens exceed the model's %d positions", maxT, m->cfg.max_position);
+    if (!rc && maxT > x.model->cfg.max_position)
+        rc = ds_fail(DS_EUSAGE, "generate: %d tokens exceed the model's %d positions", maxT, x.model->cfg.max_position);
     if (!rc) {
-        engine_opts eo = {.max_B = 1, .max_T = maxT, .adapter = ad};
-        rc = engine_create(be, m, &eo, &e);
+        engine_opts eo = {.max_B = 1, .max_T = maxT};
+        rc = ds_run_start(&x, &eo);
     }
-    int V = m ? m->cfg.vocab_size : 0, eos = tok ? tok_eos_id(tok) : -1;
+    int V = x.model->cfg.vocab_size, eos = tok_eos_id(x.tok);
     float *z = malloc(sizeof(float) * (size_t)(V ? V : 1)), *lp = malloc(sizeof(float) * (size_t)maxT);
     ds_rng rng = ds_rng_make(seed, DS_STREAM_SAMPLE);
     size_t first_new = ids.n;
-    engine_fwd f = {.lora = ad != NULL};
+    engine_fwd f = {.lora = x.adapter != NULL};
     for (int step = 0; !rc && step < max_new; step++) {
         batch b;
         int T = (int)ids.n;
@@ -115,8 +110,8 @@ int cmd_generate(int argc, char **argv)
             b.ids[t] = ids.ids[t];
             b.pos[t] = t;
         }
-        if (!rc) rc = engine_forward(e, &b, &f, lp, NULL);
-        if (!rc) rc = engine_read_logits(e, T - 1, 1, z);
+        if (!rc) rc = engine_forward(x.eng, &b, &f, lp, NULL);
+        if (!rc) rc = engine_read_logits(x.eng, T - 1, 1, z);
         batch_free(&b);
         if (rc) break;
         int next = pick(z, V, temperature, top_p, &rng);
@@ -129,17 +124,13 @@ int cmd_generate(int argc, char **argv)
     }
     if (!rc) {
         char *text = NULL;
-        rc = tok_decode(tok, ids.ids + first_new, ids.n - first_new, true, &text);
+        rc = tok_decode(x.tok, ids.ids + first_new, ids.n - first_new, true, &text);
         if (!rc) printf("%s%s\n", prompt, text);
         free(text);
     }
     free(z);
     free(lp);
     tok_ids_free(&ids);
-    engine_free(e);
-    lora_free(ad);
-    model_free(m);
-    tok_free(tok);
-    be_close(be);
+    ds_run_close(&x);
     return rc;
 }

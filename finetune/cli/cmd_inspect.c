@@ -2,11 +2,11 @@
  * adapter folder, training checkpoint or safetensors file holds. */
 #include "commands.h"
 #include "finetune/model/model.h"
-#include "finetune/train/train_log.h"
 
 #include "adapters/lora.h"
 #include "core/files.h"
 #include "core/status.h"
+#include "core/units.h"
 #include "data/safetensors.h"
 
 #include <stdio.h>
@@ -16,7 +16,7 @@
 static void print_bytes(const char *label, double bytes)
 {
     char buf[32];
-    printf("%-22s %s\n", label, tlog_bytes(bytes, buf, sizeof buf));
+    printf("%-22s %s\n", label, ds_bytes_str(bytes, buf, sizeof buf));
 }
 
 static int inspect_file(const char *path)

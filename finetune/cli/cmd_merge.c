@@ -3,7 +3,7 @@
  * quantized to NF4 (double quantization) and dequantized, which reproduces
  * what a QLoRA run trained against; a 4-bit checkpoint is dequantized as is. */
 #include "commands.h"
-#include "finetune/run/merge.h"
+#include "finetune/run/run.h"
 
 #include "core/status.h"
 
@@ -19,13 +19,11 @@ int cmd_merge(int argc, char **argv)
     if (!rc) rc = merge_source_parse(arg_value(&a, "--source"), &src);
     if (!rc) rc = arg_check_all(&a, "merge");
     if (rc) return rc;
-    llama_model *m = NULL;
-    lora_adapter *ad = NULL;
-    model_load_opts lo = {.load_in_4bit = src == MERGE_DEQUANTIZED, .double_quant = true};
-    rc = model_load(model_dir, &lo, &m);
-    if (!rc) rc = lora_load_peft(adapter_dir, &m->cfg, &ad);
-    if (!rc) rc = merge_write(m, ad, src, out);
-    lora_free(ad);
-    model_free(m);
+    ds_run x;
+    ds_run_opts ro = {.no_backend = true, .no_tokenizer = true, .model_dir = model_dir, .adapter_dir = adapter_dir,
+                      .load_in_4bit = src == MERGE_DEQUANTIZED, .double_quant = true};
+    rc = ds_run_open(&ro, &x);
+    if (!rc) rc = merge_write(x.model, x.adapter, src, out);
+    ds_run_close(&x);
     return rc;
 }

@@ -433,6 +433,7 @@ int recipe_parse(const char *text, size_t len, const char *path, char *const *ov
     if (!rc) rc = recipe_resolve_aliases(&c, root);
     for (int i = 0; !rc && i < n_overrides; i++) rc = recipe_apply_override(&c, root, overrides[i]);
     if (!rc) rc = read_recipe(&c, root);
+    if (!rc) rc = recipe_make_plan(r);
     ynode_free(root);
     if (rc) {
         recipe_free(r);

@@ -11,6 +11,8 @@
 #ifndef DS_FINETUNE_RECIPE_H
 #define DS_FINETUNE_RECIPE_H
 
+#include "adapters/merge.h"
+#include "backend/backend.h"
 #include "core/options.h"
 #include "data/dataset/dataset.h"
 #include "losses/loss.h"
@@ -19,7 +21,26 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef data_source recipe_dataset;   /* one entry of data.datasets / eval.datasets */
+typedef data_source recipe_dataset;
+
+typedef enum { LR_CONSTANT, LR_LINEAR, LR_COSINE } lr_kind;
+
+/* The recipe resolved once, at load, into what a run reads: counts as ints,
+ * choices as enums, derived shapes computed in one place (recipe_plan.c). */
+typedef struct {
+    be_kind device;            /* BE_AUTO, BE_CPU or BE_CUDA */
+    int seq_len;               /* data.sequence_len: the longest row */
+    int micro_batch;           /* examples per micro-batch (train.micro_batch_size) */
+    bool paired;               /* the main loss trains on preference pairs: 2 rows per example */
+    bool needs_ref;            /* the main loss wants reference log-probs (the model without adapters) */
+    int rows;                  /* rows per micro-batch: micro_batch, twice that when paired */
+    int accum;                 /* micro-batches per optimizer step */
+    bool packing;              /* sample packing (never for pairs) */
+    int eval_rows;             /* rows per evaluation forward (eval.batch_size) */
+    lr_kind lr_scheduler;
+    merge_source merge_source;
+    data_options data;         /* tokenization: chat template, sequence_len, masking, bad lines */
+} run_plan;   /* one entry of data.datasets / eval.datasets */
 
 typedef struct {
     const loss_module *module;
@@ -28,6 +49,7 @@ typedef struct {
 } recipe_loss;
 
 typedef struct {
+    run_plan plan;                 /* the typed plan every consumer reads (filled at load) */
     char *file;                    /* the recipe's path (paths in the recipe are relative to the current directory) */
 
     char *base_model;              /* model folder */

@@ -110,4 +110,7 @@ void recipe_fmt_double(char *buf, size_t n, double v);
  * string, double-quoted with escapes otherwise. */
 void recipe_put_string(FILE *f, const char *s);
 
+/* Fill r->plan from the checked recipe (recipe_plan.c). */
+int recipe_make_plan(recipe *r);
+
 #endif

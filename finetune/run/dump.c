@@ -4,11 +4,10 @@
  *   lora.logits, lora.loss, sft.grad.<adapter key>          (with --adapter)
  *   dpo.* when the input holds dpo.chosen_ids / dpo.rejected_ids / dpo.prompt_len
  */
-#include "dump.h"
+#include "run.h"
 
 #include "dump_internal.h"
 #include "finetune/engine/engine.h"
-#include "merge.h"
 
 #include "core/status.h"
 
@@ -161,38 +160,37 @@ static int dump_merged(const llama_model *m, const lora_adapter *ad, st_writer *
 
 int dump_run(const dump_request *r)
 {
-    backend *be = NULL;
-    llama_model *m = NULL;
+    ds_run x;
     st_file *in = NULL;
-    lora_adapter *ad = NULL;
-    engine *e = NULL;
     st_writer *w = st_writer_new();
     batch b = {0}, pairs = {0};
-    model_load_opts lo = {.load_in_4bit = r->load_in_4bit, .double_quant = true};
-    int rc = be_open_named(r->device, &be);
-    if (!rc) rc = model_load(r->model_dir, &lo, &m);
-    if (!rc) rc = st_file_open(r->input, &in);
+    ds_run_opts ro = {.model_dir = r->model_dir, .no_tokenizer = true, .adapter_dir = r->adapter_dir,
+                      .load_in_4bit = r->load_in_4bit, .double_quant = true};
+    int rc = w ? be_kind_parse(r->device, &ro.device) : DS_ENOMEM;
+    if (!rc) rc = ds_run_open(&ro, &x);
+    if (rc) {
+        st_writer_free(w);
+        return rc;
+    }
+    const lora_adapter *ad = x.adapter;
+    rc = st_file_open(r->input, &in);
     if (!rc) rc = batch_from_labels(in, r->input, &b);
-    if (!rc && r->adapter_dir) rc = lora_load_peft(r->adapter_dir, &m->cfg, &ad);
     bool dpo = !rc && ad && st_file_find(in, "dpo.chosen_ids");
     if (dpo) rc = dump_dpo_batch(in, r->input, &pairs);
     if (!rc) {
         engine_opts eo = {.max_B = b.B > pairs.B ? b.B : pairs.B, .max_T = b.T > pairs.T ? b.T : pairs.T,
-                          .training = ad != NULL, .adapter = ad, .checkpointing = true};
-        rc = engine_create(be, m, &eo, &e);
+                          .training = ad != NULL, .checkpointing = true};
+        rc = ds_run_start(&x, &eo);
     }
-    if (!rc) rc = dump_base(e, &b, &m->cfg, w);
-    if (!rc && ad) rc = dump_lora_sft(e, &b, &m->cfg, ad, w);
-    if (!rc && dpo) rc = dump_dpo(e, in, &pairs, ad, w);
-    if (!rc && ad) rc = dump_merged(m, ad, w);
+    if (!rc) rc = dump_base(x.eng, &b, &x.model->cfg, w);
+    if (!rc && ad) rc = dump_lora_sft(x.eng, &b, &x.model->cfg, ad, w);
+    if (!rc && dpo) rc = dump_dpo(x.eng, in, &pairs, ad, w);
+    if (!rc && ad) rc = dump_merged(x.model, ad, w);
     if (!rc) rc = st_writer_write(w, r->out);
     st_writer_free(w);
-    engine_free(e);
     batch_free(&b);
     batch_free(&pairs);
-    lora_free(ad);
     st_file_close(in);
-    model_free(m);
-    be_close(be);
+    ds_run_close(&x);
     return rc;
 }

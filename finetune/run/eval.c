@@ -1,4 +1,4 @@
-#include "eval.h"
+#include "run.h"
 
 #include "core/status.h"
 

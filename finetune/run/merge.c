@@ -1,4 +1,4 @@
-#include "merge.h"
+#include "run.h"
 
 #include "adapters/merge.h"
 #include "backend/backend.h"
@@ -9,14 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int merge_source_parse(const char *s, merge_source *out)
-{
-    if (!s || !strcmp(s, "dequantized")) *out = MERGE_DEQUANTIZED;
-    else if (!strcmp(s, "original")) *out = MERGE_ORIGINAL;
-    else return ds_fail(DS_EUSAGE, "merge source '%s' is neither 'dequantized' nor 'original'", s);
-    return DS_OK;
-}
 
 static int no_original(const llama_model *m)
 {

@@ -4,7 +4,8 @@
  * output_dir/checkpoints/step-N/ holds the adapter (PEFT format, loadable as
  * is), optimizer.safetensors (AdamW's exp_avg and exp_avg_sq, fp32) and
  * trainer_state.json (step, data position, dropout counter, seed). Each
- * checkpoint folder is written under a temporary name and renamed. */
+ * checkpoint folder is written under a temporary name and renamed. Private to
+ * finetune/train/. */
 #ifndef DS_FINETUNE_CHECKPOINT_H
 #define DS_FINETUNE_CHECKPOINT_H
 

@@ -5,15 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-int lr_kind_parse(const char *name, lr_kind *out)
-{
-    if (!strcmp(name, "constant")) *out = LR_CONSTANT;
-    else if (!strcmp(name, "linear")) *out = LR_LINEAR;
-    else if (!strcmp(name, "cosine")) *out = LR_COSINE;
-    else return ds_fail(DS_ECONFIG, "unknown lr_scheduler '%s' (cosine, linear, constant)", name);
-    return DS_OK;
-}
-
 double lr_at(const lr_schedule *s, int64_t step)
 {
     if (step < s->warmup) return s->peak * (double)step / (double)(s->warmup > 1 ? s->warmup : 1);

@@ -1,13 +1,14 @@
 /* finetune/train/schedule.h - learning-rate schedules as Hugging Face's
  * get_scheduler computes them: a linear warmup from 0 over `warmup` steps,
  * then constant, linear decay to 0, or half a cosine to 0 at `total`.
- * step is the 0-based index of the optimizer step about to be taken. */
+ * step is the 0-based index of the optimizer step about to be taken. Private to
+ * finetune/train/ (and its tests). */
 #ifndef DS_FINETUNE_SCHEDULE_H
 #define DS_FINETUNE_SCHEDULE_H
 
-#include <stdint.h>
+#include "finetune/recipe/recipe.h"
 
-typedef enum { LR_CONSTANT, LR_LINEAR, LR_COSINE } lr_kind;
+#include <stdint.h>
 
 typedef struct {
     lr_kind kind;
@@ -15,7 +16,6 @@ typedef struct {
     int64_t warmup, total;
 } lr_schedule;
 
-int lr_kind_parse(const char *name, lr_kind *out);
 double lr_at(const lr_schedule *s, int64_t step);
 
 #endif

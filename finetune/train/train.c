@@ -4,12 +4,13 @@
  * (loss_module.count), so accumulation equals one large batch. */
 #include "train.h"
 
-#include "finetune/run/merge.h"
-#include "run.h"
+#include "finetune/run/run.h"
+#include "trainer.h"
 
 #include "core/clock.h"
 #include "core/files.h"
 #include "core/status.h"
+#include "core/units.h"
 
 #include <math.h>
 #include <signal.h>
@@ -23,7 +24,7 @@ static void on_signal(int sig) { (void)sig; g_interrupted = 1; }
 /* ------------------------------------------------------------ data order */
 
 /* Micro-batch `st.batch` of epoch `st.epoch` (advancing across epochs). */
-static int next_micro_batch(run *x, batch *b, int *plan_batch)
+static int next_micro_batch(trainer *x, batch *b, int *plan_batch)
 {
     const recipe *r = x->r;
     if (x->plan_epoch == x->st.epoch && x->st.batch >= x->plan.nbatches) {
@@ -32,9 +33,8 @@ static int next_micro_batch(run *x, batch *b, int *plan_batch)
     }
     if (x->plan_epoch != x->st.epoch) {
         epoch_plan_free(&x->plan);
-        int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, x->st.epoch, r->data.shuffle,
-                                 r->data.sample_packing && !x->paired, (int)r->data.sequence_len,
-                                 (int)r->train.micro_batch_size, &x->plan);
+        int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, x->st.epoch, r->data.shuffle, r->plan.packing,
+                                 r->plan.seq_len, r->plan.micro_batch, &x->plan);
         if (rc) return rc;
         x->plan_epoch = x->st.epoch;
     }
@@ -46,11 +46,11 @@ static int next_micro_batch(run *x, batch *b, int *plan_batch)
 
 /* Reference log-probs of a batch: from the precomputed cache or a forward
  * pass of the model without adapters. */
-static int reference_logprobs(run *x, const batch *b, int plan_batch, float *ref)
+static int reference_logprobs(trainer *x, const batch *b, int plan_batch, float *ref)
 {
     if (!x->ref_cache) {
         engine_fwd f = {.lora = false};
-        return engine_forward(x->eng, b, &f, ref, NULL);
+        return engine_forward(x->ctx.eng, b, &f, ref, NULL);
     }
     /* rows 2k, 2k+1 come from the k-th item of the batch's plan rows */
     int row0 = x->plan.batch_start[plan_batch];
@@ -66,12 +66,11 @@ static int reference_logprobs(run *x, const batch *b, int plan_batch, float *ref
     return DS_OK;
 }
 
-int run_precompute_ref(run *x)
+int trainer_precompute_ref(trainer *x)
 {
     epoch_plan plan;
     const recipe *r = x->r;
-    int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, 0, false, false, (int)r->data.sequence_len,
-                             (int)r->train.micro_batch_size, &plan);
+    int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, 0, false, false, r->plan.seq_len, r->plan.micro_batch, &plan);
     if (rc) return rc;
     x->ref_cache = calloc((size_t)x->train.n, sizeof *x->ref_cache);
     engine_fwd f = {.lora = false};
@@ -79,7 +78,7 @@ int run_precompute_ref(run *x)
         batch b;
         rc = epoch_plan_batch(&plan, i, &x->train, x->pad_id, &b);
         float *lp = rc ? NULL : malloc(sizeof(float) * (size_t)b.B * b.T);
-        if (!rc) rc = engine_forward(x->eng, &b, &f, lp, NULL);
+        if (!rc) rc = engine_forward(x->ctx.eng, &b, &f, lp, NULL);
         int row0 = plan.batch_start[i];
         for (int row = 0; !rc && row < b.B; row++) {
             int ex = plan.items[plan.row_start[row0 + row / 2]];
@@ -108,10 +107,37 @@ typedef struct {
     loss_metrics metrics;
 } step_result;
 
-static int train_step(run *x, step_result *res)
+/* One micro-batch's contribution to the step's gradients. The loss is computed
+ * on the host: the engine hands back per-token log-probs, the loss modules turn
+ * them into the coefficients of dL/dlogits, and the backward takes those up
+ * again. This round-trip is all here, so that a loss computed on the device can
+ * replace this one function. */
+static int micro_batch_gradients(trainer *x, const batch *b, int plan_batch, step_result *res)
+{
+    size_t N = (size_t)b->B * b->T;
+    memset(x->ca, 0, N * sizeof(float));
+    memset(x->cb, 0, N * sizeof(float));
+    memset(x->cc, 0, N * sizeof(float));
+    int rc = x->r->plan.needs_ref ? reference_logprobs(x, b, plan_batch, x->ref) : DS_OK;
+    engine_fwd f = {.lora = true, .training = true, .for_backward = true, .micro_step = x->st.micro_step};
+    float *fmass = x->forbidden_owner ? x->fmass : NULL;
+    if (!rc) rc = engine_forward(x->ctx.eng, b, &f, x->lp, fmass);
+    loss_input in = {.B = b->B, .T = b->T, .targets = b->targets, .logprob = x->lp,
+                     .ref_logprob = x->r->plan.needs_ref ? x->ref : NULL, .fmass = fmass};
+    for (int j = 0; !rc && j < x->nlosses; j++) {
+        loss_output out = {.a = x->ca, .b = x->cb, .c = x->cc};
+        rc = x->losses[j]->module->forward(x->losses[j]->cfg, &in, x->norms[j], &out);
+        res->loss += out.loss;
+        loss_metrics_merge(&res->metrics, &out.metrics);
+    }
+    if (!rc) rc = engine_backward(x->ctx.eng, x->ca, x->cb, x->forbidden_owner ? x->cc : NULL);
+    return rc;
+}
+
+static int train_step(trainer *x, step_result *res)
 {
     const recipe *r = x->r;
-    int accum = (int)r->train.gradient_accumulation_steps, rc = DS_OK;
+    int accum = r->plan.accum, rc = DS_OK;
     batch *mb = calloc((size_t)accum, sizeof *mb);
     int *plan_batch = calloc((size_t)accum, sizeof *plan_batch);
     memset(res, 0, sizeof *res);
@@ -123,33 +149,17 @@ static int train_step(run *x, step_result *res)
         loss_input in = {.B = mb[k].B, .T = mb[k].T, .targets = mb[k].targets};
         for (int j = 0; j < x->nlosses; j++) x->norms[j] += x->losses[j]->module->count(x->losses[j]->cfg, &in);
     }
-    if (!rc) rc = engine_zero_grads(x->eng);
+    if (!rc) rc = engine_zero_grads(x->ctx.eng);
     for (int k = 0; !rc && k < accum; k++) {
         const batch *b = &mb[k];
-        size_t N = (size_t)b->B * b->T;
-        memset(x->ca, 0, N * sizeof(float));
-        memset(x->cb, 0, N * sizeof(float));
-        memset(x->cc, 0, N * sizeof(float));
-        if (x->needs_ref) rc = reference_logprobs(x, b, plan_batch[k], x->ref);
-        engine_fwd f = {.lora = true, .training = true, .for_backward = true, .micro_step = x->st.micro_step};
-        float *fmass = x->forbidden_owner ? x->fmass : NULL;
-        if (!rc) rc = engine_forward(x->eng, b, &f, x->lp, fmass);
-        loss_input in = {.B = b->B, .T = b->T, .targets = b->targets, .logprob = x->lp,
-                         .ref_logprob = x->needs_ref ? x->ref : NULL, .fmass = fmass};
-        for (int j = 0; !rc && j < x->nlosses; j++) {
-            loss_output out = {.a = x->ca, .b = x->cb, .c = x->cc};
-            rc = x->losses[j]->module->forward(x->losses[j]->cfg, &in, x->norms[j], &out);
-            res->loss += out.loss;
-            loss_metrics_merge(&res->metrics, &out.metrics);
-        }
-        if (!rc) rc = engine_backward(x->eng, x->ca, x->cb, x->forbidden_owner ? x->cc : NULL);
+        rc = micro_batch_gradients(x, b, plan_batch[k], res);
         x->st.micro_step++;
-        for (size_t i = 0; i < N; i++) res->tokens += b->seg[i] >= 0;
+        for (size_t i = 0; i < (size_t)b->B * b->T; i++) res->tokens += b->seg[i] >= 0;
     }
     for (int k = 0; k < accum; k++) batch_free(&mb[k]);
     free(mb);
     free(plan_batch);
-    if (!rc) rc = engine_grad_norm(x->eng, &res->grad_norm);
+    if (!rc) rc = engine_grad_norm(x->ctx.eng, &res->grad_norm);
     /* The watchdog looks before the update, so that a bad step never lands. */
     if (!rc && (!isfinite(res->loss) || !isfinite(res->grad_norm)))
         return ds_fail(DS_ETRAIN, "training failed: the loss became %s at step %lld (NaN watchdog); the last "
@@ -162,7 +172,7 @@ static int train_step(run *x, step_result *res)
                         .eps = (float)r->train.adam_epsilon, .weight_decay = (float)r->train.weight_decay,
                         .grad_scale = clip > 0 && res->grad_norm > clip ? (float)(clip / (res->grad_norm + 1e-6)) : 1.0f,
                         .step = (int)x->st.step + 1};
-        rc = engine_adamw(x->eng, &a);
+        rc = engine_adamw(x->ctx.eng, &a);
     }
     if (!rc) x->st.step++;
     return rc;
@@ -180,9 +190,9 @@ static bool diverged(train_state *st, double loss, double factor)
 
 /* ------------------------------------------------------------ reporting */
 
-static size_t peak_memory(const run *x)
+static size_t peak_memory(const trainer *x)
 {
-    if (x->be->kind == BE_CUDA) return be_peak_bytes(x->be);
+    if (x->ctx.be->kind == BE_CUDA) return be_peak_bytes(x->ctx.be);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (size_t)ru.ru_maxrss * 1024;
@@ -204,7 +214,7 @@ static void window_add(log_window *w, const step_result *s)
     loss_metrics_merge(&w->metrics, &s->metrics);
 }
 
-static void report_step(run *x, const step_result *s, const log_window *w, double tok_per_s, double elapsed,
+static void report_step(trainer *x, const step_result *s, const log_window *w, double tok_per_s, double elapsed,
                         double eta)
 {
     double epoch = x->st.epoch + (x->plan.nbatches ? (double)x->st.batch / x->plan.nbatches : 0);
@@ -220,19 +230,19 @@ static void report_step(run *x, const step_result *s, const log_window *w, doubl
     char mb[32], e1[32], e2[32];
     tlog_say(&x->log, "step %lld/%lld  loss %.4f  lr %.3e  grad_norm %.4f  %.0f tok/s  mem %s  elapsed %s  eta %s",
              (long long)x->st.step, (long long)x->st.total_steps, loss, s->lr, s->grad_norm, tok_per_s,
-             tlog_bytes((double)mem, mb, sizeof mb), tlog_duration(elapsed, e1, sizeof e1),
-             tlog_duration(eta, e2, sizeof e2));
+             ds_bytes_str((double)mem, mb, sizeof mb), ds_duration_str(elapsed, e1, sizeof e1),
+             ds_duration_str(eta, e2, sizeof e2));
 }
 
-static int save_checkpoint(run *x)
+static int save_checkpoint(trainer *x)
 {
-    size_t P = x->adapter->nparams;
+    size_t P = x->ctx.adapter->nparams;
     float *m = malloc(sizeof(float) * P), *v = malloc(sizeof(float) * P);
-    int rc = engine_get_params(x->eng, x->adapter->data);
-    if (!rc) rc = engine_get_adam(x->eng, m, v);
+    int rc = engine_get_params(x->ctx.eng, x->ctx.adapter->data);
+    if (!rc) rc = engine_get_adam(x->ctx.eng, m, v);
     x->st.elapsed_s += ds_now() - x->t_start;
     x->t_start = ds_now();
-    if (!rc) rc = checkpoint_save(x->r->output_dir, &x->st, x->adapter, m, v, (int)x->r->save.keep_last);
+    if (!rc) rc = checkpoint_save(x->r->output_dir, &x->st, x->ctx.adapter, m, v, (int)x->r->save.keep_last);
     if (!rc) tlog_say(&x->log, "checkpoint: %s/checkpoints/step-%lld", x->r->output_dir, (long long)x->st.step);
     free(m);
     free(v);
@@ -241,23 +251,21 @@ static int save_checkpoint(run *x)
 
 /* ------------------------------------------------------------ the run */
 
-static int finish(run *x)
+static int finish(trainer *x)
 {
     const recipe *r = x->r;
-    int rc = engine_get_params(x->eng, x->adapter->data);
+    int rc = engine_get_params(x->ctx.eng, x->ctx.adapter->data);
     char *dir = ds_path_join(r->output_dir, "adapter");
-    if (!rc) rc = lora_save_peft(x->adapter, dir);
+    if (!rc) rc = lora_save_peft(x->ctx.adapter, dir);
     if (!rc) tlog_say(&x->log, "adapter: %s (PEFT format)", dir);
     free(dir);
-    if (!rc) rc = run_evaluate(x, true, x->st.step);
-    if (!rc) rc = run_write_eval_files(x);
-    if (!rc) run_print_summary(x);
+    if (!rc) rc = trainer_evaluate(x, true, x->st.step);
+    if (!rc) rc = trainer_write_eval_files(x);
+    if (!rc) trainer_print_summary(x);
     if (!rc && r->save.merge) {
-        merge_source src;
-        rc = merge_source_parse(r->save.merge_source, &src);
         char *mdir = ds_path_join(r->output_dir, "merged");
-        if (!rc) rc = merge_write(x->model, x->adapter, src, mdir);
-        if (!rc) tlog_say(&x->log, "merged: %s (%s weights + adapter, bf16)", mdir, r->save.merge_source);
+        rc = merge_write(x->ctx.model, x->ctx.adapter, r->plan.merge_source, mdir);
+        if (!rc) tlog_say(&x->log, "merged: %s (%s weights + adapter, bf16)", mdir, merge_source_name(r->plan.merge_source));
         free(mdir);
     }
     return rc;
@@ -265,17 +273,17 @@ static int finish(run *x)
 
 int train_run(const recipe *r, bool resume)
 {
-    run x;
+    trainer x;
     g_interrupted = 0;
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
 
-    int rc = run_setup(&x, r, resume);
-    if (!rc && x.needs_ref && r->loss.main.module->precompute_ref && r->loss.main.module->precompute_ref(r->loss.main.cfg))
-        rc = run_precompute_ref(&x);
-    if (!rc && r->eval.before_training && !resume && x.n_evals) rc = run_evaluate(&x, false, 0);
+    int rc = trainer_setup(&x, r, resume);
+    if (!rc && x.r->plan.needs_ref && r->loss.main.module->precompute_ref && r->loss.main.module->precompute_ref(r->loss.main.cfg))
+        rc = trainer_precompute_ref(&x);
+    if (!rc && r->eval.before_training && !resume && x.n_evals) rc = trainer_evaluate(&x, false, 0);
 
     double window_t = ds_now(), session_t = ds_now();
     long window_tokens = 0;
@@ -307,10 +315,10 @@ int train_run(const recipe *r, bool resume)
         } else {
             char e1[32];
             tlog_live(&x.log, "step %lld/%lld  loss %.4f  lr %.2e  eta %s", (long long)x.st.step,
-                      (long long)x.st.total_steps, s.loss, s.lr, tlog_duration(eta, e1, sizeof e1));
+                      (long long)x.st.total_steps, s.loss, s.lr, ds_duration_str(eta, e1, sizeof e1));
         }
         if (r->eval.every_steps > 0 && x.st.step % r->eval.every_steps == 0 && !last)
-            rc = run_evaluate_midway(&x, x.st.step);
+            rc = trainer_evaluate_midway(&x, x.st.step);
         if (!rc && ((r->save.every_steps > 0 && x.st.step % r->save.every_steps == 0) || last || g_interrupted)) {
             rc = save_checkpoint(&x);
         }
@@ -320,7 +328,7 @@ int train_run(const recipe *r, bool resume)
         }
     }
     if (!rc) rc = finish(&x);
-    run_free(&x);
+    trainer_free(&x);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     return rc;

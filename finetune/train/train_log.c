@@ -106,23 +106,3 @@ void tlog_row(train_log *t, json_t *row)
     free(s);
     json_decref(row);
 }
-
-const char *tlog_bytes(double bytes, char *buf, size_t n)
-{
-    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (bytes >= 1024 && u < 4) {
-        bytes /= 1024;
-        u++;
-    }
-    snprintf(buf, n, "%.2f %s", bytes, unit[u]);
-    return buf;
-}
-
-const char *tlog_duration(double s, char *buf, size_t n)
-{
-    long t = s > 0 ? (long)(s + 0.5) : 0;
-    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
-    return buf;
-}

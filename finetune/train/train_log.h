@@ -1,6 +1,6 @@
 /* finetune/train/train_log.h - what a run reports: metrics.jsonl (one JSON object
  * per logged step or evaluation), train.log (the plain lines), and on a
- * terminal one live progress line. */
+ * terminal one live progress line. Private to finetune/train/. */
 #ifndef DS_FINETUNE_TRAIN_LOG_H
 #define DS_FINETUNE_TRAIN_LOG_H
 
@@ -26,9 +26,5 @@ void tlog_live(train_log *t, const char *fmt, ...) __attribute__((format(printf,
 int tlog_keep_until(train_log *t, const char *output_dir, long step);
 /* Append a row to metrics.jsonl (takes the reference). */
 void tlog_row(train_log *t, json_t *row);
-/* "1.23 GiB" */
-const char *tlog_bytes(double bytes, char *buf, size_t n);
-/* "1:02:03" */
-const char *tlog_duration(double seconds, char *buf, size_t n);
 
 #endif

@@ -15,7 +15,7 @@
 #include "core/status.h"
 #include "data/safetensors.h"
 #include "core/rng.h"
-#include "finetune/run/dump.h"
+#include "finetune/run/run.h"
 #include "finetune/engine/engine.h"
 #include "losses/loss.h"
 #include "finetune/recipe/recipe.h"

@@ -44,6 +44,10 @@ ParameterizedTestParameters(gpu_ops, matches_cpu)
 {
     size_t n;
     op_case *cases = all_cases(&n);
+    /* Without the driver's device node every case would only skip: one says so
+     * (each case is a process of its own, and these start slowly). Checked
+     * without touching CUDA, which must not start in Criterion's parent. */
+    if (access("/dev/nvidiactl", F_OK) != 0) n = 1;
     return cr_make_param_array(op_case, cases, n);
 }
 

@@ -1,11 +1,12 @@
-/* finetune/train/run_setup.c - everything a run loads before its first step:
+/* finetune/train/trainer_setup.c - everything a run loads before its first step:
  * device, tokenizer, loss modules, model, data, adapter, engine, schedule,
  * and (on --resume) the newest checkpoint. */
-#include "run.h"
+#include "trainer.h"
 
 #include "core/clock.h"
 #include "core/files.h"
 #include "core/status.h"
+#include "core/units.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -21,11 +22,11 @@ static int encode_plain(void *tok, const char *text, int32_t **ids, size_t *n)
     return rc;
 }
 
-static int prepare_loss(run *x, const recipe_loss *l, const char *where)
+static int prepare_loss(trainer *x, const recipe_loss *l, const char *where)
 {
     char buf[512];
     snprintf(buf, sizeof buf, "%s:%d: %s", x->r->file, l->line, where);
-    loss_env env = {.vocab_size = x->model->cfg.vocab_size, .encode = encode_plain, .tok = x->tok, .where = buf};
+    loss_env env = {.vocab_size = x->ctx.model->cfg.vocab_size, .encode = encode_plain, .tok = x->ctx.tok, .where = buf};
     int rc = l->module->prepare ? l->module->prepare(l->cfg, &env) : DS_OK;
     if (rc) return rc;
     if (l->module->needs & LOSS_NEEDS_FORBIDDEN) {
@@ -35,7 +36,7 @@ static int prepare_loss(run *x, const recipe_loss *l, const char *where)
         const int32_t *ids;
         int n;
         l->module->forbidden_ids(l->cfg, &ids, &n);
-        return engine_set_forbidden(x->eng, ids, n);
+        return engine_set_forbidden(x->ctx.eng, ids, n);
     }
     return DS_OK;
 }
@@ -53,48 +54,41 @@ static char *dataset_name(const char *path)
     return name;
 }
 
-static data_options data_opts(const recipe *r)
-{
-    data_options o = {.chat_template = r->data.chat_template, .sequence_len = (int)r->data.sequence_len,
-                      .train_on_inputs = r->data.train_on_inputs, .skip_bad_lines = r->data.skip_bad_lines};
-    return o;
-}
-
-static int load_data(run *x)
+static int load_data(trainer *x)
 {
     const recipe *r = x->r;
-    data_options opt = data_opts(r);
+    const data_options *opt = &r->plan.data;
     char *cache_dir = ds_path_join(r->output_dir, "cache");
     int rc = ds_mkdirs(cache_dir);
     char *path = ds_path_join(cache_dir, "train.tokens");
     bool hit = false;
-    if (!rc) rc = dataset_load_cached(path, r->data.datasets, r->data.n_datasets, x->paired ? EX_PREF : EX_SFT, x->tok,
-                                      &opt, &x->all, &hit);
+    if (!rc) rc = dataset_load_cached(path, r->data.datasets, r->data.n_datasets, x->r->plan.paired ? EX_PREF : EX_SFT, x->ctx.tok,
+                                      opt, &x->all, &hit);
     free(path);
     if (!rc) {
         tlog_say(&x->log, "data: %d %s examples%s (%ld truncated to %d tokens, %ld without trained tokens dropped, "
-                          "%ld bad lines skipped)", x->all.n, x->paired ? "preference" : "training",
-                 hit ? " from the token cache" : "", x->all.truncated, opt.sequence_len, x->all.dropped,
+                          "%ld bad lines skipped)", x->all.n, x->r->plan.paired ? "preference" : "training",
+                 hit ? " from the token cache" : "", x->all.truncated, opt->sequence_len, x->all.dropped,
                  x->all.skipped_lines);
         rc = dataset_split(&x->all, r->data.val_set_size, (uint64_t)r->seed, &x->train, &x->val);
     }
     if (!rc && x->train.n == 0) rc = ds_fail(DS_EDATA, "%s: no training examples left", r->file);
-    x->has_val = !rc && x->val.n > 0 && !x->paired;
+    x->has_val = !rc && x->val.n > 0 && !x->r->plan.paired;
     if (!rc && x->val.n > 0) tlog_say(&x->log, "data: %d held out for validation", x->val.n);
 
     x->evals = calloc((size_t)r->eval.n_datasets + 1, sizeof *x->evals);
     for (int i = 0; !rc && i < r->eval.n_datasets; i++) {
-        run_eval_set *s = &x->evals[x->n_evals];
+        trainer_eval_set *s = &x->evals[x->n_evals];
         s->src = &r->eval.datasets[i];
         s->name = dataset_name(s->src->path);
         example_kind kind = !strcmp(s->src->type, "mcq") ? EX_MCQ : EX_SFT;
         char *p = ds_strdupf("%s/eval-%d.tokens", cache_dir, i);
-        rc = dataset_load_cached(p, s->src, 1, kind, x->tok, &opt, &s->data, &hit);
+        rc = dataset_load_cached(p, s->src, 1, kind, x->ctx.tok, opt, &s->data, &hit);
         free(p);
         x->n_evals++;
     }
     if (!rc && x->has_val) {
-        run_eval_set *s = &x->evals[x->n_evals++];
+        trainer_eval_set *s = &x->evals[x->n_evals++];
         s->name = strdup("validation");
         s->data = x->val;   /* the validation view, freed once as x->val */
     }
@@ -102,33 +96,28 @@ static int load_data(run *x)
     return rc;
 }
 
-static int setup_adapter(run *x)
+/* The adapter the run trains: a new one of the recipe's shape, or adapter.init_from. */
+static int adapter_options(const recipe *r, lora_config *c, ds_run_opts *o)
 {
-    const recipe *r = x->r;
-    lora_config c = {.r = (int)r->adapter.lora_r, .alpha = r->adapter.lora_alpha, .dropout = r->adapter.lora_dropout,
-                     .use_rslora = r->adapter.use_rslora};
-    int rc = lora_targets_parse(r->adapter.lora_target_modules.items, r->adapter.lora_target_modules.n, &c.targets);
+    *c = (lora_config){.r = (int)r->adapter.lora_r, .alpha = r->adapter.lora_alpha, .dropout = r->adapter.lora_dropout,
+                       .use_rslora = r->adapter.use_rslora};
+    int rc = lora_targets_parse(r->adapter.lora_target_modules.items, r->adapter.lora_target_modules.n, &c->targets);
     if (rc) return ds_fail_context(rc, "%s: adapter.lora_target_modules: ", r->file);
-    if (r->adapter.init_from) {
-        rc = lora_load_peft(r->adapter.init_from, &x->model->cfg, &x->adapter);
-        if (!rc) tlog_say(&x->log, "adapter: starting from %s (r=%d, alpha=%g)", r->adapter.init_from,
-                          x->adapter->cfg.r, x->adapter->cfg.alpha);
-        if (!rc) x->adapter->cfg.dropout = c.dropout;
-        return rc;
-    }
-    rc = lora_create(&x->model->cfg, &c, r->base_model, &x->adapter);
-    if (!rc) lora_init(x->adapter, (uint64_t)r->seed);
-    return rc;
+    if (r->adapter.init_from) o->adapter_dir = r->adapter.init_from;
+    else o->new_adapter = c;
+    o->adapter_seed = (uint64_t)r->seed;
+    return DS_OK;
 }
 
-static int setup_schedule(run *x)
+static int setup_schedule(trainer *x)
 {
     const recipe *r = x->r;
-    int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, 0, r->data.shuffle, r->data.sample_packing && !x->paired,
-                             (int)r->data.sequence_len, (int)r->train.micro_batch_size, &x->plan);
+    const run_plan *p = &r->plan;
+    int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, 0, r->data.shuffle, p->packing, p->seq_len, p->micro_batch,
+                             &x->plan);
     if (rc) return rc;
     x->plan_epoch = 0;
-    int64_t per_epoch = x->plan.nbatches, accum = r->train.gradient_accumulation_steps;
+    int64_t per_epoch = x->plan.nbatches, accum = p->accum;
     int64_t total = r->train.max_steps >= 0 ? r->train.max_steps
                                             : (int64_t)ceil(r->train.num_epochs * (double)per_epoch / (double)accum);
     if (total < 1) total = 1;
@@ -136,29 +125,29 @@ static int setup_schedule(run *x)
     x->sched.peak = r->train.learning_rate;
     x->sched.warmup = r->train.warmup_steps >= 0 ? r->train.warmup_steps
                                                   : (int64_t)ceil(r->train.warmup_ratio * (double)total);
-    rc = lr_kind_parse(r->train.lr_scheduler, &x->sched.kind);
+    x->sched.kind = p->lr_scheduler;
     x->st.total_steps = total;
     x->st.seed = (uint64_t)r->seed;
-    if (!rc) tlog_say(&x->log, "schedule: %lld steps of %lld micro-batches x %d rows (%lld micro-batches per epoch), "
-                               "%s lr %g, warmup %lld", (long long)total, (long long)accum, x->micro_rows,
+    tlog_say(&x->log, "schedule: %lld steps of %lld micro-batches x %d rows (%lld micro-batches per epoch), "
+                      "%s lr %g, warmup %lld", (long long)total, (long long)accum, p->rows,
                       (long long)per_epoch, r->train.lr_scheduler, r->train.learning_rate, (long long)x->sched.warmup);
     return rc;
 }
 
-static int resume_from_checkpoint(run *x)
+static int resume_from_checkpoint(trainer *x)
 {
     char *path;
     int rc = checkpoint_latest(x->r->output_dir, &path);
     if (rc) return rc;
-    size_t P = x->adapter->nparams;
+    size_t P = x->ctx.adapter->nparams;
     float *m = malloc(sizeof(float) * P), *v = malloc(sizeof(float) * P);
     train_state s;
-    rc = checkpoint_load(path, &x->model->cfg, &s, x->adapter, m, v);
+    rc = checkpoint_load(path, &x->ctx.model->cfg, &s, x->ctx.adapter, m, v);
     if (!rc && s.seed != (uint64_t)x->r->seed)
         rc = ds_fail(DS_ECONFIG, "%s: the checkpoint was made with seed %llu, the recipe says %lld", path,
                      (unsigned long long)s.seed, (long long)x->r->seed);
-    if (!rc) rc = engine_set_params(x->eng, x->adapter->data);
-    if (!rc) rc = engine_set_adam(x->eng, m, v);
+    if (!rc) rc = engine_set_params(x->ctx.eng, x->ctx.adapter->data);
+    if (!rc) rc = engine_set_adam(x->ctx.eng, m, v);
     if (!rc) rc = tlog_keep_until(&x->log, x->r->output_dir, (long)s.step);
     if (!rc) {
         s.total_steps = x->st.total_steps;
@@ -171,7 +160,7 @@ static int resume_from_checkpoint(run *x)
     return rc;
 }
 
-int run_setup(run *x, const recipe *r, bool resume)
+int trainer_setup(trainer *x, const recipe *r, bool resume)
 {
     memset(x, 0, sizeof *x);
     x->r = r;
@@ -189,44 +178,44 @@ int run_setup(run *x, const recipe *r, bool resume)
     char *resolved = ds_path_join(r->output_dir, "recipe.resolved.yaml");
     rc = recipe_write(r, resolved);
     free(resolved);
-    if (!rc) rc = be_open_named(r->device, &x->be);
-    if (!rc) tlog_say(&x->log, "device: %s (%s)", be_name(x->be), be_device_name(x->be));
-    if (!rc) rc = tok_load(r->tokenizer ? r->tokenizer : r->base_model, &x->tok);
-    model_load_opts lo = {.load_in_4bit = r->quant.load_in_4bit, .double_quant = r->quant.double_quant};
-    if (!rc) rc = model_load(r->base_model, &lo, &x->model);
-    if (!rc) tok_set_default_ids(x->tok, x->model->cfg.bos_id, x->model->cfg.eos_id, x->model->cfg.pad_id);
-    if (!rc) tlog_say(&x->log, "model: %s, %d layers, hidden %d, %s weights", r->base_model, x->model->cfg.num_layers,
-                      x->model->cfg.hidden_size, x->model->quantized ? "NF4 4-bit" : "16-bit");
-    if (!rc && r->save.merge && !strcmp(r->save.merge_source, "original") && x->model->prequantized)
+    lora_config lc;
+    ds_run_opts ro = {.device = r->plan.device, .model_dir = r->base_model, .tokenizer_dir = r->tokenizer,
+                      .load_in_4bit = r->quant.load_in_4bit, .double_quant = r->quant.double_quant};
+    if (!rc) rc = adapter_options(r, &lc, &ro);
+    if (!rc) rc = ds_run_open(&ro, &x->ctx);
+    if (rc) return rc;
+    const llama_model *m = x->ctx.model;
+    lora_adapter *ad = x->ctx.adapter;
+    tlog_say(&x->log, "device: %s (%s)", be_name(x->ctx.be), be_device_name(x->ctx.be));
+    tlog_say(&x->log, "model: %s, %d layers, hidden %d, %s weights", r->base_model, m->cfg.num_layers,
+             m->cfg.hidden_size, m->quantized ? "NF4 4-bit" : "16-bit");
+    if (r->adapter.init_from) {
+        tlog_say(&x->log, "adapter: starting from %s (r=%d, alpha=%g)", r->adapter.init_from, ad->cfg.r, ad->cfg.alpha);
+        ad->cfg.dropout = lc.dropout;
+    }
+    if (r->save.merge && r->plan.merge_source == MERGE_ORIGINAL && m->prequantized)
         rc = ds_fail(DS_ECONFIG, "%s: save.merge_source: original, but %s is a 4-bit checkpoint with no original "
                                  "16-bit weights (use dequantized)", r->file, r->base_model);
+    if (!rc) rc = load_data(x);
     if (!rc) {
-        x->paired = (r->loss.main.module->needs & LOSS_PAIRED) != 0;
-        x->needs_ref = (r->loss.main.module->needs & LOSS_NEEDS_REF) != 0;
-        x->micro_rows = (int)r->train.micro_batch_size * (x->paired ? 2 : 1);
-        rc = load_data(x);
-    }
-    if (!rc) rc = setup_adapter(x);
-    if (!rc) {
-        engine_opts eo = {.max_B = x->micro_rows, .max_T = (int)r->data.sequence_len,
-                          .checkpointing = r->train.gradient_checkpointing, .training = true,
-                          .adapter = x->adapter, .seed = (uint64_t)r->seed};
-        rc = engine_create(x->be, x->model, &eo, &x->eng);
+        engine_opts eo = {.max_B = r->plan.rows, .max_T = r->plan.seq_len,
+                          .checkpointing = r->train.gradient_checkpointing, .training = true, .seed = (uint64_t)r->seed};
+        rc = ds_run_start(&x->ctx, &eo);
     }
     if (!rc) {
-        engine_memory mem = engine_memory_use(x->eng);
+        engine_memory mem = engine_memory_use(x->ctx.eng);
         char a[32], b[32], c[32], d[32];
         tlog_say(&x->log, "memory: weights %s, adapter+optimizer %s, activations %s, workspace %s",
-                 tlog_bytes((double)mem.weights, a, sizeof a), tlog_bytes((double)mem.adapter, b, sizeof b),
-                 tlog_bytes((double)mem.activations, c, sizeof c), tlog_bytes((double)mem.workspace, d, sizeof d));
-        tlog_say(&x->log, "adapter: r=%d alpha=%g on %d modules, %zu trainable parameters", x->adapter->cfg.r,
-                 x->adapter->cfg.alpha, __builtin_popcount(x->adapter->cfg.targets), x->adapter->nparams);
+                 ds_bytes_str((double)mem.weights, a, sizeof a), ds_bytes_str((double)mem.adapter, b, sizeof b),
+                 ds_bytes_str((double)mem.activations, c, sizeof c), ds_bytes_str((double)mem.workspace, d, sizeof d));
+        tlog_say(&x->log, "adapter: r=%d alpha=%g on %d modules, %zu trainable parameters", x->ctx.adapter->cfg.r,
+                 x->ctx.adapter->cfg.alpha, __builtin_popcount(x->ctx.adapter->cfg.targets), x->ctx.adapter->nparams);
     }
     if (!rc) {
-        size_t N = (size_t)x->micro_rows * (size_t)r->data.sequence_len;
+        size_t N = (size_t)r->plan.rows * (size_t)r->plan.seq_len;
         float **bufs[] = {&x->lp, &x->fmass, &x->ref, &x->ca, &x->cb, &x->cc};
         for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) *bufs[i] = calloc(N, sizeof(float));
-        x->pad_id = tok_pad_id(x->tok) >= 0 ? tok_pad_id(x->tok) : 0;
+        x->pad_id = tok_pad_id(x->ctx.tok) >= 0 ? tok_pad_id(x->ctx.tok) : 0;
         x->nlosses = 1 + r->loss.n_penalties;
         x->losses = malloc(sizeof *x->losses * (size_t)x->nlosses);
         x->norms = malloc(sizeof *x->norms * (size_t)x->nlosses);
@@ -240,10 +229,10 @@ int run_setup(run *x, const recipe *r, bool resume)
     return rc;
 }
 
-void run_free(run *x)
+void trainer_free(trainer *x)
 {
     for (int i = 0; i < x->n_evals; i++) {
-        run_eval_set *s = &x->evals[i];
+        trainer_eval_set *s = &x->evals[i];
         if (s->src) dataset_free(&s->data);
         eval_result_free(&s->before);
         eval_result_free(&s->after);
@@ -262,10 +251,6 @@ void run_free(run *x)
     dataset_free(&x->train);   /* views: their own example lists only */
     dataset_free(&x->val);
     dataset_free(&x->all);
-    engine_free(x->eng);
-    lora_free(x->adapter);
-    model_free(x->model);
-    tok_free(x->tok);
-    be_close(x->be);
+    ds_run_close(&x->ctx);
     tlog_close(&x->log);
 }

@@ -1,11 +1,12 @@
-/* finetune/train/run.h - the state of a training run, shared by train.c (the
- * loop), run_setup.c (loading everything) and run_eval.c (evaluations). */
-#ifndef DS_FINETUNE_RUN_H
-#define DS_FINETUNE_RUN_H
+/* finetune/train/trainer.h - the state of a training run, shared by train.c (the
+ * loop), trainer_setup.c (loading everything) and trainer_eval.c (evaluations).
+ * Private to finetune/train/. */
+#ifndef DS_FINETUNE_TRAINER_H
+#define DS_FINETUNE_TRAINER_H
 
 #include "checkpoint.h"
 #include "finetune/engine/engine.h"
-#include "finetune/run/eval.h"
+#include "finetune/run/run.h"
 #include "finetune/recipe/recipe.h"
 #include "schedule.h"
 #include "train_log.h"
@@ -19,25 +20,19 @@ typedef struct {
     dataset data;
     eval_result before, after;
     bool has_before, has_after;
-} run_eval_set;
+} trainer_eval_set;
 
 typedef struct {
-    const recipe *r;
-    backend *be;
-    tokenizer *tok;
-    llama_model *model;
-    lora_adapter *adapter;
-    engine *eng;
+    const recipe *r;            /* r->plan: the typed shapes and choices */
+    ds_run ctx;                 /* backend, tokenizer, model, adapter, engine */
     train_log log;
 
     dataset all;                /* tokenized training data */
     dataset train, val;         /* views: the training examples and the held-out split */
     bool has_val;
-    run_eval_set *evals;        /* eval.datasets (+ the validation split, last) */
+    trainer_eval_set *evals;        /* eval.datasets (+ the validation split, last) */
     int n_evals;
 
-    bool paired;                /* preference pairs: 2 rows per example */
-    bool needs_ref;             /* the main loss wants reference log-probs */
     float **ref_cache;          /* precomputed reference log-probs per example (or NULL) */
     const loss_module *forbidden_owner;   /* the penalty providing the forbidden set */
 
@@ -45,27 +40,26 @@ typedef struct {
     train_state st;
     epoch_plan plan;            /* the plan of st.epoch */
     int plan_epoch;             /* which epoch `plan` is for (-1 none) */
-    int micro_rows;             /* rows per training micro-batch */
     int pad_id;                 /* padding token of batches */
-    /* per-row host buffers of one micro-batch (micro_rows x sequence_len each) */
+    /* per-row host buffers of one micro-batch (plan.rows x plan.seq_len each) */
     float *lp, *fmass, *ref, *ca, *cb, *cc;
     const recipe_loss **losses; /* the main loss, then the penalties */
     double *norms;              /* each loss's normaliser over the current step */
     int nlosses;
     double t_start;
-} run;
+} trainer;
 
-/* Load everything the recipe names (run_setup.c). */
-int run_setup(run *x, const recipe *r, bool resume);
-void run_free(run *x);
+/* Load everything the recipe names (trainer_setup.c). */
+int trainer_setup(trainer *x, const recipe *r, bool resume);
+void trainer_free(trainer *x);
 /* Evaluate every eval set with (after) or without (before) the adapter and
- * log it; write eval/<name>.json when both are done (run_eval.c). */
-int run_evaluate(run *x, bool after, int64_t step);
-int run_write_eval_files(run *x);
-void run_print_summary(run *x);
+ * log it; write eval/<name>.json when both are done (trainer_eval.c). */
+int trainer_evaluate(trainer *x, bool after, int64_t step);
+int trainer_write_eval_files(trainer *x);
+void trainer_print_summary(trainer *x);
 /* Evaluate during training (eval.every_steps): metrics rows only. */
-int run_evaluate_midway(run *x, int64_t step);
+int trainer_evaluate_midway(trainer *x, int64_t step);
 /* Precompute reference log-probs for the training set (DPO option). */
-int run_precompute_ref(run *x);
+int trainer_precompute_ref(trainer *x);
 
 #endif

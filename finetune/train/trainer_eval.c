@@ -1,7 +1,7 @@
-/* finetune/train/run_eval.c - evaluations of a run: before training (base model),
+/* finetune/train/trainer_eval.c - evaluations of a run: before training (base model),
  * during (eval.every_steps) and after (with the adapter); eval/<name>.json
  * with the scores and every sample's log-likelihoods; the printed summary. */
-#include "run.h"
+#include "trainer.h"
 
 #include "core/files.h"
 #include "core/status.h"
@@ -9,17 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_mcq(const run_eval_set *s) { return s->data.kind == EX_MCQ; }
+static bool is_mcq(const trainer_eval_set *s) { return s->data.kind == EX_MCQ; }
 
-static int evaluate_set(run *x, run_eval_set *s, bool lora, eval_result *res)
+static int evaluate_set(trainer *x, trainer_eval_set *s, bool lora, eval_result *res)
 {
     const recipe *r = x->r;
     int max_rows = (int)r->eval.batch_size;
-    return is_mcq(s) ? eval_mcq(x->eng, &s->data, lora, r->eval.limit, max_rows, res)
-                     : eval_loss(x->eng, &s->data, lora, r->eval.limit, max_rows, res);
+    return is_mcq(s) ? eval_mcq(x->ctx.eng, &s->data, lora, r->eval.limit, max_rows, res)
+                     : eval_loss(x->ctx.eng, &s->data, lora, r->eval.limit, max_rows, res);
 }
 
-static void log_result(run *x, const run_eval_set *s, const eval_result *res, bool lora, int64_t step)
+static void log_result(trainer *x, const trainer_eval_set *s, const eval_result *res, bool lora, int64_t step)
 {
     const char *model = lora ? "adapter" : "base";
     json_t *row = json_pack("{s:I, s:s, s:s, s:I}", "step", (json_int_t)step, "eval", s->name, "model", model,
@@ -38,10 +38,10 @@ static void log_result(run *x, const run_eval_set *s, const eval_result *res, bo
     tlog_row(&x->log, row);
 }
 
-int run_evaluate(run *x, bool after, int64_t step)
+int trainer_evaluate(trainer *x, bool after, int64_t step)
 {
     for (int i = 0; i < x->n_evals; i++) {
-        run_eval_set *s = &x->evals[i];
+        trainer_eval_set *s = &x->evals[i];
         eval_result *res = after ? &s->after : &s->before;
         eval_result_free(res);
         int rc = evaluate_set(x, s, after, res);
@@ -53,7 +53,7 @@ int run_evaluate(run *x, bool after, int64_t step)
     return DS_OK;
 }
 
-int run_evaluate_midway(run *x, int64_t step)
+int trainer_evaluate_midway(trainer *x, int64_t step)
 {
     for (int i = 0; i < x->n_evals; i++) {
         eval_result res;
@@ -65,7 +65,7 @@ int run_evaluate_midway(run *x, int64_t step)
     return DS_OK;
 }
 
-static json_t *scores(const run_eval_set *s, const eval_result *r, const char *model)
+static json_t *scores(const trainer_eval_set *s, const eval_result *r, const char *model)
 {
     if (is_mcq(s))
         return json_pack("{s:s, s:f, s:f, s:I}", "model", model, "acc", r->acc, "acc_norm", r->acc_norm, "n",
@@ -74,7 +74,7 @@ static json_t *scores(const run_eval_set *s, const eval_result *r, const char *m
                      "tokens", (json_int_t)r->tokens, "n", (json_int_t)r->n);
 }
 
-static json_t *samples(const run_eval_set *s)
+static json_t *samples(const trainer_eval_set *s)
 {
     json_t *arr = json_array();
     const eval_result *b = s->has_before ? &s->before : NULL, *a = s->has_after ? &s->after : NULL;
@@ -101,12 +101,12 @@ static json_t *samples(const run_eval_set *s)
     return arr;
 }
 
-int run_write_eval_files(run *x)
+int trainer_write_eval_files(trainer *x)
 {
     char *dir = ds_path_join(x->r->output_dir, "eval");
     int rc = ds_mkdirs(dir);
     for (int i = 0; !rc && i < x->n_evals; i++) {
-        run_eval_set *s = &x->evals[i];
+        trainer_eval_set *s = &x->evals[i];
         json_t *o = json_object();
         json_object_set_new(o, "dataset", json_string(s->src ? s->src->path : "validation split of data.datasets"));
         json_object_set_new(o, "type", json_string(is_mcq(s) ? "mcq" : "loss"));
@@ -125,12 +125,12 @@ int run_write_eval_files(run *x)
     return rc;
 }
 
-void run_print_summary(run *x)
+void trainer_print_summary(trainer *x)
 {
     if (!x->n_evals) return;
     tlog_say(&x->log, "results (base model -> with adapter):");
     for (int i = 0; i < x->n_evals; i++) {
-        const run_eval_set *s = &x->evals[i];
+        const trainer_eval_set *s = &x->evals[i];
         const eval_result *b = s->has_before ? &s->before : NULL, *a = s->has_after ? &s->after : NULL;
         char before[64] = "-", after[64] = "-", before_n[64] = "-", after_n[64] = "-";
         if (is_mcq(s)) {
