@@ -1,6 +1,6 @@
 #include "model_config.h"
 #include "json_util.h"
-#include "pyjson.h"
+#include "model_config_internal.h"
 
 #include "core/files.h"
 #include "core/status.h"
@@ -11,7 +11,7 @@
 #include <string.h>
 
 /* An integer key in [lo, 2^30]; absent -> *out unchanged unless required. */
-static int get_int(json_t *root, const char *path, const char *key, bool required, int lo, int *out)
+int model_config_get_int(json_t *root, const char *path, const char *key, bool required, int lo, int *out)
 {
     if (required && !json_object_get(root, key))
         return ds_fail(DS_EDATA, "%s: missing required key \"%s\"", path, key);
@@ -44,61 +44,95 @@ static int token_id(json_t *root, const char *path, const char *key, long long l
 
 static const char *const TOKEN_KEYS[3] = {"bos_token_id", "eos_token_id", "pad_token_id"};
 
-/* rope_scaling / rope_parameters: only "default" and "linear" are implemented. */
-static int parse_rope(json_t *root, const char *path, model_config *c)
+/* The families ds-ft implements: the class name in "architectures". */
+static const struct {
+    const char *name;
+    model_family family;
+} FAMILIES[] = {
+    {"LlamaForCausalLM", FAMILY_LLAMA},
+    {"MistralForCausalLM", FAMILY_MISTRAL},
+    {"Qwen2ForCausalLM", FAMILY_QWEN2},
+    {"Qwen3ForCausalLM", FAMILY_QWEN3},
+};
+
+static int bool_key(json_t *root, const char *path, const char *key, bool *out)
 {
-    int rc = json_get_num(root, "rope_theta", c->rope_theta, path, &c->rope_theta);
+    return json_get_bool(root, key, *out, path, out);
+}
+
+/* Biases and per-head norms, as each family's modeling code creates them. */
+static int parse_layer_parts(json_t *root, const char *path, model_config *c)
+{
+    bool attention_bias = false, mlp_bias = false;
+    int rc = bool_key(root, path, "attention_bias", &attention_bias);
+    if (!rc) rc = bool_key(root, path, "mlp_bias", &mlp_bias);
     if (rc) return rc;
-    const char *which = "rope_scaling";
-    json_t *rs = json_object_get(root, "rope_scaling");
-    json_t *rp = json_object_get(root, "rope_parameters");
-    if (rp && !json_is_null(rp)) {
-        if (!json_is_object(rp)) return ds_fail(DS_EDATA, "%s: key \"rope_parameters\" must be an object", path);
-        if ((rc = json_get_num(rp, "rope_theta", c->rope_theta, path, &c->rope_theta))) return rc;
-        if (!rs || json_is_null(rs)) {
-            rs = rp;
-            which = "rope_parameters";
-        }
+    if (c->family == FAMILY_QWEN2) {
+        /* Qwen2Attention: q, k and v always carry a bias, o_proj never */
+        c->bias[LIN_Q] = c->bias[LIN_K] = c->bias[LIN_V] = true;
+        if (mlp_bias) return ds_fail(DS_EDATA, "%s: unsupported key \"mlp_bias\": true for Qwen2", path);
+    } else {
+        c->bias[LIN_Q] = c->bias[LIN_K] = c->bias[LIN_V] = c->bias[LIN_O] = attention_bias;
+        c->bias[LIN_GATE] = c->bias[LIN_UP] = c->bias[LIN_DOWN] = mlp_bias;
     }
-    if (rs && !json_is_null(rs)) {
-        if (!json_is_object(rs)) return ds_fail(DS_EDATA, "%s: key \"%s\" must be an object or null", path, which);
-        json_t *t = json_object_get(rs, "rope_type");
-        if (!t) t = json_object_get(rs, "type");
-        const char *type = t ? json_string_value(t) : "default";
-        if (!type) return ds_fail(DS_EDATA, "%s: key \"%s.rope_type\" must be a string", path, which);
-        if (!strcmp(type, "linear")) {
-            double f = 0;
-            if ((rc = json_get_num(rs, "factor", 0, path, &f))) return rc;
-            if (!(f > 0)) return ds_fail(DS_EDATA, "%s: linear rope scaling needs \"%s.factor\" > 0", path, which);
-            c->rope_factor = f;
-        } else if (strcmp(type, "default")) {
-            return ds_fail(DS_EDATA, "%s: unsupported rope type \"%s\" in \"%s\" (supported: default, linear)", path,
-                           type, which);
-        }
+    c->qk_norm = c->family == FAMILY_QWEN3;
+    return DS_OK;
+}
+
+/* The sliding window: Mistral's applies to every layer; Qwen's to the layers
+ * from max_window_layers on, and only with use_sliding_window; an explicit
+ * "layer_types" list must agree (full layers first, then sliding ones). */
+static int parse_window(json_t *root, const char *path, model_config *c)
+{
+    json_t *sw = json_object_get(root, "sliding_window");
+    bool qwen = c->family == FAMILY_QWEN2 || c->family == FAMILY_QWEN3;
+    int window = 0, first = 0, rc;
+    if (sw && !json_is_null(sw)) {
+        if (!json_is_integer(sw) || json_integer_value(sw) < 1 || json_integer_value(sw) > (1 << 30))
+            return ds_fail(DS_EDATA, "%s: key \"sliding_window\" must be a positive integer or null", path);
+        window = (int)json_integer_value(sw);
     }
-    if (!(c->rope_theta > 0)) return ds_fail(DS_EDATA, "%s: key \"rope_theta\" must be > 0", path);
+    if (c->family == FAMILY_LLAMA && window)
+        return ds_fail(DS_EDATA, "%s: unsupported key \"sliding_window\" for LlamaForCausalLM (Llama attends to "
+                                 "every earlier token)", path);
+    if (qwen) {
+        bool use = false;
+        if ((rc = bool_key(root, path, "use_sliding_window", &use))) return rc;
+        first = 28;   /* Qwen2Config's and Qwen3Config's default */
+        if ((rc = model_config_get_int(root, path, "max_window_layers", false, 0, &first))) return rc;
+        if (!use) window = 0;
+    }
+    json_t *types = json_object_get(root, "layer_types");
+    if (types && !json_is_null(types)) {
+        if (!json_is_array(types) || (int)json_array_size(types) != c->num_layers)
+            return ds_fail(DS_EDATA, "%s: key \"layer_types\" must list one type per layer (%d)", path,
+                           c->num_layers);
+        int first_sliding = c->num_layers;
+        for (int l = 0; l < c->num_layers; l++) {
+            const char *t = json_string_value(json_array_get(types, (size_t)l));
+            bool sliding = t && !strcmp(t, "sliding_attention");
+            if (!t || (!sliding && strcmp(t, "full_attention")))
+                return ds_fail(DS_EDATA, "%s: key \"layer_types\"[%d] must be \"full_attention\" or "
+                                         "\"sliding_attention\"", path, l);
+            if (sliding && first_sliding == c->num_layers) first_sliding = l;
+            if (!sliding && first_sliding < l)
+                return ds_fail(DS_EDATA, "%s: unsupported key \"layer_types\": full attention after sliding "
+                                         "layers (ds-ft takes full layers first, then sliding ones)", path);
+        }
+        if (first_sliding < c->num_layers && !window)
+            return ds_fail(DS_EDATA, "%s: key \"layer_types\" has sliding layers but \"sliding_window\" is unset",
+                           path);
+        first = first_sliding;
+        if (first == c->num_layers) window = 0;
+    }
+    c->sliding_window = window;
+    c->first_sliding_layer = window ? first : c->num_layers;
     return DS_OK;
 }
 
 /* Keys whose values the engine does not implement: refused, never ignored. */
 static int refuse_unsupported(json_t *root, const char *path)
 {
-    static const char *const must_be_false[] = {"attention_bias", "mlp_bias"};
-    for (size_t i = 0; i < sizeof must_be_false / sizeof *must_be_false; i++) {
-        bool on = false;
-        int rc = json_get_bool(root, must_be_false[i], false, path, &on);
-        if (rc) return rc;
-        if (on)
-            return ds_fail(DS_EDATA, "%s: unsupported key \"%s\": true (biases in linear layers are not implemented)",
-                           path, must_be_false[i]);
-    }
-    json_t *sw = json_object_get(root, "sliding_window");
-    if (sw && !json_is_null(sw)) {
-        json_t *use = json_object_get(root, "use_sliding_window");
-        if (!use || json_is_true(use))
-            return ds_fail(DS_EDATA,
-                           "%s: unsupported key \"sliding_window\" (sliding-window attention is not implemented)", path);
-    }
     json_t *act = json_object_get(root, "hidden_act");
     if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
         return ds_fail(DS_EDATA, "%s: unsupported key \"hidden_act\" (only \"silu\" is implemented)", path);
@@ -106,6 +140,9 @@ static int refuse_unsupported(json_t *root, const char *path)
     if (tp && json_is_integer(tp) && json_integer_value(tp) != 1)
         return ds_fail(DS_EDATA, "%s: unsupported key \"pretraining_tp\" = %lld (only 1)", path,
                        (long long)json_integer_value(tp));
+    json_t *prf = json_object_get(root, "partial_rotary_factor");
+    if (prf && !(json_is_number(prf) && json_number_value(prf) == 1.0))
+        return ds_fail(DS_EDATA, "%s: unsupported key \"partial_rotary_factor\" (RoPE on whole heads only)", path);
     return DS_OK;
 }
 
@@ -114,6 +151,7 @@ static int parse_root(json_t *root, const char *path, model_config *c)
     memset(c, 0, sizeof *c);
     c->rope_theta = 10000.0;
     c->rope_factor = 1.0;
+    c->rope = (rope_config){.type = ROPE_DEFAULT, .factor = 1.0};
     c->rms_norm_eps = 1e-6f;
     c->bos_id = c->eos_id = c->pad_id = -1;
     c->max_position = 4096;
@@ -122,35 +160,40 @@ static int parse_root(json_t *root, const char *path, model_config *c)
     json_t *arch = json_object_get(root, "architectures");
     const char *a = json_is_array(arch) ? json_string_value(json_array_get(arch, 0)) : NULL;
     if (!a) return ds_fail(DS_EDATA, "%s: missing key \"architectures\" (a list naming the model class)", path);
-    if (strcmp(a, "LlamaForCausalLM"))
-        return ds_fail(DS_EDATA,
-                       "%s: unsupported architecture \"%s\" in \"architectures\" (supported: LlamaForCausalLM)", path, a);
+    size_t f = 0, nf = sizeof FAMILIES / sizeof *FAMILIES;
+    while (f < nf && strcmp(a, FAMILIES[f].name)) f++;
+    if (f == nf)
+        return ds_fail(DS_EDATA, "%s: unsupported architecture \"%s\" in \"architectures\" (supported: "
+                                 "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)", path, a);
+    c->family = FAMILIES[f].family;
     snprintf(c->architecture, sizeof c->architecture, "%s", a);
 
     int rc;
-    if ((rc = get_int(root, path, "hidden_size", true, 1, &c->hidden_size))) return rc;
-    if ((rc = get_int(root, path, "intermediate_size", true, 1, &c->intermediate_size))) return rc;
-    if ((rc = get_int(root, path, "num_hidden_layers", true, 1, &c->num_layers))) return rc;
-    if ((rc = get_int(root, path, "num_attention_heads", true, 1, &c->num_heads))) return rc;
-    if ((rc = get_int(root, path, "vocab_size", true, 1, &c->vocab_size))) return rc;
+    if ((rc = model_config_get_int(root, path, "hidden_size", true, 1, &c->hidden_size))) return rc;
+    if ((rc = model_config_get_int(root, path, "intermediate_size", true, 1, &c->intermediate_size))) return rc;
+    if ((rc = model_config_get_int(root, path, "num_hidden_layers", true, 1, &c->num_layers))) return rc;
+    if ((rc = model_config_get_int(root, path, "num_attention_heads", true, 1, &c->num_heads))) return rc;
+    if ((rc = model_config_get_int(root, path, "vocab_size", true, 1, &c->vocab_size))) return rc;
     c->num_kv_heads = c->num_heads;
-    if ((rc = get_int(root, path, "num_key_value_heads", false, 1, &c->num_kv_heads))) return rc;
+    if ((rc = model_config_get_int(root, path, "num_key_value_heads", false, 1, &c->num_kv_heads))) return rc;
     if (c->hidden_size % c->num_heads)
         return ds_fail(DS_EDATA, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path,
                        c->hidden_size, c->num_heads);
     c->head_dim = c->hidden_size / c->num_heads;
-    if ((rc = get_int(root, path, "head_dim", false, 2, &c->head_dim))) return rc;
+    if ((rc = model_config_get_int(root, path, "head_dim", false, 2, &c->head_dim))) return rc;
     if (c->head_dim % 2) return ds_fail(DS_EDATA, "%s: key \"head_dim\" = %d must be even for RoPE", path, c->head_dim);
     if (c->num_heads % c->num_kv_heads)
         return ds_fail(DS_EDATA, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
                        c->num_heads, c->num_kv_heads);
-    if ((rc = get_int(root, path, "max_position_embeddings", false, 1, &c->max_position))) return rc;
+    if ((rc = model_config_get_int(root, path, "max_position_embeddings", false, 1, &c->max_position))) return rc;
     double eps;
     if ((rc = json_get_num(root, "rms_norm_eps", c->rms_norm_eps, path, &eps))) return rc;
     if (!(eps > 0 && eps < 1)) return ds_fail(DS_EDATA, "%s: key \"rms_norm_eps\" must be in (0, 1)", path);
     c->rms_norm_eps = (float)eps;
     if ((rc = json_get_bool(root, "tie_word_embeddings", false, path, &c->tie_word_embeddings))) return rc;
-    if ((rc = parse_rope(root, path, c))) return rc;
+    if ((rc = model_rope_parse(root, path, c))) return rc;
+    if ((rc = parse_layer_parts(root, path, c))) return rc;
+    if ((rc = parse_window(root, path, c))) return rc;
     if ((rc = refuse_unsupported(root, path))) return rc;
 
     int *ids[3] = {&c->bos_id, &c->eos_id, &c->pad_id};
@@ -222,85 +265,19 @@ int model_config_load(const char *dir, model_config *c)
 
 long long model_config_params(const model_config *c)
 {
-    long long C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
-    long long qo = (long long)c->num_heads * c->head_dim, kv = (long long)c->num_kv_heads * c->head_dim;
-    long long layer = C * qo * 2 + C * kv * 2 + 3 * C * I + 2 * C;
+    long long C = c->hidden_size, V = c->vocab_size, layer = 2 * C;
+    for (int t = 0; t < LIN_COUNT; t++) {
+        int out, in;
+        llama_linear_shape(c, (llama_linear)t, &out, &in);
+        layer += (long long)out * in + (c->bias[t] ? out : 0);
+    }
+    if (c->qk_norm) layer += 2LL * c->head_dim;
     return V * C * (c->tie_word_embeddings ? 1 : 2) + (long long)c->num_layers * layer + C;
 }
 
-/* ------------------------------------------------------- derived folders */
-
-int model_copy_side_files(const char *src_dir, const char *dst_dir)
+int model_layer_window(const model_config *c, int layer)
 {
-    static const char *const SIDE_FILES[] = {
-        "tokenizer.json",    "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-        "added_tokens.json", "chat_template.jinja",   "generation_config.json",
-    };
-    for (size_t i = 0; i < sizeof SIDE_FILES / sizeof *SIDE_FILES; i++) {
-        char *from = ds_path_join(src_dir, SIDE_FILES[i]), *to = ds_path_join(dst_dir, SIDE_FILES[i]);
-        int rc = ds_exists(from) ? ds_copy_file(from, to) : DS_OK;
-        free(from);
-        free(to);
-        if (rc) return rc;
-    }
-    return DS_OK;
-}
-
-int model_config_rewrite_json(const json_t *config, const char *dst_dir, json_t *quantization)
-{
-    static const char QKEY[] = "quantization_config";
-    if (!json_is_object(config)) return ds_fail(DS_EINTERNAL, "model_config_rewrite: config.json is not an object");
-    const char *key, *prev = NULL;
-    json_t *v;
-    bool sorted = true;
-    json_object_foreach((json_t *)config, key, v) {
-        if (prev && strcmp(prev, key) > 0) sorted = false;
-        prev = key;
-    }
-    json_t *out = json_object(), *bf16 = json_string("bfloat16");
-    json_t *q = quantization;   /* still to be placed */
-    bool has_dtype = false, has_torch_dtype = false;
-    json_object_foreach((json_t *)config, key, v) {
-        if (!strcmp(key, QKEY)) {
-            if (q) json_object_set(out, QKEY, q);
-            q = NULL;
-            continue;
-        }
-        if (sorted && q && strcmp(key, QKEY) > 0) {
-            json_object_set(out, QKEY, q);
-            q = NULL;
-        }
-        bool dtype = !strcmp(key, "dtype"), torch_dtype = !strcmp(key, "torch_dtype");
-        has_dtype |= dtype;
-        has_torch_dtype |= torch_dtype;
-        /* merged weights are written in bf16 */
-        json_object_set(out, key, !quantization && (dtype || torch_dtype) ? bf16 : v);
-    }
-    if (q) json_object_set(out, QKEY, q);
-    if (!quantization && !has_dtype && !has_torch_dtype) json_object_set(out, "dtype", bf16);
-    json_decref(bf16);
-    char *body = pyjson_dumps(out, 2);
-    json_decref(out);
-    if (!body) return ds_fail(DS_EINTERNAL, "%s: cannot encode config.json", dst_dir);
-    size_t len = strlen(body);
-    body[len] = '\n';   /* the file ends with a newline: it takes the NUL's place (written by length) */
-    char *dst = ds_path_join(dst_dir, "config.json");
-    int rc = ds_write_file(dst, body, len + 1);
-    free(dst);
-    free(body);
-    return rc;
-}
-
-int model_config_rewrite(const char *src_dir, const char *dst_dir, json_t *quantization)
-{
-    char *path = ds_path_join(src_dir, "config.json");
-    json_t *config;
-    int rc = json_file_load(path, 0, &config);
-    if (!rc && !json_is_object(config)) rc = ds_fail(DS_EDATA, "%s: not a JSON object", path);
-    if (!rc) rc = model_config_rewrite_json(config, dst_dir, quantization);
-    json_decref(config);
-    free(path);
-    return rc;
+    return c->sliding_window && layer >= c->first_sliding_layer ? c->sliding_window : 0;
 }
 
 /* ----------------------------------------------------------- linear layers */

@@ -1,10 +1,16 @@
-/* data/model_config.h - a Hugging Face config.json for Llama-family models.
+/* data/model_config.h - a Hugging Face config.json, read into an architecture
+ * description that everything downstream follows (the engine and its CPU and
+ * CUDA ops, the 4-bit loader, merge, quantize, export).
  *
- * Accepts both key styles: the older (`rope_theta`, `rope_scaling`,
+ * Families: LlamaForCausalLM (DeepSeek LLM/Coder, Llama-3.x with llama3 rope
+ * scaling, DeepSeek-R1-Distill-Llama), MistralForCausalLM (sliding window),
+ * Qwen2ForCausalLM (q/k/v biases; DeepSeek-R1-Distill-Qwen), Qwen3ForCausalLM
+ * (per-head q/k RMSNorm, explicit head_dim). RoPE: default, linear, llama3,
+ * yarn. Both key styles: the older (`rope_theta`, `rope_scaling`,
  * `torch_dtype`, used by DeepSeek checkpoints) and the newer
  * (`rope_parameters`, `dtype`). Anything the engine would not honour (other
- * architectures, rope types, sliding windows, biases) is refused with a
- * message naming the key, never ignored.
+ * architectures, rope types, activations) is refused with a message naming
+ * the key, never ignored.
  */
 #ifndef DS_DATA_MODEL_CONFIG_H
 #define DS_DATA_MODEL_CONFIG_H
@@ -13,26 +19,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-
-typedef struct {
-    char architecture[64];      /* "LlamaForCausalLM" */
-    int hidden_size;            /* C */
-    int intermediate_size;      /* I */
-    int num_layers;             /* L */
-    int num_heads;              /* H */
-    int num_kv_heads;           /* Hkv (absent: H) */
-    int head_dim;               /* D (absent: C / H) */
-    int vocab_size;             /* V */
-    int max_position;
-    float rms_norm_eps;
-    double rope_theta;
-    double rope_factor;         /* linear scaling: inverse frequencies divided by this; 1 = none */
-    bool tie_word_embeddings;
-    int bos_id, eos_id, pad_id; /* -1 when unknown; generation_config.json wins over config.json;
-                                   a list (eos_token_id: [128001, 128009]) gives its first id */
-    char dtype[16];             /* "bfloat16", "float16", "float32" or "" */
-    bool quantized;             /* config.json carries quantization_config */
-} model_config;
 
 /* The seven linear layers of a Llama decoder layer, in a fixed order (that of
  * llama_linear): X(name, module) for the weight model.layers.N.module.name.weight
@@ -45,6 +31,51 @@ typedef struct {
 #define LLAMA_LINEAR_NAMES LLAMA_LINEARS(LLAMA_LINEAR_NAME_STR, "|")
 
 typedef enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT } llama_linear;
+
+typedef enum { FAMILY_LLAMA, FAMILY_MISTRAL, FAMILY_QWEN2, FAMILY_QWEN3 } model_family;
+
+typedef enum { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_YARN } rope_type;
+
+/* RoPE as transformers' rope init functions compute it (model_rope.c). */
+typedef struct {
+    rope_type type;
+    double factor;                      /* linear, llama3, yarn; 1 = none */
+    double low_freq_factor, high_freq_factor;   /* llama3 */
+    int original_max_position;          /* llama3, yarn: the context the model was trained at */
+    double beta_fast, beta_slow;        /* yarn: the ramp between extrapolated and interpolated frequencies */
+    double mscale, mscale_all_dim;      /* yarn (DeepSeek): attention factor = mscale(f, mscale) / mscale(f, all) */
+    double attention_factor;            /* yarn: cos/sin scaling; < 0 = computed from factor (and mscales) */
+    bool truncate;                      /* yarn: round the ramp's ends to whole dimensions (default true) */
+} rope_config;
+
+typedef struct {
+    char architecture[64];      /* "LlamaForCausalLM" */
+    model_family family;
+    int hidden_size;            /* C */
+    int intermediate_size;      /* I */
+    int num_layers;             /* L */
+    int num_heads;              /* H */
+    int num_kv_heads;           /* Hkv (absent: H) */
+    int head_dim;               /* D (absent: C / H) */
+    int vocab_size;             /* V */
+    int max_position;
+    float rms_norm_eps;
+    double rope_theta;
+    double rope_factor;         /* the rope's scaling factor (rope.factor); 1 = none */
+    rope_config rope;
+    bool tie_word_embeddings;
+    bool bias[LIN_COUNT];               /* per linear layer (llama_linear order): its weight has a bias */
+    bool qk_norm;               /* RMSNorm over each head of q and k before RoPE (Qwen3) */
+    int sliding_window;         /* layers from first_sliding_layer on attend to at most this many
+                                   tokens (the query included); 0 = every earlier token */
+    int first_sliding_layer;
+    int bos_id, eos_id, pad_id; /* -1 when unknown; generation_config.json wins over config.json;
+                                   a list (eos_token_id: [128001, 128009]) gives its first id */
+    char dtype[16];             /* "bfloat16", "float16", "float32" or "" */
+    bool quantized;             /* config.json carries quantization_config */
+} model_config;
+
+
 
 const char *llama_linear_name(llama_linear l);   /* "q_proj" */
 const char *llama_linear_path(llama_linear l);   /* "self_attn.q_proj", "mlp.gate_proj" */
@@ -61,6 +92,12 @@ int model_config_load(const char *dir, model_config *cfg);
 int model_config_load_json(const char *dir, model_config *cfg, json_t **config);
 /* Parse config.json text; `path` names the file in errors. */
 int model_config_parse(const char *text, size_t len, const char *path, model_config *cfg);
+/* The rotary embedding's inverse frequencies, head_dim/2 of them, computed in
+ * fp32 as transformers computes them, and the factor cos and sin are scaled by
+ * (1 except for yarn). */
+void model_rope_freqs(const model_config *cfg, float *inv_freq, float *attention_scale);
+/* The attention window of layer l (0 = none). */
+int model_layer_window(const model_config *cfg, int layer);
 /* Number of parameters of the dense model (embeddings and lm_head included). */
 long long model_config_params(const model_config *cfg);
 

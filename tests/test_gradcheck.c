@@ -83,52 +83,53 @@ Test(gradcheck, rmsnorm)
 }
 
 /* ---- RoPE ---- */
-typedef struct { backend *be; float *x, *y, *gw; int32_t *pos; int N, nh, D; } rope_ctx;
+typedef struct { backend *be; float *x, *y, *gw; int32_t *pos; int N, nh, D; rope_table rt; } rope_ctx;
 static double rope_loss(void *p)
 {
     rope_ctx *c = p;
     size_t n = (size_t)c->N * c->nh * c->D;
     memcpy(c->y, c->x, sizeof(float) * n);
-    op_rope(c->be, c->y, c->pos, c->N, c->nh, c->D, 10000.0f, 2.0f, 0);
+    op_rope(c->be, c->y, c->pos, c->N, c->nh, c->D, &c->rt, 0);
     return dot(c->y, c->gw, n);
 }
 
 Test(gradcheck, rope)
 {
-    rope_ctx c = {.be = cpu(), .N = 6, .nh = 3, .D = 8};
+    rope_ctx c = {.be = cpu(), .N = 6, .nh = 3, .D = 8, .rt = {.half = 4, .scale = 1.25f}};   /* yarn-like scale */
+    for (int i = 0; i < 4; i++) c.rt.inv_freq[i] = (1.0f / powf(10000.0f, (float)(2 * i) / 8.0f)) / 2.0f;
     size_t n = (size_t)c.N * c.nh * c.D;
     c.x = rnd(n, 4, 1.0f); c.gw = rnd(n, 5, 1.0f); c.y = malloc(sizeof(float) * n);
     int32_t pos[6] = {0, 1, 2, 7, 0, 300};
     c.pos = pos;
     float *dx = malloc(sizeof(float) * n), *num = malloc(sizeof(float) * n);
     memcpy(dx, c.gw, sizeof(float) * n);
-    op_rope(c.be, dx, c.pos, c.N, c.nh, c.D, 10000.0f, 2.0f, 1);   /* backward = inverse rotation */
+    op_rope(c.be, dx, c.pos, c.N, c.nh, c.D, &c.rt, 1);   /* backward = inverse rotation, same scale */
     numeric_grad(c.x, n, rope_loss, &c, num);
     expect_close(dx, num, n, "rope dx");
     be_close(c.be);
 }
 
 /* ---- attention (GQA, causal, segments) ---- */
-typedef struct { backend *be; float *q, *k, *v, *out, *lse, *gw; int32_t *seg; int B, T, H, Hkv, D; } att_ctx;
+typedef struct { backend *be; float *q, *k, *v, *out, *lse, *gw; int32_t *seg; attn_shape sh; } att_ctx;
 static double att_loss(void *p)
 {
     att_ctx *c = p;
-    op_attention_fwd(c->be, c->out, c->lse, c->q, c->k, c->v, c->seg, c->B, c->T, c->H, c->Hkv, c->D);
-    return dot(c->out, c->gw, (size_t)c->B * c->T * c->H * c->D);
+    op_attention_fwd(c->be, c->out, c->lse, c->q, c->k, c->v, c->seg, &c->sh);
+    return dot(c->out, c->gw, (size_t)c->sh.B * c->sh.T * c->sh.H * c->sh.D);
 }
 
-Test(gradcheck, attention)
+static void check_attention(int window, float scale)
 {
-    att_ctx c = {.be = cpu(), .B = 2, .T = 7, .H = 4, .Hkv = 2, .D = 8};
-    size_t nq = (size_t)c.B * c.T * c.H * c.D, nk = (size_t)c.B * c.T * c.Hkv * c.D;
+    att_ctx c = {.be = cpu(), .sh = {.B = 2, .T = 7, .H = 4, .Hkv = 2, .D = 8, .window = window, .scale = scale}};
+    size_t nq = (size_t)c.sh.B * c.sh.T * c.sh.H * c.sh.D, nk = (size_t)c.sh.B * c.sh.T * c.sh.Hkv * c.sh.D;
     c.q = rnd(nq, 6, 1.0f); c.k = rnd(nk, 7, 1.0f); c.v = rnd(nk, 8, 1.0f); c.gw = rnd(nq, 9, 1.0f);
-    c.out = malloc(sizeof(float) * nq); c.lse = malloc(sizeof(float) * c.B * c.T * c.H);
+    c.out = malloc(sizeof(float) * nq); c.lse = malloc(sizeof(float) * c.sh.B * c.sh.T * c.sh.H);
     int32_t seg[14] = {0, 0, 0, 1, 1, 1, 1, 5, 5, 5, 5, 5, 6, 6};   /* two packed examples in row 0 */
     c.seg = seg;
     float *dq = malloc(sizeof(float) * nq), *dk = malloc(sizeof(float) * nk), *dv = malloc(sizeof(float) * nk);
     float *num = malloc(sizeof(float) * nq);
     att_loss(&c);
-    op_attention_bwd(c.be, dq, dk, dv, c.gw, c.out, c.lse, c.q, c.k, c.v, c.seg, c.B, c.T, c.H, c.Hkv, c.D);
+    op_attention_bwd(c.be, dq, dk, dv, c.gw, c.out, c.lse, c.q, c.k, c.v, c.seg, &c.sh);
     numeric_grad(c.q, nq, att_loss, &c, num);
     expect_close(dq, num, nq, "attention dq");
     numeric_grad(c.k, nk, att_loss, &c, num);
@@ -137,6 +138,10 @@ Test(gradcheck, attention)
     expect_close(dv, num, nk, "attention dv");
     be_close(c.be);
 }
+
+Test(gradcheck, attention) { check_attention(0, 0); }
+/* Mistral's sliding window (3 tokens, the query included) and a softmax scale of the model's own */
+Test(gradcheck, attention_sliding_window_and_scale) { check_attention(3, 0.2f); }
 
 /* ---- SwiGLU ---- */
 typedef struct { backend *be; float *g, *u, *out, *gw; size_t n; } swiglu_ctx;

@@ -84,14 +84,113 @@ Test(model_config, rope_scaling_null_is_none)
     cr_expect_eq(c.rope_factor, 1.0);
 }
 
-Test(model_config, unsupported_architecture) { expect_refused("\"architectures\": [\"Qwen2ForCausalLM\"]", "Qwen2ForCausalLM"); }
+Test(model_config, unsupported_architecture)
+{
+    expect_refused("\"architectures\": [\"GPTNeoXForCausalLM\"]", "GPTNeoXForCausalLM");
+}
 Test(model_config, unsupported_rope_type)
 {
-    expect_refused("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}", "llama3");
-    expect_refused("\"rope_parameters\": {\"rope_theta\": 1e4, \"rope_type\": \"yarn\"}", "yarn");
+    expect_refused("\"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}", "dynamic");
+    expect_refused("\"rope_scaling\": {\"rope_type\": \"longrope\", \"factor\": 2.0}", "longrope");
+    /* incomplete llama3 / yarn sections are refused naming what is missing */
+    expect_refused("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}", "low_freq_factor");
+    expect_refused("\"rope_parameters\": {\"rope_theta\": 1e4, \"rope_type\": \"yarn\"}", "factor");
+    /* a key the rope type does not read */
+    expect_refused("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0, \"beta_fast\": 32}", "beta_fast");
 }
-Test(model_config, sliding_window) { expect_refused("\"sliding_window\": 4096", "sliding_window"); }
-Test(model_config, attention_bias) { expect_refused("\"attention_bias\": true", "attention_bias"); }
+/* Llama attends to every earlier token: a window there is a config it cannot honour. */
+Test(model_config, sliding_window_on_llama) { expect_refused("\"sliding_window\": 4096", "sliding_window"); }
+
+Test(model_config, attention_and_mlp_bias_on_llama)
+{
+    model_config c;
+    cr_assert_eq(parse("\"attention_bias\": true", &c), 0, "%s", ds_errmsg());
+    cr_expect(c.bias[LIN_Q] && c.bias[LIN_K] && c.bias[LIN_V] && c.bias[LIN_O]);
+    cr_expect(!c.bias[LIN_GATE] && !c.bias[LIN_UP] && !c.bias[LIN_DOWN]);
+    cr_assert_eq(parse("\"mlp_bias\": true", &c), 0, "%s", ds_errmsg());
+    cr_expect(!c.bias[LIN_Q] && c.bias[LIN_GATE] && c.bias[LIN_UP] && c.bias[LIN_DOWN]);
+}
+
+static int parse_arch(const char *arch, const char *extra, model_config *c)
+{
+    char text[2048];
+    snprintf(text, sizeof text, "{\"architectures\": [\"%s\"], \"hidden_size\": 64, \"intermediate_size\": 160, "
+             "\"num_hidden_layers\": 4, \"num_attention_heads\": 4, \"vocab_size\": 1024%s%s}", arch,
+             *extra ? ", " : "", extra);
+    return model_config_parse(text, strlen(text), "config.json", c);
+}
+
+Test(model_config, families)
+{
+    model_config c;
+    cr_assert_eq(parse_arch("Qwen2ForCausalLM", "\"use_sliding_window\": false, \"sliding_window\": 4096", &c), 0,
+                 "%s", ds_errmsg());
+    cr_expect_eq(c.family, FAMILY_QWEN2);
+    cr_expect(c.bias[LIN_Q] && c.bias[LIN_K] && c.bias[LIN_V] && !c.bias[LIN_O] && !c.bias[LIN_DOWN]);
+    cr_expect(!c.qk_norm);
+    cr_expect_eq(c.sliding_window, 0, "use_sliding_window false: no window");
+
+    cr_assert_eq(parse_arch("Qwen3ForCausalLM", "\"head_dim\": 32", &c), 0, "%s", ds_errmsg());
+    cr_expect_eq(c.family, FAMILY_QWEN3);
+    cr_expect(c.qk_norm);
+    cr_expect_eq(c.head_dim, 32);
+    cr_expect(!c.bias[LIN_Q]);
+
+    cr_assert_eq(parse_arch("MistralForCausalLM", "\"sliding_window\": 8", &c), 0, "%s", ds_errmsg());
+    cr_expect_eq(c.sliding_window, 8);
+    for (int l = 0; l < 4; l++) cr_expect_eq(model_layer_window(&c, l), 8);
+    cr_assert_eq(parse_arch("MistralForCausalLM", "\"sliding_window\": null", &c), 0, "%s", ds_errmsg());
+    cr_expect_eq(model_layer_window(&c, 0), 0);
+
+    /* Qwen's window applies from max_window_layers on, and an explicit layer_types list must agree */
+    cr_assert_eq(parse_arch("Qwen2ForCausalLM", "\"use_sliding_window\": true, \"sliding_window\": 16, "
+                            "\"max_window_layers\": 2", &c), 0, "%s", ds_errmsg());
+    cr_expect(model_layer_window(&c, 1) == 0 && model_layer_window(&c, 2) == 16 && model_layer_window(&c, 3) == 16);
+    cr_assert_eq(parse_arch("Qwen2ForCausalLM", "\"use_sliding_window\": true, \"sliding_window\": 16, "
+                            "\"layer_types\": [\"full_attention\", \"full_attention\", \"full_attention\", "
+                            "\"sliding_attention\"]", &c), 0, "%s", ds_errmsg());
+    cr_expect(model_layer_window(&c, 2) == 0 && model_layer_window(&c, 3) == 16);
+    cr_expect_eq(parse_arch("Qwen2ForCausalLM", "\"use_sliding_window\": true, \"sliding_window\": 16, "
+                            "\"layer_types\": [\"sliding_attention\", \"full_attention\", \"full_attention\", "
+                            "\"full_attention\"]", &c), DS_EDATA);
+    cr_expect(strstr(ds_errmsg(), "layer_types"), "%s", ds_errmsg());
+}
+
+/* Llama-3.1's llama3 scaling (the three wavelength regimes) and DeepSeek-V2's yarn, by hand. */
+Test(model_config, rope_frequencies)
+{
+    model_config c;
+    cr_assert_eq(parse("\"head_dim\": 16, \"rope_theta\": 500000.0, \"rope_scaling\": {\"rope_type\": \"llama3\", "
+                       "\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+                       "\"original_max_position_embeddings\": 64}", &c), 0, "%s", ds_errmsg());
+    float f[8], scale;
+    model_rope_freqs(&c, f, &scale);
+    cr_expect_eq(scale, 1.0f);
+    for (int i = 0; i < 8; i++) {
+        double base = 1.0 / pow(500000.0, 2.0 * i / 16), wavelen = 2 * M_PI / base, want;
+        if (wavelen < 64 / 4.0) want = base;                 /* short: kept */
+        else if (wavelen > 64 / 1.0) want = base / 8;        /* long: divided by factor */
+        else {                                               /* between: blended */
+            double smooth = (64 / wavelen - 1.0) / (4.0 - 1.0);
+            want = (1 - smooth) * base / 8 + smooth * base;
+        }
+        cr_expect(fabs(f[i] - want) <= 1e-6 * want, "llama3 inv_freq[%d] = %g, want %g", i, f[i], want);
+    }
+    cr_assert_eq(parse("\"head_dim\": 16, \"max_position_embeddings\": 4096, \"rope_scaling\": {\"type\": \"yarn\", "
+                       "\"factor\": 40, \"original_max_position_embeddings\": 4096, \"beta_fast\": 32, "
+                       "\"beta_slow\": 1, \"mscale\": 0.707, \"mscale_all_dim\": 0.707}", &c), 0, "%s", ds_errmsg());
+    model_rope_freqs(&c, f, &scale);
+    cr_expect(fabsf(scale - 1.0f) < 1e-6f, "mscale == mscale_all_dim: attention factor 1, got %g", scale);
+    /* low = floor(dim(32)), high = ceil(dim(1)); below low the frequency is kept, above high divided by 40 */
+    double lo = floor(16 * log(4096 / (32 * 2 * M_PI)) / (2 * log(10000.0)));
+    double hi = ceil(16 * log(4096 / (1 * 2 * M_PI)) / (2 * log(10000.0)));
+    for (int i = 0; i < 8; i++) {
+        double base = 1.0 / pow(10000.0, 2.0 * i / 16);
+        double ramp = (i - lo) / (hi - lo), keep = 1 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
+        double want = base / 40 * (1 - keep) + base * keep;
+        cr_expect(fabs(f[i] - want) <= 1e-6 * want, "yarn inv_freq[%d] = %g, want %g", i, f[i], want);
+    }
+}
 Test(model_config, wrong_type) { expect_refused("\"num_key_value_heads\": \"two\"", "num_key_value_heads"); }
 Test(model_config, heads_not_divisible) { expect_refused("\"num_key_value_heads\": 3", "num_key_value_heads"); }
 Test(model_config, hidden_act) { expect_refused("\"hidden_act\": \"gelu\"", "hidden_act"); }

@@ -38,11 +38,12 @@ static double bench_median(backend *be, bench_fn fn, void **bufs, int iters)
 }
 
 enum { BB = 4, BT = 2048, BH = 32, BD = 128 };
-static void b_attn_fwd(backend *be, void **x) { op_attention_fwd(be, x[3], x[4], x[0], x[1], x[2], NULL, BB, BT, BH, BH, BD); }
-static void b_attn_fwd_seg(backend *be, void **x) { op_attention_fwd(be, x[3], x[4], x[0], x[1], x[2], x[9], BB, BT, BH, BH, BD); }
+static const attn_shape BSHAPE = {.B = BB, .T = BT, .H = BH, .Hkv = BH, .D = BD};
+static void b_attn_fwd(backend *be, void **x) { op_attention_fwd(be, x[3], x[4], x[0], x[1], x[2], NULL, &BSHAPE); }
+static void b_attn_fwd_seg(backend *be, void **x) { op_attention_fwd(be, x[3], x[4], x[0], x[1], x[2], x[9], &BSHAPE); }
 static void b_attn_bwd(backend *be, void **x)
 {
-    op_attention_bwd(be, x[5], x[6], x[7], x[8], x[3], x[4], x[0], x[1], x[2], NULL, BB, BT, BH, BH, BD);
+    op_attention_bwd(be, x[5], x[6], x[7], x[8], x[3], x[4], x[0], x[1], x[2], NULL, &BSHAPE);
 }
 static void b_gemm(backend *be, void **x) { be_matmul_nt(be, x[2], x[0], x[1], 8192, 4096, 4096, 0.0f); }
 static void b_nf4(backend *be, void **x) { op_nf4_dequant(be, x[0], (const nf4_view *)x[1]); }
@@ -87,7 +88,7 @@ int bench_kernels(int argc, char **argv)
     const double fwd_flop = 4.0 * BB * BH * (double)BT * BT * BD / 2;   /* causal half */
     double tf = bench_median(be, b_attn_fwd, x, 20);
     double ts = bench_median(be, b_attn_fwd_seg, x, 20);
-    op_attention_fwd(be, x[3], x[4], x[0], x[1], x[2], NULL, BB, BT, BH, BH, BD);
+    op_attention_fwd(be, x[3], x[4], x[0], x[1], x[2], NULL, &BSHAPE);
     double tb = bench_median(be, b_attn_bwd, x, 20);
     printf("attention_fwd B=%d T=%d H=%d D=%d causal: %.3f ms, %.1f TFLOP/s\n", BB, BT, BH, BD, tf * 1e3,
            fwd_flop / tf / 1e12);

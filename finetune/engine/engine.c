@@ -80,11 +80,26 @@ static void layout_weights(engine *e, carve *c)
             upload_tensor(be, lw->attn_norm, ml->attn_norm);
             upload_tensor(be, lw->mlp_norm, ml->mlp_norm);
         }
+        if (cfg->qk_norm) {
+            lw->q_norm = take(c, (size_t)cfg->head_dim * be->act_size);
+            lw->k_norm = take(c, (size_t)cfg->head_dim * be->act_size);
+            if (c->base) {
+                upload_tensor(be, lw->q_norm, ml->q_norm);
+                upload_tensor(be, lw->k_norm, ml->k_norm);
+            }
+        }
+        lw->attn = (attn_shape){.H = cfg->num_heads, .Hkv = cfg->num_kv_heads, .D = cfg->head_dim,
+                                .window = model_layer_window(cfg, l)};
         for (int t = 0; t < LIN_COUNT; t++) {
             const model_linear *src = &ml->lin[t];
             frozen_linear *dst = &lw->lin[t];
             dst->out = src->out;
             dst->in = src->in;
+            dst->bias = NULL;
+            if (ml->bias[t]) {
+                dst->bias = take(c, (size_t)src->out * be->act_size);
+                if (c->base) upload_tensor(be, (void *)dst->bias, ml->bias[t]);
+            }
             if (!src->q_owner) {
                 dst->dense = take(c, (size_t)src->out * src->in * be->act_size);
                 if (c->base) upload_tensor(be, (void *)dst->dense, src->dense);
@@ -136,6 +151,12 @@ static void layout_acts(engine *e, carve *c)
         a->rstd1 = take(c, N * sizeof(float));
         a->q = take(c, N * (size_t)e->QD * A);
         a->k = take(c, N * (size_t)e->KVD * A);
+        if (cfg->qk_norm) {
+            a->q_raw = take(c, N * (size_t)e->QD * A);
+            a->k_raw = take(c, N * (size_t)e->KVD * A);
+            a->rstd_q = take(c, N * (size_t)cfg->num_heads * sizeof(float));
+            a->rstd_k = take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
+        }
         a->v = take(c, N * (size_t)e->KVD * A);
         a->att = take(c, N * (size_t)e->QD * A);
         a->lse = take(c, N * (size_t)cfg->num_heads * sizeof(float));
@@ -158,6 +179,10 @@ static void layout_acts(engine *e, carve *c)
         e->dq = take(c, N * (size_t)e->QD * A);
         e->dk = take(c, N * (size_t)e->KVD * A);
         e->dv = take(c, N * (size_t)e->KVD * A);
+        if (cfg->qk_norm) {
+            e->dq_raw = take(c, N * (size_t)e->QD * A);
+            e->dk_raw = take(c, N * (size_t)e->KVD * A);
+        }
         e->dm = take(c, N * I * A);
         e->dg = take(c, N * I * A);
         e->du = take(c, N * I * A);
@@ -277,6 +302,7 @@ int engine_create(backend *be, const llama_model *m, const engine_opts *o, engin
     *out = NULL;
     if (o->max_B < 1 || o->max_T < 1) return ds_fail(DS_EINTERNAL, "engine: empty batch shape");
     int D = m->cfg.head_dim;
+    if (D / 2 > ROPE_MAX_HALF) return ds_fail(DS_EDATA, "%s: head_dim %d is over %d", m->dir, D, 2 * ROPE_MAX_HALF);
     if (be->kind == BE_CUDA && D != 16 && D != 32 && D != 64 && D != 128)
         return ds_fail(DS_EDATA, "%s: head_dim %d: the CUDA attention kernels take 16, 32, 64 or 128 (use device: cpu)",
                        m->dir, D);
@@ -288,6 +314,8 @@ int engine_create(backend *be, const llama_model *m, const engine_opts *o, engin
     e->Nmax = o->max_B * o->max_T;
     e->QD = e->cfg.num_heads * e->cfg.head_dim;
     e->KVD = e->cfg.num_kv_heads * e->cfg.head_dim;
+    e->rope.half = e->cfg.head_dim / 2;
+    model_rope_freqs(&e->cfg, e->rope.inv_freq, &e->rope.scale);
     e->layers = calloc((size_t)e->cfg.num_layers, sizeof *e->layers);
     e->resid = calloc((size_t)e->cfg.num_layers + 1, sizeof *e->resid);
     e->nsets = o->checkpointing ? 1 : e->cfg.num_layers;

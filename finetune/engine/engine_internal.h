@@ -9,7 +9,9 @@
 
 typedef struct {
     void *attn_norm, *mlp_norm;         /* (C) act */
-    frozen_linear lin[LIN_COUNT];
+    void *q_norm, *k_norm;              /* (D) act, with cfg.qk_norm */
+    frozen_linear lin[LIN_COUNT];       /* each with its bias (out) act where cfg.bias[t] */
+    attn_shape attn;                    /* heads, window, scale (B and T set per batch) */
 } layer_weights;
 
 /* One layer's intermediates, as the backward reads them. */
@@ -17,6 +19,8 @@ typedef struct {
     void *h1;               /* (N, C)   input_layernorm output */
     float *rstd1;           /* (N) */
     void *q, *k, *v;        /* (N, H*D), (N, Hkv*D), (N, Hkv*D); q and k after RoPE */
+    void *q_raw, *k_raw;    /* (N, H*D), (N, Hkv*D): q and k before their per-head norm (cfg.qk_norm) */
+    float *rstd_q, *rstd_k; /* (N*H), (N*Hkv) */
     void *att;              /* (N, H*D) attention output, before o_proj */
     float *lse;             /* (N, H)   softmax log-sum-exp */
     void *x_mid;            /* (N, C)   residual after attention */
@@ -33,6 +37,7 @@ struct engine {
     engine_opts opts;
     int Nmax;                       /* max_B * max_T */
     int QD, KVD;                    /* H*D, Hkv*D */
+    rope_table rope;                /* the model's rotary embedding */
 
     /* weights arena */
     void *w_arena;
@@ -58,6 +63,7 @@ struct engine {
     void *dres, *dxf, *dh;          /* (N, C) backward scratch */
     void *datt, *dq;                /* (N, H*D) */
     void *dk, *dv;                  /* (N, Hkv*D) */
+    void *dq_raw, *dk_raw;          /* (N, H*D), (N, Hkv*D): through the q/k norms (cfg.qk_norm) */
     void *dm, *dg, *du;             /* (N, I) */
     int32_t *ids, *pos, *seg, *targets;   /* (N) */
     float *lse, *logprob, *fmass;   /* (N) */

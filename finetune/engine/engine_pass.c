@@ -58,13 +58,23 @@ static void layer_forward(engine *e, int l, layer_acts *a, bool recompute)
     const void *x = e->resid[l];
     void *x_out = e->resid[l + 1];
 
+    attn_shape shape = w->attn;
+    shape.B = e->B, shape.T = e->T;
+
     op_rmsnorm_fwd(be, a->h1, a->rstd1, x, w->attn_norm, N, C, c->rms_norm_eps);
-    linear_fwd(e, l, LIN_Q, a->q, a->h1, 0.0f, a);
-    linear_fwd(e, l, LIN_K, a->k, a->h1, 0.0f, a);
+    if (c->qk_norm) {   /* Qwen3: q and k normalised per head before RoPE */
+        linear_fwd(e, l, LIN_Q, a->q_raw, a->h1, 0.0f, a);
+        linear_fwd(e, l, LIN_K, a->k_raw, a->h1, 0.0f, a);
+        op_rmsnorm_fwd(be, a->q, a->rstd_q, a->q_raw, w->q_norm, N * H, D, c->rms_norm_eps);
+        op_rmsnorm_fwd(be, a->k, a->rstd_k, a->k_raw, w->k_norm, N * Hkv, D, c->rms_norm_eps);
+    } else {
+        linear_fwd(e, l, LIN_Q, a->q, a->h1, 0.0f, a);
+        linear_fwd(e, l, LIN_K, a->k, a->h1, 0.0f, a);
+    }
     linear_fwd(e, l, LIN_V, a->v, a->h1, 0.0f, a);
-    op_rope(be, a->q, e->pos, N, H, D, (float)c->rope_theta, (float)c->rope_factor, 0);
-    op_rope(be, a->k, e->pos, N, Hkv, D, (float)c->rope_theta, (float)c->rope_factor, 0);
-    op_attention_fwd(be, a->att, a->lse, a->q, a->k, a->v, e->seg, e->B, e->T, H, Hkv, D);
+    op_rope(be, a->q, e->pos, N, H, D, &e->rope, 0);
+    op_rope(be, a->k, e->pos, N, Hkv, D, &e->rope, 0);
+    op_attention_fwd(be, a->att, a->lse, a->q, a->k, a->v, e->seg, &shape);
     be_copy(be, a->x_mid, x, (size_t)N * C * be->act_size);
     linear_fwd(e, l, LIN_O, a->x_mid, a->att, 1.0f, a);            /* x_mid = x + o_proj(att) */
 
@@ -98,13 +108,22 @@ static void layer_backward(engine *e, int l, layer_acts *a)
     op_rmsnorm_bwd(be, e->dres, e->dh, a->x_mid, w->mlp_norm, a->rstd2, N, C);   /* dres = dL/dx_mid */
 
     /* Attention: x_mid = x + o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = rmsnorm(x) */
+    attn_shape shape = w->attn;
+    shape.B = e->B, shape.T = e->T;
     linear_bwd(e, l, LIN_O, e->datt, e->dres, a->att, 0.0f, a);
-    op_attention_bwd(be, e->dq, e->dk, e->dv, e->datt, a->att, a->lse, a->q, a->k, a->v, e->seg, e->B, e->T, H,
-                     Hkv, D);
-    op_rope(be, e->dq, e->pos, N, H, D, (float)c->rope_theta, (float)c->rope_factor, 1);
-    op_rope(be, e->dk, e->pos, N, Hkv, D, (float)c->rope_theta, (float)c->rope_factor, 1);
-    linear_bwd(e, l, LIN_Q, e->dh, e->dq, a->h1, 0.0f, a);
-    linear_bwd(e, l, LIN_K, e->dh, e->dk, a->h1, 1.0f, a);
+    op_attention_bwd(be, e->dq, e->dk, e->dv, e->datt, a->att, a->lse, a->q, a->k, a->v, e->seg, &shape);
+    op_rope(be, e->dq, e->pos, N, H, D, &e->rope, 1);
+    op_rope(be, e->dk, e->pos, N, Hkv, D, &e->rope, 1);
+    void *dq = e->dq, *dk = e->dk;
+    if (c->qk_norm) {   /* back through the per-head norms (their backward accumulates) */
+        be_zero(be, e->dq_raw, (size_t)N * H * D * be->act_size);
+        be_zero(be, e->dk_raw, (size_t)N * Hkv * D * be->act_size);
+        op_rmsnorm_bwd(be, e->dq_raw, e->dq, a->q_raw, w->q_norm, a->rstd_q, N * H, D);
+        op_rmsnorm_bwd(be, e->dk_raw, e->dk, a->k_raw, w->k_norm, a->rstd_k, N * Hkv, D);
+        dq = e->dq_raw, dk = e->dk_raw;
+    }
+    linear_bwd(e, l, LIN_Q, e->dh, dq, a->h1, 0.0f, a);
+    linear_bwd(e, l, LIN_K, e->dh, dk, a->h1, 1.0f, a);
     linear_bwd(e, l, LIN_V, e->dh, e->dv, a->h1, 1.0f, a);
     op_rmsnorm_bwd(be, e->dres, e->dh, e->resid[l], w->attn_norm, a->rstd1, N, C);  /* dres = dL/dx */
 }

@@ -33,6 +33,19 @@ static int load_layer(llama_model *m, int l, const model_load_opts *opts)
     if (rc) return rc;
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
     if ((rc = require(m, name, 1, c->hidden_size, 0, &L->mlp_norm))) return rc;
+    if (c->qk_norm) {
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
+        if ((rc = require(m, name, 1, c->head_dim, 0, &L->q_norm))) return rc;
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
+        if ((rc = require(m, name, 1, c->head_dim, 0, &L->k_norm))) return rc;
+    }
+    for (int t = 0; t < LIN_COUNT; t++) {
+        if (!c->bias[t]) continue;
+        int out, in;
+        llama_linear_shape(c, (llama_linear)t, &out, &in);
+        snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, llama_linear_path((llama_linear)t));
+        if ((rc = require(m, name, 1, out, 0, &L->bias[t]))) return rc;
+    }
     for (int t = 0; t < LIN_COUNT; t++) {
         model_linear *lin = &L->lin[t];
         llama_linear_shape(c, (llama_linear)t, &lin->out, &lin->in);
@@ -71,6 +84,7 @@ int model_load(const char *dir, const model_load_opts *opts, llama_model **out)
     }
     if (!rc) m->layers = calloc((size_t)c->num_layers, sizeof *m->layers);
     for (int l = 0; !rc && l < c->num_layers; l++) rc = load_layer(m, l, opts);
+    if (!rc) rc = model_check_tensors(m);
     if (rc) {
         model_free(m);
         return rc;
@@ -96,10 +110,12 @@ size_t model_resident_bytes(const llama_model *m)
     const model_config *c = &m->cfg;
     size_t bytes = (size_t)c->vocab_size * c->hidden_size * 2 * (m->lm_head == m->embed ? 1 : 2);
     bytes += (size_t)c->hidden_size * 2 * (1 + 2 * (size_t)c->num_layers);
+    if (c->qk_norm) bytes += (size_t)c->head_dim * 2 * 2 * (size_t)c->num_layers;
     for (int l = 0; l < c->num_layers; l++)
         for (int t = 0; t < LIN_COUNT; t++) {
             const model_linear *lin = &m->layers[l].lin[t];
             bytes += lin->q_owner ? model_quant_bytes(lin) : (size_t)lin->out * lin->in * 2;
+            if (m->layers[l].bias[t]) bytes += (size_t)lin->out * 2;
         }
     return bytes;
 }

@@ -22,7 +22,9 @@ typedef struct {
 typedef struct {
     const st_tensor *attn_norm;   /* (C) input_layernorm */
     const st_tensor *mlp_norm;    /* (C) post_attention_layernorm */
+    const st_tensor *q_norm, *k_norm;   /* (D) per-head RMSNorm of q and k (cfg.qk_norm), or NULL */
     model_linear lin[LIN_COUNT];
+    const st_tensor *bias[LIN_COUNT];   /* (out) where cfg.bias[t], else NULL; 16-bit even in 4-bit models */
 } model_layer;
 
 typedef struct {
@@ -42,9 +44,13 @@ typedef struct {
     bool double_quant;
 } model_load_opts;
 
-/* Load a model folder. A bitsandbytes 4-bit checkpoint loads as it is. */
+/* Load a model folder. A bitsandbytes 4-bit checkpoint loads as it is. Every
+ * tensor of the checkpoint must be one the architecture reads: any other is
+ * refused (DS_EDATA naming it), never run without. */
 int model_load(const char *dir, const model_load_opts *opts, llama_model **out);
 void model_free(llama_model *m);
+/* "2 layers, with biases, q/k norms": the architecture's parts, for messages. */
+const char *model_family_summary(const model_config *cfg);
 /* Bytes the weights occupy once resident (4-bit linears, 16-bit rest). */
 size_t model_resident_bytes(const llama_model *m);
 

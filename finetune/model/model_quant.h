@@ -15,4 +15,7 @@ int model_quant_quantize(const llama_model *m, const char *weight_name, model_li
 void model_quant_free(model_linear *lin);
 size_t model_quant_bytes(const model_linear *lin);
 
+/* Every tensor of the checkpoint is one the architecture reads (model_tensors.c). */
+int model_check_tensors(const llama_model *m);
+
 #endif

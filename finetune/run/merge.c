@@ -65,7 +65,7 @@ int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, c
     backend *cpu;
     int rc = be_open(BE_CPU, &cpu);
     if (rc) return rc;
-    int nitems = 3 + c->num_layers * (2 + LIN_COUNT);
+    int nitems = 3 + c->num_layers * (4 + 2 * LIN_COUNT);
     merge_item *items = calloc((size_t)nitems, sizeof *items);
     st_writer *w = st_writer_new();
     st_writer_meta(w, "format", "pt");
@@ -85,6 +85,17 @@ int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, c
         PLAIN(name, m->layers[l].attn_norm);
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         PLAIN(name, m->layers[l].mlp_norm);
+        if (c->qk_norm) {
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
+            PLAIN(name, m->layers[l].q_norm);
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
+            PLAIN(name, m->layers[l].k_norm);
+        }
+        for (int t = 0; t < LIN_COUNT && !rc; t++) {
+            if (!m->layers[l].bias[t]) continue;   /* biases stay as they are: LoRA leaves them frozen */
+            snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, llama_linear_path((llama_linear)t));
+            PLAIN(name, m->layers[l].bias[t]);
+        }
         for (int t = 0; t < LIN_COUNT && !rc; t++) {
             const model_linear *lin = &m->layers[l].lin[t];
             int64_t shape[2] = {lin->out, lin->in};

@@ -8,20 +8,23 @@
 #include <math.h>
 #include <stdlib.h>
 
-static int visible(const int32_t *seg, size_t row0, int i, int j)
+static int visible(const int32_t *seg, size_t row0, int i, int j, int window)
 {
-    return j <= i && (!seg || seg[row0 + j] == seg[row0 + i]);
+    return j <= i && (!window || i - j < window) && (!seg || seg[row0 + j] == seg[row0 + i]);
 }
+
+float attn_scale(const attn_shape *s) { return s->scale > 0 ? s->scale : 1.0f / sqrtf((float)s->D); }
 
 /* One softmax row at a time: scores for the visible keys into a scratch
  * row of length T, so memory stays O(T) per thread. */
 void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                      const int32_t *seg, int B, int T, int H, int Hkv, int D)
+                      const int32_t *seg, const attn_shape *sh)
 {
-    DS_DISPATCH_CUDA(be, attention_fwd_cuda(be, out, lse, q, k, v, seg, B, T, H, Hkv, D));
+    DS_DISPATCH_CUDA(be, attention_fwd_cuda(be, out, lse, q, k, v, seg, sh));
     const float *Q = q, *K = k, *V = v;
     float *O = out;
-    const float scale = 1.0f / sqrtf((float)D);
+    const int B = sh->B, T = sh->T, H = sh->H, Hkv = sh->Hkv, D = sh->D, W = sh->window;
+    const float scale = attn_scale(sh);
     const int group = H / Hkv;
 #pragma omp parallel if ((long)B * H * T * T * D > DS_OMP_MIN_WORK)
     {
@@ -35,7 +38,7 @@ void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const v
                     const float *qi = Q + ((row0 + i) * H + h) * D;
                     float m = -INFINITY;
                     for (int j = 0; j <= i; j++) {
-                        if (!visible(seg, row0, i, j)) { p[j] = -INFINITY; continue; }
+                        if (!visible(seg, row0, i, j, W)) { p[j] = -INFINITY; continue; }
                         const float *kj = K + ((row0 + j) * Hkv + kh) * D;
                         float s = 0;
                         for (int d = 0; d < D; d++) s += qi[d] * kj[d];
@@ -63,19 +66,20 @@ void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const v
     be_round_act(be, out, (size_t)B * T * H * D);
 }
 
-/* With P = softmax(S), S = q kᵀ / sqrt(D):
+/* With P = softmax(S), S = scale q kᵀ:
  *   dv_j += P_ij dout_i;   dP_ij = dout_i · v_j;   dS_ij = P_ij (dP_ij - dout_i · out_i);
- *   dq_i += dS_ij k_j / sqrt(D);   dk_j += dS_ij q_i / sqrt(D).
+ *   dq_i += scale dS_ij k_j;   dk_j += scale dS_ij q_i.
  * Work is split by (batch row, kv head) so that each thread owns the dk, dv
  * rows it accumulates into. */
 void op_attention_bwd(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out,
                       const float *lse, const void *q, const void *k, const void *v, const int32_t *seg,
-                      int B, int T, int H, int Hkv, int D)
+                      const attn_shape *sh)
 {
-    DS_DISPATCH_CUDA(be, attention_bwd_cuda(be, dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, H, Hkv, D));
+    DS_DISPATCH_CUDA(be, attention_bwd_cuda(be, dq, dk, dv, dout, out, lse, q, k, v, seg, sh));
     const float *Q = q, *K = k, *V = v, *dO = dout, *O = out;
     float *dQ = dq, *dK = dk, *dV = dv;
-    const float scale = 1.0f / sqrtf((float)D);
+    const int B = sh->B, T = sh->T, H = sh->H, Hkv = sh->Hkv, D = sh->D, W = sh->window;
+    const float scale = attn_scale(sh);
     const int group = H / Hkv;
     for (size_t i = 0; i < (size_t)B * T * H * D; i++) dQ[i] = 0;
     for (size_t i = 0; i < (size_t)B * T * Hkv * D; i++) dK[i] = dV[i] = 0;
@@ -93,7 +97,7 @@ void op_attention_bwd(backend *be, void *dq, void *dk, void *dv, const void *dou
                     float delta = 0;
                     for (int d = 0; d < D; d++) delta += doi[d] * oi[d];
                     for (int j = 0; j <= i; j++) {
-                        if (!visible(seg, row0, i, j)) continue;
+                        if (!visible(seg, row0, i, j, W)) continue;
                         const float *kj = K + ((row0 + j) * Hkv + kh) * D;
                         const float *vj = V + ((row0 + j) * Hkv + kh) * D;
                         float s = 0, dp = 0;

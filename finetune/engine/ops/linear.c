@@ -14,6 +14,7 @@ void op_linear_fwd(backend *be, void *y, const void *x, const frozen_linear *w, 
 {
     const void *W = linear_weight(be, w);
     if (W) be_matmul_nt(be, y, x, W, N, w->out, w->in, beta);
+    if (W && w->bias) op_bias_add(be, y, w->bias, N, w->out);
 }
 
 void op_linear_bwd(backend *be, void *dx, const void *dy, const frozen_linear *w, int N, float beta)

@@ -35,24 +35,47 @@ void op_rmsnorm_fwd(backend *be, void *out, float *rstd, const void *x, const vo
 void op_rmsnorm_bwd(backend *be, void *dx, const void *dout, const void *x, const void *w, const float *rstd,
                     int N, int C);
 
-/* RoPE in place on x (N, nh, D), Hugging Face's rotate_half convention:
- * element i < D/2 pairs with i + D/2; angle = pos[n] * inv_freq[i],
- * inv_freq[i] = theta^(-2i/D) / factor. inverse = 1 rotates by -angle
- * (the backward of the rotation). */
-void op_rope(backend *be, void *x, const int32_t *pos, int N, int nh, int D, float theta, float factor, int inverse);
+/* The rotary embedding of a model (model_rope_freqs): the rotation speed of
+ * each pair of a head's dimensions, and the factor cos and sin are scaled by. */
+#define ROPE_MAX_HALF 256   /* head_dim up to 512 */
+typedef struct {
+    int half;                           /* head_dim / 2 */
+    float inv_freq[ROPE_MAX_HALF];      /* (half) */
+    float scale;                        /* yarn's attention factor; 1 otherwise */
+} rope_table;
 
-/* Causal grouped-query attention, softmax(q·kᵀ/sqrt(D)) v, where token j is
- * visible to token i of the same batch row iff j <= i and seg[j] == seg[i]
- * (seg may be NULL: one segment per row). Query head h reads kv head
- * h / (H / Hkv). q, out (B*T, H, D) act; k, v (B*T, Hkv, D) act;
- * lse (B*T, H) fp32, the log-sum-exp of each softmax row (saved for the
- * backward). Memory is linear in T: no (T, T) matrix is stored. */
+/* RoPE in place on x (N, nh, D), Hugging Face's rotate_half convention:
+ * element i < D/2 pairs with i + D/2; angle = pos[n] * inv_freq[i] (fp32),
+ * then x' = scale (x cos - rotate_half(x) sin). inverse = 1 rotates by -angle
+ * with the same scale (the backward of the rotation). D must be 2 rt->half. */
+void op_rope(backend *be, void *x, const int32_t *pos, int N, int nh, int D, const rope_table *rt, int inverse);
+
+/* The shape and mask of one attention call. */
+typedef struct {
+    int B, T;          /* batch rows and their length: N = B*T token rows */
+    int H, Hkv;        /* query heads; key/value heads (query head h reads kv head h / (H / Hkv)) */
+    int D;             /* query and key head size */
+    int window;        /* a query sees at most this many tokens, itself included; 0 = every earlier one */
+    float scale;       /* softmax scale; 0 = 1/sqrt(D) */
+} attn_shape;
+
+/* Causal grouped-query attention, softmax(scale q·kᵀ) v, where token j is
+ * visible to token i of the same batch row iff j <= i, i - j < window (when
+ * set) and seg[j] == seg[i] (seg may be NULL: one segment per row).
+ * q, out (B*T, H, D) act; k, v (B*T, Hkv, D) act; lse (B*T, H) fp32, the
+ * log-sum-exp of each softmax row (saved for the backward). Memory is linear
+ * in T: no (T, T) matrix is stored. */
 void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                      const int32_t *seg, int B, int T, int H, int Hkv, int D);
+                      const int32_t *seg, const attn_shape *s);
 /* dq (B*T, H, D), dk, dv (B*T, Hkv, D) act, overwritten. */
 void op_attention_bwd(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out,
                       const float *lse, const void *q, const void *k, const void *v, const int32_t *seg,
-                      int B, int T, int H, int Hkv, int D);
+                      const attn_shape *s);
+/* The softmax scale a shape asks for. */
+float attn_scale(const attn_shape *s);
+
+/* y (N, n) act += bias (n) act, on every row: the bias of a linear layer. */
+void op_bias_add(backend *be, void *y, const void *bias, int N, int n);
 
 /* SwiGLU: out = silu(gate) * up, elementwise over n values (act). */
 void op_swiglu_fwd(backend *be, void *out, const void *gate, const void *up, size_t n);
@@ -79,11 +102,12 @@ void op_adamw(backend *be, float *p, const float *grad, float *m, float *v, size
  * input gradient is computed. No CUDA twin: composed of nf4 dequant and GEMMs. ---- */
 typedef struct {
     int out, in;
+    const void *bias;    /* (out) act, or NULL: frozen like the weight */
     const void *dense;   /* (out, in) act, or NULL when quantized */
     nf4_view q;          /* backend pointers, when dense == NULL */
 } frozen_linear;
 
-/* y (N, out) act = x (N, in) · Wᵀ + beta · y. */
+/* y (N, out) act = x (N, in) · Wᵀ + bias + beta · y. */
 void op_linear_fwd(backend *be, void *y, const void *x, const frozen_linear *w, int N, float beta);
 /* dx (N, in) act = dy (N, out) · W + beta · dx. */
 void op_linear_bwd(backend *be, void *dx, const void *dy, const frozen_linear *w, int N, float beta);

@@ -4,20 +4,22 @@
 
 #include <string.h>
 
+/* K: the sliding window (0 = none); p: the softmax scale (0 = 1/sqrt(D)). */
 static void run_attention(tctx *t, const op_case *c)
 {
     const int B = c->B, T = c->T, H = c->H, Hkv = c->Hkv, D = c->D;
+    const attn_shape sh = {.B = B, .T = T, .H = H, .Hkv = Hkv, .D = D, .window = c->K, .scale = c->p};
     size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * Hkv * D, nl = (size_t)B * T * H;
     float *q = rnd(t, nq, 2.0f, false), *k = rnd(t, nk, 2.0f, false), *v = rnd(t, nk, 1.0f, false);
     int32_t *seg = c->flag ? rand_segments(t, B, T, c->flag) : NULL;
     float *out = hmem(t, nq * sizeof(float)), *lse = hmem(t, nl * sizeof(float));
-    if (c->tol >= 0) op_attention_fwd(t->cpu, out, lse, q, k, v, seg, B, T, H, Hkv, D);
+    if (c->tol >= 0) op_attention_fwd(t->cpu, out, lse, q, k, v, seg, &sh);
     void *gq = dev_act(t, q, nq), *gk = dev_act(t, k, nk), *gv = dev_act(t, v, nk);
     int32_t *gseg = seg ? dev_raw(t, seg, (size_t)B * T * sizeof(int32_t)) : NULL;
     if (c->op == OP_ATTN_FWD) {
         void *gout = dev_poison(t, nq * 2);
         float *glse = dev_poison(t, nl * sizeof(float));
-        op_attention_fwd(t->gpu, gout, glse, gq, gk, gv, gseg, B, T, H, Hkv, D);
+        op_attention_fwd(t->gpu, gout, glse, gq, gk, gv, gseg, &sh);
         if (c->tol < 0) {   /* unsupported head size: a clear failure, no crash */
             int rc = be_sync(t->gpu);
             cr_assert_neq(rc, DS_OK, "%s: expected a failure", t->desc);
@@ -32,10 +34,10 @@ static void run_attention(tctx *t, const op_case *c)
     for (size_t i = 0; i < nq; i++) out[i] = ds_round_bf16(out[i]);   /* what the GPU forward stores */
     float *dout = rnd(t, nq, 1.0f, false);
     float *dq = hmem(t, nq * sizeof(float)), *dk = hmem(t, nk * sizeof(float)), *dv = hmem(t, nk * sizeof(float));
-    op_attention_bwd(t->cpu, dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, H, Hkv, D);
+    op_attention_bwd(t->cpu, dq, dk, dv, dout, out, lse, q, k, v, seg, &sh);
     void *gdq = dev_poison(t, nq * 2), *gdk = dev_poison(t, nk * 2), *gdv = dev_poison(t, nk * 2);
     op_attention_bwd(t->gpu, gdq, gdk, gdv, dev_act(t, dout, nq), dev_act(t, out, nq), dev_f32(t, lse, nl), gq, gk, gv,
-                     gseg, B, T, H, Hkv, D);
+                     gseg, &sh);
     gpu_ok(t);
     check(t, "dq", get_act(t, gdq, nq), dq, nq, c->tol);
     check(t, "dk", get_act(t, gdk, nk), dk, nk, c->tol);
@@ -53,6 +55,13 @@ const op_case GPU_CASES_ATTENTION[] = {
     {.run = run_attention, .op = OP_ATTN_FWD, .B = 2, .T = 500, .H = 4, .Hkv = 1, .D = 64, .flag = 3, .tol = BF},
     {.run = run_attention, .op = OP_ATTN_FWD, .B = 1, .T = 2048, .H = 2, .Hkv = 1, .D = 128, .flag = 1, .tol = BF, .heavy = true},
     {.run = run_attention, .op = OP_ATTN_FWD, .B = 1, .T = 64, .H = 2, .Hkv = 2, .D = 48, .tol = -1},   /* must fail cleanly */
+    /* sliding windows (K) shorter and longer than a tile, with segments; a softmax scale (p) */
+    {.run = run_attention, .op = OP_ATTN_FWD, .B = 1, .T = 300, .H = 4, .Hkv = 2, .D = 128, .K = 8, .tol = BF},
+    {.run = run_attention, .op = OP_ATTN_FWD, .B = 2, .T = 500, .H = 4, .Hkv = 1, .D = 64, .K = 100, .flag = 3, .tol = BF},
+    {.run = run_attention, .op = OP_ATTN_FWD, .B = 1, .T = 257, .H = 2, .Hkv = 1, .D = 32, .K = 64, .p = 0.05f, .tol = BF},
+    {.run = run_attention, .op = OP_ATTN_BWD, .B = 1, .T = 300, .H = 4, .Hkv = 2, .D = 128, .K = 8, .tol = BF},
+    {.run = run_attention, .op = OP_ATTN_BWD, .B = 2, .T = 500, .H = 4, .Hkv = 1, .D = 64, .K = 100, .flag = 3, .tol = BF},
+    {.run = run_attention, .op = OP_ATTN_BWD, .B = 1, .T = 257, .H = 2, .Hkv = 1, .D = 32, .K = 64, .p = 0.05f, .tol = BF},
     {.run = run_attention, .op = OP_ATTN_BWD, .B = 1, .T = 37, .H = 2, .Hkv = 2, .D = 16, .tol = BF},
     {.run = run_attention, .op = OP_ATTN_BWD, .B = 2, .T = 37, .H = 4, .Hkv = 2, .D = 64, .flag = 1, .tol = BF},
     {.run = run_attention, .op = OP_ATTN_BWD, .B = 1, .T = 300, .H = 4, .Hkv = 2, .D = 128, .tol = BF},

@@ -122,8 +122,11 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_bwd_kernel(attn_params
      * without segments; the diagonal tile always). */
     const int *rng = p.seg_ranges ? p.seg_ranges + (size_t)b * nqt * 2 : NULL;
     const int klo = rng ? rng[2 * kt_blk] : 0, khi = rng ? rng[2 * kt_blk + 1] : 0;
+    /* With a window W, the keys k0..k0+63 are seen by the queries up to k0 + 63 + W - 1. */
+    const int W = p.window;
+    const int qt_end = W ? min(nqt, (k0 + ATTN_BK - 1 + W - 1) / ATTN_BQ + 1) : nqt;
     auto next_qt = [&](int qt) {
-        while (rng && qt < nqt && !ranges_overlap(rng, qt, klo, khi)) qt++;
+        while (rng && qt < qt_end && !ranges_overlap(rng, qt, klo, khi)) qt++;
         return qt;
     };
 
@@ -146,10 +149,10 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_bwd_kernel(attn_params
     for (int h = kvh * p.group, qt = kt_blk; h < hend;) {
         const int q0 = qt * ATTN_BQ;
         int nh = h, nq = next_qt(qt + 1);   /* the step after this one */
-        if (nq >= nqt) nh = h + 1, nq = kt_blk;
+        if (nq >= qt_end) nh = h + 1, nq = kt_blk;
         cp_async_wait<0>();
         __syncthreads();   /* this tile has landed; every warp is done with the last dS tile */
-        const bool masked = qt == kt_blk || q0 + ATTN_BQ > T || seg;
+        const bool masked = qt == kt_blk || q0 + ATTN_BQ > T || seg || (W && q0 + ATTN_BQ - 1 - k0 >= W);
 
         for (int half = 0; half < 2; half++) {
             const int qh = half * 32;   /* first query (in the tile) of this half */
@@ -185,7 +188,9 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_bwd_kernel(attn_params
                     const int qi = qh + nt * 8 + 2 * t4 + (e & 1), query = q0 + qi;
                     const int key = e < 2 ? key_lo : key_hi;
                     bool vis = true;
-                    if (masked) vis = key <= query && query < T && (!seg || sSeg[qi] == (e < 2 ? seg_lo : seg_hi));
+                    if (masked)
+                        vis = key <= query && query < T && (!W || query - key < W) &&
+                              (!seg || sSeg[qi] == (e < 2 ? seg_lo : seg_hi));
                     const float pv = vis ? exp2f(s[nt][e] * p.scale_log2 - sLse[qi]) : 0.0f;
                     s[nt][e] = pv;
                     dp[nt][e] = pv * (dp[nt][e] - sDelta[qi]);
@@ -303,8 +308,9 @@ static void launch_bwd(backend *be, const attn_params &p)
 
 extern "C" void attention_bwd_cuda(backend *be, void *dq, void *dk, void *dv, const void *dout, const void *out,
                                    const float *lse, const void *q, const void *k, const void *v, const int32_t *seg,
-                                   int B, int T, int H, int Hkv, int D)
+                                   const attn_shape *sh)
 {
+    const int B = sh->B, T = sh->T, H = sh->H, Hkv = sh->Hkv, D = sh->D;
     if (B <= 0 || T <= 0 || H <= 0) return;
     if (!attention_check_args(be, "attention_bwd", q, k, v, B, T, H, Hkv, D)) return;
     if ((uintptr_t)dout % 16 || (uintptr_t)dk % 4 || (uintptr_t)dv % 4) {
@@ -322,8 +328,8 @@ extern "C" void attention_bwd_cuda(backend *be, void *dq, void *dk, void *dv, co
     p.dk = (bf16 *)dk, p.dv = (bf16 *)dv, p.lse = (float *)lse, p.seg = seg;
     p.dq_acc = ws;
     p.delta = ws + nq;
-    p.B = B, p.T = T, p.H = H, p.Hkv = Hkv, p.group = H / Hkv;
-    p.scale = 1.0f / sqrtf((float)D);
+    p.B = B, p.T = T, p.H = H, p.Hkv = Hkv, p.group = H / Hkv, p.window = sh->window;
+    p.scale = attn_scale(sh);
     p.scale_log2 = p.scale * ATTN_LOG2E;
 
     cudaError_t e = cudaMemsetAsync(p.dq_acc, 0, nq * sizeof(float), stream);

@@ -46,8 +46,9 @@ typedef struct {
     const int32_t *seg;         /* (B*T) or NULL */
     const int *seg_ranges;      /* (B, ceil(T / 64), 2): min and max segment id of each 64-row tile, or NULL */
     int B, T, H, Hkv, group;    /* group = H / Hkv */
-    float scale_log2;           /* log2(e) / sqrt(D): scores in base-2 exponent units */
-    float scale;                /* 1 / sqrt(D) */
+    int window;                 /* a query sees at most this many keys, itself included; 0 = all earlier */
+    float scale_log2;           /* log2(e) * scale: scores in base-2 exponent units */
+    float scale;                /* the softmax scale (1 / sqrt(D) unless the model says otherwise) */
 } attn_params;
 
 __device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }

@@ -75,6 +75,9 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
     const bf16 *gv = p.v + ((size_t)b * T * Hkv + kvh) * D;
     const int32_t *seg = p.seg ? p.seg + (size_t)b * T : NULL;
     const int kend = min(q0 + BQ, T), nkt = (kend + ATTN_BK - 1) / ATTN_BK;   /* keys 0 .. last row of the block */
+    const int W = p.window;
+    /* with a window, the block's first row sees no key before q0 - W + 1 */
+    const int kfirst = W && q0 - W + 1 > 0 ? (q0 - W + 1) / ATTN_BK : 0;
 
     /* With segments, only key tiles whose id range meets this block's are visited
      * (the diagonal tile always is: it holds the rows' own keys). */
@@ -92,7 +95,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
     /* Q tile (group 0), then the first key tile (group 1). */
     load_tile_async<D, BQ>(sQ, gq, qstride, q0, T);
     cp_async_commit();
-    int kt_i = next_tile(0);
+    int kt_i = next_tile(kfirst);
     load_tile_async<D>(sK, gk, kstride, kt_i * ATTN_BK, T);
     load_tile_async<D>(sV, gv, kstride, kt_i * ATTN_BK, T);
     if (seg && threadIdx.x < ATTN_BK) {
@@ -149,9 +152,10 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
         const bf16 *tK = sK + stage * ATTN_BK * LD, *tV = sV + stage * ATTN_BK * LD;
         const int *tSeg = sSeg + stage * ATTN_BK;
 
-        /* Keys past this warp's last row are invisible to all its rows: nothing to
-         * do for this tile (the warp still takes part in the barriers). */
-        if (k0 <= wrow0 + ROWS - 1) {
+        /* Keys past this warp's last row, or (with a window) before its first row's
+         * window, are invisible to all its rows: nothing to do for this tile (the
+         * warp still takes part in the barriers). */
+        if (k0 <= wrow0 + ROWS - 1 && (!W || k0 + ATTN_BK - 1 > wrow0 - W)) {
             /* S (ROWS x 64) = Q Kᵀ: per 16-wide slice of D, one ldmatrix gives the
              * B fragments of two 8-key column tiles, used by every m-tile. */
             float s[MT][NT][4];
@@ -181,9 +185,10 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
                 }
             }
 
-            /* Scale to base-2 units and mask: key j is visible to row i iff j <= i and
-             * seg[j] == seg[i]. Keys up to the warp's first row are all visible. */
-            const bool causal = k0 + ATTN_BK - 1 > wrow0;
+            /* Scale to base-2 units and mask: key j is visible to row i iff j <= i,
+             * i - j < W (with a window) and seg[j] == seg[i]. Keys up to the warp's
+             * first row, and within its last row's window, are all visible. */
+            const bool causal = k0 + ATTN_BK - 1 > wrow0 || (W && k0 <= wrow0 + ROWS - 1 - W);
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -191,7 +196,8 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         const int key = k0 + nt * 8 + 2 * t4 + (e & 1), hf = e / 2;
-                        bool vis = !causal || key <= wrow0 + mt * 16 + g + 8 * hf;
+                        const int row = wrow0 + mt * 16 + g + 8 * hf;
+                        bool vis = !causal || (key <= row && (!W || row - key < W));
                         if (seg) vis = vis && tSeg[key - k0] == rseg[mt][hf];
                         s[mt][nt][e] = vis ? s[mt][nt][e] * p.scale_log2 : -INFINITY;
                     }
@@ -373,8 +379,9 @@ extern "C" bool attention_check_args(backend *be, const char *op, const void *q,
 }
 
 extern "C" void attention_fwd_cuda(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                                   const int32_t *seg, int B, int T, int H, int Hkv, int D)
+                                   const int32_t *seg, const attn_shape *sh)
 {
+    const int B = sh->B, T = sh->T, H = sh->H, Hkv = sh->Hkv, D = sh->D;
     if (B <= 0 || T <= 0 || H <= 0) return;
     if (!attention_check_args(be, "attention_fwd", q, k, v, B, T, H, Hkv, D)) return;
     if ((uintptr_t)out % 4) {
@@ -384,8 +391,8 @@ extern "C" void attention_fwd_cuda(backend *be, void *out, float *lse, const voi
     attn_params p = {};
     p.q = (const bf16 *)q, p.k = (const bf16 *)k, p.v = (const bf16 *)v;
     p.out = (bf16 *)out, p.lse = lse, p.seg = seg;
-    p.B = B, p.T = T, p.H = H, p.Hkv = Hkv, p.group = H / Hkv;
-    p.scale = 1.0f / sqrtf((float)D);
+    p.B = B, p.T = T, p.H = H, p.Hkv = Hkv, p.group = H / Hkv, p.window = sh->window;
+    p.scale = attn_scale(sh);
     p.scale_log2 = p.scale * ATTN_LOG2E;
     if (seg) {
         int *ranges = (int *)be_workspace(be, WS_ATTN, (size_t)B * ((T + 63) / 64) * 2 * sizeof(int));

@@ -18,17 +18,11 @@ typedef __nv_bfloat16 bf16;
 
 /* From backend/backend_cuda.cu. */
 
-#define ROPE_MAX_HALF 256   /* head_dim up to 512 */
-
-typedef struct {
-    float inv_freq[ROPE_MAX_HALF];
-} rope_freqs;
-
 /* x (N, nh, D) rotated in place: element i < D/2 pairs with i + D/2.
  * One thread per (token n, frequency i): it computes cos/sin once and rotates
  * that pair in every head. Grid-stride over N * D/2 (256-thread blocks), so
  * neighbouring threads touch neighbouring elements of a head. */
-__global__ void rope_kernel(bf16 *x, const int32_t *pos, int N, int nh, int D, int inverse, rope_freqs f)
+__global__ void rope_kernel(bf16 *x, const int32_t *pos, int N, int nh, int D, int inverse, rope_table f)
 {
     int half = D / 2;
     size_t total = (size_t)N * half;
@@ -37,7 +31,8 @@ __global__ void rope_kernel(bf16 *x, const int32_t *pos, int N, int nh, int D, i
         float ang = (float)pos[n] * f.inv_freq[i];
         float s, c;
         sincosf(ang, &s, &c);
-        if (inverse) s = -s;
+        c *= f.scale;
+        s *= inverse ? -f.scale : f.scale;
         bf16 *row = x + (size_t)n * nh * D;
         for (int h = 0; h < nh; h++) {
             bf16 *v = row + (size_t)h * D;
@@ -48,16 +43,16 @@ __global__ void rope_kernel(bf16 *x, const int32_t *pos, int N, int nh, int D, i
     }
 }
 
-extern "C" void rope_cuda(backend *be, void *x, const int32_t *pos, int N, int nh, int D, float theta, float factor,
+extern "C" void rope_cuda(backend *be, void *x, const int32_t *pos, int N, int nh, int D, const rope_table *rt,
                           int inverse)
 {
     if (N <= 0 || nh <= 0 || D <= 0) return;
-    if (D % 2 || D / 2 > ROPE_MAX_HALF) {
-        be_fail(be, DS_EINTERNAL, "rope: head_dim %d is not supported on CUDA (even, at most %d)", D, 2 * ROPE_MAX_HALF);
+    if (D % 2 || D / 2 > ROPE_MAX_HALF || rt->half != D / 2) {
+        be_fail(be, DS_EINTERNAL, "rope: head_dim %d does not match the rope table (%d pairs, at most %d)", D,
+                rt->half, ROPE_MAX_HALF);
         return;
     }
-    rope_freqs f;
-    for (int i = 0; i < D / 2; i++) f.inv_freq[i] = (1.0f / powf(theta, (float)(2 * i) / (float)D)) / factor;
+    rope_table f = *rt;   /* by value: the kernel reads it from its parameter space */
     size_t total = (size_t)N * (D / 2);
     size_t blocks = (total + 255) / 256;
     if (blocks > 65535) blocks = 65535;
