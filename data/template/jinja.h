@@ -75,4 +75,14 @@ const char *jinja_chat_digest(const jinja_chat *c);
 int jinja_chat_render(const jinja_chat *c, const json_t *messages, bool add_generation_prompt, char **out,
                       size_t *out_len);
 
+/* jinja_chat_split() : a conversation cut for training with exact masking:
+ * prompt = the rendering of messages[0..n_prompt) with
+ * add_generation_prompt=true, completion = the rest of the rendering of all
+ * messages with add_generation_prompt=false. Both malloc'd.
+ * @return DS_EDATA naming the template when the prompt's rendering is not a
+ * prefix of the whole conversation's (the template renders earlier turns
+ * differently once a reply follows), else as jinja_render. */
+int jinja_chat_split(const jinja_chat *c, const json_t *messages, size_t n_prompt, char **prompt, size_t *prompt_len,
+                     char **completion, size_t *completion_len);
+
 #endif

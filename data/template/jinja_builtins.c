@@ -273,12 +273,12 @@ static int call_method(jrun *r, const jnode *at, const jmethod *m, const jv *a, 
         bool end = name[0] == 'e', hit = false;
         if (a[0].kind == JV_LIST) {
             for (size_t i = 0; i < a[0].u.l->n && !hit; i++) {
-                const jstr *p;
+                const jstr *p = NULL;
                 if (want_str(r, at, name, a[0].u.l->v[i], &p)) return -1;
                 hit = prefix_match(s, p, end);
             }
         } else {
-            const jstr *p;
+            const jstr *p = NULL;
             if (want_str(r, at, name, a[0], &p)) return -1;
             hit = prefix_match(s, p, end);
         }
@@ -357,7 +357,7 @@ static int call_global(jrun *r, const jnode *at, int f, const jv *a, int na, con
         return jfail(r, at, "the template raised an error: %s", msg->s);
     }
     if (NAME_IS(name, "strftime_now")) {
-        const jstr *fmt;
+        const jstr *fmt = NULL;
         if (na != 1 || want_str(r, at, "strftime_now()'s format", a[0], &fmt)) return na != 1 ? jfail(r, at, "strftime_now() takes 1 argument") : -1;
         time_t t = r->now ? (time_t)r->now : time(NULL);
         struct tm tm;
@@ -476,7 +476,7 @@ static int item_test(jrun *r, const jnode *at, jv item, const char *attr, const 
         *pass = jv_truthy(item);
         return 0;
     }
-    const jstr *test;
+    const jstr *test = NULL;
     if (want_str(r, at, "the test name", a[0], &test)) return -1;
     return jb_test(r, at, test->s, item, a + 1, na - 1, pass);
 }
@@ -486,7 +486,7 @@ static int select_items(jrun *r, const jnode *at, const char *name, jv in, const
     bool by_attr = strstr(name, "attr") != NULL, keep = name[0] == 's';
     const char *attr = NULL;
     if (by_attr) {
-        const jstr *s;
+        const jstr *s = NULL;
         if (na < 1 || want_str(r, at, "the attribute name", a[0], &s)) return na < 1 ? jfail(r, at, "%s needs an attribute", name) : -1;
         attr = s->s;
         a++, na--;

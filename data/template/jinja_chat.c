@@ -160,3 +160,40 @@ int jinja_chat_render(const jinja_chat *c, const json_t *messages, bool add_gene
     json_decref(vars);
     return rc;
 }
+
+int jinja_chat_split(const jinja_chat *c, const json_t *messages, size_t n_prompt, char **prompt, size_t *prompt_len,
+                     char **completion, size_t *completion_len)
+{
+    *prompt = *completion = NULL;
+    json_t *head = json_array();
+    int rc = head ? DS_OK : ds_fail(DS_EINTERNAL, "out of memory");
+    for (size_t i = 0; !rc && i < n_prompt && i < json_array_size(messages); i++)
+        if (json_array_append(head, json_array_get(messages, i))) rc = ds_fail(DS_EINTERNAL, "out of memory");
+    char *p = NULL, *full = NULL;
+    size_t pn = 0, fn = 0;
+    if (!rc) rc = jinja_chat_render(c, head, true, &p, &pn);
+    if (!rc) rc = jinja_chat_render(c, messages, false, &full, &fn);
+    json_decref(head);
+    if (!rc && (pn > fn || memcmp(p, full, pn) != 0)) {
+        size_t at = 0;
+        while (at < pn && at < fn && p[at] == full[at]) at++;
+        rc = ds_fail(DS_EDATA,
+                     "%s: the chat template's rendering of the prompt (%zu messages, add_generation_prompt=true) is "
+                     "not the start of the conversation's rendering (they differ at byte %zu), so the prompt cannot "
+                     "be masked exactly; use a built-in data.chat_template",
+                     c->name, n_prompt, at);
+    }
+    if (!rc && !(*completion = malloc(fn - pn + 1))) rc = ds_fail(DS_EINTERNAL, "out of memory");
+    if (rc) {
+        free(p);
+        free(full);
+        return rc;
+    }
+    memcpy(*completion, full + pn, fn - pn);
+    (*completion)[fn - pn] = '\0';
+    *completion_len = fn - pn;
+    *prompt = p;
+    *prompt_len = pn;
+    free(full);
+    return DS_OK;
+}

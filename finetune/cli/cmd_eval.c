@@ -4,7 +4,7 @@
  *   ds-ft eval RECIPE [key=value ...] [--adapter DIR]
  *       the recipe's eval.datasets; the adapter defaults to OUTPUT_DIR/adapter
  *   ds-ft eval --model DIR [--adapter DIR] --data FILE[:type] [--mcq-format letters|cloze]
- *       [--chat-template NAME] [--seq N] [--limit N] [--4bit] [--device auto|cpu|cuda]
+ *       [--chat-template NAME|auto] [--seq N] [--limit N] [--4bit] [--device auto|cpu|cuda]
  * Prints one line per dataset and model, and a JSON document on stdout. */
 #include "commands.h"
 #include "finetune/run/eval.h"
@@ -126,6 +126,7 @@ static int eval_files(int argc, char **argv)
     j.device = arg_value(&a, "--device");
     j.load_in_4bit = arg_flag(&a, "--4bit");
     if ((v = arg_value(&a, "--chat-template"))) j.data.chat_template = v;
+    j.data.template_dir = j.tokenizer ? j.tokenizer : j.model;
     long seq = j.data.sequence_len;
     if (!rc) rc = arg_int(&a, "--seq", "eval", 8, 1 << 20, &seq);
     if (!rc) rc = arg_int(&a, "--limit", "eval", -1, LONG_MAX, &j.limit);
@@ -167,7 +168,9 @@ int cmd_eval(int argc, char **argv)
         eval_job j = {.model = r->base_model, .tokenizer = r->tokenizer, .adapter = adapter, .device = r->device,
                       .load_in_4bit = r->quant.load_in_4bit, .double_quant = r->quant.double_quant,
                       .limit = r->eval.limit, .max_rows = (int)r->eval.batch_size,
-                      .data = {.chat_template = r->data.chat_template, .sequence_len = (int)r->data.sequence_len,
+                      .data = {.chat_template = r->data.chat_template,
+                               .template_dir = r->tokenizer ? r->tokenizer : r->base_model,
+                               .sequence_len = (int)r->data.sequence_len,
                                .train_on_inputs = r->data.train_on_inputs, .skip_bad_lines = r->data.skip_bad_lines}};
         rc = run_job(&j, r->eval.datasets, r->eval.n_datasets);
     }

@@ -6,6 +6,7 @@
 #include "core/clock.h"
 #include "core/files.h"
 #include "core/status.h"
+#include "data/dataset/chat_template.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -55,7 +56,8 @@ static char *dataset_name(const char *path)
 
 static data_options data_opts(const recipe *r)
 {
-    data_options o = {.chat_template = r->data.chat_template, .sequence_len = (int)r->data.sequence_len,
+    data_options o = {.chat_template = r->data.chat_template, .template_dir = r->tokenizer ? r->tokenizer : r->base_model,
+                      .sequence_len = (int)r->data.sequence_len,
                       .train_on_inputs = r->data.train_on_inputs, .skip_bad_lines = r->data.skip_bad_lines};
     return o;
 }
@@ -64,6 +66,11 @@ static int load_data(run *x)
 {
     const recipe *r = x->r;
     data_options opt = data_opts(r);
+    const chat_template *ct;
+    int trc = chat_template_open(opt.chat_template, opt.template_dir, &ct);
+    if (trc) return trc;
+    tlog_say(&x->log, "chat template: %s", chat_template_about(ct));
+    chat_template_close(ct);
     char *cache_dir = ds_path_join(r->output_dir, "cache");
     int rc = ds_mkdirs(cache_dir);
     char *path = ds_path_join(cache_dir, "train.tokens");
