@@ -209,7 +209,7 @@ Test(jinja, operators)
            "True True True True True");
     expect("{{ x or 'dflt' }} {{ 0 and 1 }} {{ 1 and 'last' }}", NULL, "dflt 0 last");
     expect("{{ a == b }} {{ [1, {'x': 2}] == [1, {'x': 2}] }}", "{\"a\": {\"p\": [1]}, \"b\": {\"p\": [1]}}", "True True");
-    expect("{{ -x }} {{ (1, 2) }}", "{\"x\": 3}", "-3 [1, 2]");
+    expect("{{ -x }} {{ (1, 2) }} {{ (1,) }} {{ (1, 2) == [1, 2] }}", "{\"x\": 3}", "-3 (1, 2) (1,) False");
 }
 
 Test(jinja, strings_and_slices)

@@ -609,6 +609,12 @@ int jb_filter(jrun *r, const jnode *at, const char *name, jv in, const jv *a, in
     if (NAME_IS(name, "list")) {
         jlist *items;
         if (jb_iter(r, at, in, &items)) return -1;
+        if (items->tuple) {                       /* list(a_tuple) is a list */
+            jlist *l = jv_newlist(r->a, items->n);
+            if (!l) return jfail_oom(r, at);
+            if (items->n) memcpy(l->v, items->v, items->n * sizeof *l->v);
+            items = l;
+        }
         return list_out(r, at, items, out);
     }
     if (NAME_IS(name, "items")) {

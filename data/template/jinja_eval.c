@@ -234,6 +234,7 @@ static int eval_items(jrun *r, const jnode *n, jscope *sc, jv *out)
     if (!l) return jfail_oom(r, n);
     for (int i = 0; i < n->nargs; i++)
         if (eval(r, n->args[i], sc, &l->v[i])) return -1;
+    l->tuple = n->kind == N_TUPLE;
     out->kind = JV_LIST;
     out->u.l = l;
     return 0;
@@ -392,8 +393,8 @@ static int exec(jrun *r, const jnode *n, jscope *sc)
             rc = FLOW_ERR;
             break;
         }
-        if (v.kind == JV_STR) rc = output(r, n, v.u.s->s, v.u.s->n);
-        else if (!jv_to_str(&r->out, v)) rc = output(r, n, "", 0) ? FLOW_ERR : jfail_oom(r, n);
+        const jstr *text;
+        rc = v.kind == JV_UNDEF ? FLOW_OK : jv_as_text(r, n, v, &text) ? FLOW_ERR : output(r, n, text->s, text->n);
         break;
     }
     case N_IF:

@@ -60,7 +60,7 @@ struct jv {
     } u;
 };
 
-struct jlist { size_t n; jv *v; };
+struct jlist { size_t n; jv *v; bool tuple; };   /* a tuple prints as (a, b) and is never equal to a list */
 struct jdict { size_t n, cap; jv *key, *val; };
 struct jmethod { jv self; const char *name; };
 struct jloop {

@@ -182,6 +182,7 @@ int jb_slice(jrun *r, const jnode *at, jv obj, jv start, jv stop, jv step, jv *o
         jlist *l = jv_newlist(r->a, count);
         if (!l) return jfail_oom(r, at);
         for (size_t k = 0; k < count; k++) l->v[k] = obj.u.l->v[a + (int64_t)k * st];
+        l->tuple = obj.u.l->tuple;
         out->kind = JV_LIST;
         out->u.l = l;
         return 0;

@@ -173,7 +173,7 @@ bool jv_equal(jv a, jv b)
     case JV_UNDEF: case JV_NONE: return true;
     case JV_STR: return a.u.s->n == b.u.s->n && memcmp(a.u.s->s, b.u.s->s, a.u.s->n) == 0;
     case JV_LIST:
-        if (a.u.l->n != b.u.l->n) return false;
+        if (a.u.l->n != b.u.l->n || a.u.l->tuple != b.u.l->tuple) return false;
         for (size_t i = 0; i < a.u.l->n; i++)
             if (!jv_equal(a.u.l->v[i], b.u.l->v[i])) return false;
         return true;
@@ -313,9 +313,10 @@ static bool to_text(jbuf *b, jv v, bool repr)
     case JV_FLOAT: jv_float_repr(v.u.f, num_s); return add_str(b, num_s);
     case JV_STR: return repr ? repr_str(b, v.u.s) : jbuf_add(b, v.u.s->s, v.u.s->n);
     case JV_LIST: {
-        bool ok = add_str(b, "[");
+        bool tuple = v.u.l->tuple, ok = add_str(b, tuple ? "(" : "[");
         for (size_t i = 0; i < v.u.l->n && ok; i++) ok = (i == 0 || add_str(b, ", ")) && to_text(b, v.u.l->v[i], true);
-        return ok && add_str(b, "]");
+        if (ok && tuple && v.u.l->n == 1) ok = add_str(b, ",");
+        return ok && add_str(b, tuple ? ")" : "]");
     }
     case JV_DICT: case JV_NS: {
         bool ok = add_str(b, v.kind == JV_NS ? "<Namespace {" : "{");
