@@ -420,10 +420,11 @@ int jb_test(jrun *r, const jnode *at, const char *name, jv v, const jv *a, int n
         if (k != JV_STR) *res = false;
         else if (case_map(r, at, v.u.s, name[0] == 'u', &m)) return -1;
         else *res = jv_equal(m, v);
-    } else if (NAME_IS(name, "odd") || NAME_IS(name, "even")) {
-        int64_t i;
-        if (want_int(r, at, name, v, &i)) return -1;
-        *res = (i % 2 != 0) == (name[0] == 'o');
+    } else if (NAME_IS(name, "odd") || NAME_IS(name, "even")) {    /* value % 2 == 1 (or 0), as Jinja2 */
+        jv m;
+        if (k == JV_STR) return jfail(r, at, "test '%s' of a string is not supported", name);
+        if (jb_binop(r, at, OP_MOD, v, jv_int(2), &m)) return -1;
+        *res = jv_equal(m, jv_int(name[0] == 'o' ? 1 : 0));
     } else {
         want = 1;
         if (na != 1) return jfail(r, at, "test '%s' takes 1 argument", name);

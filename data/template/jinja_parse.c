@@ -200,8 +200,9 @@ static jnode *parse_filter_expr(parser *p, jnode *n)
                 if (!parse_args(p, f)) return NULL;
             } else if ((u->kind == T_NAME || u->kind == T_STRING || u->kind == T_INT || u->kind == T_FLOAT ||
                         is_op(u, "[") || is_op(u, "{")) &&
-                       !is_name(u, "else") && !is_name(u, "or") && !is_name(u, "and") && !is_name(u, "is") &&
-                       !is_name(u, "if") && !is_name(u, "in") && !is_name(u, "not")) {
+                       !is_name(u, "else") && !is_name(u, "or") && !is_name(u, "and")) {
+                /* Jinja2's rule: any other name starts the test's one argument */
+                if (is_name(u, "is")) return fail_at(p, u, "%s", "you cannot chain tests with 'is'");
                 jnode *arg = parse_primary(p);
                 if (arg) arg = parse_postfix(p, arg);
                 if (!arg) return NULL;
