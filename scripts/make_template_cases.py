@@ -2,7 +2,7 @@
 """Render conversations through real chat templates and write the expected
 texts for tests/test_jinja.c.
 
-    python3 scripts/make_template_cases.py [TEMPLATE_DIR] [--out FILE] [--jinja2]
+    python3 scripts/make_template_cases.py [TEMPLATE_DIR] [--out FILE] [--jinja2 | --require-transformers]
 
 TEMPLATE_DIR (default tests/data/chat_templates) holds NAME.jinja files and
 special_tokens.json ({NAME: {"bos_token": ..., "eos_token": ...}}, the
@@ -137,13 +137,16 @@ def main():
                                                            "chat_templates"))
     ap.add_argument("--out", help="output file (default DIR/cases.jsonl)")
     ap.add_argument("--jinja2", action="store_true", help="use jinja2 even when transformers is installed")
+    ap.add_argument("--require-transformers", action="store_true",
+                    help="fail rather than fall back to jinja2 when transformers cannot be imported")
     args = ap.parse_args()
     render = writer = None
     if not args.jinja2:
         try:
             render, writer = transformers_renderer()
-        except ImportError:
-            pass
+        except ImportError as e:
+            if args.require_transformers:
+                sys.exit("transformers is required: %s" % e)
     if render is None:
         render, writer = jinja2_renderer()
     with open(os.path.join(args.dir, "special_tokens.json"), encoding="utf-8") as f:
