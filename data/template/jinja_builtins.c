@@ -1,6 +1,6 @@
-/* data/template/jinja_builtins.c - filters, tests, global functions and
- * string/dict methods, each as Jinja2 (and Python) define it. A name that
- * is not here is refused: "filter 'x' is not supported".
+/* data/template/jinja_builtins.c - filters, tests and global functions, each
+ * as Jinja2 (and transformers) define it. A name that is not here is
+ * refused: "filter 'x' is not supported". Methods are in jinja_strings.c.
  */
 #define _GNU_SOURCE   /* memmem */
 #include "jinja_internal.h"
@@ -12,309 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <utf8proc.h>
 
 #define NAME_IS(s, lit) (strcmp((s), (lit)) == 0)
-
-static int text_of(jrun *r, const jnode *at, jv v, const jstr **out)
-{
-    if (v.kind == JV_UNDEF) {
-        static const jstr empty = {0};
-        *out = &empty;
-        return 0;
-    }
-    return jv_as_text(r, at, v, out);
-}
-
-static int make_str(jrun *r, const jnode *at, const char *s, size_t n, jv *out)
-{
-    *out = jv_str(r->a, s, n);
-    return out->kind == JV_STR ? 0 : jfail_oom(r, at);
-}
-
-static int list_out(jrun *r, const jnode *at, jlist *l, jv *out)
-{
-    if (!l) return jfail_oom(r, at);
-    out->kind = JV_LIST;
-    out->u.l = l;
-    return 0;
-}
-
-/* ---- strings ---- */
-
-/* s.strip(chars) / lstrip / rstrip: chars NULL = whitespace (Python's isspace). */
-static bool strip_hit(uint32_t c, const jstr *chars)
-{
-    if (!chars) return ju_space(c);
-    for (size_t i = 0; i < chars->n;) {
-        size_t w;
-        uint32_t d = ds_utf8_decode(chars->s + i, chars->n - i, &w);
-        if (d == c) return true;
-        i += w;
-    }
-    return false;
-}
-
-static void strip_span(const jstr *s, const jstr *chars, bool left, bool right, size_t *a, size_t *b)
-{
-    *a = 0;
-    *b = s->n;
-    size_t w;
-    while (left && *a < *b) {
-        uint32_t c = ds_utf8_decode(s->s + *a, *b - *a, &w);
-        if (!strip_hit(c, chars)) break;
-        *a += w;
-    }
-    while (right && *b > *a) {
-        size_t k = *b - 1;
-        while (k > *a && ((unsigned char)s->s[k] & 0xc0) == 0x80) k--;
-        uint32_t c = ds_utf8_decode(s->s + k, *b - k, &w);
-        if (!strip_hit(c, chars)) break;
-        *b = k;
-    }
-}
-
-static int case_map(jrun *r, const jnode *at, const jstr *s, int mode, jv *out)
-{
-    /* mode 0 lower, 1 upper, 2 capitalize (first upper, rest lower), 3 title */
-    jbuf b = {0};
-    bool ok = true, word_start = true;
-    for (size_t i = 0; i < s->n && ok;) {
-        size_t w;
-        uint32_t c = ds_utf8_decode(s->s + i, s->n - i, &w);
-        bool up = mode == 1 || (mode == 2 && i == 0) || (mode == 3 && word_start);
-        uint32_t m = (uint32_t)(up ? utf8proc_toupper((utf8proc_int32_t)c) : utf8proc_tolower((utf8proc_int32_t)c));
-        bool alpha = utf8proc_category((utf8proc_int32_t)c) <= UTF8PROC_CATEGORY_LO;
-        word_start = !alpha;
-        char enc[4];
-        ok = jbuf_add(&b, enc, ds_utf8_encode(m, enc));
-        i += w;
-    }
-    int rc = ok ? make_str(r, at, b.s ? b.s : "", b.n, out) : jfail_oom(r, at);
-    free(b.s);
-    return rc;
-}
-
-static int str_replace(jrun *r, const jnode *at, const jstr *s, const jstr *old, const jstr *new, int64_t count,
-                       jv *out)
-{
-    jbuf b = {0};
-    bool ok = true;
-    size_t i = 0;
-    int64_t done = 0;
-    if (old->n == 0) {                       /* Python inserts `new` around every character */
-        while (ok && (count < 0 || done < count)) {
-            ok = jbuf_add(&b, new->s, new->n);
-            done++;
-            if (i >= s->n) break;
-            size_t w = ds_utf8_lead_len((unsigned char)s->s[i]);
-            ok = ok && jbuf_add(&b, s->s + i, w);
-            i += w;
-        }
-        ok = ok && jbuf_add(&b, s->s + i, s->n - i);
-    } else {
-        while (ok && i < s->n) {
-            const char *hit = (count < 0 || done < count) ? memmem(s->s + i, s->n - i, old->s, old->n) : NULL;
-            if (!hit) break;
-            ok = jbuf_add(&b, s->s + i, (size_t)(hit - (s->s + i))) && jbuf_add(&b, new->s, new->n);
-            i = (size_t)(hit - s->s) + old->n;
-            done++;
-        }
-        ok = ok && jbuf_add(&b, s->s + i, s->n - i);
-    }
-    int rc = ok ? make_str(r, at, b.s ? b.s : "", b.n, out) : jfail_oom(r, at);
-    free(b.s);
-    return rc;
-}
-
-/* s.split(sep=None, maxsplit=-1) */
-static int str_split(jrun *r, const jnode *at, const jstr *s, const jstr *sep, int64_t maxsplit, jv *out)
-{
-    jv parts[1];
-    size_t cap = 8, n = 0;
-    jv *v = jarena_alloc(r->a, cap * sizeof *v);
-    (void)parts;
-    if (!v) return jfail_oom(r, at);
-    size_t i = 0, w;
-#define PUSH(p, len)                                                         \
-    do {                                                                     \
-        if (n == cap) {                                                      \
-            jv *nv = jarena_alloc(r->a, 2 * cap * sizeof *nv);               \
-            if (!nv) return jfail_oom(r, at);                                \
-            memcpy(nv, v, n * sizeof *nv);                                   \
-            v = nv;                                                          \
-            cap *= 2;                                                        \
-        }                                                                    \
-        if (make_str(r, at, (p), (len), &v[n++])) return -1;                 \
-    } while (0)
-    if (sep) {
-        if (sep->n == 0) return jfail(r, at, "split(): empty separator");
-        for (;;) {
-            const char *hit = maxsplit < 0 || (int64_t)n < maxsplit ? memmem(s->s + i, s->n - i, sep->s, sep->n) : NULL;
-            if (!hit) break;
-            PUSH(s->s + i, (size_t)(hit - (s->s + i)));
-            i = (size_t)(hit - s->s) + sep->n;
-        }
-        PUSH(s->s + i, s->n - i);
-    } else {
-        for (;;) {
-            while (i < s->n && ju_space(ds_utf8_decode(s->s + i, s->n - i, &w))) i += w;
-            if (i >= s->n) break;
-            if (maxsplit >= 0 && (int64_t)n >= maxsplit) {
-                size_t e = s->n;
-                while (e > i) {               /* the rest, right-stripped */
-                    size_t k = e - 1;
-                    while (k > i && ((unsigned char)s->s[k] & 0xc0) == 0x80) k--;
-                    if (!ju_space(ds_utf8_decode(s->s + k, e - k, &w))) break;
-                    e = k;
-                }
-                PUSH(s->s + i, e - i);
-                break;
-            }
-            size_t j = i;
-            while (j < s->n && !ju_space(ds_utf8_decode(s->s + j, s->n - j, &w))) j += w;
-            PUSH(s->s + i, j - i);
-            i = j;
-        }
-    }
-#undef PUSH
-    jlist *l = jarena_alloc(r->a, sizeof *l);
-    if (!l) return jfail_oom(r, at);
-    l->n = n;
-    l->v = v;
-    return list_out(r, at, l, out);
-}
-
-static int want_str(jrun *r, const jnode *at, const char *what, jv v, const jstr **out)
-{
-    if (v.kind != JV_STR) return jfail(r, at, "%s must be a string, not %s", what, jv_type_name(v));
-    *out = v.u.s;
-    return 0;
-}
-
-static int want_int(jrun *r, const jnode *at, const char *what, jv v, int64_t *out)
-{
-    if (v.kind != JV_INT && v.kind != JV_BOOL) return jfail(r, at, "%s must be an integer, not %s", what, jv_type_name(v));
-    *out = v.kind == JV_INT ? v.u.i : v.u.b;
-    return 0;
-}
-
-static bool prefix_match(const jstr *s, const jstr *p, bool end)
-{
-    if (p->n > s->n) return false;
-    return memcmp(end ? s->s + s->n - p->n : s->s, p->s, p->n) == 0;
-}
-
-static int join_items(jrun *r, const jnode *at, jlist *items, const jstr *sep, const char *attr, jv *out)
-{
-    jbuf b = {0};
-    bool ok = true;
-    int rc = 0;
-    for (size_t i = 0; i < items->n && ok && !rc; i++) {
-        jv v = items->v[i];
-        const jstr *t;
-        if (attr && (rc = jb_getattr(r, at, v, attr, strlen(attr), &v))) break;
-        if ((rc = text_of(r, at, v, &t))) break;
-        ok = (i == 0 || jbuf_add(&b, sep->s, sep->n)) && jbuf_add(&b, t->s, t->n);
-    }
-    if (!rc) rc = ok ? make_str(r, at, b.s ? b.s : "", b.n, out) : jfail_oom(r, at);
-    free(b.s);
-    return rc;
-}
-
-static int call_method(jrun *r, const jnode *at, const jmethod *m, const jv *a, int na, jv *out)
-{
-    const char *name = m->name;
-    jv self = m->self;
-    const jstr *s = self.kind == JV_STR ? self.u.s : NULL;
-    if (self.kind == JV_DICT) {
-        const jdict *d = self.u.d;
-        if (NAME_IS(name, "get")) {
-            if (na < 1 || na > 2) return jfail(r, at, "get() takes 1 or 2 arguments");
-            const jv *v = jv_dict_find(d, a[0]);
-            *out = v ? *v : na == 2 ? a[1] : jv_none();
-            return 0;
-        }
-        if (na) return jfail(r, at, "%s() takes no arguments", name);
-        jlist *l = jv_newlist(r->a, d->n);
-        if (!l) return jfail_oom(r, at);
-        for (size_t i = 0; i < d->n; i++) {
-            if (NAME_IS(name, "keys")) l->v[i] = d->key[i];
-            else if (NAME_IS(name, "values")) l->v[i] = d->val[i];
-            else {
-                jlist *pair = jv_newlist(r->a, 2);
-                if (!pair) return jfail_oom(r, at);
-                pair->v[0] = d->key[i];
-                pair->v[1] = d->val[i];
-                l->v[i].kind = JV_LIST;
-                l->v[i].u.l = pair;
-            }
-        }
-        return list_out(r, at, l, out);
-    }
-    if (NAME_IS(name, "strip") || NAME_IS(name, "lstrip") || NAME_IS(name, "rstrip")) {
-        const jstr *chars = NULL;
-        if (na > 1) return jfail(r, at, "%s() takes at most 1 argument", name);
-        if (na == 1 && a[0].kind != JV_NONE && want_str(r, at, "the characters to strip", a[0], &chars)) return -1;
-        size_t x, y;
-        strip_span(s, chars, name[0] != 'r', name[0] != 'l', &x, &y);
-        return make_str(r, at, s->s + x, y - x, out);
-    }
-    if (NAME_IS(name, "split")) {
-        const jstr *sep = NULL;
-        int64_t maxsplit = -1;
-        if (na > 2) return jfail(r, at, "split() takes at most 2 arguments");
-        if (na >= 1 && a[0].kind != JV_NONE && want_str(r, at, "split()'s separator", a[0], &sep)) return -1;
-        if (na == 2 && want_int(r, at, "split()'s maxsplit", a[1], &maxsplit)) return -1;
-        return str_split(r, at, s, sep, maxsplit, out);
-    }
-    if (NAME_IS(name, "startswith") || NAME_IS(name, "endswith")) {
-        if (na != 1) return jfail(r, at, "%s() takes 1 argument here", name);
-        bool end = name[0] == 'e', hit = false;
-        if (a[0].kind == JV_LIST) {
-            for (size_t i = 0; i < a[0].u.l->n && !hit; i++) {
-                const jstr *p = NULL;
-                if (want_str(r, at, name, a[0].u.l->v[i], &p)) return -1;
-                hit = prefix_match(s, p, end);
-            }
-        } else {
-            const jstr *p = NULL;
-            if (want_str(r, at, name, a[0], &p)) return -1;
-            hit = prefix_match(s, p, end);
-        }
-        *out = jv_bool(hit);
-        return 0;
-    }
-    if (NAME_IS(name, "upper") || NAME_IS(name, "lower") || NAME_IS(name, "capitalize") || NAME_IS(name, "title")) {
-        if (na) return jfail(r, at, "%s() takes no arguments", name);
-        return case_map(r, at, s, name[0] == 'l' ? 0 : name[0] == 'u' ? 1 : name[0] == 'c' ? 2 : 3, out);
-    }
-    if (NAME_IS(name, "replace")) {
-        const jstr *old, *new;
-        int64_t count = -1;
-        if (na < 2 || na > 3) return jfail(r, at, "replace() takes 2 or 3 arguments");
-        if (want_str(r, at, "replace()'s old", a[0], &old) || want_str(r, at, "replace()'s new", a[1], &new) ||
-            (na == 3 && want_int(r, at, "replace()'s count", a[2], &count)))
-            return -1;
-        return str_replace(r, at, s, old, new, count, out);
-    }
-    if (NAME_IS(name, "join")) {
-        jlist *items;
-        if (na != 1) return jfail(r, at, "join() takes 1 argument");
-        if (jb_iter(r, at, a[0], &items)) return -1;
-        for (size_t i = 0; i < items->n; i++)
-            if (items->v[i].kind != JV_STR) return jfail(r, at, "join(): item %zu is %s, not a string", i, jv_type_name(items->v[i]));
-        return join_items(r, at, items, s, NULL, out);
-    }
-    if (NAME_IS(name, "find")) {
-        const jstr *sub;
-        if (na != 1 || want_str(r, at, "find()'s argument", a[0], &sub)) return na != 1 ? jfail(r, at, "find() takes 1 argument here") : -1;
-        const char *hit = sub->n == 0 ? s->s : memmem(s->s, s->n, sub->s, sub->n);
-        *out = jv_int(hit ? (int64_t)ju_len(s->s, (size_t)(hit - s->s)) : -1);
-        return 0;
-    }
-    return jfail(r, at, "method '%s' is not supported", name);
-}
 
 /* ---- global functions ---- */
 
@@ -353,25 +52,25 @@ static int call_global(jrun *r, const jnode *at, int f, const jv *a, int na, con
     if (nkw) return jfail(r, at, "%s() takes no keyword arguments", name);
     if (NAME_IS(name, "raise_exception")) {
         const jstr *msg;
-        if (na != 1 || text_of(r, at, a[0], &msg)) return na != 1 ? jfail(r, at, "raise_exception() takes 1 argument") : -1;
+        if (na != 1 || jb_text_of(r, at, a[0], &msg)) return na != 1 ? jfail(r, at, "raise_exception() takes 1 argument") : -1;
         return jfail(r, at, "the template raised an error: %s", msg->s);
     }
     if (NAME_IS(name, "strftime_now")) {
         const jstr *fmt = NULL;
-        if (na != 1 || want_str(r, at, "strftime_now()'s format", a[0], &fmt)) return na != 1 ? jfail(r, at, "strftime_now() takes 1 argument") : -1;
+        if (na != 1 || jb_want_str(r, at, "strftime_now()'s format", a[0], &fmt)) return na != 1 ? jfail(r, at, "strftime_now() takes 1 argument") : -1;
         time_t t = r->now ? (time_t)r->now : time(NULL);
         struct tm tm;
         char buf[256];
         if (!localtime_r(&t, &tm)) return jfail(r, at, "strftime_now(): no local time");
         size_t n = strftime(buf, sizeof buf, fmt->s, &tm);
         if (n == 0 && fmt->n) return jfail(r, at, "strftime_now(): the formatted time is too long");
-        return make_str(r, at, buf, n, out);
+        return jb_make_str(r, at, buf, n, out);
     }
     if (NAME_IS(name, "range")) {
         int64_t v[3] = {0, 0, 1};
         if (na < 1 || na > 3) return jfail(r, at, "range() takes 1 to 3 arguments");
         for (int i = 0; i < na; i++)
-            if (want_int(r, at, "range()'s argument", a[i], &v[na == 1 ? 1 : i])) return -1;
+            if (jb_want_int(r, at, "range()'s argument", a[i], &v[na == 1 ? 1 : i])) return -1;
         if (v[2] == 0) return jfail(r, at, "range() step must not be zero");
         int64_t count = v[2] > 0 ? (v[1] > v[0] ? (v[1] - v[0] + v[2] - 1) / v[2] : 0)
                                  : (v[0] > v[1] ? (v[0] - v[1] - v[2] - 1) / -v[2] : 0);
@@ -379,7 +78,7 @@ static int call_global(jrun *r, const jnode *at, int f, const jv *a, int na, con
         jlist *l = jv_newlist(r->a, (size_t)count);
         if (!l) return jfail_oom(r, at);
         for (int64_t i = 0; i < count; i++) l->v[i] = jv_int(v[0] + i * v[2]);
-        return list_out(r, at, l, out);
+        return jb_list_out(r, at, l, out);
     }
     return jfail(r, at, "'%s()' is not supported", name);
 }
@@ -390,7 +89,7 @@ int jb_call(jrun *r, const jnode *at, jv f, const jv *args, int nargs, const cha
     if (f.kind == JV_FUNC) return call_global(r, at, f.u.func, args, nargs, kwn, kwv, nkw, out);
     if (f.kind == JV_METHOD) {
         if (nkw) return jfail(r, at, "%s() takes no keyword arguments here", f.u.m->name);
-        return call_method(r, at, f.u.m, args, nargs, out);
+        return jb_call_method(r, at, f.u.m, args, nargs, out);
     }
     return jfail(r, at, "'%s' object is not callable", jv_type_name(f));
 }
@@ -418,7 +117,7 @@ int jb_test(jrun *r, const jnode *at, const char *name, jv v, const jv *a, int n
     else if (NAME_IS(name, "lower") || NAME_IS(name, "upper")) {
         jv m;
         if (k != JV_STR) *res = false;
-        else if (case_map(r, at, v.u.s, name[0] == 'u', &m)) return -1;
+        else if (jb_case_map(r, at, v.u.s, name[0] == 'u', &m)) return -1;
         else *res = jv_equal(m, v);
     } else if (NAME_IS(name, "odd") || NAME_IS(name, "even")) {    /* value % 2 == 1 (or 0), as Jinja2 */
         jv m;
@@ -439,7 +138,7 @@ int jb_test(jrun *r, const jnode *at, const char *name, jv v, const jv *a, int n
         else if (NAME_IS(name, "in")) op = OP_IN;
         else if (NAME_IS(name, "divisibleby")) {
             int64_t x, y;
-            if (want_int(r, at, name, v, &x) || want_int(r, at, name, a[0], &y)) return -1;
+            if (jb_want_int(r, at, name, v, &x) || jb_want_int(r, at, name, a[0], &y)) return -1;
             if (y == 0) return jfail(r, at, "divisibleby 0");
             *res = x % y == 0;
             return 0;
@@ -478,7 +177,7 @@ static int item_test(jrun *r, const jnode *at, jv item, const char *attr, const 
         return 0;
     }
     const jstr *test = NULL;
-    if (want_str(r, at, "the test name", a[0], &test)) return -1;
+    if (jb_want_str(r, at, "the test name", a[0], &test)) return -1;
     return jb_test(r, at, test->s, item, a + 1, na - 1, pass);
 }
 
@@ -488,7 +187,7 @@ static int select_items(jrun *r, const jnode *at, const char *name, jv in, const
     const char *attr = NULL;
     if (by_attr) {
         const jstr *s = NULL;
-        if (na < 1 || want_str(r, at, "the attribute name", a[0], &s)) return na < 1 ? jfail(r, at, "%s needs an attribute", name) : -1;
+        if (na < 1 || jb_want_str(r, at, "the attribute name", a[0], &s)) return na < 1 ? jfail(r, at, "%s needs an attribute", name) : -1;
         attr = s->s;
         a++, na--;
     }
@@ -500,7 +199,7 @@ static int select_items(jrun *r, const jnode *at, const char *name, jv in, const
         if (item_test(r, at, items->v[i], attr, a, na, &pass)) return -1;
         if (pass == keep) l->v[l->n++] = items->v[i];
     }
-    return list_out(r, at, l, out);
+    return jb_list_out(r, at, l, out);
 }
 
 static int filter_tojson(jrun *r, const jnode *at, jv in, const jv *a, int na, const char **kwn, const jv *kwv, int nkw,
@@ -520,7 +219,7 @@ static int filter_tojson(jrun *r, const jnode *at, jv in, const jv *a, int na, c
     if (p[2].kind != JV_NONE) return jfail(r, at, "tojson(separators=...) is not supported");
     if (jv_truthy(p[3])) return jfail(r, at, "tojson(sort_keys=True) is not supported");
     int64_t indent = -1;
-    if (p[1].kind != JV_NONE && want_int(r, at, "tojson's indent", p[1], &indent)) return -1;
+    if (p[1].kind != JV_NONE && jb_want_int(r, at, "tojson's indent", p[1], &indent)) return -1;
     if (indent < 0 && p[1].kind != JV_NONE) indent = 0;
     if (indent > 64) return jfail(r, at, "tojson indent %lld is too large", (long long)indent);
     jbuf b = {.max = r->out.max};
@@ -530,7 +229,7 @@ static int filter_tojson(jrun *r, const jnode *at, jv in, const jv *a, int na, c
         if (bad) return jfail(r, at, "tojson: a %s is not JSON serializable", in.kind == JV_UNDEF ? "undefined value" : "value here");
         return jfail_oom(r, at);
     }
-    int rc = make_str(r, at, b.s ? b.s : "", b.n, out);
+    int rc = jb_make_str(r, at, b.s ? b.s : "", b.n, out);
     free(b.s);
     return rc;
 }
@@ -543,7 +242,7 @@ int jb_filter(jrun *r, const jnode *at, const char *name, jv in, const jv *a, in
     if (NAME_IS(name, "default") || NAME_IS(name, "d")) {
         bool boolean = (na >= 2 && jv_truthy(a[1])) || (nkw == 1 && NAME_IS(kwn[0], "boolean") && jv_truthy(kwv[0]));
         jv def = na >= 1 ? a[0] : (jv){0};
-        if (na < 1 && make_str(r, at, "", 0, &def)) return -1;
+        if (na < 1 && jb_make_str(r, at, "", 0, &def)) return -1;
         *out = in.kind == JV_UNDEF || (boolean && !jv_truthy(in)) ? def : in;
         return 0;
     }
@@ -553,11 +252,11 @@ int jb_filter(jrun *r, const jnode *at, const char *name, jv in, const jv *a, in
         return jfail(r, at, "filter '%s' takes no keyword arguments here", name);
     if (NAME_IS(name, "trim")) {
         const jstr *chars = NULL;
-        if (text_of(r, at, in, &s) || (na == 1 && a[0].kind != JV_NONE && want_str(r, at, "trim's characters", a[0], &chars)))
+        if (jb_text_of(r, at, in, &s) || (na == 1 && a[0].kind != JV_NONE && jb_want_str(r, at, "trim's characters", a[0], &chars)))
             return -1;
         size_t x, y;
-        strip_span(s, chars, true, true, &x, &y);
-        return make_str(r, at, s->s + x, y - x, out);
+        jb_strip_span(s, chars, true, true, &x, &y);
+        return jb_make_str(r, at, s->s + x, y - x, out);
     }
     if (NAME_IS(name, "length") || NAME_IS(name, "count")) {
         switch (in.kind) {
@@ -569,13 +268,13 @@ int jb_filter(jrun *r, const jnode *at, const char *name, jv in, const jv *a, in
         }
     }
     if (NAME_IS(name, "string")) {
-        if (text_of(r, at, in, &s)) return -1;
+        if (jb_text_of(r, at, in, &s)) return -1;
         out->kind = JV_STR;
         out->u.s = s;
         return 0;
     }
     if (NAME_IS(name, "lower") || NAME_IS(name, "upper") || NAME_IS(name, "capitalize") || NAME_IS(name, "title"))
-        return text_of(r, at, in, &s) ? -1 : case_map(r, at, s, name[0] == 'l' ? 0 : name[0] == 'u' ? 1 : name[0] == 'c' ? 2 : 3, out);
+        return jb_text_of(r, at, in, &s) ? -1 : jb_case_map(r, at, s, name[0] == 'l' ? 0 : name[0] == 'u' ? 1 : name[0] == 'c' ? 2 : 3, out);
     if (NAME_IS(name, "first") || NAME_IS(name, "last")) {
         jlist *items;
         if (jb_iter(r, at, in, &items)) return -1;
@@ -586,26 +285,26 @@ int jb_filter(jrun *r, const jnode *at, const char *name, jv in, const jv *a, in
         const jstr *sep = NULL;
         const char *attr = NULL;
         jlist *items;
-        if (na >= 1 && want_str(r, at, "join's separator", a[0], &sep)) return -1;
+        if (na >= 1 && jb_want_str(r, at, "join's separator", a[0], &sep)) return -1;
         for (int k = 0; k < nkw; k++) {
             if (NAME_IS(kwn[k], "attribute") && kwv[k].kind == JV_STR) attr = kwv[k].u.s->s;
-            else if (NAME_IS(kwn[k], "d") && !want_str(r, at, "join's separator", kwv[k], &sep)) continue;
+            else if (NAME_IS(kwn[k], "d") && !jb_want_str(r, at, "join's separator", kwv[k], &sep)) continue;
             else return jfail(r, at, "join has no argument '%s'", kwn[k]);
         }
         if (!sep) {
             static const jstr empty = {0};
             sep = &empty;
         }
-        return jb_iter(r, at, in, &items) ? -1 : join_items(r, at, items, sep, attr, out);
+        return jb_iter(r, at, in, &items) ? -1 : jb_join_items(r, at, items, sep, attr, out);
     }
     if (NAME_IS(name, "replace")) {
         const jstr *old, *new;
         int64_t count = -1;
         if (na < 2 || na > 3) return jfail(r, at, "replace takes 2 or 3 arguments");
-        if (text_of(r, at, in, &s) || want_str(r, at, "replace's old", a[0], &old) ||
-            want_str(r, at, "replace's new", a[1], &new) || (na == 3 && want_int(r, at, "replace's count", a[2], &count)))
+        if (jb_text_of(r, at, in, &s) || jb_want_str(r, at, "replace's old", a[0], &old) ||
+            jb_want_str(r, at, "replace's new", a[1], &new) || (na == 3 && jb_want_int(r, at, "replace's count", a[2], &count)))
             return -1;
-        return str_replace(r, at, s, old, new, count, out);
+        return jb_str_replace(r, at, s, old, new, count, out);
     }
     if (NAME_IS(name, "list")) {
         jlist *items;
@@ -616,13 +315,13 @@ int jb_filter(jrun *r, const jnode *at, const char *name, jv in, const jv *a, in
             if (items->n) memcpy(l->v, items->v, items->n * sizeof *l->v);
             items = l;
         }
-        return list_out(r, at, items, out);
+        return jb_list_out(r, at, items, out);
     }
     if (NAME_IS(name, "items")) {
-        if (in.kind == JV_UNDEF) return list_out(r, at, jv_newlist(r->a, 0), out);
+        if (in.kind == JV_UNDEF) return jb_list_out(r, at, jv_newlist(r->a, 0), out);
         if (in.kind != JV_DICT) return jfail(r, at, "items: a %s is not a mapping", jv_type_name(in));
         jmethod m = {in, "items"};
-        return call_method(r, at, &m, NULL, 0, out);
+        return jb_call_method(r, at, &m, NULL, 0, out);
     }
     if (NAME_IS(name, "map")) {
         jlist *items, *l;
@@ -638,7 +337,7 @@ int jb_filter(jrun *r, const jnode *at, const char *name, jv in, const jv *a, in
                           : jb_filter(r, at, a[0].u.s->s, items->v[i], a + 1, na - 1, NULL, NULL, 0, &l->v[i]);
             if (rc) return -1;
         }
-        return list_out(r, at, l, out);
+        return jb_list_out(r, at, l, out);
     }
     if (NAME_IS(name, "int") || NAME_IS(name, "float") || NAME_IS(name, "abs")) {
         double f;

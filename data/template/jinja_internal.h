@@ -199,4 +199,19 @@ int jb_iter(jrun *r, const jnode *at, jv v, jlist **out);
 int jb_binop(jrun *r, const jnode *at, int op, jv a, jv b, jv *out);
 int jb_compare(jrun *r, const jnode *at, int op, jv a, jv b, bool *out);
 
+/* ---- helpers the built-ins share (jinja_strings.c) ---- */
+int jb_text_of(jrun *r, const jnode *at, jv v, const jstr **out);              /* str(v); undefined gives "" */
+int jb_make_str(jrun *r, const jnode *at, const char *s, size_t n, jv *out);
+int jb_list_out(jrun *r, const jnode *at, jlist *l, jv *out);
+int jb_want_str(jrun *r, const jnode *at, const char *what, jv v, const jstr **out);
+int jb_want_int(jrun *r, const jnode *at, const char *what, jv v, int64_t *out);
+/* The span [*a, *b) of s.strip(chars) (chars NULL: whitespace), stripping the left and/or right end. */
+void jb_strip_span(const jstr *s, const jstr *chars, bool left, bool right, size_t *a, size_t *b);
+/* mode 0 lower, 1 upper, 2 capitalize, 3 title */
+int jb_case_map(jrun *r, const jnode *at, const jstr *s, int mode, jv *out);
+int jb_str_replace(jrun *r, const jnode *at, const jstr *s, const jstr *old, const jstr *new, int64_t count, jv *out);
+/* sep.join(str(item) or str(item.attr) for item in items) */
+int jb_join_items(jrun *r, const jnode *at, jlist *items, const jstr *sep, const char *attr, jv *out);
+int jb_call_method(jrun *r, const jnode *at, const jmethod *m, const jv *a, int na, jv *out);
+
 #endif
