@@ -28,7 +28,7 @@ Test(recipe, defaults)
     cr_expect(!r->adapter.use_rslora);
     cr_expect_null(r->adapter.init_from);
 
-    cr_expect_str_eq(r->data.chat_template, "plain");
+    cr_expect_str_eq(r->data.chat_template, "auto");
     cr_expect_eq(r->data.sequence_len, 2048);
     cr_expect(!r->data.sample_packing);
     cr_expect(r->data.val_set_size == 0.0);
@@ -267,7 +267,7 @@ Test(recipe, choices)
     refused(HEAD DATA "quant: {quant_type: fp4}\n", "quant.quant_type: expected one of nf4", NULL);
     refused(HEAD DATA "quant: {compute_dtype: fp16}\n", "quant.compute_dtype: expected one of bf16", NULL);
     refused(HEAD "data:\n  chat_template: vicuna\n  datasets: [{path: d, type: text}]\n",
-            "data.chat_template: expected one of deepseek|llama3|chatml|alpaca|plain", NULL);
+            "data.chat_template: expected one of auto|deepseek|llama3|chatml|alpaca|plain", NULL);
     refused(HEAD "data:\n  datasets: [{path: d, type: sharegpt}]\n",
             "t.yaml:4: data.datasets[0].type: expected one of alpaca|messages|prompt_completion|text|preference|mcq",
             NULL);

@@ -7,25 +7,30 @@
  * pair's prompt + reply renders exactly as the same conversation would.
  */
 #include "chat_template.h"
+#include "chat_template_model.h"
 
+#include "core/files.h"
 #include "core/status.h"
 #include "core/utf8.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define KIND(name, kind, bos) kind
-typedef enum { CHAT_TEMPLATES(KIND, DS_COMMA) } template_kind;
+typedef enum { CHAT_TEMPLATES(KIND, DS_COMMA), T_MODEL } template_kind;
 #undef KIND
 
 struct chat_template {
     const char *name;
     template_kind kind;
     bool bos;              /* the model's template writes bos_token first */
+    jinja_chat *model;     /* T_MODEL: the model's own template */
+    char *about;           /* from chat_template_open("auto") (malloc'd with the struct), else NULL */
 };
 
-#define ENTRY(name, kind, bos) {#name, kind, bos}
+#define ENTRY(name, kind, bos) {#name, kind, bos, NULL, NULL}
 static const chat_template templates[] = {CHAT_TEMPLATES(ENTRY, DS_COMMA)};
 #undef ENTRY
 
@@ -49,6 +54,47 @@ int chat_template_find(const char *name, const chat_template **out)
         }
     return ds_fail(DS_ECONFIG, "unknown chat_template '%s' (built in: %s)", name, chat_template_names());
 }
+
+int chat_template_open(const char *name, const char *dir, const chat_template **out)
+{
+    *out = NULL;
+    if (!name || strcmp(name, "auto") != 0) return chat_template_find(name, out);
+    jinja_chat *model = NULL;
+    int rc = dir ? jinja_chat_load(dir, &model) : DS_OK;
+    if (rc) return rc;
+    const chat_template *plain;
+    chat_template_find("plain", &plain);
+    chat_template *t = calloc(1, sizeof *t);
+    if (t) *t = model ? (chat_template){"auto", T_MODEL, false, model, NULL} : *plain;
+    if (t) t->about = model ? ds_strdupf("the model's chat template (%s)", jinja_chat_name(model))
+                            : ds_strdupf("built-in plain (%s has no chat template)", dir ? dir : "the model folder");
+    if (!t || !t->about) {
+        jinja_chat_free(model);
+        free(t);
+        return ds_fail(DS_EINTERNAL, "out of memory");
+    }
+    *out = t;
+    return DS_OK;
+}
+
+void chat_template_close(const chat_template *t)
+{
+    if (!t || !t->about) return;      /* the built-ins are static */
+    chat_template *m = (chat_template *)t;
+    jinja_chat_free(m->model);
+    free(m->about);
+    free(m);
+}
+
+const char *chat_template_about(const chat_template *t)
+{
+    static _Thread_local char buf[64];
+    if (t->about) return t->about;
+    snprintf(buf, sizeof buf, "built-in %s", t->name);
+    return buf;
+}
+
+const char *chat_template_key(const chat_template *t) { return t->model ? jinja_chat_digest(t->model) : t->name; }
 
 const char *chat_template_name(const chat_template *t) { return t->name; }
 bool chat_template_wants_bos(const chat_template *t) { return t->bos; }
@@ -248,7 +294,7 @@ static int render_turn(const chat_template *t, turn_state *st, const chat_msg *m
         sb_str(&b, "### Response:\n");
         break;
     }
-    case T_PLAIN:
+    case T_PLAIN: default:
         add_content(&b, m, false);
         break;
     }
@@ -269,7 +315,7 @@ static int render_header(const chat_template *t, turn_state *st, ct_render *out)
     case T_LLAMA3: h = "<|start_header_id|>assistant<|end_header_id|>\n\n"; break;
     case T_CHATML: h = "<|im_start|>assistant\n"; break;
     case T_ALPACA: h = st->after_assistant ? "\n\n" : ""; break;   /* "### Response:\n" ends the user turn */
-    case T_PLAIN: break;
+    default: break;                     /* plain */
     }
     st->after_assistant = false;
     return ct_push(out, h, strlen(h), false, false);
@@ -279,6 +325,7 @@ int ct_render_reply(const chat_template *t, const char *content, size_t len, ct_
 {
     sbuf b = {0};
     int rc;
+    if (t->model) return ds_fail(DS_EINTERNAL, "ct_render_reply: a model's template needs the prompt (ct_render_answer)");
     switch (t->kind) {
     case T_DEEPSEEK:
         sb_str(&b, " ");
@@ -306,10 +353,17 @@ int ct_render_reply(const chat_template *t, const char *content, size_t len, ct_
     return rc;
 }
 
+int ct_render_answer(const chat_template *t, const chat_msg *prompt, int np, const char *content, size_t len,
+                     ct_render *out)
+{
+    return t->model ? ctm_render_answer(t->model, prompt, np, content, len, out) : ct_render_reply(t, content, len, out);
+}
+
 int ct_render_chat(const chat_template *t, const chat_msg *m, int n, int context, ct_render *out)
 {
     turn_state st = {0};
     out->bos = t->bos;
+    if (t->model) return ctm_render_chat(t->model, m, n, context, out);
     for (int i = 0; i < n; i++) {
         int rc, first = out->n;
         if (m[i].role == CT_ASSISTANT) {
@@ -328,6 +382,7 @@ int ct_render_chat(const chat_template *t, const chat_msg *m, int n, int context
 
 int ct_render_prompt(const chat_template *t, const chat_msg *m, int n, ct_render *out)
 {
+    if (t->model) return ctm_render_prompt(t->model, m, n, out);
     int rc = ct_render_chat(t, m, n, n, out);
     if (rc) return rc;
     turn_state st = {n > 0, false, n > 0 && m[n - 1].role == CT_ASSISTANT};

@@ -38,8 +38,11 @@
     X(deepseek, T_DEEPSEEK, true) SEP X(llama3, T_LLAMA3, true) SEP X(chatml, T_CHATML, false) SEP \
     X(alpaca, T_ALPACA, false) SEP X(plain, T_PLAIN, false)
 #define CHAT_TEMPLATE_NAME_STR(name, kind, bos) #name
-/* "deepseek|llama3|chatml|alpaca|plain" (the recipe's data.chat_template choices) */
+/* "deepseek|llama3|chatml|alpaca|plain" */
 #define CHAT_TEMPLATE_NAMES CHAT_TEMPLATES(CHAT_TEMPLATE_NAME_STR, "|")
+/* The recipe's data.chat_template choices: "auto" (the model's own template,
+ * data/template/jinja.h) or a built-in. */
+#define CHAT_TEMPLATE_CHOICES "auto|" CHAT_TEMPLATE_NAMES
 
 typedef struct chat_template chat_template;
 
@@ -64,10 +67,30 @@ typedef struct {
     ct_piece *p;
     int n, cap;
     bool bos;              /* the template starts the sequence with BOS */
+    bool own_bos;          /* a model template's rendering: it writes BOS itself where the model has one, so
+                              none is added (apply_chat_template encodes without special tokens) */
 } ct_render;
 
 /* A template by name; an unknown name is DS_ECONFIG listing the names. */
 int chat_template_find(const char *name, const chat_template **out);
+/* chat_template_open() : like chat_template_find, and "auto": the model's
+ * own template (DIR/chat_template.jinja or DIR/tokenizer_config.json's
+ * "chat_template", rendered as transformers' apply_chat_template does), or
+ * the built-in "plain" when DIR has none (chat_template_about says so).
+ * Close it with chat_template_close. With a model's template, a
+ * conversation's prompt (the messages up to the last user turn, rendered
+ * with add_generation_prompt=true) is masked and the rest of its rendering
+ * trained; a template whose prompt rendering is not a prefix of the
+ * conversation's is refused (DS_EDATA naming it). @return DS_OK, DS_ECONFIG
+ * for an unknown name, DS_EDATA for a malformed template. */
+int chat_template_open(const char *name, const char *dir, const chat_template **out);
+void chat_template_close(const chat_template *t);
+/* What was taken: "built-in chatml", "the model's chat template
+ * (DIR/tokenizer_config.json)", "built-in plain (DIR has no chat template)". */
+const char *chat_template_about(const chat_template *t);
+/* A string that changes whenever the rendering may (the name, or the
+ * digest of a model's template and its special tokens): for the token cache. */
+const char *chat_template_key(const chat_template *t);
 const char *chat_template_name(const chat_template *t);
 /* Whether the model's template writes bos_token at the start (deepseek, llama3). */
 bool chat_template_wants_bos(const chat_template *t);
@@ -83,8 +106,13 @@ int ct_render_chat(const chat_template *t, const chat_msg *m, int n, int context
  * assistant header (the generation prompt). Appends to out. */
 int ct_render_prompt(const chat_template *t, const chat_msg *m, int n, ct_render *out);
 /* One assistant reply as it follows ct_render_prompt (trained pieces,
- * then any masked trailer). Appends to out. */
+ * then any masked trailer). Appends to out. Built-in templates only. */
 int ct_render_reply(const chat_template *t, const char *content, size_t len, ct_render *out);
+/* The reply that follows ct_render_prompt(t, prompt, np): ct_render_reply
+ * for a built-in; for a model's template, what its rendering of the
+ * conversation adds after the prompt (trained). */
+int ct_render_answer(const chat_template *t, const chat_msg *prompt, int np, const char *content, size_t len,
+                     ct_render *out);
 /* Raw text with no roles (multiple-choice questions): the prompt masked,
  * the continuation trained, then the template's end of a reply (EOS, or
  * <|eot_id|> / <|im_end|>). Appends to out. */

@@ -72,7 +72,7 @@ static int encode_text(encoder *e, const char *text, size_t len, uint8_t train, 
 static int encode_render(encoder *e, const ct_render *r, bool with_bos, bool all_trained, seq *out)
 {
     int rc = DS_OK;
-    if (with_bos && (r->bos || e->tok_bos) && e->bos >= 0) rc = seq_push(out, e->bos, 0);
+    if (with_bos && !r->own_bos && (r->bos || e->tok_bos) && e->bos >= 0) rc = seq_push(out, e->bos, 0);
     for (int i = 0; i < r->n && !rc;) {
         bool train = r->p[i].train;
         size_t len = 0;
@@ -310,21 +310,26 @@ int dataset_load(const data_source *src, int nsrc, example_kind kind, const toke
     if (opt->sequence_len < 2) return ds_fail(DS_ECONFIG, "sequence_len %d is too small", opt->sequence_len);
     if (nsrc <= 0) return ds_fail(DS_ECONFIG, "no datasets given");
     const chat_template *tmpl;
-    int rc = chat_template_find(opt->chat_template, &tmpl);
+    int rc = chat_template_open(opt->chat_template, opt->template_dir, &tmpl);
     if (rc) return rc;
-    for (int i = 0; i < nsrc; i++) {      /* recipe mistakes before any reading */
+    for (int i = 0; i < nsrc && !rc; i++) {      /* recipe mistakes before any reading */
         ds_type t;
         bool cloze;
-        if ((rc = ds_source_type(&src[i], kind, &t, &cloze))) return rc;
+        rc = ds_source_type(&src[i], kind, &t, &cloze);
     }
-    out->storage = ds_arena_new();
-    if (!out->storage) return ds_fail(DS_EINTERNAL, "out of memory");
+    out->storage = rc ? NULL : ds_arena_new();
+    if (!rc && !out->storage) rc = ds_fail(DS_EINTERNAL, "out of memory");
+    if (rc) {
+        chat_template_close(tmpl);
+        return rc;
+    }
     encoder e = {tok, tok_bos_id(tok), tok_eos_id(tok), tok_adds_bos(tok), opt->train_on_inputs, {0}, NULL, 0};
     builder b = {out, out->storage, 0, opt->sequence_len};
     long records = 0;
     for (int i = 0; i < nsrc && !rc; i++) rc = load_source(&b, &e, &src[i], kind, tmpl, opt, &records);
     tok_ids_free(&e.scratch);
     free(e.text);
+    chat_template_close(tmpl);
     if (!rc && out->n == 0) {
         if (records == 0)
             rc = out->skipped_lines

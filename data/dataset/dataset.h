@@ -48,10 +48,11 @@ typedef struct {
 
 /* How examples become tokens. */
 typedef struct {
-    const char *chat_template; /* one of CHAT_TEMPLATE_NAMES (chat_template.h) */
+    const char *chat_template; /* one of CHAT_TEMPLATE_CHOICES (chat_template.h): "auto" or a built-in */
     int sequence_len;          /* examples longer than this are truncated */
     bool train_on_inputs;      /* false: prompt tokens carry no target */
     bool skip_bad_lines;
+    const char *template_dir;  /* "auto": the folder whose chat template is taken (the tokenizer's) */
 } data_options;
 
 typedef enum { EX_SFT, EX_PREF, EX_MCQ } example_kind;

@@ -272,7 +272,7 @@ static int render_preference(const ds_render_ctx *c, const json_t *obj, int line
             ct_render reply = {0};
             for (int k = 0; k < 2 && !rc; k++) {
                 ct_render *dst = k == 0 ? &out->chosen : &out->rejected;
-                rc = ct_render_reply(c->tmpl, (k == 0 ? cm : rm)->content, (k == 0 ? cm : rm)->len, &reply);
+                rc = ct_render_answer(c->tmpl, pm, npm, (k == 0 ? cm : rm)->content, (k == 0 ? cm : rm)->len, &reply);
                 for (int i = 0; i < reply.n && !rc; i++)   /* the reply proper: its trained pieces */
                     if (reply.p[i].train) rc = ct_push(dst, reply.p[i].text, reply.p[i].len, true, reply.p[i].eos);
                 ct_render_free(&reply);

@@ -94,7 +94,11 @@ int dataset_cache_key(const data_source *src, int nsrc, example_kind kind, const
     ds_sha256_init(&h);
     hash_field(&h, "format", RENDER_VERSION);
     hash_int(&h, "kind", kind);
-    hash_field(&h, "chat_template", opt->chat_template && *opt->chat_template ? opt->chat_template : "plain");
+    const chat_template *ct;
+    int rc = chat_template_open(opt->chat_template, opt->template_dir, &ct);
+    if (rc) return rc;
+    hash_field(&h, "chat_template", chat_template_key(ct));
+    chat_template_close(ct);
     hash_int(&h, "sequence_len", opt->sequence_len);
     hash_int(&h, "train_on_inputs", opt->train_on_inputs);
     hash_int(&h, "skip_bad_lines", opt->skip_bad_lines);
@@ -104,7 +108,7 @@ int dataset_cache_key(const data_source *src, int nsrc, example_kind kind, const
         hash_field(&h, "mcq_format", src[i].mcq_format && *src[i].mcq_format ? src[i].mcq_format : "letters");
         hash_int(&h, "limit", src[i].limit > 0 ? src[i].limit : -1);
         if (!src[i].path) return ds_fail(DS_ECONFIG, "dataset %d has no path", i + 1);
-        int rc = hash_file(&h, "data", src[i].path);
+        rc = hash_file(&h, "data", src[i].path);
         if (rc) return rc;
     }
     hash_field(&h, "tokenizer", tok_digest(tok));

@@ -4,7 +4,7 @@
  *   ds-ft eval RECIPE [key=value ...] [--adapter DIR]
  *       the recipe's eval.datasets; the adapter defaults to OUTPUT_DIR/adapter
  *   ds-ft eval --model DIR [--adapter DIR] --data FILE[:type] [--mcq-format letters|cloze]
- *       [--chat-template NAME] [--seq N] [--limit N] [--4bit] [--device auto|cpu|cuda]
+ *       [--chat-template NAME|auto] [--seq N] [--limit N] [--4bit] [--device auto|cpu|cuda]
  * Prints one line per dataset and model, and a JSON document on stdout. */
 #include "commands.h"
 #include "finetune/run/run.h"
@@ -118,6 +118,7 @@ static int eval_files(int argc, char **argv)
     rc = be_kind_parse(arg_value(&a, "--device"), &j.device);
     j.load_in_4bit = arg_flag(&a, "--4bit");
     if ((v = arg_value(&a, "--chat-template"))) j.data.chat_template = v;
+    j.data.template_dir = j.tokenizer ? j.tokenizer : j.model;
     long seq = j.data.sequence_len;
     if (!rc) rc = arg_int(&a, "--seq", "eval", 8, 1 << 20, &seq);
     if (!rc) rc = arg_int(&a, "--limit", "eval", -1, LONG_MAX, &j.limit);

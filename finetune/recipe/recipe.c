@@ -63,8 +63,8 @@ static const opt_key ADAPTER_KEYS[] = {
 };
 
 static const opt_key DATA_KEYS[] = {
-    {"chat_template", OPT_CHOICE, R(data.chat_template), "plain", NO_RANGE, CHAT_TEMPLATE_NAMES, 0,
-     "how examples become text"},
+    {"chat_template", OPT_CHOICE, R(data.chat_template), "auto", NO_RANGE, CHAT_TEMPLATE_CHOICES, 0,
+     "how examples become text: auto = the model's own chat template (plain when it has none), or a built-in"},
     {"sequence_len", OPT_INT, R(data.sequence_len), "2048", 8, 1048576, NULL, 0,
      "longest example in tokens; longer ones are truncated"},
     {"sample_packing", OPT_BOOL, R(data.sample_packing), "false", NO_RANGE, NULL, 0,

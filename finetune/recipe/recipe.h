@@ -75,7 +75,7 @@ typedef struct {
     } adapter;
 
     struct {
-        char *chat_template;       /* CHAT_TEMPLATE_NAMES: deepseek | llama3 | chatml | alpaca | plain */
+        char *chat_template;       /* CHAT_TEMPLATE_CHOICES: auto | deepseek | llama3 | chatml | alpaca | plain */
         int64_t sequence_len;
         bool sample_packing;
         double val_set_size;       /* fraction (< 1) or count (>= 1) held out from training data */

@@ -35,7 +35,8 @@ int recipe_make_plan(recipe *r)
     p->accum = (int)r->train.gradient_accumulation_steps;
     p->packing = r->data.sample_packing && !p->paired;
     p->eval_rows = (int)r->eval.batch_size;
-    p->data = (data_options){.chat_template = r->data.chat_template, .sequence_len = p->seq_len,
+    p->data = (data_options){.chat_template = r->data.chat_template,
+                             .template_dir = r->tokenizer ? r->tokenizer : r->base_model, .sequence_len = p->seq_len,
                              .train_on_inputs = r->data.train_on_inputs, .skip_bad_lines = r->data.skip_bad_lines};
     return DS_OK;
 }

@@ -7,6 +7,7 @@
 #include "core/files.h"
 #include "core/status.h"
 #include "core/units.h"
+#include "data/dataset/chat_template.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -58,6 +59,11 @@ static int load_data(trainer *x)
 {
     const recipe *r = x->r;
     const data_options *opt = &r->plan.data;
+    const chat_template *ct;
+    int trc = chat_template_open(opt->chat_template, opt->template_dir, &ct);
+    if (trc) return trc;
+    tlog_say(&x->log, "chat template: %s", chat_template_about(ct));
+    chat_template_close(ct);
     char *cache_dir = ds_path_join(r->output_dir, "cache");
     int rc = ds_mkdirs(cache_dir);
     char *path = ds_path_join(cache_dir, "train.tokens");
