@@ -46,6 +46,7 @@ const char *ds_status_name(int code)
     case DS_EDATA: return "bad data";
     case DS_ENOINPUT: return "missing input";
     case DS_EINTERNAL: return "internal error";
+    case DS_EEXIST: return "output exists";
     case DS_EIO: return "I/O error";
     case DS_ECONFIG: return "bad recipe";
     case DS_EINTERRUPTED: return "interrupted";

@@ -20,6 +20,7 @@ enum {
     DS_EDATA = 65,       /* bad data (file:line) */
     DS_ENOINPUT = 66,    /* missing input file */
     DS_EINTERNAL = 70,   /* internal error (a bug) */
+    DS_EEXIST = 73,      /* the output exists (pass --force to replace it) */
     DS_EIO = 74,         /* I/O error */
     DS_ECONFIG = 78,     /* bad recipe or config (file:line:key) */
     DS_EINTERRUPTED = 130,
