@@ -441,3 +441,18 @@ bool tok_is_special(const tokenizer *t, int id)
 {
     return id >= 0 && id < t->vocab_size && t->added_by_id[id] >= 0 && t->added[t->added_by_id[id]].special;
 }
+
+bool tok_is_added(const tokenizer *t, int id) { return id >= 0 && id < t->vocab_size && t->added_by_id[id] >= 0; }
+
+bool tok_adds_eos(const tokenizer *t) { return t->nsuffix > 0 && t->eos_id >= 0 && t->suffix_ids[t->nsuffix - 1] == t->eos_id; }
+
+int tok_merge_count(const tokenizer *t) { return (int)t->bpe.nmerge; }
+
+bool tok_merge_at(const tokenizer *t, int rank, const char **left, const char **right)
+{
+    size_t nl, nr;
+    if (rank < 0 || (size_t)rank >= t->bpe.nmerge) return false;
+    *left = tk_bpe_token(&t->bpe, t->bpe.merge_list[rank][0], &nl);
+    *right = tk_bpe_token(&t->bpe, t->bpe.merge_list[rank][1], &nr);
+    return *left && *right;
+}

@@ -75,5 +75,14 @@ int tok_token_id(const tokenizer *t, const char *token);
 /* The token string of an id (byte-level form, e.g. "Ġthe"), or NULL. */
 const char *tok_token_str(const tokenizer *t, int id);
 bool tok_is_special(const tokenizer *t, int id);
+/* tok_is_added(t, id) : id is an added token (special or not). */
+bool tok_is_added(const tokenizer *t, int id);
+/* tok_adds_eos(t) : add_special puts EOS last. */
+bool tok_adds_eos(const tokenizer *t);
+/* tok_merge_count(t) : the number of BPE merges; tok_merge_at(t, rank, &l, &r)
+ * : merge `rank`'s two parts as vocabulary strings ("Ġ", "t"), @return false
+ * for a rank out of range. (For writers of other formats: GGUF.) */
+int tok_merge_count(const tokenizer *t);
+bool tok_merge_at(const tokenizer *t, int rank, const char **left, const char **right);
 
 #endif

@@ -304,6 +304,7 @@ void tk_bpe_free(tk_bpe *m)
 {
     tk_strmap_free(&m->vocab);
     tk_pairmap_free(&m->merges);
+    free(m->merge_list);
     free(m->r_ent);
     free(m->prefix);
     free(m->suffix);

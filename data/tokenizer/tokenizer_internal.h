@@ -205,6 +205,8 @@ typedef struct {
     uint32_t *r_ent;         /* id -> vocab entry index; UINT32_MAX = no such id */
     int32_t nr;              /* largest vocab id + 1 */
     tk_pairmap merges;
+    int32_t (*merge_list)[2];   /* the merges' (left id, right id) in rank order, for exporters */
+    size_t nmerge;
     int32_t unk_id;          /* -1: none */
     bool fuse_unk, byte_fallback, ignore_merges;
     char *prefix, *suffix;   /* continuing_subword_prefix, end_of_word_suffix (NULL: none) */

@@ -82,6 +82,8 @@ static int add_merge(tokenizer *t, tk_buf *tmp, size_t i, uint32_t rank, const c
         return ds_fail(DS_EDATA, "%s: model.merges[%zu]: the merged token '%.*s' is not in the vocabulary", t->what,
                        i, (int)tmp->n, tmp->p);
     tk_pairmap_put(&m->merges, ia, ib, rank, im);
+    m->merge_list[m->nmerge][0] = ia;   /* rank == nmerge: a rank is given to each merge in turn */
+    m->merge_list[m->nmerge++][1] = ib;
     return DS_OK;
 }
 
@@ -89,6 +91,8 @@ static int load_merges(tokenizer *t, json_t *merges)
 {
     if (!json_is_array(merges)) return ds_fail(DS_EDATA, "%s: model: \"merges\" is missing or not a list", t->what);
     tk_pairmap_init(&t->bpe.merges, json_array_size(merges));
+    t->bpe.merge_list = malloc(sizeof *t->bpe.merge_list * (json_array_size(merges) + 1));
+    if (!t->bpe.merge_list) return ds_fail(DS_EINTERNAL, "%s: out of memory for the merges", t->what);
     uint32_t rank = 0;
     tk_buf tmp = {0};
     int rc = DS_OK;

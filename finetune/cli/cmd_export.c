@@ -1,4 +1,5 @@
-/* finetune/cli/cmd_export.c - `ds-ft export` and `ds-ft import`. */
+/* finetune/cli/cmd_export.c - `ds-ft export` (an adapter bundle; --format gguf|gguf-lora: cmd_export_gguf.c)
+ * and `ds-ft import`. */
 #include "commands.h"
 
 #include "adapters/bundle.h"
@@ -6,14 +7,18 @@
 #include "core/status.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 int cmd_export(int argc, char **argv)
 {
+    for (int i = 0; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--format") && strcmp(argv[i + 1], "bundle")) return cmd_export_gguf(argc, argv, argv[i + 1]);
     ds_args a;
     args_init(&a, argc, argv);
     const char *dir, *out;
     int rc = arg_require(&a, "--adapter", "export", &dir);
     if (!rc) rc = arg_require(&a, "--out", "export", &out);
+    arg_value(&a, "--format");   /* --format bundle: this one */
     if (!rc) rc = arg_check_all(&a, "export");
     if (!rc && !ds_is_dir(dir)) rc = ds_fail(DS_ENOINPUT, "%s: no such adapter folder", dir);
     if (!rc) rc = bundle_export(dir, out);

@@ -101,7 +101,7 @@ int cmd_inspect(int argc, char **argv)
     if (argc != 1) return ds_fail(DS_EUSAGE, "inspect: expected one PATH (usage: ds-ft inspect PATH)");
     const char *path = argv[0];
     if (!ds_exists(path)) return ds_fail(DS_ENOINPUT, "%s: no such file or folder", path);
-    if (!ds_is_dir(path)) return inspect_file(path);
+    if (!ds_is_dir(path)) return is_gguf_file(path) ? inspect_gguf(path) : inspect_file(path);
     char *probe = ds_path_join(path, "config.json");
     bool model = ds_exists(probe);
     free(probe);

@@ -12,7 +12,10 @@ const ds_command DS_COMMANDS[] = {
      "domain accuracy, loss and perplexity"},
     {"merge", cmd_merge, "--model DIR --adapter DIR --out DIR [--source dequantized|original]",
      "merge an adapter into the base weights (Hugging Face model folder)"},
-    {"export", cmd_export, "--adapter DIR --out FILE", "pack an adapter into one compressed, checksummed file"},
+    {"export", cmd_export,
+     "--adapter DIR --out FILE | --format gguf --model DIR [--adapter DIR] --out FILE.gguf [--type TYPE] | "
+     "--format gguf-lora --adapter DIR --model DIR --out FILE.gguf",
+     "pack an adapter into one compressed, checksummed file, or write GGUF for llama.cpp / Ollama"},
     {"import", cmd_import, "--in FILE --out DIR", "unpack and verify an exported adapter"},
     {"quantize", cmd_quantize, "--model DIR --out DIR", "write a bitsandbytes-format 4-bit checkpoint"},
     {"generate", cmd_generate, "--model DIR [--adapter DIR] --prompt TEXT", "generate text"},

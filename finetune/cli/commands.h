@@ -4,6 +4,8 @@
 #ifndef DS_FINETUNE_COMMANDS_H
 #define DS_FINETUNE_COMMANDS_H
 
+#include <stdbool.h>
+
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -23,6 +25,11 @@ int cmd_inspect(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* `ds-ft export --format gguf|gguf-lora ...` (cmd_export_gguf.c) and
+ * `ds-ft inspect FILE.gguf` (cmd_inspect_gguf.c). */
+int cmd_export_gguf(int argc, char **argv, const char *format);
+bool is_gguf_file(const char *path);
+int inspect_gguf(const char *path);
 
 /* The table main() dispatches on (commands.c). */
 extern const ds_command DS_COMMANDS[];
