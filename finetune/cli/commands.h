@@ -23,6 +23,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* The table main() dispatches on (commands.c). */
 extern const ds_command DS_COMMANDS[];

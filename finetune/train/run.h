@@ -7,6 +7,7 @@
 #include "finetune/engine/engine.h"
 #include "finetune/run/eval.h"
 #include "finetune/recipe/recipe.h"
+#include "finetune/report/report.h"
 #include "schedule.h"
 #include "train_log.h"
 
@@ -53,6 +54,7 @@ typedef struct {
     double *norms;              /* each loss's normaliser over the current step */
     int nlosses;
     double t_start;
+    report_info *info;          /* run_info.json and report.html (finetune/report/report.h) */
 } run;
 
 /* Load everything the recipe names (run_setup.c). */

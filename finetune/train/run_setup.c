@@ -145,6 +145,17 @@ static int setup_schedule(run *x)
     return rc;
 }
 
+/* run_info.json: what the run computes on and from (finetune/report/report.h). */
+static int record_inputs(run *x)
+{
+    const recipe *r = x->r;
+    report_info_device(x->info, be_name(x->be), be_device_name(x->be));
+    int rc = report_info_model(x->info, r->base_model, r->tokenizer ? r->tokenizer : r->base_model);
+    for (int i = 0; !rc && i < r->data.n_datasets; i++) rc = report_info_data(x->info, "train", r->data.datasets[i].path);
+    for (int i = 0; !rc && i < r->eval.n_datasets; i++) rc = report_info_data(x->info, "eval", r->eval.datasets[i].path);
+    return rc;
+}
+
 static int resume_from_checkpoint(run *x)
 {
     char *path;
@@ -189,6 +200,7 @@ int run_setup(run *x, const recipe *r, bool resume)
     char *resolved = ds_path_join(r->output_dir, "recipe.resolved.yaml");
     rc = recipe_write(r, resolved);
     free(resolved);
+    if (!rc) rc = report_info_open(r->output_dir, resume, &x->info);
     if (!rc) rc = be_open_named(r->device, &x->be);
     if (!rc) tlog_say(&x->log, "device: %s (%s)", be_name(x->be), be_device_name(x->be));
     if (!rc) rc = tok_load(r->tokenizer ? r->tokenizer : r->base_model, &x->tok);
@@ -204,7 +216,9 @@ int run_setup(run *x, const recipe *r, bool resume)
         x->paired = (r->loss.main.module->needs & LOSS_PAIRED) != 0;
         x->needs_ref = (r->loss.main.module->needs & LOSS_NEEDS_REF) != 0;
         x->micro_rows = (int)r->train.micro_batch_size * (x->paired ? 2 : 1);
+        report_info_phase(x->info, "load");
         rc = load_data(x);
+        report_info_phase(x->info, "tokenize");
     }
     if (!rc) rc = setup_adapter(x);
     if (!rc) {
@@ -237,6 +251,10 @@ int run_setup(run *x, const recipe *r, bool resume)
     for (int i = 0; !rc && i < r->loss.n_penalties; i++) rc = prepare_loss(x, &r->loss.penalties[i], "loss.penalties");
     if (!rc) rc = setup_schedule(x);
     if (!rc && resume) rc = resume_from_checkpoint(x);
+    if (!rc && r->train.tensorboard) rc = report_tb_open(r->output_dir, resume ? x->st.step + 1 : 0, &x->log.tb);
+    report_info_phase(x->info, "load");
+    if (!rc) rc = record_inputs(x);
+    report_info_phase(x->info, "fingerprints");
     return rc;
 }
 
@@ -268,4 +286,5 @@ void run_free(run *x)
     tok_free(x->tok);
     be_close(x->be);
     tlog_close(&x->log);
+    report_info_free(x->info);
 }

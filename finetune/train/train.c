@@ -97,6 +97,7 @@ int run_precompute_ref(run *x)
     }
     epoch_plan_free(&plan);
     if (!rc) tlog_say(&x->log, "dpo: reference log-probs precomputed for %d pairs", x->train.n);
+    report_info_phase(x->info, "reference log-probs");
     return rc;
 }
 
@@ -224,8 +225,24 @@ static void report_step(run *x, const step_result *s, const log_window *w, doubl
              tlog_duration(eta, e2, sizeof e2));
 }
 
+/* run_info.json and report.html (finetune/report/report.h): by-products, so a failure
+ * to write them is said in the log and changes neither the run's outcome nor
+ * its message. */
+static void write_report(run *x, int rc, bool final)
+{
+    const char *state = !final ? "running" : rc == DS_OK ? "finished" : rc == DS_EINTERRUPTED ? "interrupted" : "failed";
+    char *msg = rc ? strdup(ds_errmsg()) : NULL;
+    /* the base model's scores as soon as they exist (and no earlier run's eval files) */
+    int wrc = !final && x->n_evals && x->evals[0].has_before ? run_write_eval_files(x) : DS_OK;
+    if (wrc || report_update(x->info, state)) tlog_say(&x->log, "report: not written: %s", ds_errmsg());
+    else if (final) tlog_say(&x->log, "report: %s/report.html", x->r->output_dir);
+    if (msg) ds_fail(rc, "%s", msg);
+    free(msg);
+}
+
 static int save_checkpoint(run *x)
 {
+    report_info_phase(x->info, "train");
     size_t P = x->adapter->nparams;
     float *m = malloc(sizeof(float) * P), *v = malloc(sizeof(float) * P);
     int rc = engine_get_params(x->eng, x->adapter->data);
@@ -234,6 +251,8 @@ static int save_checkpoint(run *x)
     x->t_start = ds_now();
     if (!rc) rc = checkpoint_save(x->r->output_dir, &x->st, x->adapter, m, v, (int)x->r->save.keep_last);
     if (!rc) tlog_say(&x->log, "checkpoint: %s/checkpoints/step-%lld", x->r->output_dir, (long long)x->st.step);
+    if (!rc) write_report(x, rc, false);
+    report_info_phase(x->info, "checkpoints and reports");
     free(m);
     free(v);
     return rc;
@@ -249,6 +268,7 @@ static int finish(run *x)
     if (!rc) rc = lora_save_peft(x->adapter, dir);
     if (!rc) tlog_say(&x->log, "adapter: %s (PEFT format)", dir);
     free(dir);
+    report_info_phase(x->info, "save adapter");
     if (!rc) rc = run_evaluate(x, true, x->st.step);
     if (!rc) rc = run_write_eval_files(x);
     if (!rc) run_print_summary(x);
@@ -259,6 +279,7 @@ static int finish(run *x)
         if (!rc) rc = merge_write(x->model, x->adapter, src, mdir);
         if (!rc) tlog_say(&x->log, "merged: %s (%s weights + adapter, bf16)", mdir, r->save.merge_source);
         free(mdir);
+        report_info_phase(x->info, "merge");
     }
     return rc;
 }
@@ -273,6 +294,7 @@ int train_run(const recipe *r, bool resume)
     sigaction(SIGTERM, &sa, &old_term);
 
     int rc = run_setup(&x, r, resume);
+    bool set_up = rc == DS_OK;
     if (!rc && x.needs_ref && r->loss.main.module->precompute_ref && r->loss.main.module->precompute_ref(r->loss.main.cfg))
         rc = run_precompute_ref(&x);
     if (!rc && r->eval.before_training && !resume && x.n_evals) rc = run_evaluate(&x, false, 0);
@@ -319,7 +341,9 @@ int train_run(const recipe *r, bool resume)
                          (long long)x.st.step);
         }
     }
+    report_info_phase(x.info, "train");
     if (!rc) rc = finish(&x);
+    if (set_up) write_report(&x, rc, true);
     run_free(&x);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
