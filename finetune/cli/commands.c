@@ -24,6 +24,8 @@ const ds_command DS_COMMANDS[] = {
     {"inspect", cmd_inspect, "PATH", "describe a model folder, adapter, checkpoint or safetensors file"},
     {"dump", cmd_dump, "--model DIR [--adapter DIR] --input FILE --out FILE",
      "run the engine on a reference input and write its tensors"},
+    {"report", cmd_report, "RUN_DIR [RUN_DIR...] [--out FILE] [--force]",
+     "the HTML report of a run (RUN_DIR/report.html), or several runs compared (--out, default ./report.html)"},
     {"validate", cmd_validate, "RECIPE [key=value ...]", "check a recipe and print it resolved"},
     {"bench", cmd_bench, "train [--shape NAME] [--seq N] [--batch N] ... | tokenize --tokenizer DIR", "benchmarks: training steps (tokens/s, memory), tokenizer (MB/s)"},
     {NULL, NULL, NULL, NULL},

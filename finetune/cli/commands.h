@@ -30,6 +30,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_export_gguf(int argc, char **argv, const char *format);
 bool is_gguf_file(const char *path);
 int inspect_gguf(const char *path);
+int cmd_report(int argc, char **argv);
 
 /* The table main() dispatches on (commands.c). */
 extern const ds_command DS_COMMANDS[];

@@ -105,6 +105,8 @@ static const opt_key TRAIN_KEYS[] = {
      "write a metrics row every N optimizer steps"},
     {"divergence_factor", OPT_FLOAT, R(train.divergence_factor), "10.0", 0, 1e9, NULL, 0,
      "stop when the loss exceeds factor x its best moving average; 0 = off, else > 1"},
+    {"tensorboard", OPT_BOOL, R(train.tensorboard), "false", NO_RANGE, NULL, 0,
+     "also write the metrics rows to OUTPUT_DIR/tensorboard/ as a TensorBoard event file"},
     OPT_END,
 };
 

@@ -107,6 +107,7 @@ typedef struct {
         bool gradient_checkpointing;
         int64_t logging_steps;
         double divergence_factor;  /* stop when loss > factor * best-so-far moving loss; 0 = off */
+        bool tensorboard;          /* also write the metrics as a TensorBoard event file */
     } train;
 
     struct {

@@ -96,6 +96,7 @@ int trainer_precompute_ref(trainer *x)
     }
     epoch_plan_free(&plan);
     if (!rc) tlog_say(&x->log, "dpo: reference log-probs precomputed for %d pairs", x->train.n);
+    report_info_phase(x->info, "reference log-probs");
     return rc;
 }
 
@@ -234,8 +235,24 @@ static void report_step(trainer *x, const step_result *s, const log_window *w, d
              ds_duration_str(eta, e2, sizeof e2));
 }
 
+/* run_info.json and report.html (finetune/report/report.h): by-products, so a failure
+ * to write them is said in the log and changes neither the run's outcome nor
+ * its message. */
+static void write_report(trainer *x, int rc, bool final)
+{
+    const char *state = !final ? "running" : rc == DS_OK ? "finished" : rc == DS_EINTERRUPTED ? "interrupted" : "failed";
+    char *msg = rc ? strdup(ds_errmsg()) : NULL;
+    /* the base model's scores as soon as they exist (and no earlier run's eval files) */
+    int wrc = !final && x->n_evals && x->evals[0].has_before ? trainer_write_eval_files(x) : DS_OK;
+    if (wrc || report_update(x->info, state)) tlog_say(&x->log, "report: not written: %s", ds_errmsg());
+    else if (final) tlog_say(&x->log, "report: %s/report.html", x->r->output_dir);
+    if (msg) ds_fail(rc, "%s", msg);
+    free(msg);
+}
+
 static int save_checkpoint(trainer *x)
 {
+    report_info_phase(x->info, "train");
     size_t P = x->ctx.adapter->nparams;
     float *m = malloc(sizeof(float) * P), *v = malloc(sizeof(float) * P);
     int rc = engine_get_params(x->ctx.eng, x->ctx.adapter->data);
@@ -244,6 +261,8 @@ static int save_checkpoint(trainer *x)
     x->t_start = ds_now();
     if (!rc) rc = checkpoint_save(x->r->output_dir, &x->st, x->ctx.adapter, m, v, (int)x->r->save.keep_last);
     if (!rc) tlog_say(&x->log, "checkpoint: %s/checkpoints/step-%lld", x->r->output_dir, (long long)x->st.step);
+    if (!rc) write_report(x, rc, false);
+    report_info_phase(x->info, "checkpoints and reports");
     free(m);
     free(v);
     return rc;
@@ -259,6 +278,7 @@ static int finish(trainer *x)
     if (!rc) rc = lora_save_peft(x->ctx.adapter, dir);
     if (!rc) tlog_say(&x->log, "adapter: %s (PEFT format)", dir);
     free(dir);
+    report_info_phase(x->info, "save adapter");
     if (!rc) rc = trainer_evaluate(x, true, x->st.step);
     if (!rc) rc = trainer_write_eval_files(x);
     if (!rc) trainer_print_summary(x);
@@ -267,6 +287,7 @@ static int finish(trainer *x)
         rc = merge_write(x->ctx.model, x->ctx.adapter, r->plan.merge_source, mdir);
         if (!rc) tlog_say(&x->log, "merged: %s (%s weights + adapter, bf16)", mdir, merge_source_name(r->plan.merge_source));
         free(mdir);
+        report_info_phase(x->info, "merge");
     }
     return rc;
 }
@@ -281,6 +302,7 @@ int train_run(const recipe *r, bool resume)
     sigaction(SIGTERM, &sa, &old_term);
 
     int rc = trainer_setup(&x, r, resume);
+    bool set_up = rc == DS_OK;
     if (!rc && x.r->plan.needs_ref && r->loss.main.module->precompute_ref && r->loss.main.module->precompute_ref(r->loss.main.cfg))
         rc = trainer_precompute_ref(&x);
     if (!rc && r->eval.before_training && !resume && x.n_evals) rc = trainer_evaluate(&x, false, 0);
@@ -327,7 +349,9 @@ int train_run(const recipe *r, bool resume)
                          (long long)x.st.step);
         }
     }
+    report_info_phase(x.info, "train");
     if (!rc) rc = finish(&x);
+    if (set_up) write_report(&x, rc, true);
     trainer_free(&x);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);

@@ -58,6 +58,7 @@ void tlog_close(train_log *t)
     if (t->live) fputc('\n', stderr);
     if (t->metrics) fclose(t->metrics);
     if (t->log) fclose(t->log);
+    report_tb_close(t->tb);
     memset(t, 0, sizeof *t);
 }
 
@@ -104,5 +105,10 @@ void tlog_row(train_log *t, json_t *row)
         fflush(t->metrics);
     }
     free(s);
+    if (t->tb && report_tb_row(t->tb, row)) {
+        tlog_say(t, "tensorboard: %s (no more events written)", ds_errmsg());
+        report_tb_close(t->tb);
+        t->tb = NULL;
+    }
     json_decref(row);
 }

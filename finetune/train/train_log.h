@@ -4,6 +4,8 @@
 #ifndef DS_FINETUNE_TRAIN_LOG_H
 #define DS_FINETUNE_TRAIN_LOG_H
 
+#include "finetune/report/report.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@ typedef struct {
     FILE *log;
     bool tty;          /* stderr is a terminal */
     bool live;         /* a live line is on screen */
+    report_tb *tb;     /* TensorBoard events of the same rows (train.tensorboard), or NULL */
 } train_log;
 
 int tlog_open(train_log *t, const char *output_dir, bool append);

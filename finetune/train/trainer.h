@@ -8,6 +8,7 @@
 #include "finetune/engine/engine.h"
 #include "finetune/run/run.h"
 #include "finetune/recipe/recipe.h"
+#include "finetune/report/report.h"
 #include "schedule.h"
 #include "train_log.h"
 
@@ -47,6 +48,7 @@ typedef struct {
     double *norms;              /* each loss's normaliser over the current step */
     int nlosses;
     double t_start;
+    report_info *info;          /* run_info.json and report.html (finetune/report/report.h) */
 } trainer;
 
 /* Load everything the recipe names (trainer_setup.c). */

@@ -50,11 +50,13 @@ int trainer_evaluate(trainer *x, bool after, int64_t step)
         if (after) s->has_after = true;
         else s->has_before = true;
     }
+    report_info_phase(x->info, after ? "eval after" : "eval before");
     return DS_OK;
 }
 
 int trainer_evaluate_midway(trainer *x, int64_t step)
 {
+    report_info_phase(x->info, "train");
     for (int i = 0; i < x->n_evals; i++) {
         eval_result res;
         int rc = evaluate_set(x, &x->evals[i], true, &res);
@@ -62,6 +64,7 @@ int trainer_evaluate_midway(trainer *x, int64_t step)
         eval_result_free(&res);
         if (rc) return rc;
     }
+    report_info_phase(x->info, "eval during training");
     return DS_OK;
 }
 
@@ -74,7 +77,7 @@ static json_t *scores(const trainer_eval_set *s, const eval_result *r, const cha
                      "tokens", (json_int_t)r->tokens, "n", (json_int_t)r->n);
 }
 
-static json_t *samples(const trainer_eval_set *s)
+static json_t *samples(const tokenizer *tok, const trainer_eval_set *s)
 {
     json_t *arr = json_array();
     const eval_result *b = s->has_before ? &s->before : NULL, *a = s->has_after ? &s->after : NULL;
@@ -82,6 +85,14 @@ static json_t *samples(const trainer_eval_set *s)
     for (long i = 0; i < n; i++) {
         const mcq_example *x = &s->data.mcq[i];
         json_t *o = json_pack("{s:I, s:i}", "index", (json_int_t)i, "answer", x->answer);
+        /* the prompt as the model saw it (decoded, special tokens left out) and the choices, for the report */
+        char *prompt = NULL;
+        if (tok_decode(tok, x->prompt, (size_t)x->n_prompt, true, &prompt) == DS_OK)
+            json_object_set_new(o, "prompt", json_string(prompt));
+        free(prompt);
+        json_t *choices = json_array();
+        for (int k = 0; k < x->nchoices; k++) json_array_append_new(choices, json_string(x->choice_text[k]));
+        json_object_set_new(o, "choices", choices);
         const eval_result *which[2] = {b, a};
         const char *tag[2] = {"before", "after"};
         for (int w = 0; w < 2; w++) {
@@ -113,7 +124,7 @@ int trainer_write_eval_files(trainer *x)
         if (s->src && s->src->mcq_format && is_mcq(s)) json_object_set_new(o, "mcq_format", json_string(s->src->mcq_format));
         if (s->has_before) json_object_set_new(o, "before", scores(s, &s->before, "base"));
         if (s->has_after) json_object_set_new(o, "after", scores(s, &s->after, "adapter"));
-        if (is_mcq(s)) json_object_set_new(o, "samples", samples(s));
+        if (is_mcq(s)) json_object_set_new(o, "samples", samples(x->ctx.tok, s));
         char *text = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
         json_decref(o);
         char *name = ds_strdupf("%s/%s.json", dir, s->name);

@@ -140,6 +140,17 @@ static int setup_schedule(trainer *x)
     return rc;
 }
 
+/* run_info.json: what the run computes on and from (finetune/report/report.h). */
+static int record_inputs(trainer *x)
+{
+    const recipe *r = x->r;
+    report_info_device(x->info, be_name(x->ctx.be), be_device_name(x->ctx.be));
+    int rc = report_info_model(x->info, r->base_model, r->tokenizer ? r->tokenizer : r->base_model);
+    for (int i = 0; !rc && i < r->data.n_datasets; i++) rc = report_info_data(x->info, "train", r->data.datasets[i].path);
+    for (int i = 0; !rc && i < r->eval.n_datasets; i++) rc = report_info_data(x->info, "eval", r->eval.datasets[i].path);
+    return rc;
+}
+
 static int resume_from_checkpoint(trainer *x)
 {
     char *path;
@@ -185,6 +196,7 @@ int trainer_setup(trainer *x, const recipe *r, bool resume)
     rc = recipe_write(r, resolved);
     free(resolved);
     lora_config lc;
+    if (!rc) rc = report_info_open(r->output_dir, resume, &x->info);
     ds_run_opts ro = {.device = r->plan.device, .model_dir = r->base_model, .tokenizer_dir = r->tokenizer,
                       .load_in_4bit = r->quant.load_in_4bit, .double_quant = r->quant.double_quant};
     if (!rc) rc = adapter_options(r, &lc, &ro);
@@ -202,7 +214,9 @@ int trainer_setup(trainer *x, const recipe *r, bool resume)
     if (r->save.merge && r->plan.merge_source == MERGE_ORIGINAL && m->prequantized)
         rc = ds_fail(DS_ECONFIG, "%s: save.merge_source: original, but %s is a 4-bit checkpoint with no original "
                                  "16-bit weights (use dequantized)", r->file, r->base_model);
+    report_info_phase(x->info, "load");
     if (!rc) rc = load_data(x);
+    report_info_phase(x->info, "tokenize");
     if (!rc) {
         engine_opts eo = {.max_B = r->plan.rows, .max_T = r->plan.seq_len,
                           .checkpointing = r->train.gradient_checkpointing, .training = true, .seed = (uint64_t)r->seed};
@@ -232,6 +246,10 @@ int trainer_setup(trainer *x, const recipe *r, bool resume)
     for (int i = 0; !rc && i < r->loss.n_penalties; i++) rc = prepare_loss(x, &r->loss.penalties[i], "loss.penalties");
     if (!rc) rc = setup_schedule(x);
     if (!rc && resume) rc = resume_from_checkpoint(x);
+    if (!rc && r->train.tensorboard) rc = report_tb_open(r->output_dir, resume ? x->st.step + 1 : 0, &x->log.tb);
+    report_info_phase(x->info, "load");
+    if (!rc) rc = record_inputs(x);
+    report_info_phase(x->info, "fingerprints");
     return rc;
 }
 
@@ -259,4 +277,5 @@ void trainer_free(trainer *x)
     dataset_free(&x->all);
     ds_run_close(&x->ctx);
     tlog_close(&x->log);
+    report_info_free(x->info);
 }
