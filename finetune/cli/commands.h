@@ -4,6 +4,8 @@
 #ifndef DS_FINETUNE_COMMANDS_H
 #define DS_FINETUNE_COMMANDS_H
 
+#include <stdio.h>
+
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -23,10 +25,15 @@ int cmd_inspect(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_clean(int argc, char **argv);
+void cmd_clean_help(FILE *f);
 
 /* The table main() dispatches on (commands.c). */
 extern const ds_command DS_COMMANDS[];
 const ds_command *ds_find_command(const char *name);
+/* What `ds-ft CMD --help` prints after the usage line: the options and
+ * defaults of the commands that have more than the usage says. */
+void ds_command_help(const ds_command *c, FILE *f);
 
 /* Argument helpers for the commands: `--key value` pairs.
  * arg_value returns the value after `--key` (NULL if absent) and marks both

@@ -22,7 +22,7 @@ static void print_help(FILE *f)
         fprintf(f, "       ds-ft %-9s %s\n%24s%s\n", c->name, c->usage, "", c->summary);
     fprintf(f, "       ds-ft --help | --version | CMD --help\n\n");
     fprintf(f, "Exit codes: 0 ok, 1 training failed, 64 usage, 65 bad data, 66 missing input,\n"
-               "70 internal error, 74 I/O error, 78 bad recipe, 130 interrupted.\n\n");
+               "70 internal error, 73 output exists, 74 I/O error, 78 bad recipe, 130 interrupted.\n\n");
     fprintf(f, "Recipe keys (section.key: default - help):\n");
     recipe_print_keys(f);
 }
@@ -56,6 +56,7 @@ int main(int argc, char **argv)
         name = cmd->name;
         if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
             printf("usage: ds-ft %s %s\n%s\n", cmd->name, cmd->usage, cmd->summary);
+            ds_command_help(cmd, stdout);
             return DS_OK;
         }
         rc = cmd->run(argc - 2, argv + 2);
