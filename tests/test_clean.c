@@ -1,9 +1,9 @@
 /* Data cleaning (data/clean): near-duplicate tables against a brute-force
  * search, planted exact and near duplicates at known Hamming distances and
- * edit counts, no false positives on distinct texts, contamination (PII is
- * test_clean_pii.c's),
- * each dataset type's text, the repetition and length rules, the config
- * reader's errors (file:line: key), and the quality cut with a fake scorer. */
+ * edit counts, no false positives on distinct texts, contamination, the
+ * repetition and length rules, the config reader's errors (file:line: key),
+ * and the quality cut with a fake scorer. (PII: test_clean_pii.c; each
+ * dataset type's text: test_clean_text.c.) */
 #include "testutil.h"
 
 #include "core/files.h"
@@ -231,54 +231,6 @@ Test(exact, normalised_text_hash)
     clean_words_free(&w);
 }
 
-/* ---- record text per dataset type ---- */
-
-static void text_case(const char *type, const char *json, const char *counted, const char *all)
-{
-    json_t *o = json_loads(json, 0, NULL);
-    cr_assert(o, "%s", json);
-    clean_text t = {0};
-    cr_assert_eq(clean_text_of(type, false, o, "x.jsonl", 3, &t), DS_OK, "%s: %s", type, ds_errmsg());
-    cr_expect_str_eq(t.counted, counted, "%s: the text that counts", type);
-    cr_expect_str_eq(t.all, all, "%s: every field", type);
-    cr_assert_eq(clean_text_of(type, true, o, "x.jsonl", 3, &t), DS_OK);
-    cr_expect_str_eq(t.counted, all, "%s: text: all", type);
-    cr_expect_str_eq(clean_guess_type(o), type, "the type told from the fields");
-    clean_text_free(&t);
-    json_decref(o);
-}
-
-Test(text, each_dataset_type)
-{
-    text_case("alpaca", "{\"instruction\": \"Name it.\", \"input\": \"a drug\", \"output\": \"Aspirin.\"}", "Aspirin.",
-              "Name it.\n\na drug\nAspirin.");
-    text_case("prompt_completion", "{\"prompt\": \"Q?\", \"completion\": \"A.\"}", "A.", "Q?\nA.");
-    text_case("text", "{\"text\": \"Whole text.\"}", "Whole text.", "Whole text.");
-    text_case("messages",
-              "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"U1\"},"
-              "{\"role\": \"assistant\", \"content\": \"A1\"}, {\"role\": \"user\", \"content\": \"U2\"},"
-              "{\"role\": \"assistant\", \"content\": \"A2\"}]}",
-              "A1\nA2", "S\nU1\nA1\nU2\nA2");
-    text_case("preference", "{\"prompt\": \"P\", \"chosen\": \"Good.\", \"rejected\": \"Bad.\"}", "Good.\nBad.",
-              "P\nGood.\nBad.");
-    text_case("mcq", "{\"question\": \"Which?\", \"choices\": [\"x\", \"y\"], \"answer\": 1}", "Which?\nx\ny",
-              "Which?\nx\ny");
-    text_case("mcq", "{\"question\": \"Q\", \"opa\": \"a\", \"opb\": \"b\", \"opc\": \"c\", \"opd\": \"d\", \"cop\": 2}",
-              "Q\na\nb\nc\nd", "Q\na\nb\nc\nd");
-    text_case("mcq", "{\"question\": \"Q\", \"options\": {\"A\": \"a\", \"B\": \"b\"}, \"answer_idx\": \"B\"}", "Q\na\nb",
-              "Q\na\nb");
-}
-
-Test(text, a_bad_record_names_file_line_and_field)
-{
-    json_t *o = json_loads("{\"instruction\": \"x\"}", 0, NULL);
-    clean_text t = {0};
-    cr_expect_eq(clean_text_of("alpaca", false, o, "x.jsonl", 7, &t), DS_EDATA);
-    cr_expect(strstr(ds_errmsg(), "x.jsonl:7") && strstr(ds_errmsg(), "output"), "%s", ds_errmsg());
-    clean_text_free(&t);
-    json_decref(o);
-}
-
 /* ---- filters ---- */
 
 /* The repetition of a whole text, and the rule it breaks under cfg (or NULL). */
@@ -496,6 +448,26 @@ Test(run, planted_duplicates_found_and_reported)
     for (size_t i = 0; i < len; i++) lines += written[i] == '\n';
     cr_expect_eq(lines, 40);
     free(written);
+    json_decref(j);
+    clean_report_free(rep);
+    clean_config_free(&cfg);
+    free(in);
+    free(out);
+}
+
+Test(run, minhash_finds_the_planted_near_duplicate)
+{
+    char *out;
+    clean_config cfg;
+    char *in = corpus_file("minhash", 40, true, &out, &cfg);
+    cr_assert_eq(clean_config_set(&cfg, "dedup.near", "minhash", "t", 0), DS_OK);
+    clean_report *rep = run(&cfg, in, out, NULL, 0, NULL, DS_OK);
+    json_t *j = report_json(rep);
+    cr_expect_eq(dropped_by(j, "exact_duplicate"), 1);
+    cr_expect_eq(dropped_by(j, "near_duplicate"), 1);
+    json_t *nr = json_array_get(json_object_get(json_object_get(j, "duplicates"), "near"), 0);
+    cr_expect_eq(json_integer_value(json_object_get(nr, "kept")), 8);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(j, "config"), "lsh_bands")), 8);
     json_decref(j);
     clean_report_free(rep);
     clean_config_free(&cfg);

@@ -13,6 +13,7 @@
 #include "clean_internal.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "data/jsonl.h"
 
@@ -45,15 +46,8 @@ void clean_contam_free(clean_contam *c)
 static int all_strings(const json_t *v, clean_text *t)
 {
     if (json_is_string(v)) {
-        size_t n = json_string_length(v), need = t->all_len + n + 2;
-        if (need > t->cap_all) {
-            size_t cap = t->cap_all ? t->cap_all : 1024;
-            while (cap < need) cap *= 2;
-            char *nb = realloc(t->all, cap);
-            if (!nb) return ds_fail(DS_ENOMEM, "out of memory");
-            t->all = nb;
-            t->cap_all = cap;
-        }
+        size_t n = json_string_length(v);
+        if (ds_grow(&t->all, &t->cap_all, t->all_len + n + 2, 1)) return DS_ENOMEM;
         if (t->all_len) t->all[t->all_len++] = '\n';
         memcpy(t->all + t->all_len, json_string_value(v), n);
         t->all_len += n;
@@ -75,13 +69,7 @@ static int all_strings(const json_t *v, clean_text *t)
 static int add_item(clean_contam *c, const clean_words *w, const char *file, int line)
 {
     if (w->n < (size_t)c->n && w->n < MIN_SHORT) return DS_OK;
-    if (c->items == c->cap_items) {
-        size_t cap = c->cap_items ? 2 * c->cap_items : 256;
-        char **nw = realloc(c->where, cap * sizeof *nw);
-        if (!nw) return ds_fail(DS_ENOMEM, "out of memory");
-        c->where = nw;
-        c->cap_items = cap;
-    }
+    if (ds_grow(&c->where, &c->cap_items, c->items + 1, sizeof *c->where)) return DS_ENOMEM;
     c->where[c->items] = ds_strdupf("%s:%d", file, line);
     if (!c->where[c->items]) return ds_fail(DS_ENOMEM, "out of memory");
     uint32_t id = (uint32_t)c->items++;

@@ -183,7 +183,8 @@ typedef struct {
     size_t cap_all, cap_counted;
     /* the counted pieces: spans of `counted`, each checked on its own by the repetition rules */
     size_t *piece_start, *piece_len;
-    int npieces, cap_pieces;
+    int npieces;
+    size_t cap_pieces;
 } clean_text;
 
 /* Tell a record's dataset type from its fields (the first record of a file):
@@ -234,6 +235,7 @@ struct clean_report {
     uint32_t *first_record;            /* (ninputs + 1) record numbers start at 0 inside */
     clean_rec *rec;  size_t n, cap;
     uint16_t *sig;                     /* MinHash signatures (n * minhash_hashes), NULL with simhash */
+    size_t sig_cap;
     const clean_config *cfg;           /* the run's (valid during clean_run only) */
     char *near, *text_mode, *out;
     double similarity;

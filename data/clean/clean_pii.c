@@ -27,6 +27,7 @@
  */
 #include "clean_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdlib.h>
@@ -363,13 +364,7 @@ static size_t match_mbi(const text *t, size_t i)
 
 static int push(clean_pii_matches *m, size_t start, size_t end, clean_pii_type type)
 {
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? 2 * m->cap : 8;
-        clean_pii_match *nm = realloc(m->m, cap * sizeof *nm);
-        if (!nm) return ds_fail(DS_ENOMEM, "out of memory");
-        m->m = nm;
-        m->cap = cap;
-    }
+    if (ds_grow(&m->m, &m->cap, m->n + 1, sizeof *m->m)) return DS_ENOMEM;
     m->m[m->n++] = (clean_pii_match){start, end, type};
     return DS_OK;
 }

@@ -13,6 +13,7 @@
 #include "clean_internal.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "data/jsonl.h"
 
@@ -102,16 +103,8 @@ const char *clean_report_where(const clean_report *r, uint32_t record, char *buf
 
 static int grow_records(clean_report *r)
 {
-    size_t cap = r->cap ? 2 * r->cap : 4096;
-    clean_rec *nr = realloc(r->rec, cap * sizeof *nr);
-    if (!nr) return ds_fail(DS_ENOMEM, "out of memory (%zu records)", r->n);
-    r->rec = nr;
-    if (r->nhash) {
-        uint16_t *ns = realloc(r->sig, cap * (size_t)r->nhash * sizeof *ns);
-        if (!ns) return ds_fail(DS_ENOMEM, "out of memory (%zu MinHash signatures)", r->n);
-        r->sig = ns;
-    }
-    r->cap = cap;
+    if (ds_grow(&r->rec, &r->cap, r->n + 1, sizeof *r->rec)) return DS_ENOMEM;
+    if (r->nhash && ds_grow(&r->sig, &r->sig_cap, (r->n + 1) * (size_t)r->nhash, sizeof *r->sig)) return DS_ENOMEM;
     return DS_OK;
 }
 
@@ -191,8 +184,7 @@ static int read_input(clean_state *s, int f, int pass, writer *w)
         if (rc == DS_OK && !obj) break;
         if (pass == 1) {
             int grc = r->n == UINT32_MAX - 1 ? ds_fail(DS_EDATA, "%s: more than %u records", path, UINT32_MAX - 1)
-                      : r->n == r->cap        ? grow_records(r)
-                                              : DS_OK;
+                                             : grow_records(r);
             if (grc) {
                 json_decref(obj);
                 rc = grc;

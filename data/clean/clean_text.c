@@ -8,6 +8,7 @@
  */
 #include "clean_internal.h"
 
+#include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "core/utf8.h"
@@ -23,17 +24,14 @@
 
 /* ---- words ---- */
 
+/* Room for one more word in the three parallel arrays (they grow alike). */
 static bool grow_words(clean_words *w)
 {
-    size_t cap = w->cap ? 2 * w->cap : 256;
-    uint64_t *h = realloc(w->hash, cap * sizeof *h);
-    if (h) w->hash = h;
-    uint32_t *s = realloc(w->start, cap * sizeof *s);
-    if (s) w->start = s;
-    uint32_t *l = realloc(w->len, cap * sizeof *l);
-    if (l) w->len = l;
-    if (!h || !s || !l) return false;
-    w->cap = cap;
+    size_t c1 = w->cap, c2 = w->cap, c3 = w->cap;
+    if (ds_grow(&w->hash, &c1, w->n + 1, sizeof *w->hash) || ds_grow(&w->start, &c2, w->n + 1, sizeof *w->start) ||
+        ds_grow(&w->len, &c3, w->n + 1, sizeof *w->len))
+        return false;
+    w->cap = c1;
     return true;
 }
 
@@ -82,7 +80,7 @@ int clean_words_scan(clean_words *w, const char *text, size_t len)
 #define END_WORD()                                                                                  \
     do {                                                                                            \
         if (in_word) {                                                                              \
-            if (w->n == w->cap && !grow_words(w)) return ds_fail(DS_ENOMEM, "out of memory");    \
+            if (w->n == w->cap && !grow_words(w)) return DS_ENOMEM;                              \
             w->hash[w->n] = ds_mix64(h);                                                            \
             w->start[w->n] = (uint32_t)start;                                                       \
             w->len[w->n] = (uint32_t)(i - start);                                                   \
@@ -269,17 +267,7 @@ void clean_text_free(clean_text *t)
     memset(t, 0, sizeof *t);
 }
 
-static bool reserve(char **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap) return true;
-    size_t c = *cap ? *cap : 1024;
-    while (c < need) c *= 2;
-    char *nb = realloc(*buf, c);
-    if (!nb) return false;
-    *buf = nb;
-    *cap = c;
-    return true;
-}
+static bool reserve(char **buf, size_t *cap, size_t need) { return ds_grow(buf, cap, need, 1) == DS_OK; }
 
 /* Append a piece to one of the two texts, newline-separated. */
 static bool add_piece(char **buf, size_t *cap, size_t *len, const char *s, size_t n)
@@ -308,22 +296,17 @@ int clean_text_of(const char *type, bool all, const json_t *obj, const char *fil
     for (int i = 0; i < r.n && ok; i++) {
         if (!t->no_all) ok = add_piece(&t->all, &t->cap_all, &t->all_len, r.p[i].text, r.p[i].len);
         if (!ok || !(every || r.p[i].train)) continue;
-        if (t->npieces == t->cap_pieces) {
-            int cap = t->cap_pieces ? 2 * t->cap_pieces : 8;
-            size_t *ps = realloc(t->piece_start, (size_t)cap * sizeof *ps);
-            if (ps) t->piece_start = ps;
-            size_t *pl = realloc(t->piece_len, (size_t)cap * sizeof *pl);
-            if (pl) t->piece_len = pl;
-            if (!ps || !pl) {
-                ok = false;
-                break;
-            }
-            t->cap_pieces = cap;
+        size_t c1 = t->cap_pieces, c2 = t->cap_pieces, need = (size_t)t->npieces + 1;
+        if (ds_grow(&t->piece_start, &c1, need, sizeof *t->piece_start) ||
+            ds_grow(&t->piece_len, &c2, need, sizeof *t->piece_len)) {
+            ok = false;
+            break;
         }
+        t->cap_pieces = c1;
         ok = add_piece(&t->counted, &t->cap_counted, &t->counted_len, r.p[i].text, r.p[i].len);
         t->piece_start[t->npieces] = t->counted_len - r.p[i].len;
         t->piece_len[t->npieces++] = r.p[i].len;
     }
     ct_render_free(&r);
-    return ok ? DS_OK : ds_fail(DS_ENOMEM, "out of memory");
+    return ok ? DS_OK : DS_ENOMEM;   /* ds_grow set the message */
 }

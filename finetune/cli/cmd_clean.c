@@ -11,6 +11,7 @@
 #include "commands.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "data/clean/clean.h"
 #include "data/model_config.h"
@@ -46,21 +47,17 @@ static int by_name(const void *a, const void *b) { return strcmp(*(char *const *
 
 typedef struct {
     char **items;
-    int n, cap;
+    int n;
+    size_t cap;
 } list;
 
+/* Take s (malloc'd; NULL = out of memory) into the list. */
 static int list_add(list *l, char *s)
 {
     if (!s) return ds_fail(DS_ENOMEM, "out of memory");
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 16;
-        char **ni = realloc(l->items, (size_t)cap * sizeof *ni);
-        if (!ni) {
-            free(s);
-            return ds_fail(DS_ENOMEM, "out of memory");
-        }
-        l->items = ni;
-        l->cap = cap;
+    if (ds_grow(&l->items, &l->cap, (size_t)l->n + 1, sizeof *l->items)) {
+        free(s);
+        return DS_ENOMEM;
     }
     l->items[l->n++] = s;
     return DS_OK;
