@@ -5,6 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+bool opt_in_choices(const char *choices, const char *s)
+{
+    size_t n = strlen(s);
+    for (const char *p = choices; p && *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && !strncmp(p, s, n)) return true;
+        p = bar ? bar + 1 : NULL;
+    }
+    return false;
+}
+
 const opt_key *opt_find(const opt_key *keys, const char *name)
 {
     for (const opt_key *k = keys; k && k->name; k++)

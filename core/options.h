@@ -55,6 +55,8 @@ typedef struct {
 
 #define OPT_END {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL}
 
+/* Whether s is one of the choices "a|b|c" (whole names). */
+bool opt_in_choices(const char *choices, const char *s);
 /* The key called `name`, or NULL. */
 const opt_key *opt_find(const opt_key *keys, const char *name);
 /* Free the strings and lists a table's keys own in cfg. */

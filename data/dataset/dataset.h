@@ -18,6 +18,7 @@
 #define DS_DATA_DATASET_H
 
 #include "batch.h"
+#include "chat_template.h"
 #include "data/tokenizer/tokenizer.h"
 
 #include "core/xlist.h"
@@ -103,6 +104,19 @@ void dataset_free(dataset *d);
  * d's order: use them only while d lives, and dataset_free() them too (on
  * a view it releases only the view's own example list). */
 int dataset_split(const dataset *d, double val_size, uint64_t seed, dataset *train, dataset *val);
+
+/* ---- record text (data cleaning) ---- */
+/* The text of one record of type `type` (DATASET_TYPE_NAMES), field by field,
+ * checked as dataset_load checks it: pieces appended to `out` (chat_template.h),
+ * one per message or field as the plain template writes it (an alpaca
+ * instruction and its input are one piece), with train = the model learns to
+ * write it: an output or completion, each assistant turn, a preference
+ * record's chosen and rejected replies. An mcq record gives its question (not
+ * trained) and each choice's text (trained), without the prompt's
+ * "Question:"/"Answer:" scaffolding. A bad record is DS_EDATA "file:line: ..."
+ * naming the field; an unknown type DS_ECONFIG. */
+struct json_t;
+int dataset_record_text(const char *type, const struct json_t *obj, const char *file, int line, ct_render *out);
 
 /* ---- iteration: the order of micro-batches in an epoch ---- */
 

@@ -460,3 +460,35 @@ int ds_render_record(const ds_render_ctx *c, const json_t *obj, int line, ds_ren
     if (rc) ds_rendered_free(out);
     return rc;
 }
+
+/* The record's fields as pieces, for data cleaning (dataset.h). Every type
+ * but mcq goes through the plain template, whose pieces are the fields'
+ * texts as they are; mcq takes its fields directly, so that the prompt's
+ * scaffolding does not count as text of the record. */
+int dataset_record_text(const char *type, const json_t *obj, const char *file, int line, ct_render *out)
+{
+    data_source s = {(char *)file, (char *)type, NULL, -1, 0, NULL};
+    ds_type t = DT_TEXT;
+    bool cloze;
+    int rc = ds_source_type(&s, EX_SFT, &t, &cloze);
+    if (rc) return rc;
+    const chat_template *plain;
+    if ((rc = chat_template_find("plain", &plain))) return rc;
+    ds_render_ctx c = {t, false, plain, t == DT_PREFERENCE ? EX_PREF : EX_SFT, file};
+    if (t == DT_MCQ) {
+        mcq_fields f;
+        if ((rc = get_mcq(&c, obj, line, &f))) return rc;
+        rc = ct_push(out, f.q, strlen(f.q), false, false);
+        for (int i = 0; i < f.n && !rc; i++) rc = ct_push(out, f.choice[i], strlen(f.choice[i]), true, false);
+        return rc;
+    }
+    ds_rendered r;
+    if ((rc = ds_render_record(&c, obj, line, &r))) return rc;
+    const ct_render *parts[3] = {&r.seq, NULL, NULL};
+    if (c.kind == EX_PREF) parts[0] = &r.prompt, parts[1] = &r.chosen, parts[2] = &r.rejected;
+    for (int k = 0; k < 3 && !rc; k++)
+        for (int i = 0; parts[k] && i < parts[k]->n && !rc; i++)
+            rc = ct_push(out, parts[k]->p[i].text, parts[k]->p[i].len, parts[k]->p[i].train, false);
+    ds_rendered_free(&r);
+    return rc;
+}

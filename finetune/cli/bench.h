@@ -10,5 +10,7 @@ int bench_tokenize(int argc, char **argv);
 
 /* ds-ft bench kernels: the GPU kernels alone at the 7B shapes. */
 int bench_kernels(int argc, char **argv);
+/* ds-ft bench clean [--mb N] [--keep]: dedup + filters on a synthetic corpus, MB/s per core and peak memory. */
+int bench_clean(int argc, char **argv);
 
 #endif

@@ -27,7 +27,10 @@ const ds_command DS_COMMANDS[] = {
     {"report", cmd_report, "RUN_DIR [RUN_DIR...] [--out FILE] [--force]",
      "the HTML report of a run (RUN_DIR/report.html), or several runs compared (--out, default ./report.html)"},
     {"validate", cmd_validate, "RECIPE [key=value ...]", "check a recipe and print it resolved"},
-    {"bench", cmd_bench, "train [--shape NAME] [--seq N] [--batch N] ... | tokenize --tokenizer DIR", "benchmarks: training steps (tokens/s, memory), tokenizer (MB/s)"},
+    {"clean", cmd_clean, "INPUT... --out FILE [--config clean.yaml] [--report FILE] [--type TYPE] [--eval FILE...]",
+     "deduplicate, filter, scrub PII and check contamination; write the kept records"},
+    {"bench", cmd_bench, "train [--shape NAME] [--seq N] [--batch N] ... | tokenize --tokenizer DIR | clean [--mb N]",
+     "benchmarks: training steps (tokens/s, memory), tokenizer (MB/s), cleaning (MB/s, memory)"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -36,6 +39,11 @@ const ds_command *ds_find_command(const char *name)
     for (const ds_command *c = DS_COMMANDS; c->name; c++)
         if (!strcmp(c->name, name)) return c;
     return NULL;
+}
+
+void ds_command_help(const ds_command *c, FILE *f)
+{
+    if (c->run == cmd_clean) cmd_clean_help(f);
 }
 
 void args_init(ds_args *a, int argc, char **argv)

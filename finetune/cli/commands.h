@@ -5,6 +5,7 @@
 #define DS_FINETUNE_COMMANDS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 typedef struct {
     const char *name;
@@ -31,10 +32,15 @@ int cmd_export_gguf(int argc, char **argv, const char *format);
 bool is_gguf_file(const char *path);
 int inspect_gguf(const char *path);
 int cmd_report(int argc, char **argv);
+int cmd_clean(int argc, char **argv);
+void cmd_clean_help(FILE *f);
 
 /* The table main() dispatches on (commands.c). */
 extern const ds_command DS_COMMANDS[];
 const ds_command *ds_find_command(const char *name);
+/* What `ds-ft CMD --help` prints after the usage line: the options and
+ * defaults of the commands that have more than the usage says. */
+void ds_command_help(const ds_command *c, FILE *f);
 
 /* Argument helpers for the commands: `--key value` pairs.
  * arg_value returns the value after `--key` (NULL if absent) and marks both

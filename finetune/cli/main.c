@@ -56,6 +56,7 @@ int main(int argc, char **argv)
         name = cmd->name;
         if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
             printf("usage: ds-ft %s %s\n%s\n", cmd->name, cmd->usage, cmd->summary);
+            ds_command_help(cmd, stdout);
             return DS_OK;
         }
         rc = cmd->run(argc - 2, argv + 2);

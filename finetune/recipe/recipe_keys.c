@@ -181,18 +181,6 @@ static int read_float(const rctx *c, const opt_key *k, const char *dotted, const
     return check_range(c, k, dotted, x, v->line, shown);
 }
 
-static bool in_choices(const char *choices, const char *s)
-{
-    size_t n = strlen(s);
-    for (const char *p = choices; p && *p;) {
-        const char *bar = strchr(p, '|');
-        size_t len = bar ? (size_t)(bar - p) : strlen(p);
-        if (len == n && !strncmp(p, s, n)) return true;
-        p = bar ? bar + 1 : NULL;
-    }
-    return false;
-}
-
 static int read_string(const rctx *c, const opt_key *k, const char *dotted, const ynode *v, char **out)
 {
     char shown[64];
@@ -206,7 +194,7 @@ static int read_string(const rctx *c, const opt_key *k, const char *dotted, cons
                              recipe_show(v, shown, sizeof shown));
         return rctx_fail(c, v->line, dotted, "expected a string, got %s", recipe_show(v, shown, sizeof shown));
     }
-    if (k->type == OPT_CHOICE && !in_choices(k->choices, v->text))
+    if (k->type == OPT_CHOICE && !opt_in_choices(k->choices, v->text))
         return rctx_fail(c, v->line, dotted, "expected one of %s, got %s", k->choices,
                          recipe_show(v, shown, sizeof shown));
     if (!*v->text) return rctx_fail(c, v->line, dotted, "must not be empty");
@@ -241,7 +229,7 @@ static int read_choice_item(const rctx *c, const opt_key *k, const char *dotted,
         }
         return DS_OK;
     }
-    if (!in_choices(k->choices, item))
+    if (!opt_in_choices(k->choices, item))
         return rctx_fail(c, line, dotted, "'%s' is not one of %s (or all-linear)", item, k->choices);
     strings_push(l, item, len);
     return DS_OK;
