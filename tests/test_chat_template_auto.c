@@ -177,10 +177,24 @@ Test(chat_template_auto, prefix_violations_are_refused_naming_the_template)
     ct_render_free(&r);
     chat_template_close(t);
     free(dir);
-    /* DeepSeek-R1's generation prompt opens "<think>\n", which its rendering of a reply does not have */
-    t = open_model("deepseek_r1_distill_qwen", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", &dir);
-    cr_expect_eq(ct_render_chat(t, CONVO + 1, 2, 0, &r), DS_EDATA);
-    cr_expect(strstr(ds_errmsg(), "not the start") != NULL, "%s", ds_errmsg());
+}
+
+/* DeepSeek-R1's generation prompt opens "<think>\n" and its rendering of a reply
+ * drops the reasoning: the reply is trained as written (its "<think>\n" not
+ * repeated), then the template's end of turn; earlier turns still need the prefix. */
+Test(chat_template_auto, reasoning_templates_train_the_reply_as_written)
+{
+    char *dir;
+    const chat_template *t = open_model("deepseek_r1_distill_qwen", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>",
+                                        &dir);
+    static const char reply[] = "<think>\nThe dose is 5 mg.\n</think>\n\nFive milligrams.";
+    chat_msg convo[] = {{.role = CT_USER, .content = "What dose?", .len = 10},
+                        {.role = CT_ASSISTANT, .content = reply, .len = sizeof reply - 1}};
+    ct_render r = {0};
+    cr_assert_eq(ct_render_chat(t, convo, 2, 0, &r), DS_OK, "%s", ds_errmsg());
+    cr_expect(!r.p[0].train && r.p[1].train);
+    cr_expect_str_eq(r.p[0].text, "<｜begin▁of▁sentence｜><｜User｜>What dose?<｜Assistant｜><think>\n");
+    cr_expect_str_eq(r.p[1].text, "The dose is 5 mg.\n</think>\n\nFive milligrams.<｜end▁of▁sentence｜>");
     ct_render_free(&r);
     chat_template_close(t);
     free(dir);

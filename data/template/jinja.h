@@ -78,10 +78,15 @@ int jinja_chat_render(const jinja_chat *c, const json_t *messages, bool add_gene
 /* jinja_chat_split() : a conversation cut for training with exact masking:
  * prompt = the rendering of messages[0..n_prompt) with
  * add_generation_prompt=true, completion = the rest of the rendering of all
- * messages with add_generation_prompt=false. Both malloc'd.
- * @return DS_EDATA naming the template when the prompt's rendering is not a
- * prefix of the whole conversation's (the template renders earlier turns
- * differently once a reply follows), else as jinja_render. */
+ * messages with add_generation_prompt=false. Both malloc'd. A template that
+ * rewrites the last reply when it renders it (DeepSeek-R1's drop the
+ * reasoning) makes the prompt's rendering not a prefix of the whole; then,
+ * when the completion is that one reply, it is the reply as written (minus a
+ * start the generation prompt already wrote, e.g. "<think>\n") followed by
+ * the template's end of the turn.
+ * @return DS_EDATA naming the template when neither cut applies (the template
+ * renders earlier turns differently once a reply follows), else as
+ * jinja_render. */
 int jinja_chat_split(const jinja_chat *c, const json_t *messages, size_t n_prompt, char **prompt, size_t *prompt_len,
                      char **completion, size_t *completion_len);
 

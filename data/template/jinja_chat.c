@@ -161,6 +161,58 @@ int jinja_chat_render(const jinja_chat *c, const json_t *messages, bool add_gene
     return rc;
 }
 
+/* The cut for templates that rewrite a reply when they render a conversation
+ * (DeepSeek-R1 and its distills drop the reasoning before </think>, so the
+ * prompt's rendering is not the start of the whole): the reply is trained as
+ * written, followed by what the template writes after a reply. Found by
+ * rendering the conversation with a sentinel in place of the last reply: the
+ * text before it must be where the prompt's rendering starts (the rest of the
+ * prompt is the generation prompt, e.g. "<think>\n", which a reply that opens
+ * the same way does not repeat); the text after it ends the turn. */
+static const char SENTINEL[] = "\x01ds-ft reply\x01";
+
+static int reply_as_written(const jinja_chat *c, const json_t *messages, const char *p, size_t pn, char **completion,
+                            size_t *completion_len)
+{
+    size_t n = json_array_size(messages);
+    const json_t *last = json_array_get(messages, n - 1);
+    const char *role = json_string_value(json_object_get(last, "role"));
+    const char *content = json_string_value(json_object_get(last, "content"));
+    if (!role || strcmp(role, "assistant") || !content) return DS_EDATA;
+    json_t *probe = json_deep_copy(messages), *msg = probe ? json_array_get(probe, n - 1) : NULL;
+    if (!msg || json_object_set_new(msg, "content", json_string(SENTINEL))) {
+        json_decref(probe);
+        return ds_fail(DS_EINTERNAL, "out of memory");
+    }
+    char *full = NULL;
+    size_t fn = 0;
+    int rc = jinja_chat_render(c, probe, false, &full, &fn);
+    json_decref(probe);
+    if (rc) return rc;
+    const char *at = strstr(full, SENTINEL);
+    size_t before = at ? (size_t)(at - full) : 0;
+    if (!at || strstr(at + 1, SENTINEL) || before > pn || memcmp(full, p, before) != 0) {
+        free(full);
+        return DS_EDATA;
+    }
+    /* the generation prompt's own text past the turn's start, e.g. "<think>\n" */
+    const char *gen = p + before;
+    size_t gn = pn - before, cn = strlen(content);
+    if (cn >= gn && memcmp(content, gen, gn) == 0) content += gn, cn -= gn;
+    const char *tail = at + sizeof SENTINEL - 1;
+    size_t tn = fn - (size_t)(tail - full);
+    *completion = malloc(cn + tn + 1);
+    if (!*completion) rc = ds_fail(DS_EINTERNAL, "out of memory");
+    else {
+        memcpy(*completion, content, cn);
+        memcpy(*completion + cn, tail, tn);
+        (*completion)[cn + tn] = '\0';
+        *completion_len = cn + tn;
+    }
+    free(full);
+    return rc;
+}
+
 int jinja_chat_split(const jinja_chat *c, const json_t *messages, size_t n_prompt, char **prompt, size_t *prompt_len,
                      char **completion, size_t *completion_len)
 {
@@ -174,14 +226,26 @@ int jinja_chat_split(const jinja_chat *c, const json_t *messages, size_t n_promp
     if (!rc) rc = jinja_chat_render(c, head, true, &p, &pn);
     if (!rc) rc = jinja_chat_render(c, messages, false, &full, &fn);
     json_decref(head);
-    if (!rc && (pn > fn || memcmp(p, full, pn) != 0)) {
+    bool prefix = !rc && pn <= fn && memcmp(p, full, pn) == 0;
+    if (!rc && !prefix) {
         size_t at = 0;
         while (at < pn && at < fn && p[at] == full[at]) at++;
-        rc = ds_fail(DS_EDATA,
-                     "%s: the chat template's rendering of the prompt (%zu messages, add_generation_prompt=true) is "
-                     "not the start of the conversation's rendering (they differ at byte %zu), so the prompt cannot "
-                     "be masked exactly; use a built-in data.chat_template",
-                     c->name, n_prompt, at);
+        int r2 = n_prompt + 1 == json_array_size(messages)
+                     ? reply_as_written(c, messages, p, pn, completion, completion_len)
+                     : DS_EDATA;
+        if (r2 == DS_OK) {
+            free(full);
+            *prompt = p;
+            *prompt_len = pn;
+            return DS_OK;
+        }
+        rc = r2 != DS_EDATA ? r2
+                            : ds_fail(DS_EDATA,
+                                      "%s: the chat template's rendering of the prompt (%zu messages, "
+                                      "add_generation_prompt=true) is not the start of the conversation's rendering "
+                                      "(they differ at byte %zu), so the prompt cannot be masked exactly; use a "
+                                      "built-in data.chat_template",
+                                      c->name, n_prompt, at);
     }
     if (!rc && !(*completion = malloc(fn - pn + 1))) rc = ds_fail(DS_EINTERNAL, "out of memory");
     if (rc) {
