@@ -92,9 +92,15 @@ static int parse_window(json_t *root, const char *path, model_config *c)
             return ds_fail(DS_EDATA, "%s: key \"sliding_window\" must be a positive integer or null", path);
         window = (int)json_integer_value(sw);
     }
-    if (c->family == FAMILY_LLAMA && window)
-        return ds_fail(DS_EDATA, "%s: unsupported key \"sliding_window\" for LlamaForCausalLM (Llama attends to "
-                                 "every earlier token)", path);
+    if (c->family == FAMILY_LLAMA && window) {
+        /* a Llama attends to every earlier token; a window switched off by
+         * use_sliding_window: false (as Qwen-derived configs carry) is no window */
+        json_t *use = json_object_get(root, "use_sliding_window");
+        if (!use || !json_is_false(use))
+            return ds_fail(DS_EDATA, "%s: unsupported key \"sliding_window\" for LlamaForCausalLM (Llama attends "
+                                     "to every earlier token)", path);
+        window = 0;
+    }
     if (qwen) {
         bool use = false;
         if ((rc = bool_key(root, path, "use_sliding_window", &use))) return rc;

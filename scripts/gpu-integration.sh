@@ -2,7 +2,12 @@
 # Run on the GPU machine from the repository root (after scripts/device-pack.sh
 # filled .device/ here): the whole model on the GPU against the fixtures,
 # tiny.yaml on cuda against cpu, and the 7B benchmarks. Logs under $OUT.
-#   STAGES="engine tiny bench dpo" (default all)
+#   STAGES="engine tiny bench dpo" (default: engine tiny hf bench dpo)
+# Other stages: ops (the op suite alone), check (scripts/gpu-check.sh), fixtures
+# (scripts/make_fixtures.py: the model-family reference fixtures, brought back in
+# 15 MB pieces as $OUT/fixtures.tar.NN), templates (scripts/make_template_cases.py
+# with transformers), base (the benchmark with .device/bin/ds-ft-base, another
+# build to compare with, when present).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -31,6 +36,17 @@ for s in $stages; do
     bench)  timeout -k 5 300 "$DSFT" bench train --shape deepseek-llm-7b --seq 2048 --targets q_proj,v_proj --rank 16 \
               --mem-limit-gib 22 --steps 4 --warmup 2 > "$logs/bench.log" 2>&1
             echo "bench: exit $?"; grep -v RESULT "$logs/bench.log";;
+    fixtures) timeout -k 5 400 python3 scripts/make_fixtures.py --out /tmp/fixtures > "$logs/fixtures.log" 2>&1
+            echo "fixtures: exit $?"; tail -12 "$logs/fixtures.log"
+            [ -f /tmp/fixtures/fixtures.tar ] && split -b 15m -d /tmp/fixtures/fixtures.tar "$logs/fixtures.tar.";;
+    templates) timeout -k 5 120 python3 scripts/make_template_cases.py --require-transformers \
+              --out "$logs/template_cases.jsonl" > "$logs/templates.log" 2>&1
+            echo "templates: exit $?"; tail -3 "$logs/templates.log";;
+    base)   if [ -x .device/bin/ds-ft-base ]; then
+              timeout -k 5 200 .device/bin/ds-ft-base bench train --shape deepseek-llm-7b --seq 2048 --batch 4 \
+                --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 > "$logs/base.log" 2>&1
+              echo "base: exit $?"; grep -v RESULT "$logs/base.log"
+            fi;;
     dpo)    timeout -k 5 150 "$DSFT" bench train --shape deepseek-llm-7b --seq 1024 --batch 2 --loss dpo \
               --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 > "$logs/dpo.log" 2>&1
             echo "dpo: exit $?"; grep -v RESULT "$logs/dpo.log";;

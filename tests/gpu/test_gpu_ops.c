@@ -40,6 +40,21 @@ static uint64_t test_seed(void)
     return ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
 }
 
+/* The runner of an op, looked up in this process: Criterion hands each test
+ * process a copy of its case, and a function pointer from the process that
+ * made the table is not valid in another (the binary is position-independent). */
+typedef void (*op_runner)(tctx *t, const op_case *c);
+static op_runner runner_for(op_id op)
+{
+#define GPU_FIND(F)                                                   \
+    for (int i = 0; i < GPU_NCASES_##F; i++)                         \
+        if (GPU_CASES_##F[i].op == op) return GPU_CASES_##F[i].run;
+    GPU_OP_FAMILIES(GPU_FIND)
+#undef GPU_FIND
+    cr_assert_fail("no runner for op %d", (int)op);
+    return NULL;
+}
+
 ParameterizedTestParameters(gpu_ops, matches_cpu)
 {
     size_t n;
@@ -60,7 +75,7 @@ ParameterizedTest(op_case *c, gpu_ops, matches_cpu)
     describe(c, t.desc, sizeof t.desc);
     cr_assert_eq(be_open(BE_CPU, &t.cpu), DS_OK);
     cr_assert_eq(be_open(BE_CUDA, &t.gpu), DS_OK, "be_open(cuda): %s", ds_errmsg());
-    c->run(&t, c);
+    runner_for(c->op)(&t, c);
     /* One line per case for the summary of scripts/gpu-check.sh. */
     printf("GPUCASE %-100s worst_rel_err %.3e\n", t.desc, t.worst);
     fflush(stdout);
