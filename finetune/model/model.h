@@ -62,6 +62,9 @@ int model_shape(const char *name, model_config *cfg);
 /* A model of that shape with random weights (free with model_random_free). */
 int model_random(const model_config *cfg, uint64_t seed, llama_model **out);
 void model_random_free(llama_model *m);
+/* The built-in shapes written as config.json (model_shapes.c): DS_ENOINPUT for another name. */
+int model_shape_config(const char *name, model_config *cfg);
+const char *model_shape_config_names(void);
 /* Names of the built-in shapes, for messages. */
 const char *model_shape_names(void);
 

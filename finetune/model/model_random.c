@@ -28,7 +28,13 @@ static const shape SHAPES[] = {
     {"tiny", 128, 352, 2, 4, 2, 1024, 10000.0, 1.0},
 };
 
-const char *model_shape_names(void) { return "deepseek-llm-7b, deepseek-coder-1.3b, deepseek-coder-6.7b, tiny"; }
+const char *model_shape_names(void)
+{
+    static char names[512];
+    snprintf(names, sizeof names, "deepseek-llm-7b, deepseek-coder-1.3b, deepseek-coder-6.7b, tiny, %s",
+             model_shape_config_names());
+    return names;
+}
 
 int model_shape(const char *name, model_config *c)
 {
@@ -48,11 +54,13 @@ int model_shape(const char *name, model_config *c)
         c->rms_norm_eps = 1e-6f;
         c->rope_theta = s->rope_theta;
         c->rope_factor = s->rope_factor;
+        c->rope = (rope_config){.type = s->rope_factor != 1.0 ? ROPE_LINEAR : ROPE_DEFAULT, .factor = s->rope_factor};
         c->bos_id = 0;
         c->eos_id = 1;
         c->pad_id = -1;
         return DS_OK;
     }
+    if (model_shape_config(name, c) == DS_OK) return DS_OK;
     return model_config_load(name, c);   /* a model folder */
 }
 
@@ -120,9 +128,15 @@ int model_random(const model_config *cfg, uint64_t seed, llama_model **out)
         model_layer *L = &m->layers[l];
         L->attn_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 10 + 2 * (uint64_t)l);
         L->mlp_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 11 + 2 * (uint64_t)l);
+        if (cfg->qk_norm) {
+            L->q_norm = random_bf16(cfg->head_dim, 0, 0.1f, 1.0f, seed * 7 + 3 * (uint64_t)l);
+            L->k_norm = random_bf16(cfg->head_dim, 0, 0.1f, 1.0f, seed * 7 + 3 * (uint64_t)l + 1);
+        }
         for (int t = 0; t < LIN_COUNT && !rc; t++) {
             llama_linear_shape(cfg, (llama_linear)t, &L->lin[t].out, &L->lin[t].in);
             rc = random_nf4(&L->lin[t], seed * 1000 + (uint64_t)(l * LIN_COUNT + t));
+            if (!rc && cfg->bias[t])
+                L->bias[t] = random_bf16(L->lin[t].out, 0, 0.02f, 0.0f, seed * 5000 + (uint64_t)(l * LIN_COUNT + t));
         }
     }
     if (rc) {
@@ -140,9 +154,16 @@ void model_random_free(llama_model *m)
     if (m->lm_head != m->embed) free_tensor(m->lm_head);
     free_tensor(m->final_norm);
     for (int l = 0; m->layers && l < m->cfg.num_layers; l++) {
-        free_tensor(m->layers[l].attn_norm);
-        free_tensor(m->layers[l].mlp_norm);
-        m->layers[l].attn_norm = m->layers[l].mlp_norm = NULL;
+        model_layer *L = &m->layers[l];
+        free_tensor(L->attn_norm);
+        free_tensor(L->mlp_norm);
+        free_tensor(L->q_norm);
+        free_tensor(L->k_norm);
+        L->attn_norm = L->mlp_norm = L->q_norm = L->k_norm = NULL;
+        for (int t = 0; t < LIN_COUNT; t++) {
+            free_tensor(L->bias[t]);
+            L->bias[t] = NULL;
+        }
     }
     m->embed = m->lm_head = m->final_norm = NULL;
     model_free(m);   /* layers' NF4 storage, the folder name */
