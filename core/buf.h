@@ -11,6 +11,7 @@
 #ifndef DS_CORE_BUF_H
 #define DS_CORE_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -33,6 +34,8 @@ int ds_buf_puts(ds_buf *b, const char *s);
 int ds_buf_putc(ds_buf *b, char c);
 /* ds_buf_printf() : add formatted text. */
 int ds_buf_printf(ds_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* ds_buf_vprintf() : the same with a va_list. */
+int ds_buf_vprintf(ds_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* ds_buf_take() : hand the bytes to the caller (free() them; never NULL after a
  * successful call, "" for an empty buffer) and reset the buffer. @return NULL
  * with the message set when even the empty string cannot be allocated. */
