@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ds_buf_reserve(ds_buf *b, size_t extra)
+int ds_buf_grow(ds_buf *b, size_t extra)
 {
     if (extra >= SIZE_MAX - b->len) return ds_oom(SIZE_MAX, "a text buffer");   /* len + extra + 1 overflows */
     return ds_grow(&b->p, &b->cap, b->len + extra + 1, 1);

@@ -25,7 +25,14 @@ typedef struct {
 } ds_buf;
 
 /* ds_buf_reserve() : room for `extra` more bytes (plus the terminator). */
-int ds_buf_reserve(ds_buf *b, size_t extra);
+static inline int ds_buf_reserve(ds_buf *b, size_t extra);
+/* ds_buf_grow() : the growth itself, which ds_buf_reserve() calls when there
+ * is not room already (ds_buf_reserve is inline, for byte-at-a-time loops). */
+int ds_buf_grow(ds_buf *b, size_t extra);
+static inline int ds_buf_reserve(ds_buf *b, size_t extra)
+{
+    return extra < b->cap - b->len ? 0 : ds_buf_grow(b, extra);   /* cap > len once allocated; 0 - 0 before */
+}
 /* ds_buf_append() : add n bytes. */
 int ds_buf_append(ds_buf *b, const void *data, size_t n);
 /* ds_buf_puts() : add a C string. */

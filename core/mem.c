@@ -54,7 +54,7 @@ char *ds_strdup(const char *s)
     return p;
 }
 
-int ds_grow(void *arr, size_t *cap, size_t need, size_t elem)
+int ds_grow_to(void *arr, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap) return DS_OK;
     size_t nc = *cap ? *cap : 8;
