@@ -8,9 +8,15 @@
 #include <stdlib.h>
 
 static _Thread_local bool g_alloc_failed;   /* since json_alloc_reset() */
+static _Thread_local bool g_parsing;        /* inside json_parse() */
 
 static void *json_alloc(size_t bytes)
 {
+    /* Within a parse, after one failure every allocation fails: jansson's
+     * lexer goes on after it could not keep a byte of a token, and only
+     * another failed allocation stops it before it reads the damaged token
+     * back (where it can fail an assert). */
+    if (g_parsing && g_alloc_failed) return NULL;
     void *p = ds_malloc(bytes, "JSON");
     if (!p) g_alloc_failed = true;
     return p;
@@ -26,7 +32,9 @@ int json_parse(const char *text, size_t len, size_t flags, json_t **root, json_e
 {
     bool before = g_alloc_failed;   /* a builder around this call keeps its own record */
     g_alloc_failed = false;
+    g_parsing = true;
     *root = json_loadb(text, len, flags, err);
+    g_parsing = false;
     bool failed = g_alloc_failed;
     g_alloc_failed = before || failed;
     if (failed) {
