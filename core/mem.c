@@ -11,14 +11,19 @@
 
 /* Allocations left before the planned failure; -1 = none planned. */
 static atomic_long g_fail_countdown = -1;
+static void (*_Atomic g_on_alloc)(void);
 
 void ds_mem_fail_after(long n) { atomic_store(&g_fail_countdown, n < 0 ? -1 : n); }
 
 bool ds_mem_fail_pending(void) { return atomic_load(&g_fail_countdown) >= 0; }
 
+void ds_mem_on_alloc(void (*fn)(void)) { atomic_store(&g_on_alloc, fn); }
+
 /* Whether this allocation is the planned failure (counting it). */
 static bool planned_failure(void)
 {
+    void (*on_alloc)(void) = atomic_load_explicit(&g_on_alloc, memory_order_relaxed);
+    if (on_alloc) on_alloc();
     if (atomic_load_explicit(&g_fail_countdown, memory_order_relaxed) < 0) return false;
     return atomic_fetch_sub(&g_fail_countdown, 1) == 0;   /* 0 -> -1: fails once, then none planned */
 }

@@ -25,6 +25,9 @@ extern "C" {
 void ds_mem_fail_after(long n);
 /* ds_mem_fail_pending() : whether the planned failure has not happened yet. */
 bool ds_mem_fail_pending(void);
+/* ds_mem_on_alloc() : call fn at every allocation, before it is made (NULL:
+ * none), e.g. to learn where each allocation of an operation comes from. */
+void ds_mem_on_alloc(void (*fn)(void));
 
 #ifdef __cplusplus
 }
