@@ -20,7 +20,12 @@
  * failure with its message. jansson itself does not always notice one (a
  * lost byte of a number while lexing, a member that could not be added), so
  * every allocation made for it is also recorded on the thread, and whatever
- * was parsed or built while one failed is thrown away. */
+ * was parsed or built while one failed is thrown away. Within a parse the
+ * first failure fails every later allocation, which stops jansson's lexer
+ * before it reads back a damaged token; one case remains where jansson
+ * (2.14) asserts instead: memory running out just as it grows its token
+ * buffer past the longest token so far, inside a number whose kept part
+ * then ends in its exponent ("1.234567890123e" of "1.234567890123e-05"). */
 
 /* json_parse() : json_loadb(text, len, flags, err), with out of memory
  * anywhere inside jansson reported. @return DS_OK (*root set), DS_ENOMEM
