@@ -19,8 +19,10 @@
 #include "core/mem_test.h"
 #include "core/status.h"
 #include "data/dataset/dataset.h"
+#include "data/gguf/gguf.h"
 #include "data/model_config.h"
 #include "data/safetensors.h"
+#include "data/template/jinja.h"
 #include "data/tokenizer/tokenizer.h"
 #include "quant/bnb.h"
 
@@ -189,7 +191,7 @@ typedef struct {
 static int dataset_tokenize(void *ctx)
 {
     dataset_case *c = ctx;
-    data_options opt = {"deepseek", 64, false, false};
+    data_options opt = {.chat_template = "deepseek", .sequence_len = 64};
     dataset d;
     int rc = dataset_load(&c->src, 1, EX_SFT, c->tok, &opt, &d);
     if (!rc) cr_assert_eq(d.n, 24);
@@ -211,7 +213,7 @@ static int files_in(const char *dir)
 static int dataset_cached(void *ctx)
 {
     dataset_case *c = ctx;
-    data_options opt = {"deepseek", 64, false, false};
+    data_options opt = {.chat_template = "deepseek", .sequence_len = 64};
     dataset d;
     bool hit = false;
     int rc = dataset_load_cached(c->cache, &c->src, 1, EX_SFT, c->tok, &opt, &d, &hit);
@@ -274,4 +276,93 @@ Test(oom, bitsandbytes_checkpoint)
     char *dir = tu_shared_path("fixtures/tiny-llama-bnb-4bit");
     cr_expect_gt(sweep("bitsandbytes checkpoint", bnb_read, dir), 100);
     free(dir);
+}
+
+/* ------------------------------------------------- a model's chat template */
+
+typedef struct {
+    char *text;
+    size_t len;
+    json_t *messages;
+} chat_case;
+
+/* Compile Qwen3's template and render a conversation with it. */
+static int chat_render(void *ctx)
+{
+    chat_case *c = ctx;
+    jinja_chat *chat;
+    int rc = jinja_chat_new(c->text, c->len, "qwen3.jinja", NULL, "<|im_end|>", &chat);
+    if (rc) return rc;
+    char *out = NULL;
+    size_t n;
+    rc = jinja_chat_render(chat, c->messages, true, &out, &n);
+    if (!rc) cr_assert(strstr(out, "<|im_start|>assistant\n"), "%s", out);
+    free(out);
+    jinja_chat_free(chat);
+    return rc;
+}
+
+Test(oom, chat_template)
+{
+    char *path = tu_source_path("fuzz/corpus/jinja/qwen3.jinja");
+    chat_case c;
+    cr_assert_eq(ds_read_file(path, &c.text, &c.len), DS_OK, "%s", ds_errmsg());
+    c.messages = json_loads("[{\"role\": \"system\", \"content\": \"Be brief.\"},"
+                            " {\"role\": \"user\", \"content\": \"Which organism causes Lacurt disease?\"},"
+                            " {\"role\": \"assistant\", \"content\": \"<think>\\nrecall\\n</think>\\n\\nA fungus.\"},"
+                            " {\"role\": \"user\", \"content\": \"And the treatment?\"}]", 0, NULL);
+    cr_assert_not_null(c.messages);
+    cr_expect_gt(sweep("chat template", chat_render, &c), 100);
+    json_decref(c.messages);
+    free(c.text);
+    free(path);
+}
+
+/* ------------------------------------------------------------ a GGUF file */
+
+typedef struct {
+    char *dir, *path;
+    float w[64];
+} gguf_case;
+
+/* Write a small GGUF file (key/values of each kind, two tensors), then read it back. */
+static int gguf_write_read(void *ctx)
+{
+    gguf_case *c = ctx;
+    gguf_writer *w = gguf_writer_new();
+    if (!w) return DS_ENOMEM;
+    static const char *const tokens[] = {"<s>", "</s>", "a", "b"};
+    int32_t types[4] = {3, 3, 1, 1};
+    int64_t ne[2] = {16, 4};
+    int rc = gguf_add_string(w, "general.architecture", "llama");
+    if (!rc) rc = gguf_add_u32(w, "llama.block_count", 2);
+    if (!rc) rc = gguf_add_f32(w, "llama.rope.freq_base", 10000.0f);
+    if (!rc) rc = gguf_add_string_array(w, "tokenizer.ggml.tokens", tokens, 4);
+    if (!rc) rc = gguf_add_array(w, "tokenizer.ggml.token_type", GGUF_I32, types, 4);
+    if (!rc) rc = gguf_add_tensor(w, "token_embd.weight", GGML_F32, 2, ne, c->w);
+    if (!rc) rc = gguf_add_tensor(w, "output_norm.weight", GGML_F32, 1, ne, c->w);
+    if (!rc) rc = gguf_writer_write(w, c->path);
+    gguf_writer_free(w);
+    DIR *d = opendir(c->dir);   /* nothing half-written: the file whole, or nothing at all */
+    int files = 0;
+    for (struct dirent *e; d && (e = readdir(d));) files += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (d) closedir(d);
+    cr_assert_eq(files, rc ? 0 : 1, "a half-written GGUF file is left");
+    gguf_file *f = NULL;
+    if (!rc) rc = gguf_open(c->path, &f);
+    if (!rc) cr_assert_eq(gguf_tensor_count(f), 2);
+    gguf_close(f);
+    ds_remove_tree(c->path);
+    return rc;
+}
+
+Test(oom, gguf)
+{
+    gguf_case c = {.dir = tu_tmpdir()};
+    c.path = ds_path_join(c.dir, "tiny.gguf");
+    for (int i = 0; i < 64; i++) c.w[i] = (float)i / 8;
+    cr_expect_gt(sweep("GGUF file", gguf_write_read, &c), 20);
+    ds_remove_tree(c.dir);
+    free(c.path);
+    free(c.dir);
 }
