@@ -180,9 +180,9 @@ static int reply_as_written(const jinja_chat *c, const json_t *messages, const c
     const char *content = json_string_value(json_object_get(last, "content"));
     if (!role || strcmp(role, "assistant") || !content) return DS_EDATA;
     json_t *probe = json_deep_copy(messages), *msg = probe ? json_array_get(probe, n - 1) : NULL;
-    if (!msg || json_object_set_new(msg, "content", json_string(SENTINEL))) {
+    if (!msg || json_object_set_new(msg, "content", json_string(SENTINEL))) {   /* only a failed allocation */
         json_decref(probe);
-        return ds_fail(DS_EINTERNAL, "out of memory");
+        return DS_ENOMEM;
     }
     char *full = NULL;
     size_t fn = 0;
@@ -201,8 +201,8 @@ static int reply_as_written(const jinja_chat *c, const json_t *messages, const c
     if (cn >= gn && memcmp(content, gen, gn) == 0) content += gn, cn -= gn;
     const char *tail = at + sizeof SENTINEL - 1;
     size_t tn = fn - (size_t)(tail - full);
-    *completion = malloc(cn + tn + 1);
-    if (!*completion) rc = ds_fail(DS_EINTERNAL, "out of memory");
+    *completion = ds_malloc(cn + tn + 1, "a chat template's completion");
+    if (!*completion) rc = DS_ENOMEM;
     else {
         memcpy(*completion, content, cn);
         memcpy(*completion + cn, tail, tn);
