@@ -5,10 +5,11 @@
  * succeed past the failure (a failure swallowed), never fail for another
  * reason, and leave nothing half-written on disk.
  *
- * The tokenizer makes some 8000 allocations, most of them jansson's, the
- * same few lines of code over and over while it reads the vocabulary; its
- * sweep fails the first allocation made from each distinct call stack (a
- * loop's later turns take the same path), which keeps it to a second.
+ * The tokenizer and data cleaning make some 8000 allocations each, most of
+ * them jansson's, the same few lines of code over and over (a vocabulary, a
+ * file of records); their sweeps fail the first allocation made from each
+ * distinct call stack (a loop's later turns take the same path), which keeps
+ * them to seconds.
  * DSFT_OOM_EVERY=1 sweeps every one of them (20 s). Under valgrind or ASan
  * the same runs show that the failure paths free what they allocated:
  *     valgrind --leak-check=full --trace-children=yes build/tests/test_oom */
@@ -18,6 +19,7 @@
 #include "core/mem.h"
 #include "core/mem_test.h"
 #include "core/status.h"
+#include "data/clean/clean.h"
 #include "data/dataset/dataset.h"
 #include "data/gguf/gguf.h"
 #include "data/model_config.h"
@@ -365,4 +367,45 @@ Test(oom, gguf)
     ds_remove_tree(c.dir);
     free(c.path);
     free(c.dir);
+}
+
+/* --------------------------------------------------------- data cleaning */
+
+typedef struct {
+    clean_config cfg;
+    const char *inputs[1], *evals[1];
+    char *dir, *out;
+} clean_case;
+
+/* Clean the tiny training set against the tiny eval set, then its report. */
+static int clean_once(void *ctx)
+{
+    clean_case *c = ctx;
+    clean_job job = {c->inputs, 1, c->evals, 1, c->out, true, NULL, NULL};
+    clean_report *rep = NULL;
+    int rc = clean_run(&c->cfg, &job, &rep);
+    cr_assert_eq(ds_exists(c->out), rc == DS_OK, "a half-written output is left");
+    ds_remove_tree(c->out);
+    char *json = rc ? NULL : clean_report_json(rep);
+    if (!rc && !json) rc = DS_ENOMEM;
+    free(json);
+    clean_report_free(rep);
+    return rc;
+}
+
+Test(oom, data_cleaning)
+{
+    clean_case c = {.dir = tu_tmpdir()};
+    cr_assert_eq(clean_config_defaults(&c.cfg), DS_OK);
+    char *in = tu_source_path("data/tiny/train.jsonl"), *eval = tu_source_path("data/tiny/eval.jsonl");
+    c.inputs[0] = in;
+    c.evals[0] = eval;
+    c.out = ds_path_join(c.dir, "clean.jsonl");
+    cr_expect_gt(sweep_stacks("data cleaning", clean_once, &c), 1000);
+    clean_config_free(&c.cfg);
+    ds_remove_tree(c.dir);
+    free(c.out);
+    free(c.dir);
+    free(in);
+    free(eval);
 }
