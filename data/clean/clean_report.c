@@ -100,6 +100,9 @@ static json_t *clusters(const clean_report *r, const uint32_t *root, clean_rule 
         if (c) {
             put(c, "dropped", ids, oom);
             put(c, "dropped_at", at, oom);
+        } else {
+            json_decref(ids);
+            json_decref(at);
         }
         push(out, c, oom);
     }
