@@ -1,14 +1,17 @@
 #include "bundle.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/sha256.h"
 #include "core/status.h"
+#include "data/json_util.h"
 
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 static const char MAGIC[8] = {'D', 'S', 'F', 'T', 'P', 'A', 'C', 'K'};
 static const char *const FILES[] = {"adapter_config.json", "adapter_model.safetensors", "README.md", NULL};
@@ -19,9 +22,14 @@ int bundle_export(const char *dir, const char *out)
     char *data[8] = {0};
     size_t len[8] = {0};
     int n = 0, rc = DS_OK;
+    json_alloc_reset();   /* a manifest member that could not be allocated makes the export fail */
     json_t *files = json_array();
     for (int i = 0; FILES[i] && !rc; i++) {
         char *path = ds_path_join(dir, FILES[i]);
+        if (!path) {
+            rc = DS_ENOMEM;
+            break;
+        }
         bool required = i < 2;
         if (!required && !ds_exists(path)) {
             free(path);
@@ -41,6 +49,7 @@ int bundle_export(const char *dir, const char *out)
         json_t *m = json_pack("{s:s, s:i, s:o}", "format", "ds-ft-adapter", "version", 1, "files", files);
         manifest = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(m);
+        if (json_alloc_failed() || !manifest) rc = ds_fail_context(DS_ENOMEM, "%s: writing the manifest: ", out);
     } else {
         json_decref(files);
     }
@@ -49,8 +58,10 @@ int bundle_export(const char *dir, const char *out)
     for (int i = 0; i < n; i++) raw_len += len[i];
     char *raw = NULL, *comp = NULL;
     size_t comp_len = 0;
+    if (!rc && (!(raw = ds_malloc(raw_len, "an adapter bundle")) ||
+                !(comp = ds_malloc(ZSTD_compressBound(raw_len), "an adapter bundle"))))
+        rc = DS_ENOMEM;
     if (!rc) {
-        raw = malloc(raw_len);
         size_t off = strlen(manifest);
         memcpy(raw, manifest, off);
         raw[off++] = '\n';
@@ -59,13 +70,16 @@ int bundle_export(const char *dir, const char *out)
             off += len[i];
         }
         ZSTD_CCtx *cc = ZSTD_createCCtx();
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 19);
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
-        size_t cap = ZSTD_compressBound(raw_len);
-        comp = malloc(cap);
-        comp_len = ZSTD_compress2(cc, comp, cap, raw, raw_len);
-        ZSTD_freeCCtx(cc);
-        if (ZSTD_isError(comp_len)) rc = ds_fail(DS_EINTERNAL, "%s: compression failed: %s", out, ZSTD_getErrorName(comp_len));
+        if (!cc) rc = ds_fail(DS_ENOMEM, "%s: out of memory creating a zstd compressor", out);
+        if (cc) {
+            ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 19);
+            ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+            comp_len = ZSTD_compress2(cc, comp, ZSTD_compressBound(raw_len), raw, raw_len);
+            ZSTD_freeCCtx(cc);
+        }
+        if (!rc && ZSTD_isError(comp_len))
+            rc = ds_fail(ZSTD_getErrorCode(comp_len) == ZSTD_error_memory_allocation ? DS_ENOMEM : DS_EINTERNAL,
+                         "%s: compression failed: %s", out, ZSTD_getErrorName(comp_len));
     }
     if (!rc) {
         ds_out o;
@@ -110,8 +124,15 @@ int bundle_import(const char *in, const char *out_dir)
         rc = ds_fail(DS_EDATA, "%s: corrupted bundle (bad zstd frame header)", in);
         goto done;
     }
-    raw = malloc(content ? content : 1);
+    if (!(raw = ds_malloc(content, "an adapter bundle"))) {
+        rc = DS_ENOMEM;
+        goto done;
+    }
     raw_len = ZSTD_decompress(raw, content, frame, frame_len);
+    if (ZSTD_isError(raw_len) && ZSTD_getErrorCode(raw_len) == ZSTD_error_memory_allocation) {
+        rc = ds_fail(DS_ENOMEM, "%s: out of memory decompressing the bundle", in);
+        goto done;
+    }
     if (ZSTD_isError(raw_len) || raw_len != content) {
         rc = ds_fail(DS_EDATA, "%s: corrupted bundle: %s", in,
                      ZSTD_isError(raw_len) ? ZSTD_getErrorName(raw_len) : "size mismatch");
@@ -119,7 +140,10 @@ int bundle_import(const char *in, const char *out_dir)
     }
     char *nl = memchr(raw, '\n', raw_len);
     json_error_t jerr;
-    if (nl) manifest = json_loadb(raw, (size_t)(nl - raw), 0, &jerr);
+    if (nl && json_parse(raw, (size_t)(nl - raw), 0, &manifest, &jerr) == DS_ENOMEM) {
+        rc = ds_fail_context(DS_ENOMEM, "%s: reading the manifest: ", in);
+        goto done;
+    }
     json_t *files = json_object_get(manifest, "files");
     if (!nl || !manifest || !json_is_array(files) ||
         strcmp(json_string_value(json_object_get(manifest, "format")) ?: "", "ds-ft-adapter")) {
@@ -170,7 +194,7 @@ int bundle_import(const char *in, const char *out_dir)
     json_array_foreach(files, i, f) {
         size_t n = (size_t)json_integer_value(json_object_get(f, "size"));
         char *path = ds_path_join(tmp, json_string_value(json_object_get(f, "name")));
-        rc = ds_write_file(path, raw + off, n);
+        rc = path ? ds_write_file(path, raw + off, n) : DS_ENOMEM;
         free(path);
         off += n;
         if (rc) break;

@@ -1,8 +1,10 @@
 #include "lora.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "data/json_util.h"
 #include "data/safetensors.h"
 
 #include <jansson.h>
@@ -39,11 +41,16 @@ int lora_create(const model_config *model, const lora_config *cfg, const char *b
 {
     *out = NULL;
     if (cfg->r < 1) return ds_fail(DS_ECONFIG, "LoRA rank r must be at least 1");
-    lora_adapter *a = calloc(1, sizeof *a);
+    lora_adapter *a = ds_calloc(1, sizeof *a, "a LoRA adapter");
+    if (!a) return DS_ENOMEM;
     a->cfg = *cfg;
     a->nlayers = model->num_layers;
-    a->base_model = strdup(base_model ? base_model : "");
-    a->offset = malloc(sizeof(size_t) * (size_t)a->nlayers * LIN_COUNT);
+    a->base_model = ds_strdup(base_model ? base_model : "");
+    a->offset = ds_calloc((size_t)a->nlayers * LIN_COUNT, sizeof *a->offset, "a LoRA adapter");
+    if (!a->base_model || !a->offset) {
+        lora_free(a);
+        return DS_ENOMEM;
+    }
     for (int t = 0; t < LIN_COUNT; t++) llama_linear_shape(model, (llama_linear)t, &a->out[t], &a->in[t]);
     size_t off = 0;
     for (int l = 0; l < a->nlayers; l++)
@@ -56,10 +63,10 @@ int lora_create(const model_config *model, const lora_config *cfg, const char *b
             off += (size_t)cfg->r * (a->in[t] + a->out[t]);
         }
     a->nparams = off;
-    a->data = calloc(off ? off : 1, sizeof(float));
+    a->data = ds_calloc(off, sizeof(float), "the LoRA parameters");
     if (!a->data) {
         lora_free(a);
-        return ds_fail(DS_ETRAIN, "out of memory for %zu LoRA parameters", off);
+        return ds_fail_context(DS_ENOMEM, "%zu LoRA parameters: ", off);
     }
     *out = a;
     return DS_OK;
@@ -111,9 +118,10 @@ void lora_key(char *buf, size_t n, int layer, llama_linear t, char which)
 static int parse_peft_config(const char *path, const char *text, size_t len, lora_config *c, char **base)
 {
     json_error_t jerr;
-    json_t *root = json_loadb(text, len, 0, &jerr);
-    if (!root) return ds_fail(DS_EDATA, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
-    int rc = DS_OK;
+    json_t *root;
+    int rc = json_parse(text, len, 0, &root, &jerr);
+    if (rc == DS_ENOMEM) return ds_fail_context(rc, "%s: ", path);
+    if (rc) return ds_fail(DS_EDATA, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
     memset(c, 0, sizeof *c);
     *base = NULL;
     json_t *v;
@@ -178,7 +186,7 @@ static int parse_peft_config(const char *path, const char *text, size_t len, lor
     }
     if (!c->targets) { rc = ds_fail(DS_EDATA, "%s: empty \"target_modules\"", path); goto done; }
     v = json_object_get(root, "base_model_name_or_path");
-    *base = strdup(json_is_string(v) ? json_string_value(v) : "");
+    if (!(*base = ds_strdup(json_is_string(v) ? json_string_value(v) : ""))) rc = DS_ENOMEM;
 done:
     json_decref(root);
     return rc;
@@ -194,7 +202,7 @@ int lora_load_peft(const char *dir, const model_config *model, lora_adapter **ou
     st_file *f = NULL;
     lora_adapter *a = NULL;
     lora_config c;
-    int rc = ds_read_file(cfg_path, &text, &len);
+    int rc = !cfg_path || !st_path ? DS_ENOMEM : ds_read_file(cfg_path, &text, &len);
     if (!rc) rc = parse_peft_config(cfg_path, text, len, &c, &base);
     if (!rc) rc = st_file_open(st_path, &f);
     if (!rc) rc = lora_create(model, &c, base, &a);
@@ -247,8 +255,10 @@ int lora_load_peft(const char *dir, const model_config *model, lora_adapter **ou
 
 /* ------------------------------------------------------------ PEFT writing */
 
+/* adapter_config.json's text; NULL when out of memory (message set). */
 static char *peft_config_json(const lora_adapter *a)
 {
+    json_alloc_reset();   /* a member that could not be allocated makes it fail */
     json_t *o = json_object();
     json_t *targets = json_array();
     for (int t = 0; t < LIN_COUNT; t++)
@@ -269,6 +279,10 @@ static char *peft_config_json(const lora_adapter *a)
     json_object_set_new(o, "use_rslora", json_boolean(a->cfg.use_rslora));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
+    if (json_alloc_failed()) {
+        free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -276,11 +290,13 @@ int lora_write_peft_files(const lora_adapter *a, const char *dir)
 {
     char *cfg = peft_config_json(a);
     char *cfg_path = ds_path_join(dir, "adapter_config.json");
-    int rc = ds_write_file(cfg_path, cfg, strlen(cfg));
+    int rc = !cfg || !cfg_path ? DS_ENOMEM : ds_write_file(cfg_path, cfg, strlen(cfg));
     free(cfg);
     free(cfg_path);
+    if (rc) return rc;
     st_writer *w = st_writer_new();
-    st_writer_meta(w, "format", "pt");
+    if (!w) return DS_ENOMEM;
+    rc = st_writer_meta(w, "format", "pt");
     for (int l = 0; !rc && l < a->nlayers; l++)
         for (int t = 0; !rc && t < LIN_COUNT; t++) {
             if (!lora_A(a, l, (llama_linear)t)) continue;
@@ -293,7 +309,7 @@ int lora_write_peft_files(const lora_adapter *a, const char *dir)
         }
     if (!rc) {
         char *st_path = ds_path_join(dir, "adapter_model.safetensors");
-        rc = st_writer_write(w, st_path);
+        rc = st_path ? st_writer_write(w, st_path) : DS_ENOMEM;
         free(st_path);
     }
     st_writer_free(w);

@@ -5,8 +5,8 @@
 #include "backend.h"
 #include "backend_internal.h"
 
+#include "core/mem.h"
 #include "core/numeric.h"
-
 #include "core/status.h"
 
 #include <stdarg.h>
@@ -53,7 +53,8 @@ int be_fail(backend *be, int code, const char *fmt, ...)
 int be_open(be_kind kind, backend **out)
 {
     *out = NULL;
-    backend *be = calloc(1, sizeof *be);
+    backend *be = ds_calloc(1, sizeof *be, "a backend");
+    if (!be) return DS_ENOMEM;
     be->kind = kind;
     be->act_size = kind == BE_CUDA ? 2 : 4;
     if (kind == BE_CUDA) {
@@ -69,7 +70,10 @@ int be_open(be_kind kind, backend **out)
                                   "(rebuild with nvcc on the PATH, or use device: cpu)");
 #endif
     } else {
-        be->impl = calloc(1, sizeof(cpu_state));
+        if (!(be->impl = ds_calloc(1, sizeof(cpu_state), "the CPU backend"))) {
+            free(be);
+            return DS_ENOMEM;
+        }
 #ifdef _OPENMP
         /* One thread unless OMP_NUM_THREADS asks for more: idle OpenMP
          * threads spin, and where the cores are busy with other work that
@@ -313,11 +317,17 @@ static void cpu_gemm(backend *be, const be_gemm_args *g)
     const float *B = row_major(g->B, g->K, g->N, g->ldb, g->trans_b, ws + na);   /* (K, N) */
     const int lda = g->trans_a ? g->K : g->lda, ldb = g->trans_b ? g->N : g->ldb;
     float *C = g->C;
+    bool oom = false;
 #pragma omp parallel if ((long)g->M * g->N * g->K > DS_OMP_MIN_WORK)
     {
-        float *acc = malloc(sizeof(float) * (size_t)(g->N > 0 ? g->N : 1));
+        float *acc = ds_calloc((size_t)g->N, sizeof(float), "a GEMM row");   /* one per thread */
+        if (!acc) {
+#pragma omp atomic write
+            oom = true;
+        }
 #pragma omp for schedule(static)
         for (int i = 0; i < g->M; i++) {
+            if (!acc) continue;
             memset(acc, 0, sizeof(float) * (size_t)g->N);
             for (int k = 0; k < g->K; k++) {
                 const float a = A[(size_t)i * lda + k], *b = B + (size_t)k * ldb;
@@ -329,6 +339,7 @@ static void cpu_gemm(backend *be, const be_gemm_args *g)
         }
         free(acc);
     }
+    if (oom) be_fail(be, DS_ENOMEM, "out of memory allocating %zu bytes for a GEMM row", sizeof(float) * (size_t)g->N);
 }
 
 void be_gemm(backend *be, const be_gemm_args *g)

@@ -15,6 +15,7 @@
  * layouts with no algorithm) fall back to a plain tiled kernel.
  */
 #include "backend.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "backend_internal.h"
 
@@ -110,7 +111,8 @@ extern "C" int cuda_open(backend *be)
         return ds_fail(DS_EUSAGE, "device: cuda was asked for, but no CUDA device is usable (%s); use device: cpu",
                        e != cudaSuccess ? cudaGetErrorString(e) : "no device found");
     }
-    cuda_state *s = (cuda_state *)calloc(1, sizeof *s);
+    cuda_state *s = (cuda_state *)ds_calloc(1, sizeof *s, "the CUDA backend");
+    if (!s) return DS_ENOMEM;
     be->impl = s;
     s->device = 0;
     cudaDeviceProp prop;
@@ -191,9 +193,10 @@ extern "C" void *cuda_alloc(backend *be, size_t bytes, const char *what)
             be_fail(be, DS_ETRAIN, "device error: allocating %zu bytes for %s: %s", bytes, what, cudaGetErrorString(e));
         return NULL;
     }
-    if (s->nallocs == s->cap_allocs) {
-        s->cap_allocs = s->cap_allocs ? 2 * s->cap_allocs : 64;
-        s->allocs = (alloc_rec *)realloc(s->allocs, s->cap_allocs * sizeof *s->allocs);
+    if (ds_grow(&s->allocs, &s->cap_allocs, s->nallocs + 1, sizeof *s->allocs)) {   /* cannot track it: give it back */
+        cudaFree(p);
+        be_fail(be, DS_ENOMEM, "%s", ds_errmsg());
+        return NULL;
     }
     s->allocs[s->nallocs++] = (alloc_rec){p, bytes};
     be->bytes_in_use += bytes;

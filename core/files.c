@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
 #include "files.h"
+#include "buf.h"
+#include "mem.h"
 #include "status.h"
 
 #include <dirent.h>
@@ -24,25 +26,22 @@ int ds_read_file(const char *path, char **data, size_t *len)
     if (len) *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return ds_open_error(path, "open");
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf) { fclose(f); return ds_fail(DS_EIO, "%s: out of memory", path); }
+    ds_buf b = {0};
+    int rc;
     for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            char *nb = realloc(buf, cap + 1);
-            if (!nb) { free(buf); fclose(f); return ds_fail(DS_EIO, "%s: out of memory", path); }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
+        if ((rc = ds_buf_reserve(&b, (size_t)1 << 16))) break;
+        size_t got = fread(b.p + b.len, 1, b.cap - b.len - 1, f);
+        b.len += got;
         if (got == 0) break;
     }
-    int bad = ferror(f);
+    if (!rc && ferror(f)) rc = ds_fail(DS_EIO, "%s: read error", path);
     fclose(f);
-    if (bad) { free(buf); return ds_fail(DS_EIO, "%s: read error", path); }
-    buf[n] = '\0';
-    *data = buf;
+    size_t n = b.len;
+    if (!rc && !(*data = ds_buf_take(&b))) rc = DS_ENOMEM;
+    if (rc) {
+        ds_buf_free(&b);
+        return rc == DS_ENOMEM ? ds_fail_context(rc, "reading %s: ", path) : rc;
+    }
     if (len) *len = n;
     return DS_OK;
 }
@@ -76,8 +75,13 @@ void ds_map_close(ds_map *m)
 int ds_out_open(ds_out *o, const char *path)
 {
     memset(o, 0, sizeof *o);
-    o->path = strdup(path);
-    o->tmp = ds_strdupf("%s.tmp-%d", path, (int)getpid());
+    o->path = ds_strdup(path);
+    o->tmp = o->path ? ds_strdupf("%s.tmp-%d", path, (int)getpid()) : NULL;
+    if (!o->tmp) {
+        free(o->path);
+        memset(o, 0, sizeof *o);
+        return DS_ENOMEM;
+    }
     o->f = fopen(o->tmp, "wb");
     if (!o->f) {
         int rc = ds_open_error(o->tmp, "create");
@@ -148,6 +152,7 @@ int ds_write_file(const char *path, const void *data, size_t len)
 int ds_dir_begin(const char *dir, char **tmp)
 {
     *tmp = ds_strdupf("%s.tmp-%d", dir, (int)getpid());
+    if (!*tmp) return DS_ENOMEM;
     ds_remove_tree(*tmp);
     int rc = ds_mkdirs(*tmp);
     if (rc) { free(*tmp); *tmp = NULL; }
@@ -160,6 +165,7 @@ int ds_dir_commit(const char *tmp, const char *dir)
     char *old = NULL;
     if (ds_exists(dir)) {
         old = ds_strdupf("%s.old-%d", dir, (int)getpid());
+        if (!old) return DS_ENOMEM;
         ds_remove_tree(old);
         if (rename(dir, old) != 0) {
             int rc = ds_fail(DS_EIO, "%s: cannot replace: %s", dir, strerror(errno));
@@ -185,7 +191,8 @@ void ds_dir_abort(const char *tmp)
 
 int ds_mkdirs(const char *path)
 {
-    char *p = strdup(path);
+    char *p = ds_strdup(path);
+    if (!p) return DS_ENOMEM;
     size_t n = strlen(p);
     for (size_t i = 1; i <= n; i++) {
         if (p[i] == '/' || p[i] == '\0') {
@@ -211,13 +218,16 @@ int ds_remove_tree(const char *path)
         DIR *d = opendir(path);
         if (d) {
             struct dirent *e;
-            while ((e = readdir(d))) {
+            int rc = DS_OK;
+            while (!rc && (e = readdir(d))) {
                 if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
                 char *sub = ds_path_join(path, e->d_name);
-                ds_remove_tree(sub);
+                if (!sub) rc = DS_ENOMEM;
+                else ds_remove_tree(sub);
                 free(sub);
             }
             closedir(d);
+            if (rc) return rc;
         }
         return rmdir(path) == 0 ? DS_OK : ds_fail(DS_EIO, "%s: cannot remove: %s", path, strerror(errno));
     }
@@ -257,10 +267,14 @@ char *ds_path_join(const char *a, const char *b)
 
 char *ds_strdupf(const char *fmt, ...)
 {
+    ds_buf b = {0};
     va_list ap;
     va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+    int rc = ds_buf_vprintf(&b, fmt, ap);
     va_end(ap);
-    return s;
+    if (rc) {
+        ds_buf_free(&b);
+        return NULL;
+    }
+    return ds_buf_take(&b);
 }

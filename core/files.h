@@ -18,7 +18,7 @@
 int ds_open_error(const char *path, const char *what);
 
 /* Read a whole file into a malloc'd, NUL-terminated buffer.
- * Missing file -> DS_ENOINPUT, other failures -> DS_EIO. */
+ * Missing file -> DS_ENOINPUT, out of memory -> DS_ENOMEM, other failures -> DS_EIO. */
 int ds_read_file(const char *path, char **data, size_t *len);
 
 /* A read-only memory map of a whole file. */
@@ -57,9 +57,10 @@ bool ds_exists(const char *path);
 bool ds_is_dir(const char *path);
 int ds_copy_file(const char *src, const char *dst);   /* atomic at dst */
 
-/* malloc'd "a/b"; joins with exactly one slash. */
+/* malloc'd "a/b"; joins with exactly one slash. NULL: out of memory (message
+ * set, status DS_ENOMEM), as for ds_strdupf. */
 char *ds_path_join(const char *a, const char *b);
-/* malloc'd printf. */
+/* malloc'd printf. NULL: out of memory (message set, status DS_ENOMEM). */
 char *ds_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

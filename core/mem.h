@@ -34,7 +34,14 @@ int ds_oom(size_t bytes, const char *what);
  *
  *     if (ds_grow(&v->ids, &v->cap, v->n + 1, sizeof *v->ids)) return DS_ENOMEM;
  */
-int ds_grow(void *arr, size_t *cap, size_t need, size_t elem);
+static inline int ds_grow(void *arr, size_t *cap, size_t need, size_t elem);
+/* ds_grow_to() : the growth itself, which ds_grow() calls when there is not
+ * room already (ds_grow is inline, for the loops that push one at a time). */
+int ds_grow_to(void *arr, size_t *cap, size_t need, size_t elem);
+static inline int ds_grow(void *arr, size_t *cap, size_t need, size_t elem)
+{
+    return need <= *cap ? 0 : ds_grow_to(arr, cap, need, elem);
+}
 
 #ifdef __cplusplus
 }

@@ -2,15 +2,55 @@
 #include "json_util.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdlib.h>
 
+static _Thread_local bool g_alloc_failed;   /* since json_alloc_reset() */
+static _Thread_local bool g_parsing;        /* inside json_parse() */
+
+static void *json_alloc(size_t bytes)
+{
+    /* Within a parse, after one failure every allocation fails: jansson's
+     * lexer goes on after it could not keep a byte of a token, and only
+     * another failed allocation stops it before it reads the damaged token
+     * back (where it can fail an assert). */
+    if (g_parsing && g_alloc_failed) return NULL;
+    void *p = ds_malloc(bytes, "JSON");
+    if (!p) g_alloc_failed = true;
+    return p;
+}
+
+/* Before main(): every jansson allocation of the program goes through json_alloc. */
+__attribute__((constructor)) static void json_use_checked_alloc(void) { json_set_alloc_funcs(json_alloc, free); }
+
+void json_alloc_reset(void) { g_alloc_failed = false; }
+bool json_alloc_failed(void) { return g_alloc_failed; }
+
+int json_parse(const char *text, size_t len, size_t flags, json_t **root, json_error_t *err)
+{
+    bool before = g_alloc_failed;   /* a builder around this call keeps its own record */
+    g_alloc_failed = false;
+    g_parsing = true;
+    *root = json_loadb(text, len, flags, err);
+    g_parsing = false;
+    bool failed = g_alloc_failed;
+    g_alloc_failed = before || failed;
+    if (failed) {
+        json_decref(*root);   /* it may lack what could not be allocated */
+        *root = NULL;
+        return DS_ENOMEM;
+    }
+    return *root ? DS_OK : DS_EDATA;
+}
+
 int json_text_load(const char *text, size_t len, const char *name, size_t flags, json_t **root)
 {
     json_error_t jerr;
-    *root = json_loadb(text, len, flags, &jerr);
-    if (!*root) return ds_fail(DS_EDATA, "%s:%d:%d: invalid JSON: %s", name, jerr.line, jerr.column, jerr.text);
+    int rc = json_parse(text, len, flags, root, &jerr);
+    if (rc == DS_ENOMEM) return ds_fail_context(rc, "%s: ", name);
+    if (rc) return ds_fail(DS_EDATA, "%s:%d:%d: invalid JSON: %s", name, jerr.line, jerr.column, jerr.text);
     return DS_OK;
 }
 

@@ -9,7 +9,11 @@
  */
 #include "jsonl.h"
 
+#include "data/json_util.h"
+
+#include "core/buf.h"
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "core/utf8.h"
 
@@ -42,8 +46,8 @@ struct jsonl_reader {
     size_t len, pos;
     bool eof;
     /* the record being collected */
-    char *rec;
-    size_t rec_len, rec_cap, max_record;
+    ds_buf rec;
+    size_t max_record;
     bool overflow;
     int line;                      /* line of the next byte */
     int mode;
@@ -157,27 +161,17 @@ static int skip_ws(jsonl_reader *r, int *c)
     }
 }
 
-static void rec_append(jsonl_reader *r, const void *p, size_t n)
+/* Add to the record; past max_record bytes it only notes the overflow. */
+static int rec_append(jsonl_reader *r, const void *p, size_t n)
 {
-    if (r->overflow) return;
-    if (r->rec_len + n > r->max_record) {
+    if (r->overflow) return DS_OK;
+    if (r->rec.len + n > r->max_record) {
         r->overflow = true;
-        return;
+        return DS_OK;
     }
-    if (r->rec_len + n + 1 > r->rec_cap) {
-        size_t cap = r->rec_cap ? r->rec_cap : 4096;
-        while (cap < r->rec_len + n + 1) cap *= 2;
-        if (cap > r->max_record + 1) cap = r->max_record + 1;
-        char *nr = realloc(r->rec, cap);
-        if (!nr) {
-            r->overflow = true;
-            return;
-        }
-        r->rec = nr;
-        r->rec_cap = cap;
-    }
-    memcpy(r->rec + r->rec_len, p, n);
-    r->rec_len += n;
+    int rc = ds_buf_append(&r->rec, p, n);
+    if (rc) r->fatal = true;
+    return rc;
 }
 
 /* ---- open / close ---- */
@@ -197,10 +191,10 @@ static bool ends_with(const char *s, const char *suffix)
 
 static int reader_new(const char *name, size_t max_record, jsonl_reader **out)
 {
-    jsonl_reader *r = calloc(1, sizeof *r);
-    if (!r || !(r->name = strdup(name))) {
+    jsonl_reader *r = ds_calloc(1, sizeof *r, "a record reader");
+    if (!r || !(r->name = ds_strdup(name))) {
         free(r);
-        return ds_fail(DS_EINTERNAL, "%s: out of memory", name);
+        return ds_fail_context(DS_ENOMEM, "%s: ", name);
     }
     r->max_record = max_record ? max_record : JSONL_MAX_RECORD_DEFAULT;
     r->line = 1;
@@ -226,15 +220,16 @@ static int setup_source(jsonl_reader *r)
         return ds_fail(DS_EDATA, "%s: not a zstd stream (the file does not start with a zstd frame)", r->name);
     if (zst) {
         r->zs = ZSTD_createDStream();
-        r->zbuf = malloc(ZSTD_DStreamInSize());
-        if (!r->zs || !r->zbuf) return ds_fail(DS_EINTERNAL, "%s: out of memory", r->name);
+        if (!r->zs) return ds_fail(DS_ENOMEM, "%s: out of memory creating a zstd decoder", r->name);
+        r->zbuf = ds_malloc(ZSTD_DStreamInSize(), "zstd input");
+        if (!r->zbuf) return ds_fail_context(DS_ENOMEM, "%s: ", r->name);
         ZSTD_initDStream(r->zs);
         r->zin.src = r->zbuf;
         r->zret = 1;
     }
     if (r->f || r->zs) {
-        r->own = malloc(CHUNK);
-        if (!r->own) return ds_fail(DS_EINTERNAL, "%s: out of memory", r->name);
+        r->own = ds_malloc(CHUNK, "reading");
+        if (!r->own) return ds_fail_context(DS_ENOMEM, "%s: ", r->name);
         r->buf = r->own;
     }
     return DS_OK;
@@ -285,7 +280,7 @@ void jsonl_close(jsonl_reader *r)
     if (r->zs) ZSTD_freeDStream(r->zs);
     free(r->zbuf);
     free(r->own);
-    free(r->rec);
+    ds_buf_free(&r->rec);
     free(r->name);
     free(r);
 }
@@ -310,25 +305,31 @@ const char *jsonl_kind(const json_t *j)
 /* The invalid UTF-8 jansson stopped at: its line and column in the record. */
 static int utf8_fail(const jsonl_reader *r, int line)
 {
-    size_t bad = ds_utf8_valid(r->rec, r->rec_len), col0 = 0;
-    if (bad == r->rec_len) return ds_fail(DS_EDATA, "%s:%d: invalid UTF-8", r->name, line);   /* not ours to find */
+    const char *rec = r->rec.p;
+    size_t bad = ds_utf8_valid(rec, r->rec.len), col0 = 0;
+    if (bad == r->rec.len) return ds_fail(DS_EDATA, "%s:%d: invalid UTF-8", r->name, line);   /* not ours to find */
     for (size_t i = 0; i < bad; i++)
-        if (r->rec[i] == '\n') {
+        if (rec[i] == '\n') {
             line++;
             col0 = i + 1;
         }
     return ds_fail(DS_EDATA, "%s:%d: invalid UTF-8 (byte 0x%02x at column %zu)", r->name, line,
-                   (unsigned char)r->rec[bad], bad - col0 + 1);
+                   (unsigned char)rec[bad], bad - col0 + 1);
 }
 
-/* Parse rec[0..rec_len) (which starts at `line`) as one object. jansson
+/* Parse the record (which starts at `line`) as one object. jansson
  * refuses invalid UTF-8 itself; only then is the bad byte looked for. */
 static int parse_record(jsonl_reader *r, int line, json_t **obj)
 {
     json_error_t e;
-    json_t *j = json_loadb(r->rec, r->rec_len, JSON_DECODE_ANY, &e);
-    if (!j && json_error_code(&e) == json_error_invalid_utf8) return utf8_fail(r, line);
-    if (!j)
+    json_t *j;
+    int rc = json_parse(r->rec.p ? r->rec.p : "", r->rec.len, JSON_DECODE_ANY, &j, &e);
+    if (rc == DS_ENOMEM) {
+        r->fatal = true;
+        return ds_fail_context(rc, "%s:%d: ", r->name, line);
+    }
+    if (rc && json_error_code(&e) == json_error_invalid_utf8) return utf8_fail(r, line);
+    if (rc)
         return ds_fail(DS_EDATA, "%s:%d: malformed JSON: %s (column %d)", r->name,
                        line + (e.line > 0 ? e.line - 1 : 0), e.text, e.column);
     if (!json_is_object(j)) {
@@ -343,7 +344,7 @@ static int parse_record(jsonl_reader *r, int line, json_t **obj)
 /* One line into rec (without its '\n'); *got = false at the end of the data. */
 static int read_line(jsonl_reader *r, bool *got)
 {
-    r->rec_len = 0;
+    r->rec.len = 0;
     r->overflow = false;
     *got = false;
     for (;;) {
@@ -358,7 +359,7 @@ static int read_line(jsonl_reader *r, bool *got)
         size_t n = r->len - r->pos;
         const unsigned char *nl = memchr(s, '\n', n);
         size_t take = nl ? (size_t)(nl - s) : n;
-        rec_append(r, s, take);
+        if ((rc = rec_append(r, s, take))) return rc;
         r->pos += take + (nl ? 1 : 0);
         if (nl) return DS_OK;
     }
@@ -377,9 +378,9 @@ static int next_jsonl(jsonl_reader *r, json_t **obj, int *line)
         *line = r->line++;
         if (r->overflow)
             return ds_fail(DS_EDATA, "%s:%d: line longer than %zu bytes", r->name, *line, r->max_record);
-        while (r->rec_len > 0 && r->rec[r->rec_len - 1] == '\r') r->rec_len--;
+        while (r->rec.len > 0 && r->rec.p[r->rec.len - 1] == '\r') r->rec.len--;
         bool blank = true;
-        for (size_t i = 0; i < r->rec_len && blank; i++) blank = is_ws((unsigned char)r->rec[i]);
+        for (size_t i = 0; i < r->rec.len && blank; i++) blank = is_ws((unsigned char)r->rec.p[i]);
         if (blank) continue;
         return parse_record(r, *line, obj);
     }
@@ -394,23 +395,23 @@ static int array_fail(jsonl_reader *r, const char *what)
 /* Collect one array element starting with byte c (already consumed). */
 static int scan_element(jsonl_reader *r, int c, int start_line)
 {
-    r->rec_len = 0;
+    r->rec.len = 0;
     r->overflow = false;
     unsigned char ch = (unsigned char)c;
-    rec_append(r, &ch, 1);
+    int rc = rec_append(r, &ch, 1);
+    if (rc) return rc;
     if (c == '{' || c == '[' || c == '"') {
         int depth = c == '"' ? 0 : 1;
         bool in_str = c == '"', esc = false;
         for (;;) {
-            int rc = getb(r, &c);
-            if (rc) return rc;
+            if ((rc = getb(r, &c))) return rc;
             if (c < 0) {
                 r->fatal = true;
                 return ds_fail(DS_EDATA, "%s:%d: unexpected end of data inside the element that starts at line %d",
                                r->name, r->line, start_line);
             }
             ch = (unsigned char)c;
-            rec_append(r, &ch, 1);
+            if ((rc = rec_append(r, &ch, 1))) return rc;
             if (r->overflow) {
                 r->fatal = true;
                 return ds_fail(DS_EDATA, "%s:%d: array element longer than %zu bytes", r->name, start_line,
@@ -434,12 +435,11 @@ static int scan_element(jsonl_reader *r, int c, int start_line)
     }
     /* a bare scalar: up to the next delimiter */
     for (;;) {
-        int rc = peek(r, &c);
-        if (rc) return rc;
+        if ((rc = peek(r, &c))) return rc;
         if (c < 0 || is_ws(c) || c == ',' || c == ']' || c == '}') return DS_OK;
         getb(r, &c);
         ch = (unsigned char)c;
-        rec_append(r, &ch, 1);
+        if ((rc = rec_append(r, &ch, 1))) return rc;
         if (r->overflow) {
             r->fatal = true;
             return ds_fail(DS_EDATA, "%s:%d: array element longer than %zu bytes", r->name, start_line, r->max_record);

@@ -228,35 +228,40 @@ int model_config_parse(const char *text, size_t len, const char *path, model_con
 }
 
 /* generation_config.json's token ids win over config.json's; a file that is
- * missing, malformed or holds unusable ids changes nothing. */
-static void apply_generation_config(const char *dir, model_config *c)
+ * missing, malformed or holds unusable ids changes nothing. Only running out
+ * of memory is an error. */
+static int apply_generation_config(const char *dir, model_config *c)
 {
     char *path = ds_path_join(dir, "generation_config.json");
+    if (!path) return DS_ENOMEM;
     json_t *root;
-    if (json_file_load(path, 0, &root) == DS_OK) {
+    int rc = json_file_load(path, 0, &root);
+    if (rc == DS_OK) {
         int *ids[3] = {&c->bos_id, &c->eos_id, &c->pad_id};
         if (json_is_object(root))
             for (int i = 0; i < 3; i++) token_id(root, path, TOKEN_KEYS[i], c->vocab_size, false, ids[i]);
         json_decref(root);
     }
-    ds_clear_error();
     free(path);
+    if (rc == DS_ENOMEM) return rc;
+    ds_clear_error();
+    return DS_OK;
 }
 
 int model_config_load_json(const char *dir, model_config *c, json_t **config)
 {
     *config = NULL;
     char *path = ds_path_join(dir, "config.json");
-    json_t *root;
-    int rc = json_file_load(path, 0, &root);
+    json_t *root = NULL;
+    int rc = path ? json_file_load(path, 0, &root) : DS_ENOMEM;
     if (!rc) rc = parse_root(root, path, c);
     free(path);
+    if (!rc) rc = apply_generation_config(dir, c);
     if (rc) {
         if (!root) memset(c, 0, sizeof *c);
         json_decref(root);
         return rc;
     }
-    apply_generation_config(dir, c);
     *config = root;
     return DS_OK;
 }

@@ -20,7 +20,7 @@ int model_copy_side_files(const char *src_dir, const char *dst_dir)
     };
     for (size_t i = 0; i < sizeof SIDE_FILES / sizeof *SIDE_FILES; i++) {
         char *from = ds_path_join(src_dir, SIDE_FILES[i]), *to = ds_path_join(dst_dir, SIDE_FILES[i]);
-        int rc = ds_exists(from) ? ds_copy_file(from, to) : DS_OK;
+        int rc = !from || !to ? DS_ENOMEM : ds_exists(from) ? ds_copy_file(from, to) : DS_OK;
         free(from);
         free(to);
         if (rc) return rc;
@@ -39,6 +39,7 @@ int model_config_rewrite_json(const json_t *config, const char *dst_dir, json_t 
         if (prev && strcmp(prev, key) > 0) sorted = false;
         prev = key;
     }
+    json_alloc_reset();   /* a member that could not be allocated makes the rewrite fail */
     json_t *out = json_object(), *bf16 = json_string("bfloat16");
     json_t *q = quantization;   /* still to be placed */
     bool has_dtype = false, has_torch_dtype = false;
@@ -61,13 +62,13 @@ int model_config_rewrite_json(const json_t *config, const char *dst_dir, json_t 
     if (q) json_object_set(out, QKEY, q);
     if (!quantization && !has_dtype && !has_torch_dtype) json_object_set(out, "dtype", bf16);
     json_decref(bf16);
-    char *body = pyjson_dumps(out, 2);
+    char *body = json_alloc_failed() ? NULL : pyjson_dumps(out, 2);
     json_decref(out);
-    if (!body) return ds_fail(DS_EINTERNAL, "%s: cannot encode config.json", dst_dir);
+    if (!body) return ds_fail_context(DS_ENOMEM, "%s: writing config.json: ", dst_dir);
     size_t len = strlen(body);
     body[len] = '\n';   /* the file ends with a newline: it takes the NUL's place (written by length) */
     char *dst = ds_path_join(dst_dir, "config.json");
-    int rc = ds_write_file(dst, body, len + 1);
+    int rc = dst ? ds_write_file(dst, body, len + 1) : DS_ENOMEM;
     free(dst);
     free(body);
     return rc;
@@ -76,8 +77,8 @@ int model_config_rewrite_json(const json_t *config, const char *dst_dir, json_t 
 int model_config_rewrite(const char *src_dir, const char *dst_dir, json_t *quantization)
 {
     char *path = ds_path_join(src_dir, "config.json");
-    json_t *config;
-    int rc = json_file_load(path, 0, &config);
+    json_t *config = NULL;
+    int rc = path ? json_file_load(path, 0, &config) : DS_ENOMEM;
     if (!rc && !json_is_object(config)) rc = ds_fail(DS_EDATA, "%s: not a JSON object", path);
     if (!rc) rc = model_config_rewrite_json(config, dst_dir, quantization);
     json_decref(config);

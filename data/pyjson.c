@@ -1,6 +1,8 @@
 /* data/pyjson.c - Python-compatible JSON text (see pyjson.h). */
 #include "pyjson.h"
 
+#include "core/buf.h"
+#include "core/status.h"
 #include "core/utf8.h"
 
 #include <math.h>
@@ -65,135 +67,95 @@ int pyjson_repr_double(double x, char *buf, size_t n)
 
 /* ------------------------------------------------------------------ dumps */
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    bool bad;
-} sbuf;
-
-static void put(sbuf *b, const char *s, size_t n)
+static int newline(ds_buf *b, int indent, int depth)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->len + n + 1 > cap) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->bad = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
+    int rc = ds_buf_putc(b, '\n');
+    for (int i = 0; !rc && i < indent * depth; i++) rc = ds_buf_putc(b, ' ');
+    return rc;
 }
 
-static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
-
-static void newline(sbuf *b, int indent, int depth)
+/* The escape of c, or NULL when c is written as it is. */
+static const char *escape(uint32_t c, char esc[16])
 {
-    put(b, "\n", 1);
-    for (int i = 0; i < indent * depth; i++) put(b, " ", 1);
+    switch (c) {
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    case '\n': return "\\n";
+    case '\r': return "\\r";
+    case '\t': return "\\t";
+    case '\b': return "\\b";
+    case '\f': return "\\f";
+    default: break;
+    }
+    if (c >= 0x20 && c <= 0x7e) return NULL;
+    if (c < 0x10000) snprintf(esc, 16, "\\u%04x", c);
+    else snprintf(esc, 16, "\\u%04x\\u%04x", 0xd800 + ((c - 0x10000) >> 10), 0xdc00 + ((c - 0x10000) & 0x3ff));
+    return esc;
 }
 
 /* A JSON string with Python's ensure_ascii escapes: \" \\ \n \r \t \b \f,
  * anything else outside ' '..'~' as \uXXXX (surrogate pairs above U+FFFF). */
-static void put_string(sbuf *b, const char *s, size_t n)
+static int put_string(ds_buf *b, const char *s, size_t n)
 {
-    put(b, "\"", 1);
+    int rc = ds_buf_putc(b, '"');
     char esc[16];
-    for (size_t i = 0, k; i < n; i += k) {
+    for (size_t i = 0, k; !rc && i < n; i += k) {
         uint32_t c = ds_utf8_decode(s + i, n - i, &k);
         if (c == DS_UTF8_BAD) c = 0xFFFD;   /* cannot happen: jansson holds valid UTF-8 only */
-        switch (c) {
-        case '"': puts_(b, "\\\""); continue;
-        case '\\': puts_(b, "\\\\"); continue;
-        case '\n': puts_(b, "\\n"); continue;
-        case '\r': puts_(b, "\\r"); continue;
-        case '\t': puts_(b, "\\t"); continue;
-        case '\b': puts_(b, "\\b"); continue;
-        case '\f': puts_(b, "\\f"); continue;
-        default: break;
-        }
-        if (c >= 0x20 && c <= 0x7e) {
-            char ch = (char)c;
-            put(b, &ch, 1);
-        } else if (c < 0x10000) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            puts_(b, esc);
-        } else {
-            c -= 0x10000;
-            snprintf(esc, sizeof esc, "\\u%04x\\u%04x", 0xd800 + (c >> 10), 0xdc00 + (c & 0x3ff));
-            puts_(b, esc);
-        }
+        const char *e = escape(c, esc);
+        rc = e ? ds_buf_puts(b, e) : ds_buf_putc(b, (char)c);
     }
-    put(b, "\"", 1);
+    return rc ? rc : ds_buf_putc(b, '"');
 }
 
-static void dump(sbuf *b, json_t *v, int indent, int depth)
+static int dump(ds_buf *b, json_t *v, int indent, int depth);
+
+/* The members of an array or object between its brackets: one per line with
+ * an indent, else ", "-separated. */
+static int dump_members(ds_buf *b, json_t *v, int indent, int depth)
+{
+    bool obj = json_is_object(v);
+    int rc = ds_buf_putc(b, obj ? '{' : '[');
+    void *it = obj ? json_object_iter(v) : NULL;
+    for (size_t i = 0; !rc && (obj ? it != NULL : i < json_array_size(v)); i++) {
+        if (i) rc = ds_buf_puts(b, indent < 0 ? ", " : ",");
+        if (!rc && indent >= 0) rc = newline(b, indent, depth + 1);
+        if (!rc && obj) {
+            const char *key = json_object_iter_key(it);
+            rc = put_string(b, key, strlen(key));
+            if (!rc) rc = ds_buf_puts(b, ": ");
+        }
+        if (!rc) rc = dump(b, obj ? json_object_iter_value(it) : json_array_get(v, i), indent, depth + 1);
+        if (obj) it = json_object_iter_next(v, it);
+    }
+    if (!rc && indent >= 0) rc = newline(b, indent, depth);
+    return rc ? rc : ds_buf_putc(b, obj ? '}' : ']');
+}
+
+static int dump(ds_buf *b, json_t *v, int indent, int depth)
 {
     char num[64];
     switch (json_typeof(v)) {
-    case JSON_NULL: puts_(b, "null"); break;
-    case JSON_TRUE: puts_(b, "true"); break;
-    case JSON_FALSE: puts_(b, "false"); break;
-    case JSON_INTEGER:
-        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
-        puts_(b, num);
-        break;
+    case JSON_NULL: return ds_buf_puts(b, "null");
+    case JSON_TRUE: return ds_buf_puts(b, "true");
+    case JSON_FALSE: return ds_buf_puts(b, "false");
+    case JSON_INTEGER: return ds_buf_printf(b, "%lld", (long long)json_integer_value(v));
     case JSON_REAL:
         pyjson_repr_double(json_real_value(v), num, sizeof num);
-        puts_(b, num);
-        break;
-    case JSON_STRING: put_string(b, json_string_value(v), json_string_length(v)); break;
-    case JSON_ARRAY: {
-        size_t n = json_array_size(v);
-        if (n == 0) {
-            puts_(b, "[]");
-            break;
-        }
-        put(b, "[", 1);
-        for (size_t i = 0; i < n; i++) {
-            if (i) puts_(b, indent < 0 ? ", " : ",");
-            if (indent >= 0) newline(b, indent, depth + 1);
-            dump(b, json_array_get(v, i), indent, depth + 1);
-        }
-        if (indent >= 0) newline(b, indent, depth);
-        put(b, "]", 1);
-        break;
+        return ds_buf_puts(b, num);
+    case JSON_STRING: return put_string(b, json_string_value(v), json_string_length(v));
+    case JSON_ARRAY: return json_array_size(v) ? dump_members(b, v, indent, depth) : ds_buf_puts(b, "[]");
+    case JSON_OBJECT: return json_object_size(v) ? dump_members(b, v, indent, depth) : ds_buf_puts(b, "{}");
     }
-    case JSON_OBJECT: {
-        if (json_object_size(v) == 0) {
-            puts_(b, "{}");
-            break;
-        }
-        put(b, "{", 1);
-        const char *key;
-        json_t *val;
-        bool first = true;
-        json_object_foreach(v, key, val) {
-            if (!first) puts_(b, indent < 0 ? ", " : ",");
-            first = false;
-            if (indent >= 0) newline(b, indent, depth + 1);
-            put_string(b, key, strlen(key));
-            puts_(b, ": ");
-            dump(b, val, indent, depth + 1);
-        }
-        if (indent >= 0) newline(b, indent, depth);
-        put(b, "}", 1);
-        break;
-    }
-    }
+    return DS_OK;
 }
 
 char *pyjson_dumps(json_t *v, int indent)
 {
-    sbuf b = {0};
-    dump(&b, v, indent, 0);
-    if (b.bad || !b.s) {
-        free(b.s);
+    ds_buf b = {0};
+    if (dump(&b, v, indent, 0)) {
+        ds_buf_free(&b);
         return NULL;
     }
-    return b.s;
+    return ds_buf_take(&b);
 }

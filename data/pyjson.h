@@ -16,8 +16,8 @@ int pyjson_repr_double(double x, char *buf, size_t n);
 
 /* json.dumps(v) for indent < 0 (", " and ": " separators, one line), or
  * json.dumps(v, indent=indent) (one member per line, "," at line ends).
- * Objects keep their insertion order. malloc'd; NULL only for a value that
- * JSON cannot hold. */
+ * Objects keep their insertion order. malloc'd; NULL: out of memory
+ * (message set, status DS_ENOMEM). */
 char *pyjson_dumps(json_t *v, int indent);
 
 #endif

@@ -2,6 +2,7 @@
 #include "json_util.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/numeric.h"
 #include "core/status.h"
 
@@ -136,20 +137,21 @@ static int parse_image(st_file *f, const unsigned char *buf, size_t len)
     if (hlen > MAX_HEADER) return ds_fail(DS_EDATA, "%s: header of %llu bytes is too large", what, (unsigned long long)hlen);
     if (hlen < 2 || buf[8] != '{') return ds_fail(DS_EDATA, "%s: header is not a JSON object", what);
     json_error_t jerr;
-    json_t *root = json_loadb((const char *)buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) return ds_fail(DS_EDATA, "%s: header is not valid JSON: %s", what, jerr.text);
+    json_t *root;
+    int rc = json_parse((const char *)buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &root, &jerr);
+    if (rc == DS_ENOMEM) return ds_fail_context(rc, "%s: reading the header: ", what);
+    if (rc) return ds_fail(DS_EDATA, "%s: header is not valid JSON: %s", what, jerr.text);
     if (!json_is_object(root)) {
         json_decref(root);
         return ds_fail(DS_EDATA, "%s: header is not a JSON object", what);
     }
     const unsigned char *data = buf + 8 + hlen;
     size_t datalen = len - 8 - (size_t)hlen;
-    size_t cap = json_object_size(root);
-    f->tensors = calloc(cap ? cap : 1, sizeof *f->tensors);
-    int rc = DS_OK;
+    f->tensors = ds_calloc(json_object_size(root), sizeof *f->tensors, "the tensor list");
+    if (!f->tensors) rc = ds_fail_context(DS_ENOMEM, "%s: ", what);
     const char *key;
     json_t *v;
-    json_object_foreach(root, key, v) {
+    if (!rc) json_object_foreach(root, key, v) {
         if (!strcmp(key, "__metadata__")) {
             const char *mk;
             json_t *mv;
@@ -164,8 +166,8 @@ static int parse_image(st_file *f, const unsigned char *buf, size_t len)
         }
         st_tensor *t = &f->tensors[f->n];
         rc = parse_entry(what, key, v, data, datalen, t);
+        if (!rc && !(t->name = ds_strdup(key))) rc = DS_ENOMEM;
         if (rc) break;
-        t->name = strdup(key);
         f->n++;
     }
     json_decref(root);
@@ -179,11 +181,22 @@ static int parse_image(st_file *f, const unsigned char *buf, size_t len)
     return DS_OK;
 }
 
+/* An empty file named `path`; NULL when out of memory (message set). */
+static st_file *file_new(const char *path)
+{
+    st_file *f = ds_calloc(1, sizeof *f, "a safetensors file");
+    if (f && !(f->path = ds_strdup(path))) {
+        free(f);
+        f = NULL;
+    }
+    return f;
+}
+
 int st_file_parse(const void *buf, size_t len, const char *what, st_file **out)
 {
     *out = NULL;
-    st_file *f = calloc(1, sizeof *f);
-    f->path = strdup(what);
+    st_file *f = file_new(what);
+    if (!f) return DS_ENOMEM;
     int rc = parse_image(f, buf, len);
     if (rc) {
         st_file_close(f);
@@ -196,8 +209,8 @@ int st_file_parse(const void *buf, size_t len, const char *what, st_file **out)
 int st_file_open(const char *path, st_file **out)
 {
     *out = NULL;
-    st_file *f = calloc(1, sizeof *f);
-    f->path = strdup(path);
+    st_file *f = file_new(path);
+    if (!f) return DS_ENOMEM;
     int rc = ds_map_open(path, &f->map);
     if (!rc) rc = parse_image(f, f->map.data, f->map.size);
     if (rc) {
@@ -217,6 +230,7 @@ struct st_set {
     int nfiles;
     const st_tensor **all;   /* every tensor of every file, files in order */
     int n;
+    size_t cap_files, cap_shards, cap_all;
 };
 
 int st_set_count(const st_set *s) { return s->n; }
@@ -253,14 +267,27 @@ void st_set_close(st_set *s)
     free(s);
 }
 
-static int set_add_file(st_set *s, const char *path)
+/* An empty set named `name`; NULL when out of memory (message set). */
+static st_set *set_new(const char *name)
 {
-    st_file *f;
-    int rc = st_file_open(path, &f);
-    if (rc) return rc;
-    s->files = realloc(s->files, (size_t)(s->nfiles + 1) * sizeof *s->files);
+    st_set *s = ds_calloc(1, sizeof *s, "a model's tensors");
+    if (s && !(s->dir = ds_strdup(name))) {
+        free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+/* Add an open file, which the set owns from then on (it is closed here when
+ * there is no room to add it). */
+static int set_add(st_set *s, st_file *f)
+{
+    if (ds_grow(&s->files, &s->cap_files, (size_t)s->nfiles + 1, sizeof *s->files) ||
+        ds_grow(&s->all, &s->cap_all, (size_t)s->n + (size_t)f->n, sizeof *s->all)) {
+        st_file_close(f);
+        return DS_ENOMEM;
+    }
     s->files[s->nfiles++] = f;
-    s->all = realloc(s->all, (size_t)(s->n + f->n + 1) * sizeof *s->all);
     for (int i = 0; i < f->n; i++) {
         if (st_set_find(s, f->tensors[i].name) != &f->tensors[i])
             return ds_fail(DS_EDATA, "%s: tensor '%s' appears in two shards", s->dir, f->tensors[i].name);
@@ -269,14 +296,26 @@ static int set_add_file(st_set *s, const char *path)
     return DS_OK;
 }
 
+static int set_add_file(st_set *s, const char *path)
+{
+    st_file *f;
+    int rc = st_file_open(path, &f);
+    return rc ? rc : set_add(s, f);
+}
+
 int st_set_wrap(st_file *f, const char *name, st_set **out)
 {
-    st_set *s = calloc(1, sizeof *s);
-    s->dir = strdup(name);
-    s->files = malloc(sizeof *s->files);
-    s->files[s->nfiles++] = f;
-    s->all = malloc(sizeof *s->all * (size_t)(f->n + 1));
-    for (int i = 0; i < f->n; i++) s->all[s->n++] = &f->tensors[i];
+    *out = NULL;
+    st_set *s = set_new(name);
+    if (!s) {
+        st_file_close(f);
+        return DS_ENOMEM;
+    }
+    int rc = set_add(s, f);
+    if (rc) {
+        st_set_close(s);
+        return rc;
+    }
     *out = s;
     return DS_OK;
 }
@@ -309,14 +348,14 @@ static int set_open_index(st_set *s, const char *index_path)
             break;
         }
         if (shard_index(s, shard) >= 0) continue;
+        /* room for the shard's name first: shards[] has an entry for every opened file */
+        if ((rc = ds_grow(&s->shards, &s->cap_shards, (size_t)s->nfiles + 1, sizeof *s->shards))) break;
         char *path = ds_path_join(s->dir, shard);
         int before = s->nfiles;
-        rc = set_add_file(s, path);
+        rc = path ? set_add_file(s, path) : DS_ENOMEM;
         free(path);
-        if (s->nfiles > before) {   /* opened, even if its tensors were then refused */
-            s->shards = realloc(s->shards, (size_t)s->nfiles * sizeof *s->shards);
-            s->shards[s->nfiles - 1] = strdup(shard);
-        }
+        /* a file opened (even one whose tensors were then refused) gets its name */
+        if (s->nfiles > before && !(s->shards[s->nfiles - 1] = ds_strdup(shard)) && !rc) rc = DS_ENOMEM;
         if (rc) break;
     }
     /* Every tensor the index names must be in the shard it names. */
@@ -334,12 +373,13 @@ static int set_open_index(st_set *s, const char *index_path)
 int st_set_open(const char *dir, st_set **out)
 {
     *out = NULL;
-    st_set *s = calloc(1, sizeof *s);
-    s->dir = strdup(dir);
+    st_set *s = set_new(dir);
+    if (!s) return DS_ENOMEM;
     char *single = ds_path_join(dir, "model.safetensors");
     char *index = ds_path_join(dir, "model.safetensors.index.json");
     int rc;
-    if (ds_exists(single)) rc = set_add_file(s, single);
+    if (!single || !index) rc = DS_ENOMEM;
+    else if (ds_exists(single)) rc = set_add_file(s, single);
     else if (ds_exists(index)) rc = set_open_index(s, index);
     else if (!ds_is_dir(dir)) rc = ds_fail(DS_ENOINPUT, "%s: no such model folder", dir);
     else rc = ds_fail(DS_ENOINPUT, "%s: no model.safetensors or model.safetensors.index.json", dir);
@@ -425,15 +465,19 @@ typedef struct {
 
 struct st_writer {
     entry *e;
-    int n, cap;
+    int n;
+    size_t cap;
     json_t *meta;
     size_t bytes;
 };
 
 st_writer *st_writer_new(void)
 {
-    st_writer *w = calloc(1, sizeof *w);
-    w->meta = json_object();
+    st_writer *w = ds_calloc(1, sizeof *w, "a safetensors writer");
+    if (w && !(w->meta = json_object())) {   /* jansson's allocation set the message */
+        free(w);
+        w = NULL;
+    }
     return w;
 }
 
@@ -451,18 +495,22 @@ void st_writer_free(st_writer *w)
 
 size_t st_writer_bytes(const st_writer *w) { return w->bytes; }
 
-static entry *writer_push(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape)
+/* A new entry for the tensor; DS_EINTERNAL for a duplicate or malformed one. */
+static int writer_push(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, entry **out)
 {
-    if (ndim < 0 || ndim > ST_MAX_DIMS) return NULL;
-    for (int i = 0; i < w->n; i++)
-        if (!strcmp(w->e[i].t.name, name)) return NULL;
-    if (w->n == w->cap) {
-        w->cap = w->cap ? 2 * w->cap : 64;
-        w->e = realloc(w->e, (size_t)w->cap * sizeof *w->e);
+    *out = NULL;
+    bool dup = false;
+    for (int i = 0; i < w->n && !dup; i++) dup = !strcmp(w->e[i].t.name, name);
+    if (dup || ndim < 0 || ndim > ST_MAX_DIMS)
+        return ds_fail(DS_EINTERNAL, "safetensors writer: duplicate or malformed tensor '%s'", name);
+    char *copy = ds_strdup(name);
+    if (!copy || ds_grow(&w->e, &w->cap, (size_t)w->n + 1, sizeof *w->e)) {
+        free(copy);
+        return DS_ENOMEM;
     }
     entry *e = &w->e[w->n++];
     memset(e, 0, sizeof *e);
-    e->t.name = strdup(name);
+    e->t.name = copy;
     e->t.dtype = dtype;
     e->t.ndim = ndim;
     e->t.numel = 1;
@@ -472,22 +520,29 @@ static entry *writer_push(st_writer *w, const char *name, st_dtype dtype, int nd
     }
     e->t.nbytes = (size_t)e->t.numel * st_dtype_size(dtype);
     w->bytes += e->t.nbytes;
-    return e;
+    *out = e;
+    return DS_OK;
 }
 
 int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data)
 {
-    entry *e = writer_push(w, name, dtype, ndim, shape);
-    if (!e) return ds_fail(DS_EINTERNAL, "safetensors writer: duplicate or malformed tensor '%s'", name);
-    e->t.data = data;
-    return DS_OK;
+    entry *e;
+    int rc = writer_push(w, name, dtype, ndim, shape, &e);
+    if (!rc) e->t.data = data;
+    return rc;
 }
 
 int st_writer_add_copy(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data)
 {
-    entry *e = writer_push(w, name, dtype, ndim, shape);
-    if (!e) return ds_fail(DS_EINTERNAL, "safetensors writer: duplicate or malformed tensor '%s'", name);
-    e->owned = malloc(e->t.nbytes ? e->t.nbytes : 1);
+    entry *e;
+    int rc = writer_push(w, name, dtype, ndim, shape, &e);
+    if (rc) return rc;
+    if (!(e->owned = ds_malloc(e->t.nbytes, "a tensor's copy"))) {   /* take the entry back */
+        free((char *)e->t.name);
+        w->bytes -= e->t.nbytes;
+        w->n--;
+        return DS_ENOMEM;
+    }
     memcpy(e->owned, data, e->t.nbytes);
     e->t.data = e->owned;
     return DS_OK;
@@ -496,17 +551,21 @@ int st_writer_add_copy(st_writer *w, const char *name, st_dtype dtype, int ndim,
 int st_writer_add_lazy(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
                        st_fill_fn fill, void *ctx)
 {
-    entry *e = writer_push(w, name, dtype, ndim, shape);
-    if (!e) return ds_fail(DS_EINTERNAL, "safetensors writer: duplicate or malformed tensor '%s'", name);
-    e->fill = fill;
-    e->ctx = ctx;
-    return DS_OK;
+    entry *e;
+    int rc = writer_push(w, name, dtype, ndim, shape, &e);
+    if (!rc) {
+        e->fill = fill;
+        e->ctx = ctx;
+    }
+    return rc;
 }
 
 int st_writer_meta(st_writer *w, const char *key, const char *value)
 {
-    json_object_set_new(w->meta, key, json_string(value));
-    return DS_OK;
+    json_alloc_reset();
+    if (json_object_set_new(w->meta, key, json_string(value)) == 0) return DS_OK;
+    if (json_alloc_failed()) return DS_ENOMEM;
+    return ds_fail(DS_EINTERNAL, "safetensors writer: metadata '%s' is not UTF-8 text", key);
 }
 
 static int by_layout(const void *a, const void *b)
@@ -519,6 +578,7 @@ static int by_layout(const void *a, const void *b)
 int st_writer_write(st_writer *w, const char *path)
 {
     qsort(w->e, (size_t)w->n, sizeof *w->e, by_layout);
+    json_alloc_reset();   /* a member that could not be allocated makes the header fail */
     json_t *hdr = json_object();
     if (json_object_size(w->meta)) json_object_set(hdr, "__metadata__", w->meta);
     size_t off = 0;
@@ -535,6 +595,10 @@ int st_writer_write(st_writer *w, const char *path)
     }
     char *text = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(hdr);
+    if (json_alloc_failed()) {
+        free(text);
+        return ds_fail_context(DS_ENOMEM, "%s: writing the header: ", path);
+    }
     if (!text) return ds_fail(DS_EINTERNAL, "%s: cannot encode safetensors header", path);
     size_t hlen = strlen(text), padded = (hlen + 7) & ~(size_t)7;
     unsigned char lenbuf[8];
@@ -555,8 +619,8 @@ int st_writer_write(st_writer *w, const char *path)
             rc = ds_out_write(&o, e->t.data, e->t.nbytes);
             continue;
         }
-        void *buf = malloc(e->t.nbytes ? e->t.nbytes : 1);
-        if (!buf) rc = ds_fail(DS_EIO, "%s: out of memory for tensor '%s'", path, e->t.name);
+        void *buf = ds_malloc(e->t.nbytes, "a tensor");
+        if (!buf) rc = ds_fail_context(DS_ENOMEM, "%s: tensor '%s': ", path, e->t.name);
         if (!rc) rc = e->fill(e->ctx, buf);
         if (!rc) rc = ds_out_write(&o, buf, e->t.nbytes);
         free(buf);

@@ -51,7 +51,8 @@ const char *st_file_path(const st_file *f);
 typedef struct st_set st_set;
 
 int st_set_open(const char *dir, st_set **out);
-/* A set made of one already-open file (the set takes ownership of f). */
+/* A set made of one already-open file (the set takes ownership of f: on
+ * failure, out of memory, f is closed). */
 int st_set_wrap(st_file *f, const char *name, st_set **out);
 void st_set_close(st_set *s);
 int st_set_count(const st_set *s);
@@ -75,6 +76,8 @@ const char *st_shape_str(const st_tensor *t, char *buf, size_t n);
 /* ---- writing ---- */
 typedef struct st_writer st_writer;
 
+/* st_writer_new() : an empty writer. @return NULL when out of memory (message
+ * set, status DS_ENOMEM). */
 st_writer *st_writer_new(void);
 void st_writer_free(st_writer *w);
 /* Add a tensor; `data` must stay valid until st_writer_write (not copied). */

@@ -16,9 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bnb_config qc;
     bnb_config_parse((const char *)buf, size, "fuzz/config.json", &qc);
     st_file *f = NULL;
-    if (st_file_parse(buf, size, "fuzz", &f) == DS_OK) {
-        st_set *s;
-        st_set_wrap(f, "fuzz", &s);
+    st_set *s = NULL;
+    if (st_file_parse(buf, size, "fuzz", &f) == DS_OK && st_set_wrap(f, "fuzz", &s) == DS_OK) {   /* s owns f */
         for (int i = 0; i < st_set_count(s); i++) {
             const char *name = st_set_at(s, i)->name;
             if (!bnb_is_quantized(s, name)) continue;

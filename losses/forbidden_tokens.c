@@ -13,6 +13,8 @@
  * what stops a model from starting to say it. */
 #include "loss.h"
 
+#include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <math.h>
@@ -26,6 +28,7 @@ typedef struct {
     opt_strings strings;
     int32_t *set;     /* resolved ids, sorted, unique */
     int nset;
+    size_t cap_set;
 } forbidden_cfg;
 
 static const opt_key FORBIDDEN_KEYS[] = {
@@ -36,12 +39,13 @@ static const opt_key FORBIDDEN_KEYS[] = {
     OPT_END,
 };
 
-static void add_id(forbidden_cfg *c, int32_t id)
+static int add_id(forbidden_cfg *c, int32_t id)
 {
     for (int i = 0; i < c->nset; i++)
-        if (c->set[i] == id) return;
-    c->set = realloc(c->set, (size_t)(c->nset + 1) * sizeof *c->set);
+        if (c->set[i] == id) return DS_OK;
+    if (ds_grow(&c->set, &c->cap_set, (size_t)c->nset + 1, sizeof *c->set)) return DS_ENOMEM;
     c->set[c->nset++] = id;
+    return DS_OK;
 }
 
 static int cmp_i32(const void *a, const void *b)
@@ -66,23 +70,22 @@ static int forbidden_prepare(void *cfg, const loss_env *env)
         if (c->ids.items[i] < 0 || c->ids.items[i] >= env->vocab_size)
             return ds_fail(DS_ECONFIG, "%s: ids: token id %lld is outside the vocabulary (0..%d)", env->where,
                            (long long)c->ids.items[i], env->vocab_size - 1);
-        add_id(c, (int32_t)c->ids.items[i]);
+        if (add_id(c, (int32_t)c->ids.items[i])) return DS_ENOMEM;
     }
     for (int i = 0; i < c->strings.n; i++) {
         if (!env->encode) return ds_fail(DS_EINTERNAL, "%s: strings need a tokenizer", env->where);
         const char *s = c->strings.items[i];
         for (int space = 0; space < 2; space++) {
-            size_t len = strlen(s);
-            char *text = malloc(len + 2);
-            text[0] = ' ';
-            memcpy(text + 1, s, len + 1);
+            char *text = space ? ds_strdupf(" %s", s) : NULL;
+            if (space && !text) return DS_ENOMEM;
             int32_t *ids = NULL;
             size_t n = 0;
-            int rc = env->encode(env->tok, space ? text : text + 1, &ids, &n);
+            int rc = env->encode(env->tok, space ? text : s, &ids, &n);
             free(text);
             if (rc) return ds_fail_context(rc, "%s: strings[%d]: ", env->where, i);
-            if (n > 0) add_id(c, ids[0]);
+            rc = n > 0 ? add_id(c, ids[0]) : DS_OK;
             free(ids);
+            if (rc) return rc;
         }
     }
     qsort(c->set, (size_t)c->nset, sizeof *c->set, cmp_i32);
@@ -133,6 +136,7 @@ static void forbidden_free(void *cfg)
     forbidden_cfg *c = cfg;
     free(c->set);
     c->set = NULL;
+    c->cap_set = 0;
     c->nset = 0;
 }
 

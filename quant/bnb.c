@@ -3,6 +3,7 @@
 #include "bnb.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "core/xlist.h"
 #include "data/json_util.h"
@@ -99,7 +100,7 @@ int bnb_config_from_json(const json_t *root, const char *path, bnb_config *c)
     const json_t *q = json_object_get(root, "quantization_config");
     if (!q || json_is_null(q)) return DS_OK;
     char *where = ds_strdupf("%s: quantization_config", path);
-    int rc = parse_qconfig(q, path, where, c);
+    int rc = where ? parse_qconfig(q, path, where, c) : DS_ENOMEM;
     free(where);
     return rc;
 }
@@ -118,8 +119,8 @@ int bnb_config_load(const char *model_dir, bnb_config *c)
 {
     config_defaults(c);
     char *path = ds_path_join(model_dir, "config.json");
-    json_t *root;
-    int rc = json_file_load(path, 0, &root);
+    json_t *root = NULL;
+    int rc = path ? json_file_load(path, 0, &root) : DS_ENOMEM;
     if (!rc) rc = bnb_config_from_json(root, path, c);
     json_decref(root);
     free(path);
@@ -143,12 +144,13 @@ bool bnb_is_linear_weight(const char *name)
     return false;
 }
 
-static const st_tensor *find_sub(const st_set *s, const char *weight, const char *suffix)
+/* The tensor WEIGHT.SUFFIX into *t (NULL: there is none). */
+static int find_sub(const st_set *s, const char *weight, const char *suffix, const st_tensor **t)
 {
     char *n = ds_strdupf("%s.%s", weight, suffix);
-    const st_tensor *t = st_set_find(s, n);
+    *t = n ? st_set_find(s, n) : NULL;
     free(n);
-    return t;
+    return n ? DS_OK : DS_ENOMEM;
 }
 
 #define QS_INFIX ".quant_state.bitsandbytes__"
@@ -266,9 +268,11 @@ static int read_quant_state(const st_set *s, const char *weight, const st_tensor
         return tensor_fail(s, t->name, "expected U8 bytes of a JSON object, found %s with %d dimensions",
                            st_dtype_name(t->dtype), t->ndim);
     json_error_t jerr;
-    json_t *o = json_loadb(t->data, t->nbytes, JSON_REJECT_DUPLICATES, &jerr);
-    if (!o) return tensor_fail(s, t->name, "the quant_state is not valid JSON: %s (byte %d)", jerr.text, jerr.position);
-    int rc = json_is_object(o) ? check_quant_state(s, t->name, kind, o, q)
+    json_t *o;
+    int rc = json_parse(t->data, t->nbytes, JSON_REJECT_DUPLICATES, &o, &jerr);
+    if (rc == DS_ENOMEM) return ds_fail_context(rc, "%s: tensor '%s': ", st_set_dir(s), t->name);
+    if (rc) return tensor_fail(s, t->name, "the quant_state is not valid JSON: %s (byte %d)", jerr.text, jerr.position);
+    rc = json_is_object(o) ? check_quant_state(s, t->name, kind, o, q)
                                : tensor_fail(s, t->name, "the quant_state is not a JSON object");
     json_decref(o);
     return rc;
@@ -278,6 +282,7 @@ char *bnb_quant_state_json(const nf4_view *v)
 {
     /* bitsandbytes' keys in its order; json.dumps' formatting (the offset as
      * Python prints torch's .item() of the fp32 value) */
+    json_alloc_reset();   /* a member that could not be allocated makes it fail */
     json_t *o = json_object();
     json_object_set_new(o, "quant_type", json_string("nf4"));
     json_object_set_new(o, "blocksize", json_integer(NF4_BLOCK));
@@ -288,7 +293,7 @@ char *bnb_quant_state_json(const nf4_view *v)
         json_object_set_new(o, "nested_dtype", json_string("float32"));
         json_object_set_new(o, "nested_offset", json_real((double)v->offset));
     }
-    char *s = pyjson_dumps(o, -1);
+    char *s = json_alloc_failed() ? NULL : pyjson_dumps(o, -1);
     json_decref(o);
     return s;
 }
@@ -305,9 +310,10 @@ static int companion(const st_set *s, const char *weight, const char *suffix, st
                      const char *why, const st_tensor **out)
 {
     char *n = ds_strdupf("%s.%s", weight, suffix);
-    const st_tensor *t = st_set_find(s, n);
+    const st_tensor *t = n ? st_set_find(s, n) : NULL;
     int rc = DS_OK;
-    if (!t) rc = ds_fail(DS_EDATA, "%s: missing tensor '%s' (%s)", st_set_dir(s), n, why);
+    if (!n) rc = DS_ENOMEM;
+    else if (!t) rc = ds_fail(DS_EDATA, "%s: missing tensor '%s' (%s)", st_set_dir(s), n, why);
     else if (t->dtype != dtype)
         rc = tensor_fail(s, n, "is %s, expected %s (%s)", st_dtype_name(t->dtype), st_dtype_name(dtype), why);
     else if (t->numel != count)
@@ -347,10 +353,13 @@ static int check_tensors(const st_set *s, const char *weight, const qstate *q, c
                          "the 8-bit map, as the quant_state has \"nested_offset\"", &t->nmap);
     }
     static const char *const extra[] = {"nested_absmax", "nested_quant_map"};
-    for (int i = 0; i < 2; i++)
-        if (find_sub(s, weight, extra[i]))
+    for (int i = 0; i < 2; i++) {
+        const st_tensor *e;
+        if ((rc = find_sub(s, weight, extra[i], &e))) return rc;
+        if (e)
             return ds_fail(DS_EDATA, "%s: tensor '%s.%s' is present but the quant_state has no \"nested_offset\"",
                            st_set_dir(s), weight, extra[i]);
+    }
     return DS_OK;
 }
 
@@ -414,7 +423,9 @@ int bnb_weight_or_quantize(const st_set *s, const char *weight_name, bool double
     if (rc) return rc;
     nf4_out_dtype dt = t->dtype == ST_BF16 ? NF4_OUT_BF16 : t->dtype == ST_F16 ? NF4_OUT_F16 : NF4_OUT_F32;
     if (t->dtype != ST_BF16 && t->dtype != ST_F16 && t->dtype != ST_F32) {
-        if (find_sub(s, weight_name, "absmax"))
+        const st_tensor *absmax;
+        if ((rc = find_sub(s, weight_name, "absmax", &absmax))) return rc;
+        if (absmax)
             return ds_fail(DS_EDATA, "%s: missing tensor '%s" QS_INFIX "nf4' (the weight is %s with an absmax, a "
                            "4-bit weight without its quant_state)", st_set_dir(s), weight_name,
                            st_dtype_name(t->dtype));
@@ -423,8 +434,8 @@ int bnb_weight_or_quantize(const st_set *s, const char *weight_name, bool double
         return tensor_fail(s, weight_name, "is %s, expected BF16, F16 or F32", st_dtype_name(t->dtype));
     }
     if (t->ndim != 2) return tensor_fail(s, weight_name, "has %d dimensions, expected 2 (out, in)", t->ndim);
-    float *w = malloc((size_t)t->numel * sizeof(float));
-    if (!w) return ds_fail(DS_ETRAIN, "out of memory reading '%s'", weight_name);
+    float *w = ds_calloc((size_t)t->numel, sizeof(float), "a weight in fp32");
+    if (!w) return ds_fail_context(DS_ENOMEM, "%s: tensor '%s': ", st_set_dir(s), weight_name);
     rc = st_to_f32(t, w);
     if (!rc) rc = nf4_quantize(w, t->shape[0], t->shape[1], double_quant, dt, out);
     free(w);

@@ -74,7 +74,8 @@ int bnb_weight_or_quantize(const st_set *s, const char *weight_name, bool double
 bool bnb_is_linear_weight(const char *name);
 
 /* The quant_state JSON bytes bitsandbytes writes for this tensor (keys in
- * its order, Python's formatting). malloc'd, NUL-terminated. */
+ * its order, Python's formatting). malloc'd, NUL-terminated; NULL when out of
+ * memory (message set, status DS_ENOMEM). */
 char *bnb_quant_state_json(const nf4_view *v);
 
 /* ---- writing a whole model folder ---- */

@@ -2,19 +2,24 @@
  * 16-bit one, in exactly the layout transformers saves (see bnb.h). */
 #include "bnb.h"
 
+#include "core/buf.h"
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
+#include "data/json_util.h"
 #include "data/model_config.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* The quantization_config object transformers writes for
  * BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", ...):
- * its keys in its (sorted) order. */
+ * its keys in its (sorted) order. NULL when out of memory (message set). */
 static json_t *quantization_config(const char *compute_dtype, bool double_quant)
 {
+    json_alloc_reset();   /* a member that could not be allocated makes it fail */
     json_t *q = json_object();
     json_object_set_new(q, "_load_in_4bit", json_true());
     json_object_set_new(q, "_load_in_8bit", json_false());
@@ -29,6 +34,10 @@ static json_t *quantization_config(const char *compute_dtype, bool double_quant)
     json_object_set_new(q, "load_in_4bit", json_true());
     json_object_set_new(q, "load_in_8bit", json_false());
     json_object_set_new(q, "quant_method", json_string("bitsandbytes"));
+    if (json_alloc_failed()) {
+        json_decref(q);
+        return NULL;
+    }
     return q;
 }
 
@@ -36,6 +45,7 @@ typedef struct {
     nf4_tensor *q;      /* quantized weights, alive until the file is written */
     char **json;        /* their quant_state bytes */
     int n;
+    size_t cap_q, cap_json;
 } holdings;
 
 static void holdings_free(holdings *h)
@@ -49,39 +59,46 @@ static void holdings_free(holdings *h)
 }
 
 /* Quantize one linear weight and add its six tensors. */
+/* Add tensor NAME.SUFFIX (sub: a buffer for its name). */
+static int add_sub(st_writer *w, ds_buf *sub, const char *name, const char *suffix, st_dtype dtype, int64_t count,
+                   const void *data)
+{
+    sub->len = 0;
+    int rc = ds_buf_printf(sub, "%s.%s", name, suffix);
+    return rc ? rc : st_writer_add(w, sub->p, dtype, 1, &count, data);
+}
+
 static int add_quantized(st_writer *w, const st_set *s, const char *name, bool dq, holdings *h)
 {
-    h->q = realloc(h->q, (size_t)(h->n + 1) * sizeof *h->q);
-    h->json = realloc(h->json, (size_t)(h->n + 1) * sizeof *h->json);
+    if (ds_grow(&h->q, &h->cap_q, (size_t)h->n + 1, sizeof *h->q) ||
+        ds_grow(&h->json, &h->cap_json, (size_t)h->n + 1, sizeof *h->json))
+        return DS_ENOMEM;
     nf4_tensor *t = &h->q[h->n];
-    h->json[h->n] = NULL;
     int rc = bnb_weight_or_quantize(s, name, dq, t);
     if (rc) return rc;
     h->n++;
     const nf4_view *v = nf4_tensor_view(t);
-    char *js = h->json[h->n - 1] = bnb_quant_state_json(v);
-    int64_t packed_shape[2] = {(v->n + 1) / 2, 1}, nb = v->nblocks, nb2 = v->nblocks2, n16 = 16, n256 = 256,
-            nj = (int64_t)strlen(js);
-    char *sub = malloc(strlen(name) + 64);
-#define SUB(suffix) (sprintf(sub, "%s.%s", name, suffix), sub)
+    char *js = h->json[h->n - 1] = bnb_quant_state_json(v);   /* h->json[] starts zeroed */
+    if (!js) return DS_ENOMEM;
+    int64_t packed_shape[2] = {(v->n + 1) / 2, 1};
+    ds_buf sub = {0};
     rc = st_writer_add(w, name, ST_U8, 2, packed_shape, t->packed);
-    if (!rc && dq) rc = st_writer_add(w, SUB("absmax"), ST_U8, 1, &nb, t->absmax_q);
-    if (!rc && !dq) rc = st_writer_add(w, SUB("absmax"), ST_F32, 1, &nb, t->absmax);
-    if (!rc && dq) rc = st_writer_add(w, SUB("nested_absmax"), ST_F32, 1, &nb2, t->absmax2);
-    if (!rc && dq) rc = st_writer_add(w, SUB("nested_quant_map"), ST_F32, 1, &n256, t->nested_map);
-    if (!rc) rc = st_writer_add(w, SUB("quant_map"), ST_F32, 1, &n16, t->code);
-    if (!rc) rc = st_writer_add(w, SUB("quant_state.bitsandbytes__nf4"), ST_U8, 1, &nj, js);
-#undef SUB
-    free(sub);
+    if (!rc && dq) rc = add_sub(w, &sub, name, "absmax", ST_U8, v->nblocks, t->absmax_q);
+    if (!rc && !dq) rc = add_sub(w, &sub, name, "absmax", ST_F32, v->nblocks, t->absmax);
+    if (!rc && dq) rc = add_sub(w, &sub, name, "nested_absmax", ST_F32, v->nblocks2, t->absmax2);
+    if (!rc && dq) rc = add_sub(w, &sub, name, "nested_quant_map", ST_F32, 256, t->nested_map);
+    if (!rc) rc = add_sub(w, &sub, name, "quant_map", ST_F32, 16, t->code);
+    if (!rc) rc = add_sub(w, &sub, name, "quant_state.bitsandbytes__nf4", ST_U8, (int64_t)strlen(js), js);
+    ds_buf_free(&sub);
     return rc;
 }
 
 static int write_model(const char *dir, const st_set *s, bool dq, bnb_quantize_report *r)
 {
     st_writer *w = st_writer_new();
-    st_writer_meta(w, "format", "pt");
+    if (!w) return DS_ENOMEM;
     holdings h = {0};
-    int rc = DS_OK;
+    int rc = st_writer_meta(w, "format", "pt");
     for (int i = 0; i < st_set_count(s) && !rc; i++) {
         const st_tensor *t = st_set_at(s, i);
         if (bnb_is_linear_weight(t->name)) {
@@ -96,7 +113,7 @@ static int write_model(const char *dir, const st_set *s, bool dq, bnb_quantize_r
     if (!rc) {
         r->bytes = st_writer_bytes(w);
         char *path = ds_path_join(dir, "model.safetensors");
-        rc = st_writer_write(w, path);
+        rc = path ? st_writer_write(w, path) : DS_ENOMEM;
         free(path);
     }
     st_writer_free(w);
@@ -108,11 +125,8 @@ static int write_model(const char *dir, const st_set *s, bool dq, bnb_quantize_r
  * would replace the model being read). */
 static bool same_dir(const char *a, const char *b)
 {
-    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
-    bool same = ra && rb && !strcmp(ra, rb);
-    free(ra);
-    free(rb);
-    return same;
+    char ra[PATH_MAX], rb[PATH_MAX];
+    return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
 }
 
 int bnb_quantize_model(const char *src_dir, const char *out_dir, const bnb_quantize_opts *opts,
@@ -144,7 +158,7 @@ int bnb_quantize_model(const char *src_dir, const char *out_dir, const bnb_quant
                      src_dir);
     if (!rc) {
         json_t *q = quantization_config(dtype, dq);
-        rc = model_config_rewrite_json(config, tmp, q);
+        rc = q ? model_config_rewrite_json(config, tmp, q) : DS_ENOMEM;
         json_decref(q);
     }
     if (!rc) rc = model_copy_side_files(src_dir, tmp);

@@ -16,6 +16,7 @@
  */
 #include "nf4.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <math.h>
@@ -184,18 +185,13 @@ float nf4_offset_mean(const float *x, int64_t n)
     if (ctas == 1) {
         sum = block_sum(x, n, vec, width, 0, 1, lane);
     } else {
-        float *partial = malloc((size_t)ctas * sizeof *partial);
-        if (!partial) {   /* no room to mimic the order: the correctly rounded mean */
-            double s = 0;
-            for (int64_t i = 0; i < n; i++) s += x[i];
-            return (float)(s / (double)n);
-        }
-        for (int64_t c = 0; c < ctas; c++) partial[c] = block_sum(x, n, vec, width, c, ctas, lane);
+        /* lane t adds the partial sums of blocks t, t + width, ... in that
+         * order, each computed when it is added (block_sum's own lanes in scratch) */
+        float scratch[512];
         for (int64_t t = 0; t < width; t++) {
             lane[t] = 0.0f;
-            for (int64_t c = t; c < ctas; c += width) lane[t] += partial[c];
+            for (int64_t c = t; c < ctas; c += width) lane[t] += block_sum(x, n, vec, width, c, ctas, scratch);
         }
-        free(partial);
         sum = block_tree(lane, width);
     }
     float factor = 1.0f / (float)n;
@@ -218,8 +214,8 @@ void nf4_tensor_free(nf4_tensor *t)
 
 static void *xalloc(size_t bytes, int *rc)
 {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p && !*rc) *rc = ds_fail(DS_ETRAIN, "out of memory allocating %zu bytes for a 4-bit weight", bytes);
+    void *p = ds_malloc(bytes, "a 4-bit weight");
+    if (!p) *rc = DS_ENOMEM;
     return p;
 }
 
@@ -324,10 +320,10 @@ int nf4_quantize(const float *w, int64_t rows, int64_t cols, bool double_quant, 
                            (long long)rows, (long long)cols, (double)w[i], (long long)(i / cols),
                            (long long)(i % cols));
         }
-    float *absmax = double_quant ? malloc((size_t)v->nblocks * sizeof(float)) : out->absmax;
+    float *absmax = double_quant ? ds_calloc((size_t)v->nblocks, sizeof(float), "absmax") : out->absmax;
     if (!absmax) {
         nf4_tensor_free(out);
-        return ds_fail(DS_ETRAIN, "out of memory quantizing a weight [%lld, %lld]", (long long)rows, (long long)cols);
+        return ds_fail_context(DS_ENOMEM, "quantizing a weight [%lld, %lld]: ", (long long)rows, (long long)cols);
     }
     quantize_blocks(w, v->n, v->nblocks, absmax, out->packed);
     if (double_quant) {

@@ -16,7 +16,7 @@ static void make_sft(dataset *d, int n, const int *len, int prompt)
     memset(d, 0, sizeof *d);
     d->kind = EX_SFT;
     d->storage = ds_arena_new();
-    int cap = 0;
+    size_t cap = 0;
     for (int i = 0; i < n; i++) {
         sft_example *x = ds_dataset_push(d, &cap);
         x->n = len[i];
@@ -195,7 +195,7 @@ Test(plan, preference_rows_chosen_then_rejected)
     dataset d = {0};
     d.kind = EX_PREF;
     d.storage = ds_arena_new();
-    int cap = 0;
+    size_t cap = 0;
     static const int32_t prompt[] = {0, 11, 12}, ch[] = {21, 22, 1}, rj[] = {31, 1};
     for (int i = 0; i < 3; i++) {
         pref_example *x = ds_dataset_push(&d, &cap);
@@ -225,7 +225,7 @@ Test(plan, mcq_rows_one_per_choice)
     dataset d = {0};
     d.kind = EX_MCQ;
     d.storage = ds_arena_new();
-    int cap = 0;
+    size_t cap = 0;
     static int32_t prompt[] = {0, 5, 6, 7}, c0[] = {40}, c1[] = {41, 42};
     static int32_t *choices[] = {c0, c1};
     static int nch[] = {1, 2};

@@ -9,14 +9,12 @@
  * the pre-tokenizer; the pieces are checked through tk_pretokenize. */
 static tokenizer *with_pretok(const char *pre)
 {
-    tk_buf j = {0};
+    ds_buf j = {0};
     const char *head = "{\"version\": \"1.0\", \"model\": {\"type\": \"BPE\", \"merges\": [], \"vocab\": {\"a\": 0}}, "
                        "\"pre_tokenizer\": ";
-    tk_buf_put(&j, head, strlen(head));
-    tk_buf_put(&j, pre, strlen(pre));
-    tk_buf_put(&j, "}", 2);
+    cr_assert_eq(ds_buf_printf(&j, "%s%s}", head, pre), DS_OK);
     tokenizer *t = load_mem(j.p, NULL);
-    tk_buf_free(&j);
+    ds_buf_free(&j);
     return t;
 }
 

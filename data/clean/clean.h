@@ -148,7 +148,8 @@ typedef struct {
  * keep_fraction without a scorer). */
 int clean_run(const clean_config *cfg, const clean_job *job, clean_report **report);
 
-/* clean_report_json() : the report as a JSON document (malloc'd, indented). */
+/* clean_report_json() : the report as a JSON document (malloc'd, indented).
+ * NULL when out of memory (message set, status DS_ENOMEM). */
 char *clean_report_json(const clean_report *r);
 /* clean_report_summary() : a few lines for people: records in and out, what each rule dropped. */
 void clean_report_summary(const clean_report *r, FILE *f);

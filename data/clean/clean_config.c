@@ -9,6 +9,7 @@
 #include "clean_internal.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "data/dataset/dataset.h"
 
@@ -240,8 +241,8 @@ int clean_config_set(clean_config *cfg, const char *key, const char *value, cons
             return key_fail(src, line, key, fmt, value);
         }
         if (!*value) return key_fail(src, line, key, "must not be empty%s", "");
-        char *copy = strdup(value);
-        if (!copy) return ds_fail(DS_ENOMEM, "out of memory");
+        char *copy = ds_strdup(value);
+        if (!copy) return DS_ENOMEM;
         free(*s);
         *s = copy;
         return DS_OK;
@@ -249,10 +250,13 @@ int clean_config_set(clean_config *cfg, const char *key, const char *value, cons
     case OPT_STRING_LIST: {
         opt_strings *l = (opt_strings *)field;
         if (!*value) return key_fail(src, line, key, "a file name must not be empty%s", "");
-        char **items = realloc(l->items, (size_t)(l->n + 1) * sizeof *items);
-        if (!items) return ds_fail(DS_ENOMEM, "out of memory");
-        l->items = items;
-        if (!(l->items[l->n] = strdup(value))) return ds_fail(DS_ENOMEM, "out of memory");
+        size_t cap = (size_t)l->n;   /* opt_strings keeps no capacity: room for its n items */
+        char *copy = ds_strdup(value);
+        if (!copy || ds_grow(&l->items, &cap, (size_t)l->n + 1, sizeof *l->items)) {
+            free(copy);
+            return DS_ENOMEM;
+        }
+        l->items[l->n] = copy;
         l->n++;
         return DS_OK;
     }

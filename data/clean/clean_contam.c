@@ -71,7 +71,7 @@ static int add_item(clean_contam *c, const clean_words *w, const char *file, int
     if (w->n < (size_t)c->n && w->n < MIN_SHORT) return DS_OK;
     if (ds_grow(&c->where, &c->cap_items, c->items + 1, sizeof *c->where)) return DS_ENOMEM;
     c->where[c->items] = ds_strdupf("%s:%d", file, line);
-    if (!c->where[c->items]) return ds_fail(DS_ENOMEM, "out of memory");
+    if (!c->where[c->items]) return DS_ENOMEM;
     uint32_t id = (uint32_t)c->items++;
     size_t k = w->n < (size_t)c->n ? w->n : (size_t)c->n;
     if (k < (size_t)c->n) c->short_len[k] = true;
@@ -121,8 +121,8 @@ int clean_contam_load(const char *const *files, int nfiles, int n, bool skip_bad
 {
     *out = NULL;
     if (n < 1 || n > 63) return ds_fail(DS_ECONFIG, "contamination n-gram of %d words: 1 to 63", n);
-    clean_contam *c = calloc(1, sizeof *c);
-    if (!c) return ds_fail(DS_ENOMEM, "out of memory");
+    clean_contam *c = ds_calloc(1, sizeof *c, "the eval n-grams");
+    if (!c) return DS_ENOMEM;
     c->n = n;
     int rc = DS_OK;
     clean_text t = {0};

@@ -14,6 +14,7 @@
  */
 #include "clean_internal.h"
 
+#include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
 
@@ -35,12 +36,10 @@ static int table_for(clean_scratch *s, size_t n, size_t *mask)
 {
     size_t cap = 16;
     while (cap < 2 * n) cap *= 2;
-    if (cap > s->cap) {
-        uint64_t *k = realloc(s->keys, cap * sizeof *k);
-        if (k) s->keys = k;
-        uint32_t *c = realloc(s->counts, cap * 2 * sizeof *c);
-        if (c) s->counts = c;
-        if (!k || !c) return ds_fail(DS_ENOMEM, "out of memory");
+    if (cap > s->cap) {   /* the two arrays grow alike: s->cap counts keys, counts has twice as many */
+        size_t ck = s->cap, cc = 2 * s->cap;
+        if (ds_grow(&s->keys, &ck, cap, sizeof *s->keys) || ds_grow(&s->counts, &cc, 2 * cap, sizeof *s->counts))
+            return DS_ENOMEM;
         s->cap = cap;
     }
     memset(s->keys, 0, cap * sizeof *s->keys);
@@ -100,14 +99,11 @@ static int ngram_repetition(const clean_words *w, size_t w0, size_t w1, size_t n
     *any = false;
     if (count == 0) return DS_OK;
     int rc = table_for(s, count, &mask);
-    if (!rc && w1 - w0 > s->cover_cap) {
-        uint8_t *c = realloc(s->covered, w1 - w0);
-        if (c) s->covered = c;
-        uint64_t *g = realloc(s->grams, (w1 - w0) * sizeof *g);
-        if (g) s->grams = g;
-        size_t *p = realloc(s->prefix, (w1 - w0 + 1) * sizeof *p);
-        if (p) s->prefix = p;
-        if (!c || !g || !p) return ds_fail(DS_ENOMEM, "out of memory");
+    if (!rc && w1 - w0 > s->cover_cap) {   /* the three arrays grow alike (prefix has one more) */
+        size_t c1 = s->cover_cap, c2 = s->cover_cap, c3 = s->cover_cap;
+        if (ds_grow(&s->covered, &c1, w1 - w0, sizeof *s->covered) ||
+            ds_grow(&s->grams, &c2, w1 - w0, sizeof *s->grams) || ds_grow(&s->prefix, &c3, w1 - w0 + 1, sizeof *s->prefix))
+            return DS_ENOMEM;
         s->cover_cap = w1 - w0;
     }
     if (rc) return rc;

@@ -20,6 +20,7 @@
  */
 #include "clean_internal.h"
 
+#include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
 
@@ -99,14 +100,15 @@ static void scan_table(uint64_t *pairs, size_t n, const near_test *t, uint32_t *
 /* No duplicates known yet, and the (key, record) list of a table with its sort buffer. */
 static int start_tables(size_t n, uint32_t *dup_of, uint64_t **pairs, uint64_t **tmp)
 {
+    *pairs = *tmp = NULL;
     for (size_t i = 0; i < n; i++) dup_of[i] = NONE;
     if (n > NONE) return ds_fail(DS_EDATA, "%zu records: more than the duplicate tables can number", n);
-    *pairs = malloc((n ? n : 1) * sizeof **pairs);
-    *tmp = malloc((n ? n : 1) * sizeof **tmp);
+    *pairs = ds_calloc(n, sizeof **pairs, "the duplicate tables");
+    *tmp = ds_calloc(n, sizeof **tmp, "the duplicate tables");
     if (*pairs && *tmp) return DS_OK;
     free(*pairs);
     free(*tmp);
-    return ds_fail(DS_ENOMEM, "out of memory for the duplicate tables (%zu records)", n);
+    return DS_ENOMEM;
 }
 
 static double choose(int n, int k)

@@ -3,6 +3,7 @@
  * record; contamination: n-gram -> first eval item). Load stays below 1/2. */
 #include "clean_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdlib.h>
@@ -10,12 +11,12 @@
 static int grow(clean_map *m)
 {
     size_t cap = m->mask ? 2 * (m->mask + 1) : 1 << 12;
-    uint64_t *keys = calloc(cap, sizeof *keys);
-    uint32_t *vals = malloc(cap * sizeof *vals);
+    uint64_t *keys = ds_calloc(cap, sizeof *keys, "a hash table");
+    uint32_t *vals = ds_calloc(cap, sizeof *vals, "a hash table");
     if (!keys || !vals) {
         free(keys);
         free(vals);
-        return ds_fail(DS_ENOMEM, "out of memory (a table of %zu entries)", cap);
+        return DS_ENOMEM;
     }
     for (size_t i = 0; m->mask && i <= m->mask; i++) {
         if (!m->keys[i]) continue;

@@ -426,7 +426,7 @@ char *clean_pii_mask(const char *text, size_t len, const clean_pii_matches *m, c
 {
     size_t n = len;
     for (size_t k = 0; k < m->n; k++) n += strlen(placeholders[m->m[k].type]);
-    char *out = malloc(n + 1), *w = out;
+    char *out = ds_malloc(n + 1, "masked text"), *w = out;
     if (!out) return NULL;
     size_t pos = 0;
     for (size_t k = 0; k < m->n; k++) {

@@ -4,6 +4,7 @@
  * above 0 never keeps nothing of a non-empty set. */
 #include "clean_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <math.h>
@@ -23,8 +24,8 @@ int clean_quality_cut(clean_report *r, double fraction)
 {
     size_t n = 0;
     for (size_t i = 0; i < r->n; i++) n += r->rec[i].fate == RULE_kept;
-    uint32_t *ids = malloc((n + 1) * sizeof *ids);
-    if (!ids) return ds_fail(DS_ENOMEM, "out of memory");
+    uint32_t *ids = ds_calloc(n + 1, sizeof *ids, "ranking the records");
+    if (!ids) return DS_ENOMEM;
     n = 0;
     for (size_t i = 0; i < r->n; i++)
         if (r->rec[i].fate == RULE_kept) ids[n++] = (uint32_t)i;

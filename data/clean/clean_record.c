@@ -4,6 +4,8 @@
  */
 #include "clean_internal.h"
 
+#include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "data/tokenizer/tokenizer.h"
 
@@ -134,8 +136,8 @@ static int contamination(clean_state *s, uint32_t id, bool *hit)
         size_t a = w->start[at], b = w->start[at + span - 1] + w->len[at + span - 1];
         e->record = id;
         e->item = item;
-        e->ngram = strndup(text + a, b - a);
-        if (!e->ngram) return ds_fail(DS_ENOMEM, "out of memory");
+        e->ngram = ds_strdupf("%.*s", (int)(b - a), text + a);
+        if (!e->ngram) return DS_ENOMEM;
         r->nexamples++;
     }
     return DS_OK;

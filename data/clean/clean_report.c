@@ -8,7 +8,9 @@
  * "duplicate of" leads back to (normally kept; the fate says otherwise).
  */
 #include "clean_internal.h"
+#include "data/json_util.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <math.h>
@@ -72,7 +74,7 @@ static json_t *clusters(const clean_report *r, const uint32_t *root, clean_rule 
     json_t *out = json_array();
     size_t n = 0;
     for (size_t i = 0; i < r->n; i++) n += r->rec[i].fate == rule;
-    uint64_t *pairs = malloc((n + 1) * sizeof *pairs);   /* root << 32 | record, sorted */
+    uint64_t *pairs = ds_calloc(n + 1, sizeof *pairs, "the report");   /* root << 32 | record, sorted */
     if (!out || !pairs) {
         *oom = true;
         free(pairs);
@@ -98,6 +100,9 @@ static json_t *clusters(const clean_report *r, const uint32_t *root, clean_rule 
         if (c) {
             put(c, "dropped", ids, oom);
             put(c, "dropped_at", at, oom);
+        } else {
+            json_decref(ids);
+            json_decref(at);
         }
         push(out, c, oom);
     }
@@ -195,8 +200,9 @@ static json_t *config_json(const clean_report *r, bool *oom)
 char *clean_report_json(const clean_report *r)
 {
     bool oom = false;
+    json_alloc_reset();   /* jansson can lose an allocation without saying so (json_dumps) */
     json_t *o = json_object(), *inputs = json_array();
-    uint32_t *root = malloc((r->n + 1) * sizeof *root);
+    uint32_t *root = ds_calloc(r->n + 1, sizeof *root, "the report");
     if (!o || !inputs || !root) oom = true;
     for (size_t i = 0; root && i < r->n; i++)   /* dup_of points back, so the root is known already */
         root[i] = r->rec[i].dup_of == CLEAN_NONE ? (uint32_t)i : root[r->rec[i].dup_of];
@@ -242,6 +248,10 @@ char *clean_report_json(const clean_report *r)
     }
     json_decref(o);
     free(root);
+    if (json_alloc_failed()) {
+        free(text);
+        return NULL;
+    }
     return text;
 }
 

@@ -42,9 +42,9 @@ static int writer_open(writer *w, const char *path)
     size_t n = strlen(path);
     if (n > 4 && !strcmp(path + n - 4, ".zst")) {
         w->z = ZSTD_createCCtx();
+        if (!w->z) return ds_fail(DS_ENOMEM, "%s: out of memory creating a zstd compressor", path);
         w->cap = ZSTD_CStreamOutSize();
-        w->buf = malloc(w->cap);
-        if (!w->z || !w->buf) return ds_fail(DS_ENOMEM, "out of memory");
+        if (!(w->buf = ds_malloc(w->cap, "zstd output"))) return DS_ENOMEM;
     }
     return DS_OK;
 }
@@ -120,7 +120,7 @@ static int input_type(clean_state *s, int f, const json_t *obj, int line)
         if (r->types[g] && strcmp(r->types[g], type))
             return ds_fail(DS_EDATA, "%s is %s data but %s is %s: the output is one dataset, clean them apart",
                            r->inputs[g], r->types[g], r->inputs[f], type);
-    if (!(r->types[f] = strdup(type))) return ds_fail(DS_ENOMEM, "out of memory");
+    if (!(r->types[f] = ds_strdup(type))) return DS_ENOMEM;
     clean_type_word_limits(type, &s->min_words, &s->max_words);
     if (s->cfg->min_words >= 0) s->min_words = s->cfg->min_words;
     if (s->cfg->max_words >= 0) s->max_words = s->cfg->max_words;
@@ -228,10 +228,10 @@ static int near_duplicates(clean_state *s)
 {
     clean_report *r = s->rep;
     if (!s->simhash && !s->minhash) return DS_OK;
-    bool *alive = malloc(r->n + 1);
-    uint32_t *dup = malloc((r->n + 1) * sizeof *dup);
-    uint64_t *fp = s->simhash ? malloc((r->n + 1) * sizeof *fp) : NULL;
-    int rc = !alive || !dup || (s->simhash && !fp) ? ds_fail(DS_ENOMEM, "out of memory (%zu records)", r->n) : DS_OK;
+    bool *alive = ds_calloc(r->n + 1, sizeof *alive, "finding near duplicates");
+    uint32_t *dup = ds_calloc(r->n + 1, sizeof *dup, "finding near duplicates");
+    uint64_t *fp = s->simhash ? ds_calloc(r->n + 1, sizeof *fp, "finding near duplicates") : NULL;
+    int rc = !alive || !dup || (s->simhash && !fp) ? DS_ENOMEM : DS_OK;
     for (size_t i = 0; !rc && i < r->n; i++) {
         alive[i] = r->rec[i].fate == RULE_kept;
         if (fp) fp[i] = r->rec[i].simhash;
@@ -265,7 +265,7 @@ static int setup(const clean_config *cfg, const clean_job *job, clean_report *r,
         s->mask[c] = !strcmp(cfg->pii[c], "mask");
         s->drop[c] = !strcmp(cfg->pii[c], "drop");
         s->any_pii |= s->mask[c] || s->drop[c];
-        if (!(r->pii_action[c] = strdup(cfg->pii[c]))) return ds_fail(DS_ENOMEM, "out of memory");
+        if (!(r->pii_action[c] = ds_strdup(cfg->pii[c]))) return DS_ENOMEM;
     }
     s->all_text = !strcmp(cfg->text, "all");
     s->simhash = !strcmp(cfg->near, "simhash");
@@ -276,30 +276,30 @@ static int setup(const clean_config *cfg, const clean_job *job, clean_report *r,
     r->ngram = (int)cfg->ngram;
     r->keep_fraction = cfg->keep_fraction;
     r->max_examples = (int)cfg->examples;
-    r->near = strdup(cfg->near);
-    r->text_mode = strdup(cfg->text);
-    r->contam_action = strdup(cfg->contamination);
-    r->inputs = calloc((size_t)job->ninputs, sizeof *r->inputs);
-    r->types = calloc((size_t)job->ninputs, sizeof *r->types);
-    r->first_record = calloc((size_t)job->ninputs + 1, sizeof *r->first_record);
-    r->evals = calloc((size_t)(job->nevals + cfg->eval.n) + 1, sizeof *r->evals);
+    r->near = ds_strdup(cfg->near);
+    r->text_mode = ds_strdup(cfg->text);
+    r->contam_action = ds_strdup(cfg->contamination);
+    r->inputs = ds_calloc((size_t)job->ninputs, sizeof *r->inputs, "the report");
+    r->types = ds_calloc((size_t)job->ninputs, sizeof *r->types, "the report");
+    r->first_record = ds_calloc((size_t)job->ninputs + 1, sizeof *r->first_record, "the report");
+    r->evals = ds_calloc((size_t)(job->nevals + cfg->eval.n) + 1, sizeof *r->evals, "the report");
     if (!r->near || !r->text_mode || !r->contam_action || !r->inputs || !r->types || !r->first_record || !r->evals)
-        return ds_fail(DS_ENOMEM, "out of memory");
+        return DS_ENOMEM;
     r->ninputs = job->ninputs;
     for (int i = 0; i < job->ninputs; i++)
-        if (!(r->inputs[i] = strdup(job->inputs[i]))) return ds_fail(DS_ENOMEM, "out of memory");
+        if (!(r->inputs[i] = ds_strdup(job->inputs[i]))) return DS_ENOMEM;
     for (int i = 0; i < job->nevals + cfg->eval.n; i++)
-        if (!(r->evals[r->nevals++] = strdup(i < job->nevals ? job->evals[i] : cfg->eval.items[i - job->nevals])))
-            return ds_fail(DS_ENOMEM, "out of memory");
-    if (job->out && !(r->out = strdup(job->out))) return ds_fail(DS_ENOMEM, "out of memory");
+        if (!(r->evals[r->nevals++] = ds_strdup(i < job->nevals ? job->evals[i] : cfg->eval.items[i - job->nevals])))
+            return DS_ENOMEM;
+    if (job->out && !(r->out = ds_strdup(job->out))) return DS_ENOMEM;
     if (strcmp(cfg->contamination, "off") && r->nevals) {
         int rc = clean_contam_load((const char *const *)r->evals, r->nevals, (int)cfg->ngram, cfg->skip_bad_lines,
                                    &r->contam);
         if (rc) return rc;
         r->eval_items = clean_contam_items(r->contam);
-        r->item_hit = calloc(r->eval_items + 1, 1);
-        r->examples = calloc((size_t)r->max_examples + 1, sizeof *r->examples);
-        if (!r->item_hit || !r->examples) return ds_fail(DS_ENOMEM, "out of memory");
+        r->item_hit = ds_calloc(r->eval_items + 1, 1, "the contamination report");
+        r->examples = ds_calloc((size_t)r->max_examples + 1, sizeof *r->examples, "the contamination report");
+        if (!r->item_hit || !r->examples) return DS_ENOMEM;
     }
     s->text.no_all = !r->contam;   /* only contamination reads every field */
     return DS_OK;
@@ -330,15 +330,15 @@ int clean_run(const clean_config *cfg, const clean_job *job, clean_report **repo
                        "to this command yet; set it to 0");
     if (job->out && ds_exists(job->out) && !job->force)
         return ds_fail(DS_EEXISTS, "%s exists; pass --force to replace it", job->out);
-    clean_report *r = calloc(1, sizeof *r);
-    if (!r) return ds_fail(DS_ENOMEM, "out of memory");
+    clean_report *r = ds_calloc(1, sizeof *r, "the report");
+    if (!r) return DS_ENOMEM;
     *report = r;
     clean_state s = {0};
     rc = setup(cfg, job, r, &s);
     for (int f = 0; f < job->ninputs && !rc; f++) rc = read_input(&s, f, 1, NULL);
     if (!rc) rc = near_duplicates(&s);
     if (!rc && cfg->keep_fraction > 0) {
-        if (!(r->scorer = strdup(job->scorer->name ? job->scorer->name : "scorer"))) rc = ds_fail(DS_ENOMEM, "out of memory");
+        if (!(r->scorer = ds_strdup(job->scorer->name ? job->scorer->name : "scorer"))) rc = DS_ENOMEM;
         for (int f = 0; f < job->ninputs && !rc; f++) rc = read_input(&s, f, 2, NULL);
         if (!rc) rc = clean_quality_cut(r, cfg->keep_fraction);
     }

@@ -1,5 +1,6 @@
 #include "batch.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdlib.h>
@@ -11,13 +12,13 @@ int batch_alloc(batch *b, int B, int T)
     size_t n = (size_t)B * T;
     b->B = B;
     b->T = T;
-    b->ids = calloc(n ? n : 1, sizeof(int32_t));
-    b->pos = calloc(n ? n : 1, sizeof(int32_t));
-    b->seg = calloc(n ? n : 1, sizeof(int32_t));
-    b->targets = malloc((n ? n : 1) * sizeof(int32_t));
+    b->ids = ds_calloc(n, sizeof(int32_t), "a batch");
+    b->pos = ds_calloc(n, sizeof(int32_t), "a batch");
+    b->seg = ds_calloc(n, sizeof(int32_t), "a batch");
+    b->targets = ds_calloc(n, sizeof(int32_t), "a batch");
     if (!b->ids || !b->pos || !b->seg || !b->targets) {
         batch_free(b);
-        return ds_fail(DS_EINTERNAL, "out of memory for a %d x %d batch", B, T);
+        return ds_fail_context(DS_ENOMEM, "a %d x %d batch: ", B, T);
     }
     for (size_t i = 0; i < n; i++) b->targets[i] = -1;
     return DS_OK;

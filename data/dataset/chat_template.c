@@ -9,7 +9,9 @@
 #include "chat_template.h"
 #include "chat_template_model.h"
 
+#include "core/buf.h"
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "core/utf8.h"
 
@@ -64,14 +66,14 @@ int chat_template_open(const char *name, const char *dir, const chat_template **
     if (rc) return rc;
     const chat_template *plain;
     chat_template_find("plain", &plain);
-    chat_template *t = calloc(1, sizeof *t);
+    chat_template *t = ds_calloc(1, sizeof *t, "a chat template");
     if (t) *t = model ? (chat_template){"auto", T_MODEL, false, model, NULL} : *plain;
     if (t) t->about = model ? ds_strdupf("the model's chat template (%s)", jinja_chat_name(model))
                             : ds_strdupf("built-in plain (%s has no chat template)", dir ? dir : "the model folder");
     if (!t || !t->about) {
         jinja_chat_free(model);
         free(t);
-        return ds_fail(DS_EINTERNAL, "out of memory");
+        return DS_ENOMEM;
     }
     *out = t;
     return DS_OK;
@@ -104,15 +106,9 @@ bool chat_template_wants_bos(const chat_template *t) { return t->bos; }
 int ct_push(ct_render *r, const char *text, size_t len, bool train, bool eos)
 {
     if (len == 0 && !eos) return DS_OK;
-    if (r->n == r->cap) {
-        int cap = r->cap ? 2 * r->cap : 8;
-        ct_piece *np = realloc(r->p, (size_t)cap * sizeof *np);
-        if (!np) return ds_fail(DS_EINTERNAL, "out of memory rendering a chat template");
-        r->p = np;
-        r->cap = cap;
-    }
-    char *s = malloc(len + 1);
-    if (!s) return ds_fail(DS_EINTERNAL, "out of memory rendering a chat template");
+    char *s = NULL;
+    if (ds_grow(&r->p, &r->cap, (size_t)r->n + 1, sizeof *r->p) || !(s = ds_malloc(len + 1, "a chat template piece")))
+        return DS_ENOMEM;
     if (len) memcpy(s, text, len);
     s[len] = '\0';
     r->p[r->n++] = (ct_piece){s, len, train, eos};
@@ -128,59 +124,25 @@ void ct_render_free(ct_render *r)
 
 char *ct_render_text(const ct_render *r, const char *eos_text)
 {
-    size_t ne = eos_text ? strlen(eos_text) : 0, n = 0;
-    for (int i = 0; i < r->n; i++) n += r->p[i].len + (r->p[i].eos ? ne : 0);
-    char *s = malloc(n + 1), *w = s;
-    if (!s) return NULL;
-    for (int i = 0; i < r->n; i++) {
-        memcpy(w, r->p[i].text, r->p[i].len);
-        w += r->p[i].len;
-        if (r->p[i].eos && ne) {
-            memcpy(w, eos_text, ne);
-            w += ne;
-        }
+    ds_buf b = {0};
+    int rc = DS_OK;
+    for (int i = 0; !rc && i < r->n; i++) {
+        rc = ds_buf_append(&b, r->p[i].text, r->p[i].len);
+        if (!rc && r->p[i].eos && eos_text) rc = ds_buf_puts(&b, eos_text);
     }
-    *w = '\0';
-    return s;
+    if (rc) {
+        ds_buf_free(&b);
+        return NULL;
+    }
+    return ds_buf_take(&b);
 }
 
-/* A small string builder for one piece. */
-typedef struct {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *text, size_t len)
+/* Flush the text built for one piece into a piece. `rc` holds the statuses of
+ * the appends that built it, or-ed together (DS_OK or DS_ENOMEM). */
+static int flush_piece(ds_buf *b, int rc, ct_render *r, bool train, bool eos)
 {
-    if (b->oom || len == 0) return;
-    if (len > SIZE_MAX / 4 || b->n > SIZE_MAX / 4) {
-        b->oom = true;
-        return;
-    }
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + len + 1) cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) {
-            b->oom = true;
-            return;
-        }
-        b->s = ns;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, text, len);
-    b->n += len;
-}
-
-static void sb_str(sbuf *b, const char *text) { sb_add(b, text, strlen(text)); }
-
-/* Flush the builder into one piece. */
-static int sb_push(sbuf *b, ct_render *r, bool train, bool eos)
-{
-    int rc = b->oom ? ds_fail(DS_EINTERNAL, "out of memory rendering a chat template")
-                    : ct_push(r, b->s, b->n, train, eos);
-    b->n = 0;
+    if (!rc) rc = ct_push(r, b->p, b->len, train, eos);
+    b->len = 0;
     return rc;
 }
 
@@ -229,80 +191,80 @@ typedef struct {
 static const char *role_name(ct_role r) { return r == CT_SYSTEM ? "system" : r == CT_USER ? "user" : "assistant"; }
 
 /* A user turn's text where the template has no input section. */
-static void add_content(sbuf *b, const chat_msg *m, bool do_trim)
+static int add_content(ds_buf *b, const chat_msg *m, bool do_trim)
 {
     const char *c = m->content;
     size_t n = m->len;
     if (m->input && m->input_len) {
-        sbuf tmp = {0};
-        sb_add(&tmp, c, n);
-        sb_str(&tmp, "\n\n");
-        sb_add(&tmp, m->input, m->input_len);
-        if (tmp.oom) b->oom = true;
-        const char *t = tmp.s ? tmp.s : "";
-        size_t tn = tmp.n;
+        ds_buf tmp = {0};
+        int rc = ds_buf_append(&tmp, c, n);
+        rc |= ds_buf_puts(&tmp, "\n\n");
+        rc |= ds_buf_append(&tmp, m->input, m->input_len);
+        const char *t = tmp.p ? tmp.p : "";
+        size_t tn = tmp.len;
         if (do_trim) trim(&t, &tn);
-        sb_add(b, t, tn);
-        free(tmp.s);
-        return;
+        if (!rc) rc = ds_buf_append(b, t, tn);
+        ds_buf_free(&tmp);
+        return rc;
     }
     if (do_trim) trim(&c, &n);
-    sb_add(b, c, n);
+    return ds_buf_append(b, c, n);
 }
 
 /* A system or user turn (masked). */
 static int render_turn(const chat_template *t, turn_state *st, const chat_msg *m, ct_render *out)
 {
-    sbuf b = {0};
+    ds_buf b = {0};
+    int rc = DS_OK;   /* the appends' statuses, or-ed */
     switch (t->kind) {
     case T_DEEPSEEK:
-        if (m->role == CT_USER) sb_str(&b, "User: ");
-        add_content(&b, m, false);
-        sb_str(&b, "\n\n");
+        if (m->role == CT_USER) rc |= ds_buf_puts(&b, "User: ");
+        rc |= add_content(&b, m, false);
+        rc |= ds_buf_puts(&b, "\n\n");
         break;
     case T_LLAMA3:
-        sb_str(&b, "<|start_header_id|>");
-        sb_str(&b, role_name(m->role));
-        sb_str(&b, "<|end_header_id|>\n\n");
-        add_content(&b, m, true);
-        sb_str(&b, "<|eot_id|>");
+        rc |= ds_buf_puts(&b, "<|start_header_id|>");
+        rc |= ds_buf_puts(&b, role_name(m->role));
+        rc |= ds_buf_puts(&b, "<|end_header_id|>\n\n");
+        rc |= add_content(&b, m, true);
+        rc |= ds_buf_puts(&b, "<|eot_id|>");
         break;
     case T_CHATML:
-        sb_str(&b, "<|im_start|>");
-        sb_str(&b, role_name(m->role));
-        sb_str(&b, "\n");
-        add_content(&b, m, false);
-        sb_str(&b, "<|im_end|>\n");
+        rc |= ds_buf_puts(&b, "<|im_start|>");
+        rc |= ds_buf_puts(&b, role_name(m->role));
+        rc |= ds_buf_puts(&b, "\n");
+        rc |= add_content(&b, m, false);
+        rc |= ds_buf_puts(&b, "<|im_end|>\n");
         break;
     case T_ALPACA: {
-        if (st->after_assistant) sb_str(&b, "\n\n");
+        if (st->after_assistant) rc |= ds_buf_puts(&b, "\n\n");
         if (m->role == CT_SYSTEM) {         /* a system prompt takes the preamble's place */
-            sb_add(&b, m->content, m->len);
-            sb_str(&b, "\n\n");
+            rc |= ds_buf_append(&b, m->content, m->len);
+            rc |= ds_buf_puts(&b, "\n\n");
             break;
         }
         bool has_input = m->input && m->input_len;
-        if (!st->seen_user && !st->seen_system) sb_str(&b, has_input ? ALPACA_PREAMBLE_INPUT : ALPACA_PREAMBLE);
-        sb_str(&b, "### Instruction:\n");
-        sb_add(&b, m->content, m->len);
-        sb_str(&b, "\n\n");
+        if (!st->seen_user && !st->seen_system) rc |= ds_buf_puts(&b, has_input ? ALPACA_PREAMBLE_INPUT : ALPACA_PREAMBLE);
+        rc |= ds_buf_puts(&b, "### Instruction:\n");
+        rc |= ds_buf_append(&b, m->content, m->len);
+        rc |= ds_buf_puts(&b, "\n\n");
         if (has_input) {
-            sb_str(&b, "### Input:\n");
-            sb_add(&b, m->input, m->input_len);
-            sb_str(&b, "\n\n");
+            rc |= ds_buf_puts(&b, "### Input:\n");
+            rc |= ds_buf_append(&b, m->input, m->input_len);
+            rc |= ds_buf_puts(&b, "\n\n");
         }
-        sb_str(&b, "### Response:\n");
+        rc |= ds_buf_puts(&b, "### Response:\n");
         break;
     }
     case T_PLAIN: default:
-        add_content(&b, m, false);
+        rc |= add_content(&b, m, false);
         break;
     }
     if (m->role == CT_SYSTEM) st->seen_system = true;
     else st->seen_user = true;
     st->after_assistant = false;
-    int rc = sb_push(&b, out, false, false);
-    free(b.s);
+    rc = flush_piece(&b, rc, out, false, false);
+    ds_buf_free(&b);
     return rc;
 }
 
@@ -323,33 +285,33 @@ static int render_header(const chat_template *t, turn_state *st, ct_render *out)
 
 int ct_render_reply(const chat_template *t, const char *content, size_t len, ct_render *out)
 {
-    sbuf b = {0};
-    int rc;
     if (t->model) return ds_fail(DS_EINTERNAL, "ct_render_reply: a model's template needs the prompt (ct_render_answer)");
+    ds_buf b = {0};
+    int rc = DS_OK;   /* the appends' statuses, or-ed */
     switch (t->kind) {
     case T_DEEPSEEK:
-        sb_str(&b, " ");
-        sb_add(&b, content, len);
-        rc = sb_push(&b, out, true, true);
+        rc |= ds_buf_puts(&b, " ");
+        rc |= ds_buf_append(&b, content, len);
+        rc = flush_piece(&b, rc, out, true, true);
         break;
     case T_LLAMA3:
         trim(&content, &len);
-        sb_add(&b, content, len);
-        sb_str(&b, "<|eot_id|>");
-        rc = sb_push(&b, out, true, false);
+        rc |= ds_buf_append(&b, content, len);
+        rc |= ds_buf_puts(&b, "<|eot_id|>");
+        rc = flush_piece(&b, rc, out, true, false);
         break;
     case T_CHATML:
-        sb_add(&b, content, len);
-        sb_str(&b, "<|im_end|>");
-        rc = sb_push(&b, out, true, false);
+        rc |= ds_buf_append(&b, content, len);
+        rc |= ds_buf_puts(&b, "<|im_end|>");
+        rc = flush_piece(&b, rc, out, true, false);
         if (!rc) rc = ct_push(out, "\n", 1, false, false);
         break;
     default:                                /* alpaca, plain */
-        sb_add(&b, content, len);
-        rc = sb_push(&b, out, true, true);
+        rc |= ds_buf_append(&b, content, len);
+        rc = flush_piece(&b, rc, out, true, true);
         break;
     }
-    free(b.s);
+    ds_buf_free(&b);
     return rc;
 }
 
@@ -395,17 +357,17 @@ int ct_render_raw(const chat_template *t, const char *prompt, size_t plen, const
     out->bos = t->bos;
     int rc = ct_push(out, prompt, plen, false, false);
     if (rc) return rc;
-    sbuf b = {0};
-    sb_add(&b, cont, clen);
+    ds_buf b = {0};
+    rc = ds_buf_append(&b, cont, clen);
     bool eos = true;
     if (t->kind == T_LLAMA3) {
-        sb_str(&b, "<|eot_id|>");
+        rc |= ds_buf_puts(&b, "<|eot_id|>");
         eos = false;
     } else if (t->kind == T_CHATML) {
-        sb_str(&b, "<|im_end|>");
+        rc |= ds_buf_puts(&b, "<|im_end|>");
         eos = false;
     }
-    rc = sb_push(&b, out, true, eos);
-    free(b.s);
+    rc = flush_piece(&b, rc, out, true, eos);
+    ds_buf_free(&b);
     return rc;
 }

@@ -65,7 +65,8 @@ typedef struct {
 
 typedef struct {
     ct_piece *p;
-    int n, cap;
+    int n;
+    size_t cap;            /* room in p */
     bool bos;              /* the template starts the sequence with BOS */
     bool own_bos;          /* a model template's rendering: it writes BOS itself where the model has one, so
                               none is added (apply_chat_template encodes without special tokens) */
@@ -122,7 +123,8 @@ int ct_render_raw(const chat_template *t, const char *prompt, size_t plen, const
 /* Append one piece (text copied). */
 int ct_push(ct_render *r, const char *text, size_t len, bool train, bool eos);
 void ct_render_free(ct_render *r);
-/* All pieces concatenated (malloc'd); EOS written as `eos_text` (may be ""). */
+/* All pieces concatenated (malloc'd); EOS written as `eos_text` (may be "").
+ * NULL: out of memory (message set, status DS_ENOMEM). */
 char *ct_render_text(const ct_render *r, const char *eos_text);
 
 #endif

@@ -6,6 +6,10 @@
  */
 #include "chat_template_model.h"
 
+#include "data/json_util.h"
+
+#include "core/buf.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdlib.h>
@@ -16,24 +20,22 @@
 static int messages_json(const chat_msg *m, int n, json_t **out)
 {
     static const char *const roles[] = {"system", "user", "assistant"};
+    json_alloc_reset();   /* a member that could not be allocated makes it fail */
     json_t *list = json_array();
-    int rc = list ? DS_OK : ds_fail(DS_EINTERNAL, "out of memory");
+    ds_buf text = {0};
+    int rc = ds_buf_reserve(&text, 0);   /* text.p is not NULL even for an empty message */
     for (int i = 0; i < n && !rc; i++) {
-        size_t len = m[i].len + (m[i].input_len ? m[i].input_len + 2 : 0);
-        char *text = malloc(len + 1);
-        if (text) {
-            memcpy(text, m[i].content, m[i].len);
-            if (m[i].input_len) {
-                memcpy(text + m[i].len, "\n\n", 2);
-                memcpy(text + m[i].len + 2, m[i].input, m[i].input_len);
-            }
-            text[len] = '\0';
-        }
-        json_t *content = text ? json_stringn(text, len) : NULL;
-        free(text);
+        text.len = 0;
+        rc = ds_buf_append(&text, m[i].content, m[i].len);
+        if (!rc && m[i].input_len) rc = ds_buf_puts(&text, "\n\n");
+        if (!rc && m[i].input_len) rc = ds_buf_append(&text, m[i].input, m[i].input_len);
+        json_t *content = rc ? NULL : json_stringn(text.p, text.len);
         json_t *msg = content ? json_pack("{s:s, s:o}", "role", roles[m[i].role], "content", content) : NULL;
-        if (!msg || json_array_append_new(list, msg)) rc = ds_fail(DS_EINTERNAL, "out of memory");
+        if (!rc && (!msg || json_array_append_new(list, msg)))
+            rc = json_alloc_failed() ? DS_ENOMEM : ds_fail(DS_EDATA, "message %d is not UTF-8 text", i + 1);
     }
+    ds_buf_free(&text);
+    if (!rc && json_alloc_failed()) rc = DS_ENOMEM;
     if (rc) json_decref(list);
     else *out = list;
     return rc;
@@ -95,8 +97,8 @@ int ctm_render_prompt(const jinja_chat *c, const chat_msg *m, int n, ct_render *
 
 int ctm_render_answer(const jinja_chat *c, const chat_msg *p, int np, const char *content, size_t len, ct_render *out)
 {
-    chat_msg *all = malloc((size_t)(np + 1) * sizeof *all);
-    if (!all) return ds_fail(DS_EINTERNAL, "out of memory");
+    chat_msg *all = ds_calloc((size_t)np + 1, sizeof *all, "a conversation");
+    if (!all) return DS_ENOMEM;
     memcpy(all, p, (size_t)np * sizeof *all);
     all[np] = (chat_msg){CT_ASSISTANT, content, len, NULL, 0};
     json_t *msgs;

@@ -10,6 +10,8 @@
 #include "dataset_internal.h"
 #include "data/jsonl.h"
 
+#include "core/buf.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdint.h>
@@ -21,20 +23,14 @@
 typedef struct {
     int32_t *ids;
     uint8_t *train;
-    size_t n, cap;
+    size_t n, cap_ids, cap_train;
 } seq;
 
 static int seq_push(seq *s, int32_t id, uint8_t train)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 256;
-        int32_t *ni = realloc(s->ids, cap * sizeof *ni);
-        if (ni) s->ids = ni;
-        uint8_t *nt = realloc(s->train, cap);
-        if (nt) s->train = nt;
-        if (!ni || !nt) return ds_fail(DS_EINTERNAL, "out of memory tokenizing");
-        s->cap = cap;
-    }
+    if (ds_grow(&s->ids, &s->cap_ids, s->n + 1, sizeof *s->ids) ||
+        ds_grow(&s->train, &s->cap_train, s->n + 1, sizeof *s->train))
+        return DS_ENOMEM;
     s->ids[s->n] = id;
     s->train[s->n] = train;
     s->n++;
@@ -54,8 +50,7 @@ typedef struct {
     bool tok_bos;              /* the tokenizer adds BOS itself */
     bool train_inputs;
     tok_ids scratch;
-    char *text;
-    size_t text_cap;
+    ds_buf text;
 } encoder;
 
 static int encode_text(encoder *e, const char *text, size_t len, uint8_t train, seq *out)
@@ -82,19 +77,10 @@ static int encode_render(encoder *e, const ct_render *r, bool with_bos, bool all
             if (r->p[j].eos || j + 1 == r->n || r->p[j + 1].train != train) break;
             j++;
         }
-        if (len + 1 > e->text_cap) {
-            char *nt = realloc(e->text, len + 1);
-            if (!nt) return ds_fail(DS_EINTERNAL, "out of memory tokenizing");
-            e->text = nt;
-            e->text_cap = len + 1;
-        }
-        size_t w = 0;
-        for (int k = i; k <= j; k++) {
-            memcpy(e->text + w, r->p[k].text, r->p[k].len);
-            w += r->p[k].len;
-        }
+        e->text.len = 0;
+        for (int k = i; k <= j && !rc; k++) rc = ds_buf_append(&e->text, r->p[k].text, r->p[k].len);
         uint8_t t = (train || e->train_inputs || all_trained) ? 1 : 0;
-        rc = encode_text(e, e->text, len, t, out);
+        if (!rc) rc = encode_text(e, e->text.p, len, t, out);
         if (!rc && r->p[j].eos && e->eos >= 0) rc = seq_push(out, e->eos, t);
         i = j + 1;
     }
@@ -113,7 +99,7 @@ static int32_t *arena_ids(ds_arena *a, const int32_t *src, int n)
 typedef struct {
     dataset *d;
     ds_arena *arena;
-    int cap;
+    size_t cap;   /* room in d's example array */
     int seq_len;
 } builder;
 
@@ -143,12 +129,12 @@ static int add_sft(builder *b, encoder *e, const ds_rendered *r)
         return DS_OK;
     }
     sft_example *x = ds_dataset_push(b->d, &b->cap);
-    if (!x) rc = ds_fail(DS_EINTERNAL, "out of memory");
+    if (!x) rc = DS_ENOMEM;
     else {
         x->ids = arena_ids(b->arena, s.ids, n);
         x->train = ds_arena_alloc(b->arena, (size_t)n);
         x->n = n;
-        if (!x->ids || !x->train) rc = ds_fail(DS_EINTERNAL, "out of memory");
+        if (!x->ids || !x->train) rc = DS_ENOMEM;
         else memcpy(x->train, s.train, (size_t)n);
     }
     seq_free(&s);
@@ -193,7 +179,7 @@ static int add_pref(builder *b, encoder *e, const ds_rendered *r)
     }
     pref_example *x = ds_dataset_push(b->d, &b->cap);
     if (!x) {
-        rc = ds_fail(DS_EINTERNAL, "out of memory");
+        rc = DS_ENOMEM;
         goto done;
     }
     x->prompt = arena_ids(b->arena, p.ids, (int)p.n);
@@ -202,7 +188,7 @@ static int add_pref(builder *b, encoder *e, const ds_rendered *r)
     x->n_prompt = (int)p.n;
     x->n_chosen = (int)c.n;
     x->n_rejected = (int)j.n;
-    if (!x->prompt || !x->chosen || !x->rejected) rc = ds_fail(DS_EINTERNAL, "out of memory");
+    if (!x->prompt || !x->chosen || !x->rejected) rc = DS_ENOMEM;
 done:
     seq_free(&p);
     seq_free(&c);
@@ -213,8 +199,8 @@ done:
 static int add_mcq(builder *b, encoder *e, const ds_rendered *r)
 {
     seq p = {0};
-    seq *ch = calloc((size_t)r->nchoices, sizeof *ch);
-    int rc = ch ? encode_render(e, &r->prompt, true, false, &p) : ds_fail(DS_EINTERNAL, "out of memory");
+    seq *ch = ds_calloc((size_t)r->nchoices, sizeof *ch, "the choices' tokens");
+    int rc = ch ? encode_render(e, &r->prompt, true, false, &p) : DS_ENOMEM;
     for (int i = 0; i < r->nchoices && !rc; i++) rc = encode_text(e, r->choice[i], strlen(r->choice[i]), 1, &ch[i]);
     if (rc) goto done;
     size_t longest = 0;
@@ -231,7 +217,7 @@ static int add_mcq(builder *b, encoder *e, const ds_rendered *r)
     }
     mcq_example *x = ds_dataset_push(b->d, &b->cap);
     if (!x) {
-        rc = ds_fail(DS_EINTERNAL, "out of memory");
+        rc = DS_ENOMEM;
         goto done;
     }
     x->prompt = arena_ids(b->arena, p.ids, (int)p.n);
@@ -242,7 +228,7 @@ static int add_mcq(builder *b, encoder *e, const ds_rendered *r)
     x->n_choice = ds_arena_alloc(b->arena, (size_t)r->nchoices * sizeof *x->n_choice);
     x->choice_text = ds_arena_alloc(b->arena, (size_t)r->nchoices * sizeof *x->choice_text);
     if (!x->prompt || !x->choice || !x->n_choice || !x->choice_text) {
-        rc = ds_fail(DS_EINTERNAL, "out of memory");
+        rc = DS_ENOMEM;
         goto done;
     }
     for (int i = 0; i < r->nchoices && !rc; i++) {
@@ -250,7 +236,7 @@ static int add_mcq(builder *b, encoder *e, const ds_rendered *r)
         x->choice[i] = arena_ids(b->arena, ch[i].ids, (int)ch[i].n);
         x->n_choice[i] = (int)ch[i].n;
         x->choice_text[i] = ds_arena_alloc(b->arena, tl + 1);
-        if (!x->choice[i] || !x->choice_text[i]) rc = ds_fail(DS_EINTERNAL, "out of memory");
+        if (!x->choice[i] || !x->choice_text[i]) rc = DS_ENOMEM;
         else memcpy(x->choice_text[i], r->choice[i], tl + 1);
     }
 done:
@@ -318,17 +304,17 @@ int dataset_load(const data_source *src, int nsrc, example_kind kind, const toke
         rc = ds_source_type(&src[i], kind, &t, &cloze);
     }
     out->storage = rc ? NULL : ds_arena_new();
-    if (!rc && !out->storage) rc = ds_fail(DS_EINTERNAL, "out of memory");
+    if (!rc && !out->storage) rc = DS_ENOMEM;
     if (rc) {
         chat_template_close(tmpl);
         return rc;
     }
-    encoder e = {tok, tok_bos_id(tok), tok_eos_id(tok), tok_adds_bos(tok), opt->train_on_inputs, {0}, NULL, 0};
+    encoder e = {tok, tok_bos_id(tok), tok_eos_id(tok), tok_adds_bos(tok), opt->train_on_inputs, {0}, {0}};
     builder b = {out, out->storage, 0, opt->sequence_len};
     long records = 0;
     for (int i = 0; i < nsrc && !rc; i++) rc = load_source(&b, &e, &src[i], kind, tmpl, opt, &records);
     tok_ids_free(&e.scratch);
-    free(e.text);
+    ds_buf_free(&e.text);
     chat_template_close(tmpl);
     if (!rc && out->n == 0) {
         if (records == 0)

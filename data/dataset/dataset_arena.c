@@ -4,6 +4,10 @@
  */
 #include "dataset_internal.h"
 
+#include "core/mem.h"
+#include "core/status.h"
+
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,16 +17,20 @@ struct ds_arena_block {
     _Alignas(8) unsigned char data[];
 };
 
-ds_arena *ds_arena_new(void) { return calloc(1, sizeof(ds_arena)); }
+ds_arena *ds_arena_new(void) { return ds_calloc(1, sizeof(ds_arena), "a dataset's tokens"); }
 
 void *ds_arena_alloc(ds_arena *a, size_t bytes)
 {
+    if (bytes > SIZE_MAX - sizeof(ds_arena_block) - 8) {
+        ds_oom(bytes, "a dataset's tokens");
+        return NULL;
+    }
     bytes = (bytes + 7) & ~(size_t)7;
     if (bytes == 0) bytes = 8;
     ds_arena_block *b = a->head;
     if (!b || b->cap - b->used < bytes) {
         size_t cap = bytes > ((size_t)1 << 20) ? bytes : ((size_t)1 << 20);
-        b = malloc(sizeof *b + cap);
+        b = ds_malloc(sizeof *b + cap, "a dataset's tokens");
         if (!b) return NULL;
         b->used = 0;
         b->cap = cap;
@@ -54,18 +62,12 @@ void dataset_free(dataset *d)
     memset(d, 0, sizeof *d);
 }
 
-void *ds_dataset_push(dataset *d, int *cap)
+void *ds_dataset_push(dataset *d, size_t *cap)
 {
     size_t size;
     unsigned char *arr = ds_examples(d, &size);
-    if (d->n == *cap) {
-        int nc = *cap ? 2 * *cap : 256;
-        unsigned char *na = realloc(arr, (size_t)nc * size);
-        if (!na) return NULL;
-        ds_set_examples(d, na);
-        arr = na;
-        *cap = nc;
-    }
+    if (ds_grow(&arr, cap, (size_t)d->n + 1, size)) return NULL;
+    ds_set_examples(d, arr);
     void *slot = arr + (size_t)d->n * size;
     memset(slot, 0, size);
     d->n++;

@@ -20,8 +20,8 @@ typedef struct {
     ds_arena_block *head;
 } ds_arena;
 
-ds_arena *ds_arena_new(void);
-void *ds_arena_alloc(ds_arena *a, size_t bytes);   /* 8-byte aligned; NULL when out of memory */
+ds_arena *ds_arena_new(void);                      /* NULL when out of memory (message set) */
+void *ds_arena_alloc(ds_arena *a, size_t bytes);   /* 8-byte aligned; NULL when out of memory (message set) */
 void ds_arena_free(ds_arena *a);
 
 /* ---- dataset types ---- */
@@ -74,7 +74,8 @@ static inline void ds_set_examples(dataset *d, void *arr)
     default: d->mcq = arr; break;
     }
 }
-/* Grow d's example array for one more example; returns its slot (zeroed). */
-void *ds_dataset_push(dataset *d, int *cap);
+/* Grow d's example array (room for *cap) for one more example; returns its
+ * slot (zeroed), NULL when out of memory (message set). */
+void *ds_dataset_push(dataset *d, size_t *cap);
 
 #endif

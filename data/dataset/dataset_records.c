@@ -10,7 +10,9 @@
 #include "dataset_internal.h"
 #include "data/jsonl.h"
 
+#include "core/buf.h"
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdarg.h>
@@ -107,8 +109,8 @@ static int get_messages(const ds_render_ctx *c, int line, const json_t *arr, con
     size_t len = json_array_size(arr);
     if (len == 0) return ds_fail(DS_EDATA, "%s:%d: field \"%s\" holds no messages", c->file, line, field);
     if (len > 1000000) return ds_fail(DS_EDATA, "%s:%d: field \"%s\" holds too many messages", c->file, line, field);
-    chat_msg *out = calloc(len, sizeof *out);
-    if (!out) return ds_fail(DS_EINTERNAL, "out of memory");
+    chat_msg *out = ds_calloc(len, sizeof *out, "a record's messages");
+    if (!out) return DS_ENOMEM;
     char name[96];
     for (size_t i = 0; i < len; i++) {
         const json_t *e = json_array_get(arr, i);
@@ -161,8 +163,8 @@ static int get_turns(const ds_render_ctx *c, int line, const json_t *obj, const 
     if (!v) return missing(c, line, key);
     if (json_is_array(v)) return get_messages(c, line, v, key, m, n);
     if (!json_is_string(v)) return wrong_type(c, line, key, "a string or a list of messages", v);
-    *m = calloc(1, sizeof **m);
-    if (!*m) return ds_fail(DS_EINTERNAL, "out of memory");
+    *m = ds_calloc(1, sizeof **m, "a record's messages");
+    if (!*m) return DS_ENOMEM;
     (*m)[0] = (chat_msg){role, json_string_value(v), json_string_length(v), NULL, 0};
     *n = 1;
     return DS_OK;
@@ -204,8 +206,8 @@ static int render_messages(const ds_render_ctx *c, const json_t *obj, int line, 
 /* prompt + one reply (prompt_completion, and preference pairs for SFT). */
 static int render_prompt_reply(const ds_render_ctx *c, const chat_msg *p, int np, const chat_msg *r, ds_rendered *out)
 {
-    chat_msg *all = malloc((size_t)(np + 1) * sizeof *all);
-    if (!all) return ds_fail(DS_EINTERNAL, "out of memory");
+    chat_msg *all = ds_calloc((size_t)np + 1, sizeof *all, "a record's messages");
+    if (!all) return DS_ENOMEM;
     memcpy(all, p, (size_t)np * sizeof *all);
     all[np] = *r;
     int rc = ct_render_chat(c->tmpl, all, np + 1, np, &out->seq);
@@ -394,17 +396,19 @@ static int get_mcq(const ds_render_ctx *c, const json_t *obj, int line, mcq_fiel
                       f, true);
 }
 
-/* "Question: {q}\nA. {c0}\n...\nAnswer:" (letters) or "Question: {q}\nAnswer:" (cloze). */
+/* "Question: {q}\nA. {c0}\n...\nAnswer:" (letters) or "Question: {q}\nAnswer:" (cloze).
+ * NULL when out of memory (message set). */
 static char *mcq_prompt(const mcq_fields *f, bool cloze)
 {
-    size_t n = strlen(f->q) + 32;
-    for (int i = 0; i < f->n && !cloze; i++) n += strlen(f->choice[i]) + 4;
-    char *s = malloc(n), *w = s;
-    if (!s) return NULL;
-    w += sprintf(w, "Question: %s\n", f->q);
-    for (int i = 0; i < f->n && !cloze; i++) w += sprintf(w, "%c. %s\n", 'A' + i, f->choice[i]);
-    strcpy(w, "Answer:");
-    return s;
+    ds_buf b = {0};
+    int rc = ds_buf_printf(&b, "Question: %s\n", f->q);
+    for (int i = 0; i < f->n && !cloze && !rc; i++) rc = ds_buf_printf(&b, "%c. %s\n", 'A' + i, f->choice[i]);
+    if (!rc) rc = ds_buf_puts(&b, "Answer:");
+    if (rc) {
+        ds_buf_free(&b);
+        return NULL;
+    }
+    return ds_buf_take(&b);
 }
 
 static char *mcq_continuation(const mcq_fields *f, int i, bool cloze)
@@ -418,21 +422,19 @@ static int render_mcq(const ds_render_ctx *c, const json_t *obj, int line, ds_re
     int rc = get_mcq(c, obj, line, &f);
     if (rc) return rc;
     char *prompt = mcq_prompt(&f, c->cloze);
-    if (!prompt) return ds_fail(DS_EINTERNAL, "out of memory");
+    if (!prompt) return DS_ENOMEM;
     if (c->kind == EX_MCQ) {
         rc = ct_push(&out->prompt, prompt, strlen(prompt), false, false);
-        out->choice = calloc((size_t)f.n, sizeof *out->choice);
-        if (!rc && !out->choice) rc = ds_fail(DS_EINTERNAL, "out of memory");
+        if (!rc && !(out->choice = ds_calloc((size_t)f.n, sizeof *out->choice, "a record's choices"))) rc = DS_ENOMEM;
         for (int i = 0; i < f.n && !rc; i++) {
             out->choice[i] = mcq_continuation(&f, i, c->cloze);
             out->nchoices = i + 1;
-            if (!out->choice[i]) rc = ds_fail(DS_EINTERNAL, "out of memory");
+            if (!out->choice[i]) rc = DS_ENOMEM;
         }
         out->answer = f.answer;
     } else {                                           /* SFT: the prompt and the right answer */
         char *cont = mcq_continuation(&f, f.answer, c->cloze);
-        rc = cont ? ct_render_raw(c->tmpl, prompt, strlen(prompt), cont, strlen(cont), &out->seq)
-                  : ds_fail(DS_EINTERNAL, "out of memory");
+        rc = cont ? ct_render_raw(c->tmpl, prompt, strlen(prompt), cont, strlen(cont), &out->seq) : DS_ENOMEM;
         free(cont);
     }
     free(prompt);

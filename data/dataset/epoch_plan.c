@@ -8,6 +8,7 @@
  */
 #include "dataset_internal.h"
 
+#include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
 
@@ -24,8 +25,8 @@ static int make_view(const dataset *d, const unsigned char *flag, unsigned char 
     v->kind = d->kind;
     size_t size;
     const unsigned char *all = ds_examples(d, &size);
-    unsigned char *arr = malloc((count ? count : 1) * size);
-    if (!arr) return ds_fail(DS_EINTERNAL, "out of memory splitting the dataset");
+    unsigned char *arr = ds_calloc((size_t)count, size, "a split of the dataset");
+    if (!arr) return DS_ENOMEM;
     int k = 0;
     for (int i = 0; i < d->n; i++)
         if (flag[i] == want) memcpy(arr + (size_t)k++ * size, all + (size_t)i * size, size);
@@ -44,12 +45,12 @@ int dataset_split(const dataset *d, double val_size, uint64_t seed, dataset *tra
     if (nval > d->n) nval = d->n;
     if (nval >= d->n && d->n > 0 && nval > 0)
         return ds_fail(DS_ECONFIG, "val_set_size %g leaves no training examples out of %d", val_size, d->n);
-    unsigned char *flag = calloc(d->n ? d->n : 1, 1);
-    int *perm = malloc((d->n ? d->n : 1) * sizeof *perm);
+    unsigned char *flag = ds_calloc((size_t)d->n, 1, "splitting the dataset");
+    int *perm = ds_calloc((size_t)d->n, sizeof *perm, "splitting the dataset");
     if (!flag || !perm) {
         free(flag);
         free(perm);
-        return ds_fail(DS_EINTERNAL, "out of memory splitting the dataset");
+        return DS_ENOMEM;
     }
     /* the first nval of a seeded permutation (partial Fisher-Yates) go to validation */
     ds_rng r = ds_rng_make(seed, DS_STREAM_SPLIT);
@@ -108,13 +109,13 @@ int epoch_plan_make(const dataset *d, uint64_t seed, int epoch, bool shuffle, bo
     if (micro_batch < 1) return ds_fail(DS_ECONFIG, "micro_batch_size %d: must be at least 1", micro_batch);
     if (sequence_len < 1) return ds_fail(DS_ECONFIG, "sequence_len %d: must be at least 1", sequence_len);
     int n = d->n;
-    int *order = malloc((n ? n : 1) * sizeof *order);
-    out->items = malloc((n ? n : 1) * sizeof *out->items);
-    out->row_start = malloc(((size_t)n + 1) * sizeof *out->row_start);
+    int *order = ds_calloc((size_t)n, sizeof *order, "an epoch's order");
+    out->items = ds_calloc((size_t)n, sizeof *out->items, "an epoch's plan");
+    out->row_start = ds_calloc((size_t)n + 1, sizeof *out->row_start, "an epoch's plan");
     if (!order || !out->items || !out->row_start) {
         free(order);
         epoch_plan_free(out);
-        return ds_fail(DS_EINTERNAL, "out of memory planning an epoch");
+        return DS_ENOMEM;
     }
     for (int i = 0; i < n; i++) order[i] = i;
     if (shuffle) {                   /* Fisher-Yates from this epoch's own stream */
@@ -148,10 +149,10 @@ int epoch_plan_make(const dataset *d, uint64_t seed, int epoch, bool shuffle, bo
     out->nrows = nrows;
     free(order);
     out->nbatches = (nrows + micro_batch - 1) / micro_batch;
-    out->batch_start = malloc(((size_t)out->nbatches + 1) * sizeof *out->batch_start);
+    out->batch_start = ds_calloc((size_t)out->nbatches + 1, sizeof *out->batch_start, "an epoch's plan");
     if (!out->batch_start) {
         epoch_plan_free(out);
-        return ds_fail(DS_EINTERNAL, "out of memory planning an epoch");
+        return DS_ENOMEM;
     }
     for (int b = 0; b < out->nbatches; b++) out->batch_start[b] = b * micro_batch;
     out->batch_start[out->nbatches] = nrows;
@@ -202,13 +203,13 @@ int epoch_plan_batch(const epoch_plan *p, int i, const dataset *d, int pad_id, b
         }
         return DS_OK;
     }
-    int32_t *ids = malloc((size_t)T * sizeof *ids);
-    uint8_t *train = malloc((size_t)T);
+    int32_t *ids = ds_calloc((size_t)T, sizeof *ids, "a batch row");
+    uint8_t *train = ds_malloc((size_t)T, "a batch row");
     if (!ids || !train) {
-        free(ids);
         free(train);
+        free(ids);
         batch_free(out);
-        return ds_fail(DS_EINTERNAL, "out of memory building a batch");
+        return DS_ENOMEM;
     }
     int row = 0;
     for (int r = r0; r < r1; r++) {

@@ -23,7 +23,9 @@
  */
 #include "dataset_internal.h"
 
+#include "core/buf.h"
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/sha256.h"
 #include "core/status.h"
 
@@ -32,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #define CACHE_MAGIC "DSFTTOKC"
 #define CACHE_VERSION 1u
@@ -124,98 +127,80 @@ int dataset_cache_key(const data_source *src, int nsrc, example_kind kind, const
 
 /* ---- payload writer ---- */
 
-typedef struct {
-    unsigned char *p;
-    size_t n, cap;
-    bool oom;
-} wbuf;
-
-static void put(wbuf *w, const void *data, size_t len)
+/* Each put's status (DS_OK or DS_ENOMEM) is or-ed into *rc, checked once at the end. */
+static void put(ds_buf *w, const void *data, size_t len, int *rc) { *rc |= ds_buf_append(w, data, len); }
+static void put_u32(ds_buf *w, uint32_t v, int *rc) { put(w, &v, 4, rc); }
+static void put_i64(ds_buf *w, int64_t v, int *rc) { put(w, &v, 8, rc); }
+static void put_ids(ds_buf *w, const int32_t *ids, int n, int *rc)
 {
-    if (w->oom || len == 0) return;
-    if (w->n + len > w->cap) {
-        size_t cap = w->cap ? w->cap : 1 << 16;
-        while (cap < w->n + len) cap *= 2;
-        unsigned char *np = realloc(w->p, cap);
-        if (!np) {
-            w->oom = true;
-            return;
-        }
-        w->p = np;
-        w->cap = cap;
-    }
-    memcpy(w->p + w->n, data, len);
-    w->n += len;
+    put_u32(w, (uint32_t)n, rc);
+    put(w, ids, (size_t)n * 4, rc);
 }
 
-static void put_u32(wbuf *w, uint32_t v) { put(w, &v, 4); }
-static void put_i64(wbuf *w, int64_t v) { put(w, &v, 8); }
-static void put_ids(wbuf *w, const int32_t *ids, int n)
+static int serialize(const dataset *d, ds_buf *w)
 {
-    put_u32(w, (uint32_t)n);
-    put(w, ids, (size_t)n * 4);
-}
-
-static void serialize(const dataset *d, wbuf *w)
-{
-    put_i64(w, d->n);
-    put_i64(w, d->skipped_lines);
-    put_i64(w, d->truncated);
-    put_i64(w, d->dropped);
-    for (int i = 0; i < d->n; i++) {
+    int rc = DS_OK;
+    put_i64(w, d->n, &rc);
+    put_i64(w, d->skipped_lines, &rc);
+    put_i64(w, d->truncated, &rc);
+    put_i64(w, d->dropped, &rc);
+    for (int i = 0; i < d->n && !rc; i++) {
         if (d->kind == EX_SFT) {
-            put_ids(w, d->sft[i].ids, d->sft[i].n);
-            put(w, d->sft[i].train, (size_t)d->sft[i].n);
+            put_ids(w, d->sft[i].ids, d->sft[i].n, &rc);
+            put(w, d->sft[i].train, (size_t)d->sft[i].n, &rc);
         } else if (d->kind == EX_PREF) {
             const pref_example *x = &d->pref[i];
-            put_ids(w, x->prompt, x->n_prompt);
-            put_ids(w, x->chosen, x->n_chosen);
-            put_ids(w, x->rejected, x->n_rejected);
+            put_ids(w, x->prompt, x->n_prompt, &rc);
+            put_ids(w, x->chosen, x->n_chosen, &rc);
+            put_ids(w, x->rejected, x->n_rejected, &rc);
         } else {
             const mcq_example *x = &d->mcq[i];
-            put_ids(w, x->prompt, x->n_prompt);
-            put_u32(w, (uint32_t)x->nchoices);
-            put_u32(w, (uint32_t)x->answer);
+            put_ids(w, x->prompt, x->n_prompt, &rc);
+            put_u32(w, (uint32_t)x->nchoices, &rc);
+            put_u32(w, (uint32_t)x->answer, &rc);
             for (int c = 0; c < x->nchoices; c++) {
-                put_ids(w, x->choice[c], x->n_choice[c]);
+                put_ids(w, x->choice[c], x->n_choice[c], &rc);
                 size_t tl = strlen(x->choice_text[c]);
-                put_u32(w, (uint32_t)tl);
-                put(w, x->choice_text[c], tl);
+                put_u32(w, (uint32_t)tl, &rc);
+                put(w, x->choice_text[c], tl, &rc);
             }
         }
     }
+    return rc;
 }
 
 static int write_cache(const char *path, const char *key, const dataset *d)
 {
-    wbuf w = {0};
-    serialize(d, &w);
-    if (w.oom) {
-        free(w.p);
-        return ds_fail(DS_EINTERNAL, "%s: out of memory writing the token cache", path);
+    ds_buf w = {0};
+    if (serialize(d, &w)) {
+        ds_buf_free(&w);
+        return DS_ENOMEM;
     }
-    size_t bound = ZSTD_compressBound(w.n);
-    unsigned char *file = malloc(HEADER_SIZE + bound);
-    ZSTD_CCtx *cc = ZSTD_createCCtx();
-    if (!file || !cc) {
-        free(w.p);
+    size_t bound = ZSTD_compressBound(w.len);
+    unsigned char *file = ds_malloc(HEADER_SIZE + bound, "the token cache");
+    ZSTD_CCtx *cc = file ? ZSTD_createCCtx() : NULL;
+    if (!cc) {
+        int rc = file ? ds_fail(DS_ENOMEM, "out of memory creating a zstd compressor") : DS_ENOMEM;
+        ds_buf_free(&w);
         free(file);
-        ZSTD_freeCCtx(cc);
-        return ds_fail(DS_EINTERNAL, "%s: out of memory writing the token cache", path);
+        return rc;
     }
     ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 3);
     ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
-    size_t comp = ZSTD_compress2(cc, file + HEADER_SIZE, bound, w.p, w.n);
+    size_t comp = ZSTD_compress2(cc, file + HEADER_SIZE, bound, w.p, w.len);
     ZSTD_freeCCtx(cc);
     if (ZSTD_isError(comp)) {
-        free(w.p);
+        int rc = ZSTD_getErrorCode(comp) == ZSTD_error_memory_allocation
+                     ? ds_fail(DS_ENOMEM, "out of memory compressing the token cache")
+                     : ds_fail(DS_EINTERNAL, "%s: zstd: %s", path, ZSTD_getErrorName(comp));
+        ds_buf_free(&w);
         free(file);
-        return ds_fail(DS_EINTERNAL, "%s: zstd: %s", path, ZSTD_getErrorName(comp));
+        return rc;
     }
     memset(file, 0, HEADER_SIZE);
     memcpy(file, CACHE_MAGIC, 8);
     uint32_t version = CACHE_VERSION, kind = (uint32_t)d->kind;
-    uint64_t raw = w.n, csize = comp;
+    uint64_t raw = w.len, csize = comp;
     memcpy(file + 8, &version, 4);
     memcpy(file + 12, &kind, 4);
     memcpy(file + 16, key, 64);
@@ -223,21 +208,23 @@ static int write_cache(const char *path, const char *key, const dataset *d)
     memcpy(file + 88, &csize, 8);
     ds_sha256 h;
     ds_sha256_init(&h);
-    ds_sha256_update(&h, w.p, w.n);
+    ds_sha256_update(&h, w.p, w.len);
     ds_sha256_final(&h, file + 96);
-    free(w.p);
+    ds_buf_free(&w);
     int rc = ds_write_file(path, file, HEADER_SIZE + comp);
     free(file);
     return rc;
 }
 
-/* ---- payload reader: every read bounds-checked; any failure = a miss ---- */
+/* ---- payload reader: every read bounds-checked; any failure = a miss,
+ * except running out of memory, which is an error ---- */
 
 typedef struct {
     const unsigned char *p;
     size_t n, pos;
     int vocab;
     bool bad;
+    bool oom;      /* out of memory (message set): not a miss */
 } rbuf;
 
 static uint32_t get_u32(rbuf *r)
@@ -256,6 +243,13 @@ static int64_t get_i64(rbuf *r)
     return v;
 }
 
+/* Out of memory while reading (message set): an error, not a miss. */
+static bool no_memory(rbuf *r)
+{
+    r->bad = r->oom = true;
+    return false;
+}
+
 /* A length-prefixed id list copied into the arena. */
 static int32_t *get_ids(rbuf *r, ds_arena *a, int *n)
 {
@@ -267,7 +261,7 @@ static int32_t *get_ids(rbuf *r, ds_arena *a, int *n)
     }
     int32_t *ids = ds_arena_alloc(a, (size_t)len * 4);
     if (!ids) {
-        r->bad = true;
+        no_memory(r);
         return NULL;
     }
     memcpy(ids, r->p + r->pos, (size_t)len * 4);
@@ -284,7 +278,7 @@ static bool parse_payload(rbuf *r, example_kind kind, dataset *d)
     d->kind = kind;
     ds_arena *a = ds_arena_new();
     d->storage = a;
-    if (!a) return false;
+    if (!a) return no_memory(r);
     int64_t n = get_i64(r);
     d->skipped_lines = get_i64(r);
     d->truncated = get_i64(r);
@@ -292,16 +286,16 @@ static bool parse_payload(rbuf *r, example_kind kind, dataset *d)
     if (r->bad || n < 0 || n > INT32_MAX || (uint64_t)n > r->n / 4 || d->skipped_lines < 0 || d->truncated < 0 ||
         d->dropped < 0)
         return false;
-    int cap = 0;
+    size_t cap = 0;
     for (int64_t i = 0; i < n && !r->bad; i++) {
         void *slot = ds_dataset_push(d, &cap);
-        if (!slot) return false;
+        if (!slot) return no_memory(r);
         if (kind == EX_SFT) {
             sft_example *x = slot;
             x->ids = get_ids(r, a, &x->n);
             if (r->bad || r->n - r->pos < (size_t)x->n) return false;
             x->train = ds_arena_alloc(a, (size_t)x->n);
-            if (!x->train) return false;
+            if (!x->train) return no_memory(r);
             memcpy(x->train, r->p + r->pos, (size_t)x->n);
             r->pos += (size_t)x->n;
             for (int k = 0; k < x->n; k++)
@@ -323,13 +317,13 @@ static bool parse_payload(rbuf *r, example_kind kind, dataset *d)
             x->choice = ds_arena_alloc(a, nc * sizeof *x->choice);
             x->n_choice = ds_arena_alloc(a, nc * sizeof *x->n_choice);
             x->choice_text = ds_arena_alloc(a, nc * sizeof *x->choice_text);
-            if (!x->choice || !x->n_choice || !x->choice_text) return false;
+            if (!x->choice || !x->n_choice || !x->choice_text) return no_memory(r);
             for (uint32_t c = 0; c < nc; c++) {
                 x->choice[c] = get_ids(r, a, &x->n_choice[c]);
                 uint32_t tl = get_u32(r);
                 if (r->bad || x->n_choice[c] < 1 || tl > r->n - r->pos) return false;
                 x->choice_text[c] = ds_arena_alloc(a, (size_t)tl + 1);
-                if (!x->choice_text[c]) return false;
+                if (!x->choice_text[c]) return no_memory(r);
                 memcpy(x->choice_text[c], r->p + r->pos, tl);
                 x->choice_text[c][tl] = '\0';
                 if (memchr(x->choice_text[c], 0, tl)) return false;
@@ -340,13 +334,15 @@ static bool parse_payload(rbuf *r, example_kind kind, dataset *d)
     return !r->bad && r->pos == r->n && d->n == n;
 }
 
-/* Load the cache if it is whole and its key matches: true = hit. */
-static bool try_cache(const char *path, const char *key, example_kind kind, int vocab, dataset *out)
+/* Load the cache if it is whole and its key matches: *hit. Anything wrong with
+ * it is a miss; only running out of memory is an error. */
+static int try_cache(const char *path, const char *key, example_kind kind, int vocab, dataset *out, bool *hit)
 {
+    *hit = false;
     char *file = NULL;
     size_t len = 0;
-    if (ds_read_file(path, &file, &len) != DS_OK) return false;
-    bool ok = false;
+    int rc = ds_read_file(path, &file, &len);
+    if (rc) return rc == DS_ENOMEM ? rc : DS_OK;
     unsigned char *raw = NULL;
     uint32_t version, k;
     uint64_t rawsize, csize;
@@ -359,9 +355,13 @@ static bool try_cache(const char *path, const char *key, example_kind kind, int 
     if (csize != len - HEADER_SIZE || rawsize < 32 || rawsize > ((uint64_t)1 << 40)) goto done;
     unsigned long long fcs = ZSTD_getFrameContentSize(file + HEADER_SIZE, csize);
     if (fcs != rawsize) goto done;
-    raw = malloc(rawsize);
-    if (!raw) goto done;
+    if (!(raw = ds_malloc(rawsize, "the token cache"))) {
+        rc = DS_ENOMEM;
+        goto done;
+    }
     size_t got = ZSTD_decompress(raw, rawsize, file + HEADER_SIZE, csize);
+    if (ZSTD_isError(got) && ZSTD_getErrorCode(got) == ZSTD_error_memory_allocation)
+        rc = ds_fail(DS_ENOMEM, "%s: out of memory decompressing the token cache", path);
     if (ZSTD_isError(got) || got != rawsize) goto done;
     uint8_t sha[32];
     ds_sha256 h;
@@ -369,13 +369,14 @@ static bool try_cache(const char *path, const char *key, example_kind kind, int 
     ds_sha256_update(&h, raw, rawsize);
     ds_sha256_final(&h, sha);
     if (memcmp(sha, file + 96, 32) != 0) goto done;
-    rbuf r = {raw, rawsize, 0, vocab, false};
-    ok = parse_payload(&r, kind, out);
-    if (!ok) dataset_free(out);
+    rbuf r = {raw, rawsize, 0, vocab, false, false};
+    *hit = parse_payload(&r, kind, out);
+    if (!*hit) dataset_free(out);
+    if (r.oom) rc = DS_ENOMEM;
 done:
     free(raw);
     free(file);
-    return ok;
+    return rc;
 }
 
 int dataset_load_cached(const char *cache_path, const data_source *src, int nsrc, example_kind kind,
@@ -386,10 +387,8 @@ int dataset_load_cached(const char *cache_path, const data_source *src, int nsrc
     char key[65];
     int rc = dataset_cache_key(src, nsrc, kind, tok, opt, key);
     if (rc) return rc;
-    if (try_cache(cache_path, key, kind, tok_vocab_size(tok), out)) {
-        *hit = true;
-        return DS_OK;
-    }
+    if ((rc = try_cache(cache_path, key, kind, tok_vocab_size(tok), out, hit))) return rc;
+    if (*hit) return DS_OK;
     ds_clear_error();
     if ((rc = dataset_load(src, nsrc, kind, tok, opt, out))) return rc;
     rc = write_cache(cache_path, key, out);

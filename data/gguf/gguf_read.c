@@ -5,6 +5,7 @@
 #include "gguf.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <inttypes.h>
@@ -70,7 +71,7 @@ static int rd_str(rd *r, const char *where, char **out, uint64_t *len)
     if (!rc && n > r->len - r->pos) rc = truncated(r, where);
     if (!rc) rc = take(r, (size_t)n, where, &s);
     if (rc) return rc;
-    if (!(*out = malloc((size_t)n + 1))) return ds_fail(DS_EINTERNAL, "%s: out of memory", r->what);
+    if (!(*out = ds_malloc((size_t)n + 1, "a GGUF string"))) return ds_fail_context(DS_ENOMEM, "%s: ", r->what);
     memcpy(*out, s, (size_t)n);
     (*out)[n] = '\0';
     if (len) *len = n;
@@ -114,8 +115,8 @@ static int read_array(rd *r, gguf_kv *kv)
     kv->elem = (gguf_vtype)elem;
     if (elem == GGUF_STRING) {
         if (kv->n > (r->len - r->pos) / 8) return truncated(r, kv->key);   /* each string takes 8 bytes at least */
-        if (!(kv->strs = calloc((size_t)kv->n ? (size_t)kv->n : 1, sizeof *kv->strs)))
-            return ds_fail(DS_EINTERNAL, "%s: out of memory", r->what);
+        if (!(kv->strs = ds_calloc((size_t)kv->n, sizeof *kv->strs, "a GGUF string array")))
+            return ds_fail_context(DS_ENOMEM, "%s: ", r->what);
         for (uint64_t i = 0; !rc && i < kv->n; i++) rc = rd_str(r, kv->key, &kv->strs[i], NULL);
         return rc;
     }
@@ -123,8 +124,8 @@ static int read_array(rd *r, gguf_kv *kv)
     const unsigned char *s;
     if (kv->n > (r->len - r->pos) / size) return truncated(r, kv->key);
     if ((rc = take(r, (size_t)kv->n * size, kv->key, &s))) return rc;
-    void *copy = malloc((size_t)kv->n * size + 1);
-    if (!copy) return ds_fail(DS_EINTERNAL, "%s: out of memory", r->what);
+    void *copy = ds_malloc((size_t)kv->n * size + 1, "a GGUF array");
+    if (!copy) return ds_fail_context(DS_ENOMEM, "%s: ", r->what);
     memcpy(copy, s, (size_t)kv->n * size);
     kv->data = copy;
     for (uint64_t i = 0; elem == GGUF_BOOL && i < kv->n; i++)
@@ -195,19 +196,19 @@ static int read_tensor_info(rd *r, gguf_tensor *t, int index)
 static int by_name(const void *a, const void *b) { return strcmp(**(char *const *const *)a, **(char *const *const *)b); }
 
 /* The first name that occurs twice among n names (each reached through
- * base + i * stride), or NULL. */
-static const char *duplicate(const void *base, int n, size_t stride)
+ * base + i * stride) into *dup, NULL when none. */
+static int duplicate(const void *base, int n, size_t stride, const char **dup)
 {
-    if (n < 2) return NULL;
-    const char ***p = malloc(sizeof *p * (size_t)n);
-    if (!p) return NULL;
+    *dup = NULL;
+    if (n < 2) return DS_OK;
+    const char ***p = ds_calloc((size_t)n, sizeof *p, "checking names");
+    if (!p) return DS_ENOMEM;
     for (int i = 0; i < n; i++) p[i] = (const char **)((const char *)base + (size_t)i * stride);
     qsort(p, (size_t)n, sizeof *p, by_name);
-    const char *dup = NULL;
-    for (int i = 1; i < n && !dup; i++)
-        if (!strcmp(*p[i - 1], *p[i])) dup = *p[i];
+    for (int i = 1; i < n && !*dup; i++)
+        if (!strcmp(*p[i - 1], *p[i])) *dup = *p[i];
     free(p);
-    return dup;
+    return DS_OK;
 }
 
 static int by_offset(const void *a, const void *b)
@@ -222,8 +223,8 @@ static int check_layout(gguf_file *f, const unsigned char *buf, size_t len)
     if (f->nt == 0) return DS_OK;
     if (f->data_offset > len) return ds_fail(DS_EDATA, "%s: the data section starts past the end of the file", f->what);
     size_t data_len = len - f->data_offset;
-    const gguf_tensor **order = malloc(sizeof *order * (size_t)f->nt);
-    if (!order) return ds_fail(DS_EINTERNAL, "%s: out of memory", f->what);
+    const gguf_tensor **order = ds_calloc((size_t)f->nt, sizeof *order, "checking the tensors");
+    if (!order) return ds_fail_context(DS_ENOMEM, "%s: ", f->what);
     int rc = DS_OK;
     for (int i = 0; !rc && i < f->nt; i++) {
         gguf_tensor *t = &f->t[i];
@@ -262,11 +263,12 @@ static int parse(gguf_file *f, const unsigned char *buf, size_t len)
     if (nkv > (len - r.pos) / 12 || nt > (len - r.pos) / 24 || nkv > INT32_MAX || nt > INT32_MAX)
         return ds_fail(DS_EDATA, "%s: %" PRIu64 " key/values and %" PRIu64 " tensors cannot fit in %zu bytes", f->what,
                        nkv, nt, len);
-    f->kv = calloc((size_t)nkv + 1, sizeof *f->kv);
-    f->t = calloc((size_t)nt + 1, sizeof *f->t);
-    if (!f->kv || !f->t) return ds_fail(DS_EINTERNAL, "%s: out of memory", f->what);
+    f->kv = ds_calloc((size_t)nkv + 1, sizeof *f->kv, "the GGUF key/values");
+    f->t = ds_calloc((size_t)nt + 1, sizeof *f->t, "the GGUF tensors");
+    if (!f->kv || !f->t) return ds_fail_context(DS_ENOMEM, "%s: ", f->what);
     for (uint64_t i = 0; !rc && i < nkv; i++, f->nkv++) rc = read_kv(&r, &f->kv[i], (int)i);
-    const char *dup = rc ? NULL : duplicate(&f->kv[0].key, f->nkv, sizeof *f->kv);
+    const char *dup = NULL;
+    if (!rc) rc = duplicate(&f->kv[0].key, f->nkv, sizeof *f->kv, &dup);
     if (dup) return ds_fail(DS_EDATA, "%s: key '%s' occurs twice", f->what, dup);
     f->alignment = GGUF_DEFAULT_ALIGNMENT;
     const gguf_kv *a = rc ? NULL : gguf_find_kv(f, "general.alignment");
@@ -276,7 +278,7 @@ static int parse(gguf_file *f, const unsigned char *buf, size_t len)
         f->alignment = (size_t)a->v.u;
     }
     for (uint64_t i = 0; !rc && i < nt; i++, f->nt++) rc = read_tensor_info(&r, &f->t[i], (int)i);
-    dup = rc ? NULL : duplicate(&f->t[0].name, f->nt, sizeof *f->t);
+    if (!rc) rc = duplicate(&f->t[0].name, f->nt, sizeof *f->t, &dup);
     if (dup) return ds_fail(DS_EDATA, "%s: tensor '%s' occurs twice", f->what, dup);
     if (rc) return rc;
     f->data_offset = (r.pos + f->alignment - 1) / f->alignment * f->alignment;
@@ -286,10 +288,10 @@ static int parse(gguf_file *f, const unsigned char *buf, size_t len)
 int gguf_parse(const void *buf, size_t len, const char *what, gguf_file **out)
 {
     *out = NULL;
-    gguf_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->what = strdup(what))) {
+    gguf_file *f = ds_calloc(1, sizeof *f, "a GGUF file");
+    if (!f || !(f->what = ds_strdup(what))) {
         free(f);
-        return ds_fail(DS_EINTERNAL, "%s: out of memory", what);
+        return ds_fail_context(DS_ENOMEM, "%s: ", what);
     }
     int rc = parse(f, buf, len);
     if (rc) {

@@ -5,35 +5,23 @@
  * they lie in memory. */
 #include "gguf.h"
 
+#include "core/buf.h"
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* A growable byte buffer; `oom` sticks once an allocation failed. */
+/* Bytes being serialized; `oom` sticks once an append failed (message set). */
 typedef struct {
-    unsigned char *p;
-    size_t n, cap;
+    ds_buf b;
     bool oom;
 } gbuf;
 
 static void put(gbuf *b, const void *s, size_t n)
 {
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n) cap *= 2;
-        unsigned char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
+    if (!b->oom && ds_buf_append(&b->b, s, n)) b->oom = true;
 }
 
 static void put_u32(gbuf *b, uint32_t v) { put(b, &v, 4); }
@@ -59,16 +47,18 @@ typedef struct {
 struct gguf_writer {
     gbuf kv;              /* the serialized key/values */
     char **keys;
-    int nkv, cap_kv;
+    int nkv;
+    size_t cap_kv;
     uint32_t alignment;
     wtensor *t;
-    int nt, cap_t;
+    int nt;
+    size_t cap_t;
     size_t data_bytes;
 };
 
 gguf_writer *gguf_writer_new(void)
 {
-    gguf_writer *w = calloc(1, sizeof *w);
+    gguf_writer *w = ds_calloc(1, sizeof *w, "a GGUF writer");
     if (w) w->alignment = GGUF_DEFAULT_ALIGNMENT;
     return w;
 }
@@ -76,7 +66,7 @@ gguf_writer *gguf_writer_new(void)
 void gguf_writer_free(gguf_writer *w)
 {
     if (!w) return;
-    free(w->kv.p);
+    ds_buf_free(&w->kv.b);
     for (int i = 0; i < w->nkv; i++) free(w->keys[i]);
     free(w->keys);
     for (int i = 0; i < w->nt; i++) free(w->t[i].name);
@@ -86,22 +76,14 @@ void gguf_writer_free(gguf_writer *w)
 
 size_t gguf_writer_data_bytes(const gguf_writer *w) { return w->data_bytes; }
 
-static int oom(void) { return ds_fail(DS_EINTERNAL, "GGUF writer: out of memory"); }
-
 /* A new key: not empty, not seen before; its name goes into the buffer. */
 static int begin_kv(gguf_writer *w, const char *key, gguf_vtype type)
 {
     if (!key || !*key) return ds_fail(DS_EINTERNAL, "GGUF writer: an empty key");
     for (int i = 0; i < w->nkv; i++)
         if (!strcmp(w->keys[i], key)) return ds_fail(DS_EINTERNAL, "GGUF writer: key '%s' added twice", key);
-    if (w->nkv == w->cap_kv) {
-        int cap = w->cap_kv ? 2 * w->cap_kv : 32;
-        char **k = realloc(w->keys, sizeof *k * (size_t)cap);
-        if (!k) return oom();
-        w->keys = k;
-        w->cap_kv = cap;
-    }
-    if (!(w->keys[w->nkv] = strdup(key))) return oom();
+    if (ds_grow(&w->keys, &w->cap_kv, (size_t)w->nkv + 1, sizeof *w->keys) || !(w->keys[w->nkv] = ds_strdup(key)))
+        return DS_ENOMEM;
     w->nkv++;
     put_str(&w->kv, key);
     put_u32(&w->kv, (uint32_t)type);
@@ -132,7 +114,7 @@ int gguf_add_scalar(gguf_writer *w, const char *key, gguf_vtype type, const void
     int rc = begin_kv(w, key, type);
     if (rc) return rc;
     put_value(&w->kv, type, value);
-    return w->kv.oom ? oom() : DS_OK;
+    return w->kv.oom ? DS_ENOMEM : DS_OK;
 }
 
 int gguf_add_string(gguf_writer *w, const char *key, const char *s)
@@ -140,7 +122,7 @@ int gguf_add_string(gguf_writer *w, const char *key, const char *s)
     int rc = begin_kv(w, key, GGUF_STRING);
     if (rc) return rc;
     put_str(&w->kv, s);
-    return w->kv.oom ? oom() : DS_OK;
+    return w->kv.oom ? DS_ENOMEM : DS_OK;
 }
 
 int gguf_add_array(gguf_writer *w, const char *key, gguf_vtype elem, const void *values, size_t n)
@@ -153,7 +135,7 @@ int gguf_add_array(gguf_writer *w, const char *key, gguf_vtype elem, const void 
     put_u64(&w->kv, n);
     size_t stride = elem == GGUF_BOOL ? sizeof(bool) : size;   /* the caller's C array */
     for (size_t i = 0; i < n; i++) put_value(&w->kv, elem, (const unsigned char *)values + i * stride);
-    return w->kv.oom ? oom() : DS_OK;
+    return w->kv.oom ? DS_ENOMEM : DS_OK;
 }
 
 int gguf_add_string_array(gguf_writer *w, const char *key, const char *const *strs, size_t n)
@@ -163,7 +145,7 @@ int gguf_add_string_array(gguf_writer *w, const char *key, const char *const *st
     put_u32(&w->kv, GGUF_STRING);
     put_u64(&w->kv, n);
     for (size_t i = 0; i < n; i++) put_str(&w->kv, strs[i]);
-    return w->kv.oom ? oom() : DS_OK;
+    return w->kv.oom ? DS_ENOMEM : DS_OK;
 }
 
 static int add_tensor(gguf_writer *w, const char *name, int type, int ndim, const int64_t *ne, const void *data,
@@ -186,17 +168,11 @@ static int add_tensor(gguf_writer *w, const char *name, int type, int ndim, cons
     }
     for (int i = 0; i < w->nt; i++)
         if (!strcmp(w->t[i].name, name)) return ds_fail(DS_EINTERNAL, "GGUF writer: tensor '%s' added twice", name);
-    if (w->nt == w->cap_t) {
-        int cap = w->cap_t ? 2 * w->cap_t : 64;
-        wtensor *t = realloc(w->t, sizeof *t * (size_t)cap);
-        if (!t) return oom();
-        w->t = t;
-        w->cap_t = cap;
-    }
+    if (ds_grow(&w->t, &w->cap_t, (size_t)w->nt + 1, sizeof *w->t)) return DS_ENOMEM;
     wtensor *t = &w->t[w->nt];
     *t = (wtensor){.type = type, .ndim = ndim, .nbytes = nbytes, .data = data, .fill = fill, .ctx = ctx};
     for (int d = 0; d < ndim; d++) t->ne[d] = ne[d];
-    if (!(t->name = strdup(name))) return oom();
+    if (!(t->name = ds_strdup(name))) return DS_ENOMEM;
     w->nt++;
     w->data_bytes += nbytes;
     return DS_OK;
@@ -222,7 +198,7 @@ static int build_head(const gguf_writer *w, gbuf *h)
     put_u32(h, GGUF_VERSION);
     put_u64(h, (uint64_t)w->nt);
     put_u64(h, (uint64_t)w->nkv);
-    put(h, w->kv.p, w->kv.n);
+    put(h, w->kv.b.p, w->kv.b.len);
     uint64_t offset = 0;
     for (int i = 0; i < w->nt; i++) {
         const wtensor *t = &w->t[i];
@@ -234,13 +210,13 @@ static int build_head(const gguf_writer *w, gbuf *h)
         offset += pad_to(t->nbytes, w->alignment);
     }
     static const unsigned char zeros[64];
-    size_t pad = pad_to(h->n, w->alignment) - h->n;
+    size_t pad = pad_to(h->b.len, w->alignment) - h->b.len;
     while (pad) {
         size_t k = pad < sizeof zeros ? pad : sizeof zeros;
         put(h, zeros, k);
         pad -= k;
     }
-    return h->oom ? oom() : DS_OK;
+    return h->oom ? DS_ENOMEM : DS_OK;
 }
 
 static int write_zeros(ds_out *o, size_t n)
@@ -257,17 +233,17 @@ static int write_zeros(ds_out *o, size_t n)
 
 int gguf_writer_write(gguf_writer *w, const char *path)
 {
-    if (w->kv.oom) return oom();
+    if (w->kv.oom) return ds_fail(DS_ENOMEM, "%s: a key/value could not be kept for lack of memory", path);
     gbuf head = {0};
     int rc = build_head(w, &head);
     ds_out o;
     if (!rc) rc = ds_out_open(&o, path);
     if (rc) {
-        free(head.p);
+        ds_buf_free(&head.b);
         return rc;
     }
-    rc = ds_out_write(&o, head.p, head.n);
-    free(head.p);
+    rc = ds_out_write(&o, head.b.p, head.b.len);
+    ds_buf_free(&head.b);
     unsigned char *buf = NULL;
     size_t cap = 0;
     for (int i = 0; !rc && i < w->nt; i++) {
@@ -277,10 +253,9 @@ int gguf_writer_write(gguf_writer *w, const char *path)
             if (t->nbytes > cap) {
                 free(buf);
                 cap = t->nbytes;
-                if (!(buf = malloc(cap))) {
+                if (!(buf = ds_malloc(cap, "a GGUF tensor"))) {
                     cap = 0;
-                    rc = ds_fail(DS_EINTERNAL, "GGUF writer: out of memory for tensor '%s' (%zu bytes)", t->name,
-                                 t->nbytes);
+                    rc = ds_fail_context(DS_ENOMEM, "%s: tensor '%s': ", path, t->name);
                     break;
                 }
             }

@@ -37,7 +37,7 @@ typedef struct {
 
 /* jinja_compile() : parse a template; `name` (copied) names it in errors.
  * @return DS_OK, DS_EDATA "name:line:col: ..." for a syntax error or a
- * construct this interpreter does not implement, DS_EINTERNAL out of memory. */
+ * construct this interpreter does not implement, DS_ENOMEM out of memory. */
 int jinja_compile(const char *src, size_t n, const char *name, jinja_template **out);
 void jinja_free(jinja_template *t);
 const char *jinja_name(const jinja_template *t);
@@ -45,7 +45,7 @@ const char *jinja_name(const jinja_template *t);
 /* jinja_render() : render with the variables of `vars` (a JSON object; may
  * be NULL). *out is malloc'd and NUL-terminated (its length in *out_len).
  * @return DS_OK, DS_EDATA for an error while rendering (raise_exception's
- * message, an undefined value called, a limit passed), DS_EINTERNAL out of memory. */
+ * message, an undefined value called, a limit passed), DS_ENOMEM out of memory. */
 int jinja_render(const jinja_template *t, const json_t *vars, const jinja_limits *lim, char **out, size_t *out_len);
 
 /* ---- the chat template of a model ---- */

@@ -227,7 +227,7 @@ static int filter_tojson(jrun *r, const jnode *at, jv in, const jv *a, int na, c
     if (!jv_to_json(&b, in, (int)indent, 0, &bad)) {
         free(b.s);
         if (bad) return jfail(r, at, "tojson: a %s is not JSON serializable", in.kind == JV_UNDEF ? "undefined value" : "value here");
-        return jfail_oom(r, at);
+        return b.oom ? jfail_oom(r, at) : jfail(r, at, "tojson: the text passes %zu bytes", b.max);
     }
     int rc = jb_make_str(r, at, b.s ? b.s : "", b.n, out);
     free(b.s);

@@ -5,7 +5,10 @@
  */
 #include "jinja.h"
 
+#include "data/json_util.h"
+
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/sha256.h"
 #include "core/status.h"
 
@@ -64,11 +67,11 @@ static int finish(jinja_chat *c, const char *text, size_t n, jinja_chat **out)
 int jinja_chat_new(const char *text, size_t n, const char *name, const char *bos, const char *eos, jinja_chat **out)
 {
     *out = NULL;
-    jinja_chat *c = calloc(1, sizeof *c);
-    if (!c || !(c->name = strdup(name ? name : "chat_template")) || (bos && !(c->token[0] = strdup(bos))) ||
-        (eos && !(c->token[1] = strdup(eos)))) {
+    jinja_chat *c = ds_calloc(1, sizeof *c, "a chat template");
+    if (!c || !(c->name = ds_strdup(name ? name : "chat_template")) || (bos && !(c->token[0] = ds_strdup(bos))) ||
+        (eos && !(c->token[1] = ds_strdup(eos)))) {
         jinja_chat_free(c);
-        return ds_fail(DS_EINTERNAL, "out of memory");
+        return DS_ENOMEM;
     }
     return finish(c, text, n, out);
 }
@@ -82,8 +85,8 @@ static int config_token(const json_t *cfg, const char *path, int i, char **out)
     if (json_is_object(v)) v = json_object_get(v, "content");
     if (!json_is_string(v))
         return ds_fail(DS_EDATA, "%s: \"%s\" must be a string or an object with \"content\"", path, TOKEN_KEYS[i]);
-    *out = strdup(json_string_value(v));
-    return *out ? DS_OK : ds_fail(DS_EINTERNAL, "out of memory");
+    *out = ds_strdup(json_string_value(v));
+    return *out ? DS_OK : DS_ENOMEM;
 }
 
 /* tokenizer_config.json's chat_template: a string, or a list of
@@ -118,20 +121,18 @@ int jinja_chat_load(const char *dir, jinja_chat **out)
     size_t clen = 0, jlen = 0;
     json_t *cfg = NULL;
     jinja_chat *c = NULL;
-    int rc = cpath && jpath ? DS_OK : ds_fail(DS_EINTERNAL, "out of memory");
+    int rc = cpath && jpath ? DS_OK : DS_ENOMEM;
     if (!rc && ds_exists(cpath)) {
         rc = ds_read_file(cpath, &ctext, &clen);
-        json_error_t err;
-        if (!rc && !(cfg = json_loadb(ctext, clen, JSON_DECODE_INT_AS_REAL, &err)))
-            rc = ds_fail(DS_EDATA, "%s:%d:%d: invalid JSON: %s", cpath, err.line, err.column, err.text);
+        if (!rc) rc = json_text_load(ctext, clen, cpath, JSON_DECODE_INT_AS_REAL, &cfg);
         if (!rc && !json_is_object(cfg)) rc = ds_fail(DS_EDATA, "%s: not a JSON object", cpath);
     }
     if (!rc && ds_exists(jpath)) rc = ds_read_file(jpath, &jtext, &jlen);
     const char *text = jtext;
     if (!rc && !text && cfg) rc = config_template(cfg, cpath, &text);
     if (!rc && text) {
-        c = calloc(1, sizeof *c);
-        if (!c || !(c->name = strdup(jtext ? jpath : cpath))) rc = ds_fail(DS_EINTERNAL, "out of memory");
+        c = ds_calloc(1, sizeof *c, "a chat template");
+        if (!c || !(c->name = ds_strdup(jtext ? jpath : cpath))) rc = DS_ENOMEM;
         for (int i = 0; !rc && cfg && i < NTOKENS; i++) rc = config_token(cfg, cpath, i, &c->token[i]);
         if (!rc) rc = finish(c, text, jtext ? jlen : strlen(text), out);
         else jinja_chat_free(c);
@@ -147,15 +148,14 @@ int jinja_chat_load(const char *dir, jinja_chat **out)
 int jinja_chat_render(const jinja_chat *c, const json_t *messages, bool add_generation_prompt, char **out,
                       size_t *out_len)
 {
-    json_t *vars = json_object();
-    int rc = vars ? DS_OK : ds_fail(DS_EINTERNAL, "out of memory");
+    json_t *vars = json_object();   /* jansson's failed allocations set the message */
+    int rc = vars ? DS_OK : DS_ENOMEM;
     if (!rc && (json_object_set(vars, "messages", (json_t *)messages) ||
                 json_object_set_new(vars, "tools", json_null()) || json_object_set_new(vars, "documents", json_null()) ||
                 json_object_set_new(vars, "add_generation_prompt", json_boolean(add_generation_prompt))))
-        rc = ds_fail(DS_EINTERNAL, "out of memory");
+        rc = DS_ENOMEM;
     for (int i = 0; !rc && i < NTOKENS; i++)
-        if (c->token[i] && json_object_set_new(vars, TOKEN_KEYS[i], json_string(c->token[i])))
-            rc = ds_fail(DS_EINTERNAL, "out of memory");
+        if (c->token[i] && json_object_set_new(vars, TOKEN_KEYS[i], json_string(c->token[i]))) rc = DS_ENOMEM;
     if (!rc) rc = jinja_render(c->t, vars, NULL, out, out_len);
     json_decref(vars);
     return rc;
@@ -180,9 +180,9 @@ static int reply_as_written(const jinja_chat *c, const json_t *messages, const c
     const char *content = json_string_value(json_object_get(last, "content"));
     if (!role || strcmp(role, "assistant") || !content) return DS_EDATA;
     json_t *probe = json_deep_copy(messages), *msg = probe ? json_array_get(probe, n - 1) : NULL;
-    if (!msg || json_object_set_new(msg, "content", json_string(SENTINEL))) {
+    if (!msg || json_object_set_new(msg, "content", json_string(SENTINEL))) {   /* only a failed allocation */
         json_decref(probe);
-        return ds_fail(DS_EINTERNAL, "out of memory");
+        return DS_ENOMEM;
     }
     char *full = NULL;
     size_t fn = 0;
@@ -201,8 +201,8 @@ static int reply_as_written(const jinja_chat *c, const json_t *messages, const c
     if (cn >= gn && memcmp(content, gen, gn) == 0) content += gn, cn -= gn;
     const char *tail = at + sizeof SENTINEL - 1;
     size_t tn = fn - (size_t)(tail - full);
-    *completion = malloc(cn + tn + 1);
-    if (!*completion) rc = ds_fail(DS_EINTERNAL, "out of memory");
+    *completion = ds_malloc(cn + tn + 1, "a chat template's completion");
+    if (!*completion) rc = DS_ENOMEM;
     else {
         memcpy(*completion, content, cn);
         memcpy(*completion + cn, tail, tn);
@@ -217,10 +217,10 @@ int jinja_chat_split(const jinja_chat *c, const json_t *messages, size_t n_promp
                      char **completion, size_t *completion_len)
 {
     *prompt = *completion = NULL;
-    json_t *head = json_array();
-    int rc = head ? DS_OK : ds_fail(DS_EINTERNAL, "out of memory");
+    json_t *head = json_array();   /* jansson's failed allocations set the message */
+    int rc = head ? DS_OK : DS_ENOMEM;
     for (size_t i = 0; !rc && i < n_prompt && i < json_array_size(messages); i++)
-        if (json_array_append(head, json_array_get(messages, i))) rc = ds_fail(DS_EINTERNAL, "out of memory");
+        if (json_array_append(head, json_array_get(messages, i))) rc = DS_ENOMEM;
     char *p = NULL, *full = NULL;
     size_t pn = 0, fn = 0;
     if (!rc) rc = jinja_chat_render(c, head, true, &p, &pn);
@@ -247,7 +247,7 @@ int jinja_chat_split(const jinja_chat *c, const json_t *messages, size_t n_promp
                                       "built-in data.chat_template",
                                       c->name, n_prompt, at);
     }
-    if (!rc && !(*completion = malloc(fn - pn + 1))) rc = ds_fail(DS_EINTERNAL, "out of memory");
+    if (!rc && !(*completion = ds_malloc(fn - pn + 1, "a chat template's completion"))) rc = DS_ENOMEM;
     if (rc) {
         free(p);
         free(full);

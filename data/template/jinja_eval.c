@@ -11,6 +11,7 @@
  */
 #include "jinja_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdarg.h>
@@ -41,11 +42,11 @@ int jfail(jrun *r, const jnode *at, const char *fmt, ...)
 int jfail_oom(jrun *r, const jnode *at)
 {
     if (!r->e->rc) {
+        bool limit = !r->a->oom && r->a->limit && r->a->used > r->a->limit / 2;
         jerr_set(r->e, at ? at->line : 0, at ? at->col : 0,
-                 r->a->limit && r->a->used > r->a->limit / 2 ? "the render needs more than %zu bytes of memory"
-                                                            : "out of memory (%zu bytes in use)",
-                 r->a->limit ? r->a->limit : r->a->used);
-        if (!(r->a->limit && r->a->used > r->a->limit / 2)) r->e->rc = DS_EINTERNAL;
+                 limit ? "the render needs more than %zu bytes of memory" : "out of memory (%zu bytes in use)",
+                 limit ? r->a->limit : r->a->used);
+        if (!limit) r->e->rc = DS_ENOMEM;
     }
     return -1;
 }
@@ -144,9 +145,9 @@ static int capture(jrun *r, const jnode *body, jscope *sc, jv *out)
         free(got.s);
         return -1;
     }
-    if (got.over) {
+    if (got.over || got.oom) {
         free(got.s);
-        return jfail(r, body, "the output passes %zu bytes", saved.max);
+        return got.oom ? jfail_oom(r, body) : jfail(r, body, "the output passes %zu bytes", saved.max);
     }
     *out = jv_str(r->a, got.s ? got.s : "", got.n);
     free(got.s);
@@ -445,16 +446,17 @@ struct jinja_template {
 int jinja_compile(const char *src, size_t n, const char *name, jinja_template **out)
 {
     *out = NULL;
-    jinja_template *t = calloc(1, sizeof *t);
-    if (!t || !(t->name = strdup(name ? name : "template"))) {
+    jinja_template *t = ds_calloc(1, sizeof *t, "a template");
+    if (!t || !(t->name = ds_strdup(name ? name : "template"))) {
         free(t);
-        return ds_fail(DS_EINTERNAL, "out of memory compiling a template");
+        return DS_ENOMEM;
     }
     jerr e = {.name = t->name};
     jtok *toks;
     int ntoks;
     if (jinja_lex(src, n, &t->arena, &e, &toks, &ntoks) || jinja_parse_tokens(toks, ntoks, &t->arena, &e, &t->root)) {
-        int rc = ds_fail(e.rc ? e.rc : DS_EDATA, "%s", e.msg);
+        /* the arena has no limit here: a failed allocation is out of memory */
+        int rc = ds_fail(t->arena.oom ? DS_ENOMEM : e.rc ? e.rc : DS_EDATA, "%s", e.msg);
         jinja_free(t);
         return rc;
     }
@@ -484,7 +486,7 @@ int jinja_render(const jinja_template *t, const json_t *vars, const jinja_limits
     r.out.max = L.max_output ? L.max_output : (size_t)64 << 20;
     int rc = DS_OK;
     r.root = scope_new(&r, NULL);
-    if (!r.root) rc = ds_fail(DS_EINTERNAL, "%s: out of memory", t->name);
+    if (!r.root) rc = ds_fail_context(DS_ENOMEM, "%s: ", t->name);
     if (!rc && vars && !json_is_object(vars)) rc = ds_fail(DS_EINTERNAL, "%s: render variables must be an object", t->name);
     if (!rc && vars) {
         const char *key;
@@ -494,15 +496,16 @@ int jinja_render(const jinja_template *t, const json_t *vars, const jinja_limits
             jstr *name = jv_newstr(&a, key, strlen(key));
             int jr = name ? jv_from_json(&a, v, 0, &val) : DS_EINTERNAL;
             if (jr || scope_set(&r, NULL, r.root, name->s, val)) {
-                rc = ds_fail(jr == DS_EDATA ? DS_EDATA : DS_EINTERNAL, "%s: variable '%s' is %s", t->name, key,
-                             jr == DS_EDATA ? "nested too deeply" : "too large for memory");
+                rc = a.oom ? ds_fail_context(DS_ENOMEM, "%s: variable '%s': ", t->name, key)
+                           : ds_fail(jr == DS_EDATA ? DS_EDATA : DS_EINTERNAL, "%s: variable '%s' is %s", t->name,
+                                     key, jr == DS_EDATA ? "nested too deeply" : "too large for memory");
                 break;
             }
         }
     }
     if (!rc) {
         int flow = exec(&r, t->root, r.root);
-        if (flow == FLOW_ERR) rc = ds_fail(e.rc ? e.rc : DS_EDATA, "%s", e.msg);
+        if (flow == FLOW_ERR) rc = ds_fail(a.oom ? DS_ENOMEM : e.rc ? e.rc : DS_EDATA, "%s", e.msg);
         else if (flow != FLOW_OK) rc = ds_fail(DS_EDATA, "%s: '{%% break %%}' or '{%% continue %%}' outside a loop", t->name);
     }
     jarena_free(&a);
@@ -510,7 +513,7 @@ int jinja_render(const jinja_template *t, const json_t *vars, const jinja_limits
         free(r.out.s);
         return rc;
     }
-    if (!r.out.s && !(r.out.s = calloc(1, 1))) return ds_fail(DS_EINTERNAL, "out of memory");
+    if (!r.out.s && !(r.out.s = ds_calloc(1, 1, "a template's output"))) return DS_ENOMEM;
     *out = r.out.s;
     if (out_len) *out_len = r.out.n;
     return DS_OK;

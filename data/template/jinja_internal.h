@@ -20,6 +20,7 @@ typedef struct jarena_block jarena_block;
 typedef struct {
     jarena_block *head;
     size_t used, limit;    /* bytes handed out; limit 0 = none */
+    bool oom;              /* an allocation failed for lack of memory (not for the limit): message set */
 } jarena;
 
 void *jarena_alloc(jarena *a, size_t bytes);   /* zeroed, 8-aligned; NULL past the limit or out of memory */
@@ -144,8 +145,8 @@ bool jv_truthy(jv v);
 bool jv_equal(jv a, jv b);
 const char *jv_type_name(jv v);
 /* Python's str(v) appended to buf (repr for the items of lists and dicts);
- * returns false when out of memory. */
-typedef struct { char *s; size_t n, cap, max; bool over; } jbuf;
+ * returns false when out of memory (oom, message set) or past max (over). */
+typedef struct { char *s; size_t n, cap, max; bool over, oom; } jbuf;
 bool jbuf_add(jbuf *b, const char *s, size_t n);
 bool jv_to_str(jbuf *b, jv v);
 bool jv_repr(jbuf *b, jv v);

@@ -165,9 +165,10 @@ static int lex_string(lexer *L, jtok *tok)
         free(b.s);
         return jerr_set(L->e, L->line, L->col, "unterminated string");
     }
-    if (b.over) {
+    if (b.oom) {
         free(b.s);
-        return jerr_set(L->e, L->line, L->col, "out of memory");
+        L->e->rc = DS_ENOMEM;   /* the message is set: core/mem.h */
+        return jerr_set(L->e, L->line, L->col, "out of memory reading a string");
     }
     jstr *s = jv_newstr(L->a, b.s ? b.s : "", b.n);
     free(b.s);

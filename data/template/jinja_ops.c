@@ -253,7 +253,8 @@ static int repeat(jrun *r, const jnode *at, jv seq, int64_t times, jv *out)
 {
     if (times < 0) times = 0;
     size_t unit = seq.kind == JV_STR ? seq.u.s->n : seq.u.l->n;
-    if (unit && (uint64_t)times > (r->a->limit ? r->a->limit : SIZE_MAX / 64) / unit) return jfail_oom(r, at);
+    size_t most = r->a->limit ? r->a->limit : SIZE_MAX / 64;
+    if (unit && (uint64_t)times > most / unit) return jfail(r, at, "the render needs more than %zu bytes of memory", most);
     if (seq.kind == JV_STR) {
         jstr *s = jarena_alloc(r->a, sizeof *s + unit * (size_t)times + 1);
         if (!s) return jfail_oom(r, at);

@@ -327,8 +327,13 @@ static jnode *parse_primary(parser *p)
     if (t->kind == T_STRING) {
         jbuf b = {0};
         while (jp_cur(p)->kind == T_STRING) {          /* adjacent strings join */
-            jbuf_add(&b, jp_cur(p)->s, jp_cur(p)->n);
+            jbuf_add(&b, jp_cur(p)->s, jp_cur(p)->n);   /* a failure sticks: b.oom */
             p->i++;
+        }
+        if (b.oom) {
+            free(b.s);
+            p->e->rc = DS_ENOMEM;   /* the message says why: core/mem.h */
+            return jp_fail_at(p, t, "%s", "out of memory");
         }
         n = jp_node(p, N_CONST, t);
         if (n) n->val = jv_str(p->a, b.s ? b.s : "", b.n);

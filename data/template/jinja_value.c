@@ -4,11 +4,13 @@
  */
 #include "jinja_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 #include "core/utf8.h"
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +31,11 @@ void *jarena_alloc(jarena *a, size_t bytes)
     jarena_block *b = a->head;
     if (!b || b->cap - b->used < bytes) {
         size_t cap = bytes > 64 * 1024 ? bytes : 64 * 1024;
-        b = malloc(sizeof *b + cap);
-        if (!b) return NULL;
+        b = ds_malloc(sizeof *b + cap, "a template's values");
+        if (!b) {
+            a->oom = true;
+            return NULL;
+        }
         b->next = a->head;
         b->used = 0;
         b->cap = cap;
@@ -203,21 +208,14 @@ const char *jv_type_name(jv v)
 
 bool jbuf_add(jbuf *b, const char *s, size_t n)
 {
-    if (b->over) return false;
-    if (b->max && n > b->max - b->n) {
+    if (b->over || b->oom) return false;
+    if ((b->max && n > b->max - b->n) || n >= SIZE_MAX - b->n) {
         b->over = true;
         return false;
     }
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) {
-            b->over = true;
-            return false;
-        }
-        b->s = ns;
-        b->cap = cap;
+    if (ds_grow(&b->s, &b->cap, b->n + n + 1, 1)) {
+        b->oom = true;
+        return false;
     }
     if (n) memcpy(b->s + b->n, s, n);
     b->n += n;

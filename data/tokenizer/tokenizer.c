@@ -14,6 +14,7 @@
 #include "data/json_util.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/sha256.h"
 #include "core/status.h"
 
@@ -58,17 +59,20 @@ static int add_token(tokenizer *t, const char *s, size_t n, tk_added flags, int3
         if (*next_id >= (1 << 24)) return ds_fail(DS_EDATA, "%s: too many added tokens", t->what);
         id = (*next_id)++;
     }
-    t->added = realloc(t->added, (size_t)(t->nadded + 1) * sizeof *t->added);
-    tk_added *a = &t->added[t->nadded];
+    char *content = ds_malloc(n + 1, "an added token");
+    if (!content || ds_grow(&t->added, &t->cap_added, (size_t)t->nadded + 1, sizeof *t->added) ||
+        tk_strmap_put(&t->added_by_content, s, n, t->nadded)) {
+        free(content);
+        return DS_ENOMEM;
+    }
+    memcpy(content, s, n);
+    content[n] = '\0';
+    tk_added *a = &t->added[t->nadded++];
     *a = flags;
     a->id = id;
-    a->content = malloc(n + 1);
-    memcpy(a->content, s, n);
-    a->content[n] = '\0';
+    a->content = content;
     a->len = n;
     a->norm = NULL;
-    tk_strmap_put(&t->added_by_content, s, n, t->nadded);
-    t->nadded++;
     return DS_OK;
 }
 
@@ -120,25 +124,29 @@ static int load_added_tokens(tokenizer *t, json_t *list)
 static int index_added(tokenizer *t)
 {
     tk_scratch *sc = tk_scratch_get(t);
+    if (!sc) return DS_ENOMEM;
     for (int i = 0; i < t->nadded; i++) {
         tk_added *a = &t->added[i];
         if (a->normalized && t->nnorm) {
             int rc = tk_normalize(t, sc, a->content, a->len, &sc->buf[0], &sc->buf[1]);
+            if (!rc && !(a->norm = ds_malloc(sc->buf[0].len + 1, "an added token"))) rc = DS_ENOMEM;
             if (rc) return rc;
-            a->norm = malloc(sc->buf[0].n + 1);
-            memcpy(a->norm, sc->buf[0].p, sc->buf[0].n);
-            a->norm[sc->buf[0].n] = '\0';
-            a->norm_len = sc->buf[0].n;
+            memcpy(a->norm, sc->buf[0].p, sc->buf[0].len);
+            a->norm[sc->buf[0].len] = '\0';
+            a->norm_len = sc->buf[0].len;
         }
         if (a->id + 1 > t->vocab_size) t->vocab_size = a->id + 1;
     }
-    t->added_by_id = malloc(((size_t)t->vocab_size + 1) * sizeof *t->added_by_id);
+    t->added_by_id = ds_malloc(((size_t)t->vocab_size + 1) * sizeof *t->added_by_id, "the added tokens' ids");
+    if (!t->added_by_id) return DS_ENOMEM;
     for (int i = 0; i < t->vocab_size; i++) t->added_by_id[i] = -1;
     for (int i = 0; i < t->nadded; i++) {
         const tk_added *a = &t->added[i];
         t->added_by_id[a->id] = i;   /* a later token with the same id wins, as in HF's map */
-        if (a->normalized) tk_trie_add(&t->trie_norm, a->norm ? a->norm : a->content, a->norm ? a->norm_len : a->len, i);
-        else tk_trie_add(&t->trie_raw, a->content, a->len, i);
+        int rc = a->normalized ? tk_trie_add(&t->trie_norm, a->norm ? a->norm : a->content,
+                                             a->norm ? a->norm_len : a->len, i)
+                               : tk_trie_add(&t->trie_raw, a->content, a->len, i);
+        if (rc) return rc;
     }
     return DS_OK;
 }
@@ -173,7 +181,7 @@ static int config_token(tokenizer *t, const char *file, json_t *v, const char *w
         if (rc) return rc;
         a.special = true;
     }
-    *name = strdup(s);
+    if (!(*name = ds_strdup(s))) return DS_ENOMEM;
     /* transformers adds it unless it is already an added token */
     return tk_added_find(t, s, n) >= 0 ? DS_OK : add_token(t, s, n, a, next);
 }
@@ -310,30 +318,31 @@ static int build(tokenizer *t, const char *json, size_t len, const char *config,
         else if (add_eos == 1 && t->eos_id < 0)
             rc = ds_fail(DS_EDATA, "%s: add_eos_token is set but eos_token %s%s%s is not a token", config_what,
                          names[1] ? "'" : "", names[1] ? names[1] : "(none)", names[1] ? "'" : "");
-        free(t->prefix_ids);
-        free(t->suffix_ids);
-        t->prefix_ids = t->suffix_ids = NULL;
         t->nprefix = t->nsuffix = 0;
-        if (!rc && add_bos == 1) {
-            t->prefix_ids = malloc(sizeof *t->prefix_ids);
-            t->prefix_ids[t->nprefix++] = t->bos_id;
-        }
-        if (!rc && add_eos == 1) {
-            t->suffix_ids = malloc(sizeof *t->suffix_ids);
-            t->suffix_ids[t->nsuffix++] = t->eos_id;
-        }
+        if (!rc && add_bos == 1) t->prefix_ids[t->nprefix++] = t->bos_id;
+        if (!rc && add_eos == 1) t->suffix_ids[t->nsuffix++] = t->eos_id;
     }
     for (int i = 0; i < 3; i++) free(names[i]);
     json_decref(root);
     return rc;
 }
 
+/* A tokenizer with nothing loaded yet: NULL when out of memory (message set).
+ * Its prefix and suffix have room for the one BOS and EOS that a BOS/EOS
+ * template or tok_set_default_ids puts there. */
 static tokenizer *new_tokenizer(const char *what)
 {
-    tokenizer *t = calloc(1, sizeof *t);
-    t->what = strdup(what);
+    tokenizer *t = ds_calloc(1, sizeof *t, "a tokenizer");
+    if (!t) return NULL;
     t->serial = atomic_fetch_add(&g_serial, 1) + 1;
     t->bos_id = t->eos_id = t->pad_id = -1;
+    t->what = ds_strdup(what);
+    t->prefix_ids = ds_malloc(sizeof *t->prefix_ids, "the BOS id");
+    t->suffix_ids = ds_malloc(sizeof *t->suffix_ids, "the EOS id");
+    if (!t->what || !t->prefix_ids || !t->suffix_ids) {
+        tok_free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -342,8 +351,8 @@ int tok_load_json(const char *tokenizer_json, size_t len, const char *config_jso
 {
     *out = NULL;
     tokenizer *t = new_tokenizer(what ? what : "tokenizer.json");
-    char *cwhat = ds_strdupf("%s (tokenizer_config)", t->what);
-    int rc = build(t, tokenizer_json, len, config_json, config_len, cwhat);
+    char *cwhat = t ? ds_strdupf("%s (tokenizer_config)", t->what) : NULL;
+    int rc = cwhat ? build(t, tokenizer_json, len, config_json, config_len, cwhat) : DS_ENOMEM;
     free(cwhat);
     if (rc) {
         tok_free(t);
@@ -359,15 +368,14 @@ int tok_load(const char *dir, tokenizer **out)
     char *path = ds_path_join(dir, "tokenizer.json"), *cpath = ds_path_join(dir, "tokenizer_config.json");
     char *json = NULL, *config = NULL;
     size_t len = 0, config_len = 0;
-    int rc = ds_read_file(path, &json, &len);
+    int rc = !path || !cpath ? DS_ENOMEM : ds_read_file(path, &json, &len);
     if (rc == DS_ENOINPUT && !ds_is_dir(dir)) rc = ds_fail(DS_ENOINPUT, "%s: no such tokenizer folder", dir);
     if (!rc && ds_exists(cpath)) rc = ds_read_file(cpath, &config, &config_len);
-    if (!rc) {
-        tokenizer *t = new_tokenizer(path);
-        rc = build(t, json, len, config, config_len, cpath);
-        if (rc) tok_free(t);
-        else *out = t;
-    }
+    tokenizer *t = rc ? NULL : new_tokenizer(path);
+    if (!rc && !t) rc = DS_ENOMEM;
+    if (!rc) rc = build(t, json, len, config, config_len, cpath);
+    if (rc) tok_free(t);
+    else *out = t;
     free(json);
     free(config);
     free(path);
@@ -415,10 +423,8 @@ void tok_set_default_ids(tokenizer *t, int bos, int eos, int pad)
     int want[3] = {bos, eos, pad}, *have[3] = {&t->bos_id, &t->eos_id, &t->pad_id};
     for (int i = 0; i < 3; i++)
         if (*have[i] < 0 && tok_token_str(t, want[i])) *have[i] = want[i];
-    if (t->bos_from_model && t->bos_id >= 0 && t->nprefix == 0) {
-        t->prefix_ids = malloc(sizeof *t->prefix_ids);
-        t->prefix_ids[t->nprefix++] = t->bos_id;
-    }
+    if (t->bos_from_model && t->bos_id >= 0 && t->nprefix == 0)
+        t->prefix_ids[t->nprefix++] = t->bos_id;   /* room made by new_tokenizer */
 }
 
 int tok_token_id(const tokenizer *t, const char *token)

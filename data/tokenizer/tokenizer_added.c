@@ -7,33 +7,33 @@
  */
 #include "tokenizer_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
-static int32_t trie_node(tk_trie *tr)
+/* A new node; *index its index. */
+static int trie_node(tk_trie *tr, int32_t *index)
 {
-    if (tr->n == tr->cap) {
-        tr->cap = tr->cap ? tr->cap * 2 : 256;
-        tr->node = realloc(tr->node, tr->cap * sizeof *tr->node);
-    }
+    if (ds_grow(&tr->node, &tr->cap, tr->n + 1, sizeof *tr->node)) return DS_ENOMEM;
     tr->node[tr->n] = (struct tk_trie_node){-1, -1, -1, 0};
-    return (int32_t)tr->n++;
+    *index = (int32_t)tr->n++;
+    return DS_OK;
 }
 
-void tk_trie_add(tk_trie *tr, const char *s, size_t n, int32_t token)
+int tk_trie_add(tk_trie *tr, const char *s, size_t n, int32_t token)
 {
-    if (!n) return;   /* HF ignores empty tokens */
-    if (!tr->n) trie_node(tr);   /* the root */
+    if (!n) return DS_OK;   /* HF ignores empty tokens */
     int32_t cur = 0;
+    if (!tr->n && trie_node(tr, &cur)) return DS_ENOMEM;   /* the root */
     for (size_t i = 0; i < n; i++) {
         uint8_t b = (uint8_t)s[i];
         int32_t c = tr->node[cur].child;
         while (c >= 0 && tr->node[c].byte != b) c = tr->node[c].sibling;
         if (c < 0) {
-            c = trie_node(tr);
+            if (trie_node(tr, &c)) return DS_ENOMEM;   /* a partial path ends in no token: harmless */
             tr->node[c].byte = b;
             tr->node[c].sibling = tr->node[cur].child;
             tr->node[cur].child = c;
@@ -42,6 +42,7 @@ void tk_trie_add(tk_trie *tr, const char *s, size_t n, int32_t token)
     }
     tr->node[cur].token = token;
     tr->first[(uint8_t)s[0]] = true;
+    return DS_OK;
 }
 
 void tk_trie_free(tk_trie *tr)

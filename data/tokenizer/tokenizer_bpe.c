@@ -9,6 +9,7 @@
  */
 #include "tokenizer_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <pthread.h>
@@ -32,14 +33,14 @@ static void scratch_free(void *p)
     tk_scratch *s = p;
     if (!s) return;
     for (int i = 0; i < 2; i++) tk_pieces_free(&s->pieces[i]);
-    for (int i = 0; i < 3; i++) tk_buf_free(&s->buf[i]);
+    for (int i = 0; i < 3; i++) ds_buf_free(&s->buf[i]);
     free(s->m.v);
     free(s->seg);
     free(s->sym);
     free(s->heap);
     free(s->slot);
     free(s->ent);
-    tk_buf_free(&s->keys);
+    ds_buf_free(&s->keys);
     tok_ids_free(&s->ids);
     free(s);
 }
@@ -50,7 +51,7 @@ static void cache_clear(tk_scratch *s)
 {
     if (s->slot) memset(s->slot, 0, s->nslot * sizeof *s->slot);
     s->used = 0;
-    s->keys.n = 0;
+    s->keys.len = 0;
     s->ids.n = 0;
 }
 
@@ -59,7 +60,7 @@ tk_scratch *tk_scratch_get(const tokenizer *t)
     tk_scratch *s = g_scratch;
     if (!s) {
         pthread_once(&g_once, make_key);
-        s = calloc(1, sizeof *s);
+        if (!(s = ds_calloc(1, sizeof *s, "a tokenizer's scratch space"))) return NULL;
         pthread_setspecific(g_key, s);
         g_scratch = s;
     }
@@ -83,51 +84,61 @@ void tk_scratch_release_for(const tokenizer *t)
 
 /* ---------------------------------------------------------------- the cache */
 
-static bool cache_get(const tk_scratch *s, const char *k, size_t n, uint32_t h, tok_ids *out)
+/* The cached ids of piece k, appended to out: *hit says whether it was there. */
+static int cache_get(const tk_scratch *s, const char *k, size_t n, uint32_t h, tok_ids *out, bool *hit)
 {
-    if (!s->slot) return false;
+    *hit = false;
+    if (!s->slot) return DS_OK;
     size_t mask = s->nslot - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         uint32_t e = s->slot[i];
-        if (!e) return false;
+        if (!e) return DS_OK;
         const struct tk_cache_ent *x = &s->ent[e - 1];
         if (x->hash == h && x->key_len == n && !memcmp(s->keys.p + x->key_off, k, n)) {
-            if (x->ids_n) tk_ids_append(out, s->ids.ids + x->ids_off, x->ids_n);
-            return true;
+            *hit = true;
+            return x->ids_n ? tk_ids_append(out, s->ids.ids + x->ids_off, x->ids_n) : DS_OK;
         }
     }
 }
 
-static void cache_put(tk_scratch *s, const char *k, size_t n, uint32_t h, const int32_t *ids, size_t nids)
+static int cache_put(tk_scratch *s, const char *k, size_t n, uint32_t h, const int32_t *ids, size_t nids)
 {
     if (!s->slot) {
+        s->slot = ds_calloc(CACHE_SLOTS, sizeof *s->slot, "the tokenizer cache");
+        s->ent = ds_malloc(CACHE_MAX_ENTRIES * sizeof *s->ent, "the tokenizer cache");
+        if (!s->slot || !s->ent) {
+            free(s->slot);
+            free(s->ent);
+            s->slot = NULL;
+            s->ent = NULL;
+            return DS_ENOMEM;
+        }
         s->nslot = CACHE_SLOTS;
-        s->slot = calloc(s->nslot, sizeof *s->slot);
         s->capent = CACHE_MAX_ENTRIES;
-        s->ent = malloc(s->capent * sizeof *s->ent);
     }
-    if (s->used >= CACHE_MAX_ENTRIES || s->keys.n + n > CACHE_MAX_BYTES) cache_clear(s);
+    if (s->used >= CACHE_MAX_ENTRIES || s->keys.len + n > CACHE_MAX_BYTES) cache_clear(s);
+    size_t key_off = s->keys.len, ids_off = s->ids.n;
+    if (ds_buf_append(&s->keys, k, n) || tk_ids_append(&s->ids, ids, nids)) {
+        s->keys.len = key_off;
+        return DS_ENOMEM;
+    }
     size_t mask = s->nslot - 1, i = h & mask;
     while (s->slot[i]) i = (i + 1) & mask;
     struct tk_cache_ent *x = &s->ent[s->used];
     x->hash = h;
-    x->key_off = (uint32_t)s->keys.n;
+    x->key_off = (uint32_t)key_off;
     x->key_len = (uint32_t)n;
-    x->ids_off = (uint32_t)s->ids.n;
+    x->ids_off = (uint32_t)ids_off;
     x->ids_n = (uint32_t)nids;
-    tk_buf_put(&s->keys, k, n);
-    tk_ids_append(&s->ids, ids, nids);
     s->slot[i] = (uint32_t)++s->used;
+    return DS_OK;
 }
 
 /* ------------------------------------------------------------------ merging */
 
-static void heap_push(tk_scratch *s, size_t *n, tk_merge m)
+static int heap_push(tk_scratch *s, size_t *n, tk_merge m)
 {
-    if (*n == s->capheap) {
-        s->capheap = s->capheap ? s->capheap * 2 : 64;
-        s->heap = realloc(s->heap, s->capheap * sizeof *s->heap);
-    }
+    if (ds_grow(&s->heap, &s->capheap, *n + 1, sizeof *s->heap)) return DS_ENOMEM;
     tk_merge *h = s->heap;
     size_t i = (*n)++;
     while (i > 0) {
@@ -137,6 +148,7 @@ static void heap_push(tk_scratch *s, size_t *n, tk_merge m)
         i = p;
     }
     h[i] = m;
+    return DS_OK;
 }
 
 static tk_merge heap_pop(tk_scratch *s, size_t *n)
@@ -156,85 +168,97 @@ static tk_merge heap_pop(tk_scratch *s, size_t *n)
     return top;
 }
 
-static void sym_push(tk_scratch *s, size_t *n, int32_t id)
+static int sym_push(tk_scratch *s, size_t *n, int32_t id)
 {
-    if (*n == s->capsym) {
-        s->capsym = s->capsym ? s->capsym * 2 : 64;
-        s->sym = realloc(s->sym, s->capsym * sizeof *s->sym);
-    }
+    if (ds_grow(&s->sym, &s->capsym, *n + 1, sizeof *s->sym)) return DS_ENOMEM;
     s->sym[*n] = (tk_sym){id, (int32_t)*n - 1, (int32_t)*n + 1, false};
     ++*n;
+    return DS_OK;
 }
 
-static void try_pair(const tk_bpe *m, tk_scratch *s, size_t *nh, int32_t pos)
+static int try_pair(const tk_bpe *m, tk_scratch *s, size_t *nh, int32_t pos)
 {
     const tk_sym *a = &s->sym[pos];
     const struct tk_pair_ent *e = tk_pairmap_get(&m->merges, a->id, s->sym[a->next].id);
-    if (e) heap_push(s, nh, (tk_merge){e->rank, pos, e->merged});
+    return e ? heap_push(s, nh, (tk_merge){e->rank, pos, e->merged}) : DS_OK;
 }
 
-/* The vocab id of one character (with the prefix/suffix HF adds), or -1. */
-static int32_t char_id(const tk_bpe *m, tk_buf *tmp, const char *c, size_t k, bool first, bool last)
+/* c with the prefix/suffix HF adds into tmp. */
+static int affixed(const tk_bpe *m, ds_buf *tmp, const char *c, size_t k, bool pre, bool suf)
+{
+    tmp->len = 0;
+    if (pre && ds_buf_append(tmp, m->prefix, m->prefix_len)) return DS_ENOMEM;
+    if (ds_buf_append(tmp, c, k)) return DS_ENOMEM;
+    return suf ? ds_buf_append(tmp, m->suffix, m->suffix_len) : DS_OK;
+}
+
+/* The vocab id of one character (with the prefix/suffix HF adds) into *id, -1 if none. */
+static int char_id(const tk_bpe *m, ds_buf *tmp, const char *c, size_t k, bool first, bool last, int32_t *id)
 {
     bool pre = !first && m->prefix_len, suf = last && m->suffix_len;
     if (!pre && !suf) {
-        if ((unsigned char)c[0] < 0x80) return m->small_id[(unsigned char)c[0]];
-        if (k == 2) {
-            size_t len;
-            uint32_t cp = ds_utf8_decode(c, k, &len);
-            if (cp < 512) return m->small_id[cp];
-        }
-        return tk_strmap_get(&m->vocab, c, k);
+        uint32_t cp = 512;   /* 512 and above: looked up by its bytes */
+        size_t len;
+        if ((unsigned char)c[0] < 0x80) cp = (unsigned char)c[0];
+        else if (k == 2) cp = ds_utf8_decode(c, k, &len);
+        *id = cp < 512 ? m->small_id[cp] : tk_strmap_get(&m->vocab, c, k);
+        return DS_OK;
     }
-    tmp->n = 0;
-    if (pre) tk_buf_put(tmp, m->prefix, m->prefix_len);
-    tk_buf_put(tmp, c, k);
-    if (suf) tk_buf_put(tmp, m->suffix, m->suffix_len);
-    return tk_strmap_get(&m->vocab, tmp->p, tmp->n);
+    if (affixed(m, tmp, c, k, pre, suf)) return DS_ENOMEM;
+    *id = tk_strmap_get(&m->vocab, tmp->p, tmp->len);
+    return DS_OK;
 }
 
-/* Merge one piece; appends its ids to out. */
-static void merge_word(const tk_bpe *m, tk_scratch *s, const char *w, size_t n, tok_ids *out)
+/* The symbols of one piece: a character each (HF's rules for prefixes,
+ * suffixes, byte fallback and unknown characters); *ns their count. */
+static int make_symbols(const tk_bpe *m, tk_scratch *s, const char *w, size_t n, size_t *ns)
 {
-    size_t ns = 0;
     bool unk = false;   /* an unknown token waiting to be added (HF adds it before the next known one) */
-    tk_buf *tmp = &s->buf[2];
-    for (size_t i = 0; i < n;) {
+    ds_buf *tmp = &s->buf[2];
+    int rc = DS_OK;
+    *ns = 0;
+    for (size_t i = 0; !rc && i < n;) {
         size_t k = ds_utf8_lead_len((unsigned char)w[i]);   /* pieces are valid UTF-8 */
         bool first = i == 0, last = i + k == n;
-        int32_t id = char_id(m, tmp, w + i, k, first, last);
+        int32_t id;
+        if ((rc = char_id(m, tmp, w + i, k, first, last, &id))) break;
         if (id >= 0) {
-            if (unk) sym_push(s, &ns, m->unk_id);
+            if (unk) rc = sym_push(s, ns, m->unk_id);
             unk = false;
-            sym_push(s, &ns, id);
+            if (!rc) rc = sym_push(s, ns, id);
         } else {
             bool done = false;
             if (m->byte_fallback) {
                 /* every byte of the character (with prefix/suffix) as <0xAB>, or none */
-                tmp->n = 0;
-                if (!first && m->prefix_len) tk_buf_put(tmp, m->prefix, m->prefix_len);
-                tk_buf_put(tmp, w + i, k);
-                if (last && m->suffix_len) tk_buf_put(tmp, m->suffix, m->suffix_len);
+                if ((rc = affixed(m, tmp, w + i, k, !first && m->prefix_len, last && m->suffix_len))) break;
                 done = true;
-                for (size_t b = 0; b < tmp->n && done; b++) done = m->byte_id[(unsigned char)tmp->p[b]] >= 0;
-                if (done)
-                    for (size_t b = 0; b < tmp->n; b++) sym_push(s, &ns, m->byte_id[(unsigned char)tmp->p[b]]);
+                for (size_t b = 0; b < tmp->len && done; b++) done = m->byte_id[(unsigned char)tmp->p[b]] >= 0;
+                for (size_t b = 0; done && !rc && b < tmp->len; b++)
+                    rc = sym_push(s, ns, m->byte_id[(unsigned char)tmp->p[b]]);
             }
             if (!done && m->unk_id >= 0) {
-                if (unk && !m->fuse_unk) sym_push(s, &ns, m->unk_id);
+                if (unk && !m->fuse_unk) rc = sym_push(s, ns, m->unk_id);
                 unk = true;
             }
             /* no byte fallback and no unknown token: HF drops the character */
         }
         i += k;
     }
-    if (unk) sym_push(s, &ns, m->unk_id);
-    if (!ns) return;
+    if (!rc && unk) rc = sym_push(s, ns, m->unk_id);
+    return rc;
+}
+
+/* Merge one piece; appends its ids to out. */
+static int merge_word(const tk_bpe *m, tk_scratch *s, const char *w, size_t n, tok_ids *out)
+{
+    size_t ns;
+    int rc = make_symbols(m, s, w, n, &ns);
+    if (rc || !ns) return rc;
     s->sym[ns - 1].next = -1;
 
     size_t nh = 0;
-    for (size_t i = 0; i + 1 < ns; i++) try_pair(m, s, &nh, (int32_t)i);
-    while (nh) {
+    for (size_t i = 0; !rc && i + 1 < ns; i++) rc = try_pair(m, s, &nh, (int32_t)i);
+    while (!rc && nh) {
         tk_merge top = heap_pop(s, &nh);
         tk_sym *a = &s->sym[top.pos];
         if (a->dead || a->next < 0) continue;
@@ -246,10 +270,11 @@ static void merge_word(const tk_bpe *m, tk_scratch *s, const char *w, size_t n, 
         b->dead = true;
         a->next = b->next;
         if (b->next >= 0) s->sym[b->next].prev = top.pos;
-        if (a->prev >= 0) try_pair(m, s, &nh, a->prev);
-        if (a->next >= 0) try_pair(m, s, &nh, top.pos);
+        if (a->prev >= 0) rc = try_pair(m, s, &nh, a->prev);
+        if (!rc && a->next >= 0) rc = try_pair(m, s, &nh, top.pos);
     }
-    for (int32_t i = 0; i >= 0; i = s->sym[i].next) tk_ids_push(out, s->sym[i].id);
+    for (int32_t i = 0; !rc && i >= 0; i = s->sym[i].next) rc = tk_ids_push(out, s->sym[i].id);
+    return rc;
 }
 
 int tk_bpe_encode(const tokenizer *t, tk_scratch *s, const char *w, size_t n, tok_ids *out)
@@ -259,21 +284,17 @@ int tk_bpe_encode(const tokenizer *t, tk_scratch *s, const char *w, size_t n, to
     if (m->ignore_merges) {
         /* a piece that is itself a token is emitted whole (Llama 3) */
         int32_t id = tk_strmap_get(&m->vocab, w, n);
-        if (id >= 0) {
-            tk_ids_push(out, id);
-            return DS_OK;
-        }
+        if (id >= 0) return tk_ids_push(out, id);
     }
-    if (n > CACHE_MAX_KEY) {
-        merge_word(m, s, w, n, out);
-        return DS_OK;
-    }
+    if (n > CACHE_MAX_KEY) return merge_word(m, s, w, n, out);
     uint32_t h = (uint32_t)tk_hash(w, n);
-    if (cache_get(s, w, n, h, out)) return DS_OK;
+    bool hit;
+    int rc = cache_get(s, w, n, h, out, &hit);
+    if (rc || hit) return rc;
     size_t before = out->n;
-    merge_word(m, s, w, n, out);
-    cache_put(s, w, n, h, out->n > before ? out->ids + before : NULL, out->n - before);
-    return DS_OK;
+    rc = merge_word(m, s, w, n, out);
+    if (!rc) rc = cache_put(s, w, n, h, out->n > before ? out->ids + before : NULL, out->n - before);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ set-up */

@@ -15,30 +15,31 @@
 #define PIECE(ps, i) ((ps)->text.p + (ps)->span[i][0])
 #define PLEN(ps, i) ((ps)->span[i][1])
 
-static void byte_level(const tk_pieces *in, tk_pieces *out)
+static int byte_level(const tk_pieces *in, tk_pieces *out)
 {
     /* each token whose characters all stand for bytes becomes those bytes,
      * any other stays as it is; the whole is then read as UTF-8 */
-    tk_buf raw = {0};
-    for (size_t i = 0; i < in->n; i++) {
+    ds_buf raw = {0}, text = {0};
+    int rc = DS_OK;
+    for (size_t i = 0; !rc && i < in->n; i++) {
         const char *s = PIECE(in, i);
-        size_t n = PLEN(in, i), start = raw.n, k;
+        size_t n = PLEN(in, i), start = raw.len, k;
         bool all = true;
-        for (size_t j = 0; j < n && all; j += k) {
+        for (size_t j = 0; j < n && all && !rc; j += k) {
             int b = tk_char_byte(ds_utf8_decode(s + j, n - j, &k));
             if (b < 0) all = false;
-            else tk_buf_putc(&raw, (char)b);
+            else rc = ds_buf_putc(&raw, (char)b);
         }
-        if (!all) {
-            raw.n = start;
-            tk_buf_put(&raw, s, n);
+        if (!rc && !all) {
+            raw.len = start;
+            rc = ds_buf_append(&raw, s, n);
         }
     }
-    tk_buf text = {0};
-    tk_utf8_lossy(&text, raw.p, raw.n);
-    tk_pieces_add(out, text.p, text.n);
-    tk_buf_free(&raw);
-    tk_buf_free(&text);
+    if (!rc) rc = tk_utf8_lossy(&text, raw.p, raw.len);
+    if (!rc) rc = tk_pieces_add(out, text.p, text.len);
+    ds_buf_free(&raw);
+    ds_buf_free(&text);
+    return rc;
 }
 
 static int hexval(char c)
@@ -55,34 +56,35 @@ static int byte_token(const char *s, size_t n)
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
-static void flush_bytes(tk_buf *bytes, tk_pieces *out)
+static int flush_bytes(ds_buf *bytes, tk_pieces *out)
 {
-    if (!bytes->n) return;
-    if (ds_utf8_valid(bytes->p, bytes->n) == bytes->n) tk_pieces_add(out, bytes->p, bytes->n);
+    int rc = DS_OK;
+    if (!bytes->len) return DS_OK;
+    if (ds_utf8_valid(bytes->p, bytes->len) == bytes->len) rc = tk_pieces_add(out, bytes->p, bytes->len);
     else
-        for (size_t i = 0; i < bytes->n; i++) tk_pieces_add(out, "\xEF\xBF\xBD", 3);   /* one U+FFFD per byte */
-    bytes->n = 0;
+        for (size_t i = 0; !rc && i < bytes->len; i++) rc = tk_pieces_add(out, "\xEF\xBF\xBD", 3);   /* one U+FFFD per byte */
+    bytes->len = 0;
+    return rc;
 }
 
-static void byte_fallback(const tk_pieces *in, tk_pieces *out)
+static int byte_fallback(const tk_pieces *in, tk_pieces *out)
 {
-    tk_buf bytes = {0};
-    for (size_t i = 0; i < in->n; i++) {
+    ds_buf bytes = {0};
+    int rc = DS_OK;
+    for (size_t i = 0; !rc && i < in->n; i++) {
         int b = byte_token(PIECE(in, i), PLEN(in, i));
-        if (b >= 0) {
-            tk_buf_putc(&bytes, (char)b);
-            continue;
-        }
-        flush_bytes(&bytes, out);
-        tk_pieces_add(out, PIECE(in, i), PLEN(in, i));
+        if (b >= 0) rc = ds_buf_putc(&bytes, (char)b);
+        else if (!(rc = flush_bytes(&bytes, out))) rc = tk_pieces_add(out, PIECE(in, i), PLEN(in, i));
     }
-    flush_bytes(&bytes, out);
-    tk_buf_free(&bytes);
+    if (!rc) rc = flush_bytes(&bytes, out);
+    ds_buf_free(&bytes);
+    return rc;
 }
 
-static void strip(const tk_dec *d, const tk_pieces *in, tk_pieces *out)
+static int strip(const tk_dec *d, const tk_pieces *in, tk_pieces *out)
 {
-    for (size_t i = 0; i < in->n; i++) {
+    int rc = DS_OK;
+    for (size_t i = 0; !rc && i < in->n; i++) {
         const char *s = PIECE(in, i);
         size_t n = PLEN(in, i), a = 0, b = n, k;
         for (size_t c = 0; c < d->strip_start && a < n && ds_utf8_decode(s + a, n - a, &k) == d->strip_char; c++) a += k;
@@ -92,30 +94,31 @@ static void strip(const tk_dec *d, const tk_pieces *in, tk_pieces *out)
             if (ds_utf8_decode(s + p, n - p, &k) != d->strip_char) break;
             b = p;
         }
-        tk_pieces_add(out, s + a, b - a);
+        rc = tk_pieces_add(out, s + a, b - a);
     }
+    return rc;
 }
 
 static int replace(const tk_dec *d, const tk_pieces *in, tk_pieces *out)
 {
     tk_matches m = {0};
-    tk_buf tmp = {0};
+    ds_buf tmp = {0};
     int rc = DS_OK;
     for (size_t i = 0; !rc && i < in->n; i++) {
         const char *s = PIECE(in, i);
         size_t n = PLEN(in, i), prev = 0;
         rc = tk_regex_find_all(&d->re, s, n, &m);
-        tmp.n = 0;
+        tmp.len = 0;
         for (size_t j = 0; !rc && j < m.n; j++) {
-            tk_buf_put(&tmp, s + prev, m.v[2 * j] - prev);
-            tk_buf_put(&tmp, d->str, d->str_len);
+            rc = ds_buf_append(&tmp, s + prev, m.v[2 * j] - prev);
+            if (!rc) rc = ds_buf_append(&tmp, d->str, d->str_len);
             prev = m.v[2 * j + 1];
         }
-        tk_buf_put(&tmp, s + prev, n - prev);
-        tk_pieces_add(out, tmp.p, tmp.n);
+        if (!rc) rc = ds_buf_append(&tmp, s + prev, n - prev);
+        if (!rc) rc = tk_pieces_add(out, tmp.p, tmp.len);
     }
     free(m.v);
-    tk_buf_free(&tmp);
+    ds_buf_free(&tmp);
     return rc;
 }
 
@@ -123,7 +126,8 @@ int tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_speci
 {
     *text = NULL;
     tk_pieces a = {0}, b = {0}, *cur = &a, *next = &b;
-    for (size_t i = 0; i < n; i++) {
+    int rc = DS_OK;
+    for (size_t i = 0; !rc && i < n; i++) {
         int32_t id = ids[i];
         const char *s = NULL;
         size_t len = 0;
@@ -138,16 +142,15 @@ int tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_speci
             int k = tk_added_find(t, s, len);
             if (k >= 0 && t->added[k].special) continue;
         }
-        tk_pieces_add(cur, s, len);
+        rc = tk_pieces_add(cur, s, len);
     }
-    int rc = DS_OK;
-    if (!t->has_decoder) {
+    if (!rc && !t->has_decoder) {
         /* HF joins the tokens with single spaces */
-        for (size_t i = 0; i < cur->n; i++) {
-            if (i) tk_buf_putc(&next->text, ' ');
-            tk_buf_put(&next->text, PIECE(cur, i), PLEN(cur, i));
+        for (size_t i = 0; !rc && i < cur->n; i++) {
+            if (i) rc = ds_buf_putc(&next->text, ' ');
+            if (!rc) rc = ds_buf_append(&next->text, PIECE(cur, i), PLEN(cur, i));
         }
-        tk_pieces_add_span(next, 0, next->text.n);
+        if (!rc) rc = tk_pieces_add_span(next, 0, next->text.len);
         tk_pieces *s = cur;
         cur = next;
         next = s;
@@ -156,15 +159,15 @@ int tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_speci
         const tk_dec *d = &t->dec[k];
         tk_pieces_reset(next);
         switch (d->kind) {
-        case DEC_BYTELEVEL: byte_level(cur, next); break;
-        case DEC_BYTEFALLBACK: byte_fallback(cur, next); break;
+        case DEC_BYTELEVEL: rc = byte_level(cur, next); break;
+        case DEC_BYTEFALLBACK: rc = byte_fallback(cur, next); break;
         case DEC_FUSE: {
-            size_t start = next->text.n;
-            for (size_t i = 0; i < cur->n; i++) tk_buf_put(&next->text, PIECE(cur, i), PLEN(cur, i));
-            tk_pieces_add_span(next, start, next->text.n - start);
+            size_t start = next->text.len;
+            for (size_t i = 0; !rc && i < cur->n; i++) rc = ds_buf_append(&next->text, PIECE(cur, i), PLEN(cur, i));
+            if (!rc) rc = tk_pieces_add_span(next, start, next->text.len - start);
             break;
         }
-        case DEC_STRIP: strip(d, cur, next); break;
+        case DEC_STRIP: rc = strip(d, cur, next); break;
         case DEC_REPLACE: rc = replace(d, cur, next); break;
         }
         tk_pieces *s = cur;
@@ -172,10 +175,10 @@ int tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_speci
         next = s;
     }
     if (!rc) {
-        tk_buf out = {0};
-        for (size_t i = 0; i < cur->n; i++) tk_buf_put(&out, PIECE(cur, i), PLEN(cur, i));
-        tk_buf_putc(&out, '\0');
-        *text = out.p;
+        ds_buf out = {0};
+        for (size_t i = 0; !rc && i < cur->n; i++) rc = ds_buf_append(&out, PIECE(cur, i), PLEN(cur, i));
+        if (!rc && !(*text = ds_buf_take(&out))) rc = DS_ENOMEM;
+        ds_buf_free(&out);
     }
     tk_pieces_free(&a);
     tk_pieces_free(&b);

@@ -22,10 +22,7 @@ typedef struct {
 static int on_normalized(void *ctx, const char *s, size_t n, int32_t token)
 {
     encoder *e = ctx;
-    if (token >= 0) {
-        tk_ids_push(e->out, e->t->added[token].id);
-        return DS_OK;
-    }
+    if (token >= 0) return tk_ids_push(e->out, e->t->added[token].id);
     tk_pieces *p;
     int rc = tk_pretokenize(e->t, e->sc, s, n, &p);
     for (size_t i = 0; !rc && i < p->n; i++)
@@ -36,15 +33,12 @@ static int on_normalized(void *ctx, const char *s, size_t n, int32_t token)
 static int on_raw(void *ctx, const char *s, size_t n, int32_t token)
 {
     encoder *e = ctx;
-    if (token >= 0) {
-        tk_ids_push(e->out, e->t->added[token].id);
-        return DS_OK;
-    }
+    if (token >= 0) return tk_ids_push(e->out, e->t->added[token].id);
     if (!e->t->nnorm) return tk_split_added(e->t, &e->t->trie_norm, s, n, on_normalized, e);
-    tk_buf *norm = &e->sc->buf[0];
+    ds_buf *norm = &e->sc->buf[0];
     int rc = tk_normalize(e->t, e->sc, s, n, norm, &e->sc->buf[1]);
     if (rc) return rc;
-    return tk_split_added(e->t, &e->t->trie_norm, norm->p, norm->n, on_normalized, e);
+    return tk_split_added(e->t, &e->t->trie_norm, norm->p, norm->len, on_normalized, e);
 }
 
 int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special, tok_ids *out)
@@ -55,18 +49,16 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_specia
                        (unsigned char)text[valid], valid, len);
     size_t start = out->n;
     encoder e = {t, tk_scratch_get(t), out};
-    int rc = len ? tk_split_added(t, &t->trie_raw, text, len, on_raw, &e) : DS_OK;
-    if (rc) {
-        out->n = start;   /* nothing half-encoded is left behind */
-        return rc;
-    }
-    if (!add_special) return DS_OK;
+    int rc = !e.sc ? DS_ENOMEM : len ? tk_split_added(t, &t->trie_raw, text, len, on_raw, &e) : DS_OK;
     size_t np = (size_t)t->nprefix, n = out->n - start;
-    if (np && !(n >= np && !memcmp(out->ids + start, t->prefix_ids, np * sizeof *out->ids))) {
-        tk_ids_append(out, t->prefix_ids, np);   /* grow, then shift the text's ids right */
-        memmove(out->ids + start + np, out->ids + start, n * sizeof *out->ids);
-        memcpy(out->ids + start, t->prefix_ids, np * sizeof *out->ids);
+    if (!rc && add_special && np && !(n >= np && !memcmp(out->ids + start, t->prefix_ids, np * sizeof *out->ids))) {
+        rc = tk_ids_append(out, t->prefix_ids, np);   /* grow, then shift the text's ids right */
+        if (!rc) {
+            memmove(out->ids + start + np, out->ids + start, n * sizeof *out->ids);
+            memcpy(out->ids + start, t->prefix_ids, np * sizeof *out->ids);
+        }
     }
-    tk_ids_append(out, t->suffix_ids, (size_t)t->nsuffix);
-    return DS_OK;
+    if (!rc && add_special) rc = tk_ids_append(out, t->suffix_ids, (size_t)t->nsuffix);
+    if (rc) out->n = start;   /* nothing half-encoded is left behind */
+    return rc;
 }

@@ -14,6 +14,9 @@
 
 #include "tokenizer.h"
 
+#include "core/buf.h"
+#include "core/mem.h"
+#include "core/status.h"
 #include "core/utf8.h"
 
 #include <jansson.h>
@@ -21,40 +24,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ------------------------------------------------------------ byte buffers */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-} tk_buf;
-
-void tk_buf_reserve(tk_buf *b, size_t extra);
-void tk_buf_put(tk_buf *b, const void *s, size_t n);
-static inline void tk_buf_putc(tk_buf *b, char c)
-{
-    if (b->n == b->cap) tk_buf_reserve(b, 1);
-    b->p[b->n++] = c;
-}
-void tk_buf_free(tk_buf *b);
+/* Text is built in ds_buf (core/buf.h). Everything below that allocates
+ * returns DS_OK or DS_ENOMEM (message set, core/mem.h). */
 
 /* Append ids to a tok_ids. */
-void tk_ids_push(tok_ids *v, int32_t id);
-void tk_ids_append(tok_ids *v, const int32_t *ids, size_t n);
+int tk_ids_push(tok_ids *v, int32_t id);
+int tk_ids_append(tok_ids *v, const int32_t *ids, size_t n);
 
 /* ------------------------------------------------------------------- UTF-8 */
 
 /* Validating, decoding and encoding: core/utf8.h. */
 /* Append s to out with every ill-formed sequence replaced by U+FFFD, one per
  * maximal subpart, as Rust's String::from_utf8_lossy does. */
-void tk_utf8_lossy(tk_buf *out, const char *s, size_t n);
+int tk_utf8_lossy(ds_buf *out, const char *s, size_t n);
 
 /* ---------------------------------------------------------------- hash maps */
 
 uint64_t tk_hash(const void *p, size_t n);
 
-/* String -> int32 map. Keys are copied into an arena. */
+/* String -> int32 map. Keys are copied into an arena, each NUL-terminated. */
 typedef struct {
-    tk_buf arena;
+    ds_buf arena;
     struct tk_map_ent {
         uint32_t off, len;
         uint32_t hash;
@@ -66,8 +56,8 @@ typedef struct {
 } tk_strmap;
 
 int32_t tk_strmap_get(const tk_strmap *m, const char *s, size_t n);   /* -1 if absent */
-/* Insert or overwrite; returns the entry index. */
-size_t tk_strmap_put(tk_strmap *m, const char *s, size_t n, int32_t val);
+/* Insert or overwrite. */
+int tk_strmap_put(tk_strmap *m, const char *s, size_t n, int32_t val);
 void tk_strmap_free(tk_strmap *m);
 
 /* (left id, right id) -> (rank, merged id): the BPE merges. */
@@ -80,8 +70,8 @@ typedef struct {
     size_t nslot, n;
 } tk_pairmap;
 
-void tk_pairmap_init(tk_pairmap *m, size_t expect);
-void tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, uint32_t rank, int32_t merged);
+int tk_pairmap_init(tk_pairmap *m, size_t expect);
+int tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, uint32_t rank, int32_t merged);
 static inline const struct tk_pair_ent *tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b)
 {
     if (!m->nslot) return NULL;
@@ -115,8 +105,16 @@ void tk_regex_free(tk_regex *re);
 /* Match positions: pairs (start, end). */
 typedef struct {
     size_t *v;
-    size_t n, cap;   /* n counts pairs */
+    size_t n, cap;   /* n counts pairs, cap the values v has room for */
 } tk_matches;
+static inline int tk_matches_push(tk_matches *m, size_t a, size_t b)
+{
+    if (ds_grow(&m->v, &m->cap, 2 * (m->n + 1), sizeof *m->v)) return DS_ENOMEM;
+    m->v[2 * m->n] = a;
+    m->v[2 * m->n + 1] = b;
+    m->n++;
+    return DS_OK;
+}
 
 /* All matches in s[0..n) as the onig crate's find_iter yields them (an empty
  * match right after a match is skipped; after an empty match the search moves
@@ -152,14 +150,14 @@ typedef struct {
 
 /* Pieces of text: spans into one buffer. */
 typedef struct {
-    tk_buf text;
+    ds_buf text;
     size_t (*span)[2];   /* (offset, length) */
     size_t n, cap;
 } tk_pieces;
 
-void tk_pieces_add(tk_pieces *p, const char *s, size_t n);
+int tk_pieces_add(tk_pieces *p, const char *s, size_t n);
 /* Register text[off, off+n) already written into p->text as a piece. */
-void tk_pieces_add_span(tk_pieces *p, size_t off, size_t n);
+int tk_pieces_add_span(tk_pieces *p, size_t off, size_t n);
 void tk_pieces_reset(tk_pieces *p);
 void tk_pieces_free(tk_pieces *p);
 
@@ -225,6 +223,7 @@ struct tokenizer {
     int npretok;
     tk_dec *dec;
     int ndec;
+    size_t cap_norm, cap_pretok, cap_dec, cap_added;   /* room in norm, pretok, dec, added */
     bool has_decoder;        /* no decoder: tokens are joined with spaces */
     tk_added *added;
     int nadded;
@@ -232,7 +231,8 @@ struct tokenizer {
     int32_t *added_by_id;         /* id -> index into added, -1; length vocab_size */
     tk_trie trie_raw, trie_norm;  /* non-normalized / normalized added tokens */
     bool split_special;           /* tokenizer_config split_special_tokens: special tokens are plain text */
-    int32_t *prefix_ids, *suffix_ids;   /* what add_special puts around the text */
+    int32_t *prefix_ids, *suffix_ids;   /* what add_special puts around the text; never NULL, room for
+                                           at least one id (a BOS/EOS template's) */
     int nprefix, nsuffix;
     int bos_id, eos_id, pad_id;
     bool bos_from_model;          /* BOS goes first once tok_set_default_ids gives its id */
@@ -266,7 +266,7 @@ typedef struct {
 typedef struct tk_scratch {
     uint64_t owner;             /* serial of the tokenizer the cache belongs to */
     tk_pieces pieces[2];
-    tk_buf buf[3];              /* normalized text, normalizer temporary, prefixed piece */
+    ds_buf buf[3];              /* normalized text, normalizer temporary, prefixed piece */
     tk_matches m;
     tk_seg *seg;
     size_t nseg, capseg;
@@ -281,10 +281,12 @@ typedef struct tk_scratch {
         uint32_t hash, key_off, key_len, ids_off, ids_n;
     } *ent;
     size_t capent;
-    tk_buf keys;
+    ds_buf keys;
     tok_ids ids;
 } tk_scratch;
 
+/* This thread's scratch, its cache emptied when it belonged to another
+ * tokenizer. NULL: out of memory (message set). */
 tk_scratch *tk_scratch_get(const tokenizer *t);
 void tk_scratch_release_for(const tokenizer *t);
 
@@ -299,7 +301,7 @@ int tk_load_postprocessor(tokenizer *t, json_t *j);
 
 /* tokenizer_norm.c */
 /* Normalize s into out (tmp: a second buffer); sc lends the regex matches. */
-int tk_normalize(const tokenizer *t, tk_scratch *sc, const char *s, size_t n, tk_buf *out, tk_buf *tmp);
+int tk_normalize(const tokenizer *t, tk_scratch *sc, const char *s, size_t n, ds_buf *out, ds_buf *tmp);
 void tk_norm_free(tk_norm *n);
 
 /* tokenizer_pretok.c: split (and transform) s into pieces. */
@@ -322,7 +324,7 @@ void tk_bpe_free(tk_bpe *m);
 const char *tk_bpe_token(const tk_bpe *m, int32_t id, size_t *len);
 
 /* tokenizer_added.c */
-void tk_trie_add(tk_trie *tr, const char *s, size_t n, int32_t token);
+int tk_trie_add(tk_trie *tr, const char *s, size_t n, int32_t token);
 void tk_trie_free(tk_trie *tr);
 /* Split s at added tokens of `trie`: calls emit(ctx, start, len, token) for
  * each stretch of plain text (token -1) and each added token, in order. */

@@ -9,6 +9,7 @@
 #include "data/json_util.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdio.h>
@@ -42,7 +43,7 @@ static char *label(const tokenizer *t, const char *where) { return ds_strdupf("%
 static int get_bool(const tokenizer *t, json_t *j, const char *key, bool dflt, const char *where, bool *out)
 {
     char *at = label(t, where);
-    int rc = json_get_bool(j, key, dflt, at, out);
+    int rc = at ? json_get_bool(j, key, dflt, at, out) : DS_ENOMEM;
     free(at);
     return rc;
 }
@@ -51,19 +52,21 @@ static int get_bool(const tokenizer *t, json_t *j, const char *key, bool dflt, c
 static int get_str(const tokenizer *t, json_t *j, const char *key, const char *where, const char **s, size_t *n)
 {
     char *at = label(t, where);
-    int rc = json_get_str(j, key, NULL, at, s);
+    int rc = at ? json_get_str(j, key, NULL, at, s) : DS_ENOMEM;
     if (!rc && !*s) rc = ds_fail(DS_EDATA, "%s: \"%s\" is missing", at, key);
     free(at);
     *n = rc ? 0 : json_string_length(json_object_get(j, key));
     return rc;
 }
 
-static char *dup_n(const char *s, size_t n)
+/* A copy of s[0..n) into *out (NUL-terminated), its length into *len. */
+static int dup_n(const char *s, size_t n, char **out, size_t *len)
 {
-    char *d = malloc(n + 1);
-    memcpy(d, s, n);
-    d[n] = '\0';
-    return d;
+    if (!(*out = ds_malloc(n + 1, "a tokenizer string"))) return DS_ENOMEM;
+    memcpy(*out, s, n);
+    (*out)[n] = '\0';
+    *len = n;
+    return DS_OK;
 }
 
 static int get_size(const tokenizer *t, json_t *j, const char *key, const char *where, size_t *out)
@@ -85,8 +88,6 @@ static int get_pattern(const tokenizer *t, json_t *j, const char *where, tk_rege
     json_t *v = str ? str : rx;
     return tk_regex_compile(re, json_string_value(v), json_string_length(v), str != NULL, t->what, where);
 }
-
-#define GROW(arr, n) ((arr) = realloc((arr), ((size_t)(n) + 1) * sizeof *(arr)), memset(&(arr)[n], 0, sizeof *(arr)))
 
 /* -------------------------------------------------------------- normalizer */
 
@@ -129,15 +130,11 @@ static int normalizer(tokenizer *t, json_t *j, const char *type, const char *whe
     else if (!strcmp(type, "NFKD")) nm.kind = NORM_NFKD;
     else if (!strcmp(type, "Prepend")) {
         nm.kind = NORM_PREPEND;
-        if ((rc = get_str(t, j, "prepend", where, &s, &n))) return rc;
-        nm.str = dup_n(s, n);
-        nm.str_len = n;
+        if ((rc = get_str(t, j, "prepend", where, &s, &n)) || (rc = dup_n(s, n, &nm.str, &nm.str_len))) return rc;
     } else if (!strcmp(type, "Replace")) {
         nm.kind = NORM_REPLACE;
-        if ((rc = get_str(t, j, "content", where, &s, &n))) return rc;
-        if ((rc = get_pattern(t, j, where, &nm.re))) return rc;
-        nm.str = dup_n(s, n);
-        nm.str_len = n;
+        if ((rc = get_str(t, j, "content", where, &s, &n)) || (rc = get_pattern(t, j, where, &nm.re))) return rc;
+        rc = dup_n(s, n, &nm.str, &nm.str_len);
     } else if (!strcmp(type, "Strip")) {
         nm.kind = NORM_STRIP;
         if ((rc = get_bool(t, j, "strip_left", true, where, &nm.left)) ||
@@ -145,7 +142,11 @@ static int normalizer(tokenizer *t, json_t *j, const char *type, const char *whe
             return rc;
     } else
         return unsupported(t, where, "normalizer", type);
-    GROW(t->norm, t->nnorm);
+    if (!rc) rc = ds_grow(&t->norm, &t->cap_norm, (size_t)t->nnorm + 1, sizeof *t->norm);
+    if (rc) {
+        tk_norm_free(&nm);
+        return rc;
+    }
     t->norm[t->nnorm++] = nm;
     return DS_OK;
 }
@@ -189,7 +190,10 @@ static int pretokenizer(tokenizer *t, json_t *j, const char *type, const char *w
         if ((rc = get_bool(t, j, "individual_digits", false, where, &p.individual))) return rc;
     } else
         return unsupported(t, where, "pre_tokenizer", type);
-    GROW(t->pretok, t->npretok);
+    if ((rc = ds_grow(&t->pretok, &t->cap_pretok, (size_t)t->npretok + 1, sizeof *t->pretok))) {
+        tk_pretok_free(&p);
+        return rc;
+    }
     t->pretok[t->npretok++] = p;
     return DS_OK;
 }
@@ -222,13 +226,15 @@ static int decoder(tokenizer *t, json_t *j, const char *type, const char *where,
         d.strip_char = ds_utf8_decode(s, n, &k);
     } else if (!strcmp(type, "Replace")) {
         d.kind = DEC_REPLACE;
-        if ((rc = get_str(t, j, "content", where, &s, &n))) return rc;
-        if ((rc = get_pattern(t, j, where, &d.re))) return rc;
-        d.str = dup_n(s, n);
-        d.str_len = n;
+        if ((rc = get_str(t, j, "content", where, &s, &n)) || (rc = get_pattern(t, j, where, &d.re))) return rc;
+        rc = dup_n(s, n, &d.str, &d.str_len);
     } else
         return unsupported(t, where, "decoder", type);
-    GROW(t->dec, t->ndec);
+    if (!rc) rc = ds_grow(&t->dec, &t->cap_dec, (size_t)t->ndec + 1, sizeof *t->dec);
+    if (rc) {
+        tk_dec_free(&d);
+        return rc;
+    }
     t->dec[t->ndec++] = d;
     return DS_OK;
 }
@@ -251,7 +257,7 @@ static int template_ids(tokenizer *t, json_t *specials, const char *name, const 
         json_t *v = json_array_get(ids, i);
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
             return ds_fail(DS_EDATA, "%s: %s: special token '%s' has a bad id", t->what, where, name);
-        tk_ids_push(out, (int32_t)json_integer_value(v));
+        if (tk_ids_push(out, (int32_t)json_integer_value(v))) return DS_ENOMEM;
     }
     return DS_OK;
 }
@@ -264,7 +270,8 @@ static int template_single(tokenizer *t, json_t *j, const char *where, tok_ids *
     int rc;
     if (json_is_string(single)) {
         /* the short form: "<s> $A </s>", each item optionally ":type_id" */
-        char *s = strdup(json_string_value(single)), *save = NULL;
+        char *s = ds_strdup(json_string_value(single)), *save = NULL;
+        if (!s) return DS_ENOMEM;
         for (char *w = strtok_r(s, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
             char *colon = strrchr(w, ':');
             if (colon && colon != w) *colon = '\0';
@@ -307,8 +314,7 @@ static int cls_sep(tokenizer *t, json_t *j, const char *key, const char *where, 
     if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(id) || json_integer_value(id) < 0 ||
         json_integer_value(id) > INT32_MAX)
         return ds_fail(DS_EDATA, "%s: %s: \"%s\" must be [token, id]", t->what, where, key);
-    tk_ids_push(out, (int32_t)json_integer_value(id));
-    return DS_OK;
+    return tk_ids_push(out, (int32_t)json_integer_value(id));
 }
 
 typedef struct {
@@ -328,9 +334,8 @@ static int postprocessor(tokenizer *t, json_t *j, const char *type, const char *
         if (!rc) rc = cls_sep(t, j, "sep", where, &q);
     } else
         rc = unsupported(t, where, "post_processor", type);
+    if (!rc && (tk_ids_append(&p, pre->ids, pre->n) || tk_ids_append(post, q.ids, q.n))) rc = DS_ENOMEM;
     if (!rc) {
-        tk_ids_append(&p, pre->ids, pre->n);
-        tk_ids_append(post, q.ids, q.n);
         tok_ids_free(pre);
         *pre = p;
         p = (tok_ids){0};
@@ -346,16 +351,21 @@ int tk_load_postprocessor(tokenizer *t, json_t *j)
     tok_ids pre = {0}, post = {0};
     wrap w = {&pre, &post};
     int rc = each_component(t, j, "post_processor", "processors", 0, postprocessor, &w);
-    if (!rc) {
-        free(t->prefix_ids);
-        free(t->suffix_ids);
-        t->prefix_ids = pre.ids;
+    if (!rc) {   /* a list with no ids may have no array: the old one (room for one id) stays */
         t->nprefix = (int)pre.n;
-        t->suffix_ids = post.ids;
         t->nsuffix = (int)post.n;
-    } else {
-        tok_ids_free(&pre);
-        tok_ids_free(&post);
+        if (pre.ids) {
+            free(t->prefix_ids);
+            t->prefix_ids = pre.ids;
+            pre = (tok_ids){0};
+        }
+        if (post.ids) {
+            free(t->suffix_ids);
+            t->suffix_ids = post.ids;
+            post = (tok_ids){0};
+        }
     }
+    tok_ids_free(&pre);
+    tok_ids_free(&post);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include "data/json_util.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdlib.h>
@@ -14,13 +15,13 @@
 static int opt_string(const tokenizer *t, json_t *m, const char *key, char **out, size_t *len)
 {
     char *at = ds_strdupf("%s: model", t->what);
-    const char *v;
-    int rc = json_get_str(m, key, NULL, at, &v);
+    const char *v = NULL;
+    int rc = at ? json_get_str(m, key, NULL, at, &v) : DS_ENOMEM;
     free(at);
     *out = NULL;
     *len = rc || !v ? 0 : json_string_length(json_object_get(m, key));
     if (!*len) return rc;
-    *out = malloc(*len + 1);
+    if (!(*out = ds_malloc(*len + 1, "a tokenizer string"))) return DS_ENOMEM;
     memcpy(*out, v, *len + 1);
     return DS_OK;
 }
@@ -28,7 +29,7 @@ static int opt_string(const tokenizer *t, json_t *m, const char *key, char **out
 static int opt_bool(const tokenizer *t, json_t *m, const char *key, bool *out)
 {
     char *at = ds_strdupf("%s: model", t->what);
-    int rc = json_get_bool(m, key, false, at, out);
+    int rc = at ? json_get_bool(m, key, false, at, out) : DS_ENOMEM;
     free(at);
     return rc;
 }
@@ -45,11 +46,12 @@ static int load_vocab(tokenizer *t, json_t *vocab)
             return ds_fail(DS_EDATA, "%s: model.vocab: token '%s' has a bad id (expected an integer in [0, %d))",
                            t->what, key, MAX_ID);
         int32_t id = (int32_t)json_integer_value(v);
-        tk_strmap_put(&m->vocab, key, strlen(key), id);
+        if (tk_strmap_put(&m->vocab, key, strlen(key), id)) return DS_ENOMEM;
         if (id > maxid) maxid = id;
     }
     m->nr = maxid + 1;
-    m->r_ent = malloc(((size_t)m->nr + 1) * sizeof *m->r_ent);
+    m->r_ent = ds_malloc(((size_t)m->nr + 1) * sizeof *m->r_ent, "the vocabulary's ids");
+    if (!m->r_ent) return DS_ENOMEM;
     for (int32_t i = 0; i < m->nr; i++) m->r_ent[i] = UINT32_MAX;
     for (size_t e = 0; e < m->vocab.n; e++) {
         int32_t id = m->vocab.ent[e].val;
@@ -62,7 +64,7 @@ static int load_vocab(tokenizer *t, json_t *vocab)
 }
 
 /* One merge "a b" / ["a", "b"]: the pair's ids and the merged token's id. */
-static int add_merge(tokenizer *t, tk_buf *tmp, size_t i, uint32_t rank, const char *a, size_t na, const char *b,
+static int add_merge(tokenizer *t, ds_buf *tmp, size_t i, uint32_t rank, const char *a, size_t na, const char *b,
                      size_t nb)
 {
     tk_bpe *m = &t->bpe;
@@ -74,14 +76,14 @@ static int add_merge(tokenizer *t, tk_buf *tmp, size_t i, uint32_t rank, const c
     if (nb < m->prefix_len)
         return ds_fail(DS_EDATA, "%s: model.merges[%zu]: '%.*s' is shorter than continuing_subword_prefix",
                        t->what, i, (int)nb, b);
-    tmp->n = 0;
-    tk_buf_put(tmp, a, na);
-    tk_buf_put(tmp, b + m->prefix_len, nb - m->prefix_len);
-    int32_t im = tk_strmap_get(&m->vocab, tmp->p, tmp->n);
+    tmp->len = 0;
+    if (ds_buf_append(tmp, a, na) || ds_buf_append(tmp, b + m->prefix_len, nb - m->prefix_len)) return DS_ENOMEM;
+    int32_t im = tk_strmap_get(&m->vocab, tmp->p, tmp->len);
     if (im < 0)
         return ds_fail(DS_EDATA, "%s: model.merges[%zu]: the merged token '%.*s' is not in the vocabulary", t->what,
-                       i, (int)tmp->n, tmp->p);
-    tk_pairmap_put(&m->merges, ia, ib, rank, im);
+                       i, (int)tmp->len, tmp->p);
+    int rc = tk_pairmap_put(&m->merges, ia, ib, rank, im);
+    if (rc) return rc;
     m->merge_list[m->nmerge][0] = ia;   /* rank == nmerge: a rank is given to each merge in turn */
     m->merge_list[m->nmerge++][1] = ib;
     return DS_OK;
@@ -90,12 +92,11 @@ static int add_merge(tokenizer *t, tk_buf *tmp, size_t i, uint32_t rank, const c
 static int load_merges(tokenizer *t, json_t *merges)
 {
     if (!json_is_array(merges)) return ds_fail(DS_EDATA, "%s: model: \"merges\" is missing or not a list", t->what);
-    tk_pairmap_init(&t->bpe.merges, json_array_size(merges));
-    t->bpe.merge_list = malloc(sizeof *t->bpe.merge_list * (json_array_size(merges) + 1));
-    if (!t->bpe.merge_list) return ds_fail(DS_EINTERNAL, "%s: out of memory for the merges", t->what);
+    int rc = tk_pairmap_init(&t->bpe.merges, json_array_size(merges));
+    if (!rc && !(t->bpe.merge_list = ds_calloc(json_array_size(merges) + 1, sizeof *t->bpe.merge_list, "the merges")))
+        rc = DS_ENOMEM;
     uint32_t rank = 0;
-    tk_buf tmp = {0};
-    int rc = DS_OK;
+    ds_buf tmp = {0};
     for (size_t i = 0; !rc && i < json_array_size(merges); i++) {
         json_t *v = json_array_get(merges, i);
         if (json_is_string(v)) {
@@ -117,7 +118,7 @@ static int load_merges(tokenizer *t, json_t *merges)
             rc = ds_fail(DS_EDATA, "%s: model.merges[%zu]: expected \"a b\" or [\"a\", \"b\"]", t->what, i);
         rank++;
     }
-    tk_buf_free(&tmp);
+    ds_buf_free(&tmp);
     return rc;
 }
 

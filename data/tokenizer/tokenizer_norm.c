@@ -14,13 +14,10 @@ static bool all_ascii(const char *s, size_t n)
     return true;
 }
 
-static int unicode_form(int kind, const char *s, size_t n, tk_buf *out)
+static int unicode_form(int kind, const char *s, size_t n, ds_buf *out)
 {
     /* ASCII is already in every normal form */
-    if (all_ascii(s, n)) {
-        tk_buf_put(out, s, n);
-        return DS_OK;
-    }
+    if (all_ascii(s, n)) return ds_buf_append(out, s, n);
     int opts = UTF8PROC_STABLE;
     switch (kind) {
     case NORM_NFC: opts |= UTF8PROC_COMPOSE; break;
@@ -30,14 +27,15 @@ static int unicode_form(int kind, const char *s, size_t n, tk_buf *out)
     }
     utf8proc_uint8_t *dst = NULL;
     utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst, (utf8proc_option_t)opts);
+    if (k == UTF8PROC_ERROR_NOMEM) return ds_fail(DS_ENOMEM, "normalizing text: out of memory");
     if (k < 0) return ds_fail(DS_EDATA, "normalizing text: %s", utf8proc_errmsg(k));
-    tk_buf_put(out, dst, (size_t)k);
+    int rc = ds_buf_append(out, dst, (size_t)k);
     free(dst);
-    return DS_OK;
+    return rc;
 }
 
 /* One step; `m` holds a Replace step's matches (the thread's scratch). */
-static int apply(const tk_norm *nm, const char *s, size_t n, tk_buf *out, tk_matches *m)
+static int apply(const tk_norm *nm, const char *s, size_t n, ds_buf *out, tk_matches *m)
 {
     switch (nm->kind) {
     case NORM_NFC:
@@ -46,9 +44,8 @@ static int apply(const tk_norm *nm, const char *s, size_t n, tk_buf *out, tk_mat
     case NORM_NFKD:
         return unicode_form(nm->kind, s, n, out);
     case NORM_PREPEND:
-        if (n) tk_buf_put(out, nm->str, nm->str_len);   /* nothing is prepended to an empty string */
-        tk_buf_put(out, s, n);
-        return DS_OK;
+        if (n && ds_buf_append(out, nm->str, nm->str_len)) return DS_ENOMEM;   /* nothing is prepended to "" */
+        return ds_buf_append(out, s, n);
     case NORM_STRIP: {
         size_t a = 0, b = n, k;
         while (nm->left && a < b && tk_is_whitespace(ds_utf8_decode(s + a, b - a, &k))) a += k;
@@ -58,33 +55,31 @@ static int apply(const tk_norm *nm, const char *s, size_t n, tk_buf *out, tk_mat
             if (!tk_is_whitespace(ds_utf8_decode(s + c, b - c, &k))) break;
             b = c;
         }
-        tk_buf_put(out, s + a, b - a);
-        return DS_OK;
+        return ds_buf_append(out, s + a, b - a);
     }
     case NORM_REPLACE: {
         int rc = tk_regex_find_all(&nm->re, s, n, m);
         size_t prev = 0;
         for (size_t i = 0; !rc && i < m->n; i++) {
-            tk_buf_put(out, s + prev, m->v[2 * i] - prev);
-            tk_buf_put(out, nm->str, nm->str_len);
+            rc = ds_buf_append(out, s + prev, m->v[2 * i] - prev);
+            if (!rc) rc = ds_buf_append(out, nm->str, nm->str_len);
             prev = m->v[2 * i + 1];
         }
-        if (!rc) tk_buf_put(out, s + prev, n - prev);
-        return rc;
+        return rc ? rc : ds_buf_append(out, s + prev, n - prev);
     }
     }
     return ds_fail(DS_EINTERNAL, "unknown normalizer step %d", nm->kind);
 }
 
-int tk_normalize(const tokenizer *t, tk_scratch *sc, const char *s, size_t n, tk_buf *out, tk_buf *tmp)
+int tk_normalize(const tokenizer *t, tk_scratch *sc, const char *s, size_t n, ds_buf *out, ds_buf *tmp)
 {
-    out->n = 0;
-    tk_buf_put(out, s, n);
+    out->len = 0;
+    if (ds_buf_append(out, s, n)) return DS_ENOMEM;
     for (int i = 0; i < t->nnorm; i++) {
-        tmp->n = 0;
-        int rc = apply(&t->norm[i], out->p, out->n, tmp, &sc->m);
+        tmp->len = 0;
+        int rc = apply(&t->norm[i], out->p, out->len, tmp, &sc->m);
         if (rc) return rc;
-        tk_buf swap = *out;
+        ds_buf swap = *out;
         *out = *tmp;
         *tmp = swap;
     }

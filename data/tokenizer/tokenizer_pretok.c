@@ -7,6 +7,7 @@
  */
 #include "tokenizer_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <pthread.h>
@@ -50,33 +51,27 @@ int tk_char_byte(uint32_t cp)
 
 /* --------------------------------------------------------- split behaviours */
 
-static void segs_push(tk_scratch *sc, size_t a, size_t b, bool match)
-{
-    if (sc->nseg == sc->capseg) {
-        sc->capseg = sc->capseg ? sc->capseg * 2 : 64;
-        sc->seg = realloc(sc->seg, sc->capseg * sizeof *sc->seg);
-    }
-    sc->seg[sc->nseg++] = (tk_seg){a, b, match};
-}
-
 /* Turn match positions into segments covering [0, n): the matches, and the
  * text between them as non-matches. */
-static void cover(tk_scratch *sc, size_t n, bool invert)
+static int cover(tk_scratch *sc, size_t n, bool invert)
 {
     const tk_matches *m = &sc->m;
     sc->nseg = 0;
+    /* at most one segment before each match, the match, and one after the last */
+    if (ds_grow(&sc->seg, &sc->capseg, 2 * m->n + 1, sizeof *sc->seg)) return DS_ENOMEM;
     size_t prev = 0;
     for (size_t i = 0; i < m->n; i++) {
         size_t a = m->v[2 * i], b = m->v[2 * i + 1];
-        if (prev != a) segs_push(sc, prev, a, invert);
-        segs_push(sc, a, b, !invert);
+        if (prev != a) sc->seg[sc->nseg++] = (tk_seg){prev, a, invert};
+        sc->seg[sc->nseg++] = (tk_seg){a, b, !invert};
         prev = b;
     }
-    if (prev != n) segs_push(sc, prev, n, invert);
+    if (prev != n) sc->seg[sc->nseg++] = (tk_seg){prev, n, invert};
+    return DS_OK;
 }
 
 /* Apply a behaviour to the segments and add the surviving pieces of s. */
-static void emit_split(const char *s, tk_scratch *sc, int behavior, tk_pieces *out)
+static int emit_split(const char *s, tk_scratch *sc, int behavior, tk_pieces *out)
 {
     tk_seg *g = sc->seg;
     size_t n = sc->nseg, k = 0;   /* g[0..k) is the result, built in place */
@@ -117,43 +112,36 @@ static void emit_split(const char *s, tk_scratch *sc, int behavior, tk_pieces *o
         k = n;
         break;
     }
-    for (size_t i = from; i < k; i++)
-        if (g[i].b > g[i].a) tk_pieces_add(out, s + g[i].a, g[i].b - g[i].a);
+    int rc = DS_OK;
+    for (size_t i = from; !rc && i < k; i++)
+        if (g[i].b > g[i].a) rc = tk_pieces_add(out, s + g[i].a, g[i].b - g[i].a);
+    return rc;
 }
 
 /* Digits: every numeric character is a match of its own. */
-static void digit_matches(const char *s, size_t n, tk_matches *m)
+static int digit_matches(const char *s, size_t n, tk_matches *m)
 {
     m->n = 0;
-    for (size_t i = 0; i < n;) {
-        size_t k;
-        uint32_t cp = ds_utf8_decode(s + i, n - i, &k);
-        if (tk_is_numeric(cp)) {
-            if (m->n == m->cap) {
-                m->cap = m->cap ? m->cap * 2 : 64;
-                m->v = realloc(m->v, m->cap * 2 * sizeof *m->v);
-            }
-            m->v[2 * m->n] = i;
-            m->v[2 * m->n + 1] = i + k;
-            m->n++;
-        }
-        i += k;
-    }
+    int rc = DS_OK;
+    for (size_t i = 0, k; !rc && i < n; i += k)
+        if (tk_is_numeric(ds_utf8_decode(s + i, n - i, &k))) rc = tk_matches_push(m, i, i + k);
+    return rc;
 }
 
-static void byte_level(const char *s, size_t n, tk_pieces *out)
+static int byte_level(const char *s, size_t n, tk_pieces *out)
 {
     const tk_bchar *bc = tk_byte_chars();
-    tk_buf *t = &out->text;
-    size_t start = t->n;
-    tk_buf_reserve(t, 2 * n);
+    ds_buf *t = &out->text;
+    size_t start = t->len;
+    if (n > SIZE_MAX / 2 || ds_buf_reserve(t, 2 * n)) return DS_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         const tk_bchar *c = &bc[(unsigned char)s[i]];
-        t->p[t->n] = c->s[0];
-        if (c->len == 2) t->p[t->n + 1] = c->s[1];
-        t->n += c->len;
+        t->p[t->len] = c->s[0];
+        if (c->len == 2) t->p[t->len + 1] = c->s[1];
+        t->len += c->len;
     }
-    tk_pieces_add_span(out, start, t->n - start);
+    t->p[t->len] = '\0';
+    return tk_pieces_add_span(out, start, t->len - start);
 }
 
 /* -------------------------------------------------------------- the driver */
@@ -162,7 +150,7 @@ int tk_pretokenize(const tokenizer *t, tk_scratch *sc, const char *s, size_t n, 
 {
     tk_pieces *cur = &sc->pieces[0], *next = &sc->pieces[1];
     tk_pieces_reset(cur);
-    if (n) tk_pieces_add(cur, s, n);
+    if (n && tk_pieces_add(cur, s, n)) return DS_ENOMEM;
     for (int k = 0; k < t->npretok; k++) {
         const tk_pretok *p = &t->pretok[k];
         tk_pieces_reset(next);
@@ -173,37 +161,35 @@ int tk_pretokenize(const tokenizer *t, tk_scratch *sc, const char *s, size_t n, 
             switch (p->kind) {
             case PT_SPLIT:
                 rc = tk_regex_find_all(&p->re, ps, pn, &sc->m);
-                if (rc) return rc;
-                cover(sc, pn, p->invert);
-                emit_split(ps, sc, p->behavior, next);
+                if (!rc) rc = cover(sc, pn, p->invert);
+                if (!rc) rc = emit_split(ps, sc, p->behavior, next);
                 break;
             case PT_DIGITS:
-                digit_matches(ps, pn, &sc->m);
-                cover(sc, pn, false);
-                emit_split(ps, sc, p->individual ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS, next);
+                rc = digit_matches(ps, pn, &sc->m);
+                if (!rc) rc = cover(sc, pn, false);
+                if (!rc) rc = emit_split(ps, sc, p->individual ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS, next);
                 break;
             case PT_BYTELEVEL: {
                 if (p->add_prefix_space && ps[0] != ' ') {
-                    tk_buf *pre = &sc->buf[2];
-                    pre->n = 0;
-                    tk_buf_putc(pre, ' ');
-                    tk_buf_put(pre, ps, pn);
+                    ds_buf *pre = &sc->buf[2];
+                    pre->len = 0;
+                    if (ds_buf_putc(pre, ' ') || ds_buf_append(pre, ps, pn)) return DS_ENOMEM;
                     ps = pre->p;
-                    pn = pre->n;
+                    pn = pre->len;
                 }
                 if (!p->use_regex) {
-                    byte_level(ps, pn, next);
+                    rc = byte_level(ps, pn, next);
                     break;
                 }
                 rc = tk_regex_find_all(&p->re, ps, pn, &sc->m);
-                if (rc) return rc;
-                cover(sc, pn, false);
-                for (size_t j = 0; j < sc->nseg; j++)
+                if (!rc) rc = cover(sc, pn, false);
+                for (size_t j = 0; !rc && j < sc->nseg; j++)
                     if (sc->seg[j].b > sc->seg[j].a)
-                        byte_level(ps + sc->seg[j].a, sc->seg[j].b - sc->seg[j].a, next);
+                        rc = byte_level(ps + sc->seg[j].a, sc->seg[j].b - sc->seg[j].a, next);
                 break;
             }
             }
+            if (rc) return rc;
         }
         tk_pieces *tmp = cur;
         cur = next;

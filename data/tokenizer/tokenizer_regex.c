@@ -21,6 +21,7 @@
  */
 #include "tokenizer_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <pthread.h>
@@ -64,28 +65,31 @@ static int check_property(const char *p, size_t n, size_t *len, const char *what
                    what, where, p[1], name);
 }
 
-/* Copy one (possibly multi-byte) character. */
-static size_t copy_char(tk_buf *o, const char *p, size_t left)
+/* Copy one (possibly multi-byte) character; returns its length. */
+static size_t copy_char(ds_buf *o, const char *p, size_t left, int *oom)
 {
     size_t k = ds_utf8_lead_len((unsigned char)p[0]);
     if (k > left) k = left;
-    tk_buf_put(o, p, k);
+    *oom |= ds_buf_append(o, p, k);
     return k;
 }
 
-static int translate(const char *p, size_t n, tk_buf *o, const char *what, const char *where)
+/* The pattern p[0..n) as PCRE2 should read it, into o. Every append's
+ * status (DS_OK or DS_ENOMEM) is or-ed into `oom`, checked once at the end. */
+static int translate(const char *p, size_t n, ds_buf *o, const char *what, const char *where)
 {
     bool in_class = false;
     size_t class_start = 0;
+    int oom = DS_OK;
     for (size_t i = 0; i < n;) {
         char c = p[i];
         if (c == '\\') {
             if (i + 1 >= n) return ds_fail(DS_EDATA, "%s: %s: pattern ends with a backslash", what, where);
             char e = p[i + 1];
             if (e == 's' || e == 'S') {
-                if (!in_class) tk_buf_put(o, e == 's' ? "[" WS_MEMBERS "]" : "[^" WS_MEMBERS "]", strlen(WS_MEMBERS) + (e == 's' ? 2 : 3));
-                else if (e == 's') tk_buf_put(o, WS_MEMBERS, strlen(WS_MEMBERS));
-                else tk_buf_put(o, "\\S", 2);   /* differs from Oniguruma only at U+180E */
+                if (!in_class) oom |= ds_buf_append(o, e == 's' ? "[" WS_MEMBERS "]" : "[^" WS_MEMBERS "]", strlen(WS_MEMBERS) + (e == 's' ? 2 : 3));
+                else if (e == 's') oom |= ds_buf_append(o, WS_MEMBERS, strlen(WS_MEMBERS));
+                else oom |= ds_buf_append(o, "\\S", 2);   /* differs from Oniguruma only at U+180E */
                 i += 2;
             } else if (e == 'w' || e == 'W' || ((e == 'b' || e == 'B') && !in_class)) {
                 /* Oniguruma's word characters are neither PCRE2's nor a
@@ -96,33 +100,33 @@ static int translate(const char *p, size_t n, tk_buf *o, const char *what, const
                 size_t len = 0;
                 int rc = check_property(p + i, n - i, &len, what, where);
                 if (rc) return rc;
-                tk_buf_put(o, p + i, len);
+                oom |= ds_buf_append(o, p + i, len);
                 i += len;
             } else if (e == 'v') {
-                tk_buf_put(o, "\\x{b}", 5);   /* a vertical tab, not PCRE2's vertical-space class */
+                oom |= ds_buf_append(o, "\\x{b}", 5);   /* a vertical tab, not PCRE2's vertical-space class */
                 i += 2;
             } else if (e == 'h' || e == 'H') {
                 const char *hex = in_class ? "0-9a-fA-F" : e == 'h' ? "[0-9a-fA-F]" : "[^0-9a-fA-F]";
                 if (in_class && e == 'H')
                     return ds_fail(DS_EDATA, "%s: %s: \\H inside a character class is not supported", what, where);
-                tk_buf_put(o, hex, strlen(hex));
+                oom |= ds_buf_append(o, hex, strlen(hex));
                 i += 2;
             } else if (e == 'u' && i + 6 <= n && is_hex(p[i + 2]) && is_hex(p[i + 3]) &&
                        is_hex(p[i + 4]) && is_hex(p[i + 5])) {
-                tk_buf_put(o, "\\x{", 3);
-                tk_buf_put(o, p + i + 2, 4);
-                tk_buf_putc(o, '}');
+                oom |= ds_buf_append(o, "\\x{", 3);
+                oom |= ds_buf_append(o, p + i + 2, 4);
+                oom |= ds_buf_putc(o, '}');
                 i += 6;
             } else {
-                tk_buf_putc(o, '\\');
-                i += 1 + copy_char(o, p + i + 1, n - i - 1);
+                oom |= ds_buf_putc(o, '\\');
+                i += 1 + copy_char(o, p + i + 1, n - i - 1, &oom);
             }
             continue;
         }
         if (in_class) {
             if (c == ']' && i > class_start) {
                 in_class = false;
-                tk_buf_putc(o, c);
+                oom |= ds_buf_putc(o, c);
                 i++;
             } else if (c == '[') {
                 /* Oniguruma reads '[' here as a nested class (or a POSIX
@@ -132,15 +136,15 @@ static int translate(const char *p, size_t n, tk_buf *o, const char *what, const
             } else if (c == '&' && i + 1 < n && p[i + 1] == '&') {
                 return ds_fail(DS_EDATA, "%s: %s: class intersection (&&) is not supported", what, where);
             } else {
-                i += copy_char(o, p + i, n - i);
+                i += copy_char(o, p + i, n - i, &oom);
             }
             continue;
         }
         if (c == '[') {
             in_class = true;
-            tk_buf_putc(o, c);
+            oom |= ds_buf_putc(o, c);
             i++;
-            if (i < n && p[i] == '^') tk_buf_putc(o, p[i++]);
+            if (i < n && p[i] == '^') oom |= ds_buf_putc(o, p[i++]);
             class_start = i;   /* a ']' right here is a literal */
             continue;
         }
@@ -149,39 +153,35 @@ static int translate(const char *p, size_t n, tk_buf *o, const char *what, const
             size_t k = i + 2;
             while (k < n && (p[k] == 'i' || p[k] == 'm' || p[k] == 'x' || p[k] == '-')) k++;
             if (k > i + 2 && k < n && (p[k] == ')' || p[k] == ':')) {
-                tk_buf_put(o, "(?", 2);
-                for (size_t j = i + 2; j < k; j++) tk_buf_putc(o, p[j] == 'm' ? 's' : p[j]);
+                oom |= ds_buf_append(o, "(?", 2);
+                for (size_t j = i + 2; j < k; j++) oom |= ds_buf_putc(o, p[j] == 'm' ? 's' : p[j]);
                 i = k;
                 continue;
             }
         }
-        i += copy_char(o, p + i, n - i);
+        i += copy_char(o, p + i, n - i, &oom);
     }
     if (in_class) return ds_fail(DS_EDATA, "%s: %s: unterminated character class", what, where);
-    return DS_OK;
+    return oom;
 }
 
 int tk_regex_compile(tk_regex *re, const char *pat, size_t n, bool literal, const char *what, const char *where)
 {
     memset(re, 0, sizeof *re);
     if (ds_utf8_valid(pat, n) != n) return ds_fail(DS_EDATA, "%s: %s: pattern is not valid UTF-8", what, where);
-    tk_buf src = {0};
-    uint32_t opts = PCRE2_UTF;
-    if (literal) {
-        opts |= PCRE2_LITERAL;
-        tk_buf_put(&src, pat, n);
-    } else {
-        opts |= PCRE2_UCP | PCRE2_MULTILINE;
-        int rc = translate(pat, n, &src, what, where);
-        if (rc) {
-            tk_buf_free(&src);
-            return rc;
-        }
+    ds_buf src = {0};
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP | PCRE2_MULTILINE);
+    int rc = literal ? ds_buf_append(&src, pat, n) : translate(pat, n, &src, what, where);
+    if (rc) {
+        ds_buf_free(&src);
+        return rc;
     }
     int err;
     PCRE2_SIZE off;
-    re->code = pcre2_compile((PCRE2_SPTR)(src.p ? src.p : ""), src.n, opts, &err, &off, NULL);
-    tk_buf_free(&src);
+    re->code = pcre2_compile((PCRE2_SPTR)(src.p ? src.p : ""), src.len, opts, &err, &off, NULL);
+    ds_buf_free(&src);
+    if (!re->code && err == PCRE2_ERROR_HEAP_FAILED)
+        return ds_fail(DS_ENOMEM, "%s: %s: out of memory compiling the pattern", what, where);
     if (!re->code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
@@ -224,13 +224,22 @@ static void state_free(void *p)
 
 static void make_key(void) { pthread_key_create(&g_key, state_free); }
 
+/* This thread's match state; NULL when out of memory (message set). Without
+ * its own JIT stack (PCRE2 could not make one) a match that needs more than
+ * PCRE2's small default falls back on the interpreter: the same matches. */
 static match_state *state_get(void)
 {
     if (g_state) return g_state;
     pthread_once(&g_once, make_key);
-    match_state *s = calloc(1, sizeof *s);
+    match_state *s = ds_calloc(1, sizeof *s, "pattern matching");
+    if (!s) return NULL;
     s->md = pcre2_match_data_create(1, NULL);
     s->mctx = pcre2_match_context_create(NULL);
+    if (!s->md || !s->mctx) {
+        state_free(s);
+        ds_fail(DS_ENOMEM, "out of memory allocating PCRE2's match data");
+        return NULL;
+    }
     s->stack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, NULL);
     if (s->stack) pcre2_jit_stack_assign(s->mctx, NULL, s->stack);
     pthread_setspecific(g_key, s);
@@ -238,53 +247,47 @@ static match_state *state_get(void)
     return s;
 }
 
-static void matches_push(tk_matches *m, size_t a, size_t b)
-{
-    if (m->n == m->cap) {
-        m->cap = m->cap ? m->cap * 2 : 64;
-        m->v = realloc(m->v, m->cap * 2 * sizeof *m->v);
-    }
-    m->v[2 * m->n] = a;
-    m->v[2 * m->n + 1] = b;
-    m->n++;
-}
-
-/* 1: a match at [*a, *b); 0: none; -1: PCRE2 failed (message set). */
-static int search(const tk_regex *re, match_state *st, const char *s, size_t n, size_t from, size_t *a, size_t *b)
+/* The first match at or after `from`: *found, and if so at [*a, *b). */
+static int search(const tk_regex *re, match_state *st, const char *s, size_t n, size_t from, bool *found, size_t *a,
+                  size_t *b)
 {
     int rc;
+    *found = false;
     if (re->jit) {
         rc = pcre2_jit_match(re->code, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, st->md, st->mctx);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT)   /* fall back on the interpreter, which uses the heap */
             rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, st->md, st->mctx);
     } else
         rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, st->md, st->mctx);
-    if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    if (rc == PCRE2_ERROR_NOMATCH) return DS_OK;
+    if (rc == PCRE2_ERROR_NOMEMORY)
+        return ds_fail(DS_ENOMEM, "out of memory matching a pattern on a %zu-byte piece of text", n);
     if (rc < 0) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(rc, msg, sizeof msg);
-        ds_fail(DS_EDATA, "pattern matching failed on a %zu-byte piece of text: %s", n, (const char *)msg);
-        return -1;
+        return ds_fail(DS_EDATA, "pattern matching failed on a %zu-byte piece of text: %s", n, (const char *)msg);
     }
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(st->md);
     *a = ov[0];
     *b = ov[1];
     /* \K in a lookahead can report a match ending before it starts */
     if (*b < *a) *b = *a;
-    return 1;
+    *found = true;
+    return DS_OK;
 }
 
 int tk_regex_find_all(const tk_regex *re, const char *s, size_t n, tk_matches *out)
 {
     match_state *st = state_get();
+    if (!st) return DS_ENOMEM;
     out->n = 0;
     size_t last = 0;
-    bool skip_next_empty = false;
+    bool skip_next_empty = false, found;
     while (last <= n) {
         size_t a, b;
-        int rc = search(re, st, s, n, last, &a, &b);
-        if (rc < 0) return DS_EDATA;
-        if (rc == 0) break;
+        int rc = search(re, st, s, n, last, &found, &a, &b);
+        if (rc) return rc;
+        if (!found) break;
         last = b;
         if (a == b) {
             /* step over one character so the search makes progress */
@@ -295,7 +298,7 @@ int tk_regex_find_all(const tk_regex *re, const char *s, size_t n, tk_matches *o
             }
         } else
             skip_next_empty = true;
-        matches_push(out, a, b);
+        if ((rc = tk_matches_push(out, a, b))) return rc;
     }
     return DS_OK;
 }

@@ -1,51 +1,25 @@
-/* data/tokenizer/tokenizer_util.c - buffers, lossy UTF-8 and hash maps for the tokenizer. */
+/* data/tokenizer/tokenizer_util.c - id lists, lossy UTF-8, hash maps and pieces for the tokenizer. */
 #include "tokenizer_internal.h"
+
+#include "core/mem.h"
+#include "core/status.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
-/* ------------------------------------------------------------ byte buffers */
+/* ----------------------------------------------------------------- id lists */
 
-/* Allocation failure on these small growable buffers cannot be reported
- * through every caller; like the rest of ds-ft we treat it as fatal to the
- * process only through the allocator itself. */
-void tk_buf_reserve(tk_buf *b, size_t extra)
+int tk_ids_append(tok_ids *v, const int32_t *ids, size_t n)
 {
-    /* allocate even for zero bytes, so that p + offset is never NULL + 0 */
-    if (b->p && b->n + extra <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->n + extra) cap *= 2;
-    b->p = realloc(b->p, cap);
-    b->cap = cap;
-}
-
-void tk_buf_put(tk_buf *b, const void *s, size_t n)
-{
-    tk_buf_reserve(b, n);
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-void tk_buf_free(tk_buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-void tk_ids_append(tok_ids *v, const int32_t *ids, size_t n)
-{
-    if (!v->ids || v->n + n > v->cap) {
-        size_t cap = v->cap ? v->cap : 16;
-        while (cap < v->n + n) cap *= 2;
-        v->ids = realloc(v->ids, cap * sizeof *v->ids);
-        v->cap = cap;
-    }
+    size_t need = v->n + n;   /* at least 1: ids + offset is never NULL + 0 */
+    if (ds_grow(&v->ids, &v->cap, need ? need : 1, sizeof *v->ids)) return DS_ENOMEM;
     if (n) memcpy(v->ids + v->n, ids, n * sizeof *ids);
     v->n += n;
+    return DS_OK;
 }
 
-void tk_ids_push(tok_ids *v, int32_t id) { tk_ids_append(v, &id, 1); }
+int tk_ids_push(tok_ids *v, int32_t id) { return tk_ids_append(v, &id, 1); }
 
 void tok_ids_free(tok_ids *v)
 {
@@ -56,13 +30,15 @@ void tok_ids_free(tok_ids *v)
 
 /* ------------------------------------------------------------------- UTF-8 */
 
-void tk_utf8_lossy(tk_buf *out, const char *s, size_t n)
+int tk_utf8_lossy(ds_buf *out, const char *s, size_t n)
 {
     static const char fffd[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
-    for (size_t i = 0, k; i < n; i += k) {
-        if (ds_utf8_decode(s + i, n - i, &k) == DS_UTF8_BAD) tk_buf_put(out, fffd, 3);   /* k: the maximal subpart */
-        else tk_buf_put(out, s + i, k);
+    int rc = DS_OK;
+    for (size_t i = 0, k; !rc && i < n; i += k) {
+        if (ds_utf8_decode(s + i, n - i, &k) == DS_UTF8_BAD) rc = ds_buf_append(out, fffd, 3);   /* k: the maximal subpart */
+        else rc = ds_buf_append(out, s + i, k);
     }
+    return rc;
 }
 
 /* ---------------------------------------------------------- Unicode classes */
@@ -105,10 +81,11 @@ uint64_t tk_hash(const void *p, size_t n)
 
 /* A slot holds the key's hash in its high half and entry index + 1 in its
  * low half, so that a probe rarely has to look at the entry itself. */
-static void strmap_grow(tk_strmap *m)
+static int strmap_grow(tk_strmap *m)
 {
     size_t nslot = m->nslot ? m->nslot * 2 : 64;
-    uint64_t *slot = calloc(nslot, sizeof *slot);
+    uint64_t *slot = ds_calloc(nslot, sizeof *slot, "a token table");
+    if (!slot) return DS_ENOMEM;
     for (size_t e = 0; e < m->n; e++) {
         size_t i = m->ent[e].hash & (nslot - 1);
         while (slot[i]) i = (i + 1) & (nslot - 1);
@@ -117,6 +94,7 @@ static void strmap_grow(tk_strmap *m)
     free(m->slot);
     m->slot = slot;
     m->nslot = nslot;
+    return DS_OK;
 }
 
 int32_t tk_strmap_get(const tk_strmap *m, const char *s, size_t n)
@@ -133,9 +111,9 @@ int32_t tk_strmap_get(const tk_strmap *m, const char *s, size_t n)
     }
 }
 
-size_t tk_strmap_put(tk_strmap *m, const char *s, size_t n, int32_t val)
+int tk_strmap_put(tk_strmap *m, const char *s, size_t n, int32_t val)
 {
-    if ((m->n + 1) * 2 > m->nslot) strmap_grow(m);
+    if ((m->n + 1) * 2 > m->nslot && strmap_grow(m)) return DS_ENOMEM;
     uint32_t h = (uint32_t)tk_hash(s, n);
     size_t mask = m->nslot - 1, i = h & mask;
     for (; m->slot[i]; i = (i + 1) & mask) {
@@ -143,48 +121,54 @@ size_t tk_strmap_put(tk_strmap *m, const char *s, size_t n, int32_t val)
         struct tk_map_ent *x = &m->ent[(uint32_t)e - 1];
         if ((uint32_t)(e >> 32) == h && x->len == n && !memcmp(m->arena.p + x->off, s, n)) {
             x->val = val;
-            return (uint32_t)e - 1;
+            return DS_OK;
         }
     }
-    if (m->n == m->cap) {
-        m->cap = m->cap ? m->cap * 2 : 64;
-        m->ent = realloc(m->ent, m->cap * sizeof *m->ent);
+    size_t off = m->arena.len;
+    if (ds_grow(&m->ent, &m->cap, m->n + 1, sizeof *m->ent) || ds_buf_append(&m->arena, s, n) ||
+        ds_buf_putc(&m->arena, '\0')) {   /* keys can be handed out as C strings */
+        m->arena.len = off;
+        return DS_ENOMEM;
     }
     struct tk_map_ent *x = &m->ent[m->n];
-    x->off = (uint32_t)m->arena.n;
+    x->off = (uint32_t)off;
     x->len = (uint32_t)n;
     x->hash = h;
     x->val = val;
-    tk_buf_put(&m->arena, s, n);
-    tk_buf_putc(&m->arena, '\0');   /* keys can be handed out as C strings */
     m->slot[i] = (uint64_t)h << 32 | (m->n + 1);
-    return m->n++;
+    m->n++;
+    return DS_OK;
 }
 
 void tk_strmap_free(tk_strmap *m)
 {
-    tk_buf_free(&m->arena);
+    ds_buf_free(&m->arena);
     free(m->ent);
     free(m->slot);
     memset(m, 0, sizeof *m);
 }
 
-void tk_pairmap_init(tk_pairmap *m, size_t expect)
+int tk_pairmap_init(tk_pairmap *m, size_t expect)
 {
     size_t nslot = 64;
     while (nslot < expect * 2) nslot *= 2;
-    m->slot = malloc(nslot * sizeof *m->slot);
+    m->slot = ds_calloc(nslot, sizeof *m->slot, "the merges");
+    if (!m->slot) return DS_ENOMEM;
     for (size_t i = 0; i < nslot; i++) m->slot[i].key = UINT64_MAX;
     m->nslot = nslot;
     m->n = 0;
+    return DS_OK;
 }
 
-void tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, uint32_t rank, int32_t merged)
+int tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, uint32_t rank, int32_t merged)
 {
     if ((m->n + 1) * 2 > m->nslot) {
         tk_pairmap old = *m;
-        tk_pairmap_init(m, old.n + 1);
-        for (size_t i = 0; i < old.nslot; i++)
+        if (tk_pairmap_init(m, old.n + 1)) {
+            *m = old;
+            return DS_ENOMEM;
+        }
+        for (size_t i = 0; i < old.nslot; i++)   /* cannot fail: the new table has room for all */
             if (old.slot[i].key != UINT64_MAX)
                 tk_pairmap_put(m, (int32_t)(old.slot[i].key >> 32), (int32_t)(uint32_t)old.slot[i].key,
                                old.slot[i].rank, old.slot[i].merged);
@@ -199,6 +183,7 @@ void tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, uint32_t rank, int32_t 
     m->slot[i].key = key;
     m->slot[i].rank = rank;
     m->slot[i].merged = merged;
+    return DS_OK;
 }
 
 void tk_pairmap_free(tk_pairmap *m)
@@ -209,33 +194,36 @@ void tk_pairmap_free(tk_pairmap *m)
 
 /* ------------------------------------------------------------------- pieces */
 
-void tk_pieces_add_span(tk_pieces *p, size_t off, size_t n)
+
+int tk_pieces_add_span(tk_pieces *p, size_t off, size_t n)
 {
-    tk_buf_reserve(&p->text, 0);   /* text.p is never NULL once a piece exists */
-    if (p->n == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 64;
-        p->span = realloc(p->span, p->cap * sizeof *p->span);
-    }
+    /* text.p is never NULL once a piece exists */
+    if (ds_buf_reserve(&p->text, 0) || ds_grow(&p->span, &p->cap, p->n + 1, sizeof *p->span)) return DS_ENOMEM;
     p->span[p->n][0] = off;
     p->span[p->n][1] = n;
     p->n++;
+    return DS_OK;
 }
 
-void tk_pieces_add(tk_pieces *p, const char *s, size_t n)
+int tk_pieces_add(tk_pieces *p, const char *s, size_t n)
 {
-    tk_pieces_add_span(p, p->text.n, n);
-    tk_buf_put(&p->text, s, n);   /* allocates even for an empty piece */
+    size_t off = p->text.len;
+    if (ds_buf_append(&p->text, s, n) || tk_pieces_add_span(p, off, n)) {
+        p->text.len = off;
+        return DS_ENOMEM;
+    }
+    return DS_OK;
 }
 
 void tk_pieces_reset(tk_pieces *p)
 {
     p->n = 0;
-    p->text.n = 0;
+    p->text.len = 0;
 }
 
 void tk_pieces_free(tk_pieces *p)
 {
-    tk_buf_free(&p->text);
+    ds_buf_free(&p->text);
     free(p->span);
     memset(p, 0, sizeof *p);
 }
