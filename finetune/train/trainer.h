@@ -9,6 +9,7 @@
 #include "finetune/run/run.h"
 #include "finetune/recipe/recipe.h"
 #include "schedule.h"
+#include "train.h"
 #include "train_log.h"
 
 #include "data/dataset/dataset.h"
@@ -49,8 +50,15 @@ typedef struct {
     double t_start;
 } trainer;
 
-/* Load everything the recipe names (trainer_setup.c). */
-int trainer_setup(trainer *x, const recipe *r, bool resume);
+/* Load everything the recipe names, then (and only then) prepare the output
+ * folder: discard an earlier run (TRAIN_OVERWRITE), open the logs, write the
+ * resolved recipe (trainer_setup.c). */
+int trainer_setup(trainer *x, const recipe *r, train_start start);
+/* An earlier run's state in output_dir: DS_EEXISTS for a fresh run, naming
+ * what was found (output.c). */
+int output_check(const recipe *r, train_start start);
+/* Remove an earlier run's state, each entry atomically, checkpoints first. */
+int output_discard(const recipe *r, train_log *log);
 void trainer_free(trainer *x);
 /* Evaluate every eval set with (after) or without (before) the adapter and
  * log it; write eval/<name>.json when both are done (trainer_eval.c). */
