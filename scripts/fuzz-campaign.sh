@@ -79,13 +79,23 @@ fuzz_one() {
       break
     fi
   done
+  # A timeout is kept as a finding only when its input is slow again on its own: one that
+  # runs at once was a stall of the machine (a shared machine under load), not of the code.
+  mkdir -p "$work/stalls"
+  local slow
+  for slow in "$work"/crashes/timeout-*; do
+    [ -e "$slow" ] || continue
+    if "$dir/bin/$name" -timeout=10 -rss_limit_mb=2048 "$slow" >/dev/null 2>&1; then mv "$slow" "$work/stalls/"; fi
+  done
   local secs=$(( $(date +%s) - start ))
   local crashes timeouts ooms files
   crashes=$(find "$work/crashes" -name 'crash-*' -o -name 'leak-*' -o -name 'deadly-*' | wc -l)
   timeouts=$(find "$work/crashes" -name 'timeout-*' | wc -l)
   ooms=$(find "$work/crashes" -name 'oom-*' | wc -l)
   files=$(find "$work/corpus" -type f | wc -l)
-  echo "$secs $execs $crashes $timeouts $ooms $files" >"$work/summary"
+  local stalls
+  stalls=$(find "$work/stalls" -type f | wc -l)
+  echo "$secs $execs $crashes $timeouts $ooms $files $stalls" >"$work/summary"
   echo "fuzz: $name: $execs execs in ${secs}s, $crashes crashes, $timeouts timeouts, $ooms out of memory"
 }
 
@@ -102,12 +112,12 @@ bad=0
 {
   echo "Fuzz campaign of $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, ${jobs} targets at a time, nice ${nice_level}"
   echo
-  echo "| target | seconds | execs | execs/s | crashes | timeouts | out of memory | corpus files |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| target | seconds | execs | execs/s | crashes | timeouts | out of memory | corpus files | stalls (not reproduced) |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for t in "${targets[@]}"; do
-    read -r secs execs crashes timeouts ooms files <"$dir/$t/summary"
+    read -r secs execs crashes timeouts ooms files stalls <"$dir/$t/summary"
     rate=$(awk -v e="$execs" -v s="$secs" 'BEGIN { printf "%.0f", s > 0 ? e / s : 0 }')
-    echo "| $t | $secs | $execs | $rate | $crashes | $timeouts | $ooms | $files |"
+    echo "| $t | $secs | $execs | $rate | $crashes | $timeouts | $ooms | $files | $stalls |"
     [ $((crashes + timeouts + ooms)) -eq 0 ] || bad=1
     [ ! -e "$dir/$t/broken" ] || bad=1
   done
