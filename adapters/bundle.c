@@ -72,6 +72,7 @@ int bundle_export(const char *dir, const char *out)
         ZSTD_freeCCtx(cc);
         if (ZSTD_isError(comp_len)) rc = ds_fail(DS_EINTERNAL, "%s: compression failed: %s", out, ZSTD_getErrorName(comp_len));
     }
+    if (!rc && ds_interrupted()) rc = ds_interrupt_status("while packing the adapter; nothing was written");
     if (!rc) {
         ds_out o;
         rc = ds_out_open(&o, out);

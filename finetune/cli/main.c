@@ -73,6 +73,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ds-ft: error: unknown option '%s' (see ds-ft --help)\n", first);
         return DS_EUSAGE;
     }
+    if (rc == DS_OK && ds_interrupted())   /* a command that finished before it looked: its output is whole */
+        rc = ds_interrupt_status("(the command had finished; what it wrote is complete)");
     if (rc != DS_OK) {
         const char *msg = ds_errmsg();
         fprintf(stderr, "ds-ft %s: error: %s\n", name, *msg ? msg : ds_status_name(rc));

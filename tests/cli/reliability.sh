@@ -170,7 +170,7 @@ r7=(recipes/tiny.yaml device=cpu output_dir="$run7" train.max_steps=2 save.merge
     eval.batch_size=1 "eval.datasets=[$ev, $ev, $ev, $ev, $ev, $ev, $ev, $ev]")
 "$DSFT" train "${r7[@]}" >"$T/out7" 2>"$T/err7" &
 pid=$!
-for _ in $(seq 1 600); do grep -q "^adapter: " "$run7/train.log" 2>/dev/null && break; sleep 0.02; done
+for _ in $(seq 1 600); do grep -q "^adapter: .*(PEFT format)" "$run7/train.log" 2>/dev/null && break; sleep 0.02; done
 kill -INT "$pid"
 wait "$pid"
 got=$?
