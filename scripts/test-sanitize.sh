@@ -19,7 +19,7 @@ if [ ! -d "$shared/fixtures" ]; then
 fi
 
 # The tests left out by --ci: long training runs and sweeps (each over a minute under the sanitizers).
-CI_EXCLUDE='^(test_train|cli_resume|cli_kill|cli_recipes|test_gradcheck)$'
+CI_EXCLUDE='^(test_train|cli_resume|cli_kill)$'
 select=()
 case "${1:-}" in
   --ci) select=(-E "$CI_EXCLUDE") ;;
