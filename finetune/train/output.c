@@ -48,3 +48,13 @@ int output_discard(const recipe *r, train_log *log)
     tlog_say(log, "note: --overwrite: removed the earlier run in %s", r->output_dir);
     return DS_OK;
 }
+
+void output_clean_debris(const recipe *r)
+{
+    for (int i = 0; RUN_STATE[i]; i++) {
+        char *p = ds_path_join(r->output_dir, RUN_STATE[i]);
+        if (p) ds_clean_debris(p);
+        if (p && i == 0 && ds_is_dir(p)) ds_clean_debris_in(p);   /* checkpoints/step-N.del-PID, ... */
+        free(p);
+    }
+}

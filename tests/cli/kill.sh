@@ -7,7 +7,8 @@
 # again must finish with the result of a run never killed, leaving no debris.
 #
 # usage: kill.sh DSFT SHARED_DIR
-#   KILL_EVERY=N   kill at every Nth point only (the test suite: 5; scripts/kill-sweep.sh: 1)
+#   KILL_EVERY=N   kill at every Nth point only (the test suite: 10; scripts/kill-sweep.sh: 1)
+#   KILL_ONLY=RE   only the sweeps whose label matches the extended regex RE ("^train", "force")
 # A kill point is one call (openat, write, rename, unlink, mkdir, rmdir, fsync,
 # ftruncate, ...) on a path or descriptor under the output; strace stops the
 # process at the call's entry with SIGKILL (-e inject=CALL:signal=KILL:when=K).
@@ -44,6 +45,7 @@ kill_points() {
 sweep() {
     local label=$1 setup=$2 check=$3 recover=$4
     shift 5
+    [[ $label =~ ${KILL_ONLY:-.} ]] || return 0
     "$setup"
     kill_points "$OUT" "$@" >"$T/points"
     local n
