@@ -116,7 +116,7 @@ bad=0
   echo "|---|---|---|---|---|---|---|---|---|"
   for t in "${targets[@]}"; do
     read -r secs execs crashes timeouts ooms files stalls <"$dir/$t/summary"
-    rate=$(awk -v e="$execs" -v s="$secs" 'BEGIN { printf "%.0f", s > 0 ? e / s : 0 }')
+    rate=$(awk -v e="$execs" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? e / s : 0) }')
     echo "| $t | $secs | $execs | $rate | $crashes | $timeouts | $ooms | $files | $stalls |"
     [ $((crashes + timeouts + ooms)) -eq 0 ] || bad=1
     [ ! -e "$dir/$t/broken" ] || bad=1

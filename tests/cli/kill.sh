@@ -17,7 +17,7 @@ DSFT=$(realpath "$1")
 source "$(dirname "$0")/lib/checks.sh"
 cd "$(dirname "$0")/../.."
 FIX="$(realpath "$2")/fixtures"
-EVERY=${KILL_EVERY:-5}
+EVERY=${KILL_EVERY:-10}
 export OMP_NUM_THREADS=1
 if ! command -v strace >/dev/null; then
   echo "kill: strace is not installed (scripts/setup.sh installs it)"
