@@ -1,6 +1,9 @@
 #include "bundle.h"
 
+#include "lora.h"
+
 #include "core/files.h"
+#include "core/interrupt.h"
 #include "core/mem.h"
 #include "core/sha256.h"
 #include "core/status.h"
@@ -44,6 +47,7 @@ int bundle_export(const char *dir, const char *out)
                                                "sha256", hex));
         n++;
     }
+    if (!rc) rc = lora_check_files(data[0], len[0], data[1], len[1], dir);   /* a broken adapter is not shared */
     char *manifest = NULL;
     if (!rc) {
         json_t *m = json_pack("{s:s, s:i, s:o}", "format", "ds-ft-adapter", "version", 1, "files", files);
@@ -81,6 +85,7 @@ int bundle_export(const char *dir, const char *out)
             rc = ds_fail(ZSTD_getErrorCode(comp_len) == ZSTD_error_memory_allocation ? DS_ENOMEM : DS_EINTERNAL,
                          "%s: compression failed: %s", out, ZSTD_getErrorName(comp_len));
     }
+    if (!rc && ds_interrupted()) rc = ds_interrupt_status("while packing the adapter; nothing was written");
     if (!rc) {
         ds_out o;
         rc = ds_out_open(&o, out);
@@ -98,11 +103,144 @@ int bundle_export(const char *dir, const char *out)
 }
 
 /* A file name from a manifest: one of ours, never a path. */
-static bool allowed_name(const char *name)
+static int name_index(const char *name)
 {
-    for (int i = 0; FILES[i]; i++)
-        if (!strcmp(name, FILES[i])) return true;
-    return false;
+    for (int i = 0; name && FILES[i]; i++)
+        if (!strcmp(name, FILES[i])) return i;
+    return -1;
+}
+
+/* The most a bundle may declare for each of FILES: a config and a README are
+ * small; the tensors may be large. */
+static const size_t FILE_CAP[] = {(size_t)1 << 20, MAX_BUNDLE, (size_t)16 << 20};
+#define MAX_MANIFEST ((size_t)1 << 16)
+#define CHUNK ((size_t)1 << 20)
+
+/* The bundle's one zstd frame, decompressed on demand: never more than the
+ * caller asks for, so the manifest's sizes bound the work and the memory. */
+typedef struct {
+    ZSTD_DStream *ds;
+    ZSTD_inBuffer in;
+    const char *path;
+} unpacker;
+
+/* Up to n bytes into dst; *got < n only at the end of the frame. */
+static int unpack(unpacker *u, void *dst, size_t n, size_t *got)
+{
+    ZSTD_outBuffer out = {dst, n, 0};
+    while (out.pos < out.size) {
+        size_t in_before = u->in.pos, out_before = out.pos;
+        size_t r = ZSTD_decompressStream(u->ds, &out, &u->in);
+        if (ZSTD_isError(r)) return ds_fail(DS_EDATA, "%s: corrupted bundle: %s", u->path, ZSTD_getErrorName(r));
+        if (r == 0 || (u->in.pos == in_before && out.pos == out_before)) break;   /* frame end, or input used up */
+    }
+    *got = out.pos;
+    return DS_OK;
+}
+
+/* The manifest: the first line, at most MAX_MANIFEST bytes. */
+static int read_manifest(unpacker *u, json_t **manifest, size_t *line_len)
+{
+    char *line = ds_malloc(MAX_MANIFEST + 1, "a bundle manifest");
+    if (!line) return DS_ENOMEM;
+    size_t n = 0, got = 1;
+    int rc = DS_OK;
+    while (!rc && n < MAX_MANIFEST && got == 1 && (n == 0 || line[n - 1] != '\n')) {
+        rc = unpack(u, line + n, 1, &got);
+        n += got;
+    }
+    if (!rc && (n == 0 || line[n - 1] != '\n'))
+        rc = ds_fail(DS_EDATA, "%s: corrupted bundle: no manifest line in its first %zu bytes", u->path, MAX_MANIFEST);
+    json_error_t jerr;
+    if (!rc && !(*manifest = json_loadb(line, n - 1, 0, &jerr)))
+        rc = ds_fail(DS_EDATA, "%s: corrupted bundle: manifest: %s", u->path, jerr.text);
+    *line_len = n;
+    free(line);
+    return rc;
+}
+
+/* Every entry names one of FILES once, with a size within its cap and a
+ * 64-hex-digit checksum; the total of what follows the manifest goes to *total. */
+static int check_manifest(const json_t *manifest, const char *path, size_t *total)
+{
+    json_t *files = json_object_get(manifest, "files");
+    const char *format = json_string_value(json_object_get(manifest, "format"));
+    if (!json_is_array(files) || !format || strcmp(format, "ds-ft-adapter"))
+        return ds_fail(DS_EDATA, "%s: corrupted bundle: no valid manifest", path);
+    int seen[8] = {0};
+    size_t i;
+    json_t *f;
+    *total = 0;
+    json_array_foreach(files, i, f) {
+        const char *name = json_string_value(json_object_get(f, "name"));
+        const char *sha = json_string_value(json_object_get(f, "sha256"));
+        json_t *size = json_object_get(f, "size");
+        int k = name_index(name);
+        if (k < 0 || !sha || strlen(sha) != 64 || !json_is_integer(size) || json_integer_value(size) < 0 ||
+            (uint64_t)json_integer_value(size) > FILE_CAP[k])
+            return ds_fail(DS_EDATA, "%s: corrupted bundle: bad manifest entry %zu", path, i);
+        if (seen[k]++) return ds_fail(DS_EDATA, "%s: corrupted bundle: %s listed twice", path, name);
+        *total += (size_t)json_integer_value(size);
+    }
+    for (int k = 0; k < 2; k++)   /* adapter_config.json and adapter_model.safetensors */
+        if (!seen[k]) return ds_fail(DS_EDATA, "%s: not an adapter bundle: no %s", path, FILES[k]);
+    return DS_OK;
+}
+
+/* One file of the bundle into dir, its size and checksum verified as it comes. */
+static int unpack_file(unpacker *u, const json_t *entry, const char *dir, char *chunk)
+{
+    const char *name = json_string_value(json_object_get(entry, "name"));
+    size_t left = (size_t)json_integer_value(json_object_get(entry, "size"));
+    char *path = ds_path_join(dir, name);
+    if (!path) return DS_ENOMEM;
+    ds_out o;
+    int rc = ds_out_open(&o, path);
+    free(path);
+    if (rc) return rc;
+    ds_sha256 h;
+    ds_sha256_init(&h);
+    while (!rc && left) {
+        if (ds_interrupted()) {
+            rc = ds_interrupt_status("while unpacking the bundle; nothing was written");
+            break;
+        }
+        size_t want = left < CHUNK ? left : CHUNK, got;
+        rc = unpack(u, chunk, want, &got);
+        if (!rc && got < want) rc = ds_fail(DS_EDATA, "%s: corrupted bundle: %s is cut short", u->path, name);
+        if (!rc) {
+            ds_sha256_update(&h, chunk, got);
+            rc = ds_out_write(&o, chunk, got);
+            left -= got;
+        }
+    }
+    uint8_t digest[32];
+    char hex[65];
+    ds_sha256_final(&h, digest);
+    ds_hex(digest, 32, hex);
+    const char *sha = json_string_value(json_object_get(entry, "sha256"));
+    if (!rc && strcmp(hex, sha))
+        rc = ds_fail(DS_EDATA, "%s: checksum mismatch for %s (expected %.12s..., got %.12s...)", u->path, name, sha, hex);
+    if (rc) ds_out_abort(&o);
+    else rc = ds_out_commit(&o);
+    return rc;
+}
+
+/* The unpacked adapter's two files, read back and checked as a loader would. */
+static int check_unpacked(const char *dir, const char *what)
+{
+    char *cfg_path = ds_path_join(dir, FILES[0]), *st_path = ds_path_join(dir, FILES[1]);
+    char *cfg = NULL;
+    size_t cfg_len = 0;
+    ds_map m = {0};
+    int rc = cfg_path && st_path ? ds_read_file(cfg_path, &cfg, &cfg_len) : DS_ENOMEM;
+    if (!rc) rc = ds_map_open(st_path, &m);
+    if (!rc) rc = lora_check_files(cfg, cfg_len, m.data, m.size, what);
+    ds_map_close(&m);
+    free(cfg);
+    free(cfg_path);
+    free(st_path);
+    return rc;
 }
 
 int bundle_import(const char *in, const char *out_dir)
@@ -110,101 +248,42 @@ int bundle_import(const char *in, const char *out_dir)
     ds_map m;
     int rc = ds_map_open(in, &m);
     if (rc) return rc;
-    char *raw = NULL;
+    unpacker u = {.path = in};
     json_t *manifest = NULL;
-    size_t raw_len = 0;
+    char *chunk = NULL, *tmp = NULL;
+    size_t line_len = 0, total = 0;
     if (m.size < sizeof MAGIC || memcmp(m.data, MAGIC, sizeof MAGIC)) {
         rc = ds_fail(DS_EDATA, "%s: not a ds-ft adapter bundle (bad magic)", in);
         goto done;
     }
-    const void *frame = m.data + sizeof MAGIC;
-    size_t frame_len = m.size - sizeof MAGIC;
-    unsigned long long content = ZSTD_getFrameContentSize(frame, frame_len);
-    if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN || content > MAX_BUNDLE) {
-        rc = ds_fail(DS_EDATA, "%s: corrupted bundle (bad zstd frame header)", in);
+    u.in = (ZSTD_inBuffer){m.data + sizeof MAGIC, m.size - sizeof MAGIC, 0};
+    if (!(u.ds = ZSTD_createDStream()) || !(chunk = ds_malloc(CHUNK, "unpacking a bundle"))) {
+        rc = u.ds ? DS_ENOMEM : ds_fail(DS_ENOMEM, "%s: out of memory for the decompressor", in);
         goto done;
     }
-    if (!(raw = ds_malloc(content, "an adapter bundle"))) {
-        rc = DS_ENOMEM;
-        goto done;
-    }
-    raw_len = ZSTD_decompress(raw, content, frame, frame_len);
-    if (ZSTD_isError(raw_len) && ZSTD_getErrorCode(raw_len) == ZSTD_error_memory_allocation) {
-        rc = ds_fail(DS_ENOMEM, "%s: out of memory decompressing the bundle", in);
-        goto done;
-    }
-    if (ZSTD_isError(raw_len) || raw_len != content) {
-        rc = ds_fail(DS_EDATA, "%s: corrupted bundle: %s", in,
-                     ZSTD_isError(raw_len) ? ZSTD_getErrorName(raw_len) : "size mismatch");
-        goto done;
-    }
-    char *nl = memchr(raw, '\n', raw_len);
-    json_error_t jerr;
-    if (nl && json_parse(raw, (size_t)(nl - raw), 0, &manifest, &jerr) == DS_ENOMEM) {
-        rc = ds_fail_context(DS_ENOMEM, "%s: reading the manifest: ", in);
-        goto done;
-    }
+    rc = read_manifest(&u, &manifest, &line_len);
+    if (!rc) rc = check_manifest(manifest, in, &total);
+    /* The frame's own size, when it states one, must be the manifest's: a frame
+     * that would decompress to more is refused before it is decompressed. */
+    unsigned long long content = ZSTD_getFrameContentSize(m.data + sizeof MAGIC, m.size - sizeof MAGIC);
+    if (!rc && content != ZSTD_CONTENTSIZE_UNKNOWN && content != line_len + total)
+        rc = ds_fail(DS_EDATA, "%s: corrupted bundle: the frame holds %llu bytes, the manifest declares %zu", in,
+                     content, line_len + total);
+    if (!rc) rc = ds_dir_begin(out_dir, &tmp);
     json_t *files = json_object_get(manifest, "files");
-    if (!nl || !manifest || !json_is_array(files) ||
-        strcmp(json_string_value(json_object_get(manifest, "format")) ?: "", "ds-ft-adapter")) {
-        rc = ds_fail(DS_EDATA, "%s: corrupted bundle: no valid manifest", in);
-        goto done;
-    }
-    /* Verify everything before writing anything. */
-    size_t off = (size_t)(nl - raw) + 1;
-    size_t i;
-    json_t *f;
-    int seen[8] = {0};
-    json_array_foreach(files, i, f) {
-        const char *name = json_string_value(json_object_get(f, "name"));
-        for (int k = 0; name && FILES[k]; k++)
-            if (!strcmp(name, FILES[k]) && seen[k]++) {
-                rc = ds_fail(DS_EDATA, "%s: corrupted bundle: %s listed twice", in, name);
-                goto done;
-            }
-        const char *sha = json_string_value(json_object_get(f, "sha256"));
-        json_t *size = json_object_get(f, "size");
-        if (!name || !sha || !json_is_integer(size) || !allowed_name(name) || json_integer_value(size) < 0 ||
-            (size_t)json_integer_value(size) > raw_len - off) {
-            rc = ds_fail(DS_EDATA, "%s: corrupted bundle: bad manifest entry %zu", in, i);
-            goto done;
-        }
-        size_t n = (size_t)json_integer_value(size);
-        char hex[65];
-        ds_sha256_hex(raw + off, n, hex);
-        if (strcmp(hex, sha)) {
-            rc = ds_fail(DS_EDATA, "%s: checksum mismatch for %s (expected %.12s..., got %.12s...)", in, name, sha, hex);
-            goto done;
-        }
-        off += n;
-    }
-    if (off != raw_len) {
-        rc = ds_fail(DS_EDATA, "%s: corrupted bundle: %zu trailing bytes", in, raw_len - off);
-        goto done;
-    }
-    for (int k = 0; k < 2; k++)   /* adapter_config.json and adapter_model.safetensors */
-        if (!seen[k]) {
-            rc = ds_fail(DS_EDATA, "%s: not an adapter bundle: no %s", in, FILES[k]);
-            goto done;
-        }
-    char *tmp;
-    rc = ds_dir_begin(out_dir, &tmp);
-    if (rc) goto done;
-    off = (size_t)(nl - raw) + 1;
-    json_array_foreach(files, i, f) {
-        size_t n = (size_t)json_integer_value(json_object_get(f, "size"));
-        char *path = ds_path_join(tmp, json_string_value(json_object_get(f, "name")));
-        rc = path ? ds_write_file(path, raw + off, n) : DS_ENOMEM;
-        free(path);
-        off += n;
-        if (rc) break;
-    }
+    for (size_t i = 0; !rc && i < json_array_size(files); i++) rc = unpack_file(&u, json_array_get(files, i), tmp, chunk);
+    size_t extra = 0;
+    if (!rc) rc = unpack(&u, chunk, 1, &extra);   /* the frame ends here, its checksum verified */
+    if (!rc && (extra || u.in.pos != u.in.size))
+        rc = ds_fail(DS_EDATA, "%s: corrupted bundle: bytes after the files the manifest lists", in);
+    if (!rc) rc = check_unpacked(tmp, in);
     if (!rc) rc = ds_dir_commit(tmp, out_dir);
-    if (rc) ds_dir_abort(tmp);
-    free(tmp);
+    if (rc && tmp) ds_dir_abort(tmp);
 done:
+    free(tmp);
+    free(chunk);
+    ZSTD_freeDStream(u.ds);
     json_decref(manifest);
-    free(raw);
     ds_map_close(&m);
     return rc;
 }

@@ -115,7 +115,7 @@ void lora_key(char *buf, size_t n, int layer, llama_linear t, char which)
 /* ------------------------------------------------------------ PEFT reading */
 
 /* adapter_config.json -> lora_config, refusing what the engine would not honour. */
-static int parse_peft_config(const char *path, const char *text, size_t len, lora_config *c, char **base)
+int lora_config_parse(const char *path, const char *text, size_t len, lora_config *c, char **base)
 {
     json_error_t jerr;
     json_t *root;
@@ -137,6 +137,9 @@ static int parse_peft_config(const char *path, const char *text, size_t len, lor
         goto done;
     }
     c->r = (int)json_integer_value(v);
+    /* Each key PEFT defines is of its kind and range, or refused by name (unknown keys are ignored). */
+    rc = lora_config_check_kinds(root, path);
+    if (rc) goto done;
     v = json_object_get(root, "lora_alpha");
     c->alpha = json_is_number(v) ? json_number_value(v) : 8.0;   /* PEFT's default */
     if (!(c->alpha > 0)) { rc = ds_fail(DS_EDATA, "%s: key \"lora_alpha\" must be > 0", path); goto done; }
@@ -203,7 +206,7 @@ int lora_load_peft(const char *dir, const model_config *model, lora_adapter **ou
     lora_adapter *a = NULL;
     lora_config c;
     int rc = !cfg_path || !st_path ? DS_ENOMEM : ds_read_file(cfg_path, &text, &len);
-    if (!rc) rc = parse_peft_config(cfg_path, text, len, &c, &base);
+    if (!rc) rc = lora_config_parse(cfg_path, text, len, &c, &base);
     if (!rc) rc = st_file_open(st_path, &f);
     if (!rc) rc = lora_create(model, &c, base, &a);
     for (int l = 0; !rc && l < a->nlayers; l++)
@@ -223,7 +226,9 @@ int lora_load_peft(const char *dir, const model_config *model, lora_adapter **ou
                     rc = ds_fail_context(rc, "%s: adapter does not fit the model: ", st_path);
                     break;
                 }
-                rc = st_to_f32(ten, w ? lora_B(a, l, (llama_linear)t) : lora_A(a, l, (llama_linear)t));
+                float *dst = w ? lora_B(a, l, (llama_linear)t) : lora_A(a, l, (llama_linear)t);
+                rc = st_to_f32(ten, dst);
+                if (!rc) rc = lora_check_finite(dst, (size_t)ten->numel, st_path, key);
             }
         }
     /* Every tensor in the file must be one the model has a place for: an
@@ -288,6 +293,8 @@ static char *peft_config_json(const lora_adapter *a)
 
 int lora_write_peft_files(const lora_adapter *a, const char *dir)
 {
+    int bad = lora_check_adapter(a, "the adapter to write");
+    if (bad) return bad;
     char *cfg = peft_config_json(a);
     char *cfg_path = ds_path_join(dir, "adapter_config.json");
     int rc = !cfg || !cfg_path ? DS_ENOMEM : ds_write_file(cfg_path, cfg, strlen(cfg));

@@ -10,6 +10,8 @@
 
 #include "data/model_config.h"
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +59,29 @@ void lora_key(char *buf, size_t n, int layer, llama_linear t, char which /* 'A' 
  * tensors and PEFT features not implemented (DoRA, rank patterns, biases,
  * modules_to_save, ...) are DS_EDATA naming the file and key. */
 int lora_load_peft(const char *dir, const model_config *model, lora_adapter **out);
+/* lora_config_parse() : adapter_config.json's text into a config and the
+ * base_model_name_or_path (malloc'd); what the engine does not implement is
+ * refused by name. @return DS_OK or DS_EDATA naming PATH and the key. */
+int lora_config_parse(const char *path, const char *text, size_t len, lora_config *c, char **base);
+
+/* ---- checks (lora_check.c) ---- */
+/* lora_config_check_kinds() : the keys of adapter_config.json that PEFT
+ * defines are of the kind and range PEFT gives them ("lora_alpha": "big" is
+ * refused); unknown keys are ignored, as PEFT ignores them.
+ * @return DS_OK or DS_EDATA "PATH: key \"K\" must be ...". */
+int lora_config_check_kinds(const json_t *root, const char *path);
+/* lora_check_finite() : DS_EDATA "FILE: tensor 'NAME' holds NaN at [i]" for
+ * the first NaN or infinity of x[0..n). */
+int lora_check_finite(const float *x, size_t n, const char *file, const char *name);
+/* lora_check_adapter() : the same over every A and B of an adapter; `what`
+ * names it ("the adapter to write"). */
+int lora_check_adapter(const lora_adapter *a, const char *what);
+/* lora_check_files() : an adapter's two files as a bundle carries them, in
+ * memory: the config (lora_config_check_kinds and the loader's checks) and a
+ * well-formed safetensors image whose every tensor is a PEFT LoRA key of a
+ * target module, 2-D float with the config's rank, finite. */
+int lora_check_files(const char *cfg_text, size_t cfg_len, const void *st, size_t st_len, const char *what);
+
 /* Write a PEFT adapter folder atomically (fp32 tensors). */
 int lora_save_peft(const lora_adapter *a, const char *dir);
 /* The two PEFT files into an existing folder (each file atomically). */

@@ -75,6 +75,7 @@ void ds_map_close(ds_map *m)
 int ds_out_open(ds_out *o, const char *path)
 {
     memset(o, 0, sizeof *o);
+    ds_clean_debris(path);
     o->path = ds_strdup(path);
     o->tmp = o->path ? ds_strdupf("%s.tmp-%d", path, (int)getpid()) : NULL;
     if (!o->tmp) {
@@ -127,7 +128,7 @@ int ds_out_commit(ds_out *o)
         rc = ds_fail(DS_EIO, "%s: fsync failed: %s", o->path, strerror(errno));
     if (fclose(o->f) != 0 && !rc) rc = ds_fail(DS_EIO, "%s: close failed: %s", o->path, strerror(errno));
     o->f = NULL;
-    if (!rc && rename(o->tmp, o->path) != 0) rc = ds_fail(DS_EIO, "%s: rename failed: %s", o->path, strerror(errno));
+    if (!rc) rc = ds_replace(o->tmp, o->path);
     if (rc) unlink(o->tmp);
     out_free(o);
     return rc;
@@ -151,6 +152,7 @@ int ds_write_file(const char *path, const void *data, size_t len)
 
 int ds_dir_begin(const char *dir, char **tmp)
 {
+    ds_clean_debris(dir);
     *tmp = ds_strdupf("%s.tmp-%d", dir, (int)getpid());
     if (!*tmp) return DS_ENOMEM;
     ds_remove_tree(*tmp);
@@ -161,27 +163,7 @@ int ds_dir_begin(const char *dir, char **tmp)
 
 int ds_dir_commit(const char *tmp, const char *dir)
 {
-    /* Move an existing DIR aside first: rename() cannot replace a non-empty directory. */
-    char *old = NULL;
-    if (ds_exists(dir)) {
-        old = ds_strdupf("%s.old-%d", dir, (int)getpid());
-        if (!old) return DS_ENOMEM;
-        ds_remove_tree(old);
-        if (rename(dir, old) != 0) {
-            int rc = ds_fail(DS_EIO, "%s: cannot replace: %s", dir, strerror(errno));
-            free(old);
-            return rc;
-        }
-    }
-    if (rename(tmp, dir) != 0) {
-        int rc = ds_fail(DS_EIO, "%s: rename failed: %s", dir, strerror(errno));
-        if (old) rename(old, dir);
-        free(old);
-        return rc;
-    }
-    if (old) ds_remove_tree(old);
-    free(old);
-    return DS_OK;
+    return ds_replace(tmp, dir);
 }
 
 void ds_dir_abort(const char *tmp)

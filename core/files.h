@@ -46,10 +46,40 @@ void ds_out_abort(ds_out *o);   /* remove the temporary file */
 int ds_write_file(const char *path, const void *data, size_t len);
 
 /* A directory built under "DIR.tmp-PID" and renamed onto DIR at commit
- * (an existing DIR is replaced). `tmp` receives the path to write into. */
+ * (an existing DIR is replaced through ds_replace, so DIR always holds the old
+ * folder or the new one, whole). `tmp` receives the path to write into.
+ * ds_dir_begin first removes what killed runs left beside DIR (ds_clean_debris). */
 int ds_dir_begin(const char *dir, char **tmp);
 int ds_dir_commit(const char *tmp, const char *dir);
 void ds_dir_abort(const char *tmp);
+
+/* ---- never destroying what exists (files_replace.c) ----
+ * An output that exists is refused unless the user asked to replace it; a
+ * replaced output is swapped for the new one in one step, and removed only
+ * after that; a removal renames first. A kill at any instant leaves the old
+ * thing or the new one, complete, under the final name, and at most debris
+ * under a temporary name ("NAME.tmp-PID", ".old-PID", ".del-PID"), which the
+ * next run writing NAME removes. */
+
+/* ds_check_output() : refuse an output path that exists unless `replace`.
+ * @return DS_OK, or DS_EEXISTS "PATH: exists; pass FLAG to replace". */
+int ds_check_output(const char *path, bool replace, const char *flag);
+/* ds_replace() : put tmp (a file or folder, complete) at final. When final
+ * exists the two names are swapped in one step (renameat2 RENAME_EXCHANGE)
+ * and the old one, now under tmp's name, is removed afterwards; a file onto
+ * a file is one rename(). @return DS_OK or DS_EIO (final unchanged). */
+int ds_replace(const char *tmp, const char *final);
+/* ds_remove_atomic() : remove a file or folder: renamed to "PATH.del-PID",
+ * then removed, so a kill never leaves it half-removed under its name.
+ * A missing PATH is DS_OK. @return DS_OK or DS_EIO. */
+int ds_remove_atomic(const char *path);
+/* ds_clean_debris() : remove PATH.tmp-N, PATH.old-N and PATH.del-N left by
+ * processes N that no longer run. ds_clean_debris_in() : the same for every
+ * such name in folder DIR (only for folders ds-ft owns: checkpoints/). */
+void ds_clean_debris(const char *path);
+void ds_clean_debris_in(const char *dir);
+/* ds_same_file() : whether two existing paths are the same file or folder. */
+bool ds_same_file(const char *a, const char *b);
 
 int ds_mkdirs(const char *path);            /* mkdir -p */
 int ds_remove_tree(const char *path);       /* rm -rf */

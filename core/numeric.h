@@ -3,6 +3,7 @@
 #ifndef DS_CORE_NUMERIC_H
 #define DS_CORE_NUMERIC_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
@@ -63,6 +64,15 @@ static inline uint16_t ds_f32_to_f16(float f)
     uint32_t rem = mant & 0x1fffu;
     if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
     return sign | (uint16_t)h;
+}
+
+/* ds_first_nonfinite() : the index of the first NaN or infinite value of
+ * x[0..n), or n when all are finite. */
+static inline size_t ds_first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
 }
 
 #endif

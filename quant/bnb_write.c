@@ -4,13 +4,16 @@
 
 #include "core/buf.h"
 #include "core/files.h"
+#include "core/interrupt.h"
 #include "core/mem.h"
+#include "core/numeric.h"
 #include "core/status.h"
 #include "data/json_util.h"
 #include "data/model_config.h"
 
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,6 +96,24 @@ static int add_quantized(st_writer *w, const st_set *s, const char *name, bool d
     return rc;
 }
 
+/* A tensor kept in 16-bit (embeddings, norms, lm_head) is a 16- or 32-bit float
+ * tensor of finite values, as the loader expects: anything else is refused
+ * before the folder is written, naming the tensor. */
+static int check_kept(const st_tensor *t, const char *dir)
+{
+    if (t->dtype != ST_BF16 && t->dtype != ST_F16 && t->dtype != ST_F32)
+        return ds_fail(DS_EDATA, "%s: tensor '%s' is %s; a model's embeddings, norms and lm_head are BF16, F16 or F32",
+                       dir, t->name, st_dtype_name(t->dtype));
+    float *x = ds_malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1), "a tensor's values");
+    if (!x) return DS_ENOMEM;
+    int rc = st_to_f32(t, x);
+    size_t bad = rc ? 0 : ds_first_nonfinite(x, (size_t)t->numel);
+    if (!rc && bad < (size_t)t->numel)
+        rc = ds_fail(DS_EDATA, "%s: tensor '%s' holds %s at [%zu]", dir, t->name, isnan(x[bad]) ? "NaN" : "an infinity", bad);
+    free(x);
+    return rc;
+}
+
 static int write_model(const char *dir, const st_set *s, bool dq, bnb_quantize_report *r)
 {
     st_writer *w = st_writer_new();
@@ -101,12 +122,17 @@ static int write_model(const char *dir, const st_set *s, bool dq, bnb_quantize_r
     int rc = st_writer_meta(w, "format", "pt");
     for (int i = 0; i < st_set_count(s) && !rc; i++) {
         const st_tensor *t = st_set_at(s, i);
+        if (ds_interrupted()) {
+            rc = ds_interrupt_status("while quantizing; nothing was written");
+            break;
+        }
         if (bnb_is_linear_weight(t->name)) {
             rc = add_quantized(w, s, t->name, dq, &h);
             r->quantized++;
             r->params_4bit += t->numel;
         } else {
-            rc = st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data);
+            rc = check_kept(t, st_set_dir(s));
+            if (!rc) rc = st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data);
             r->copied++;
         }
     }
@@ -121,13 +147,6 @@ static int write_model(const char *dir, const st_set *s, bool dq, bnb_quantize_r
     return rc;
 }
 
-/* Whether two paths name the same existing folder (writing over the source
- * would replace the model being read). */
-static bool same_dir(const char *a, const char *b)
-{
-    char ra[PATH_MAX], rb[PATH_MAX];
-    return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
-}
 
 int bnb_quantize_model(const char *src_dir, const char *out_dir, const bnb_quantize_opts *opts,
                        bnb_quantize_report *report)
@@ -136,7 +155,7 @@ int bnb_quantize_model(const char *src_dir, const char *out_dir, const bnb_quant
     bnb_quantize_report r = {0};
     if (report) *report = r;
     if (!ds_is_dir(src_dir)) return ds_fail(DS_ENOINPUT, "%s: no such model folder", src_dir);
-    if (same_dir(src_dir, out_dir))
+    if (ds_same_file(src_dir, out_dir))
         return ds_fail(DS_EUSAGE, "%s: the output folder is the model folder itself; choose another", out_dir);
     model_config cfg;
     json_t *config;   /* config.json, parsed once: checked here, rewritten below */

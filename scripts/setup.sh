@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs="build-essential cmake pkg-config zstd libyaml-dev libjansson-dev libzstd-dev libcriterion-dev
-      libpcre2-dev libutf8proc-dev clang libclang-rt-14-dev"
+      libpcre2-dev libutf8proc-dev clang libclang-rt-14-dev strace valgrind python3"
 missing=""
 for p in $pkgs; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test: the Criterion suites and CLI tests (ctest; GPU tests skip
-# where there is no GPU) and each fuzz target for a bounded time.
+# where there is no GPU), the suite again under ASan + UBSan (a subset, see
+# below) and each fuzz target for a bounded time.
 # Expects ./build from scripts/setup.sh. FUZZ_SECONDS (default 30) bounds each fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,14 @@ if [ ! -d "$shared/fixtures" ]; then
 fi
 
 ctest --test-dir build --output-on-failure -j"$(nproc)"
+
+# The same suite under ASan + UBSan, less its longest runs (scripts/test-sanitize.sh --ci;
+# SANITIZE=full runs them all, SANITIZE=0 none).
+case "${SANITIZE:-ci}" in
+  0) echo "sanitizers: not run (SANITIZE=0)" ;;
+  full) DSFT_SHARED="$shared" scripts/test-sanitize.sh ;;
+  *) DSFT_SHARED="$shared" scripts/test-sanitize.sh --ci ;;
+esac
 
 if command -v clang >/dev/null 2>&1; then
   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DDSFT_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

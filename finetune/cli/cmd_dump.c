@@ -16,11 +16,10 @@ int cmd_dump(int argc, char **argv)
     dump_request r = {0};
     int rc = arg_require(&a, "--model", "dump", &r.model_dir);
     if (!rc) rc = arg_require(&a, "--input", "dump", &r.input);
-    if (!rc) rc = arg_require(&a, "--out", "dump", &r.out);
     r.adapter_dir = arg_value(&a, "--adapter");
     r.device = arg_value(&a, "--device");
     r.load_in_4bit = arg_flag(&a, "--4bit");
-    if (!rc) rc = arg_check_all(&a, "dump");
+    if (!rc) rc = arg_output(&a, "dump", (const char *const[]){r.model_dir, r.input, NULL}, &r.out);
     if (!rc) rc = dump_run(&r);
     return rc;
 }

@@ -17,7 +17,7 @@ int cmd_export(int argc, char **argv)
     args_init(&a, argc, argv);
     const char *dir, *out;
     int rc = arg_require(&a, "--adapter", "export", &dir);
-    if (!rc) rc = arg_require(&a, "--out", "export", &out);
+    if (!rc) rc = arg_output(&a, "export", (const char *const[]){dir, NULL}, &out);
     arg_value(&a, "--format");   /* --format bundle: this one */
     if (!rc) rc = arg_check_all(&a, "export");
     if (!rc && !ds_is_dir(dir)) rc = ds_fail(DS_ENOINPUT, "%s: no such adapter folder", dir);
@@ -31,8 +31,7 @@ int cmd_import(int argc, char **argv)
     args_init(&a, argc, argv);
     const char *in, *out;
     int rc = arg_require(&a, "--in", "import", &in);
-    if (!rc) rc = arg_require(&a, "--out", "import", &out);
-    if (!rc) rc = arg_check_all(&a, "import");
+    if (!rc) rc = arg_output(&a, "import", (const char *const[]){in, NULL}, &out);
     if (!rc) rc = bundle_import(in, out);
     return rc;
 }

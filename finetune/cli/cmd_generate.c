@@ -9,6 +9,8 @@
 #include "commands.h"
 #include "finetune/run/run.h"
 
+#include "core/interrupt.h"
+#include "core/numeric.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "data/tokenizer/tokenizer.h"
@@ -103,6 +105,10 @@ int cmd_generate(int argc, char **argv)
     size_t first_new = ids.n;
     engine_fwd f = {.lora = x.adapter != NULL};
     for (int step = 0; !rc && step < max_new; step++) {
+        if (ds_interrupted()) {
+            rc = ds_interrupt_status("while generating");
+            break;
+        }
         batch b;
         int T = (int)ids.n;
         rc = batch_alloc(&b, 1, T);
@@ -113,6 +119,11 @@ int cmd_generate(int argc, char **argv)
         if (!rc) rc = engine_forward(x.eng, &b, &f, lp, NULL);
         if (!rc) rc = engine_read_logits(x.eng, T - 1, 1, z);
         batch_free(&b);
+        size_t bad = rc ? (size_t)V : ds_first_nonfinite(z, (size_t)V);
+        if (bad < (size_t)V)   /* no token is chosen from a NaN: a weight of the model or adapter is broken */
+            rc = ds_fail(DS_EDATA, "generate: the logits at position %d hold %s for token %zu (a weight of the model%s "
+                                   "is NaN or infinite)", T - 1, isnan(z[bad]) ? "NaN" : "an infinity", bad,
+                         x.adapter ? " or the adapter" : "");
         if (rc) break;
         int next = pick(z, V, temperature, top_p, &rng);
         if (ids.n == ids.cap) {
@@ -122,10 +133,11 @@ int cmd_generate(int argc, char **argv)
         ids.ids[ids.n++] = next;
         if (next == eos) break;
     }
-    if (!rc) {
+    if (!rc || rc == DS_EINTERRUPTED) {   /* interrupted: what was generated so far, then exit 130 */
         char *text = NULL;
-        rc = tok_decode(x.tok, ids.ids + first_new, ids.n - first_new, true, &text);
-        if (!rc) printf("%s%s\n", prompt, text);
+        int drc = tok_decode(x.tok, ids.ids + first_new, ids.n - first_new, true, &text);
+        if (!drc) printf("%s%s\n", prompt, text);
+        if (!rc) rc = drc;
         free(text);
     }
     free(z);

@@ -15,9 +15,8 @@ int cmd_merge(int argc, char **argv)
     merge_source src;
     int rc = arg_require(&a, "--model", "merge", &model_dir);
     if (!rc) rc = arg_require(&a, "--adapter", "merge", &adapter_dir);
-    if (!rc) rc = arg_require(&a, "--out", "merge", &out);
     if (!rc) rc = merge_source_parse(arg_value(&a, "--source"), &src);
-    if (!rc) rc = arg_check_all(&a, "merge");
+    if (!rc) rc = arg_output(&a, "merge", (const char *const[]){model_dir, adapter_dir, NULL}, &out);
     if (rc) return rc;
     ds_run x;
     ds_run_opts ro = {.no_backend = true, .no_tokenizer = true, .model_dir = model_dir, .adapter_dir = adapter_dir,

@@ -14,8 +14,7 @@ int cmd_quantize(int argc, char **argv)
     args_init(&a, argc, argv);
     const char *model, *out;
     int rc = arg_require(&a, "--model", "quantize", &model);
-    if (!rc) rc = arg_require(&a, "--out", "quantize", &out);
-    if (!rc) rc = arg_check_all(&a, "quantize");
+    if (!rc) rc = arg_output(&a, "quantize", (const char *const[]){model, NULL}, &out);
     if (rc) return rc;
 
     bnb_quantize_opts opts = {.double_quant = true};

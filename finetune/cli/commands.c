@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include "core/files.h"
 #include "core/status.h"
 
 #include <errno.h>
@@ -7,22 +8,22 @@
 #include <string.h>
 
 const ds_command DS_COMMANDS[] = {
-    {"train", cmd_train, "RECIPE [key=value ...] [--resume]", "train an adapter as the recipe says"},
+    {"train", cmd_train, "RECIPE [key=value ...] [--resume | --overwrite]", "train an adapter as the recipe says"},
     {"eval", cmd_eval, "RECIPE | --model DIR [--adapter DIR] --data FILE[:type]",
      "domain accuracy, loss and perplexity"},
-    {"merge", cmd_merge, "--model DIR --adapter DIR --out DIR [--source dequantized|original]",
+    {"merge", cmd_merge, "--model DIR --adapter DIR --out DIR [--source dequantized|original] [--force]",
      "merge an adapter into the base weights (Hugging Face model folder)"},
     {"export", cmd_export,
-     "--adapter DIR --out FILE | --format gguf --model DIR [--adapter DIR] --out FILE.gguf [--type TYPE] | "
+     "--adapter DIR --out FILE [--force] | --format gguf --model DIR [--adapter DIR] --out FILE.gguf [--type TYPE] [--force] | "
      "--format gguf-lora --adapter DIR --model DIR --out FILE.gguf",
      "pack an adapter into one compressed, checksummed file, or write GGUF for llama.cpp / Ollama"},
-    {"import", cmd_import, "--in FILE --out DIR", "unpack and verify an exported adapter"},
-    {"quantize", cmd_quantize, "--model DIR --out DIR", "write a bitsandbytes-format 4-bit checkpoint"},
+    {"import", cmd_import, "--in FILE --out DIR [--force]", "unpack and verify an exported adapter"},
+    {"quantize", cmd_quantize, "--model DIR --out DIR [--force]", "write a bitsandbytes-format 4-bit checkpoint"},
     {"generate", cmd_generate, "--model DIR [--adapter DIR] --prompt TEXT", "generate text"},
     {"tokenize", cmd_tokenize, "--tokenizer DIR (--text TEXT | --jsonl FILE) [--special]",
      "token ids as JSON, one line per input"},
     {"inspect", cmd_inspect, "PATH", "describe a model folder, adapter, checkpoint or safetensors file"},
-    {"dump", cmd_dump, "--model DIR [--adapter DIR] --input FILE --out FILE",
+    {"dump", cmd_dump, "--model DIR [--adapter DIR] --input FILE --out FILE [--force]",
      "run the engine on a reference input and write its tensors"},
     {"report", cmd_report, "RUN_DIR [RUN_DIR...] [--out FILE] [--force]",
      "the HTML report of a run (RUN_DIR/report.html), or several runs compared (--out, default ./report.html)"},
@@ -116,4 +117,16 @@ int arg_check_all(const ds_args *a, const char *cmd)
                            c ? c->usage : "");
         }
     return DS_OK;
+}
+
+int arg_output(ds_args *a, const char *cmd, const char *const *inputs, const char **out)
+{
+    int rc = arg_require(a, "--out", cmd, out);
+    bool force = arg_flag(a, "--force");
+    if (!rc) rc = arg_check_all(a, cmd);
+    for (int i = 0; !rc && inputs[i]; i++)
+        if (ds_same_file(*out, inputs[i]))
+            rc = ds_fail(DS_EUSAGE, "%s: --out %s is an input of the command itself; choose another", cmd, *out);
+    if (!rc) rc = ds_check_output(*out, force, "--force");
+    return rc;
 }

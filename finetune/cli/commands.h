@@ -60,9 +60,16 @@ int arg_require(ds_args *a, const char *key, const char *cmd, const char **out);
 int arg_int(ds_args *a, const char *key, const char *cmd, long lo, long hi, long *out);
 int arg_double(ds_args *a, const char *key, const char *cmd, double lo, double hi, double *out);
 int arg_check_all(const ds_args *a, const char *cmd);
+/* arg_output() : the required `--out PATH` and `--force`, read last: every
+ * argument must have been used (arg_check_all), PATH may not be one of the
+ * inputs (NULL-terminated) the command reads, and an existing PATH is
+ * DS_EEXISTS ("exists; pass --force to replace") unless --force. */
+int arg_output(ds_args *a, const char *cmd, const char *const *inputs, const char **out);
 
-/* RECIPE [key=value ...] [--resume] -> a loaded recipe (cmd_train.c). */
+/* RECIPE [key=value ...] [--resume | --overwrite] -> a loaded recipe (cmd_train.c);
+ * train_flags: --resume and --overwrite are allowed (start gets which). */
 #include "finetune/recipe/recipe.h"
-int recipe_from_args(int argc, char **argv, const char *cmd, bool allow_resume, recipe **r, bool *resume);
+#include "finetune/train/train.h"
+int recipe_from_args(int argc, char **argv, const char *cmd, bool train_flags, recipe **r, train_start *start);
 
 #endif

@@ -4,6 +4,7 @@
 #include "finetune/recipe/recipe.h"
 
 #include "backend/backend.h"
+#include "core/interrupt.h"
 #include "core/status.h"
 
 #include <stdio.h>
@@ -22,7 +23,8 @@ static void print_help(FILE *f)
         fprintf(f, "       ds-ft %-9s %s\n%24s%s\n", c->name, c->usage, "", c->summary);
     fprintf(f, "       ds-ft --help | --version | CMD --help\n\n");
     fprintf(f, "Exit codes: 0 ok, 1 training failed, 64 usage, 65 bad data, 66 missing input,\n"
-               "70 internal error, 73 output exists, 74 I/O error, 78 bad recipe, 130 interrupted.\n\n");
+               "70 internal error, 73 output exists (--force / --overwrite), 74 I/O error, 78 bad recipe,\n"
+               "130 interrupted.\n\n");
     fprintf(f, "Recipe keys (section.key: default - help):\n");
     recipe_print_keys(f);
 }
@@ -49,6 +51,7 @@ int main(int argc, char **argv)
         if (be_cuda_compiled()) printf("cuda devices: %d\n", be_cuda_device_count());
         return DS_OK;
     }
+    ds_interrupt_install();
     const ds_command *cmd = ds_find_command(first);
     int rc;
     const char *name;
@@ -71,6 +74,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ds-ft: error: unknown option '%s' (see ds-ft --help)\n", first);
         return DS_EUSAGE;
     }
+    if (rc == DS_OK && ds_interrupted())   /* a command that finished before it looked: its output is whole */
+        rc = ds_interrupt_status("(the command had finished; what it wrote is complete)");
     if (rc != DS_OK) {
         const char *msg = ds_errmsg();
         fprintf(stderr, "ds-ft %s: error: %s\n", name, *msg ? msg : ds_status_name(rc));

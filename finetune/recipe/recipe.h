@@ -144,5 +144,14 @@ int recipe_write(const recipe *r, const char *path);
 int recipe_print(const recipe *r, FILE *f);
 /* Print every key with its default and help line (ds-ft --help). */
 void recipe_print_keys(FILE *f);
+/* recipe_check_inputs() : every path the recipe reads exists, before a run
+ * writes anything: base_model, tokenizer (when it is not base_model),
+ * adapter.init_from (folders), the data and eval datasets (readable files).
+ * @return DS_OK or DS_ENOINPUT "RECIPE: KEY: PATH: no such model folder" (data
+ * file, ...), naming the first key that fails (recipe_inputs.c). */
+int recipe_check_inputs(const recipe *r);
+/* recipe_at_default() : whether numeric or boolean key SECTION.KEY ("adapter",
+ * "lora_r") holds its default value (written out or not). */
+bool recipe_at_default(const recipe *r, const char *section, const char *key);
 
 #endif

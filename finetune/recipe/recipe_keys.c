@@ -168,8 +168,8 @@ static int read_int(const rctx *c, const opt_key *k, const char *dotted, const y
 
 static int read_float(const rctx *c, const opt_key *k, const char *dotted, const ynode *v, double *out)
 {
-    char shown[64];
-    recipe_show(v, shown, sizeof shown);
+    char buf[64];
+    const char *shown = recipe_show(v, buf, sizeof buf);   /* "a list" is not written into buf */
     if (v->kind == YN_SCALAR && is_yaml_infinity_or_nan(v->text))
         return rctx_fail(c, v->line, dotted, "expected a finite number, got %s", shown);
     bool integer;

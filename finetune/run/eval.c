@@ -1,5 +1,6 @@
 #include "run.h"
 
+#include "core/interrupt.h"
 #include "core/status.h"
 
 #include <math.h>
@@ -13,6 +14,19 @@ void eval_result_free(eval_result *r)
     free(r->pred);
     free(r->pred_norm);
     memset(r, 0, sizeof *r);
+}
+
+/* The log-probabilities of a forward at its targets are finite numbers: a NaN
+ * or infinite weight shows here, and an evaluation must not report it as a
+ * score. */
+static int check_logprobs(const batch *b, const float *lp)
+{
+    for (int k = 0; k < b->B * b->T; k++)
+        if (b->targets[k] >= 0 && !isfinite(lp[k]))
+            return ds_fail(DS_EDATA, "evaluation: the log-probability of row %d, position %d is %s (a weight of the "
+                                     "model or adapter is NaN or infinite)", k / b->T, k % b->T,
+                           isnan(lp[k]) ? "NaN" : "infinite");
+    return DS_OK;
 }
 
 /* Unicode characters of a UTF-8 string (lm-eval normalises by len(str)). */
@@ -77,6 +91,10 @@ int eval_mcq(engine *e, const dataset *d, bool lora, long limit, int max_rows, e
     out->pred_norm = calloc((size_t)(n ? n : 1), sizeof(int));
     engine_fwd f = {.lora = lora};
     for (long r0 = 0; r0 < total && !rc;) {
+        if (ds_interrupted()) {
+            rc = ds_interrupt_status("during evaluation");
+            break;
+        }
         long r1 = r0;
         int T = 0;
         while (r1 < total) {
@@ -89,6 +107,7 @@ int eval_mcq(engine *e, const dataset *d, bool lora, long limit, int max_rows, e
         rc = mcq_batch(d, rows, (int)r0, (int)r1, T, &b);
         float *lp = malloc(sizeof(float) * (size_t)b.B * b.T);
         if (!rc) rc = engine_forward(e, &b, &f, lp, NULL);
+        if (!rc) rc = check_logprobs(&b, lp);
         for (long r = r0; !rc && r < r1; r++) out->loglik[r] = batch_row_sum(b.targets, b.T, lp, (int)(r - r0));
         free(lp);
         batch_free(&b);
@@ -130,6 +149,10 @@ int eval_loss(engine *e, const dataset *d, bool lora, long limit, int max_rows, 
     double nll = 0;
     int rc = DS_OK;
     for (int i0 = 0; i0 < n && !rc;) {
+        if (ds_interrupted()) {
+            rc = ds_interrupt_status("during evaluation");
+            break;
+        }
         int i1 = i0, T = 0;
         while (i1 < n) {
             int t = d->sft[i1].n < maxT ? d->sft[i1].n : maxT;
@@ -147,6 +170,7 @@ int eval_loss(engine *e, const dataset *d, bool lora, long limit, int max_rows, 
         }
         float *lp = malloc(sizeof(float) * (size_t)b.B * b.T);
         if (!rc) rc = engine_forward(e, &b, &f, lp, NULL);
+        if (!rc) rc = check_logprobs(&b, lp);
         for (int k = 0; !rc && k < b.B * b.T; k++)
             if (b.targets[k] >= 0) {
                 nll -= lp[k];

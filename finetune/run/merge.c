@@ -3,9 +3,11 @@
 #include "adapters/merge.h"
 #include "backend/backend.h"
 #include "core/files.h"
+#include "core/interrupt.h"
 #include "core/numeric.h"
 #include "core/status.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +42,17 @@ typedef struct {
     llama_linear t;
 } merge_item;
 
+/* The name a merged tensor has in the folder, for messages. */
+static void item_name(const merge_item *it, char *buf, size_t n)
+{
+    if (it->plain) snprintf(buf, n, "%s", it->plain->name);
+    else snprintf(buf, n, "model.layers.%d.%s.weight", it->layer, llama_linear_path(it->t));
+}
+
 static int fill_bf16(void *ctx, void *dst)
 {
     const merge_item *it = ctx;
+    if (ds_interrupted()) return ds_interrupt_status("while merging; nothing was written");
     size_t n = it->plain ? (size_t)it->plain->numel : 0;
     int out = 0, in = 0;
     if (!it->plain) {
@@ -52,6 +62,14 @@ static int fill_bf16(void *ctx, void *dst)
     float *tmp = malloc(sizeof(float) * (n ? n : 1));
     if (!tmp) return ds_fail(DS_EIO, "out of memory while merging");
     int rc = it->plain ? st_to_f32(it->plain, tmp) : merge_linear(it->cpu, it->m, it->a, it->src, it->layer, it->t, tmp);
+    size_t bad = rc ? n : ds_first_nonfinite(tmp, n);
+    if (bad < n) {   /* a NaN or infinite weight is never written as a result */
+        char name[256];
+        item_name(it, name, sizeof name);
+        rc = ds_fail(DS_EDATA, "merge: %s would hold %s at [%zu] (%s); nothing was written", name,
+                     isnan(tmp[bad]) ? "NaN" : "an infinity", bad,
+                     it->plain ? "it is so in the base model" : "from the base weight or the adapter");
+    }
     uint16_t *h = dst;
     for (size_t i = 0; !rc && i < n; i++) h[i] = ds_f32_to_bf16(tmp[i]);
     free(tmp);

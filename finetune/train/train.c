@@ -9,17 +9,14 @@
 
 #include "core/clock.h"
 #include "core/files.h"
+#include "core/interrupt.h"
 #include "core/status.h"
 #include "core/units.h"
 
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-
-static volatile sig_atomic_t g_interrupted;
-static void on_signal(int sig) { (void)sig; g_interrupted = 1; }
 
 /* ------------------------------------------------------------ data order */
 
@@ -75,6 +72,10 @@ int trainer_precompute_ref(trainer *x)
     x->ref_cache = calloc((size_t)x->train.n, sizeof *x->ref_cache);
     engine_fwd f = {.lora = false};
     for (int i = 0; !rc && i < plan.nbatches; i++) {
+        if (ds_interrupted()) {
+            rc = ds_interrupt_status("while precomputing the reference log-probs");
+            break;
+        }
         batch b;
         rc = epoch_plan_batch(&plan, i, &x->train, x->pad_id, &b);
         float *lp = rc ? NULL : malloc(sizeof(float) * (size_t)b.B * b.T);
@@ -199,15 +200,10 @@ static size_t peak_memory(const trainer *x)
     return (size_t)ru.ru_maxrss * 1024;
 }
 
-/* What a logged row summarises: the steps since the previous row. The loss
- * and the loss modules' metrics are averaged over them, as Hugging Face's
- * Trainer logs its loss; lr and grad_norm are the last step's. */
-typedef struct {
-    int steps;
-    double loss;
-    loss_metrics metrics;
-} log_window;
-
+/* What a logged row summarises: the steps since the previous row (kept in
+ * train_state, so in checkpoints). The loss and the loss modules' metrics are
+ * averaged over them, as Hugging Face's Trainer logs its loss; lr and
+ * grad_norm are the last step's. */
 static void window_add(log_window *w, const step_result *s)
 {
     w->steps++;
@@ -270,6 +266,15 @@ static int save_checkpoint(trainer *x)
 
 /* ------------------------------------------------------------ the run */
 
+/* A stop during the final evaluation or merge: the adapter and the last
+ * checkpoint are whole, and --resume does what is left. */
+static int stopped_after_training(trainer *x, int rc)
+{
+    if (rc != DS_EINTERRUPTED) return rc;
+    return ds_fail_context(rc, "after training (the checkpoint of step %lld and %s/adapter are complete; ds-ft train "
+                               "--resume finishes the evaluation and merge): ", (long long)x->st.step, x->r->output_dir);
+}
+
 static int finish(trainer *x)
 {
     const recipe *r = x->r;
@@ -289,27 +294,34 @@ static int finish(trainer *x)
         free(mdir);
         report_info_phase(x->info, "merge");
     }
-    return rc;
+    return stopped_after_training(x, rc);
 }
 
-int train_run(const recipe *r, bool resume)
+/* Evaluation before training; a stop there writes the step-0 checkpoint, so
+ * that --resume starts training where a run never stopped would. */
+static int evaluate_before(trainer *x)
+{
+    int rc = trainer_evaluate(x, false, 0);
+    if (rc != DS_EINTERRUPTED) return rc;
+    rc = save_checkpoint(x);
+    if (rc) return rc;
+    return ds_fail(DS_EINTERRUPTED, "interrupted during the evaluation before training; checkpoint step-0 written "
+                                    "(continue with --resume)");
+}
+
+int train_run(const recipe *r, train_start start)
 {
     trainer x;
-    g_interrupted = 0;
-    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-
-    int rc = trainer_setup(&x, r, resume);
+    bool resume = start == TRAIN_RESUME;
+    int rc = trainer_setup(&x, r, start);
     bool set_up = rc == DS_OK;
     if (!rc && x.r->plan.needs_ref && r->loss.main.module->precompute_ref && r->loss.main.module->precompute_ref(r->loss.main.cfg))
         rc = trainer_precompute_ref(&x);
-    if (!rc && r->eval.before_training && !resume && x.n_evals) rc = trainer_evaluate(&x, false, 0);
+    if (!rc && r->eval.before_training && !resume && x.n_evals) rc = evaluate_before(&x);
 
     double window_t = ds_now(), session_t = ds_now();
     long window_tokens = 0;
-    log_window window = {0};
+    log_window *window = &x.st.window;
     int64_t session_steps = 0;
     while (!rc && x.st.step < x.st.total_steps) {
         step_result s;
@@ -317,7 +329,7 @@ int train_run(const recipe *r, bool resume)
         if (rc) break;
         session_steps++;
         window_tokens += s.tokens;
-        window_add(&window, &s);
+        window_add(window, &s);
         x.st.tokens += s.tokens;
         if (diverged(&x.st, s.loss, r->train.divergence_factor)) {
             rc = ds_fail(DS_ETRAIN, "training failed: the loss diverged at step %lld (its moving average %.4g is more "
@@ -330,21 +342,23 @@ int train_run(const recipe *r, bool resume)
         double eta = (now - session_t) / session_steps * (double)(x.st.total_steps - x.st.step);
         bool last = x.st.step == x.st.total_steps;
         if (x.st.step % r->train.logging_steps == 0 || last) {
-            report_step(&x, &s, &window, window_tokens / (now - window_t + 1e-9), elapsed, eta);
+            report_step(&x, &s, window, window_tokens / (now - window_t + 1e-9), elapsed, eta);
             window_t = now;
             window_tokens = 0;
-            memset(&window, 0, sizeof window);
+            memset(window, 0, sizeof *window);
         } else {
             char e1[32];
             tlog_live(&x.log, "step %lld/%lld  loss %.4f  lr %.2e  eta %s", (long long)x.st.step,
                       (long long)x.st.total_steps, s.loss, s.lr, ds_duration_str(eta, e1, sizeof e1));
         }
-        if (r->eval.every_steps > 0 && x.st.step % r->eval.every_steps == 0 && !last)
+        if (r->eval.every_steps > 0 && x.st.step % r->eval.every_steps == 0 && !last) {
             rc = trainer_evaluate_midway(&x, x.st.step);
-        if (!rc && ((r->save.every_steps > 0 && x.st.step % r->save.every_steps == 0) || last || g_interrupted)) {
+            if (rc == DS_EINTERRUPTED) rc = DS_OK;   /* the checkpoint below, then the stop */
+        }
+        if (!rc && ((r->save.every_steps > 0 && x.st.step % r->save.every_steps == 0) || last || ds_interrupted())) {
             rc = save_checkpoint(&x);
         }
-        if (!rc && g_interrupted) {
+        if (!rc && ds_interrupted()) {
             rc = ds_fail(DS_EINTERRUPTED, "interrupted at step %lld; checkpoint written (continue with --resume)",
                          (long long)x.st.step);
         }
@@ -353,7 +367,5 @@ int train_run(const recipe *r, bool resume)
     if (!rc) rc = finish(&x);
     if (set_up) write_report(&x, rc, true);
     trainer_free(&x);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
     return rc;
 }

@@ -6,10 +6,21 @@
 
 #include <stdbool.h>
 
-/* Train as the recipe says, evaluating before and after, saving
+/* How a run treats an output folder that holds an earlier run's state
+ * (checkpoints/, adapter/, merged/, eval/, metrics.jsonl, train.log,
+ * recipe.resolved.yaml). */
+typedef enum {
+    TRAIN_FRESH,        /* refuse it: DS_EEXISTS, nothing touched */
+    TRAIN_RESUME,       /* continue from its newest complete checkpoint */
+    TRAIN_OVERWRITE,    /* replace it: removed once every input of the new run was read */
+} train_start;
+
+/* train_run() : train as the recipe says, evaluating before and after, saving
  * checkpoints, the final adapter and (if asked) the merged model into
- * output_dir. resume continues from the newest checkpoint. Ctrl-C writes a
- * checkpoint and returns DS_EINTERRUPTED. */
-int train_run(const recipe *r, bool resume);
+ * output_dir. Every input the recipe names is checked before anything in
+ * output_dir is touched. SIGINT or SIGTERM (during training, evaluation or
+ * the merge) ends the run with DS_EINTERRUPTED after writing a checkpoint
+ * that --resume continues. @return DS_OK or the failure's status. */
+int train_run(const recipe *r, train_start start);
 
 #endif

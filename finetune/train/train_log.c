@@ -10,7 +10,6 @@
 
 int tlog_open(train_log *t, const char *output_dir, bool append)
 {
-    memset(t, 0, sizeof *t);
     char *m = ds_path_join(output_dir, "metrics.jsonl"), *l = ds_path_join(output_dir, "train.log");
     t->metrics = fopen(m, append ? "a" : "w");
     t->log = fopen(l, append ? "a" : "w");
@@ -18,6 +17,8 @@ int tlog_open(train_log *t, const char *output_dir, bool append)
     free(m);
     free(l);
     t->tty = isatty(STDERR_FILENO);
+    if (!rc && t->pending.len) fputs(t->pending.p, t->log);
+    ds_buf_free(&t->pending);
     if (rc) tlog_close(t);
     return rc;
 }
@@ -59,6 +60,7 @@ void tlog_close(train_log *t)
     if (t->metrics) fclose(t->metrics);
     if (t->log) fclose(t->log);
     report_tb_close(t->tb);
+    ds_buf_free(&t->pending);
     memset(t, 0, sizeof *t);
 }
 
@@ -82,6 +84,12 @@ void tlog_say(train_log *t, const char *fmt, ...)
         va_end(ap);
         fputc('\n', t->log);
         fflush(t->log);
+    } else {   /* kept for train.log; a line lost for want of memory only misses from the file */
+        char line[1024];
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof line, fmt, ap);
+        va_end(ap);
+        if (ds_buf_puts(&t->pending, line) == DS_OK) ds_buf_putc(&t->pending, '\n');
     }
 }
 

@@ -5,6 +5,7 @@
 #define DS_FINETUNE_TRAIN_LOG_H
 
 #include "finetune/report/report.h"
+#include "core/buf.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -16,8 +17,11 @@ typedef struct {
     bool tty;          /* stderr is a terminal */
     bool live;         /* a live line is on screen */
     report_tb *tb;     /* TensorBoard events of the same rows (train.tensorboard), or NULL */
+    ds_buf pending;    /* lines said before the files were opened, written into train.log at open */
 } train_log;
 
+/* Open metrics.jsonl and train.log (appending, or replacing them); until then
+ * tlog_say keeps its lines for train.log. A zeroed train_log is ready for tlog_say. */
 int tlog_open(train_log *t, const char *output_dir, bool append);
 void tlog_close(train_log *t);
 /* A line to stderr (above the live line) and to train.log. */

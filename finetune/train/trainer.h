@@ -10,6 +10,7 @@
 #include "finetune/recipe/recipe.h"
 #include "finetune/report/report.h"
 #include "schedule.h"
+#include "train.h"
 #include "train_log.h"
 
 #include "data/dataset/dataset.h"
@@ -51,8 +52,18 @@ typedef struct {
     report_info *info;          /* run_info.json and report.html (finetune/report/report.h) */
 } trainer;
 
-/* Load everything the recipe names (trainer_setup.c). */
-int trainer_setup(trainer *x, const recipe *r, bool resume);
+/* Load everything the recipe names, then (and only then) prepare the output
+ * folder: discard an earlier run (TRAIN_OVERWRITE), open the logs, write the
+ * resolved recipe (trainer_setup.c). */
+int trainer_setup(trainer *x, const recipe *r, train_start start);
+/* An earlier run's state in output_dir: DS_EEXISTS for a fresh run, naming
+ * what was found (output.c). */
+int output_check(const recipe *r, train_start start);
+/* Remove an earlier run's state, each entry atomically, checkpoints first. */
+int output_discard(const recipe *r, train_log *log);
+/* Remove what killed runs left under temporary names beside the state's entries
+ * and inside checkpoints/ (files.h: ds_clean_debris). */
+void output_clean_debris(const recipe *r);
 void trainer_free(trainer *x);
 /* Evaluate every eval set with (after) or without (before) the adapter and
  * log it; write eval/<name>.json when both are done (trainer_eval.c). */

@@ -5,6 +5,8 @@
 
 #include "core/clock.h"
 #include "core/files.h"
+#include "core/interrupt.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "core/units.h"
 #include "data/dataset/chat_template.h"
@@ -153,9 +155,11 @@ static int record_inputs(trainer *x)
 
 static int resume_from_checkpoint(trainer *x)
 {
-    char *path;
-    int rc = checkpoint_latest(x->r->output_dir, &path);
+    char *path, *skipped;
+    int rc = checkpoint_latest(x->r->output_dir, &path, &skipped);
     if (rc) return rc;
+    if (skipped) tlog_say(&x->log, "resume: skipped %s (incomplete: no %s)", skipped, CHECKPOINT_MARKER);
+    free(skipped);
     size_t P = x->ctx.adapter->nparams;
     float *m = malloc(sizeof(float) * P), *v = malloc(sizeof(float) * P);
     train_state s;
@@ -165,7 +169,6 @@ static int resume_from_checkpoint(trainer *x)
                      (unsigned long long)s.seed, (long long)x->r->seed);
     if (!rc) rc = engine_set_params(x->ctx.eng, x->ctx.adapter->data);
     if (!rc) rc = engine_set_adam(x->ctx.eng, m, v);
-    if (!rc) rc = tlog_keep_until(&x->log, x->r->output_dir, (long)s.step);
     if (!rc) {
         s.total_steps = x->st.total_steps;
         x->st = s;
@@ -177,24 +180,40 @@ static int resume_from_checkpoint(trainer *x)
     return rc;
 }
 
-int trainer_setup(trainer *x, const recipe *r, bool resume)
+/* adapter.init_from brings its own rank, alpha and rsLoRA: a recipe value left
+ * at its default takes the adapter's; one set to anything else must agree. */
+static int check_init_from(const recipe *r, const lora_adapter *ad, const lora_config *want)
+{
+    const char *bad = NULL;
+    char mine[64], theirs[64];
+    if (!recipe_at_default(r, "adapter", "lora_r") && ad->cfg.r != want->r) {
+        bad = "lora_r";
+        snprintf(mine, sizeof mine, "%d", want->r);
+        snprintf(theirs, sizeof theirs, "r = %d", ad->cfg.r);
+    } else if (!recipe_at_default(r, "adapter", "lora_alpha") && ad->cfg.alpha != want->alpha) {
+        bad = "lora_alpha";
+        snprintf(mine, sizeof mine, "%g", want->alpha);
+        snprintf(theirs, sizeof theirs, "lora_alpha = %g", ad->cfg.alpha);
+    } else if (!recipe_at_default(r, "adapter", "use_rslora") && ad->cfg.use_rslora != want->use_rslora) {
+        bad = "use_rslora";
+        snprintf(mine, sizeof mine, "%s", want->use_rslora ? "true" : "false");
+        snprintf(theirs, sizeof theirs, "use_rslora = %s", ad->cfg.use_rslora ? "true" : "false");
+    }
+    if (!bad) return DS_OK;
+    return ds_fail(DS_ECONFIG, "%s: adapter.%s is %s but adapter.init_from %s has %s (leave adapter.%s out to take "
+                               "the adapter's)", r->file, bad, mine, r->adapter.init_from, theirs, bad);
+}
+
+int trainer_setup(trainer *x, const recipe *r, train_start start)
 {
     memset(x, 0, sizeof *x);
     x->r = r;
     x->plan_epoch = -1;
     x->t_start = ds_now();
-    int rc = ds_mkdirs(r->output_dir);
-    if (rc) return rc;
-    char *ckpt = ds_path_join(r->output_dir, "checkpoints");
-    bool had = ds_exists(ckpt);
-    if (!resume && had) ds_remove_tree(ckpt);   /* a fresh run must not mix with an old one's steps */
-    free(ckpt);
-    if ((rc = tlog_open(&x->log, r->output_dir, resume))) return rc;
-    if (!resume && had) tlog_say(&x->log, "note: removed the checkpoints of an earlier run in %s (use --resume to continue one)",
-                                 r->output_dir);
-    char *resolved = ds_path_join(r->output_dir, "recipe.resolved.yaml");
-    rc = recipe_write(r, resolved);
-    free(resolved);
+    bool resume = start == TRAIN_RESUME;
+    /* Inputs first: nothing in output_dir is touched until all of them were read. */
+    int rc = recipe_check_inputs(r);
+    if (!rc) rc = output_check(r, start);
     lora_config lc;
     if (!rc) rc = report_info_open(r->output_dir, resume, &x->info);
     ds_run_opts ro = {.device = r->plan.device, .model_dir = r->base_model, .tokenizer_dir = r->tokenizer,
@@ -208,15 +227,17 @@ int trainer_setup(trainer *x, const recipe *r, bool resume)
     tlog_say(&x->log, "model: %s, %d layers, hidden %d, %s weights", r->base_model, m->cfg.num_layers,
              m->cfg.hidden_size, m->quantized ? "NF4 4-bit" : "16-bit");
     if (r->adapter.init_from) {
+        rc = check_init_from(r, ad, &lc);
         tlog_say(&x->log, "adapter: starting from %s (r=%d, alpha=%g)", r->adapter.init_from, ad->cfg.r, ad->cfg.alpha);
         ad->cfg.dropout = lc.dropout;
     }
-    if (r->save.merge && r->plan.merge_source == MERGE_ORIGINAL && m->prequantized)
+    if (!rc && r->save.merge && r->plan.merge_source == MERGE_ORIGINAL && m->prequantized)
         rc = ds_fail(DS_ECONFIG, "%s: save.merge_source: original, but %s is a 4-bit checkpoint with no original "
                                  "16-bit weights (use dequantized)", r->file, r->base_model);
     report_info_phase(x->info, "load");
     if (!rc) rc = load_data(x);
     report_info_phase(x->info, "tokenize");
+    if (!rc && ds_interrupted()) rc = ds_interrupt_status("while loading the data; nothing was written");
     if (!rc) {
         engine_opts eo = {.max_B = r->plan.rows, .max_T = r->plan.seq_len,
                           .checkpointing = r->train.gradient_checkpointing, .training = true, .seed = (uint64_t)r->seed};
@@ -234,7 +255,8 @@ int trainer_setup(trainer *x, const recipe *r, bool resume)
     if (!rc) {
         size_t N = (size_t)r->plan.rows * (size_t)r->plan.seq_len;
         float **bufs[] = {&x->lp, &x->fmass, &x->ref, &x->ca, &x->cb, &x->cc};
-        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) *bufs[i] = calloc(N, sizeof(float));
+        for (size_t i = 0; !rc && i < sizeof bufs / sizeof *bufs; i++)
+            if (!(*bufs[i] = ds_calloc(N, sizeof(float), "a micro-batch's per-token values"))) rc = DS_ENOMEM;
         x->pad_id = tok_pad_id(x->ctx.tok) >= 0 ? tok_pad_id(x->ctx.tok) : 0;
         x->nlosses = 1 + r->loss.n_penalties;
         x->losses = malloc(sizeof *x->losses * (size_t)x->nlosses);
@@ -246,6 +268,16 @@ int trainer_setup(trainer *x, const recipe *r, bool resume)
     for (int i = 0; !rc && i < r->loss.n_penalties; i++) rc = prepare_loss(x, &r->loss.penalties[i], "loss.penalties");
     if (!rc) rc = setup_schedule(x);
     if (!rc && resume) rc = resume_from_checkpoint(x);
+    /* Every input was read: now the output folder. */
+    if (!rc) output_clean_debris(r);
+    if (!rc && start == TRAIN_OVERWRITE) rc = output_discard(r, &x->log);
+    if (!rc) rc = tlog_open(&x->log, r->output_dir, resume);
+    if (!rc && resume) rc = tlog_keep_until(&x->log, r->output_dir, (long)x->st.step);
+    if (!rc) {
+        char *resolved = ds_path_join(r->output_dir, "recipe.resolved.yaml");
+        rc = recipe_write(r, resolved);
+        free(resolved);
+    }
     if (!rc && r->train.tensorboard) rc = report_tb_open(r->output_dir, resume ? x->st.step + 1 : 0, &x->log.tb);
     report_info_phase(x->info, "load");
     if (!rc) rc = record_inputs(x);

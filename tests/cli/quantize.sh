@@ -22,9 +22,12 @@ for f in tokenizer.json tokenizer_config.json; do
 done
 grep -q '"quant_method": "bitsandbytes"' "$T/q/config.json" || fail "config.json has no quantization_config"
 
-# 2. Quantizing again over an existing folder replaces it.
+# 2. Quantizing again over an existing folder is refused; with --force it replaces it.
 echo stale >"$T/q/stale.txt"
-expect 0 "quantize over an existing folder" -- quantize --model "$SRC" --out "$T/q"
+expect 73 "quantize over an existing folder" -- quantize --model "$SRC" --out "$T/q"
+has "$T/err" "exists; pass --force to replace" "the message says how to replace it"
+[ -e "$T/q/stale.txt" ] || fail "a refused quantize removed the existing folder's files"
+expect 0 "quantize --force over an existing folder" -- quantize --model "$SRC" --out "$T/q" --force
 [ -e "$T/q/stale.txt" ] && fail "the old folder's files survived"
 cmp -s "$T/q/model.safetensors" "$REF/model.safetensors" || fail "re-quantized model.safetensors differs"
 
