@@ -28,6 +28,22 @@ typedef struct {
     char text[300];
 } plan_target;
 
+/* "1.2B" or "0.6M" parameters. */
+static void params_text(const model_config *cfg, char *buf, size_t n)
+{
+    double p = (double)model_config_params(cfg);
+    if (p >= 1e9) snprintf(buf, n, "%.2fB", p / 1e9);
+    else snprintf(buf, n, "%.1fM", p / 1e6);
+}
+
+/* "3.4 h" or "12 min". */
+static void duration_text(double sec, char *buf, size_t n)
+{
+    if (sec >= 3600) snprintf(buf, n, "%.1f h", sec / 3600);
+    else if (sec >= 60) snprintf(buf, n, "%.0f min", sec / 60);
+    else snprintf(buf, n, "%.0f s", sec);
+}
+
 /* ---- the machine ---- */
 
 static void report_machine(FILE *out, const doctor_opts *o, plan_target *t)
@@ -108,9 +124,11 @@ static bool report_model(FILE *out, const recipe *r, model_config *cfg, tokenize
     int rc = hub_resolve(r->base_model, "base_model", HUB_MODEL, &dir, &f);
     if (!rc) rc = model_config_load(dir, cfg);
     if (!rc) {
-        fprintf(out, "model        %s%s%s: %d layers, hidden %d, vocabulary %d, %.2fB parameters\n", r->base_model,
+        char params[32];
+        params_text(cfg, params, sizeof params);
+        fprintf(out, "model        %s%s%s: %d layers, hidden %d, vocabulary %d, %s parameters\n", r->base_model,
                 f.from_cache ? " -> " : "", f.from_cache ? dir : "", cfg->num_layers, cfg->hidden_size,
-                cfg->vocab_size, model_config_params(cfg) / 1e9);
+                cfg->vocab_size, params);
         char *tdir = NULL;
         if (!strcmp(r->tokenizer, r->base_model)) tdir = dir, dir = NULL;
         else if (hub_resolve(r->tokenizer, "tokenizer", HUB_TOKENIZER, &tdir, NULL)) {
@@ -130,8 +148,10 @@ static bool report_model(FILE *out, const recipe *r, model_config *cfg, tokenize
         fprintf(out, "             without its config.json the memory and time cannot be estimated\n");
         return false;
     }
-    fprintf(out, "             until then: the shape of %s from ds-ft's table (%d layers, hidden %d, %.2fB parameters)\n",
-            shape, cfg->num_layers, cfg->hidden_size, model_config_params(cfg) / 1e9);
+    char params[32];
+    params_text(cfg, params, sizeof params);
+    fprintf(out, "             until then: the shape of %s from ds-ft's table (%d layers, hidden %d, %s parameters)\n",
+            shape, cfg->num_layers, cfg->hidden_size, params);
     return true;
 }
 
@@ -139,20 +159,19 @@ static bool report_model(FILE *out, const recipe *r, model_config *cfg, tokenize
 
 static void say_line(void *out, const char *line) { fprintf(out, "data         %s\n", line); }
 
+#define MAX_MICRO_BATCH 256
+
+/* The largest micro-batch (up to MAX_MICRO_BATCH) whose estimate fits in free_gib; 0 when none does. */
 static int largest_fitting(const model_config *cfg, const recipe *r, double free_gib)
 {
-    int best = 0;
-    for (int mb = 1; mb <= 256; mb *= 2) {
+    int lo = 0, hi = MAX_MICRO_BATCH + 1;   /* lo fits (0: nothing yet), hi does not */
+    while (hi - lo > 1) {
+        int mb = (lo + hi) / 2;
         doctor_memory m;
-        if (doctor_memory_for(cfg, r, mb, &m) || m.total / GIB > free_gib) break;
-        best = mb;
+        if (doctor_memory_for(cfg, r, mb, &m) == DS_OK && m.total / GIB <= free_gib) lo = mb;
+        else hi = mb;
     }
-    for (int mb = best + 1; best && mb < 2 * best; mb++) {   /* between the last power of two that fits and the next */
-        doctor_memory m;
-        if (doctor_memory_for(cfg, r, mb, &m) || m.total / GIB > free_gib) break;
-        best = mb;
-    }
-    return best;
+    return lo;
 }
 
 static void report_fit(FILE *out, const model_config *cfg, const recipe *r, const doctor_memory *m, double free_gib,
@@ -169,6 +188,8 @@ static void report_fit(FILE *out, const model_config *cfg, const recipe *r, cons
     if (best == 0)
         fprintf(out, "             not even micro_batch_size 1 fits at sequence_len %d: shorten data.sequence_len, "
                      "keep train.gradient_checkpointing on, or take a card with more memory\n", r->plan.seq_len);
+    else if (best == MAX_MICRO_BATCH)
+        fprintf(out, "             micro-batches of %d and more fit at sequence_len %d\n", best, r->plan.seq_len);
     else if (best != r->plan.micro_batch)
         fprintf(out, "             the largest micro-batch that fits at sequence_len %d is %d: "
                      "train.micro_batch_size=%d train.gradient_accumulation_steps=%d keeps %d examples per step\n",
@@ -180,9 +201,12 @@ static void report_time(FILE *out, const doctor_epoch *e, const doctor_speed *s,
 {
     double sec = e->computed / s->tokens_per_s;
     double epochs = r->train.max_steps > 0 && e->steps > 0 ? (double)r->train.max_steps / e->steps : r->train.num_epochs;
-    fprintf(out, "time         ~%.1f h per epoch on %s (%.0f tokens through the engine at %.0f tokens/s), ~%.1f h for "
-                 "%.2g epoch%s; evaluation before and after comes on top\n",
-            sec / 3600, label, e->computed, s->tokens_per_s, sec * epochs / 3600, epochs, epochs == 1 ? "" : "s");
+    char one[32], all[32];
+    duration_text(sec, one, sizeof one);
+    duration_text(sec * epochs, all, sizeof all);
+    fprintf(out, "time         ~%s per epoch on %s (%.0f tokens through the engine at %.0f tokens/s), ~%s for %.2g "
+                 "epoch%s; evaluation before and after comes on top\n",
+            one, label, e->computed, s->tokens_per_s, all, epochs, epochs == 1 ? "" : "s");
     fprintf(out, "             speed %s\n", s->basis);
 }
 
@@ -221,7 +245,7 @@ static void report_recipe(FILE *out, const doctor_opts *o, const plan_target *t)
         indent(out, ds_errmsg());
         return;
     }
-    fprintf(out, "data         %ld training examples, %.0f tokens (%s); an epoch is %ld micro-batches, %ld optimizer "
+    fprintf(out, "data         %ld training examples, %.0f tokens, %s; an epoch is %ld micro-batches, %ld optimizer "
                  "steps\n", e.examples, e.tokens, e.basis, e.micro_batches, e.steps);
     if (!shape) return;
     if (t->card) {
@@ -238,10 +262,12 @@ static void report_recipe(FILE *out, const doctor_opts *o, const plan_target *t)
         const doctor_gpu *g = doctor_gpu_at(i);
         doctor_speed s = doctor_speed_for(g, &cfg, r->plan.rows, r->plan.paired);
         char how[512];
-        bool runs = doctor_build_covers(DSFT_CUDA_GENCODE, g->major, g->minor, how, sizeof how) || !be_cuda_compiled();
-        fprintf(out, "  %-5s %5.0f GiB  %-8s ~%5.1f h per epoch%s%s\n", g->key, g->mem_gib,
-                m.total / GIB <= g->mem_gib ? "fits" : "too big", e.computed / s.tokens_per_s / 3600,
-                s.measured ? " (measured speed)" : "", runs ? "" : "  (the default build has no code for it)");
+        bool runs = doctor_build_covers(DSFT_CUDA_GENCODE, g->major, g->minor, how, sizeof how);
+        char one[32];
+        duration_text(e.computed / s.tokens_per_s, one, sizeof one);
+        fprintf(out, "  %-5s %5.0f GiB  %-8s ~%s per epoch%s%s\n", g->key, g->mem_gib,
+                m.total / GIB <= g->mem_gib ? "fits" : "too big", one, s.measured ? " (measured speed)" : "",
+                runs ? "" : "  (DSFT_CUDA_GENCODE has no code for it)");
     }
 }
 

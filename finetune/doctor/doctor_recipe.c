@@ -79,7 +79,7 @@ static int tokenized_epoch(const recipe *r, const tokenizer *tok, const data_opt
         out->examples = train.n;
         out->tokenized = true;
         count_epoch(&p, &train, rp->seq_len, rp->accum, out);
-        snprintf(out->basis, sizeof out->basis, "tokenized as the run would (%d examples held out for validation)",
+        snprintf(out->basis, sizeof out->basis, "tokenized as the run would, %d examples held out for validation",
                  val.n);
     }
     epoch_plan_free(&p);
