@@ -5,6 +5,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "data/json_util.h"
+#include "data/hub/hub.h"
 #include "data/safetensors.h"
 
 #include <jansson.h>
@@ -269,7 +270,11 @@ static char *peft_config_json(const lora_adapter *a)
     for (int t = 0; t < LIN_COUNT; t++)
         if (a->cfg.targets & (1u << t)) json_array_append_new(targets, json_string(llama_linear_name((llama_linear)t)));
     double alpha = a->cfg.alpha;
-    json_object_set_new(o, "base_model_name_or_path", json_string(a->base_model));
+    /* a Hub id with a revision ("org/name@refs/pr/3") is PEFT's base_model_name_or_path plus its revision */
+    const char *at = hub_is_model_id(a->base_model) ? strchr(a->base_model, '@') : NULL;
+    json_object_set_new(o, "base_model_name_or_path",
+                        at ? json_stringn(a->base_model, (size_t)(at - a->base_model)) : json_string(a->base_model));
+    if (at) json_object_set_new(o, "revision", json_string(at + 1));
     json_object_set_new(o, "bias", json_string("none"));
     json_object_set_new(o, "fan_in_fan_out", json_false());
     json_object_set_new(o, "inference_mode", json_true());

@@ -39,6 +39,18 @@ int be_cuda_device_count(void)
 #endif
 }
 
+int be_cuda_devices(be_gpu *gpus, int max, int *driver_version, int *runtime_version)
+{
+    *driver_version = *runtime_version = 0;
+#ifdef DS_HAVE_CUDA
+    return cuda_devices(gpus, max, driver_version, runtime_version);
+#else
+    (void)gpus;
+    (void)max;
+    return 0;
+#endif
+}
+
 int be_fail(backend *be, int code, const char *fmt, ...)
 {
     if (be->err) return code;

@@ -62,6 +62,20 @@ const char *be_device_name(const backend *be); /* "NVIDIA H100 80GB HBM3", "CPU"
 bool be_cuda_compiled(void);                   /* built with CUDA support */
 int be_cuda_device_count(void);                /* 0 when none or not compiled */
 
+/* A CUDA device as ds-ft doctor describes it. */
+typedef struct {
+    char name[256];
+    int major, minor;             /* compute capability */
+    size_t total_bytes, free_bytes;
+    int sm_count;
+} be_gpu;
+/* be_cuda_devices() : up to `max` CUDA devices, and the CUDA versions of the
+ * driver and of the runtime this build links (1000 * major + 10 * minor: 12040
+ * is 12.4; 0 when unknown). Reading a device's free memory opens a context on
+ * it. @return the number of devices described: 0 without a usable GPU, or in a
+ * build without CUDA. */
+int be_cuda_devices(be_gpu *gpus, int max, int *driver_version, int *runtime_version);
+
 /* Record the first failure (later ones are dropped); returns code. */
 int be_fail(backend *be, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Wait for queued work; return the first recorded failure (and its message

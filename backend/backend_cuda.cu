@@ -102,6 +102,37 @@ extern "C" int cuda_device_count(void)
     return n;
 }
 
+extern "C" int cuda_devices(be_gpu *gpus, int max, int *driver_version, int *runtime_version)
+{
+    if (cudaDriverGetVersion(driver_version) != cudaSuccess) *driver_version = 0;
+    if (cudaRuntimeGetVersion(runtime_version) != cudaSuccess) *runtime_version = 0;
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    if (n > max) n = max;
+    for (int i = 0; i < n; i++) {
+        be_gpu *g = &gpus[i];
+        memset(g, 0, sizeof *g);
+        cudaDeviceProp prop;
+        if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) {
+            (void)cudaGetLastError();
+            snprintf(g->name, sizeof g->name, "(device %d: properties unreadable)", i);
+            continue;
+        }
+        snprintf(g->name, sizeof g->name, "%s", prop.name);
+        g->major = prop.major;
+        g->minor = prop.minor;
+        g->total_bytes = prop.totalGlobalMem;
+        g->sm_count = prop.multiProcessorCount;
+        size_t free_b = 0, total_b = 0;
+        if (cudaSetDevice(i) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) g->free_bytes = free_b;
+        else (void)cudaGetLastError();
+    }
+    return n;
+}
+
 extern "C" int cuda_open(backend *be)
 {
     int n = 0;

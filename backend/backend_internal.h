@@ -21,6 +21,7 @@ int cuda_open(backend *be);
 void cuda_close(backend *be);
 const char *cuda_device_name(backend *be);
 int cuda_device_count(void);
+int cuda_devices(be_gpu *gpus, int max, int *driver_version, int *runtime_version);
 int cuda_sync(backend *be);
 void *cuda_alloc(backend *be, size_t bytes, const char *what);
 void cuda_free(backend *be, void *p);

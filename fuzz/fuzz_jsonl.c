@@ -41,13 +41,13 @@ static void render_all(const json_t *obj, int line)
     for (int t = 0; t < 6; t++)
         for (int k = 0; k < 5; k++)
             for (int kind = EX_SFT; kind <= EX_MCQ; kind++) {
-                data_source s = {"fuzz.jsonl", (char *)types[t], (k & 1) ? "cloze" : "letters", -1, 0, NULL};
+                data_source s = {"fuzz.jsonl", (char *)types[t], (k & 1) ? "cloze" : "letters", -1, 0, NULL, NULL};
                 ds_type type;
                 bool cloze;
                 if (ds_source_type(&s, (example_kind)kind, &type, &cloze) != DS_OK) continue;
                 const chat_template *ct;
                 if (chat_template_find(templates[k], &ct) != DS_OK) abort();
-                ds_render_ctx ctx = {type, cloze, ct, (example_kind)kind, "fuzz.jsonl"};
+                ds_render_ctx ctx = {type, cloze, ct, (example_kind)kind, "fuzz.jsonl", 0};
                 ds_rendered r;
                 ds_clear_error();
                 if (ds_render_record(&ctx, obj, line, &r) == DS_OK) {
@@ -68,7 +68,7 @@ static void load_and_plan(const uint8_t *data, size_t size)
     if (fclose(f) != 0 || !ok) return;
     uint8_t sel = size ? data[size - 1] : 0;
     example_kind kind = (sel & 0x30) == 0x10 ? EX_PREF : (sel & 0x30) == 0x20 ? EX_MCQ : EX_SFT;
-    data_source s = {g_path, (char *)types[sel % 6], (sel & 0x40) ? "cloze" : NULL, (sel & 0x80) ? 3 : -1, 0, NULL};
+    data_source s = {g_path, (char *)types[sel % 6], (sel & 0x40) ? "cloze" : NULL, (sel & 0x80) ? 3 : -1, 0, NULL, NULL};
     if (kind == EX_PREF) s.type = "preference";
     if (kind == EX_MCQ) s.type = "mcq";
     data_options o = {templates[(sel >> 3) % 5], 8 + (sel & 0x3f), (sel & 2) != 0, (sel & 4) != 0};

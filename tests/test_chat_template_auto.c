@@ -221,7 +221,7 @@ Test(chat_template_auto, dataset_through_the_real_deepseek_v3_folder)
     char *tokdir = tu_shared_path("tokenizers/deepseek_v3");
     tokenizer *tok = tu_tokenizer("tokenizers/deepseek_v3");
     char *path = tu_dataset_path("messages.jsonl");
-    data_source src = {path, "messages", NULL, -1, 0, NULL};
+    data_source src = {path, "messages", NULL, -1, 0, NULL, NULL};
     data_options o = {.chat_template = "auto", .sequence_len = 4096, .template_dir = tokdir};
     dataset d;
     cr_assert_eq(dataset_load(&src, 1, EX_SFT, tok, &o, &d), DS_OK, "%s", ds_errmsg());

@@ -25,7 +25,7 @@
 
 static data_options opts(const char *tmpl, int seq_len)
 {
-    data_options o = {tmpl, seq_len, false, false, NULL};
+    data_options o = {tmpl, seq_len, false, false, NULL, NULL, NULL};
     return o;
 }
 
@@ -68,7 +68,7 @@ static void render_nth(const char *file, const char *type, const char *fmt, cons
                        int index, ds_rendered *out, int *line)
 {
     char *path = tu_dataset_path(file);
-    data_source src = {path, (char *)type, (char *)fmt, -1, 0, NULL};
+    data_source src = {path, (char *)type, (char *)fmt, -1, 0, NULL, NULL};
     ds_type t;
     bool cloze;
     cr_assert_eq(ds_source_type(&src, kind, &t, &cloze), DS_OK, "%s", ds_errmsg());
@@ -82,7 +82,7 @@ static void render_nth(const char *file, const char *type, const char *fmt, cons
         cr_assert_eq(jsonl_next(r, &obj, line), DS_OK, "%s", ds_errmsg());
         cr_assert(obj, "%s has no record %d", file, index);
     }
-    ds_render_ctx ctx = {t, cloze, ct, kind, path};
+    ds_render_ctx ctx = {t, cloze, ct, kind, path, 0};
     cr_assert_eq(ds_render_record(&ctx, obj, *line, out), DS_OK, "%s", ds_errmsg());
     json_decref(obj);
     jsonl_close(r);
@@ -144,7 +144,7 @@ static void load(const char *file, const char *type, const char *fmt, const toke
                  const data_options *o, dataset *d)
 {
     char *path = tu_dataset_path(file);
-    data_source src = {path, (char *)type, (char *)fmt, -1, 0, NULL};
+    data_source src = {path, (char *)type, (char *)fmt, -1, 0, NULL, NULL};
     cr_assert_eq(dataset_load(&src, 1, kind, tok, o, d), DS_OK, "%s", ds_errmsg());
     free(path);
 }
@@ -498,7 +498,7 @@ Test(options, truncation_keeps_the_start_and_drops_empty)
     dataset_free(&b);
     data_options tiny = opts("deepseek", p0 < p1 ? p0 : p1);
     char *path = tu_dataset_path("alpaca.jsonl");
-    data_source src = {path, "alpaca", NULL, -1, 0, NULL};
+    data_source src = {path, "alpaca", NULL, -1, 0, NULL, NULL};
     cr_expect_eq(dataset_load(&src, 1, EX_SFT, tok, &tiny, &b), DS_EDATA);
     cr_expect(strstr(ds_errmsg(), "no completion tokens left after truncation to sequence_len"), "%s", ds_errmsg());
     free(path);
@@ -549,7 +549,7 @@ Test(options, limit_and_several_sources)
 {
     tokenizer *tok = tu_tokenizer(TINY);
     char *p1 = tu_dataset_path("alpaca.jsonl"), *p2 = tu_dataset_path("messages.jsonl"), *p3 = tu_dataset_path("mcq.jsonl");
-    data_source src[] = {{p1, "alpaca", NULL, 1, 0, NULL}, {p2, "messages", NULL, -1, 0, NULL}, {p3, "mcq", "cloze", -1, 0, NULL}};
+    data_source src[] = {{p1, "alpaca", NULL, 1, 0, NULL, NULL}, {p2, "messages", NULL, -1, 0, NULL, NULL}, {p3, "mcq", "cloze", -1, 0, NULL, NULL}};
     data_options o = opts("plain", 512);
     dataset d;
     cr_assert_eq(dataset_load(src, 3, EX_SFT, tok, &o, &d), DS_OK, "%s", ds_errmsg());
@@ -562,7 +562,7 @@ Test(options, kind_and_type_must_agree)
 {
     tokenizer *tok = tu_tokenizer(TINY);
     char *p = tu_dataset_path("alpaca.jsonl");
-    data_source src = {p, "alpaca", NULL, -1, 0, NULL};
+    data_source src = {p, "alpaca", NULL, -1, 0, NULL, NULL};
     data_options o = opts("plain", 512);
     dataset d;
     cr_expect_eq(dataset_load(&src, 1, EX_PREF, tok, &o, &d), DS_ECONFIG);

@@ -18,7 +18,7 @@
 
 static data_options opts(const char *tmpl, int seq_len)
 {
-    data_options o = {tmpl, seq_len, false, false, NULL};
+    data_options o = {tmpl, seq_len, false, false, NULL, NULL, NULL};
     return o;
 }
 
@@ -194,7 +194,7 @@ static int load_bad(const char *name, const char *text, size_t len, const char *
 {
     tokenizer *tok = tu_tokenizer(TINY);
     char *p = tmp_file(name, text, len);
-    data_source src = {p, (char *)type, NULL, -1, 0, NULL};
+    data_source src = {p, (char *)type, NULL, -1, 0, NULL, NULL};
     data_options o = opts("plain", 512);
     o.skip_bad_lines = skip;
     memset(d, 0, sizeof *d);
@@ -276,8 +276,10 @@ Test(bad_input, answer_out_of_range)
     expect_bad("range.jsonl", "{\"question\": \"q\", \"choices\": [\"x\", \"y\"], \"answer\": 1}\n"
                               "{\"question\": \"q\", \"choices\": [\"x\", \"y\"], \"answer\": 2}\n",
                "mcq", "range.jsonl:2: field \"answer\": answer 2 out of range (2 choices");
-    expect_bad("cop.jsonl", "{\"question\": \"q\", \"opa\": \"a\", \"opb\": \"b\", \"opc\": \"c\", \"opd\": \"d\", \"cop\": 4}\n",
-               "mcq", "cop.jsonl:1: field \"cop\": answer 4 out of range");
+#define MEDMCQA(cop) "{\"question\": \"q\", \"opa\": \"a\", \"opb\": \"b\", \"opc\": \"c\", \"opd\": \"d\", \"cop\": " cop "}\n"
+    /* the numbering is told from the file (a 0: from 0, a 4: from 1); the range follows it */
+    expect_bad("cop.jsonl", MEDMCQA("0") MEDMCQA("7"), "mcq", "cop.jsonl:2: field \"cop\": answer 7 out of range (4 choices: 0..3");
+    expect_bad("cop1.jsonl", MEDMCQA("4") MEDMCQA("5"), "mcq", "cop1.jsonl:2: field \"cop\": answer 5 out of range (4 choices: 1..4");
     expect_bad("idx.jsonl", "{\"question\": \"q\", \"options\": {\"A\": \"a\", \"B\": \"b\"}, \"answer_idx\": \"C\"}\n",
                "mcq", "idx.jsonl:1: field \"answer_idx\": answer \"C\" out of range");
 }
@@ -296,7 +298,7 @@ Test(bad_input, skip_bad_lines_counts)
 Test(bad_input, missing_file)
 {
     tokenizer *tok = tu_tokenizer(TINY);
-    data_source src = {"/nonexistent/train.jsonl", "alpaca", NULL, -1, 0, NULL};
+    data_source src = {"/nonexistent/train.jsonl", "alpaca", NULL, -1, 0, NULL, NULL};
     data_options o = opts("plain", 512);
     dataset d;
     cr_expect_eq(dataset_load(&src, 1, EX_SFT, tok, &o, &d), DS_ENOINPUT);

@@ -97,7 +97,7 @@ static void expect_same(const dataset *a, const dataset *b)
 
 static data_options opts(void)
 {
-    data_options o = {"alpaca", 512, false, false, NULL};
+    data_options o = {"alpaca", 512, false, false, NULL, NULL, NULL};
     return o;
 }
 
@@ -105,7 +105,7 @@ Test(token_cache, second_load_hits)
 {
     fixture f;
     setup(&f);
-    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL};
+    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL, NULL};
     data_options o = opts();
     dataset a, b, direct;
     cr_expect(!load(&f, &src, 1, EX_SFT, &o, &a), "first load tokenizes");
@@ -126,7 +126,7 @@ Test(token_cache, preference_and_mcq_round_trip)
     setup(&f);
     char *pref = tu_source_path("tests/data/datasets/preference.jsonl");
     char *mcq = tu_source_path("tests/data/datasets/medqa.jsonl");
-    data_source ps = {pref, "preference", NULL, -1, 0, NULL}, ms = {mcq, "mcq", "cloze", -1, 0, NULL};
+    data_source ps = {pref, "preference", NULL, -1, 0, NULL, NULL}, ms = {mcq, "mcq", "cloze", -1, 0, NULL, NULL};
     data_options o = opts();
     dataset a, b;
     cr_expect(!load(&f, &ps, 1, EX_PREF, &o, &a));
@@ -148,7 +148,7 @@ Test(token_cache, data_change_is_a_miss)
 {
     fixture f;
     setup(&f);
-    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL};
+    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL, NULL};
     data_options o = opts();
     dataset a, b;
     load(&f, &src, 1, EX_SFT, &o, &a);
@@ -173,7 +173,7 @@ Test(token_cache, tokenizer_change_is_a_miss)
 {
     fixture f;
     setup(&f);
-    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL};
+    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL, NULL};
     data_options o = opts();
     dataset a;
     load(&f, &src, 1, EX_SFT, &o, &a);
@@ -222,7 +222,7 @@ Test(token_cache, option_changes_are_misses)
     fixture f;
     setup(&f);
     char *mcq = tu_source_path("tests/data/datasets/mcq.jsonl");
-    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL}, ms = {mcq, "mcq", "letters", -1, 0, NULL};
+    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL, NULL}, ms = {mcq, "mcq", "letters", -1, 0, NULL, NULL};
     data_options base = opts();
     char k0[65], k[65];
     cr_assert_eq(dataset_cache_key(&src, 1, EX_SFT, f.tok, &base, k0), DS_OK, "%s", ds_errmsg());
@@ -309,7 +309,7 @@ Test(token_cache, corrupt_cache_is_rebuilt)
 {
     fixture f;
     setup(&f);
-    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL};
+    data_source src = {f.data, "alpaca", NULL, -1, 0, NULL, NULL};
     data_options o = opts();
     dataset good;
     load(&f, &src, 1, EX_SFT, &o, &good);
@@ -348,14 +348,14 @@ Test(token_cache, missing_inputs)
 {
     fixture f;
     setup(&f);
-    data_source src = {"/nonexistent/data.jsonl", "alpaca", NULL, -1, 0, NULL};
+    data_source src = {"/nonexistent/data.jsonl", "alpaca", NULL, -1, 0, NULL, NULL};
     data_options o = opts();
     dataset d;
     bool hit;
     cr_expect_eq(dataset_load_cached(f.cache, &src, 1, EX_SFT, f.tok, &o, &d, &hit), DS_ENOINPUT);
     cr_expect(strstr(ds_errmsg(), "/nonexistent/data.jsonl"), "%s", ds_errmsg());
     /* a cache folder that does not exist: the tokens cannot be written */
-    data_source ok = {f.data, "alpaca", NULL, -1, 0, NULL};
+    data_source ok = {f.data, "alpaca", NULL, -1, 0, NULL, NULL};
     char *nowhere = ds_path_join(f.dir, "no-such-folder/train.tokens");
     cr_expect_eq(dataset_load_cached(nowhere, &ok, 1, EX_SFT, f.tok, &o, &d, &hit), DS_EIO);
     cr_expect(strstr(ds_errmsg(), "no-such-folder"), "%s", ds_errmsg());

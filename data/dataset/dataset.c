@@ -255,9 +255,11 @@ static int load_source(builder *b, encoder *e, const data_source *src, example_k
     bool cloze;
     int rc = ds_source_type(src, kind, &type, &cloze);
     if (rc) return rc;
+    int base = 0;
+    if (type == DT_MCQ && (rc = ds_answer_base(src, opt, &base))) return rc;
     jsonl_reader *r;
     if ((rc = jsonl_open(src->path, 0, &r))) return rc;
-    ds_render_ctx ctx = {type, cloze, tmpl, kind, src->path};
+    ds_render_ctx ctx = {type, cloze, tmpl, kind, src->path, base};
     long taken = 0;
     for (;;) {
         if (src->limit > 0 && taken >= src->limit) break;

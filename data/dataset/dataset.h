@@ -45,6 +45,8 @@ typedef struct {
     int line;              /* line of the entry in the recipe; 0 = none (a command-line override, no recipe) */
     const char *recipe;    /* the recipe's path (not owned), NULL outside a recipe: errors about the
                               entry name recipe:line */
+    char *answer_base;     /* mcq: how integer answers count: "0", "1", or NULL / "auto": MedMCQA's cop told
+                              from the file (answer_base.c), other integer answers 0-based */
 } data_source;
 
 /* How examples become tokens. */
@@ -54,6 +56,9 @@ typedef struct {
     bool train_on_inputs;      /* false: prompt tokens carry no target */
     bool skip_bad_lines;
     const char *template_dir;  /* "auto": the folder whose chat template is taken (the tokenizer's) */
+    void (*say)(void *ctx, const char *line);   /* what loading has to tell (how a file's answers are numbered),
+                                                   one line at a time; NULL = nothing is said */
+    void *say_ctx;
 } data_options;
 
 typedef enum { EX_SFT, EX_PREF, EX_MCQ } example_kind;

@@ -48,7 +48,18 @@ typedef struct {
     const chat_template *tmpl;
     example_kind kind;
     const char *file;              /* for messages */
+    int answer_base;               /* mcq: what integer answers count from (0 or 1), or ANSWER_BASE_ANY */
 } ds_render_ctx;
+
+/* Integer answers of either numbering are accepted, and a MedMCQA record
+ * without one too (data cleaning reads the text, not the answer). */
+#define ANSWER_BASE_ANY (-1)
+
+/* What the integer answers of mcq source s count from: its answer_base, or
+ * for MedMCQA's cop what the file shows (a 0 or a 4), said through
+ * opt->say; a file that shows neither is DS_EDATA asking for answer_base
+ * (answer_base.c). */
+int ds_answer_base(const data_source *s, const data_options *opt, int *base);
 
 /* One record (a JSON object from `line`) to text pieces. Bad records are
  * DS_EDATA "file:line: ..." naming the field. */

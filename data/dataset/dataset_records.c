@@ -311,12 +311,13 @@ static int out_of_range(const ds_render_ctx *c, int line, const char *field, con
     char shown[64];
     if (json_is_integer(v)) snprintf(shown, sizeof shown, "%lld", (long long)json_integer_value(v));
     else snprintf(shown, sizeof shown, "\"%.40s\"", json_string_value(v));
-    return ds_fail(DS_EDATA, "%s:%d: field \"%s\": answer %s out of range (%d choices: 0..%d or A..%c)", c->file,
-                   line, field, shown, n, n - 1, 'A' + n - 1);
+    int lo = c->answer_base > 0 ? c->answer_base : 0;
+    return ds_fail(DS_EDATA, "%s:%d: field \"%s\": answer %s out of range (%d choices: %d..%d or A..%c)", c->file,
+                   line, field, shown, n, lo, lo + n - 1, 'A' + n - 1);
 }
 
-/* The answer field: an index or a letter (or, in the generic layout, the
- * text of one of the choices). */
+/* The answer field: an index (counted from c->answer_base) or a letter (or,
+ * in the generic layout, the text of one of the choices). */
 static int get_answer(const ds_render_ctx *c, int line, const json_t *obj, const char *key, mcq_fields *f,
                       bool allow_text)
 {
@@ -324,8 +325,10 @@ static int get_answer(const ds_render_ctx *c, int line, const json_t *obj, const
     if (!v) return missing(c, line, key);
     if (json_is_integer(v)) {
         json_int_t a = json_integer_value(v);
-        if (a < 0 || a >= f->n) return out_of_range(c, line, key, v, f->n);
-        f->answer = (int)a;
+        bool any = c->answer_base == ANSWER_BASE_ANY;
+        json_int_t lo = any ? 0 : c->answer_base, hi = lo + f->n - 1 + (any ? 1 : 0);
+        if (a < lo || a > hi) return out_of_range(c, line, key, v, f->n);
+        f->answer = (int)(a - lo < f->n ? a - lo : f->n - 1);
         return DS_OK;
     }
     if (!json_is_string(v)) return wrong_type(c, line, key, "an index or a letter", v);
@@ -337,6 +340,19 @@ static int get_answer(const ds_render_ctx *c, int line, const json_t *obj, const
     if (a < 0 || a >= f->n) return out_of_range(c, line, key, v, f->n);
     f->answer = a;
     return DS_OK;
+}
+
+/* MedMCQA's cop: absent, null or -1 in the test split, which has no answers. */
+static int medmcqa_answer(const ds_render_ctx *c, int line, const json_t *obj, mcq_fields *f)
+{
+    const json_t *cop = json_object_get(obj, "cop");
+    bool none = !cop || json_is_null(cop) || (json_is_integer(cop) && json_integer_value(cop) == -1);
+    if (none && c->answer_base == ANSWER_BASE_ANY) return DS_OK;
+    if (none)
+        return ds_fail(DS_EDATA, "%s:%d: field \"cop\": %s: this record has no answer, as in MedMCQA's test split; "
+                       "train on the train split and evaluate on the validation split (dev.json)", c->file, line,
+                       cop ? "-1 or null" : "missing");
+    return get_answer(c, line, obj, "cop", f, false);
 }
 
 static int choice_str(const ds_render_ctx *c, int line, const json_t *v, const char *field, const char **s)
@@ -359,7 +375,7 @@ static int get_mcq(const ds_render_ctx *c, const json_t *obj, int line, mcq_fiel
         for (int i = 0; i < 4; i++)
             if ((rc = choice_str(c, line, json_object_get(obj, keys[i]), keys[i], &f->choice[i]))) return rc;
         f->n = 4;
-        return get_answer(c, line, obj, "cop", f, false);
+        return medmcqa_answer(c, line, obj, f);
     }
     const json_t *opts = json_object_get(obj, "options");
     const json_t *list = json_object_get(obj, "choices");
@@ -469,14 +485,14 @@ int ds_render_record(const ds_render_ctx *c, const json_t *obj, int line, ds_ren
  * scaffolding does not count as text of the record. */
 int dataset_record_text(const char *type, const json_t *obj, const char *file, int line, ct_render *out)
 {
-    data_source s = {(char *)file, (char *)type, NULL, -1, 0, NULL};
+    data_source s = {(char *)file, (char *)type, NULL, -1, 0, NULL, NULL};
     ds_type t = DT_TEXT;
     bool cloze;
     int rc = ds_source_type(&s, EX_SFT, &t, &cloze);
     if (rc) return rc;
     const chat_template *plain;
     if ((rc = chat_template_find("plain", &plain))) return rc;
-    ds_render_ctx c = {t, false, plain, t == DT_PREFERENCE ? EX_PREF : EX_SFT, file};
+    ds_render_ctx c = {t, false, plain, t == DT_PREFERENCE ? EX_PREF : EX_SFT, file, ANSWER_BASE_ANY};
     if (t == DT_MCQ) {
         mcq_fields f;
         if ((rc = get_mcq(&c, obj, line, &f))) return rc;

@@ -4,7 +4,7 @@
  * of every data file, the tokenizer (the digest of the tokenizer.json and
  * tokenizer_config.json bytes it was loaded from, and its BOS/EOS/pad ids
  * and whether it adds BOS), the example kind, each source's type /
- * mcq_format / limit, and the options (template, sequence_len,
+ * mcq_format / limit / answer_base, and the options (template, sequence_len,
  * train_on_inputs, skip_bad_lines), plus a format version bumped whenever
  * rendering changes. The file:
  *
@@ -110,6 +110,7 @@ int dataset_cache_key(const data_source *src, int nsrc, example_kind kind, const
         hash_field(&h, "type", src[i].type);
         hash_field(&h, "mcq_format", src[i].mcq_format && *src[i].mcq_format ? src[i].mcq_format : "letters");
         hash_int(&h, "limit", src[i].limit > 0 ? src[i].limit : -1);
+        hash_field(&h, "answer_base", src[i].answer_base && *src[i].answer_base ? src[i].answer_base : "auto");
         if (!src[i].path) return ds_fail(DS_ECONFIG, "dataset %d has no path", i + 1);
         rc = hash_file(&h, "data", src[i].path);
         if (rc) return rc;

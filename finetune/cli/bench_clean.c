@@ -116,15 +116,31 @@ static int make_corpus(const char *path, size_t bytes, size_t *records, size_t *
     return rc;
 }
 
+typedef struct {
+    double mb;
+    bool keep;
+} clean_args;
+
+static const cli_opt BENCH_CLEAN_OPTS[] = {
+    {"--mb", ARG_NUM, offsetof(clean_args, mb), "N", "1024", 0.01, 65536, NULL, false, "size of the synthetic corpus"},
+    {"--keep", ARG_FLAG, offsetof(clean_args, keep), NULL, "off", 0, 0, NULL, false,
+     "keep the corpus file (its path is printed)"},
+    CLI_END,
+};
+
+const cli_spec BENCH_CLEAN_SPEC = {"bench clean", "", 0, 0, NULL,
+                                   "data cleaning (dedup and filters) on a synthetic corpus: MB/s per core, memory",
+                                   BENCH_CLEAN_OPTS, NULL};
+
 int bench_clean(int argc, char **argv)
 {
-    ds_args a;
-    args_init(&a, argc, argv);
-    double mb = 1024;
-    bool keep = arg_flag(&a, "--keep");
-    int rc = arg_double(&a, "--mb", "bench clean", 0.01, 65536, &mb);
-    if (!rc) rc = arg_check_all(&a, "bench");
+    clean_args a;
+    cli_parsed p;
+    int rc = cli_parse(&BENCH_CLEAN_SPEC, argc, argv, &a, &p);
+    cli_parsed_free(&p);
     if (rc) return rc;
+    double mb = a.mb;
+    bool keep = a.keep;
     const char *tmp = getenv("TMPDIR");
     char *path = ds_strdupf("%s/ds-ft-bench-clean-%d.jsonl", tmp && *tmp ? tmp : "/tmp", (int)getpid());
     size_t records = 0, exact = 0, near = 0;

@@ -60,15 +60,29 @@ static void *bench_rand_act(backend *be, size_t n)
     return d;
 }
 
+typedef struct {
+    const char *attn_rows;
+} kernels_args;
+
+static const cli_opt BENCH_KERNELS_OPTS[] = {
+    {"--attn-fwd-rows", ARG_CHOICE, offsetof(kernels_args, attn_rows), NULL, "32", 0, 0, "16|32", false,
+     "query rows per warp of the attention forward"},
+    CLI_END,
+};
+
+const cli_spec BENCH_KERNELS_SPEC = {"bench kernels", "", 0, 0, NULL,
+                                     "the GPU kernels alone at the 7B shapes (attention, GEMM, RMSNorm, NF4 "
+                                     "dequantization); needs a CUDA GPU",
+                                     BENCH_KERNELS_OPTS, NULL};
+
 int bench_kernels(int argc, char **argv)
 {
-    ds_args a;
-    args_init(&a, argc, argv);
-    long attn_rows = 32;
-    int rc = arg_int(&a, "--attn-fwd-rows", "bench kernels", 16, 32, &attn_rows);
-    if (!rc && attn_rows != 16 && attn_rows != 32) rc = ds_fail(DS_EUSAGE, "bench kernels: --attn-fwd-rows takes 16 or 32");
-    if (!rc) rc = arg_check_all(&a, "bench kernels");
+    kernels_args a;
+    cli_parsed p;
+    int rc = cli_parse(&BENCH_KERNELS_SPEC, argc, argv, &a, &p);
+    cli_parsed_free(&p);
     if (rc) return rc;
+    long attn_rows = strtol(a.attn_rows, NULL, 10);
     backend *be;
     if ((rc = be_open(BE_CUDA, &be))) return ds_fail_context(rc, "bench kernels needs a CUDA GPU: ");
     be->attn_fwd_rows = (int)attn_rows;

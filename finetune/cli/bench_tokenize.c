@@ -114,23 +114,39 @@ static double cpu_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+typedef struct {
+    const char *tokenizer;
+    double mb;
+} tokenize_args;
+
+static const cli_opt BENCH_TOKENIZE_OPTS[] = {
+    CLI_TOKENIZER(tokenize_args, tokenizer, true, NULL,
+                  "the tokenizer folder (tokenizer.json), or a Hugging Face model id in the local Hub cache"),
+    {"--mb", ARG_NUM, offsetof(tokenize_args, mb), "N", "4", 1e-6, 4096, NULL, false, "megabytes of text to encode"},
+    CLI_END,
+};
+
+const cli_spec BENCH_TOKENIZE_SPEC = {"bench tokenize", "", 0, 0, NULL,
+                                      "single-thread encoding speed on generated mixed text: MB/s, tokens/s",
+                                      BENCH_TOKENIZE_OPTS, NULL};
+
 int bench_tokenize(int argc, char **argv)
 {
-    ds_args a;
-    args_init(&a, argc, argv);
-    const char *dir, *mb_s = arg_value(&a, "--mb");
-    int rc = arg_require(&a, "--tokenizer", "bench", &dir);
-    if (!rc) rc = arg_check_all(&a, "bench");
-    if (rc) return rc;
-    double mb = 4;
-    if (mb_s) {
-        char *end;
-        mb = strtod(mb_s, &end);
-        if (*end || !(mb > 0) || mb > 4096) return ds_fail(DS_EUSAGE, "bench tokenize: --mb wants a number in (0, 4096]");
+    tokenize_args a;
+    cli_parsed p;
+    int rc = cli_parse(&BENCH_TOKENIZE_SPEC, argc, argv, &a, &p);
+    if (rc) {
+        cli_parsed_free(&p);
+        return rc;
     }
+    const char *dir = a.tokenizer;
+    double mb = a.mb;
     tokenizer *t;
     double t0 = ds_now();
-    if ((rc = tok_load(dir, &t))) return rc;
+    if ((rc = tok_load(dir, &t))) {
+        cli_parsed_free(&p);
+        return rc;
+    }
     double load_s = ds_now() - t0;
     size_t *ends, nrec;
     char *text = make_text((size_t)(mb * 1024 * 1024), &ends, &nrec);
@@ -161,5 +177,6 @@ int bench_tokenize(int argc, char **argv)
     free(text);
     free(ends);
     tok_free(t);
+    cli_parsed_free(&p);
     return rc;
 }

@@ -21,20 +21,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cmd_clean_help(FILE *f)
+static void clean_keys_help(FILE *f)
 {
-    fprintf(f, "\noptions:\n"
-               "  --out FILE          the kept records, JSONL (zstd when FILE ends in .zst); required\n"
-               "  --config FILE       clean.yaml: the keys below (a file holding only `clean:` works too)\n"
-               "  --report FILE       the full report as JSON (rules, duplicate clusters, PII, histograms)\n"
-               "  --type TYPE         dataset type of every input (default: told from each file's first record)\n"
-               "  --tokenizer DIR     for length.min_tokens / max_tokens\n"
-               "  --eval FILE...      evaluation files for the contamination check (with contamination.eval)\n"
-               "  --skip-bad-lines    drop and count malformed lines instead of stopping (input.skip_bad_lines)\n"
-               "  --force             replace an existing --out or --report\n"
-               "\nconfig keys (section.key: default - help):\n");
+    fprintf(f, "\nconfig keys (section.key: default - help):\n");
     clean_config_print_keys(f);
 }
+
+typedef struct {
+    const char *out, *config, *report, *type, *tokenizer;
+    cli_list eval;
+    bool force, skip_bad_lines;
+} clean_opts;
+
+static const cli_opt CLEAN_OPTS[] = {
+    CLI_OUT(clean_opts, out, "FILE", "the kept records, JSONL (zstd when FILE ends in .zst)"),
+    {"--config", ARG_TEXT, offsetof(clean_opts, config), "FILE", "the keys' defaults", 0, 0, NULL, false,
+     "clean.yaml: the keys below (a file holding only `clean:` works too)"},
+    {"--report", ARG_TEXT, offsetof(clean_opts, report), "FILE", NULL, 0, 0, NULL, false,
+     "the full report as JSON (rules, duplicate clusters, PII, histograms)"},
+    {"--type", ARG_TEXT, offsetof(clean_opts, type), "TYPE", "told from each file's first record", 0, 0, NULL, false,
+     "dataset type of every input (input.type)"},
+    CLI_TOKENIZER(clean_opts, tokenizer, false, "none", "for length.min_tokens / max_tokens"),
+    {"--eval", ARG_FILES, offsetof(clean_opts, eval), "FILE", NULL, 0, 0, NULL, false,
+     "evaluation files for the contamination check (with contamination.eval)"},
+    {"--skip-bad-lines", ARG_FLAG, offsetof(clean_opts, skip_bad_lines), NULL, "off", 0, 0, NULL, false,
+     "drop and count malformed lines instead of stopping (input.skip_bad_lines)"},
+    {"--force", ARG_FLAG, offsetof(clean_opts, force), NULL, "off", 0, 0, NULL, false,
+     "replace an existing --out or --report"},
+    CLI_END,
+};
+
+const cli_spec CLEAN_SPEC = {"clean", "INPUT...", 1, -1, NULL,
+                             "deduplicate, filter, scrub PII and check contamination; write the kept records",
+                             CLEAN_OPTS, clean_keys_help};
 
 static bool data_name(const char *name)
 {
@@ -91,45 +110,15 @@ static int add_input(list *l, const char *path)
     return rc;
 }
 
-typedef struct {
-    const char *out, *config, *report, *type, *tokenizer;
-    bool force, skip_bad_lines;
-    list inputs, evals;
-} clean_args;
-
-static int parse_args(int argc, char **argv, clean_args *a)
+/* The inputs and eval files (folders expanded), and an existing --report refused without --force. */
+static int collect_inputs(const clean_opts *o, const cli_parsed *p, list *inputs, list *evals)
 {
-    static const char *const with_value[] = {"--out", "--config", "--report", "--type", "--tokenizer"};
-    const char **slots[] = {&a->out, &a->config, &a->report, &a->type, &a->tokenizer};
     int rc = DS_OK;
-    for (int i = 0; i < argc && !rc; i++) {
-        const char *s = argv[i];
-        int k = 0;
-        while (k < 5 && strcmp(s, with_value[k])) k++;
-        if (k < 5) {
-            if (i + 1 >= argc) return ds_fail(DS_EUSAGE, "clean: %s needs a value", s);
-            if (*slots[k]) return ds_fail(DS_EUSAGE, "clean: %s given twice", s);
-            *slots[k] = argv[++i];
-        } else if (!strcmp(s, "--eval")) {
-            int n = 0;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) && !rc) rc = add_input(&a->evals, argv[++i]), n++;
-            if (!rc && n == 0) return ds_fail(DS_EUSAGE, "clean: --eval needs at least one file");
-        } else if (!strcmp(s, "--force")) {
-            a->force = true;
-        } else if (!strcmp(s, "--skip-bad-lines")) {
-            a->skip_bad_lines = true;
-        } else if (!strncmp(s, "--", 2)) {
-            return ds_fail(DS_EUSAGE, "clean: unknown option '%s' (see ds-ft clean --help)", s);
-        } else {
-            rc = add_input(&a->inputs, s);
-        }
-    }
-    if (rc) return rc;
-    if (!a->out) return ds_fail(DS_EUSAGE, "clean: missing --out FILE (usage: ds-ft clean INPUT... --out FILE ...)");
-    if (a->inputs.n == 0) return ds_fail(DS_EUSAGE, "clean: no input files");
-    if (a->report && !a->force && ds_exists(a->report))
-        return ds_fail(DS_EEXISTS, "%s exists; pass --force to replace it", a->report);
-    return DS_OK;
+    for (int i = 0; i < p->nargs && !rc; i++) rc = add_input(inputs, p->args[i]);
+    for (int i = 0; i < o->eval.n && !rc; i++) rc = add_input(evals, o->eval.items[i]);
+    if (!rc && o->report && !o->force && ds_exists(o->report))
+        rc = ds_fail(DS_EEXISTS, "%s exists; pass --force to replace it", o->report);
+    return rc;
 }
 
 static int load_tokenizer(const char *dir, tokenizer **t)
@@ -148,19 +137,22 @@ static int load_tokenizer(const char *dir, tokenizer **t)
 
 int cmd_clean(int argc, char **argv)
 {
-    clean_args a = {0};
+    clean_opts a;
+    cli_parsed p;
+    list inputs = {0}, evals = {0};
     clean_config cfg;
     tokenizer *tok = NULL;
     clean_report *rep = NULL;
-    int rc = parse_args(argc, argv, &a);
+    int rc = cli_parse(&CLEAN_SPEC, argc, argv, &a, &p);
+    if (!rc) rc = collect_inputs(&a, &p, &inputs, &evals);
     if (!rc) rc = a.config ? clean_config_load(a.config, &cfg) : clean_config_defaults(&cfg);
     else memset(&cfg, 0, sizeof cfg);
     if (!rc && a.type) rc = clean_config_set(&cfg, "input.type", a.type, "--type", 0);
     if (!rc && a.skip_bad_lines) cfg.skip_bad_lines = true;
     if (!rc && a.tokenizer) rc = load_tokenizer(a.tokenizer, &tok);
     if (!rc) {
-        clean_job job = {(const char *const *)a.inputs.items, a.inputs.n, (const char *const *)a.evals.items,
-                         a.evals.n, a.out, a.force, tok, NULL};
+        clean_job job = {(const char *const *)inputs.items, inputs.n, (const char *const *)evals.items, evals.n, a.out,
+                         a.force, tok, NULL};
         rc = clean_run(&cfg, &job, &rep);
     }
     if (rep && !rc) {
@@ -174,7 +166,8 @@ int cmd_clean(int argc, char **argv)
     clean_report_free(rep);
     clean_config_free(&cfg);
     if (tok) tok_free(tok);
-    list_free(&a.inputs);
-    list_free(&a.evals);
+    list_free(&inputs);
+    list_free(&evals);
+    cli_parsed_free(&p);
     return rc;
 }

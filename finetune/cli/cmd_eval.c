@@ -103,53 +103,74 @@ static int split_data_arg(const char *arg, char **path, char **type)
     return DS_OK;
 }
 
-static int eval_files(int argc, char **argv)
+typedef struct {
+    const char *model, *data, *adapter, *tokenizer, *device, *chat_template, *mcq_format, *answer_base;
+    long seq, limit;
+    bool four;
+} eval_opts;
+
+static const cli_opt EVAL_OPTS[] = {
+    CLI_MODEL(eval_opts, model, false),
+    {"--data", ARG_TEXT, offsetof(eval_opts, data), "FILE[:TYPE]", NULL, 0, 0, NULL, false,
+     "with --model: the dataset; TYPE mcq (accuracy) or alpaca|messages|prompt_completion|text (loss); "
+     "default mcq"},
+    CLI_ADAPTER(eval_opts, adapter, "the adapter to compare with the base model (RECIPE: default OUTPUT_DIR/adapter)"),
+    CLI_TOKENIZER(eval_opts, tokenizer, false, "the model's", "with --model: the tokenizer folder"),
+    CLI_DEVICE(eval_opts, device),
+    CLI_4BIT(eval_opts, four),
+    {"--chat-template", ARG_CHOICE, offsetof(eval_opts, chat_template), NULL, "plain", 0, 0, CHAT_TEMPLATE_CHOICES,
+     false, "with --model: how records become text"},
+    {"--seq", ARG_INT, offsetof(eval_opts, seq), "N", "2048", 8, 1 << 20, NULL, false,
+     "with --model: the longest example in tokens"},
+    {"--limit", ARG_INT, offsetof(eval_opts, limit), "N", "-1", -1, LONG_MAX, NULL, false,
+     "with --model: at most N examples; -1 = all"},
+    {"--mcq-format", ARG_CHOICE, offsetof(eval_opts, mcq_format), NULL, "letters", 0, 0, "letters|cloze", false,
+     "with --model: letters (choices listed, the letter scored) or cloze (each choice's text scored)"},
+    {"--answer-base", ARG_CHOICE, offsetof(eval_opts, answer_base), NULL, "auto", 0, 0, "auto|0|1", false,
+     "with --model: how integer answers count (MedMCQA's cop: auto = told from the file)"},
+    CLI_END,
+};
+
+const cli_spec EVAL_SPEC = {
+    "eval", "", 0, -1,
+    "RECIPE [key=value ...] [--adapter DIR] | --model DIR|ID [--adapter DIR] --data FILE[:TYPE] [--tokenizer DIR|ID] "
+    "[--mcq-format letters|cloze] [--answer-base auto|0|1] [--chat-template NAME] [--seq N] [--limit N] [--4bit] "
+    "[--device D]",
+    "domain accuracy (multiple choice), loss and perplexity, with and without an adapter", EVAL_OPTS, NULL};
+
+/* The lines the dataset loader says (how MedMCQA's answers are numbered). */
+static void say_stderr(void *ctx, const char *line)
 {
-    ds_args a;
-    args_init(&a, argc, argv);
-    eval_job j = {.double_quant = true, .limit = -1, .max_rows = 16,
-                  .data = {.chat_template = "plain", .sequence_len = 2048}};
-    const char *data = NULL, *v;
-    int rc = arg_require(&a, "--model", "eval", &j.model);
-    if (!rc) rc = arg_require(&a, "--data", "eval", &data);
-    if (rc) return rc;
-    j.adapter = arg_value(&a, "--adapter");
-    j.tokenizer = arg_value(&a, "--tokenizer");
-    rc = be_kind_parse(arg_value(&a, "--device"), &j.device);
-    j.load_in_4bit = arg_flag(&a, "--4bit");
-    if ((v = arg_value(&a, "--chat-template"))) j.data.chat_template = v;
+    (void)ctx;
+    fprintf(stderr, "eval: %s\n", line);
+}
+
+static int eval_files(const eval_opts *o)
+{
+    eval_job j = {.model = o->model, .tokenizer = o->tokenizer, .adapter = o->adapter, .double_quant = true,
+                  .load_in_4bit = o->four, .limit = o->limit, .max_rows = 16,
+                  .data = {.chat_template = o->chat_template, .sequence_len = (int)o->seq, .say = say_stderr}};
     j.data.template_dir = j.tokenizer ? j.tokenizer : j.model;
-    long seq = j.data.sequence_len;
-    if (!rc) rc = arg_int(&a, "--seq", "eval", 8, 1 << 20, &seq);
-    if (!rc) rc = arg_int(&a, "--limit", "eval", -1, LONG_MAX, &j.limit);
-    j.data.sequence_len = (int)seq;
-    const char *format = arg_value(&a, "--mcq-format");
-    if (!rc) rc = arg_check_all(&a, "eval");
-    if (rc) return rc;
-    data_source src = {.limit = -1, .mcq_format = (char *)(format ? format : "letters")};
-    split_data_arg(data, &src.path, &src.type);
-    if (!ds_exists(src.path)) rc = ds_fail(DS_ENOINPUT, "eval: %s: no such file", src.path);
+    int rc = be_kind_parse(o->device, &j.device);
+    data_source src = {.limit = -1, .mcq_format = (char *)o->mcq_format, .answer_base = (char *)o->answer_base};
+    if (!rc) split_data_arg(o->data, &src.path, &src.type);
+    if (!rc && !ds_exists(src.path)) rc = ds_fail(DS_ENOINPUT, "eval: --data %s: no such file", src.path);
     if (!rc) rc = run_job(&j, &src, 1);
     free(src.path);
     free(src.type);
     return rc;
 }
 
-int cmd_eval(int argc, char **argv)
+/* RECIPE [key=value ...] [--adapter DIR]: the recipe's eval datasets. */
+static int eval_recipe(const cli_parsed *p, const eval_opts *o)
 {
-    bool recipe_form = argc > 0 && argv[0][0] != '-';
-    if (!recipe_form) return eval_files(argc, argv);
-    /* RECIPE [key=value ...] [--adapter DIR] */
-    const char *adapter = NULL;
-    char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    int n = 0, rc = DS_OK;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--adapter") && i + 1 < argc) adapter = argv[++i];
-        else rest[n++] = argv[i];
-    }
+    for (int i = 0; EVAL_OPTS[i].name; i++)
+        if ((p->given >> i & 1) && strcmp(EVAL_OPTS[i].name, "--adapter"))
+            return cli_fail(&EVAL_SPEC, "%s belongs to the --model form; with a RECIPE only --adapter", EVAL_OPTS[i].name);
     recipe *r = NULL;
-    rc = recipe_from_args(n, rest, "eval", false, &r, NULL);
-    free(rest);
+    int rc = recipe_from_args(&EVAL_SPEC, p, &r);
+    if (!rc) rc = recipe_resolve_inputs(r, stderr);
+    const char *adapter = o->adapter;
     char *default_adapter = NULL;
     if (!rc && !adapter) {
         default_adapter = ds_path_join(r->output_dir, "adapter");
@@ -161,9 +182,23 @@ int cmd_eval(int argc, char **argv)
                       .device = r->plan.device, .load_in_4bit = r->quant.load_in_4bit,
                       .double_quant = r->quant.double_quant, .limit = r->eval.limit, .max_rows = r->plan.eval_rows,
                       .data = r->plan.data};
+        j.data.say = say_stderr;
         rc = run_job(&j, r->eval.datasets, r->eval.n_datasets);
     }
     free(default_adapter);
     recipe_free(r);
+    return rc;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    eval_opts o;
+    cli_parsed p;
+    int rc = cli_parse(&EVAL_SPEC, argc, argv, &o, &p);
+    if (!rc && p.nargs > 0) rc = eval_recipe(&p, &o);
+    else if (!rc && !o.model) rc = cli_fail(&EVAL_SPEC, "give a RECIPE, or --model DIR and --data FILE");
+    else if (!rc && !o.data) rc = cli_fail(&EVAL_SPEC, "missing --data FILE[:TYPE]");
+    else if (!rc) rc = eval_files(&o);
+    cli_parsed_free(&p);
     return rc;
 }

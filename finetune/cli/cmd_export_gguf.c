@@ -46,32 +46,23 @@ static void print_report(const char *out, const char *type, const gguf_export_re
                "fallback type (q4_K -> q5_0, q6_K -> q8_0, else f16)\n", r->fallbacks);
 }
 
-int cmd_export_gguf(int argc, char **argv, const char *format)
+int cmd_export_gguf(const export_opts *a)
 {
-    ds_args a;
-    args_init(&a, argc, argv);
-    arg_value(&a, "--format");
-    bool lora = !strcmp(format, "gguf-lora");
-    if (!lora && strcmp(format, "gguf"))
-        return ds_fail(DS_EUSAGE, "export: --format %s: expected bundle (the default), gguf or gguf-lora", format);
-    const char *model, *out, *adapter = arg_value(&a, "--adapter");
-    bool force = arg_flag(&a, "--force");
-    gguf_export_opts o = {.adapter_dir = adapter, .pre = lora ? NULL : arg_value(&a, "--pre")};
-    const char *type = lora ? "f32 adapter" : arg_value(&a, "--type");
+    bool lora = !strcmp(a->format, "gguf-lora");
+    gguf_export_opts o = {.adapter_dir = a->adapter, .pre = lora ? NULL : a->pre};
+    const char *type = lora ? "f32 adapter" : a->type;
     merge_source src = MERGE_DEQUANTIZED;
-    int rc = arg_require(&a, "--model", "export", &model);
-    if (!rc) rc = arg_require(&a, "--out", "export", &out);
-    if (!rc && lora && !adapter) rc = ds_fail(DS_EUSAGE, "export --format gguf-lora: missing --adapter DIR");
+    int rc = a->model ? DS_OK : cli_fail(&EXPORT_SPEC, "--format %s: missing --model DIR", a->format);
+    if (!rc && lora && !a->adapter) rc = cli_fail(&EXPORT_SPEC, "--format gguf-lora: missing --adapter DIR");
     if (!rc && !lora) rc = gguf_export_type_parse(type, &o.type);
-    if (!rc && !lora) rc = merge_source_parse(arg_value(&a, "--source"), &src);
-    if (!rc) rc = arg_check_all(&a, "export");
-    if (!rc) rc = check_dir(model, "model");
-    if (!rc && adapter) rc = check_dir(adapter, "adapter");
-    if (!rc) rc = check_out(out, force);
+    if (!rc && !lora) rc = merge_source_parse(a->source, &src);
+    if (!rc) rc = check_dir(a->model, "model");
+    if (!rc && a->adapter) rc = check_dir(a->adapter, "adapter");
+    if (!rc) rc = check_out(a->out, a->force);
     if (rc) return rc;
     o.merge_original = src == MERGE_ORIGINAL;
     gguf_export_report r;
-    rc = lora ? gguf_export_lora(model, adapter, out, &r) : gguf_export_model(model, &o, out, &r);
-    if (!rc) print_report(out, type ? type : "q4_k_m", &r);
+    rc = lora ? gguf_export_lora(a->model, a->adapter, a->out, &r) : gguf_export_model(a->model, &o, a->out, &r);
+    if (!rc) print_report(a->out, type, &r);
     return rc;
 }

@@ -3,7 +3,7 @@
  *
  *   ds-ft generate --model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N]
  *       [--temperature T] [--top-p P] [--seed S] [--4bit] [--device auto|cpu|cuda]
- *
+ *   (the options: GENERATE_OPTS)
  * Each new token runs the model over the whole sequence (no key/value cache):
  * simple, and fast enough for checking what an adapter learned. */
 #include "commands.h"
@@ -64,33 +64,56 @@ static int pick(const float *z, int V, float temperature, float top_p, ds_rng *r
     return id;
 }
 
+typedef struct {
+    const char *model, *adapter, *prompt, *device;
+    long max_new, seed;
+    double temperature, top_p;
+    bool four;
+} generate_opts;
+
+static const cli_opt GENERATE_OPTS[] = {
+    CLI_MODEL(generate_opts, model, true),
+    CLI_ADAPTER(generate_opts, adapter, "a PEFT adapter to add to the model"),
+    {"--prompt", ARG_TEXT, offsetof(generate_opts, prompt), "TEXT", NULL, 0, 0, NULL, true, "the text to continue"},
+    {"--max-new-tokens", ARG_INT, offsetof(generate_opts, max_new), "N", "64", 1, 1 << 20, NULL, false,
+     "stop after this many new tokens (or at EOS)"},
+    {"--temperature", ARG_NUM, offsetof(generate_opts, temperature), "T", "0", 0, 100, NULL, false,
+     "0 = greedy; otherwise sample from softmax(logits / T)"},
+    {"--top-p", ARG_NUM, offsetof(generate_opts, top_p), "P", "1", 1e-9, 1, NULL, false,
+     "sample from the smallest set of likeliest tokens whose probability reaches P"},
+    {"--seed", ARG_INT, offsetof(generate_opts, seed), "S", "0", 0, LONG_MAX, NULL, false, "seed of the sampling"},
+    CLI_4BIT(generate_opts, four),
+    CLI_DEVICE(generate_opts, device),
+    CLI_END,
+};
+
+const cli_spec GENERATE_SPEC = {"generate", "", 0, 0, NULL, "generate text (greedy, or sampled with temperature and top-p)",
+                                GENERATE_OPTS, NULL};
+
 int cmd_generate(int argc, char **argv)
 {
-    ds_args a;
-    args_init(&a, argc, argv);
-    const char *model_dir, *prompt;
-    int rc = arg_require(&a, "--model", "generate", &model_dir);
-    if (!rc) rc = arg_require(&a, "--prompt", "generate", &prompt);
-    const char *adapter_dir = arg_value(&a, "--adapter"), *device = arg_value(&a, "--device");
-    long max_new = 64, seed_arg = 0;
-    double temp_arg = 0, top_p_arg = 1;
-    if (!rc) rc = arg_int(&a, "--max-new-tokens", "generate", 1, 1 << 20, &max_new);
-    if (!rc) rc = arg_double(&a, "--temperature", "generate", 0, 100, &temp_arg);
-    if (!rc) rc = arg_double(&a, "--top-p", "generate", 1e-9, 1, &top_p_arg);
-    if (!rc) rc = arg_int(&a, "--seed", "generate", 0, LONG_MAX, &seed_arg);
-    bool four = arg_flag(&a, "--4bit");
-    if (!rc) rc = arg_check_all(&a, "generate");
-    if (rc) return rc;
-    float temperature = (float)temp_arg, top_p = (float)top_p_arg;
-    uint64_t seed = (uint64_t)seed_arg;
+    generate_opts o;
+    cli_parsed p;
+    int rc = cli_parse(&GENERATE_SPEC, argc, argv, &o, &p);
+    if (rc) {
+        cli_parsed_free(&p);
+        return rc;
+    }
+    const char *prompt = o.prompt;
+    long max_new = o.max_new;
+    float temperature = (float)o.temperature, top_p = (float)o.top_p;
+    uint64_t seed = (uint64_t)o.seed;
 
     ds_run x;
     tok_ids ids = {0};
-    ds_run_opts ro = {.device = BE_AUTO, .model_dir = model_dir, .adapter_dir = adapter_dir, .load_in_4bit = four,
+    ds_run_opts ro = {.device = BE_AUTO, .model_dir = o.model, .adapter_dir = o.adapter, .load_in_4bit = o.four,
                       .double_quant = true};
-    rc = be_kind_parse(device, &ro.device);
+    rc = be_kind_parse(o.device, &ro.device);
     if (!rc) rc = ds_run_open(&ro, &x);
-    if (rc) return rc;
+    if (rc) {
+        cli_parsed_free(&p);
+        return rc;
+    }
     rc = tok_encode(x.tok, prompt, strlen(prompt), true, &ids);
     int maxT = (int)ids.n + (int)max_new;
     if (!rc && maxT > x.model->cfg.max_position)
@@ -144,5 +167,6 @@ int cmd_generate(int argc, char **argv)
     free(lp);
     tok_ids_free(&ids);
     ds_run_close(&x);
+    cli_parsed_free(&p);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include "core/files.h"
 #include "core/status.h"
 #include "core/units.h"
+#include "data/hub/hub.h"
 #include "data/safetensors.h"
 
 #include <stdio.h>
@@ -96,11 +97,15 @@ static int inspect_adapter(const char *dir)
     return rc;
 }
 
-int cmd_inspect(int argc, char **argv)
+static const cli_opt INSPECT_OPTS[] = {CLI_END};
+
+const cli_spec INSPECT_SPEC = {"inspect", "PATH|ORG/NAME[@REV]", 1, 1, NULL,
+                               "describe a model folder (or a Hugging Face model id in the local cache), adapter, "
+                               "checkpoint, safetensors or GGUF file",
+                               INSPECT_OPTS, NULL};
+
+static int inspect_path(const char *path)
 {
-    if (argc != 1) return ds_fail(DS_EUSAGE, "inspect: expected one PATH (usage: ds-ft inspect PATH)");
-    const char *path = argv[0];
-    if (!ds_exists(path)) return ds_fail(DS_ENOINPUT, "%s: no such file or folder", path);
     if (!ds_is_dir(path)) return is_gguf_file(path) ? inspect_gguf(path) : inspect_file(path);
     char *probe = ds_path_join(path, "config.json");
     bool model = ds_exists(probe);
@@ -124,4 +129,21 @@ int cmd_inspect(int argc, char **argv)
     }
     return ds_fail(DS_ENOINPUT, "%s: neither a model folder (config.json), an adapter (adapter_config.json) nor a "
                                 "safetensors file", path);
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+    cli_parsed p;
+    int rc = cli_parse(&INSPECT_SPEC, argc, argv, NULL, &p);
+    const char *path = rc ? NULL : p.args[0];
+    char *dir = NULL;
+    if (!rc && !ds_exists(path)) {   /* a Hugging Face model id in the local cache, or nothing */
+        rc = hub_is_model_id(path) ? hub_resolve(path, "inspect", HUB_MODEL, &dir, NULL)
+                                   : ds_fail(DS_ENOINPUT, "%s: no such file or folder", path);
+        path = dir;
+    }
+    if (!rc) rc = inspect_path(path);
+    free(dir);
+    cli_parsed_free(&p);
+    return rc;
 }

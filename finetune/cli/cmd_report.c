@@ -26,30 +26,38 @@ static int check_output(const char *path, bool force)
     return ds_fail(DS_EEXISTS, "report: %s exists and is not a ds-ft report (--force replaces it)", path);
 }
 
+typedef struct {
+    const char *out;
+    bool force;
+} report_opts;
+
+static const cli_opt REPORT_OPTS[] = {
+    {"--out", ARG_TEXT, offsetof(report_opts, out), "FILE", "RUN_DIR/report.html for one run, ./report.html for several",
+     0, 0, NULL, false, "the page to write"},
+    {"--force", ARG_FLAG, offsetof(report_opts, force), NULL, "off", 0, 0, NULL, false,
+     "replace an existing --out even when it is not a page ds-ft wrote"},
+    CLI_END,
+};
+
+const cli_spec REPORT_SPEC = {"report", "RUN_DIR [RUN_DIR...]", 1, -1, NULL,
+                              "the HTML report of a run (RUN_DIR/report.html), or several runs compared (--out, default "
+                              "./report.html)",
+                              REPORT_OPTS, NULL};
+
 int cmd_report(int argc, char **argv)
 {
-    ds_args a;
-    args_init(&a, argc, argv);
-    const char *out = arg_value(&a, "--out");
-    bool force = arg_flag(&a, "--force");
-    const char **dirs = ds_calloc((size_t)a.argc + 1, sizeof *dirs, "arguments");
-    if (!dirs) return DS_ENOMEM;
-    int n = 0;
-    for (int i = 0; i < a.argc; i++)
-        if (!a.used[i] && argv[i][0] != '-') {
-            a.used[i] = 1;
-            dirs[n++] = argv[i];
-        }
-    int rc = arg_check_all(&a, "report");
-    if (!rc && n == 0) rc = ds_fail(DS_EUSAGE, "report: no run folder given (usage: ds-ft report %s)",
-                                    ds_find_command("report")->usage);
+    report_opts o;
+    cli_parsed p;
+    int rc = cli_parse(&REPORT_SPEC, argc, argv, &o, &p);
+    const char **dirs = (const char **)p.args;
+    int n = p.nargs;
     char *path = NULL;
-    if (!rc) path = out ? ds_strdup(out) : n == 1 ? ds_path_join(dirs[0], "report.html") : ds_strdup("report.html");
+    if (!rc) path = o.out ? ds_strdup(o.out) : n == 1 ? ds_path_join(dirs[0], "report.html") : ds_strdup("report.html");
     if (!rc && !path) rc = DS_ENOMEM;
-    if (!rc) rc = check_output(path, force);
+    if (!rc) rc = check_output(path, o.force);
     if (!rc) rc = report_write_html(dirs, n, path);
     if (!rc) fprintf(stderr, "report: %s (%d run%s)\n", path, n, n == 1 ? "" : "s");
     free(path);
-    free(dirs);
+    cli_parsed_free(&p);
     return rc;
 }

@@ -52,19 +52,40 @@ static int tokenize_jsonl(const tokenizer *t, const char *path, bool special, to
     return rc;
 }
 
+typedef struct {
+    const char *tokenizer, *text, *jsonl;
+    bool special;
+} tokenize_opts;
+
+static const cli_opt TOKENIZE_OPTS[] = {
+    CLI_TOKENIZER(tokenize_opts, tokenizer, true, NULL,
+                  "a folder with tokenizer.json (a model folder), or a Hugging Face model id found in the local Hub cache"),
+    {"--text", ARG_TEXT, offsetof(tokenize_opts, text), "TEXT", NULL, 0, 0, NULL, false,
+     "one text to encode (this or --jsonl)"},
+    {"--jsonl", ARG_TEXT, offsetof(tokenize_opts, jsonl), "FILE", NULL, 0, 0, NULL, false,
+     "encode the \"text\" field of every record (this or --text)"},
+    {"--special", ARG_FLAG, offsetof(tokenize_opts, special), NULL, "off", 0, 0, NULL, false,
+     "add BOS/EOS as transformers does with add_special_tokens=True"},
+    CLI_END,
+};
+
+const cli_spec TOKENIZE_SPEC = {"tokenize", "", 0, 0, "--tokenizer DIR|ID (--text TEXT | --jsonl FILE) [--special]",
+                                "token ids as JSON, one line per input", TOKENIZE_OPTS, NULL};
+
 int cmd_tokenize(int argc, char **argv)
 {
-    ds_args a;
-    args_init(&a, argc, argv);
-    const char *dir, *text = arg_value(&a, "--text"), *jsonl = arg_value(&a, "--jsonl");
-    bool special = arg_flag(&a, "--special");
-    int rc = arg_require(&a, "--tokenizer", "tokenize", &dir);
-    if (!rc) rc = arg_check_all(&a, "tokenize");
-    if (!rc && !text == !jsonl)
-        rc = ds_fail(DS_EUSAGE, "tokenize: give exactly one of --text TEXT and --jsonl FILE");
-    if (rc) return rc;
-    tokenizer *t;
-    if ((rc = tok_load(dir, &t))) return rc;
+    tokenize_opts o;
+    cli_parsed p;
+    int rc = cli_parse(&TOKENIZE_SPEC, argc, argv, &o, &p);
+    if (!rc && !o.text == !o.jsonl) rc = cli_fail(&TOKENIZE_SPEC, "give exactly one of --text TEXT and --jsonl FILE");
+    tokenizer *t = NULL;
+    if (!rc) rc = tok_load(o.tokenizer, &t);
+    if (rc) {
+        cli_parsed_free(&p);
+        return rc;
+    }
+    const char *dir = o.tokenizer, *text = o.text, *jsonl = o.jsonl;
+    bool special = o.special;
     char *config = ds_path_join(dir, "config.json");
     model_config mc;
     if (ds_exists(config)) {
@@ -80,5 +101,6 @@ int cmd_tokenize(int argc, char **argv)
     if (!rc && fflush(stdout)) rc = ds_fail(DS_EIO, "tokenize: cannot write the output");
     tok_ids_free(&ids);
     tok_free(t);
+    cli_parsed_free(&p);
     return rc;
 }

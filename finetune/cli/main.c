@@ -18,9 +18,10 @@
 static void print_help(FILE *f)
 {
     fprintf(f, "ds-ft %s - QLoRA fine-tuning for Llama-family models\n\n", DSFT_VERSION);
+    char usage[2048];
     fprintf(f, "usage: ds-ft RECIPE [key=value ...]      same as `ds-ft train RECIPE`\n");
     for (const ds_command *c = DS_COMMANDS; c->name; c++)
-        fprintf(f, "       ds-ft %-9s %s\n%24s%s\n", c->name, c->usage, "", c->summary);
+        fprintf(f, "       ds-ft %s\n%24s%s\n", cli_usage(c->spec, usage, sizeof usage), "", c->spec->summary);
     fprintf(f, "       ds-ft --help | --version | CMD --help\n\n");
     fprintf(f, "Exit codes: 0 ok, 1 training failed, 64 usage, 65 bad data, 66 missing input,\n"
                "70 internal error, 73 output exists (--force / --overwrite), 74 I/O error, 78 bad recipe,\n"
@@ -52,17 +53,12 @@ int main(int argc, char **argv)
         return DS_OK;
     }
     ds_interrupt_install();
-    const ds_command *cmd = ds_find_command(first);
+    const ds_command *cmd = ds_find_command(DS_COMMANDS, first);
     int rc;
     const char *name;
     if (cmd) {
         name = cmd->name;
-        if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
-            printf("usage: ds-ft %s %s\n%s\n", cmd->name, cmd->usage, cmd->summary);
-            ds_command_help(cmd, stdout);
-            return DS_OK;
-        }
-        rc = cmd->run(argc - 2, argv + 2);
+        rc = cmd->run(argc - 2, argv + 2);   /* `CMD --help` too: the command's option table prints it */
     } else if (looks_like_recipe(first) || first[0] != '-') {
         if (!looks_like_recipe(first)) {
             fprintf(stderr, "ds-ft: error: unknown command '%s' (see ds-ft --help)\n", first);
@@ -74,6 +70,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ds-ft: error: unknown option '%s' (see ds-ft --help)\n", first);
         return DS_EUSAGE;
     }
+    if (rc == CLI_HELP) return DS_OK;
     if (rc == DS_OK && ds_interrupted())   /* a command that finished before it looked: its output is whole */
         rc = ds_interrupt_status("(the command had finished; what it wrote is complete)");
     if (rc != DS_OK) {

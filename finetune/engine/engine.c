@@ -2,6 +2,7 @@
  * LoRA parameters and optimizer state. The passes are in engine_pass.c. */
 #include "engine_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <math.h>
@@ -167,7 +168,7 @@ static void layout_acts(engine *e, carve *c)
         a->u = take(c, N * I * A);
         a->m = take(c, N * I * A);
         for (int t = 0; t < LIN_COUNT; t++)
-            a->lora_u[t] = e->views && e->views[t].A ? take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
+            a->lora_u[t] = e->views && e->views[t].r ? take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
     }
     e->xf = take(c, N * C * A);
     e->rstdf = take(c, N * sizeof(float));
@@ -202,7 +203,10 @@ static void layout_acts(engine *e, carve *c)
 
 /* ------------------------------------------------------------------ adapter */
 
-static int setup_adapter(engine *e)
+/* The adapter's layout, without the device: its parameter count and a view
+ * of each adapted layer (shapes, scale, dropout; pointers set by
+ * upload_adapter). */
+static int plan_adapter(engine *e)
 {
     const lora_adapter *ad = e->opts.adapter;
     if (!ad) return DS_OK;
@@ -215,10 +219,34 @@ static int setup_adapter(engine *e)
             return ds_fail(DS_EDATA, "adapter does not fit the model: %s is [%d, %d] in the adapter, [%d, %d] in the model",
                            llama_linear_name((llama_linear)t), ad->out[t], ad->in[t], out, in);
     }
-    backend *be = e->be;
     e->P = ad->nparams;
+    e->views = ds_calloc((size_t)e->cfg.num_layers * LIN_COUNT, sizeof *e->views, "LoRA views");
+    if (!e->views) return DS_ENOMEM;
+    float scale = lora_scale(&ad->cfg);
+    for (int l = 0; l < e->cfg.num_layers; l++)
+        for (int t = 0; t < LIN_COUNT; t++) {
+            if (ad->offset[l * LIN_COUNT + t] == SIZE_MAX) continue;
+            lora_view *v = &e->views[l * LIN_COUNT + t];
+            v->r = ad->cfg.r;
+            v->in = ad->in[t];
+            v->out = ad->out[t];
+            v->scale = scale;
+            v->dropout = (float)ad->cfg.dropout;
+            v->id = (uint64_t)(l * LIN_COUNT + t);
+        }
+    return DS_OK;
+}
+
+/* The adapter's arena: parameters, and for training their gradients and AdamW's m and v. */
+static size_t adapter_bytes(const engine *e) { return (e->opts.training ? 4 : 1) * e->P * sizeof(float) + 256; }
+
+static int upload_adapter(engine *e)
+{
+    const lora_adapter *ad = e->opts.adapter;
+    if (!ad) return DS_OK;
+    backend *be = e->be;
     size_t copies = e->opts.training ? 4 : 1;
-    e->a_arena = be_alloc(be, copies * e->P * sizeof(float) + 256, "LoRA parameters and optimizer state");
+    e->a_arena = be_alloc(be, adapter_bytes(e), "LoRA parameters and optimizer state");
     if (!e->a_arena) return be_sync(be);
     e->params = e->a_arena;
     if (e->opts.training) {
@@ -229,32 +257,25 @@ static int setup_adapter(engine *e)
     }
     e->sumsq = e->params + copies * e->P;
     be_upload(be, e->params, ad->data, e->P * sizeof(float));
-    e->views = calloc((size_t)e->cfg.num_layers * LIN_COUNT, sizeof *e->views);
-    float scale = lora_scale(&ad->cfg);
-    for (int l = 0; l < e->cfg.num_layers; l++)
-        for (int t = 0; t < LIN_COUNT; t++) {
-            size_t off = ad->offset[l * LIN_COUNT + t];
-            if (off == SIZE_MAX) continue;
-            lora_view *v = &e->views[l * LIN_COUNT + t];
-            v->r = ad->cfg.r;
-            v->in = ad->in[t];
-            v->out = ad->out[t];
-            v->scale = scale;
-            v->dropout = (float)ad->cfg.dropout;
-            v->id = (uint64_t)(l * LIN_COUNT + t);
-            v->A = e->params + off;
-            v->B = v->A + (size_t)v->r * v->in;
-            if (e->grads) {
-                v->dA = e->grads + off;
-                v->dB = v->dA + (size_t)v->r * v->in;
-            }
+    for (int i = 0; i < e->cfg.num_layers * LIN_COUNT; i++) {
+        lora_view *v = &e->views[i];
+        if (!v->r) continue;
+        size_t off = ad->offset[i];
+        v->A = e->params + off;
+        v->B = v->A + (size_t)v->r * v->in;
+        if (e->grads) {
+            v->dA = e->grads + off;
+            v->dB = v->dA + (size_t)v->r * v->in;
         }
+    }
     return be_sync(be);
 }
 
-/* Workspace slots, reserved now so that no step allocates. */
-static void reserve_workspace(engine *e)
+/* Workspace slots, reserved now so that no step allocates (with `reserve`;
+ * without, only e->ws_bytes and e->chunk_rows are worked out). */
+static void plan_workspace(engine *e, bool reserve)
 {
+#define RESERVE(slot, bytes) do { if (reserve) be_reserve(be, slot, bytes); } while (0)
     backend *be = e->be;
     const model_config *cfg = &e->cfg;
     size_t N = (size_t)e->Nmax, V = (size_t)cfg->vocab_size, A = be->act_size;
@@ -263,51 +284,51 @@ static void reserve_workspace(engine *e)
         int out, in;
         llama_linear_shape(cfg, (llama_linear)t, &out, &in);
         if ((size_t)out * in > biggest) biggest = (size_t)out * in;
-        if (e->views && e->views[t].A) {
+        if (e->views && e->views[t].r) {
             size_t need = lora_workspace_bytes(&e->views[t], (int)N);
             if (need > lora) lora = need;
         }
     }
-    if (e->model->quantized) be_reserve(be, WS_DEQUANT, biggest * A);
-    if (lora) be_reserve(be, WS_LORA, lora);
+    if (e->model->quantized) RESERVE( WS_DEQUANT, biggest * A);
+    if (lora) RESERVE( WS_LORA, lora);
     /* one logits chunk: 512 MiB on a GPU, 64 MiB on the CPU */
     size_t budget = be->kind == BE_CUDA ? (512u << 20) : (64u << 20);
     size_t rows = budget / (V * (sizeof(float) + A));
     if (rows < 1) rows = 1;
     if (rows > N) rows = N;
     e->chunk_rows = (int)rows;
-    be_reserve(be, WS_LOGITS, rows * V * (sizeof(float) + A) + 256);
+    RESERVE( WS_LOGITS, rows * V * (sizeof(float) + A) + 256);
     if (be->kind == BE_CUDA) {
         /* the attention kernels' scratch: fp32 dQ accumulators, one value per
          * (token, head), and the segment range of every 64-token tile */
         size_t H = (size_t)cfg->num_heads, D = (size_t)cfg->head_dim;
         size_t tiles = N + 1;   /* B * ceil(T / 64) for any B x T that fits N tokens */
         size_t attn = N * H * (D + 1) * sizeof(float) + tiles * 2 * sizeof(int) + 1024;
-        be_reserve(be, WS_ATTN, attn);
+        RESERVE( WS_ATTN, attn);
         e->ws_bytes += attn;
     }
-    be_reserve(be, WS_MISC, (1u << 20) * sizeof(float));
+    RESERVE( WS_MISC, (1u << 20) * sizeof(float));
     if (be->kind == BE_CPU) {
         /* the CPU products' transposed operands: lm_head, or an (N, widest) LoRA operand */
         size_t wide = (size_t)(cfg->intermediate_size > cfg->hidden_size ? cfg->intermediate_size : cfg->hidden_size);
         size_t gemm = (V * (size_t)cfg->hidden_size > N * wide ? V * (size_t)cfg->hidden_size : N * wide) * sizeof(float);
-        be_reserve(be, WS_GEMM, gemm);
+        RESERVE( WS_GEMM, gemm);
         e->ws_bytes += gemm;
     }
     e->ws_bytes += biggest * A * (e->model->quantized ? 1 : 0) + lora + rows * V * (sizeof(float) + A) + (4u << 20);
+#undef RESERVE
 }
 
-int engine_create(backend *be, const llama_model *m, const engine_opts *o, engine **out)
+/* What every engine starts from: the shapes, and no memory yet. */
+static int engine_init(engine *e, backend *be, const llama_model *m, const engine_opts *o)
 {
-    *out = NULL;
+    e->be = be;
     if (o->max_B < 1 || o->max_T < 1) return ds_fail(DS_EINTERNAL, "engine: empty batch shape");
     int D = m->cfg.head_dim;
     if (D / 2 > ROPE_MAX_HALF) return ds_fail(DS_EDATA, "%s: head_dim %d is over %d", m->dir, D, 2 * ROPE_MAX_HALF);
     if (be->kind == BE_CUDA && D != 16 && D != 32 && D != 64 && D != 128)
         return ds_fail(DS_EDATA, "%s: head_dim %d: the CUDA attention kernels take 16, 32, 64 or 128 (use device: cpu)",
                        m->dir, D);
-    engine *e = calloc(1, sizeof *e);
-    e->be = be;
     e->model = m;
     e->cfg = m->cfg;
     e->opts = *o;
@@ -316,22 +337,35 @@ int engine_create(backend *be, const llama_model *m, const engine_opts *o, engin
     e->KVD = e->cfg.num_kv_heads * e->cfg.head_dim;
     e->rope.half = e->cfg.head_dim / 2;
     model_rope_freqs(&e->cfg, e->rope.inv_freq, &e->rope.scale);
-    e->layers = calloc((size_t)e->cfg.num_layers, sizeof *e->layers);
-    e->resid = calloc((size_t)e->cfg.num_layers + 1, sizeof *e->resid);
+    e->layers = ds_calloc((size_t)e->cfg.num_layers, sizeof *e->layers, "engine layers");
+    e->resid = ds_calloc((size_t)e->cfg.num_layers + 1, sizeof *e->resid, "engine layers");
     e->nsets = o->checkpointing ? 1 : e->cfg.num_layers;
-    e->sets = calloc((size_t)e->nsets, sizeof *e->sets);
+    e->sets = ds_calloc((size_t)e->nsets, sizeof *e->sets, "engine layers");
+    return e->layers && e->resid && e->sets ? DS_OK : DS_ENOMEM;
+}
 
+int engine_create(backend *be, const llama_model *m, const engine_opts *o, engine **out)
+{
+    *out = NULL;
+    engine *e = ds_calloc(1, sizeof *e, "the engine");
+    if (!e) return DS_ENOMEM;
+    int rc = engine_init(e, be, m, o);
+    if (rc) {
+        engine_free(e);
+        return rc;
+    }
     carve c = {0};
     layout_weights(e, &c);
     e->w_bytes = c.off;
     e->w_arena = be_alloc(be, e->w_bytes, "model weights");
-    int rc = be_sync(be);
+    rc = be_sync(be);
     if (!rc) {
         c = (carve){.base = e->w_arena};
         layout_weights(e, &c);
         rc = be_sync(be);
     }
-    if (!rc) rc = setup_adapter(e);
+    if (!rc) rc = plan_adapter(e);
+    if (!rc) rc = upload_adapter(e);
     if (!rc) {
         c = (carve){0};
         layout_acts(e, &c);
@@ -339,7 +373,7 @@ int engine_create(backend *be, const llama_model *m, const engine_opts *o, engin
         e->act_arena = be_alloc(be, e->act_bytes, "activations");
         c = (carve){.base = e->act_arena};
         if (e->act_arena) layout_acts(e, &c);
-        reserve_workspace(e);
+        plan_workspace(e, true);
         rc = be_sync(be);
     }
     if (rc) {
@@ -347,6 +381,22 @@ int engine_create(backend *be, const llama_model *m, const engine_opts *o, engin
         return ds_fail_context(rc, "setting up the model on %s: ", be_name(be));
     }
     *out = e;
+    return DS_OK;
+}
+
+int engine_measure(engine *e, backend *be, const llama_model *m, const engine_opts *o, engine_memory *out)
+{
+    int rc = engine_init(e, be, m, o);
+    if (!rc) rc = plan_adapter(e);
+    if (rc) return rc;
+    carve c = {0};
+    layout_weights(e, &c);
+    e->w_bytes = c.off;
+    c = (carve){0};
+    layout_acts(e, &c);
+    e->act_bytes = c.off;
+    plan_workspace(e, false);
+    *out = engine_memory_use(e);
     return DS_OK;
 }
 
@@ -365,8 +415,7 @@ void engine_free(engine *e)
 
 engine_memory engine_memory_use(const engine *e)
 {
-    size_t copies = e->opts.training ? 4 : 1;
-    engine_memory m = {e->w_bytes, e->P * copies * sizeof(float), e->act_bytes, e->ws_bytes};
+    engine_memory m = {e->w_bytes, e->P ? adapter_bytes(e) : 0, e->act_bytes, e->ws_bytes};
     return m;
 }
 

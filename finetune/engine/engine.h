@@ -94,5 +94,15 @@ typedef struct {
     size_t weights, adapter, activations, workspace;
 } engine_memory;
 engine_memory engine_memory_use(const engine *e);
+/* engine_estimate() : the arenas engine_create would allocate for a model of
+ * config cfg (its linear layers NF4 with double quantization when
+ * `quantized`, else 16-bit) on a backend of kind `kind`, with options o
+ * (o->adapter gives the LoRA layout: lora_create's, its values unused),
+ * without any weights or device: the counting pass engine_create makes
+ * before it allocates, over the config's shapes (engine_estimate.c). Not
+ * counted: the backend's own memory (the CUDA context, cuBLASLt's workspace).
+ * @return DS_OK with *out, or the refusal engine_create would give (a head
+ * size the CUDA kernels lack), or DS_ENOMEM. */
+int engine_estimate(const model_config *cfg, bool quantized, be_kind kind, const engine_opts *o, engine_memory *out);
 
 #endif

@@ -81,4 +81,11 @@ struct engine {
 
 layer_acts *engine_acts(engine *e, int layer);
 
+/* engine_measure() : set e (zeroed) up as engine_create would for model m,
+ * without touching the backend: the sizes of the arenas only (*out), from
+ * the counting pass that precedes every allocation. m's tensors are not
+ * read, only which exist and their shapes; be only gives the kind and the
+ * act size. Free e with engine_free. */
+int engine_measure(engine *e, backend *be, const llama_model *m, const engine_opts *o, engine_memory *out);
+
 #endif

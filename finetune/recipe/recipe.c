@@ -25,9 +25,10 @@
 
 static const opt_key TOP_KEYS[] = {
     {"base_model", OPT_STRING, R(base_model), NULL, NO_RANGE, NULL, OPT_REQUIRED,
-     "the base model folder (config.json, safetensors, tokenizer.json)"},
+     "the base model: a folder (config.json, safetensors, tokenizer.json) or a Hugging Face model id "
+     "org/name[@revision] in the local Hub cache"},
     {"tokenizer", OPT_STRING, R(tokenizer), "null", NO_RANGE, NULL, OPT_NULLABLE,
-     "tokenizer folder; null = base_model"},
+     "tokenizer folder or Hugging Face model id; null = base_model"},
     {"output_dir", OPT_STRING, R(output_dir), NULL, NO_RANGE, NULL, OPT_REQUIRED,
      "where the run writes its adapter, checkpoints, metrics and logs"},
     {"seed", OPT_INT, R(seed), "42", 0, 4294967295.0, NULL, 0,
@@ -142,6 +143,9 @@ const opt_key RECIPE_DATASET_KEYS[] = {
      "mcq only: letters (choices listed, the letter scored) or cloze (each choice's text scored)"},
     {"limit", OPT_INT, offsetof(data_source, limit), "null", 1, IMAX, NULL, OPT_NULLABLE,
      "at most this many examples; null = all"},
+    {"answer_base", OPT_CHOICE, offsetof(data_source, answer_base), "auto", NO_RANGE, "auto|0|1", 0,
+     "mcq only: what integer answers count from; auto = MedMCQA's cop told from the file (a 0: the Hugging Face "
+     "dataset, a 4: the original release), other answers from 0"},
     OPT_END,
 };
 
@@ -165,7 +169,7 @@ const recipe_section RECIPE_SECTIONS[] = {
 const char *recipe_extra_help(const char *section, const char *key)
 {
     if (!strcmp(section, "data") && !strcmp(key, "datasets"))
-        return "training data: a list of {path, type, mcq_format, limit}";
+        return "training data: a list of {path, type, mcq_format, limit, answer_base}";
     if (!strcmp(section, "eval") && !strcmp(key, "datasets"))
         return "evaluation data, same entries: mcq for accuracy, other types (not preference) for loss/perplexity";
     if (!strcmp(section, "loss") && !strcmp(key, "type")) return "the main loss module";
@@ -331,16 +335,19 @@ static int read_datasets(rctx *c, const ynode *sec, const char *section, bool tr
         if (rc) return rc;
         d->line = it->line > 0 ? it->line : 0;
         d->recipe = c->src;
-        int ti = ynode_find(it, "type"), fi = ynode_find(it, "mcq_format");
+        int ti = ynode_find(it, "type");
         int tline = it->kids[ti]->line;
         recipe_join(dotted, sizeof dotted, prefix, "type");
         bool mcq = !strcmp(d->type, "mcq"), pref = !strcmp(d->type, "preference");
-        if (!mcq) {
+        static const char *const mcq_only[] = {"mcq_format", "answer_base"};
+        for (int m = 0; m < 2 && !mcq; m++) {
+            int fi = ynode_find(it, mcq_only[m]);
             if (fi >= 0)
-                return rctx_fail(c, it->key_lines[fi], recipe_join(dotted, sizeof dotted, prefix, "mcq_format"),
+                return rctx_fail(c, it->key_lines[fi], recipe_join(dotted, sizeof dotted, prefix, mcq_only[m]),
                                  "applies to type mcq only (this dataset is %s)", d->type);
-            free(d->mcq_format);
-            d->mcq_format = NULL;
+            char **field = m == 0 ? &d->mcq_format : &d->answer_base;
+            free(*field);
+            *field = NULL;
         }
         if (train && needs_pairs && !pref)
             return rctx_fail(c, tline, dotted, "loss %s trains on preference pairs: every dataset must be type "
@@ -497,6 +504,7 @@ void recipe_free(recipe *r)
     recipe_loss_free(&r->loss.main);
     for (int i = 0; i < r->loss.n_penalties; i++) recipe_loss_free(&r->loss.penalties[i]);
     free(r->loss.penalties);
+    free(r->base_model_name);
     free(r->file);
     free(r);
 }

@@ -52,8 +52,9 @@ typedef struct {
     run_plan plan;                 /* the typed plan every consumer reads (filled at load) */
     char *file;                    /* the recipe's path (paths in the recipe are relative to the current directory) */
 
-    char *base_model;              /* model folder */
+    char *base_model;              /* model folder, or a Hugging Face model id until recipe_resolve_inputs() */
     char *tokenizer;               /* tokenizer folder (default: base_model) */
+    char *base_model_name;         /* base_model as written (a Hub id or a path), set by recipe_resolve_inputs() */
     char *output_dir;
     int64_t seed;
     char *device;                  /* auto | cpu | cuda */
@@ -153,5 +154,13 @@ int recipe_check_inputs(const recipe *r);
 /* recipe_at_default() : whether numeric or boolean key SECTION.KEY ("adapter",
  * "lora_r") holds its default value (written out or not). */
 bool recipe_at_default(const recipe *r, const char *section, const char *key);
+/* recipe_resolve_inputs() : find what a run reads before it starts: base_model
+ * and tokenizer become folders (a Hugging Face model id "org/name[@revision]"
+ * is looked up in the local Hub cache, data/hub/hub.h; the line saying where
+ * goes to `notices`, may be NULL), and every data and eval file must exist.
+ * @return DS_OK, or DS_ENOINPUT naming the recipe and the key that pointed at
+ * the missing input ("base_model: ...", "data.datasets[0].path: ...") with
+ * the places looked and the download command (recipe_resolve.c). */
+int recipe_resolve_inputs(recipe *r, FILE *notices);
 
 #endif

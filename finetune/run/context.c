@@ -22,7 +22,7 @@ int ds_run_open(const ds_run_opts *o, ds_run *r)
     if (!rc && o->adapter_dir) {
         rc = lora_load_peft(o->adapter_dir, &r->model->cfg, &r->adapter);
     } else if (!rc && o->new_adapter) {
-        rc = lora_create(&r->model->cfg, o->new_adapter, o->model_dir, &r->adapter);
+        rc = lora_create(&r->model->cfg, o->new_adapter, o->model_name ? o->model_name : o->model_dir, &r->adapter);
         if (!rc) lora_init(r->adapter, o->adapter_seed);
     }
     if (rc) ds_run_close(r);

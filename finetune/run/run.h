@@ -33,6 +33,8 @@ typedef struct {
     bool load_in_4bit, double_quant;/* quantize 16-bit linear layers to NF4 while loading */
     const char *adapter_dir;        /* a PEFT adapter folder to load, or NULL */
     const lora_config *new_adapter; /* or a new adapter of this shape (train), or NULL for none */
+    const char *model_name;         /* the new adapter's base_model_name_or_path (a Hub id as the recipe
+                                       wrote it); NULL: model_dir */
     uint64_t adapter_seed;          /* the new adapter's initialisation */
 } ds_run_opts;
 

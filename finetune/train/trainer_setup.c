@@ -57,10 +57,16 @@ static char *dataset_name(const char *path)
     return name;
 }
 
+/* What loading the data has to tell (a file's answer numbering) goes to the run's log. */
+static void say_log(void *log, const char *line) { tlog_say(log, "data: %s", line); }
+
 static int load_data(trainer *x)
 {
     const recipe *r = x->r;
-    const data_options *opt = &r->plan.data;
+    data_options data = r->plan.data;
+    data.say = say_log;
+    data.say_ctx = &x->log;
+    const data_options *opt = &data;
     const chat_template *ct;
     int trc = chat_template_open(opt->chat_template, opt->template_dir, &ct);
     if (trc) return trc;
@@ -217,7 +223,8 @@ int trainer_setup(trainer *x, const recipe *r, train_start start)
     lora_config lc;
     if (!rc) rc = report_info_open(r->output_dir, resume, &x->info);
     ds_run_opts ro = {.device = r->plan.device, .model_dir = r->base_model, .tokenizer_dir = r->tokenizer,
-                      .load_in_4bit = r->quant.load_in_4bit, .double_quant = r->quant.double_quant};
+                      .load_in_4bit = r->quant.load_in_4bit, .double_quant = r->quant.double_quant,
+                      .model_name = r->base_model_name};
     if (!rc) rc = adapter_options(r, &lc, &ro);
     if (!rc) rc = ds_run_open(&ro, &x->ctx);
     if (rc) return rc;
