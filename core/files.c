@@ -75,7 +75,7 @@ void ds_map_close(ds_map *m)
 int ds_out_open(ds_out *o, const char *path)
 {
     memset(o, 0, sizeof *o);
-    ds_clean_debris(path);
+    if (ds_clean_debris(path)) return DS_ENOMEM;
     o->path = ds_strdup(path);
     o->tmp = o->path ? ds_strdupf("%s.tmp-%d", path, (int)getpid()) : NULL;
     if (!o->tmp) {
@@ -152,7 +152,8 @@ int ds_write_file(const char *path, const void *data, size_t len)
 
 int ds_dir_begin(const char *dir, char **tmp)
 {
-    ds_clean_debris(dir);
+    *tmp = NULL;
+    if (ds_clean_debris(dir)) return DS_ENOMEM;
     *tmp = ds_strdupf("%s.tmp-%d", dir, (int)getpid());
     if (!*tmp) return DS_ENOMEM;
     ds_remove_tree(*tmp);

@@ -75,9 +75,10 @@ int ds_replace(const char *tmp, const char *final);
 int ds_remove_atomic(const char *path);
 /* ds_clean_debris() : remove PATH.tmp-N, PATH.old-N and PATH.del-N left by
  * processes N that no longer run. ds_clean_debris_in() : the same for every
- * such name in folder DIR (only for folders ds-ft owns: checkpoints/). */
-void ds_clean_debris(const char *path);
-void ds_clean_debris_in(const char *dir);
+ * such name in folder DIR (only for folders ds-ft owns: checkpoints/).
+ * What cannot be removed stays. @return DS_OK or DS_ENOMEM. */
+int ds_clean_debris(const char *path);
+int ds_clean_debris_in(const char *dir);
 /* ds_same_file() : whether two existing paths are the same file or folder. */
 bool ds_same_file(const char *a, const char *b);
 

@@ -105,26 +105,31 @@ static bool debris_name(const char *name, const char *base, long *pid)
 /* A process id that no process has now (kill(pid, 0) answers ESRCH). */
 static bool pid_gone(long pid) { return pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH; }
 
-/* Remove the debris in `dir` named after `base` (or any, base NULL). */
-static void clean_dir(const char *dir, const char *base)
+/* Remove the debris in `dir` named after `base` (or any, base NULL). Debris
+ * that cannot be removed stays (the next run tries again); only running out
+ * of memory is an error. */
+static int clean_dir(const char *dir, const char *base)
 {
     DIR *d = opendir(dir);
-    if (!d) return;
+    if (!d) return DS_OK;
+    int rc = DS_OK;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    while (!rc && (e = readdir(d))) {
         long pid;
         if (!debris_name(e->d_name, base, &pid) || !pid_gone(pid)) continue;
         char *p = ds_path_join(dir, e->d_name);
         if (p) ds_remove_tree(p);
+        else rc = DS_ENOMEM;
         free(p);
     }
     closedir(d);
+    return rc;
 }
 
-void ds_clean_debris(const char *path)
+int ds_clean_debris(const char *path)
 {
     char *copy = ds_strdup(path);
-    if (!copy) return;
+    if (!copy) return DS_ENOMEM;
     size_t n = strlen(copy);
     while (n > 1 && copy[n - 1] == '/') copy[--n] = '\0';
     char *slash = strrchr(copy, '/');
@@ -137,8 +142,9 @@ void ds_clean_debris(const char *path)
         dir = copy;
         base = slash + 1;
     }
-    if (*base) clean_dir(dir, base);
+    int rc = *base ? clean_dir(dir, base) : DS_OK;
     free(copy);
+    return rc;
 }
 
-void ds_clean_debris_in(const char *dir) { clean_dir(dir, NULL); }
+int ds_clean_debris_in(const char *dir) { return clean_dir(dir, NULL); }

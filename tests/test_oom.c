@@ -49,9 +49,31 @@ static int run_failing(operation op, void *ctx, long k, bool *reached)
     return rc;
 }
 
-/* A run whose allocation k failed must fail, as running out of memory. */
-static void expect_oom(const char *name, long k, int rc, bool reached)
+/* Where allocation k of an operation is made: its call stack on stderr,
+ * printed when a failure was swallowed, to say whose it is. */
+static long g_trace_countdown = -1;
+
+static void trace_allocation(void)
 {
+    if (g_trace_countdown-- != 0) return;
+    void *frames[32];
+    int depth = backtrace(frames, 32);
+    fprintf(stderr, "the allocation whose failure was swallowed:\n");
+    backtrace_symbols_fd(frames, depth, 2);
+}
+
+static void print_allocation(operation op, void *ctx, long k)
+{
+    g_trace_countdown = k;
+    ds_mem_on_alloc(trace_allocation);
+    (void)op(ctx);
+    ds_mem_on_alloc(NULL);
+}
+
+/* A run whose allocation k failed must fail, as running out of memory. */
+static void expect_oom(const char *name, operation op, void *ctx, long k, int rc, bool reached)
+{
+    if (rc == DS_OK) print_allocation(op, ctx, k);
     cr_assert_neq(rc, DS_OK, "%s: allocation %ld failed, yet it succeeded", name, k);
     cr_assert_eq(rc, DS_ENOMEM, "%s: allocation %ld failed: status %d, '%s'", name, k, rc, ds_errmsg());
     cr_assert(strstr(ds_errmsg(), "out of memory"), "%s: allocation %ld: message '%s'", name, k, ds_errmsg());
@@ -68,7 +90,7 @@ static long sweep(const char *name, operation op, void *ctx)
             cr_log_info("%s: %ld allocations, each failure reported", name, k);
             return k;
         }
-        expect_oom(name, k, rc, reached);
+        expect_oom(name, op, ctx, k, rc, reached);
     }
 }
 
@@ -109,7 +131,7 @@ static long sweep_stacks(const char *name, operation op, void *ctx)
         if (seen) continue;
         bool reached;
         rc = run_failing(op, ctx, k, &reached);
-        expect_oom(name, k, rc, reached);
+        expect_oom(name, op, ctx, k, rc, reached);
         tried++;
     }
     ds_mem_fail_after(n);   /* the whole run: all n succeed */

@@ -122,7 +122,7 @@ int checkpoint_save(const char *output_dir, const train_state *s, const lora_ada
     if (!rc) rc = check_produced(adam_m, ad->nparams, "the optimizer's exp_avg");
     if (!rc) rc = check_produced(adam_v, ad->nparams, "the optimizer's exp_avg_sq");
     if (!rc) rc = ds_mkdirs(root);
-    if (!rc) ds_clean_debris_in(root);
+    if (!rc) rc = ds_clean_debris_in(root);
     if (!rc) rc = ds_dir_begin(final, &tmp);
     if (!rc) rc = lora_write_peft_files(ad, tmp);   /* the checkpoint is itself a PEFT adapter folder */
     if (!rc) {

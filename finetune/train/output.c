@@ -49,12 +49,15 @@ int output_discard(const recipe *r, train_log *log)
     return DS_OK;
 }
 
-void output_clean_debris(const recipe *r)
+int output_clean_debris(const recipe *r)
 {
-    for (int i = 0; RUN_STATE[i]; i++) {
+    int rc = DS_OK;
+    for (int i = 0; !rc && RUN_STATE[i]; i++) {
         char *p = ds_path_join(r->output_dir, RUN_STATE[i]);
-        if (p) ds_clean_debris(p);
-        if (p && i == 0 && ds_is_dir(p)) ds_clean_debris_in(p);   /* checkpoints/step-N.del-PID, ... */
+        if (!p) return DS_ENOMEM;
+        rc = ds_clean_debris(p);
+        if (!rc && i == 0 && ds_is_dir(p)) rc = ds_clean_debris_in(p);   /* checkpoints/step-N.del-PID, ... */
         free(p);
     }
+    return rc;
 }

@@ -63,7 +63,7 @@ int output_check(const recipe *r, train_start start);
 int output_discard(const recipe *r, train_log *log);
 /* Remove what killed runs left under temporary names beside the state's entries
  * and inside checkpoints/ (files.h: ds_clean_debris). */
-void output_clean_debris(const recipe *r);
+int output_clean_debris(const recipe *r);
 void trainer_free(trainer *x);
 /* Evaluate every eval set with (after) or without (before) the adapter and
  * log it; write eval/<name>.json when both are done (trainer_eval.c). */

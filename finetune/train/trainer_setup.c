@@ -276,7 +276,7 @@ int trainer_setup(trainer *x, const recipe *r, train_start start)
     if (!rc) rc = setup_schedule(x);
     if (!rc && resume) rc = resume_from_checkpoint(x);
     /* Every input was read: now the output folder. */
-    if (!rc) output_clean_debris(r);
+    if (!rc) rc = output_clean_debris(r);
     if (!rc && start == TRAIN_OVERWRITE) rc = output_discard(r, &x->log);
     if (!rc) rc = tlog_open(&x->log, r->output_dir, resume);
     if (!rc && resume) rc = tlog_keep_until(&x->log, r->output_dir, (long)x->st.step);

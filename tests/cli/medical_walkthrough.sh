@@ -80,8 +80,8 @@ sed -n 's/.*"acc": \([0-9.]*\).*/\1/p' runs/medical/eval/dev.json > "$T/acc_orig
 
 # A split whose answers are all 1..3 cannot be told: refused until answer_base says.
 medmcqa 0 1 2 1 2 > data/few.jsonl
-expect 65 "an ambiguous file" -- recipes/medical.yaml 'data.datasets[0].path=data/few.jsonl' "${SMALL[@]}"
+expect 65 "an ambiguous file" -- recipes/medical.yaml 'data.datasets[0].path=data/few.jsonl' "${SMALL[@]}" --overwrite
 has "$T/err" "answer_base: 1 (original release) or answer_base: 0 (Hugging Face)" "says what to write"
-expect 0 "... with answer_base" -- recipes/medical.yaml 'data.datasets[0].path=data/few.jsonl' 'data.datasets[0].answer_base=0' "${SMALL[@]}"
+expect 0 "... with answer_base" -- recipes/medical.yaml 'data.datasets[0].path=data/few.jsonl' 'data.datasets[0].answer_base=0' "${SMALL[@]}" --overwrite
 
 finish medical_walkthrough

@@ -43,7 +43,7 @@ has "$T/err" "ambiguous.jsonl" "the message names the file"
 has "$T/err" "answer_base" "the message names answer_base"
 expect 0 "train with answer_base: 1" -- "$T/r.yaml" 'data.datasets[0].answer_base=1' train.max_steps=1 eval.before_training=false device=cpu
 has "$T/run/train.log" "ambiguous.jsonl: integer answers count from 1 (answer_base)" "train.log says the numbering"
-expect 0 "train on the original release" -- "$T/r.yaml" "data.datasets[0].path=$T/train.json" train.max_steps=1 eval.before_training=false device=cpu
+expect 0 "train on the original release" -- "$T/r.yaml" "data.datasets[0].path=$T/train.json" train.max_steps=1 eval.before_training=false device=cpu --overwrite
 has "$T/run/train.log" "train.json: MedMCQA answers (cop) count from 1, as in the original release" "train.log says the detected numbering"
 expect 78 "answer_base on a dataset that is not mcq" -- validate recipes/tiny.yaml 'data.datasets[0].answer_base=1'
 has "$T/err" "data.datasets[0].answer_base: applies to type mcq only" "the message names the key"

@@ -57,7 +57,7 @@ function safetensorsIds(path, ids) {
 function dsftLogits(model, adapter, ids) {
     const inp = `${work}/dump-in.safetensors`, out = `${work}/dump-out.safetensors`;
     safetensorsIds(inp, ids);
-    ds("dump", "--model", model, ...(adapter ? ["--adapter", adapter] : []), "--input", inp, "--out", out);
+    ds("dump", "--model", model, ...(adapter ? ["--adapter", adapter] : []), "--input", inp, "--out", out, "--force");   // the same scratch file for every call
     const b = readFileSync(out), n = Number(b.readBigUInt64LE(0)), head = JSON.parse(b.subarray(8, 8 + n).toString());
     const t = head[adapter ? "lora.logits" : "base.logits"], [T, V] = t.shape.slice(-2), [s] = t.data_offsets;
     const f = new Float32Array(b.buffer.slice(b.byteOffset + 8 + n + s, b.byteOffset + 8 + n + s + 4 * T * V));
