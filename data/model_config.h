@@ -96,6 +96,10 @@ int model_config_parse(const char *text, size_t len, const char *path, model_con
  * fp32 as transformers computes them, and the factor cos and sin are scaled by
  * (1 except for yarn). */
 void model_rope_freqs(const model_config *cfg, float *inv_freq, float *attention_scale);
+/* model_config_context() : the longest sequence the model's positions cover:
+ * max_position_embeddings, or the original context times the rope's factor
+ * where a linear or yarn scaling stretches it further. @return tokens */
+int model_config_context(const model_config *cfg);
 /* The attention window of layer l (0 = none). */
 int model_layer_window(const model_config *cfg, int layer);
 /* Number of parameters of the dense model (embeddings and lm_head included). */

@@ -186,3 +186,14 @@ void model_rope_freqs(const model_config *c, float *inv_freq, float *attention_s
         *attention_scale = (float)af;
     }
 }
+
+int model_config_context(const model_config *c)
+{
+    int n = c->max_position;
+    if ((c->rope.type == ROPE_LINEAR || c->rope.type == ROPE_YARN) && c->rope.factor > 1) {
+        double base = c->rope.original_max_position > 0 ? c->rope.original_max_position : c->max_position;
+        double stretched = base * c->rope.factor;
+        if (stretched > n) n = stretched < 2147483647.0 ? (int)stretched : 2147483647;
+    }
+    return n;
+}

@@ -411,6 +411,35 @@ int st_to_f32(const st_tensor *t, float *dst)
     return DS_OK;
 }
 
+int64_t st_first_nonfinite(const st_tensor *t)
+{
+    int64_t n = t->numel;
+    switch (t->dtype) {
+    case ST_BF16:
+    case ST_F16: {
+        const uint16_t *v = t->data;
+        uint16_t exp = t->dtype == ST_BF16 ? 0x7f80 : 0x7c00;   /* all-ones exponent: NaN or infinity */
+        for (int64_t i = 0; i < n; i++)
+            if ((v[i] & exp) == exp) return i;
+        return -1;
+    }
+    case ST_F32: {
+        const uint32_t *v = t->data;
+        for (int64_t i = 0; i < n; i++)
+            if ((v[i] & 0x7f800000u) == 0x7f800000u) return i;
+        return -1;
+    }
+    case ST_F64: {
+        const uint64_t *v = t->data;
+        for (int64_t i = 0; i < n; i++)
+            if ((v[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull) return i;
+        return -1;
+    }
+    default:
+        return -1;
+    }
+}
+
 int st_to_i32(const st_tensor *t, int32_t *dst)
 {
     const unsigned char *p = t->data;

@@ -68,6 +68,10 @@ const char *st_set_dir(const st_set *s);
 int st_to_f32(const st_tensor *t, float *dst);
 /* Convert an integer tensor (I64/I32/U8...) to int32; values outside int32: DS_EDATA. */
 int st_to_i32(const st_tensor *t, int32_t *dst);
+/* st_first_nonfinite() : the index of the first NaN or infinity of a
+ * BF16/F16/F32/F64 tensor (read from the bits, nothing converted), or -1 when
+ * all are finite or the dtype is not floating-point. */
+int64_t st_first_nonfinite(const st_tensor *t);
 /* DS_EDATA naming the tensor unless dtype-agnostic shape matches exactly. */
 int st_check_shape(const st_tensor *t, int ndim, const int64_t *shape);
 /* Format "[a, b, c]" into buf. */

@@ -18,7 +18,7 @@
 
 static data_options opts(const char *tmpl, int seq_len)
 {
-    data_options o = {tmpl, seq_len, false, false, NULL, NULL, NULL};
+    data_options o = {tmpl, seq_len, false, false, NULL, NULL, NULL, 0};
     return o;
 }
 

@@ -97,7 +97,7 @@ static void expect_same(const dataset *a, const dataset *b)
 
 static data_options opts(void)
 {
-    data_options o = {"alpaca", 512, false, false, NULL, NULL, NULL};
+    data_options o = {"alpaca", 512, false, false, NULL, NULL, NULL, 0};
     return o;
 }
 

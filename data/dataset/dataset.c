@@ -49,6 +49,7 @@ typedef struct {
     int bos, eos;              /* ids, -1 = none */
     bool tok_bos;              /* the tokenizer adds BOS itself */
     bool train_inputs;
+    int vocab_size;            /* 0 = unchecked */
     tok_ids scratch;
     ds_buf text;
 } encoder;
@@ -58,7 +59,18 @@ static int encode_text(encoder *e, const char *text, size_t len, uint8_t train, 
     if (len == 0) return DS_OK;
     e->scratch.n = 0;
     int rc = tok_encode(e->tok, text, len, false, &e->scratch);
-    for (size_t i = 0; i < e->scratch.n && !rc; i++) rc = seq_push(out, e->scratch.ids[i], train);
+    for (size_t i = 0; i < e->scratch.n && !rc; i++) {
+        int32_t id = e->scratch.ids[i];
+        if (e->vocab_size > 0 && (id < 0 || id >= e->vocab_size)) {
+            char *piece = NULL;
+            (void)tok_decode(e->tok, &id, 1, false, &piece);
+            rc = ds_fail(DS_EDATA, "token id %d (\"%s\") is outside the model's vocabulary (0..%d): the tokenizer "
+                                   "and the model do not match", id, piece ? piece : "?", e->vocab_size - 1);
+            free(piece);
+        } else {
+            rc = seq_push(out, id, train);
+        }
+    }
     return rc;
 }
 
@@ -311,7 +323,8 @@ int dataset_load(const data_source *src, int nsrc, example_kind kind, const toke
         chat_template_close(tmpl);
         return rc;
     }
-    encoder e = {tok, tok_bos_id(tok), tok_eos_id(tok), tok_adds_bos(tok), opt->train_on_inputs, {0}, {0}};
+    encoder e = {tok, tok_bos_id(tok), tok_eos_id(tok), tok_adds_bos(tok), opt->train_on_inputs, opt->vocab_size,
+                 {0}, {0}};
     builder b = {out, out->storage, 0, opt->sequence_len};
     long records = 0;
     for (int i = 0; i < nsrc && !rc; i++) rc = load_source(&b, &e, &src[i], kind, tmpl, opt, &records);

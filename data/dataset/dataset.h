@@ -59,6 +59,8 @@ typedef struct {
     void (*say)(void *ctx, const char *line);   /* what loading has to tell (how a file's answers are numbered),
                                                    one line at a time; NULL = nothing is said */
     void *say_ctx;
+    int vocab_size;            /* the model's: every token id must be below it (an added token past the
+                                  embedding is an error naming file:line); 0 = not checked */
 } data_options;
 
 typedef enum { EX_SFT, EX_PREF, EX_MCQ } example_kind;

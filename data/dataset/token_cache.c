@@ -103,6 +103,7 @@ int dataset_cache_key(const data_source *src, int nsrc, example_kind kind, const
     hash_field(&h, "chat_template", chat_template_key(ct));
     chat_template_close(ct);
     hash_int(&h, "sequence_len", opt->sequence_len);
+    hash_int(&h, "vocab_size", opt->vocab_size);
     hash_int(&h, "train_on_inputs", opt->train_on_inputs);
     hash_int(&h, "skip_bad_lines", opt->skip_bad_lines);
     hash_int(&h, "sources", nsrc);

@@ -26,6 +26,8 @@ typedef struct {
     data_options data;
     long limit;
     int max_rows;
+    const char *seq_key;   /* who set data.sequence_len ("--seq", "data.sequence_len"), NULL: the
+                              default, cut to the model's context */
 } eval_job;
 
 static json_t *result_json(const dataset *d, const eval_result *r)
@@ -52,7 +54,18 @@ static int run_job(const eval_job *j, const data_source *src, int nsrc)
                       .adapter_dir = j->adapter, .load_in_4bit = j->load_in_4bit, .double_quant = j->double_quant};
     int rc = ds_run_open(&ro, &x);
     if (rc) return rc;
-    engine_opts eo = {.max_B = j->max_rows, .max_T = j->data.sequence_len};
+    data_options data = j->data;
+    data.vocab_size = x.model->cfg.vocab_size;
+    int context = model_config_context(&x.model->cfg);
+    if (data.sequence_len > context && !j->seq_key) data.sequence_len = context;
+    if (data.sequence_len > context) {
+        rc = ds_fail(!strcmp(j->seq_key, "--seq") ? DS_EUSAGE : DS_ECONFIG,
+                     "eval: %s %d is longer than the %d positions of %s (max_position_embeddings%s)", j->seq_key,
+                     data.sequence_len, context, j->model, context > x.model->cfg.max_position ? " with its rope scaling" : "");
+        ds_run_close(&x);
+        return rc;
+    }
+    engine_opts eo = {.max_B = j->max_rows, .max_T = data.sequence_len};
     rc = ds_run_start(&x, &eo);
     engine *e = x.eng;
     lora_adapter *ad = x.adapter;
@@ -60,7 +73,7 @@ static int run_job(const eval_job *j, const data_source *src, int nsrc)
     for (int i = 0; !rc && i < nsrc; i++) {
         dataset d;
         example_kind kind = !strcmp(src[i].type, "mcq") ? EX_MCQ : EX_SFT;
-        rc = dataset_load(&src[i], 1, kind, x.tok, &j->data, &d);
+        rc = dataset_load(&src[i], 1, kind, x.tok, &data, &d);
         if (rc) break;
         json_t *o = json_pack("{s:s, s:s}", "dataset", src[i].path, "type", kind == EX_MCQ ? "mcq" : "loss");
         for (int with = 0; !rc && with <= (ad != NULL); with++) {
@@ -121,7 +134,7 @@ static const cli_opt EVAL_OPTS[] = {
     {"--chat-template", ARG_CHOICE, offsetof(eval_opts, chat_template), NULL, "plain", 0, 0, CHAT_TEMPLATE_CHOICES,
      false, "with --model: how records become text"},
     {"--seq", ARG_INT, offsetof(eval_opts, seq), "N", "2048", 8, 1 << 20, NULL, false,
-     "with --model: the longest example in tokens"},
+     "with --model: the longest example in tokens (default: at most the model's context)"},
     {"--limit", ARG_INT, offsetof(eval_opts, limit), "N", "-1", -1, LONG_MAX, NULL, false,
      "with --model: at most N examples; -1 = all"},
     {"--mcq-format", ARG_CHOICE, offsetof(eval_opts, mcq_format), NULL, "letters", 0, 0, "letters|cloze", false,
@@ -145,11 +158,12 @@ static void say_stderr(void *ctx, const char *line)
     fprintf(stderr, "eval: %s\n", line);
 }
 
-static int eval_files(const eval_opts *o)
+static int eval_files(const eval_opts *o, bool seq_given)
 {
     eval_job j = {.model = o->model, .tokenizer = o->tokenizer, .adapter = o->adapter, .double_quant = true,
                   .load_in_4bit = o->four, .limit = o->limit, .max_rows = 16,
-                  .data = {.chat_template = o->chat_template, .sequence_len = (int)o->seq, .say = say_stderr}};
+                  .data = {.chat_template = o->chat_template, .sequence_len = (int)o->seq, .say = say_stderr},
+                  .seq_key = seq_given ? "--seq" : NULL};
     j.data.template_dir = j.tokenizer ? j.tokenizer : j.model;
     int rc = be_kind_parse(o->device, &j.device);
     data_source src = {.limit = -1, .mcq_format = (char *)o->mcq_format, .answer_base = (char *)o->answer_base};
@@ -181,7 +195,7 @@ static int eval_recipe(const cli_parsed *p, const eval_opts *o)
         eval_job j = {.model = r->base_model, .tokenizer = r->tokenizer, .adapter = adapter,
                       .device = r->plan.device, .load_in_4bit = r->quant.load_in_4bit,
                       .double_quant = r->quant.double_quant, .limit = r->eval.limit, .max_rows = r->plan.eval_rows,
-                      .data = r->plan.data};
+                      .data = r->plan.data, .seq_key = "data.sequence_len"};
         j.data.say = say_stderr;
         rc = run_job(&j, r->eval.datasets, r->eval.n_datasets);
     }
@@ -198,7 +212,7 @@ int cmd_eval(int argc, char **argv)
     if (!rc && p.nargs > 0) rc = eval_recipe(&p, &o);
     else if (!rc && !o.model) rc = cli_fail(&EVAL_SPEC, "give a RECIPE, or --model DIR and --data FILE");
     else if (!rc && !o.data) rc = cli_fail(&EVAL_SPEC, "missing --data FILE[:TYPE]");
-    else if (!rc) rc = eval_files(&o);
+    else if (!rc) rc = eval_files(&o, cli_given(&EVAL_SPEC, &p, "--seq"));
     cli_parsed_free(&p);
     return rc;
 }

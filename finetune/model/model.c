@@ -3,14 +3,17 @@
 #include "model_quant.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A floating-point tensor of exactly this shape, or DS_EDATA naming it. */
-static int require(const llama_model *m, const char *name, int ndim, int64_t d0, int64_t d1, const st_tensor **out)
+/* A floating-point tensor of exactly this shape, all finite, or DS_EDATA
+ * naming it. `quantized_later`: its values are checked as they are quantized. */
+static int require_weight(const llama_model *m, const char *name, int ndim, int64_t d0, int64_t d1,
+                          bool quantized_later, const st_tensor **out)
 {
     int rc = st_set_require(m->st, name, out);
     if (rc) return rc;
@@ -20,7 +23,16 @@ static int require(const llama_model *m, const char *name, int ndim, int64_t d0,
                        st_dtype_name(t->dtype));
     int64_t shape[2] = {d0, d1};
     rc = st_check_shape(t, ndim, shape);
-    return rc ? ds_fail_context(rc, "%s: ", m->dir) : DS_OK;
+    if (rc) return ds_fail_context(rc, "%s: ", m->dir);
+    int64_t bad = quantized_later ? -1 : st_first_nonfinite(t);
+    if (bad >= 0)
+        return ds_fail(DS_EDATA, "%s: tensor '%s' holds a NaN or an infinity at [%lld]", m->dir, name, (long long)bad);
+    return DS_OK;
+}
+
+static int require(const llama_model *m, const char *name, int ndim, int64_t d0, int64_t d1, const st_tensor **out)
+{
+    return require_weight(m, name, ndim, d0, d1, false, out);
 }
 
 static int load_layer(llama_model *m, int l, const model_load_opts *opts)
@@ -53,8 +65,9 @@ static int load_layer(llama_model *m, int l, const model_load_opts *opts)
         if (m->prequantized) {
             rc = model_quant_load(m, name, lin);
         } else {
-            rc = require(m, name, 2, lin->out, lin->in, &lin->dense);
-            if (!rc && opts && opts->load_in_4bit) rc = model_quant_quantize(m, name, lin, opts->double_quant);
+            bool to_4bit = opts && opts->load_in_4bit;
+            rc = require_weight(m, name, 2, lin->out, lin->in, to_4bit, &lin->dense);
+            if (!rc && to_4bit) rc = model_quant_quantize(m, name, lin, opts->double_quant);
         }
         if (rc) return rc;
     }
@@ -64,9 +77,10 @@ static int load_layer(llama_model *m, int l, const model_load_opts *opts)
 int model_load(const char *dir, const model_load_opts *opts, llama_model **out)
 {
     *out = NULL;
-    llama_model *m = calloc(1, sizeof *m);
-    m->dir = strdup(dir);
-    int rc = model_config_load(dir, &m->cfg);
+    llama_model *m = ds_calloc(1, sizeof *m, "the model");
+    if (!m) return DS_ENOMEM;
+    m->dir = ds_strdup(dir);
+    int rc = m->dir ? model_config_load(dir, &m->cfg) : DS_ENOMEM;
     if (!rc) rc = st_set_open(dir, &m->st);
     if (rc) {
         model_free(m);
@@ -82,7 +96,7 @@ int model_load(const char *dir, const model_load_opts *opts, llama_model **out)
         if (c->tie_word_embeddings && !st_set_find(m->st, "lm_head.weight")) m->lm_head = m->embed;
         else rc = require(m, "lm_head.weight", 2, c->vocab_size, c->hidden_size, &m->lm_head);
     }
-    if (!rc) m->layers = calloc((size_t)c->num_layers, sizeof *m->layers);
+    if (!rc && !(m->layers = ds_calloc((size_t)c->num_layers, sizeof *m->layers, "the model's layers"))) rc = DS_ENOMEM;
     for (int l = 0; !rc && l < c->num_layers; l++) rc = load_layer(m, l, opts);
     if (!rc) rc = model_check_tensors(m);
     if (rc) {

@@ -66,6 +66,7 @@ static int load_data(trainer *x)
     data_options data = r->plan.data;
     data.say = say_log;
     data.say_ctx = &x->log;
+    data.vocab_size = x->ctx.model->cfg.vocab_size;
     const data_options *opt = &data;
     const chat_template *ct;
     int trc = chat_template_open(opt->chat_template, opt->template_dir, &ct);
@@ -233,6 +234,11 @@ int trainer_setup(trainer *x, const recipe *r, train_start start)
     tlog_say(&x->log, "device: %s (%s)", be_name(x->ctx.be), be_device_name(x->ctx.be));
     tlog_say(&x->log, "model: %s, %d layers, hidden %d, %s weights", r->base_model, m->cfg.num_layers,
              m->cfg.hidden_size, m->quantized ? "NF4 4-bit" : "16-bit");
+    int context = model_config_context(&m->cfg);
+    if (r->plan.seq_len > context)
+        return ds_fail(DS_ECONFIG, "%s: data.sequence_len %d is longer than the %d positions of %s "
+                                   "(max_position_embeddings%s); shorten it, or set rope scaling in its config.json",
+                       r->file, r->plan.seq_len, context, r->base_model, context > m->cfg.max_position ? " with its rope scaling" : "");
     if (r->adapter.init_from) {
         rc = check_init_from(r, ad, &lc);
         tlog_say(&x->log, "adapter: starting from %s (r=%d, alpha=%g)", r->adapter.init_from, ad->cfg.r, ad->cfg.alpha);

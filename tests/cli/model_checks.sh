@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# PENDING: the reliability checks that belong to the model loader and the engine
-# (finetune/model, finetune/engine), written before those land. The test is
-# registered DISABLED in tests/CMakeLists.txt until they do; run it by hand with
-#   bash tests/cli/engine_pending.sh build/ds-ft ../shared
-# Each case below fails today, and passes once its check is in place.
-# usage: engine_pending.sh DSFT SHARED_DIR
+# What the model loader and the data loader refuse, before anything runs: a
+# tensor the architecture does not use, a NaN weight (16-bit and 4-bit loads),
+# a sequence longer than the model's positions, an added token past the
+# model's vocabulary (named with its data file and line).
+# usage: model_checks.sh DSFT SHARED_DIR
 set -uo pipefail
 DSFT=$(realpath "$1")
 source "$(dirname "$0")/lib/checks.sh"
@@ -82,4 +81,4 @@ expect 65 "an added token past the vocabulary" -- train "${tiny[@]}" base_model=
     "data.datasets=[{path: $T/oov.jsonl, type: prompt_completion}]"
 has "$T/err" "oov.jsonl:2" "the message names the file and line"
 
-finish engine_pending
+finish model_checks
