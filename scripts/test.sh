@@ -15,6 +15,9 @@ if [ ! -d "$shared/fixtures" ]; then
   exit 66
 fi
 
+# The layout rules of docs/DEVELOPING.md: file sizes, private headers, include cycles.
+python3 scripts/check-layout.py
+
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 
 # The same suite under ASan + UBSan, less its longest runs (scripts/test-sanitize.sh --ci;

@@ -70,6 +70,7 @@ static bool is_input(const char *name)
 static int expect_prefix(const char *family, const st_file *got, const st_file *ref, const char *prefix, double tol)
 {
     int n = 0;
+    double worst = 0;
     for (int i = 0; i < st_file_count(ref); i++) {
         const st_tensor *b = st_file_at(ref, i);
         if (strncmp(b->name, prefix, strlen(prefix)) || is_input(b->name)) continue;
@@ -77,8 +78,10 @@ static int expect_prefix(const char *family, const st_file *got, const st_file *
         cr_assert(a, "%s: dump did not write %s", family, b->name);
         double e = rel_err(a, b);
         cr_expect(e <= tol, "%s: %s: relative error %.3e > %.1e", family, b->name, e, tol);
+        if (e > worst) worst = e;
         n++;
     }
+    cr_log_info("%s: %-10s %3d tensors, worst relative error %.2e (bound %.0e)", family, prefix, n, worst, tol);
     return n;
 }
 
