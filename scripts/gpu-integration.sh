@@ -8,6 +8,10 @@
 # 15 MB pieces as $OUT/fixtures.tar.NN), templates (scripts/make_template_cases.py
 # with transformers), base (the benchmark with .device/bin/ds-ft-base, another
 # build to compare with, when present).
+# Model families: families (tests/gpu/test_gpu_families against the fixtures of
+# tests/data/fixtures), hffam (scripts/hf_check_family.py on each dense family:
+# PEFT loads ds-ft's adapters, merges load in transformers), benchfam (bench
+# train of the R1-Distill shapes at micro-batch 1 and 4).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -47,6 +51,21 @@ for s in $stages; do
                 --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 > "$logs/base.log" 2>&1
               echo "base: exit $?"; grep -v RESULT "$logs/base.log"
             fi;;
+    families) timeout -k 5 300 .device/bin/test_gpu_families --verbose > "$logs/families.log" 2>&1
+            echo "families: exit $? $(grep Synthesis "$logs/families.log" | sed 's/.*Synthesis: //')"
+            grep -h "worst" "$logs/families.log" | sed 's/.*INFO\] //';;
+    hffam)  for f in qwen2 qwen3 llama31 mistral llama-yarn; do
+              timeout -k 5 120 python3 scripts/hf_check_family.py --fixture tests/data/fixtures/tiny-$f --dsft "$DSFT" \
+                --work "$logs/hffam-$f" > "$logs/hffam-$f.log" 2>&1
+              echo "hffam $f: exit $?"; grep -v Warning "$logs/hffam-$f.log" | tail -4
+            done;;
+    benchfam) for shape in deepseek-r1-distill-qwen-7b deepseek-r1-distill-llama-8b deepseek-r1-distill-qwen-14b; do
+              for mb in 1 4; do
+                timeout -k 5 150 "$DSFT" bench train --shape $shape --seq 2048 --batch $mb --targets q_proj,v_proj \
+                  --rank 16 --steps 4 --warmup 2 > "$logs/bench-$shape-$mb.log" 2>&1
+                echo "bench $shape mb$mb: exit $?"; grep -v RESULT "$logs/bench-$shape-$mb.log" | tail -3
+              done
+            done;;
     dpo)    timeout -k 5 150 "$DSFT" bench train --shape deepseek-llm-7b --seq 1024 --batch 2 --loss dpo \
               --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 > "$logs/dpo.log" 2>&1
             echo "dpo: exit $?"; grep -v RESULT "$logs/dpo.log";;
