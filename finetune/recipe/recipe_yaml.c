@@ -28,12 +28,13 @@ ynode *ynode_new(ynode_kind kind, int line)
 ynode *ynode_scalar(const char *text, bool quoted, int line)
 {
     ynode *n = ynode_new(YN_SCALAR, line);
-    if (n) n->text = ds_strdup(text);
-    if (n && !n->text) {
+    char *copy = n ? ds_strdup(text) : NULL;
+    if (!copy) {
         free(n);
         return NULL;
     }
-    if (n) n->quoted = quoted;
+    n->text = copy;
+    n->quoted = quoted;
     return n;
 }
 
