@@ -242,7 +242,7 @@ static int parse(int argc, char **argv, bench_opts *o)
             names[n++] = t;
         rc = copy ? lora_targets_parse(names, n, &o->targets) : DS_ENOMEM;
         free(copy);
-        if (rc && rc != DS_ENOMEM) rc = ds_fail(DS_EUSAGE, "bench train: --targets: %s", ds_errmsg());
+        if (rc && rc != DS_ENOMEM) rc = ds_fail_context(DS_EUSAGE, "bench train: --targets: ");
     }
     cli_parsed_free(&p);   /* the strings are argv's or the table's */
     return rc;
