@@ -44,6 +44,7 @@ static int scan_cops(const data_source *s, long *zero, long *four, long *counted
         json_t *obj;
         int line;
         rc = jsonl_next(r, &obj, &line);
+        if (rc == DS_ENOMEM) break;   /* not a bad line: a numbering missed here would go unsaid */
         if (rc) {   /* a bad line is the loading pass's to report, where it can say how */
             ds_clear_error();
             rc = DS_OK;

@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "core/clock.h"
+#include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "finetune/engine/ops/ops.h"
@@ -49,13 +50,22 @@ static void b_gemm(backend *be, void **x) { be_matmul_nt(be, x[2], x[0], x[1], 8
 static void b_nf4(backend *be, void **x) { op_nf4_dequant(be, x[0], (const nf4_view *)x[1]); }
 static void b_rmsnorm(backend *be, void **x) { op_rmsnorm_fwd(be, x[1], x[2], x[0], x[3], 8192, 4096, 1e-6f); }
 
+/* Host memory running out is recorded in the backend as its own allocations
+ * are, so that one be_sync() after a group of allocations says either. */
+static void *host_alloc(backend *be, size_t bytes, const char *what)
+{
+    void *p = ds_malloc(bytes, what);
+    if (!p) be_fail(be, DS_ENOMEM, "%s", ds_errmsg());
+    return p;
+}
+
 static void *bench_rand_act(backend *be, size_t n)
 {
-    float *h = malloc(n * sizeof(float));
+    float *h = host_alloc(be, n * sizeof(float), "random activations");
     if (!h) return NULL;
     for (size_t i = 0; i < n; i++) h[i] = ds_u01(ds_hash3(7, n, i)) * 2.0f - 1.0f;
     void *d = be_alloc(be, n * 2, "bench");
-    be_upload_f32_as_act(be, d, h, n);
+    if (d) be_upload_f32_as_act(be, d, h, n);
     free(h);
     return d;
 }
@@ -94,11 +104,16 @@ int bench_kernels(int argc, char **argv)
     x[4] = be_alloc(be, nl * 4, "lse");
     for (int i = 5; i < 8; i++) x[i] = be_alloc(be, nq * 2, "grad");
     x[8] = bench_rand_act(be, nq);
-    int32_t *seg = malloc(BB * BT * sizeof(int32_t));
-    for (int i = 0; i < BB * BT; i++) seg[i] = (i % BT) / 512;   /* four packed sequences per row */
+    int32_t *seg = host_alloc(be, BB * BT * sizeof(int32_t), "segments");
+    for (int i = 0; seg && i < BB * BT; i++) seg[i] = (i % BT) / 512;   /* four packed sequences per row */
     x[9] = be_alloc(be, BB * BT * sizeof(int32_t), "seg");
-    be_upload(be, x[9], seg, BB * BT * sizeof(int32_t));
+    if (seg && x[9]) be_upload(be, x[9], seg, BB * BT * sizeof(int32_t));
     free(seg);
+    if ((rc = be_sync(be))) {
+        for (int i = 0; i < 10; i++) be_free(be, x[i]);
+        be_close(be);
+        return rc;
+    }
     const double fwd_flop = 4.0 * BB * BH * (double)BT * BT * BD / 2;   /* causal half */
     double tf = bench_median(be, b_attn_fwd, x, 20);
     double ts = bench_median(be, b_attn_fwd_seg, x, 20);
@@ -118,6 +133,13 @@ int bench_kernels(int argc, char **argv)
     printf("gemm 8192x4096x4096 bf16: %.3f ms, %.1f TFLOP/s\n", tg * 1e3, 2.0 * 8192 * 4096 * 4096 / tg / 1e12);
     /* rmsnorm over 8192 x 4096 */
     void *r[4] = {g[0], g[2], be_alloc(be, 8192 * 4, "rstd"), bench_rand_act(be, 4096)};
+    if ((rc = be_sync(be))) {
+        for (int i = 0; i < 3; i++) be_free(be, g[i]);
+        be_free(be, r[2]);
+        be_free(be, r[3]);
+        be_close(be);
+        return rc;
+    }
     double tr = bench_median(be, b_rmsnorm, r, 20);
     printf("rmsnorm_fwd 8192x4096: %.3f ms, %.0f GB/s\n", tr * 1e3, (2.0 * 8192 * 4096 * 2) / tr / 1e9);
     be_free(be, r[2]);
@@ -126,16 +148,22 @@ int bench_kernels(int argc, char **argv)
 
     /* NF4 dequant of a 7B MLP weight (11008 x 4096), double quantized */
     const int64_t rows = 11008, cols = 4096, n = rows * cols, nb = n / 64, nb2 = (nb + 255) / 256;
-    uint8_t *hp = malloc(n / 2), *hq = malloc(nb);
-    for (int64_t i = 0; i < n / 2; i++) hp[i] = (uint8_t)(i * 2654435761u >> 13);
-    for (int64_t i = 0; i < nb; i++) hq[i] = (uint8_t)(i * 40503u >> 7);
-    float *h2 = malloc(nb2 * 4), map[256];
-    for (int64_t i = 0; i < nb2; i++) h2[i] = 0.01f;
+    uint8_t *hp = host_alloc(be, n / 2, "packed weights"), *hq = host_alloc(be, nb, "absmax");
+    float *h2 = host_alloc(be, nb2 * 4, "absmax2"), map[256];
+    for (int64_t i = 0; hp && i < n / 2; i++) hp[i] = (uint8_t)(i * 2654435761u >> 13);
+    for (int64_t i = 0; hq && i < nb; i++) hq[i] = (uint8_t)(i * 40503u >> 7);
+    for (int64_t i = 0; h2 && i < nb2; i++) h2[i] = 0.01f;
     for (int i = 0; i < 256; i++) map[i] = -1.0f + 2.0f * i / 255.0f;
     nf4_view q = {.rows = rows, .cols = cols, .n = n, .nblocks = nb, .nblocks2 = nb2, .double_quant = true,
                   .dtype = NF4_OUT_BF16, .offset = 0.02f};
     void *dp = be_alloc(be, n / 2, "p"), *dq = be_alloc(be, nb, "q"), *d2 = be_alloc(be, nb2 * 4, "a2");
     void *dc = be_alloc(be, 64, "code"), *dm = be_alloc(be, 1024, "map"), *dout = be_alloc(be, n * 2, "w");
+    if ((rc = be_sync(be))) {
+        free(hp), free(hq), free(h2);
+        be_free(be, dp), be_free(be, dq), be_free(be, d2), be_free(be, dc), be_free(be, dm), be_free(be, dout);
+        be_close(be);
+        return rc;
+    }
     be_upload(be, dp, hp, n / 2);
     be_upload(be, dq, hq, nb);
     be_upload(be, d2, h2, nb2 * 4);

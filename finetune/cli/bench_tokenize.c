@@ -8,7 +8,9 @@
 #include "bench.h"
 #include "commands.h"
 
+#include "core/buf.h"
 #include "core/clock.h"
+#include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "data/tokenizer/tokenizer.h"
@@ -42,29 +44,24 @@ static const char *const EMOJI[] = {"😀", "🎉", "👍🏽", "❤️", "🚀"
 
 #define PICK(r, a) (a)[ds_rng_below((r), sizeof(a) / sizeof *(a))]
 
-static void put(char **buf, size_t *n, size_t *cap, const char *s)
-{
-    size_t len = strlen(s);
-    if (*n + len + 1 > *cap) {
-        while (*n + len + 1 > *cap) *cap = *cap ? *cap * 2 : 1 << 20;
-        *buf = realloc(*buf, *cap);
-    }
-    memcpy(*buf + *n, s, len);
-    *n += len;
-}
-#define PUTS(s) put(&buf, &n, &cap, (s))   /* s is evaluated once: it may draw random numbers */
+/* s is evaluated once (it may draw random numbers), and not at all after a failure */
+#define PUTS(s) (rc = rc ? rc : ds_buf_puts(&buf, (s)))
 
-/* About `bytes` of mixed text; record boundaries go to ends[]. */
-static char *make_text(size_t bytes, size_t **ends, size_t *nrec)
+/* About `bytes` (at least 1) of mixed text into *text; record boundaries go
+ * to ends[]. @return DS_OK or DS_ENOMEM (nothing to free then). */
+static int make_text(size_t bytes, char **text, size_t **ends, size_t *nrec)
 {
     ds_rng r = ds_rng_make(1234, DS_STREAM_BENCH);
-    char *buf = NULL, tmp[64];
-    size_t n = 0, cap = 0, ncap = 0;
+    ds_buf buf = {0};
+    char tmp[64];
+    size_t ncap = 0;
+    int rc = DS_OK;
+    *text = NULL;
     *ends = NULL;
     *nrec = 0;
-    while (n < bytes) {
-        size_t rec_end = n + 1024 + ds_rng_below(&r, 4096);
-        while (n < rec_end) {
+    while (!rc && buf.len < bytes) {
+        size_t rec_end = buf.len + 1024 + ds_rng_below(&r, 4096);
+        while (!rc && buf.len < rec_end) {
             uint64_t kind = ds_rng_below(&r, 100);
             if (kind < 55) {   /* prose, with a new word now and then */
                 if (ds_rng_below(&r, 10) == 0) {
@@ -95,14 +92,16 @@ static char *make_text(size_t bytes, size_t **ends, size_t *nrec)
                 PUTS(" ");
             }
         }
-        if (*nrec == ncap) {
-            ncap = ncap ? ncap * 2 : 1024;
-            *ends = realloc(*ends, ncap * sizeof **ends);
-        }
-        (*ends)[(*nrec)++] = n;
+        if (!rc) rc = ds_grow(ends, &ncap, *nrec + 1, sizeof **ends);
+        if (!rc) (*ends)[(*nrec)++] = buf.len;
     }
-    buf[n] = '\0';
-    return buf;
+    if (!rc && !(*text = ds_buf_take(&buf))) rc = DS_ENOMEM;
+    if (rc) {
+        ds_buf_free(&buf);
+        free(*ends);
+        *ends = NULL;
+    }
+    return rc;
 }
 
 /* CPU time of this thread: on a busy machine the wall clock also counts
@@ -148,8 +147,13 @@ int bench_tokenize(int argc, char **argv)
         return rc;
     }
     double load_s = ds_now() - t0;
-    size_t *ends, nrec;
-    char *text = make_text((size_t)(mb * 1024 * 1024), &ends, &nrec);
+    size_t *ends, nrec, bytes = (size_t)(mb * 1024 * 1024);
+    char *text;
+    if ((rc = make_text(bytes ? bytes : 1, &text, &ends, &nrec))) {
+        tok_free(t);
+        cli_parsed_free(&p);
+        return rc;
+    }
     size_t total = ends[nrec - 1];
 
     tok_ids ids = {0};

@@ -8,6 +8,7 @@
 #include "finetune/engine/engine.h"
 
 #include "core/clock.h"
+#include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "losses/loss.h"
@@ -32,8 +33,14 @@ static double measure_peak(backend *be)
     int n = be->kind == BE_CUDA ? 8192 : 256, reps = be->kind == BE_CUDA ? 20 : 3;
     size_t bytes = (size_t)n * n * be->act_size;
     void *a = be_alloc(be, bytes, "peak A"), *b = be_alloc(be, bytes, "peak B"), *c = be_alloc(be, bytes, "peak C");
-    if (be->err) return 0;
-    float *host = malloc(sizeof(float) * (size_t)n * n);
+    float *host = be->err ? NULL : ds_malloc(sizeof(float) * (size_t)n * n, "the GEMM's operands");
+    if (!host && !be->err) be_fail(be, DS_ENOMEM, "%s", ds_errmsg());   /* the caller's be_sync() says it */
+    if (be->err) {
+        be_free(be, a);
+        be_free(be, b);
+        be_free(be, c);
+        return 0;
+    }
     for (size_t i = 0; i < (size_t)n * n; i++) host[i] = ds_u01(ds_hash3(1, 2, i)) - 0.5f;   /* never zeros */
     be_upload_f32_as_act(be, a, host, (size_t)n * n);
     be_upload_f32_as_act(be, b, host, (size_t)n * n);
@@ -78,9 +85,10 @@ static double step_flops(const model_config *c, const bench_opts *o, long rows)
     return tokens * (fwd + bwd + recompute + ref) * o->accum;
 }
 
-static void random_batch(batch *b, int B, int T, int V, bool dpo, uint64_t seed)
+static int random_batch(batch *b, int B, int T, int V, bool dpo, uint64_t seed)
 {
-    batch_alloc(b, B, T);
+    int rc = batch_alloc(b, B, T);
+    if (rc) return rc;
     for (int r = 0; r < B; r++)
         for (int t = 0; t < T; t++) {
             size_t i = (size_t)r * T + t;
@@ -95,6 +103,7 @@ static void random_batch(batch *b, int B, int T, int V, bool dpo, uint64_t seed)
             size_t i = (size_t)r * T + t;
             b->targets[i] = t + 1 < T && (!dpo || t + 1 >= T / 2) ? b->ids[i + 1] : -1;
         }
+    return DS_OK;
 }
 
 /* One optimizer step: accum micro-batches of forward (+reference), loss, backward. */
@@ -147,13 +156,16 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
     int rc = engine_create(be, m, &eo, &e);
     if (rc) return rc;
     batch b;
-    random_batch(&b, rows, o->seq, m->cfg.vocab_size, o->dpo, 99);
+    rc = random_batch(&b, rows, o->seq, m->cfg.vocab_size, o->dpo, 99);
     size_t N = (size_t)rows * o->seq;
-    float *lp = malloc(sizeof(float) * N), *ref = malloc(sizeof(float) * N);
-    float *a = malloc(sizeof(float) * N), *bc = malloc(sizeof(float) * N);
-    double *times = calloc((size_t)o->steps, sizeof(double));
-    recipe_loss l;
-    rc = recipe_loss_parse(o->dpo ? "{type: dpo}" : "{type: sft}", false, &l);
+    float *lp = ds_malloc(sizeof(float) * N, "log-probabilities");
+    float *ref = ds_malloc(sizeof(float) * N, "log-probabilities");
+    float *a = ds_malloc(sizeof(float) * N, "loss coefficients");
+    float *bc = ds_malloc(sizeof(float) * N, "loss coefficients");
+    double *times = ds_calloc((size_t)o->steps, sizeof(double), "step times");
+    if (!rc && !(lp && ref && a && bc && times)) rc = DS_ENOMEM;
+    recipe_loss l = {0};
+    if (!rc) rc = recipe_loss_parse(o->dpo ? "{type: dpo}" : "{type: sft}", false, &l);
     for (int s = 0; !rc && s < o->warmup + o->steps; s++) {
         double t0 = ds_now();
         rc = one_step(e, &b, o, &l, s, lp, ref, a, bc);
@@ -224,12 +236,13 @@ static int parse(int argc, char **argv, bench_opts *o)
                       .dpo = !strcmp(a.loss, "dpo"), .checkpointing = !strcmp(a.checkpointing, "on"),
                       .targets = (1u << LIN_Q) | (1u << LIN_V), .mem_limit_gib = a.mem_limit_gib, .device = a.device};
     if (!rc && a.targets) {
-        char *copy = strdup(a.targets), *save = NULL, *names[LIN_COUNT + 1];
+        char *copy = ds_strdup(a.targets), *save = NULL, *names[LIN_COUNT + 1];
         int n = 0;
-        for (char *t = strtok_r(copy, ",", &save); t && n <= LIN_COUNT; t = strtok_r(NULL, ",", &save)) names[n++] = t;
-        rc = lora_targets_parse(names, n, &o->targets);
+        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t && n <= LIN_COUNT; t = strtok_r(NULL, ",", &save))
+            names[n++] = t;
+        rc = copy ? lora_targets_parse(names, n, &o->targets) : DS_ENOMEM;
         free(copy);
-        if (rc) rc = ds_fail(DS_EUSAGE, "bench train: --targets: %s", ds_errmsg());
+        if (rc && rc != DS_ENOMEM) rc = ds_fail_context(DS_EUSAGE, "bench train: --targets: ");
     }
     cli_parsed_free(&p);   /* the strings are argv's or the table's */
     return rc;

@@ -121,14 +121,17 @@ static int set_value(const cli_spec *s, const cli_opt *o, const char *v, void *o
     }
 }
 
-/* Hand s (malloc'd) to the parse, which frees it in cli_parsed_free. */
+/* Hand s (malloc'd) to the parse, which frees it in cli_parsed_free. The
+ * list grows by one each time: a parse keeps a handful. */
 static int keep(cli_parsed *p, void *s)
 {
-    char **grown = s ? realloc(p->owned, ((size_t)p->nowned + 1) * sizeof *grown) : NULL;
+    char **grown = s ? ds_malloc(((size_t)p->nowned + 1) * sizeof *grown, "the arguments") : NULL;
     if (!grown) {
         free(s);
-        return ds_oom(sizeof *grown, "the arguments");
+        return DS_ENOMEM;
     }
+    if (p->nowned) memcpy(grown, p->owned, (size_t)p->nowned * sizeof *grown);
+    free(p->owned);
     p->owned = grown;
     p->owned[p->nowned++] = s;
     return DS_OK;

@@ -70,10 +70,10 @@ typedef struct {
     size_t cap;
 } list;
 
-/* Take s (malloc'd; NULL = out of memory) into the list. */
+/* Take s (malloc'd; NULL = out of memory, the message set) into the list. */
 static int list_add(list *l, char *s)
 {
-    if (!s) return ds_fail(DS_ENOMEM, "out of memory");
+    if (!s) return DS_ENOMEM;
     if (ds_grow(&l->items, &l->cap, (size_t)l->n + 1, sizeof *l->items)) {
         free(s);
         return DS_ENOMEM;
@@ -93,7 +93,7 @@ static int add_input(list *l, const char *path)
 {
     if (!ds_is_dir(path)) {
         if (!ds_exists(path)) return ds_open_error(path, "read");
-        return list_add(l, strdup(path));
+        return list_add(l, ds_strdup(path));
     }
     DIR *d = opendir(path);
     if (!d) return ds_open_error(path, "open the folder");

@@ -10,7 +10,9 @@
 #include "finetune/run/run.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
+#include "data/json_util.h"
 #include "data/tokenizer/tokenizer.h"
 
 #include <jansson.h>
@@ -69,6 +71,7 @@ static int run_job(const eval_job *j, const data_source *src, int nsrc)
     rc = ds_run_start(&x, &eo);
     engine *e = x.eng;
     lora_adapter *ad = x.adapter;
+    json_alloc_reset();   /* the results are built with unchecked jansson calls: see json_util.h */
     json_t *all = json_array();
     for (int i = 0; !rc && i < nsrc; i++) {
         dataset d;
@@ -90,7 +93,8 @@ static int run_job(const eval_job *j, const data_source *src, int nsrc)
     }
     if (!rc) {
         char *text = json_dumps(all, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-        printf("%s\n", text);
+        if (json_alloc_failed()) rc = DS_ENOMEM;
+        else printf("%s\n", text);
         free(text);
     }
     json_decref(all);
@@ -103,17 +107,11 @@ static int split_data_arg(const char *arg, char **path, char **type)
 {
     const char *colon = strrchr(arg, ':');
     static const char *const types[] = {"alpaca", "messages", "prompt_completion", "text", "mcq", NULL};
-    if (colon) {
-        for (int i = 0; types[i]; i++)
-            if (!strcmp(colon + 1, types[i])) {
-                *path = strndup(arg, (size_t)(colon - arg));
-                *type = strdup(colon + 1);
-                return DS_OK;
-            }
-    }
-    *path = strdup(arg);
-    *type = strdup("mcq");
-    return DS_OK;
+    bool typed = false;
+    for (int i = 0; colon && types[i] && !typed; i++) typed = !strcmp(colon + 1, types[i]);
+    *path = typed ? ds_strdupf("%.*s", (int)(colon - arg), arg) : ds_strdup(arg);
+    *type = *path ? ds_strdup(typed ? colon + 1 : "mcq") : NULL;
+    return *type ? DS_OK : DS_ENOMEM;
 }
 
 typedef struct {
@@ -167,7 +165,7 @@ static int eval_files(const eval_opts *o, bool seq_given)
     j.data.template_dir = j.tokenizer ? j.tokenizer : j.model;
     int rc = be_kind_parse(o->device, &j.device);
     data_source src = {.limit = -1, .mcq_format = (char *)o->mcq_format, .answer_base = (char *)o->answer_base};
-    if (!rc) split_data_arg(o->data, &src.path, &src.type);
+    if (!rc) rc = split_data_arg(o->data, &src.path, &src.type);
     if (!rc && !ds_exists(src.path)) rc = ds_fail(DS_ENOINPUT, "eval: --data %s: no such file", src.path);
     if (!rc) rc = run_job(&j, &src, 1);
     free(src.path);
@@ -188,7 +186,8 @@ static int eval_recipe(const cli_parsed *p, const eval_opts *o)
     char *default_adapter = NULL;
     if (!rc && !adapter) {
         default_adapter = ds_path_join(r->output_dir, "adapter");
-        if (ds_exists(default_adapter)) adapter = default_adapter;
+        if (!default_adapter) rc = DS_ENOMEM;
+        else if (ds_exists(default_adapter)) adapter = default_adapter;
     }
     if (!rc && r->eval.n_datasets == 0) rc = ds_fail(DS_ECONFIG, "%s: eval.datasets is empty", r->file);
     if (!rc) {

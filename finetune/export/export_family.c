@@ -5,6 +5,7 @@
 #include "export_internal.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "data/json_util.h"
 #include "quant/bnb.h"
@@ -156,7 +157,7 @@ int export_model_load(const char *dir, export_model *m)
     m->cfg.bos_id = m->cfg.eos_id = m->cfg.pad_id = -1;
     char *path = ds_path_join(dir, "config.json");
     json_t *root = NULL;
-    int rc = json_file_load(path, 0, &root);
+    int rc = path ? json_file_load(path, 0, &root) : DS_ENOMEM;
     if (!rc) rc = parse_config(root, path, m);
     const json_t *q = root ? json_object_get(root, "quantization_config") : NULL;
     if (!rc && q && !json_is_null(q)) {
@@ -238,8 +239,8 @@ void export_rope_factors(const export_model *m, float *out)
 int export_permute_rows(float *W, int rows, int cols, int heads)
 {
     int D = rows / heads, half = D / 2;
-    float *tmp = malloc(sizeof(float) * (size_t)D * (size_t)cols);
-    if (!tmp) return ds_fail(DS_EINTERNAL, "GGUF export: out of memory reordering Q/K rows");
+    float *tmp = ds_malloc(sizeof(float) * (size_t)D * (size_t)cols, "reordering Q/K rows");
+    if (!tmp) return DS_ENOMEM;
     for (int h = 0; h < heads; h++) {
         float *head = W + (size_t)h * D * cols;
         memcpy(tmp, head, sizeof(float) * (size_t)D * (size_t)cols);

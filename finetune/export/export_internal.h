@@ -62,7 +62,7 @@ typedef struct {
 
 /* export_recognise_pre(pre_tokenizer, info) : the name llama.cpp gives this
  * pre-tokenizer (deepseek-v3, llama-bpe, qwen2, deepseek-llm, deepseek-coder,
- * gpt-2). @return DS_OK, or DS_EINTERNAL out of memory. */
+ * gpt-2). @return DS_OK, or DS_ENOMEM (message set). */
 #include <jansson.h>
 int export_recognise_pre(const json_t *pre_tokenizer, export_pre_info *info);
 /* export_pre_accepted(name) : llama.cpp (the release node-llama-cpp 3.21.1

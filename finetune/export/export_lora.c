@@ -8,6 +8,7 @@
 #include "export_internal.h"
 
 #include "adapters/lora.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <math.h>
@@ -48,10 +49,10 @@ int gguf_export_lora(const char *model_dir, const char *adapter_dir, const char 
     lora_part *parts = NULL;
     gguf_export_report rep = {0};
     gguf_writer *w = gguf_writer_new();
-    int rc = w ? export_model_load(model_dir, &m) : ds_fail(DS_EINTERNAL, "GGUF export: out of memory");
+    int rc = w ? export_model_load(model_dir, &m) : DS_ENOMEM;
     if (!rc) rc = lora_load_peft(adapter_dir, &m.cfg, &a);
-    if (!rc && !(parts = calloc((size_t)m.cfg.num_layers * LIN_COUNT * 2, sizeof *parts)))
-        rc = ds_fail(DS_EINTERNAL, "GGUF export: out of memory");
+    if (!rc && !(parts = ds_calloc((size_t)m.cfg.num_layers * LIN_COUNT * 2, sizeof *parts, "the adapter's tensors")))
+        rc = DS_ENOMEM;
     /* the adapter folder's name, as the converter names the file after it */
     char name[128];
     size_t len = strlen(adapter_dir);

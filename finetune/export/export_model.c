@@ -11,6 +11,7 @@
 #include "adapters/lora.h"
 #include "adapters/merge.h"
 #include "backend/backend.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "data/safetensors.h"
 #include "quant/bnb.h"
@@ -44,7 +45,8 @@ struct exporter {
     bool merge_original;
     bool has_output;        /* output.weight is written (else llama.cpp ties it to token_embd) */
     plan_item *items;
-    int n, cap;
+    int n;
+    size_t cap;
 };
 
 /* ------------------------------------------------------------ the plan */
@@ -52,13 +54,7 @@ struct exporter {
 static int add_item(exporter *ex, const char *name, const char *hf, int ndim, int64_t rows, int64_t cols,
                     plan_item **out)
 {
-    if (ex->n == ex->cap) {
-        int cap = ex->cap ? 2 * ex->cap : 64;
-        plan_item *p = realloc(ex->items, sizeof *p * (size_t)cap);
-        if (!p) return ds_fail(DS_EINTERNAL, "GGUF export: out of memory");
-        ex->items = p;
-        ex->cap = cap;
-    }
+    if (ds_grow(&ex->items, &ex->cap, (size_t)ex->n + 1, sizeof *ex->items)) return DS_ENOMEM;
     plan_item *it = &ex->items[ex->n++];
     *it = (plan_item){.ex = ex, .layer = -1, .ndim = ndim, .rows = rows, .cols = cols};
     snprintf(it->name, sizeof it->name, "%s", name);
@@ -272,8 +268,8 @@ static int fill(void *ctx, void *dst, size_t nbytes)
     const plan_item *it = ctx;
     const exporter *ex = it->ex;
     size_t n = (size_t)it->rows * (size_t)it->cols;
-    float *W = malloc(sizeof(float) * n);
-    if (!W) return ds_fail(DS_EINTERNAL, "GGUF export: out of memory for tensor '%s'", it->name);
+    float *W = ds_malloc(sizeof(float) * n, it->name);
+    if (!W) return DS_ENOMEM;
     int rc = DS_OK;
     if (!it->hf[0]) export_rope_factors(&ex->m, W);
     else if (it->layer >= 0) rc = read_linear(it, W);
@@ -305,7 +301,7 @@ int gguf_export_model(const char *model_dir, const gguf_export_opts *o, const ch
     exporter ex = {.dir = model_dir, .merge_original = o->merge_original};
     gguf_export_report rep = {0};
     gguf_writer *w = gguf_writer_new();
-    int rc = w ? export_model_load(model_dir, &ex.m) : ds_fail(DS_EINTERNAL, "GGUF export: out of memory");
+    int rc = w ? export_model_load(model_dir, &ex.m) : DS_ENOMEM;
     if (!rc) rc = st_set_open(model_dir, &ex.st);
     if (!rc && o->adapter_dir) rc = lora_load_peft(o->adapter_dir, &ex.m.cfg, &ex.ad);
     if (!rc && ex.ad && o->merge_original && ex.m.quantized)

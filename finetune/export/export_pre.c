@@ -7,6 +7,8 @@
  * copies of DeepSeek LLM's are NFC-normalized. */
 #include "export_internal.h"
 
+#include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdio.h>
@@ -66,41 +68,49 @@ bool export_pre_accepted(const char *name)
     return strstr(ACCEPTED, padded) != NULL;
 }
 
-/* One step as a signature string ("Split:REGEX", "ByteLevel", ...), or an
- * empty string for a step no name uses. */
-static void step_signature(const json_t *s, char **out)
+/* s, NFC-normalized (JSON text is valid UTF-8: NULL from utf8proc is out of
+ * memory). NULL: out of memory, message set. */
+static char *nfc_of(const char *s)
+{
+    char *nfc = (char *)utf8proc_NFC((const utf8proc_uint8_t *)s);
+    if (!nfc) ds_oom(strlen(s), "a normalized pre-tokenizer regex");
+    return nfc;
+}
+
+/* One step as a signature string ("Split:REGEX", "ByteLevel", ...), or "?"
+ * for a step no name uses. @return DS_OK or DS_ENOMEM. */
+static int step_signature(const json_t *s, char **out)
 {
     const char *type = json_string_value(json_object_get(s, "type"));
-    *out = NULL;
-    if (!type) return;
-    if (!strcmp(type, "Split")) {
+    const char *sig = "?";
+    if (type && !strcmp(type, "Split")) {
         const json_t *pat = json_object_get(s, "pattern");
         const char *re = json_string_value(json_object_get(pat, "Regex"));
         const char *beh = json_string_value(json_object_get(s, "behavior"));
-        if (re && beh && !strcmp(beh, "Isolated") && !json_is_true(json_object_get(s, "invert")))
-            *out = (char *)utf8proc_NFC((const utf8proc_uint8_t *)re);
-        if (*out) {
-            char *sig = malloc(strlen(*out) + sizeof SPLIT);
-            if (sig) sprintf(sig, SPLIT "%s", *out);
-            free(*out);
-            *out = sig;
+        if (re && beh && !strcmp(beh, "Isolated") && !json_is_true(json_object_get(s, "invert"))) {
+            char *nfc = nfc_of(re);
+            *out = nfc ? ds_strdupf(SPLIT "%s", nfc) : NULL;
+            free(nfc);
+            return *out ? DS_OK : DS_ENOMEM;
         }
-    } else if (!strcmp(type, "ByteLevel")) {   /* llama.cpp adds no prefix space to a BPE */
+    } else if (type && !strcmp(type, "ByteLevel")) {   /* llama.cpp adds no prefix space to a BPE */
         bool prefix = json_is_true(json_object_get(s, "add_prefix_space"));
         bool regex = json_is_true(json_object_get(s, "use_regex"));
-        *out = strdup(prefix ? "ByteLevel:prefix" : regex ? "ByteLevel:regex" : "ByteLevel");
-    } else if (!strcmp(type, "Digits")) {
-        *out = strdup(json_is_true(json_object_get(s, "individual_digits")) ? "Digits:individual" : "Digits");
+        sig = prefix ? "ByteLevel:prefix" : regex ? "ByteLevel:regex" : "ByteLevel";
+    } else if (type && !strcmp(type, "Digits")) {
+        sig = json_is_true(json_object_get(s, "individual_digits")) ? "Digits:individual" : "Digits";
     }
-    if (!*out) *out = strdup("?");
+    *out = ds_strdup(sig);
+    return *out ? DS_OK : DS_ENOMEM;
 }
 
-static bool same_step(const char *have, const char *known)
+/* Whether `have` is the known step; DS_ENOMEM when normalizing it fails. */
+static int same_step(const char *have, const char *known, bool *same)
 {
-    char *nfc = (char *)utf8proc_NFC((const utf8proc_uint8_t *)known);
-    bool same = nfc && !strcmp(have, nfc);
+    char *nfc = nfc_of(known);
+    *same = nfc && !strcmp(have, nfc);
     free(nfc);
-    return same;
+    return nfc ? DS_OK : DS_ENOMEM;
 }
 
 int export_recognise_pre(const json_t *pre, export_pre_info *info)
@@ -109,32 +119,33 @@ int export_recognise_pre(const json_t *pre, export_pre_info *info)
     const json_t *list = json_object_get(pre, "pretokenizers");
     json_t *one = NULL;
     if (!list) list = one = json_pack("[O]", pre ? pre : json_null());
+    if (!list) return DS_ENOMEM;   /* jansson's allocation failed: the message is set */
     size_t n = json_array_size(list);
-    char **sig = calloc(n + 1, sizeof *sig);
+    char **sig = ds_calloc(n + 1, sizeof *sig, "the pre-tokenizer's steps");
     if (!sig) {
         json_decref(one);
-        return ds_fail(DS_EINTERNAL, "GGUF export: out of memory");
+        return DS_ENOMEM;
     }
     size_t used = 0;
-    for (size_t i = 0; i < n; i++) {
-        step_signature(json_array_get(list, i), &sig[i]);
-        if (!sig[i]) continue;
+    int rc = DS_OK;
+    for (size_t i = 0; !rc && i < n; i++) {
+        rc = step_signature(json_array_get(list, i), &sig[i]);
+        if (rc) break;
         info->byte_level |= !strncmp(sig[i], "ByteLevel", 9);
         const char *type = json_string_value(json_object_get(json_array_get(list, i), "type"));
         used += (size_t)snprintf(info->desc + used, used < sizeof info->desc ? sizeof info->desc - used : 0, "%s%s",
                                  i ? " + " : "", type ? type : "?");
         if (used >= sizeof info->desc) used = sizeof info->desc - 1;
     }
-    for (size_t k = 0; k < sizeof KNOWN / sizeof *KNOWN && !info->name; k++) {
-        bool match = true;
+    for (size_t k = 0; !rc && k < sizeof KNOWN / sizeof *KNOWN && !info->name; k++) {
         size_t steps = 0;
         while (steps < 8 && KNOWN[k].steps[steps]) steps++;
-        match = steps == n;
-        for (size_t i = 0; match && i < n; i++) match = sig[i] && same_step(sig[i], KNOWN[k].steps[i]);
-        if (match) info->name = KNOWN[k].name;
+        bool match = steps == n;
+        for (size_t i = 0; !rc && match && i < n; i++) rc = same_step(sig[i], KNOWN[k].steps[i], &match);
+        if (!rc && match) info->name = KNOWN[k].name;
     }
     for (size_t i = 0; i < n; i++) free(sig[i]);
     free(sig);
     json_decref(one);
-    return DS_OK;
+    return rc;
 }

@@ -6,6 +6,7 @@
 #include "export_internal.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "data/json_util.h"
 #include "data/model_config.h"
@@ -36,7 +37,7 @@ static bool looks_special(const char *s)
 static char *user_defined(const char *s)
 {
     size_t n = strlen(s);
-    char *out = malloc(n + 1), *o = out;
+    char *out = ds_malloc(n + 1, "a token"), *o = out;
     if (!out) return NULL;
     for (size_t i = 0; i < n;) {
         if (!strncmp(s + i, "\xe2\x96\x81", 3)) {
@@ -66,25 +67,25 @@ static void put_part(char *dst, size_t *k, const char *s)
 
 static int add_tokens(gguf_writer *w, const tokenizer *t, int V)
 {
-    char **tokens = calloc((size_t)V, sizeof *tokens);
-    int32_t *types = calloc((size_t)V, sizeof *types);
-    int rc = tokens && types ? DS_OK : ds_fail(DS_EINTERNAL, "GGUF export: out of memory for the vocabulary");
+    char **tokens = ds_calloc((size_t)V, sizeof *tokens, "the vocabulary");
+    int32_t *types = tokens ? ds_calloc((size_t)V, sizeof *types, "the vocabulary") : NULL;
+    int rc = types ? DS_OK : DS_ENOMEM;
     for (int id = 0; !rc && id < V; id++) {
         const char *s = tok_token_str(t, id);
         if (!s) {
             tokens[id] = ds_strdupf("[PAD%d]", id);
             types[id] = TOKEN_UNUSED;
         } else if (tok_is_added(t, id) && (tok_is_special(t, id) || looks_special(s))) {
-            tokens[id] = strdup(s);
+            tokens[id] = ds_strdup(s);
             types[id] = TOKEN_CONTROL;
         } else if (tok_is_added(t, id)) {
             tokens[id] = user_defined(s);
             types[id] = TOKEN_USER_DEFINED;
         } else {
-            tokens[id] = strdup(s);
+            tokens[id] = ds_strdup(s);
             types[id] = TOKEN_NORMAL;
         }
-        if (!tokens[id]) rc = ds_fail(DS_EINTERNAL, "GGUF export: out of memory for the vocabulary");
+        if (!tokens[id]) rc = DS_ENOMEM;   /* the message is set */
     }
     if (!rc) rc = gguf_add_string_array(w, "tokenizer.ggml.tokens", (const char *const *)tokens, (size_t)V);
     if (!rc) rc = gguf_add_array(w, "tokenizer.ggml.token_type", GGUF_I32, types, (size_t)V);
@@ -97,8 +98,8 @@ static int add_tokens(gguf_writer *w, const tokenizer *t, int V)
 static int add_merges(gguf_writer *w, const tokenizer *t)
 {
     int n = tok_merge_count(t), rc = DS_OK;
-    char **merges = calloc((size_t)n + 1, sizeof *merges);
-    if (!merges) return ds_fail(DS_EINTERNAL, "GGUF export: out of memory for the merges");
+    char **merges = ds_calloc((size_t)n + 1, sizeof *merges, "the merges");
+    if (!merges) return DS_ENOMEM;
     for (int i = 0; !rc && i < n; i++) {
         const char *l, *r;
         if (!tok_merge_at(t, i, &l, &r)) {
@@ -106,8 +107,8 @@ static int add_merges(gguf_writer *w, const tokenizer *t)
             break;
         }
         size_t k = 0;
-        if (!(merges[i] = malloc(2 * (strlen(l) + strlen(r)) + 2))) {
-            rc = ds_fail(DS_EINTERNAL, "GGUF export: out of memory for the merges");
+        if (!(merges[i] = ds_malloc(2 * (strlen(l) + strlen(r)) + 2, "a merge"))) {
+            rc = DS_ENOMEM;
             break;
         }
         put_part(merges[i], &k, l);
@@ -126,9 +127,10 @@ static int add_merges(gguf_writer *w, const tokenizer *t)
  * else chat_template.jinja beside it. */
 static int add_chat_template(gguf_writer *w, const char *dir)
 {
-    char *path = ds_path_join(dir, "tokenizer_config.json"), *jinja = ds_path_join(dir, "chat_template.jinja");
+    char *path = ds_path_join(dir, "tokenizer_config.json");
+    char *jinja = path ? ds_path_join(dir, "chat_template.jinja") : NULL;
     json_t *cfg = NULL;
-    int rc = ds_exists(path) ? json_file_load(path, 0, &cfg) : DS_OK;
+    int rc = !jinja ? DS_ENOMEM : ds_exists(path) ? json_file_load(path, 0, &cfg) : DS_OK;
     const json_t *ct = cfg ? json_object_get(cfg, "chat_template") : NULL;
     if (rc || (ct && json_is_null(ct))) ct = NULL;
     if (ct && json_is_string(ct)) {
@@ -182,7 +184,7 @@ static int pre_name(const char *dir, const char *pre, char *out, size_t n)
     char *path = ds_path_join(dir, "tokenizer.json");
     json_t *root = NULL;
     export_pre_info info;
-    int rc = json_file_load(path, 0, &root);
+    int rc = path ? json_file_load(path, 0, &root) : DS_ENOMEM;
     if (!rc) rc = export_recognise_pre(json_object_get(root, "pre_tokenizer"), &info);
     if (!rc && !info.byte_level)
         rc = ds_fail(DS_EDATA, "%s: the pre-tokenizer (%s) is not byte-level: only byte-level BPE tokenizers are "
@@ -207,10 +209,15 @@ int export_vocab(gguf_writer *w, const char *dir, const export_model *m, const c
     if (rc) return rc;
     /* the ids the tokenizer does not name come from the model, as `ds-ft tokenize` takes them */
     model_config mc;
-    if (model_config_load(dir, &mc) == DS_OK) tok_set_default_ids(t, mc.bos_id, mc.eos_id, mc.pad_id);
-    else ds_clear_error();
+    rc = model_config_load(dir, &mc);
+    if (rc == DS_OK) {
+        tok_set_default_ids(t, mc.bos_id, mc.eos_id, mc.pad_id);
+    } else if (rc != DS_ENOMEM) {   /* no usable config.json: the tokenizer's own ids */
+        ds_clear_error();
+        rc = DS_OK;
+    }
     int V = m->cfg.vocab_size;
-    if (tok_vocab_size(t) > V)
+    if (!rc && tok_vocab_size(t) > V)
         rc = ds_fail(DS_EDATA, "%s: the tokenizer has %d tokens, more than the model's vocab_size %d", dir,
                      tok_vocab_size(t), V);
     if (!rc) rc = gguf_add_string(w, "tokenizer.ggml.model", "gpt2");

@@ -8,6 +8,7 @@
  * (axolotl's lora_r, micro_batch_size, sequence_len, ...) is read as that key. */
 #include "recipe_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdlib.h>
@@ -99,9 +100,11 @@ int recipe_resolve_aliases(rctx *c, ynode *root)
                 snprintf(dotted, sizeof dotted, "%s.%s", root->keys[s], sec->keys[i]);
                 return conflict(c, sec->key_lines[i], dotted, to, sec->key_lines[there]);
             }
+            char *renamed = ds_strdup(leaf);
+            if (!renamed) return DS_ENOMEM;
             rctx_notice(c, sec->key_lines[i], "'%s' is read as %s", sec->keys[i], to);
             free(sec->keys[i]);
-            sec->keys[i] = strdup(leaf);
+            sec->keys[i] = renamed;
         }
     }
     /* at the top level: move into the section */
@@ -119,11 +122,13 @@ int recipe_resolve_aliases(rctx *c, ynode *root)
             continue;
         }
         if (si >= 0 && root->kids[si]->kind != YN_MAP) {   /* `train:` left empty */
+            ynode *empty = ynode_new(YN_MAP, root->key_lines[si]);
+            if (!empty) return DS_ENOMEM;
             ynode_free(root->kids[si]);
-            root->kids[si] = ynode_new(YN_MAP, root->key_lines[si]);
+            root->kids[si] = empty;
         }
         if (si < 0) {
-            ynode_append(root, section, root->key_lines[i], ynode_new(YN_MAP, root->key_lines[i]));
+            if (ynode_append(root, section, root->key_lines[i], ynode_new(YN_MAP, root->key_lines[i]))) return DS_ENOMEM;
             si = root->n - 1;
         }
         ynode *sec = root->kids[si];
@@ -132,7 +137,7 @@ int recipe_resolve_aliases(rctx *c, ynode *root)
         rctx_notice(c, root->key_lines[i], "'%s' is read as %s", root->keys[i], to);
         int key_line = root->key_lines[i];
         ynode *v = ynode_take(root, i);
-        ynode_append(sec, dot + 1, key_line, v);
+        if (ynode_append(sec, dot + 1, key_line, v)) return DS_ENOMEM;
     }
     return DS_OK;
 }
@@ -224,6 +229,7 @@ int recipe_apply_override(rctx *c, ynode *root, const char *arg)
     rc = ynode_parse(eq + 1, strlen(eq + 1), label, true, &value);
     if (rc) return rc;
     if (!value) value = ynode_scalar("", false, RLINE_CMDLINE);
+    if (!value) return DS_ENOMEM;
 
     ynode *node = root;
     for (int i = 0; i < nseg; i++) {
@@ -240,22 +246,29 @@ int recipe_apply_override(rctx *c, ynode *root, const char *arg)
                 ynode_free(node->kids[k]);
                 node->kids[k] = value;
                 node->key_lines[k] = RLINE_CMDLINE;
-            } else {
-                ynode_append(node, s->name, RLINE_CMDLINE, value);
+                return DS_OK;
             }
-            return DS_OK;
+            return ynode_append(node, s->name, RLINE_CMDLINE, value);
         }
         if (k < 0 || (s->index < 0 && ynode_is_null(node->kids[k]))) {
             if (s->index >= 0) {
                 ynode_free(value);
                 return rctx_fail(c, RLINE_CMDLINE, path_text(seg, i + 1, path, sizeof path), "there is no such entry");
             }
+            ynode *map = ynode_new(YN_MAP, RLINE_CMDLINE);
+            if (!map) {
+                ynode_free(value);
+                return DS_ENOMEM;
+            }
             if (k < 0) {
-                ynode_append(node, s->name, RLINE_CMDLINE, ynode_new(YN_MAP, RLINE_CMDLINE));
+                if (ynode_append(node, s->name, RLINE_CMDLINE, map)) {
+                    ynode_free(value);
+                    return DS_ENOMEM;
+                }
                 k = node->n - 1;
             } else {
                 ynode_free(node->kids[k]);
-                node->kids[k] = ynode_new(YN_MAP, RLINE_CMDLINE);
+                node->kids[k] = map;
             }
         }
         node = node->kids[k];

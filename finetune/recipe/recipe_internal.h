@@ -38,10 +38,15 @@ struct ynode {
  * refused, so a small text never expands into a huge tree. */
 int ynode_parse(const char *text, size_t len, const char *src, bool cmdline, ynode **root);
 void ynode_free(ynode *n);
+/* A new empty node, or a scalar holding a copy of text. NULL: out of memory
+ * (message set, status DS_ENOMEM). */
 ynode *ynode_new(ynode_kind kind, int line);
 ynode *ynode_scalar(const char *text, bool quoted, int line);
 int ynode_find(const ynode *map, const char *key);          /* index or -1 */
-void ynode_append(ynode *map_or_seq, const char *key, int key_line, ynode *value);
+/* Append value (under key, for a mapping); it is taken in every case, and a
+ * NULL value (its making ran out of memory) is that failure.
+ * @return DS_OK or DS_ENOMEM (message set). */
+int ynode_append(ynode *map_or_seq, const char *key, int key_line, ynode *value);
 ynode *ynode_take(ynode *map, int i);                        /* remove entry i, return its value */
 bool ynode_is_null(const ynode *n);                         /* plain null, ~, or empty */
 

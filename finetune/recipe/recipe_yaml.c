@@ -7,6 +7,7 @@
  * nesting deeper than any recipe needs. */
 #include "recipe_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <stdlib.h>
@@ -15,20 +16,10 @@
 
 #define MAX_DEPTH 32
 
-/* Out of memory for a few bytes is not bad input and leaves nothing sane to
- * report through; it is the one case that stops the process. */
-static void *must(void *p)
-{
-    if (!p) {
-        fputs("ds-ft: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
 ynode *ynode_new(ynode_kind kind, int line)
 {
-    ynode *n = must(calloc(1, sizeof *n));
+    ynode *n = ds_calloc(1, sizeof *n, "a YAML node");
+    if (!n) return NULL;
     n->kind = kind;
     n->line = line;
     return n;
@@ -37,7 +28,12 @@ ynode *ynode_new(ynode_kind kind, int line)
 ynode *ynode_scalar(const char *text, bool quoted, int line)
 {
     ynode *n = ynode_new(YN_SCALAR, line);
-    n->text = must(strdup(text));
+    char *copy = n ? ds_strdup(text) : NULL;
+    if (!copy) {
+        free(n);
+        return NULL;
+    }
+    n->text = copy;
     n->quoted = quoted;
     return n;
 }
@@ -56,22 +52,29 @@ void ynode_free(ynode *n)
     free(n);
 }
 
-void ynode_append(ynode *c, const char *key, int key_line, ynode *value)
+int ynode_append(ynode *c, const char *key, int key_line, ynode *value)
 {
-    if (c->n == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 8;
-        c->kids = must(realloc(c->kids, (size_t)c->cap * sizeof *c->kids));
-        if (c->kind == YN_MAP) {
-            c->keys = must(realloc(c->keys, (size_t)c->cap * sizeof *c->keys));
-            c->key_lines = must(realloc(c->key_lines, (size_t)c->cap * sizeof *c->key_lines));
-        }
+    if (!value) return DS_ENOMEM;   /* making it failed: the message is set */
+    /* the three arrays grow alike; c->cap changes once all three have */
+    size_t need = (size_t)c->n + 1, kids_cap = (size_t)c->cap, keys_cap = kids_cap, lines_cap = kids_cap;
+    char *key_copy = c->kind == YN_MAP ? ds_strdup(key) : NULL;
+    bool ok = (c->kind != YN_MAP || key_copy) && !ds_grow(&c->kids, &kids_cap, need, sizeof *c->kids);
+    if (ok && c->kind == YN_MAP)
+        ok = !ds_grow(&c->keys, &keys_cap, need, sizeof *c->keys) &&
+             !ds_grow(&c->key_lines, &lines_cap, need, sizeof *c->key_lines);
+    if (!ok) {
+        free(key_copy);
+        ynode_free(value);
+        return DS_ENOMEM;
     }
+    c->cap = (int)kids_cap;
     c->kids[c->n] = value;
     if (c->kind == YN_MAP) {
-        c->keys[c->n] = must(strdup(key));
+        c->keys[c->n] = key_copy;
         c->key_lines[c->n] = key_line;
     }
     c->n++;
+    return DS_OK;
 }
 
 int ynode_find(const ynode *map, const char *key)
@@ -145,6 +148,7 @@ static void path_of(const builder *b, const char *key, char *buf, size_t n)
  * Takes ownership of `node` in every case. */
 static int attach(builder *b, ynode *node, const yaml_mark_t *mark)
 {
+    if (!node) return DS_ENOMEM;   /* making it failed: the message is set */
     b->last[0] = '\0';
     if (b->depth == 0) {
         b->root = node;
@@ -152,7 +156,8 @@ static int attach(builder *b, ynode *node, const yaml_mark_t *mark)
     }
     ynode *top = b->stack[b->depth - 1];
     if (top->kind == YN_SEQ) {
-        ynode_append(top, NULL, 0, node);
+        int rc = ynode_append(top, NULL, 0, node);
+        if (rc) return rc;
         snprintf(b->last, sizeof b->last, "[%d]", top->n - 1);
         return DS_OK;
     }
@@ -181,17 +186,17 @@ static int attach(builder *b, ynode *node, const yaml_mark_t *mark)
         ynode_free(node);
         return DS_OK;
     }
-    ynode_append(top, b->key[d], b->key_line[d], node);
+    int rc = ynode_append(top, b->key[d], b->key_line[d], node);
     snprintf(b->last, sizeof b->last, "%s", b->key[d]);
     free(b->key[d]);
     b->key[d] = NULL;
-    return DS_OK;
+    return rc;
 }
 
 static int syntax_error(const builder *b, const yaml_parser_t *p)
 {
     char at[600];
-    if (p->error == YAML_MEMORY_ERROR) return ds_fail(DS_EINTERNAL, "%s: out of memory reading YAML", b->src);
+    if (p->error == YAML_MEMORY_ERROR) return ds_fail(DS_ENOMEM, "%s: out of memory reading YAML", b->src);
     int line;
     if (p->error == YAML_READER_ERROR) {   /* bad encoding: only a byte offset is known */
         line = 1;
@@ -218,7 +223,8 @@ int ynode_parse(const char *text, size_t len, const char *src, bool cmdline, yno
     b.len = len;
 
     yaml_parser_t p;
-    if (!yaml_parser_initialize(&p)) return ds_fail(DS_EINTERNAL, "%s: cannot start the YAML parser", src);
+    if (!yaml_parser_initialize(&p))   /* its only failure: allocating its buffers */
+        return ds_fail(DS_ENOMEM, "%s: out of memory starting the YAML parser", src);
     yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
 
     int rc = DS_OK, docs = 0;

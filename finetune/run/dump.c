@@ -9,6 +9,7 @@
 #include "dump_internal.h"
 #include "finetune/engine/engine.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <math.h>
@@ -27,7 +28,8 @@ static int batch_from_labels(const st_file *in, const char *path, batch *b)
     if (!labels) labels = ids;
     int B = (int)ids->shape[0], T = (int)ids->shape[1];
     int rc = batch_alloc(b, B, T);
-    int32_t *lab = malloc(sizeof(int32_t) * (size_t)B * T);
+    int32_t *lab = rc ? NULL : ds_malloc(sizeof(int32_t) * (size_t)B * T, "the labels");
+    if (!rc && !lab) rc = DS_ENOMEM;
     if (!rc) rc = st_to_i32(ids, b->ids);
     if (!rc) rc = st_to_i32(labels, lab);
     for (int r = 0; !rc && r < B; r++)
@@ -63,11 +65,11 @@ static int add_f32(st_writer *w, const char *name, int ndim, const int64_t *shap
 static int dump_base(engine *e, const batch *b, const model_config *c, st_writer *w)
 {
     size_t N = (size_t)b->B * b->T;
-    float *lp = malloc(sizeof(float) * N);
-    float *h = malloc(sizeof(float) * N * c->hidden_size);
-    float *z = malloc(sizeof(float) * N * c->vocab_size);
+    float *lp = ds_malloc(sizeof(float) * N, "log-probabilities");
+    float *h = ds_malloc(sizeof(float) * N * c->hidden_size, "hidden states");
+    float *z = ds_malloc(sizeof(float) * N * c->vocab_size, "logits");
     engine_fwd f = {.lora = false};
-    int rc = engine_forward(e, b, &f, lp, NULL);
+    int rc = lp && h && z ? engine_forward(e, b, &f, lp, NULL) : DS_ENOMEM;
     int64_t shape_h[3] = {b->B, b->T, c->hidden_size}, shape_z[3] = {b->B, b->T, c->vocab_size}, one = 1;
     for (int which = -1; !rc && which <= c->num_layers; which++) {
         rc = engine_read_hidden(e, which, h);
@@ -112,11 +114,13 @@ int dump_adapter_tensors(st_writer *w, const char *prefix, const lora_adapter *a
 static int dump_lora_sft(engine *e, const batch *b, const model_config *c, const lora_adapter *ad, st_writer *w)
 {
     size_t N = (size_t)b->B * b->T;
-    float *lp = malloc(sizeof(float) * N), *z = malloc(sizeof(float) * N * c->vocab_size);
-    float *ca = calloc(N, sizeof(float)), *cb = calloc(N, sizeof(float));
-    float *grads = malloc(sizeof(float) * ad->nparams);
+    float *lp = ds_malloc(sizeof(float) * N, "log-probabilities");
+    float *z = ds_malloc(sizeof(float) * N * c->vocab_size, "logits");
+    float *ca = ds_calloc(N, sizeof(float), "loss coefficients");
+    float *cb = ds_calloc(N, sizeof(float), "loss coefficients");
+    float *grads = ds_malloc(sizeof(float) * ad->nparams, "gradients");
     engine_fwd f = {.lora = true, .for_backward = true};
-    int rc = engine_zero_grads(e);
+    int rc = lp && z && ca && cb && grads ? engine_zero_grads(e) : DS_ENOMEM;
     if (!rc) rc = engine_forward(e, b, &f, lp, NULL);
     int64_t shape_z[3] = {b->B, b->T, c->vocab_size}, one = 1;
     if (!rc) rc = engine_read_logits(e, 0, (int)N, z);
@@ -145,8 +149,8 @@ static int dump_merged(const llama_model *m, const lora_adapter *ad, st_writer *
         for (int t = 0; t < LIN_COUNT; t++) {
             if (!lora_A(ad, l, (llama_linear)t)) continue;
             const model_linear *lin = &m->layers[l].lin[t];
-            float *W = malloc(sizeof(float) * (size_t)lin->out * lin->in);
-            rc = merge_linear(cpu, m, ad, MERGE_DEQUANTIZED, l, (llama_linear)t, W);
+            float *W = ds_malloc(sizeof(float) * (size_t)lin->out * lin->in, "a merged weight");
+            rc = W ? merge_linear(cpu, m, ad, MERGE_DEQUANTIZED, l, (llama_linear)t, W) : DS_ENOMEM;
             char name[256];
             snprintf(name, sizeof name, "merged.model.layers.%d.%s.weight", l, llama_linear_path((llama_linear)t));
             int64_t shape[2] = {lin->out, lin->in};

@@ -4,6 +4,7 @@
 
 #include "finetune/recipe/recipe.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 #include "losses/loss.h"
 
@@ -43,8 +44,9 @@ int dump_dpo_batch(const st_file *in, const char *path, batch *out)
                        path);
     int P = (int)ch->shape[0], T = (int)ch->shape[1];
     int32_t prompt_len;
-    int32_t *c = malloc(sizeof(int32_t) * (size_t)P * T), *r = malloc(sizeof(int32_t) * (size_t)P * T);
-    int rc = st_to_i32(ch, c);
+    int32_t *c = ds_malloc(sizeof(int32_t) * (size_t)P * T, "dpo.chosen_ids");
+    int32_t *r = ds_malloc(sizeof(int32_t) * (size_t)P * T, "dpo.rejected_ids");
+    int rc = c && r ? st_to_i32(ch, c) : DS_ENOMEM;
     if (!rc) rc = st_to_i32(rj, r);
     if (!rc) rc = st_to_i32(pl, &prompt_len);
     if (!rc && (prompt_len < 1 || prompt_len >= T)) rc = ds_fail(DS_EDATA, "%s: dpo.prompt_len out of range", path);
@@ -87,13 +89,16 @@ int dump_dpo(engine *e, const st_file *in, const batch *pairs, const lora_adapte
     float beta = 0.1f;
     const st_tensor *tb = st_file_find(in, "dpo.beta");
     if (tb && tb->numel == 1) st_to_f32(tb, &beta);
-    float *ref = malloc(sizeof(float) * N), *lp = malloc(sizeof(float) * N);
-    float *a = malloc(sizeof(float) * N), *bc = malloc(sizeof(float) * N);
-    float *grads = malloc(sizeof(float) * ad->nparams);
-    float *pc = malloc(sizeof(float) * P), *pr = malloc(sizeof(float) * P);
+    float *ref = ds_malloc(sizeof(float) * N, "log-probabilities");
+    float *lp = ds_malloc(sizeof(float) * N, "log-probabilities");
+    float *a = ds_malloc(sizeof(float) * N, "loss coefficients");
+    float *bc = ds_malloc(sizeof(float) * N, "loss coefficients");
+    float *grads = ds_malloc(sizeof(float) * ad->nparams, "gradients");
+    float *pc = ds_malloc(sizeof(float) * P, "log-likelihoods"), *pr = ds_malloc(sizeof(float) * P, "log-likelihoods");
     engine_fwd fref = {.lora = false}, fpol = {.lora = true, .for_backward = true};
     double loss = 0;
-    int rc = engine_forward(e, pairs, &fref, ref, NULL);
+    bool have_all = ref && lp && a && bc && grads && pc && pr;
+    int rc = have_all ? engine_forward(e, pairs, &fref, ref, NULL) : DS_ENOMEM;
     if (!rc) rc = engine_zero_grads(e);
     if (!rc) rc = engine_forward(e, pairs, &fpol, lp, NULL);
     char section[64];

@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include "core/interrupt.h"
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <math.h>
@@ -49,8 +50,13 @@ static int mcq_batch(const dataset *d, const mcq_row *rows, int r0, int r1, int 
     for (int r = r0; !rc && r < r1; r++) {
         const mcq_example *x = &d->mcq[rows[r].example];
         int k = rows[r].choice, n = rows[r].len;
-        int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
-        uint8_t *train = calloc((size_t)n, 1);
+        int32_t *ids = ds_malloc(sizeof(int32_t) * (size_t)n, "a multiple-choice row");
+        uint8_t *train = ids ? ds_calloc((size_t)n, 1, "a multiple-choice row") : NULL;
+        if (!train) {
+            free(ids);
+            batch_free(b);
+            return DS_ENOMEM;
+        }
         memcpy(ids, x->prompt, sizeof(int32_t) * (size_t)x->n_prompt);
         memcpy(ids + x->n_prompt, x->choice[k], sizeof(int32_t) * (size_t)x->n_choice[k]);
         memset(train + x->n_prompt, 1, (size_t)x->n_choice[k]);
@@ -71,14 +77,18 @@ int eval_mcq(engine *e, const dataset *d, bool lora, long limit, int max_rows, e
     /* Every (example, choice) is a row of its own: the rows of one example
      * may land in different forwards, so any example fits the engine. */
     long total = 0;
-    out->first = malloc(sizeof(long) * (size_t)(n + 1));
+    out->first = ds_malloc(sizeof(long) * (size_t)(n + 1), "the evaluation's results");
+    if (!out->first) return DS_ENOMEM;
     for (int i = 0; i < n; i++) {
         out->first[i] = total;
         total += d->mcq[i].nchoices;
     }
     out->first[n] = total;
-    mcq_row *rows = malloc(sizeof *rows * (size_t)(total ? total : 1));
-    int rc = DS_OK;
+    mcq_row *rows = ds_malloc(sizeof *rows * (size_t)total, "the multiple-choice rows");
+    out->loglik = rows ? ds_calloc((size_t)total, sizeof(double), "the evaluation's results") : NULL;
+    out->pred = out->loglik ? ds_calloc((size_t)n, sizeof(int), "the evaluation's results") : NULL;
+    out->pred_norm = out->pred ? ds_calloc((size_t)n, sizeof(int), "the evaluation's results") : NULL;
+    int rc = out->pred_norm ? DS_OK : DS_ENOMEM;
     for (int i = 0; i < n && !rc; i++)
         for (int k = 0; k < d->mcq[i].nchoices && !rc; k++) {
             mcq_row *r = &rows[out->first[i] + k];
@@ -86,9 +96,6 @@ int eval_mcq(engine *e, const dataset *d, bool lora, long limit, int max_rows, e
             if (r->len > maxT)
                 rc = ds_fail(DS_EDATA, "multiple-choice example %d is %d tokens, longer than %d", i, r->len, maxT);
         }
-    out->loglik = calloc((size_t)(total ? total : 1), sizeof(double));
-    out->pred = calloc((size_t)(n ? n : 1), sizeof(int));
-    out->pred_norm = calloc((size_t)(n ? n : 1), sizeof(int));
     engine_fwd f = {.lora = lora};
     for (long r0 = 0; r0 < total && !rc;) {
         if (ds_interrupted()) {
@@ -105,7 +112,8 @@ int eval_mcq(engine *e, const dataset *d, bool lora, long limit, int max_rows, e
         }
         batch b;
         rc = mcq_batch(d, rows, (int)r0, (int)r1, T, &b);
-        float *lp = malloc(sizeof(float) * (size_t)b.B * b.T);
+        float *lp = rc ? NULL : ds_malloc(sizeof(float) * (size_t)b.B * b.T, "log-probabilities");
+        if (!rc && !lp) rc = DS_ENOMEM;
         if (!rc) rc = engine_forward(e, &b, &f, lp, NULL);
         if (!rc) rc = check_logprobs(&b, lp);
         for (long r = r0; !rc && r < r1; r++) out->loglik[r] = batch_row_sum(b.targets, b.T, lp, (int)(r - r0));
@@ -131,6 +139,10 @@ int eval_mcq(engine *e, const dataset *d, bool lora, long limit, int max_rows, e
         out->acc_norm += out->pred_norm[i] == x->answer;
     }
     free(rows);
+    if (rc) {
+        eval_result_free(out);
+        return rc;
+    }
     out->n = n;
     if (n) {
         out->acc /= n;
@@ -168,7 +180,8 @@ int eval_loss(engine *e, const dataset *d, bool lora, long limit, int max_rows, 
             int col = batch_put(&b, i - i0, 0, x->ids, x->train, x->n < T ? x->n : T, i - i0);
             batch_pad_row(&b, i - i0, col < T ? col : T, 0);
         }
-        float *lp = malloc(sizeof(float) * (size_t)b.B * b.T);
+        float *lp = rc ? NULL : ds_malloc(sizeof(float) * (size_t)b.B * b.T, "log-probabilities");
+        if (!rc && !lp) rc = DS_ENOMEM;
         if (!rc) rc = engine_forward(e, &b, &f, lp, NULL);
         if (!rc) rc = check_logprobs(&b, lp);
         for (int k = 0; !rc && k < b.B * b.T; k++)

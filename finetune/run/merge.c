@@ -4,6 +4,7 @@
 #include "backend/backend.h"
 #include "core/files.h"
 #include "core/interrupt.h"
+#include "core/mem.h"
 #include "core/numeric.h"
 #include "core/status.h"
 
@@ -59,8 +60,8 @@ static int fill_bf16(void *ctx, void *dst)
         llama_linear_shape(&it->m->cfg, it->t, &out, &in);
         n = (size_t)out * in;
     }
-    float *tmp = malloc(sizeof(float) * (n ? n : 1));
-    if (!tmp) return ds_fail(DS_EIO, "out of memory while merging");
+    float *tmp = ds_malloc(sizeof(float) * n, "a merged weight");
+    if (!tmp) return DS_ENOMEM;
     int rc = it->plain ? st_to_f32(it->plain, tmp) : merge_linear(it->cpu, it->m, it->a, it->src, it->layer, it->t, tmp);
     size_t bad = rc ? n : ds_first_nonfinite(tmp, n);
     if (bad < n) {   /* a NaN or infinite weight is never written as a result */
@@ -84,14 +85,15 @@ int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, c
     int rc = be_open(BE_CPU, &cpu);
     if (rc) return rc;
     int nitems = 3 + c->num_layers * (4 + 2 * LIN_COUNT);
-    merge_item *items = calloc((size_t)nitems, sizeof *items);
-    st_writer *w = st_writer_new();
-    st_writer_meta(w, "format", "pt");
+    merge_item *items = ds_calloc((size_t)nitems, sizeof *items, "the merged tensors");
+    st_writer *w = items ? st_writer_new() : NULL;
+    rc = w ? st_writer_meta(w, "format", "pt") : DS_ENOMEM;
     int k = 0;
 #define PLAIN(name_, tensor_)                                                                              \
     do {                                                                                                   \
-        items[k] = (merge_item){.cpu = cpu, .m = m, .a = a, .src = src, .plain = (tensor_)};                           \
-        if (!rc) rc = st_writer_add_lazy(w, name_, ST_BF16, (tensor_)->ndim, (tensor_)->shape, fill_bf16, &items[k]); \
+        if (rc) break;                                                                                     \
+        items[k] = (merge_item){.cpu = cpu, .m = m, .a = a, .src = src, .plain = (tensor_)};              \
+        rc = st_writer_add_lazy(w, name_, ST_BF16, (tensor_)->ndim, (tensor_)->shape, fill_bf16, &items[k]); \
         k++;                                                                                               \
     } while (0)
     PLAIN("model.embed_tokens.weight", m->embed);
@@ -128,7 +130,7 @@ int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, c
     if (!rc) rc = ds_dir_begin(out_dir, &tmp);
     if (!rc) {
         char *path = ds_path_join(tmp, "model.safetensors");
-        rc = st_writer_write(w, path);
+        rc = path ? st_writer_write(w, path) : DS_ENOMEM;
         free(path);
     }
     if (!rc) rc = model_config_rewrite(m->dir, tmp, NULL);   /* minus quantization_config, dtype bf16 */

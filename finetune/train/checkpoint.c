@@ -4,6 +4,7 @@
 #include "core/mem.h"
 #include "core/numeric.h"
 #include "core/status.h"
+#include "data/json_util.h"
 #include "data/safetensors.h"
 
 #include "core/buf.h"
@@ -17,7 +18,8 @@
 
 static char *checkpoints_dir(const char *output_dir) { return ds_path_join(output_dir, "checkpoints"); }
 
-/* Step numbers of the existing step-N folders, ascending. */
+/* Step numbers of the existing step-N folders, ascending (*steps: free() it,
+ * even on failure). @return DS_OK or DS_ENOMEM. */
 static int list_steps(const char *dir, int64_t **steps, int *n)
 {
     *steps = NULL;
@@ -25,11 +27,15 @@ static int list_steps(const char *dir, int64_t **steps, int *n)
     DIR *d = opendir(dir);
     if (!d) return DS_OK;
     struct dirent *e;
+    size_t cap = 0;
     while ((e = readdir(d))) {
         long long s;
         char tail;
         if (sscanf(e->d_name, "step-%lld%c", &s, &tail) != 1 || s < 0) continue;
-        *steps = realloc(*steps, sizeof **steps * (size_t)(*n + 1));
+        if (ds_grow(steps, &cap, (size_t)*n + 1, sizeof **steps)) {
+            closedir(d);
+            return DS_ENOMEM;
+        }
         int i = (*n)++;
         while (i > 0 && (*steps)[i - 1] > s) {
             (*steps)[i] = (*steps)[i - 1];
@@ -55,6 +61,7 @@ static const char *intern_name(const char *name)
     return names[n++];
 }
 
+/* Built with unchecked jansson calls: the caller asks json_alloc_failed(). */
 static json_t *window_json(const log_window *w)
 {
     json_t *metrics = json_array();
@@ -89,6 +96,7 @@ static int window_from_json(const json_t *o, const char *path, log_window *w)
 
 static int write_state(const char *dir, const train_state *s)
 {
+    json_alloc_reset();
     json_t *o = json_pack("{s:I, s:I, s:i, s:i, s:I, s:I, s:f, s:f, s:f, s:I, s:o}", "step", (json_int_t)s->step,
                           "total_steps", (json_int_t)s->total_steps, "epoch", s->epoch, "batch", s->batch, "micro_step",
                           (json_int_t)s->micro_step, "seed", (json_int_t)s->seed, "loss_ema", s->loss_ema,
@@ -96,8 +104,8 @@ static int write_state(const char *dir, const train_state *s)
                           "log_window", window_json(&s->window));
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
-    char *path = ds_path_join(dir, "trainer_state.json");
-    int rc = ds_write_file(path, text, strlen(text));
+    char *path = json_alloc_failed() ? NULL : ds_path_join(dir, "trainer_state.json");
+    int rc = path ? ds_write_file(path, text, strlen(text)) : DS_ENOMEM;
     free(path);
     free(text);
     return rc;
@@ -115,10 +123,9 @@ int checkpoint_save(const char *output_dir, const train_state *s, const lora_ada
                     const float *adam_v, int keep_last)
 {
     char *root = checkpoints_dir(output_dir);
-    char *name = ds_strdupf("step-%lld", (long long)s->step);
-    char *final = ds_path_join(root, name);
+    char *final = root ? ds_strdupf("%s/step-%lld", root, (long long)s->step) : NULL;
     char *tmp = NULL;
-    int rc = check_produced(ad->data, ad->nparams, "the adapter");
+    int rc = final ? check_produced(ad->data, ad->nparams, "the adapter") : DS_ENOMEM;
     if (!rc) rc = check_produced(adam_m, ad->nparams, "the optimizer's exp_avg");
     if (!rc) rc = check_produced(adam_v, ad->nparams, "the optimizer's exp_avg_sq");
     if (!rc) rc = ds_mkdirs(root);
@@ -128,11 +135,11 @@ int checkpoint_save(const char *output_dir, const train_state *s, const lora_ada
     if (!rc) {
         st_writer *w = st_writer_new();
         int64_t shape = (int64_t)ad->nparams;
-        st_writer_meta(w, "format", "pt");
-        st_writer_add(w, "exp_avg", ST_F32, 1, &shape, adam_m);
-        st_writer_add(w, "exp_avg_sq", ST_F32, 1, &shape, adam_v);
-        char *path = ds_path_join(tmp, "optimizer.safetensors");
-        rc = st_writer_write(w, path);
+        char *path = w ? ds_path_join(tmp, "optimizer.safetensors") : NULL;
+        rc = path ? st_writer_meta(w, "format", "pt") : DS_ENOMEM;
+        if (!rc) rc = st_writer_add(w, "exp_avg", ST_F32, 1, &shape, adam_m);
+        if (!rc) rc = st_writer_add(w, "exp_avg_sq", ST_F32, 1, &shape, adam_v);
+        if (!rc) rc = st_writer_write(w, path);
         free(path);
         st_writer_free(w);
     }
@@ -149,53 +156,58 @@ int checkpoint_save(const char *output_dir, const train_state *s, const lora_ada
     if (!rc && keep_last > 0) {
         int64_t *steps;
         int n;
-        list_steps(root, &steps, &n);
+        rc = list_steps(root, &steps, &n);
         for (int i = 0; !rc && i + keep_last < n; i++) {
             char *old = ds_strdupf("%s/step-%lld", root, (long long)steps[i]);
-            if (old) rc = ds_remove_atomic(old);
+            rc = old ? ds_remove_atomic(old) : DS_ENOMEM;
             free(old);
         }
         free(steps);
     }
     free(tmp);
     free(root);
-    free(name);
     free(final);
     return rc;
 }
 
-static bool is_complete(const char *dir)
+/* Whether the checkpoint folder has its completion marker. @return DS_OK or DS_ENOMEM. */
+static int is_complete(const char *dir, bool *complete)
 {
     char *marker = ds_path_join(dir, CHECKPOINT_MARKER);
-    bool there = marker && ds_exists(marker);
+    *complete = marker && ds_exists(marker);
     free(marker);
-    return there;
+    return marker ? DS_OK : DS_ENOMEM;
 }
 
 int checkpoint_latest(const char *output_dir, char **path, char **skipped)
 {
-    char *root = checkpoints_dir(output_dir);
-    int64_t *steps;
-    int n;
-    list_steps(root, &steps, &n);
     *path = NULL;
     *skipped = NULL;
+    char *root = checkpoints_dir(output_dir);
+    int64_t *steps = NULL;
+    int n = 0;
+    int rc = root ? list_steps(root, &steps, &n) : DS_ENOMEM;
     ds_buf skip = {0};
-    for (int i = n - 1; i >= 0 && !*path; i--) {
+    for (int i = n - 1; !rc && i >= 0 && !*path; i--) {
         char *dir = ds_strdupf("%s/step-%lld", root, (long long)steps[i]);
-        if (dir && is_complete(dir)) {
+        bool complete = false;
+        rc = dir ? is_complete(dir, &complete) : DS_ENOMEM;
+        if (!rc && complete) {
             *path = dir;
             break;
         }
-        ds_buf_printf(&skip, "%sstep-%lld", skip.len ? ", " : "", (long long)steps[i]);
+        if (!rc) rc = ds_buf_printf(&skip, "%sstep-%lld", skip.len ? ", " : "", (long long)steps[i]);
         free(dir);
     }
-    int rc = DS_OK;
-    if (!*path)
+    if (!rc && !*path)
         rc = ds_fail(DS_ENOINPUT, "%s: no complete checkpoint to resume from%s%s%s", root,
                      skip.len ? " (incomplete: " : "", skip.len ? skip.p : "", skip.len ? ")" : "");
-    else if (skip.len && !(*skipped = ds_buf_take(&skip)))
+    else if (!rc && skip.len && !(*skipped = ds_buf_take(&skip)))
         rc = DS_ENOMEM;
+    if (rc) {
+        free(*path);
+        *path = NULL;
+    }
     ds_buf_free(&skip);
     free(steps);
     free(root);
@@ -214,12 +226,11 @@ int checkpoint_load(const char *path, const model_config *model, train_state *s,
                     float *adam_v)
 {
     char *state_path = ds_path_join(path, "trainer_state.json");
-    char *opt_path = ds_path_join(path, "optimizer.safetensors");
+    char *opt_path = state_path ? ds_path_join(path, "optimizer.safetensors") : NULL;
     lora_adapter *saved = NULL;
     st_file *f = NULL;
-    json_error_t jerr;
-    json_t *o = json_load_file(state_path, 0, &jerr);
-    int rc = o ? DS_OK : ds_fail(ds_exists(state_path) ? DS_EDATA : DS_ENOINPUT, "%s: %s", state_path, jerr.text);
+    json_t *o = NULL;
+    int rc = opt_path ? json_file_load(state_path, 0, &o) : DS_ENOMEM;
     int64_t v[7];
     const char *keys[] = {"step", "total_steps", "epoch", "batch", "micro_step", "seed", "tokens"};
     for (int i = 0; !rc && i < 7; i++) rc = get_int(o, state_path, keys[i], &v[i]);

@@ -10,8 +10,10 @@
 #include "core/clock.h"
 #include "core/files.h"
 #include "core/interrupt.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "core/units.h"
+#include "data/json_util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -69,7 +71,8 @@ int trainer_precompute_ref(trainer *x)
     const recipe *r = x->r;
     int rc = epoch_plan_make(&x->train, (uint64_t)r->seed, 0, false, false, r->plan.seq_len, r->plan.micro_batch, &plan);
     if (rc) return rc;
-    x->ref_cache = calloc((size_t)x->train.n, sizeof *x->ref_cache);
+    x->ref_cache = ds_calloc((size_t)x->train.n, sizeof *x->ref_cache, "the reference log-probs");
+    if (!x->ref_cache) rc = DS_ENOMEM;
     engine_fwd f = {.lora = false};
     for (int i = 0; !rc && i < plan.nbatches; i++) {
         if (ds_interrupted()) {
@@ -78,13 +81,19 @@ int trainer_precompute_ref(trainer *x)
         }
         batch b;
         rc = epoch_plan_batch(&plan, i, &x->train, x->pad_id, &b);
-        float *lp = rc ? NULL : malloc(sizeof(float) * (size_t)b.B * b.T);
+        float *lp = rc ? NULL : ds_malloc(sizeof(float) * (size_t)b.B * b.T, "log-probabilities");
+        if (!rc && !lp) rc = DS_ENOMEM;
         if (!rc) rc = engine_forward(x->ctx.eng, &b, &f, lp, NULL);
         int row0 = plan.batch_start[i];
         for (int row = 0; !rc && row < b.B; row++) {
             int ex = plan.items[plan.row_start[row0 + row / 2]];
             const pref_example *p = &x->train.pref[ex];
-            if (!x->ref_cache[ex]) x->ref_cache[ex] = calloc((size_t)(p->n_chosen + p->n_rejected), sizeof(float));
+            if (!x->ref_cache[ex])
+                x->ref_cache[ex] = ds_calloc((size_t)(p->n_chosen + p->n_rejected), sizeof(float), "reference log-probs");
+            if (!x->ref_cache[ex]) {
+                rc = DS_ENOMEM;
+                break;
+            }
             float *dst = x->ref_cache[ex] + (row % 2 ? p->n_chosen : 0);
             int cap = row % 2 ? p->n_rejected : p->n_chosen, k = 0;
             for (int t = 0; t < b.T; t++) {
@@ -140,9 +149,10 @@ static int train_step(trainer *x, step_result *res)
 {
     const recipe *r = x->r;
     int accum = r->plan.accum, rc = DS_OK;
-    batch *mb = calloc((size_t)accum, sizeof *mb);
-    int *plan_batch = calloc((size_t)accum, sizeof *plan_batch);
+    batch *mb = ds_calloc((size_t)accum, sizeof *mb, "the step's micro-batches");
+    int *plan_batch = ds_calloc((size_t)accum, sizeof *plan_batch, "the step's micro-batches");
     memset(res, 0, sizeof *res);
+    if (!mb || !plan_batch) rc = DS_ENOMEM;
 
     /* The step's micro-batches first: each loss is normalised over all of them. */
     for (int k = 0; !rc && k < accum; k++) rc = next_micro_batch(x, &mb[k], &plan_batch[k]);
@@ -158,7 +168,7 @@ static int train_step(trainer *x, step_result *res)
         x->st.micro_step++;
         for (size_t i = 0; i < (size_t)b->B * b->T; i++) res->tokens += b->seg[i] >= 0;
     }
-    for (int k = 0; k < accum; k++) batch_free(&mb[k]);
+    for (int k = 0; mb && k < accum; k++) batch_free(&mb[k]);
     free(mb);
     free(plan_batch);
     if (!rc) rc = engine_grad_norm(x->ctx.eng, &res->grad_norm);
@@ -211,24 +221,30 @@ static void window_add(log_window *w, const step_result *s)
     loss_metrics_merge(&w->metrics, &s->metrics);
 }
 
-static void report_step(trainer *x, const step_result *s, const log_window *w, double tok_per_s, double elapsed,
-                        double eta)
+static int report_step(trainer *x, const step_result *s, const log_window *w, double tok_per_s, double elapsed,
+                       double eta)
 {
     double epoch = x->st.epoch + (x->plan.nbatches ? (double)x->st.batch / x->plan.nbatches : 0);
     size_t mem = peak_memory(x);
     double loss = w->steps ? w->loss / w->steps : s->loss;
+    json_alloc_reset();   /* the row is built with unchecked jansson calls: see json_util.h */
     json_t *row = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:I, s:f}", "step", (json_int_t)x->st.step, "epoch", epoch,
                             "loss", loss, "lr", s->lr, "grad_norm", s->grad_norm, "tokens_per_s", tok_per_s,
                             "peak_mem_bytes", (json_int_t)mem, "elapsed_s", elapsed);
     const loss_metrics *m = &w->metrics;
     for (int k = 0; k < m->n; k++)
         json_object_set_new(row, m->name[k], json_real(m->count[k] > 0 ? m->sum[k] / m->count[k] : 0.0));
+    if (json_alloc_failed()) {   /* a metrics row is never written short */
+        json_decref(row);
+        return DS_ENOMEM;
+    }
     tlog_row(&x->log, row);
     char mb[32], e1[32], e2[32];
     tlog_say(&x->log, "step %lld/%lld  loss %.4f  lr %.3e  grad_norm %.4f  %.0f tok/s  mem %s  elapsed %s  eta %s",
              (long long)x->st.step, (long long)x->st.total_steps, loss, s->lr, s->grad_norm, tok_per_s,
              ds_bytes_str((double)mem, mb, sizeof mb), ds_duration_str(elapsed, e1, sizeof e1),
              ds_duration_str(eta, e2, sizeof e2));
+    return DS_OK;
 }
 
 /* run_info.json and report.html (finetune/report/report.h): by-products, so a failure
@@ -237,21 +253,22 @@ static void report_step(trainer *x, const step_result *s, const log_window *w, d
 static void write_report(trainer *x, int rc, bool final)
 {
     const char *state = !final ? "running" : rc == DS_OK ? "finished" : rc == DS_EINTERRUPTED ? "interrupted" : "failed";
-    char *msg = rc ? strdup(ds_errmsg()) : NULL;
+    char msg[4096];   /* the run's message, kept across the writing (which may fail and set its own) */
+    snprintf(msg, sizeof msg, "%s", ds_errmsg());
     /* the base model's scores as soon as they exist (and no earlier run's eval files) */
     int wrc = !final && x->n_evals && x->evals[0].has_before ? trainer_write_eval_files(x) : DS_OK;
     if (wrc || report_update(x->info, state)) tlog_say(&x->log, "report: not written: %s", ds_errmsg());
     else if (final) tlog_say(&x->log, "report: %s/report.html", x->r->output_dir);
-    if (msg) ds_fail(rc, "%s", msg);
-    free(msg);
+    if (rc) ds_fail(rc, "%s", msg);
 }
 
 static int save_checkpoint(trainer *x)
 {
     report_info_phase(x->info, "train");
     size_t P = x->ctx.adapter->nparams;
-    float *m = malloc(sizeof(float) * P), *v = malloc(sizeof(float) * P);
-    int rc = engine_get_params(x->ctx.eng, x->ctx.adapter->data);
+    float *m = ds_malloc(sizeof(float) * P, "the optimizer state");
+    float *v = ds_malloc(sizeof(float) * P, "the optimizer state");
+    int rc = m && v ? engine_get_params(x->ctx.eng, x->ctx.adapter->data) : DS_ENOMEM;
     if (!rc) rc = engine_get_adam(x->ctx.eng, m, v);
     x->st.elapsed_s += ds_now() - x->t_start;
     x->t_start = ds_now();
@@ -280,6 +297,7 @@ static int finish(trainer *x)
     const recipe *r = x->r;
     int rc = engine_get_params(x->ctx.eng, x->ctx.adapter->data);
     char *dir = ds_path_join(r->output_dir, "adapter");
+    if (!rc && !dir) rc = DS_ENOMEM;
     if (!rc) rc = lora_save_peft(x->ctx.adapter, dir);
     if (!rc) tlog_say(&x->log, "adapter: %s (PEFT format)", dir);
     free(dir);
@@ -289,7 +307,7 @@ static int finish(trainer *x)
     if (!rc) trainer_print_summary(x);
     if (!rc && r->save.merge) {
         char *mdir = ds_path_join(r->output_dir, "merged");
-        rc = merge_write(x->ctx.model, x->ctx.adapter, r->plan.merge_source, mdir);
+        rc = mdir ? merge_write(x->ctx.model, x->ctx.adapter, r->plan.merge_source, mdir) : DS_ENOMEM;
         if (!rc) tlog_say(&x->log, "merged: %s (%s weights + adapter, bf16)", mdir, merge_source_name(r->plan.merge_source));
         free(mdir);
         report_info_phase(x->info, "merge");
@@ -342,7 +360,7 @@ int train_run(const recipe *r, train_start start)
         double eta = (now - session_t) / session_steps * (double)(x.st.total_steps - x.st.step);
         bool last = x.st.step == x.st.total_steps;
         if (x.st.step % r->train.logging_steps == 0 || last) {
-            report_step(&x, &s, window, window_tokens / (now - window_t + 1e-9), elapsed, eta);
+            rc = report_step(&x, &s, window, window_tokens / (now - window_t + 1e-9), elapsed, eta);
             window_t = now;
             window_tokens = 0;
             memset(window, 0, sizeof *window);
@@ -351,7 +369,7 @@ int train_run(const recipe *r, train_start start)
             tlog_live(&x.log, "step %lld/%lld  loss %.4f  lr %.2e  eta %s", (long long)x.st.step,
                       (long long)x.st.total_steps, s.loss, s.lr, ds_duration_str(eta, e1, sizeof e1));
         }
-        if (r->eval.every_steps > 0 && x.st.step % r->eval.every_steps == 0 && !last) {
+        if (!rc && r->eval.every_steps > 0 && x.st.step % r->eval.every_steps == 0 && !last) {
             rc = trainer_evaluate_midway(&x, x.st.step);
             if (rc == DS_EINTERRUPTED) rc = DS_OK;   /* the checkpoint below, then the stop */
         }
