@@ -11,6 +11,7 @@
 #include "recipe_internal.h"
 
 #include "core/files.h"
+#include "core/mem.h"
 #include "core/status.h"
 #include "data/dataset/chat_template.h"
 #include "data/model_config.h"
@@ -426,14 +427,14 @@ int recipe_parse(const char *text, size_t len, const char *path, char *const *ov
 {
     *out = NULL;
     if (!path) path = "recipe";
-    recipe *r = calloc(1, sizeof *r);
-    if (!r) return ds_fail(DS_EINTERNAL, "out of memory");
-    r->file = strdup(path);
+    recipe *r = ds_calloc(1, sizeof *r, "the recipe");
+    if (!r) return DS_ENOMEM;
+    r->file = ds_strdup(path);
     rctx c = {r->file, notices, r};
 
     ynode *root = NULL;
-    int rc = ynode_parse(text ? text : "", text ? len : 0, r->file, false, &root);
-    if (!rc && !root) root = ynode_new(YN_MAP, RLINE_NONE);   /* an empty file: every key is missing */
+    int rc = r->file ? ynode_parse(text ? text : "", text ? len : 0, r->file, false, &root) : DS_ENOMEM;
+    if (!rc && !root && !(root = ynode_new(YN_MAP, RLINE_NONE))) rc = DS_ENOMEM;   /* an empty file: every key is missing */
     if (!rc && root->kind != YN_MAP) {
         char shown[64];
         rc = rctx_fail(&c, root->line, NULL, "a recipe is a mapping of keys (base_model: ..., train: {...}), got %s",

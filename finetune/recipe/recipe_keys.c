@@ -382,11 +382,10 @@ int recipe_apply_table(rctx *c, const opt_key *keys, void *base, const ynode *ma
         if (!k->def) continue;   /* stays zero / NULL */
         ynode *d = NULL;
         int rc = ynode_parse(k->def, strlen(k->def), dotted, true, &d);
-        if (!rc) {
-            if (!d) d = ynode_scalar("", false, RLINE_NONE);
-            rc = set_value(c, k, base, d, dotted);
-            ynode_free(d);
-        }
+        if (!rc && !d && !(d = ynode_scalar("", false, RLINE_NONE))) rc = DS_ENOMEM;
+        if (!rc) rc = set_value(c, k, base, d, dotted);
+        ynode_free(d);
+        if (rc == DS_ENOMEM) return rc;
         if (rc) return ds_fail_context(DS_EINTERNAL, "default of %s: ", dotted);
     }
     return DS_OK;

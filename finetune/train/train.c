@@ -238,7 +238,8 @@ static int report_step(trainer *x, const step_result *s, const log_window *w, do
         json_decref(row);
         return DS_ENOMEM;
     }
-    tlog_row(&x->log, row);
+    int rc = tlog_row(&x->log, row);
+    if (rc) return rc;
     char mb[32], e1[32], e2[32];
     tlog_say(&x->log, "step %lld/%lld  loss %.4f  lr %.3e  grad_norm %.4f  %.0f tok/s  mem %s  elapsed %s  eta %s",
              (long long)x->st.step, (long long)x->st.total_steps, loss, s->lr, s->grad_norm, tok_per_s,

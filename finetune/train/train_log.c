@@ -3,6 +3,7 @@
 #include "core/files.h"
 #include "core/status.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,13 +106,16 @@ void tlog_live(train_log *t, const char *fmt, ...)
     t->live = true;
 }
 
-void tlog_row(train_log *t, json_t *row)
+int tlog_row(train_log *t, json_t *row)
 {
     char *s = json_dumps(row, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
-    if (s && t->metrics) {
-        fprintf(t->metrics, "%s\n", s);
-        fflush(t->metrics);
+    if (!s) {
+        json_decref(row);
+        return ds_fail(DS_ENOMEM, "out of memory writing a metrics row");
     }
+    int rc = DS_OK;
+    if (t->metrics && (fprintf(t->metrics, "%s\n", s) < 0 || fflush(t->metrics) != 0))
+        rc = ds_fail(DS_EIO, "metrics.jsonl: cannot write: %s", strerror(errno));
     free(s);
     if (t->tb && report_tb_row(t->tb, row)) {
         tlog_say(t, "tensorboard: %s (no more events written)", ds_errmsg());
@@ -119,4 +123,5 @@ void tlog_row(train_log *t, json_t *row)
         t->tb = NULL;
     }
     json_decref(row);
+    return rc;
 }

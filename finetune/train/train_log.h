@@ -31,7 +31,8 @@ void tlog_live(train_log *t, const char *fmt, ...) __attribute__((format(printf,
 /* On resume: drop the metrics rows of steps after `step` (logged after the
  * checkpoint the run continues from), so that no step appears twice. */
 int tlog_keep_until(train_log *t, const char *output_dir, long step);
-/* Append a row to metrics.jsonl (takes the reference). */
-void tlog_row(train_log *t, json_t *row);
+/* Append a row to metrics.jsonl (takes the reference). @return DS_OK, DS_ENOMEM
+ * or DS_EIO (the row could not be written whole). */
+int tlog_row(train_log *t, json_t *row);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "core/files.h"
 #include "core/status.h"
+#include "data/json_util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +20,10 @@ static int evaluate_set(trainer *x, trainer_eval_set *s, bool lora, eval_result 
                      : eval_loss(x->ctx.eng, &s->data, lora, r->eval.limit, max_rows, res);
 }
 
-static void log_result(trainer *x, const trainer_eval_set *s, const eval_result *res, bool lora, int64_t step)
+static int log_result(trainer *x, const trainer_eval_set *s, const eval_result *res, bool lora, int64_t step)
 {
     const char *model = lora ? "adapter" : "base";
+    json_alloc_reset();   /* the row is built with unchecked jansson calls: see json_util.h */
     json_t *row = json_pack("{s:I, s:s, s:s, s:I}", "step", (json_int_t)step, "eval", s->name, "model", model,
                             "n", (json_int_t)res->n);
     if (is_mcq(s)) {
@@ -35,7 +37,11 @@ static void log_result(trainer *x, const trainer_eval_set *s, const eval_result 
         json_object_set_new(row, "loss", json_real(res->loss));
         json_object_set_new(row, "perplexity", json_real(res->perplexity));
     }
-    tlog_row(&x->log, row);
+    if (json_alloc_failed()) {   /* a metrics row is never written short */
+        json_decref(row);
+        return DS_ENOMEM;
+    }
+    return tlog_row(&x->log, row);
 }
 
 int trainer_evaluate(trainer *x, bool after, int64_t step)
@@ -46,7 +52,7 @@ int trainer_evaluate(trainer *x, bool after, int64_t step)
         eval_result_free(res);
         int rc = evaluate_set(x, s, after, res);
         if (rc) return ds_fail_context(rc, "evaluating %s: ", s->name);
-        log_result(x, s, res, after, step);
+        if ((rc = log_result(x, s, res, after, step))) return rc;
         if (after) s->has_after = true;
         else s->has_before = true;
     }
@@ -60,7 +66,7 @@ int trainer_evaluate_midway(trainer *x, int64_t step)
     for (int i = 0; i < x->n_evals; i++) {
         eval_result res;
         int rc = evaluate_set(x, &x->evals[i], true, &res);
-        if (!rc) log_result(x, &x->evals[i], &res, true, step);
+        if (!rc) rc = log_result(x, &x->evals[i], &res, true, step);
         eval_result_free(&res);
         if (rc) return rc;
     }
