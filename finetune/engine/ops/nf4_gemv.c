@@ -15,15 +15,18 @@
  * decodes them (code * absmax, rounded to the weight's 16-bit dtype). */
 static void decode_run(const nf4_view *q, int64_t i0, int64_t n, float *w)
 {
-    for (int64_t i = i0; i < i0 + n; i++) {
-        int64_t b = i / NF4_BLOCK;
-        float absmax = q->double_quant ? q->nested_map[q->absmax_q[b]] * q->absmax2[b / NF4_NESTED_BLOCK] + q->offset
-                                       : q->absmax[b];
-        uint8_t byte = q->packed[i / 2];
-        float v = q->code[i % 2 == 0 ? byte >> 4 : byte & 15] * absmax;
-        if (q->dtype == NF4_OUT_BF16) v = ds_round_bf16(v);
-        else if (q->dtype == NF4_OUT_F16) v = ds_f16_to_f32(ds_f32_to_f16(v));
-        w[i - i0] = v;
+    for (int64_t i = i0; i < i0 + n;) {   /* a block at a time: one absmax each */
+        const int64_t b = i / NF4_BLOCK, end = (b + 1) * NF4_BLOCK < i0 + n ? (b + 1) * NF4_BLOCK : i0 + n;
+        const float absmax = q->double_quant
+                                 ? q->nested_map[q->absmax_q[b]] * q->absmax2[b / NF4_NESTED_BLOCK] + q->offset
+                                 : q->absmax[b];
+        for (; i < end; i++) {
+            const uint8_t byte = q->packed[i / 2];
+            float v = q->code[i % 2 == 0 ? byte >> 4 : byte & 15] * absmax;
+            if (q->dtype == NF4_OUT_BF16) v = ds_round_bf16(v);
+            else if (q->dtype == NF4_OUT_F16) v = ds_f16_to_f32(ds_f32_to_f16(v));
+            w[i - i0] = v;
+        }
     }
 }
 
