@@ -26,11 +26,12 @@ struct engine_decoder {
     void *g, *u, *m;                /* (S, I) */
     float *rstd;                    /* (S * H) */
     float *lora_u;                  /* (S, r) fp32 */
-    int32_t *ids, *pos, *row;       /* (S) */
-    int32_t *last;                  /* (max_B) the step's row of each row's last token */
+    int32_t *ids, *pos, *row;       /* (S) each, consecutive: one upload a step */
+    int32_t *last;                  /* (max_B) the step's row of each row's last token (after row) */
     void *xl, *hl;                  /* (max_B, C) last tokens' residual and final norm */
     float *logits;                  /* (max_B, V) fp32 */
-    int32_t *h_pos;                 /* host (S) */
+    int32_t *h_in;                  /* host (3 S + max_B): ids, pos, row, last as uploaded */
+    float *h_logits;                /* host (max_B, V): the step's logits, in the order of its rows */
 };
 
 typedef struct {
@@ -80,10 +81,10 @@ static void layout(engine_decoder *d, carve *c)
     d->m = take(c, S * I * A);
     d->rstd = take(c, (S * (size_t)cfg->num_heads > B ? S * (size_t)cfg->num_heads : B) * sizeof(float));
     d->lora_u = take(c, S * (size_t)lora_rank(e) * sizeof(float));
-    d->ids = take(c, S * sizeof(int32_t));
-    d->pos = take(c, S * sizeof(int32_t));
-    d->row = take(c, S * sizeof(int32_t));
-    d->last = take(c, B * sizeof(int32_t));
+    d->ids = take(c, (3 * S + B) * sizeof(int32_t));
+    d->pos = d->ids ? d->ids + S : NULL;
+    d->row = d->ids ? d->ids + 2 * S : NULL;
+    d->last = d->ids ? d->ids + 3 * S : NULL;
     d->xl = take(c, B * C * A);
     d->hl = take(c, B * C * A);
     d->logits = take(c, B * (size_t)cfg->vocab_size * sizeof(float));
@@ -111,8 +112,9 @@ int decoder_create(engine *e, const decoder_opts *o, engine_decoder **out)
     d->len = ds_calloc((size_t)o->max_B, sizeof *d->len, "the decoder's rows");
     d->kc = ds_calloc((size_t)cfg->num_layers, sizeof *d->kc, "the key cache");
     d->vc = ds_calloc((size_t)cfg->num_layers, sizeof *d->vc, "the value cache");
-    d->h_pos = ds_calloc((size_t)d->o.max_step, sizeof *d->h_pos, "the decoder's positions");
-    if (!d->len || !d->kc || !d->vc || !d->h_pos) {
+    d->h_in = ds_calloc(3 * (size_t)d->o.max_step + (size_t)o->max_B, sizeof *d->h_in, "the decoder's inputs");
+    d->h_logits = ds_malloc(sizeof(float) * (size_t)o->max_B * cfg->vocab_size, "the decoder's logits");
+    if (!d->len || !d->kc || !d->vc || !d->h_in || !d->h_logits) {
         decoder_free(d);
         return DS_ENOMEM;
     }
@@ -150,7 +152,8 @@ void decoder_free(engine_decoder *d)
     free(d->len);
     free(d->kc);
     free(d->vc);
-    free(d->h_pos);
+    free(d->h_in);
+    free(d->h_logits);
     free(d);
 }
 
@@ -222,21 +225,19 @@ static int step(engine_decoder *d, int N, const int32_t *ids, const int32_t *row
     backend *be = e->be;
     const model_config *c = &e->cfg;
     const int C = c->hidden_size, V = c->vocab_size, B = d->o.max_B;
-    int32_t last[B], order[B], gather[B];   /* each row's last token in the step; the rows touched, in
-                                               order; the step's row of each touched row's last token */
+    const int S = d->o.max_step;
+    int32_t *h_ids = d->h_in, *h_pos = h_ids + S, *h_row = h_ids + 2 * S, *gather = h_ids + 3 * S;
+    int32_t last[B], order[B];   /* each row's last token in the step; the rows touched, in order */
     int touched = 0;
     for (int r = 0; r < B; r++) last[r] = -1;
     for (int i = 0; i < N; i++) {
         int r = rows[i];
         if (last[r] < 0) order[touched++] = r;
         last[r] = i;
-        d->h_pos[i] = d->len[r]++;
+        h_ids[i] = ids[i], h_row[i] = r, h_pos[i] = d->len[r]++;
     }
-    for (int k = 0; k < touched; k++) gather[k] = last[order[k]];
-    be_upload(be, d->ids, ids, (size_t)N * sizeof(int32_t));
-    be_upload(be, d->pos, d->h_pos, (size_t)N * sizeof(int32_t));
-    be_upload(be, d->row, rows, (size_t)N * sizeof(int32_t));
-    be_upload(be, d->last, gather, (size_t)touched * sizeof(int32_t));
+    for (int k = 0; k < touched; k++) gather[k] = last[order[k]];   /* the step's row of each one's last token */
+    be_upload(be, d->ids, d->h_in, (3 * (size_t)S + (size_t)touched) * sizeof(int32_t));
 
     op_embedding(be, d->x, d->ids, e->embed, N, C);
     for (int l = 0; l < c->num_layers; l++) layer_step(d, l, N);
@@ -246,10 +247,10 @@ static int step(engine_decoder *d, int N, const int32_t *ids, const int32_t *row
     be_gemm_args g = {.M = touched, .N = V, .K = C, .A = d->hl, .lda = C, .B = e->lm_head, .ldb = C,
                       .trans_b = true, .C = d->logits, .ldc = V, .c_f32 = true, .alpha = 1.0f, .beta = 0.0f};
     be_gemm(be, &g);
+    be_download(be, d->h_logits, d->logits, (size_t)touched * V * sizeof(float));
     int rc = be_sync(be);
     for (int k = 0; !rc && k < touched; k++)
-        be_download(be, logits + (size_t)order[k] * V, d->logits + (size_t)k * V, (size_t)V * sizeof(float));
-    if (!rc) rc = be_sync(be);
+        memcpy(logits + (size_t)order[k] * V, d->h_logits + (size_t)k * V, (size_t)V * sizeof(float));
     return rc;
 }
 
