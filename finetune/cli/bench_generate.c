@@ -4,7 +4,8 @@
  * steps run (logits to the host, argmax, the token fed back), after an untimed
  * warm-up of the same kind. Reports prefill and decode tokens/s. The model is
  * a folder (--model, 16-bit or NF4 with --4bit) or a built-in shape with random
- * NF4 weights (--shape, no files: deepseek-llm-7b as QLoRA holds it). */
+ * NF4 weights (--shape, no files: deepseek-llm-7b as QLoRA holds it). --check
+ * compares greedy tokens with the cache and by full recompute. */
 #include "bench.h"
 #include "commands.h"
 #include "finetune/engine/engine_decode.h"
@@ -15,12 +16,13 @@
 #include "core/rng.h"
 #include "core/status.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 typedef struct {
     const char *model, *shape, *device;
-    long prompt, new_tokens, batch;
+    long prompt, new_tokens, batch, check;
     bool four;
 } bench_gen_opts;
 
@@ -34,6 +36,8 @@ static const cli_opt BENCH_GENERATE_OPTS[] = {
     {"--new-tokens", ARG_INT, offsetof(bench_gen_opts, new_tokens), "N", "128", 2, 1 << 20, NULL, false,
      "decode steps per row"},
     {"--batch", ARG_INT, offsetof(bench_gen_opts, batch), "N", "1", 1, 256, NULL, false, "rows generated together"},
+    {"--check", ARG_INT, offsetof(bench_gen_opts, check), "N", "0", 0, 4096, NULL, false,
+     "then N greedy tokens after a 16-token prompt with the cache and by full recompute: how many agree"},
     CLI_4BIT(bench_gen_opts, four),
     CLI_DEVICE(bench_gen_opts, device),
     CLI_END,
@@ -82,6 +86,56 @@ static int run_once(engine *e, int V, const bench_gen_opts *o, int P, int steps,
     return rc;
 }
 
+/* --check: greedy tokens after a random 16-token prompt, with the cache and
+ * by engine_forward over the whole sequence; where they first part, the
+ * recompute's gap between its two best logits (a near tie parts them under
+ * bf16 rounding, a bug parts them anywhere). */
+static int check_recompute(engine *e, int V, int n, int *agree)
+{
+    const int P = 16, T = P + n;
+    int32_t *seq = ds_malloc(sizeof(int32_t) * (size_t)T, "the check's tokens");
+    float *z = ds_malloc(sizeof(float) * (size_t)V, "the logits"), *lp = ds_malloc(sizeof(float) * (size_t)T, "lp");
+    engine_decoder *d = NULL;
+    decoder_opts dopts = {.max_B = 1, .ctx = T};
+    int rc = seq && z && lp ? decoder_create(e, &dopts, &d) : DS_ENOMEM;
+    ds_rng r = ds_rng_make(3, DS_STREAM_BENCH);
+    for (int i = 0; i < P; i++) seq[i] = (int32_t)ds_rng_below(&r, (uint64_t)V);
+    int32_t row[P];
+    for (int i = 0; i < P; i++) row[i] = 0;
+    if (!rc) rc = decoder_feed(d, P, seq, row, z);
+    for (int i = 0; !rc && i < n; i++) {   /* the cached greedy sequence */
+        seq[P + i] = argmax(z, V);
+        if (i + 1 < n) rc = decoder_feed(d, 1, seq + P + i, row, z);
+    }
+    *agree = 0;
+    batch b = {0};
+    if (!rc) rc = batch_alloc(&b, 1, T);
+    engine_fwd f = {.lora = false};
+    for (int i = 0; !rc && i < n; i++) {   /* the recompute, fed the cached tokens: its choice at each step */
+        const int len = P + i;
+        b.T = len;
+        for (int t = 0; t < len; t++) b.ids[t] = seq[t], b.pos[t] = t, b.seg[t] = 0, b.targets[t] = -1;
+        rc = engine_forward(e, &b, &f, lp, NULL);
+        if (!rc) rc = engine_read_logits(e, len - 1, 1, z);
+        if (rc) break;
+        int best = argmax(z, V);
+        if (best != seq[len]) {
+            float second = -INFINITY;
+            for (int k = 0; k < V; k++)
+                if (k != best && z[k] > second) second = z[k];
+            printf("check: the tokens part at step %d: cached %d, recomputed %d (its two best logits %.4f apart)\n", i,
+                   seq[len], best, z[best] - second);
+            break;
+        }
+        ++*agree;
+    }
+    b.T = T;
+    batch_free(&b);
+    decoder_free(d);
+    free(seq), free(z), free(lp);
+    return rc;
+}
+
 int bench_generate(int argc, char **argv)
 {
     bench_gen_opts o;
@@ -107,7 +161,7 @@ int bench_generate(int argc, char **argv)
         if (!rc) rc = model_random(&cfg, 7, &m);
     }
     engine *e = NULL;
-    engine_opts eo = {.max_B = 1, .max_T = 1};
+    engine_opts eo = {.max_B = 1, .max_T = o.check ? 16 + (int)o.check : 1};
     if (!rc) rc = engine_create(be, m, &eo, &e);
     const int P = (int)o.prompt, steps = (int)o.new_tokens - 1, B = (int)o.batch;
     if (!rc) {
@@ -127,6 +181,12 @@ int bench_generate(int argc, char **argv)
         printf("RESULT {\"model\": \"%s\", \"device\": \"%s\", \"quantized\": %s, \"batch\": %d, \"prompt_tokens\": %d, "
                "\"decode_steps\": %d, \"prefill_tokens_per_s\": %.1f, \"decode_tokens_per_s\": %.1f}\n", name,
                be_name(be), m->quantized ? "true" : "false", B, P, steps, prefill, decode);
+    }
+    if (!rc && o.check) {
+        int agree = 0;
+        rc = check_recompute(e, m->cfg.vocab_size, (int)o.check, &agree);
+        if (!rc) printf("check: %d of %ld greedy tokens with the cache equal the full recompute's\n", agree, o.check);
+        if (!rc) printf("RESULT {\"check_tokens\": %ld, \"check_agree\": %d}\n", o.check, agree);
     }
     engine_free(e);
     if (o.model) model_free(m);

@@ -88,5 +88,7 @@ has "$T/err" "512" "the message gives the model's positions"
 expect 0 "bench generate" -- bench generate --model models/tiny --prompt-tokens 32 --new-tokens 16 --batch 2 --device cpu
 has "$T/out" '"decode_tokens_per_s"' "a RESULT line with decode tokens/s"
 has "$T/out" "prefill: 64 tokens" "prefill of 2 x 32 tokens"
+expect 0 "bench generate --check on random NF4 weights" -- bench generate --shape tiny --prompt-tokens 16 --new-tokens 8 --check 24 --device cpu
+has "$T/out" "24 of 24 greedy tokens with the cache equal the full recompute's" "the cache agrees with the recompute"
 
 finish generate
