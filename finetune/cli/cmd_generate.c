@@ -212,7 +212,7 @@ static int many_prompts(const generate_opts *o, ds_run *x, const jinja_chat *cha
     for (int i0 = 0; !rc && i0 < n; i0 += B) {
         const int k = n - i0 < B ? n - i0 : B;
         for (int r = 0; r < k; r++) decoder_truncate(d, r, 0);
-        g.seed = (uint64_t)o->seed + (uint64_t)i0;   /* prompt i0 + r: stream r of seed + i0 */
+        g.first_stream = (uint64_t)i0;   /* prompt i draws from stream i, whatever the batch size */
         gen_stats st;
         rc = generate(d, x->tok, V, k, ids + i0, &g, res, &st);
         for (int r = 0; (!rc || rc == DS_EINTERRUPTED) && r < k; r++) {

@@ -89,7 +89,7 @@ int generate(engine_decoder *d, const tokenizer *tok, int V, int B, const tok_id
         decoder_truncate(d, b, (int)start);
         for (size_t i = start; i < prompts[b].n; i++, n++) feed[n] = prompts[b].ids[i], rows[n] = b;
         for (size_t i = 0; !rc && i < prompts[b].n; i++) rc = push(&hist[b], prompts[b].ids[i]);
-        rng[b] = ds_rng_make(o->seed, ((uint64_t)DS_STREAM_SAMPLE << 32) + (uint64_t)b);
+        rng[b] = ds_rng_make(o->seed, ((uint64_t)DS_STREAM_SAMPLE << 32) + o->first_stream + (uint64_t)b);
         active[b] = o->max_new > 0;
         res[b].end = GEN_LENGTH;
     }

@@ -46,7 +46,8 @@ const char *gen_end_name(gen_end e);   /* "length", "eos", "stop" */
 typedef struct {
     int max_new;                    /* new tokens per prompt at most */
     sampler_opts sample;
-    uint64_t seed;                  /* prompt i draws from stream (DS_STREAM_SAMPLE, i) of the seed */
+    uint64_t seed;                  /* prompt b of the batch draws from stream first_stream + b of the seed */
+    uint64_t first_stream;
     const int32_t *stop_ids;        /* end-of-sequence ids (the token ends the sequence and is kept) */
     int nstop_ids;
     const char *const *stop;        /* stop strings: the text is cut before the first one found */

@@ -43,6 +43,17 @@ while IFS= read -r prompt; do
     [ "$got" == "$want" ] && ok "prompt $n: batched equals alone" || fail "prompt $n: batched $got, alone $want"
 done < "$T/prompts.txt"
 
+# sampled: the same draws whatever the batch size, and the first prompt's as --prompt draws it
+for bs in 1 3; do
+    expect 0 "--prompts sampled, batch size $bs" -- generate --model models/tiny --prompts "$T/prompts.txt" --max-new-tokens 10 --temperature 1 --top-p 0.95 --seed 4 --batch-size $bs --device cpu
+    cp "$T/out" "$T/sampled$bs"
+done
+cmp -s "$T/sampled1" "$T/sampled3" && ok "sampled results do not depend on the batch size" || fail "batch size 1: $(cat "$T/sampled1"), 3: $(cat "$T/sampled3")"
+expect 0 "the first prompt alone, sampled" -- generate --model models/tiny --prompt Hello --max-new-tokens 10 --temperature 1 --top-p 0.95 --seed 4 --device cpu
+want=$(python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()[len("Hello"):-1]))' "$T/out")
+got=$(head -1 "$T/sampled3" | python3 -c 'import json,sys; print(json.dumps(json.loads(sys.stdin.read())["completion"]))')
+[ "$got" == "$want" ] && ok "--prompt draws what the first line of a file draws" || fail "first line $got, alone $want"
+
 # 3. top-k 1 samples what greedy picks; a stop string cuts the text before it.
 expect 0 "greedy" -- generate --model models/tiny --prompt "$P" --max-new-tokens 30 --device cpu
 cp "$T/out" "$T/greedy"
