@@ -10,7 +10,7 @@
  *  - the sampler's rules on constructed logits (top-k, top-p, min-p,
  *    temperature, the repetition penalty as transformers defines it), top-k 1
  *    is greedy, draws follow the probabilities;
- *  - stop strings and stop tokens; the fused NF4 product equals dequantization
+ *  - stop strings and stop tokens, the streamed text; the fused NF4 product equals dequantization
  *    followed by the GEMM. */
 #include "testutil.h"
 
@@ -194,6 +194,23 @@ Test(generate, cache_full_is_refused)
 
 /* ---- stop strings and stop tokens ---- */
 
+typedef struct {
+    char buf[4096];
+    size_t len;
+    int calls;
+} collected;
+
+static void collect(void *ctx, int b, const char *piece, size_t len)
+{
+    collected *c = ctx;
+    cr_assert_eq(b, 0);
+    cr_assert_lt(c->len + len, sizeof c->buf);
+    memcpy(c->buf + c->len, piece, len);
+    c->len += len;
+    c->buf[c->len] = 0;
+    c->calls++;
+}
+
 Test(generate, stop_strings_and_tokens)
 {
     gen_case c = {"models/tiny", false, false};
@@ -216,8 +233,12 @@ Test(generate, stop_strings_and_tokens)
     memcpy(stop, plain.text + len / 2, 3);   /* a piece of the text: the output ends before its first occurrence */
     const char *stops[2] = {"never in this text \x01", stop};
     g.stop = stops, g.nstop = 2;
+    collected pieces = {0};   /* streamed: the pieces make up the text, the stop string never shown */
+    g.on_text = collect, g.on_text_ctx = &pieces;
     decoder_truncate(d, 0, 0);
     cr_assert_eq(generate(d, x.tok, V, 1, &p, &g, &cut, NULL), DS_OK, "%s", ds_errmsg());
+    cr_assert_str_eq(pieces.buf, cut.text);
+    cr_assert_gt(pieces.calls, 1, "streamed in pieces");
     cr_assert_eq(cut.end, GEN_STOP);
     size_t at = (size_t)(strstr(plain.text, stop) - plain.text);
     cr_assert_eq(strlen(cut.text), at, "cut at %zu: '%s' (stop '%s' in '%s')", at, cut.text, stop, plain.text);

@@ -119,6 +119,23 @@ int gen_decoder(const generate_opts *o, ds_run *x, int rows, int ctx, engine_dec
     return rc;
 }
 
+void gen_print_piece(void *ctx, int b, const char *piece, size_t len)
+{
+    gen_printer *p = ctx;
+    if (!p->started) fputs(p->before, stdout);
+    p->started = true;
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+}
+
+void gen_print_end(gen_printer *p)
+{
+    if (!p->started) fputs(p->before, stdout);
+    p->started = true;
+    putchar('\n');
+    fflush(stdout);
+}
+
 /* One prompt: the prompt and its continuation (with --chat, the reply alone). */
 static int one_prompt(const generate_opts *o, ds_run *x, const jinja_chat *chat)
 {
@@ -128,6 +145,7 @@ static int one_prompt(const generate_opts *o, ds_run *x, const jinja_chat *chat)
     gen_result res = {0};
     gen_stats st = {0};
     engine_decoder *d = NULL;
+    gen_printer out = {.before = chat ? "" : o->prompt};
     int rc = gen_encode(o, x, chat, o->prompt, &ids);
     const int V = x->model->cfg.vocab_size, need = (int)ids.n + g.max_new;
     if (!rc && o->recompute) {
@@ -137,14 +155,14 @@ static int one_prompt(const generate_opts *o, ds_run *x, const jinja_chat *chat)
         engine_opts eo = {.max_B = 1, .max_T = need};
         if (!rc) rc = ds_run_start(x, &eo);
         if (!rc) rc = generate_recompute(x->eng, x->adapter != NULL, x->tok, V, &ids, &g, &res, &st);
-    } else if (!rc) {
+    } else if (!rc) {   /* streamed as it comes */
+        g.on_text = gen_print_piece, g.on_text_ctx = &out;
         rc = gen_decoder(o, x, 1, need, &d);
         if (!rc) rc = generate(d, x->tok, V, 1, &ids, &g, &res, &st);
     }
     if (!rc || rc == DS_EINTERRUPTED) {   /* interrupted: what was generated so far, then exit 130 */
-        if (chat) printf("%s\n", res.text ? res.text : "");
-        else printf("%s%s\n", o->prompt, res.text ? res.text : "");
-        fflush(stdout);
+        if (o->recompute) gen_print_piece(&out, 0, res.text ? res.text : "", res.text ? strlen(res.text) : 0);
+        gen_print_end(&out);
         gen_print_stats(x, &st);
     }
     gen_result_free(&res);

@@ -25,6 +25,14 @@ int gen_encode(const generate_opts *o, const ds_run *x, const jinja_chat *chat, 
 int gen_decoder(const generate_opts *o, ds_run *x, int rows, int ctx, engine_decoder **d);
 /* "generate: N prompt tokens in ... tokens/s decoding (cpu)" on stderr. */
 void gen_print_stats(const ds_run *x, const gen_stats *st);
+/* Streaming to stdout: `before` (the prompt, or "") printed ahead of the first piece. */
+typedef struct {
+    const char *before;
+    bool started;
+} gen_printer;
+void gen_print_piece(void *ctx, int b, const char *piece, size_t len);
+/* After a generation: the newline (and `before` if no piece came). */
+void gen_print_end(gen_printer *p);
 /* --chat on a terminal: a conversation (cmd_generate_chat.c). */
 int gen_conversation(const generate_opts *o, ds_run *x, const jinja_chat *chat);
 

@@ -56,10 +56,11 @@ int gen_conversation(const generate_opts *o, ds_run *x, const jinja_chat *chat)
         gen_result res = {0};
         gen_stats st = {0};
         g.seed = (uint64_t)o->seed + (uint64_t)turn;
+        gen_printer out = {.before = ""};
+        g.on_text = gen_print_piece, g.on_text_ctx = &out;
         rc = generate(d, x->tok, V, 1, &ids, &g, &res, &st);
         if (!rc || rc == DS_EINTERRUPTED) {
-            printf("%s\n", res.text ? res.text : "");
-            fflush(stdout);
+            gen_print_end(&out);
             gen_print_stats(x, &st);
         }
         /* the cache now holds the prompt and every new token but the last */

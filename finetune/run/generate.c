@@ -47,6 +47,25 @@ static int make_text(const tokenizer *tok, const gen_opts *o, gen_result *res, b
     return DS_OK;
 }
 
+/* Stream what of res->text is final past *emitted: all of it once `done`;
+ * before, less a tail that could begin a stop string or is an unfinished
+ * character (decoded as U+FFFD). */
+static void stream(const gen_opts *o, int b, const gen_result *res, size_t *emitted, bool done)
+{
+    if (!o->on_text || !res->text) return;
+    size_t len = strlen(res->text), hold = 0;
+    if (!done) {
+        for (int i = 0; i < o->nstop; i++)
+            for (size_t k = strlen(o->stop[i]); k-- > 1;)   /* the longest proper prefix of a stop string ending the text */
+                if (k <= len && k > hold && memcmp(res->text + len - k, o->stop[i], k) == 0) hold = k;
+        while (len - hold >= 3 && memcmp(res->text + len - hold - 3, "\xEF\xBF\xBD", 3) == 0) hold += 3;
+    }
+    if (len - hold > *emitted) {
+        o->on_text(o->on_text_ctx, b, res->text + *emitted, len - hold - *emitted);
+        *emitted = len - hold;
+    }
+}
+
 /* The next token of prompt b from its logits z (V). */
 static int next_token(const float *z, int V, const gen_opts *o, const tok_ids *hist, ds_rng *rng, float *probs,
                       int32_t *out)
@@ -79,7 +98,8 @@ int generate(engine_decoder *d, const tokenizer *tok, int V, int B, const tok_id
     tok_ids *hist = ds_calloc((size_t)B, sizeof *hist, "the sequences");
     bool *active = ds_calloc((size_t)B, sizeof *active, "the sequences");
     ds_rng *rng = ds_calloc((size_t)B, sizeof *rng, "the samplers");
-    int rc = logits && probs && feed && rows && hist && active && rng ? DS_OK : DS_ENOMEM;
+    size_t *emitted = ds_calloc((size_t)B, sizeof *emitted, "the streamed lengths");
+    int rc = logits && probs && feed && rows && hist && active && rng && emitted ? DS_OK : DS_ENOMEM;
 
     /* prefill: each prompt's tokens past what its row holds already (at least its last) */
     int n = 0;
@@ -116,9 +136,10 @@ int generate(engine_decoder *d, const tokenizer *tok, int V, int B, const tok_id
             bool stopped = false;
             for (int k = 0; k < o->nstop_ids; k++)
                 if (t == o->stop_ids[k]) res[b].end = GEN_EOS, stopped = true;
-            if (!stopped && o->nstop) {
+            if (!stopped && (o->nstop || o->on_text)) {
                 rc = make_text(tok, o, &res[b], &stopped);
                 if (stopped) res[b].end = GEN_STOP;
+                if (!rc && !stopped) stream(o, b, &res[b], &emitted[b], false);
             }
             if (!stopped && res[b].ids.n >= (size_t)o->max_new) stopped = true;
             if (stopped) {
@@ -136,11 +157,12 @@ int generate(engine_decoder *d, const tokenizer *tok, int V, int B, const tok_id
         bool stopped;
         int trc = make_text(tok, o, &res[b], &stopped);
         if (trc) rc = trc;
+        else stream(o, b, &res[b], &emitted[b], true);
     }
     if (rc && rc != DS_EINTERRUPTED)
         for (int b = 0; b < B; b++) gen_result_free(&res[b]);
     for (int b = 0; hist && b < B; b++) tok_ids_free(&hist[b]);
-    free(logits), free(probs), free(feed), free(rows), free(hist), free(active), free(rng);
+    free(logits), free(probs), free(feed), free(rows), free(hist), free(active), free(rng), free(emitted);
     if (st) *st = stats;
     return rc;
 }

@@ -52,6 +52,10 @@ typedef struct {
     int nstop_ids;
     const char *const *stop;        /* stop strings: the text is cut before the first one found */
     int nstop;
+    /* Streaming, or NULL: called with each piece of prompt b's text as soon as it is final (text that
+     * could begin a stop string, or an incomplete UTF-8 character, waits); the pieces make up its text. */
+    void (*on_text)(void *ctx, int b, const char *piece, size_t len);
+    void *on_text_ctx;
 } gen_opts;
 
 typedef struct {
