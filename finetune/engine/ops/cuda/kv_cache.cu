@@ -1,11 +1,13 @@
 /* finetune/engine/ops/cuda/kv_cache.cu - CUDA twins of op_kv_store and
  * op_attention_cached (kv_cache.c).
  *
- * Decoding attends with one query per sequence, so the work is a warp per
- * (token, query head): the lanes split the head's D values (D <= 128: four
- * per lane), a score is a warp-wide sum, and the softmax runs online (running
- * maximum and sum, the output rescaled when the maximum grows), in fp32,
- * reading each cached key and value once. */
+ * Decoding attends with one query per sequence, so the work is a block per
+ * (token, query head), its warps splitting the cached positions (a batch of
+ * one still fills the GPU: 32 heads x 8 warps): the lanes split the head's D
+ * values (D <= 128: four per lane), a score is a warp-wide sum, and each warp's
+ * softmax runs online (running maximum and sum, its output rescaled when the
+ * maximum grows), in fp32, reading each cached key and value once; the warps'
+ * partial results are merged in shared memory. */
 #include "backend/backend.h"
 #include "backend/kernel.h"
 #include "core/status.h"
@@ -50,14 +52,20 @@ __device__ __forceinline__ float warp_sum(float x)
     return x;
 }
 
-/* out (N, H, D): warp w handles token w / H, head w % H. Lane l holds dims l, l + 32, ... */
-__global__ void attention_cached_kernel(bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc,
-                                        const int32_t *row, const int32_t *pos, int N, int H, int Hkv, int D,
-                                        int window, int ctx, float scale)
+/* out (N, H, D): block (n, h) handles token n, query head h; its WARPS warps
+ * take the visible positions in turn (warp w: j0 + w, j0 + w + WARPS, ...), each
+ * with its own running maximum m, sum l and output acc, merged at the end:
+ * M = max m_w, out = sum_w e^(m_w - M) acc_w / sum_w e^(m_w - M) l_w. Lane l
+ * holds dims l, l + 32, ... */
+#define WARPS 8
+__global__ void __launch_bounds__(WARPS * 32) attention_cached_kernel(bf16 *out, const bf16 *q, const bf16 *kc,
+                                                                      const bf16 *vc, const int32_t *row,
+                                                                      const int32_t *pos, int H, int Hkv, int D,
+                                                                      int window, int ctx, float scale)
 {
-    const int warp = (int)(((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32), lane = threadIdx.x % 32;
-    if (warp >= N * H) return;
-    const int n = warp / H, h = warp % H, kh = h / (H / Hkv), i = pos[n];
+    __shared__ float s_m[WARPS], s_l[WARPS], s_acc[WARPS][KV_MAX_D];
+    const int n = blockIdx.x / H, h = blockIdx.x % H, kh = h / (H / Hkv), i = pos[n];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float qv[PER_LANE], acc[PER_LANE];
 #pragma unroll
     for (int c = 0; c < PER_LANE; c++) {
@@ -68,8 +76,9 @@ __global__ void attention_cached_kernel(bf16 *out, const bf16 *q, const bf16 *kc
     const size_t stride = (size_t)Hkv * D;
     const bf16 *K = kc + (size_t)row[n] * ctx * stride + (size_t)kh * D;
     const bf16 *V = vc + (size_t)row[n] * ctx * stride + (size_t)kh * D;
+    const int j0 = window && i - window + 1 > 0 ? i - window + 1 : 0;
     float m = -INFINITY, l = 0.0f;
-    for (int j = window && i - window + 1 > 0 ? i - window + 1 : 0; j <= i; j++) {
+    for (int j = j0 + warp; j <= i; j += WARPS) {
         float s = 0.0f;
 #pragma unroll
         for (int c = 0; c < PER_LANE; c++) {
@@ -86,10 +95,23 @@ __global__ void attention_cached_kernel(bf16 *out, const bf16 *q, const bf16 *kc
         }
         m = mn;
     }
+    if (lane == 0) s_m[warp] = m, s_l[warp] = l;
 #pragma unroll
     for (int c = 0; c < PER_LANE; c++) {
         int d = lane + 32 * c;
-        if (d < D) out[((size_t)n * H + h) * D + d] = __float2bfloat16_rn(acc[c] / l);
+        if (d < D) s_acc[warp][d] = acc[c];
+    }
+    __syncthreads();
+    float M = -INFINITY;
+    for (int w = 0; w < WARPS; w++) M = fmaxf(M, s_m[w]);   /* finite: warp 0 saw position j0 */
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float num = 0.0f, den = 0.0f;
+        for (int w = 0; w < WARPS; w++) {
+            const float f = s_m[w] == -INFINITY ? 0.0f : __expf(s_m[w] - M);   /* a warp with no position adds nothing */
+            num += f * s_acc[w][d];
+            den += f * s_l[w];
+        }
+        out[((size_t)n * H + h) * D + d] = __float2bfloat16_rn(num / den);
     }
 }
 
@@ -104,9 +126,8 @@ extern "C" void attention_cached_cuda(backend *be, void *out, const void *q, con
     }
     attn_shape as = {0, 0, s->H, s->Hkv, s->D, s->window, s->scale};
     const float scale = attn_scale(&as);
-    const size_t threads = (size_t)N * s->H * 32;
-    attention_cached_kernel<<<(unsigned)((threads + 127) / 128), 128, 0, cuda_stream(be)>>>(
-        (bf16 *)out, (const bf16 *)q, (const bf16 *)kc, (const bf16 *)vc, row, pos, N, s->H, s->Hkv, s->D,
-        s->window, s->ctx, scale);
+    attention_cached_kernel<<<(unsigned)((size_t)N * s->H), WARPS * 32, 0, cuda_stream(be)>>>(
+        (bf16 *)out, (const bf16 *)q, (const bf16 *)kc, (const bf16 *)vc, row, pos, s->H, s->Hkv, s->D, s->window,
+        s->ctx, scale);
     cuda_check_launch(be, "attention_cached");
 }
