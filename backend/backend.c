@@ -320,8 +320,33 @@ static const float *row_major(const float *X, int rows, int cols, int ld, bool t
     return T;
 }
 
+/* A few rows against a transposed B (decoding: x · Wᵀ for one token per
+ * sequence): each output is a dot product with a row of B as stored, so B is
+ * not copied; the operations per output are cpu_gemm's, in its order. */
+static void cpu_gemm_rows_nt(const be_gemm_args *g)
+{
+    const float *A = g->A, *B = g->B;
+    float *C = g->C;
+#pragma omp parallel for schedule(static) if ((long)g->M * g->N * g->K > DS_OMP_MIN_WORK)
+    for (int j = 0; j < g->N; j++) {
+        const float *b = B + (size_t)j * g->ldb;
+        for (int i = 0; i < g->M; i++) {
+            const float *a = A + (size_t)i * g->lda;
+            float acc = 0;
+            for (int k = 0; k < g->K; k++)
+                if (a[k] != 0) acc += a[k] * b[k];
+            float *c = C + (size_t)i * g->ldc + j;
+            *c = g->alpha * acc + (g->beta != 0 ? g->beta * *c : 0.0f);
+        }
+    }
+}
+
 static void cpu_gemm(backend *be, const be_gemm_args *g)
 {
+    if (g->trans_b && !g->trans_a && g->M <= 8) {
+        cpu_gemm_rows_nt(g);
+        return;
+    }
     size_t na = g->trans_a ? (size_t)g->M * g->K : 0, nb = g->trans_b ? (size_t)g->K * g->N : 0;
     float *ws = na + nb ? be_workspace(be, WS_GEMM, (na + nb) * sizeof(float)) : NULL;
     if (na + nb && !ws) return;

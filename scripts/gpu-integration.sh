@@ -2,7 +2,7 @@
 # Run on the GPU machine from the repository root (after scripts/device-pack.sh
 # filled .device/ here): the whole model on the GPU against the fixtures,
 # tiny.yaml on cuda against cpu, and the 7B benchmarks. Logs under $OUT.
-#   STAGES="engine tiny bench dpo" (default: engine tiny hf bench dpo)
+#   STAGES="engine tiny bench dpo" (default: engine tiny hf bench dpo generate)
 # Other stages: ops (the op suite alone), check (scripts/gpu-check.sh), fixtures
 # (scripts/make_fixtures.py: the model-family reference fixtures, brought back in
 # 15 MB pieces as $OUT/fixtures.tar.NN), templates (scripts/make_template_cases.py
@@ -18,7 +18,7 @@ source scripts/device-env.sh
 logs=${OUT:-.device/logs}
 mkdir -p "$logs"
 DSFT="$PWD/.device/bin/ds-ft"
-stages=${STAGES:-engine tiny hf bench dpo}
+stages=${STAGES:-engine tiny hf bench dpo generate}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv > "$logs/env.txt" 2>&1
 start=$SECONDS
 for s in $stages; do
@@ -69,6 +69,14 @@ for s in $stages; do
     dpo)    timeout -k 5 150 "$DSFT" bench train --shape deepseek-llm-7b --seq 1024 --batch 2 --loss dpo \
               --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 > "$logs/dpo.log" 2>&1
             echo "dpo: exit $?"; grep -v RESULT "$logs/dpo.log";;
+    generate) timeout -k 5 200 .device/bin/test_gpu_generate --verbose > "$logs/generate.log" 2>&1
+            echo "generate: exit $? $(grep Synthesis "$logs/generate.log" | sed 's/.*Synthesis: //')"
+            grep GPUGENERATE "$logs/generate.log"
+            for b in 1 8; do
+              timeout -k 5 300 "$DSFT" bench generate --shape deepseek-llm-7b --batch $b --prompt-tokens 128 \
+                --new-tokens 256 $([ $b = 1 ] && echo --check 64) > "$logs/bench-generate-$b.log" 2>&1
+              echo "bench generate batch $b: exit $?"; grep -v RESULT "$logs/bench-generate-$b.log"
+            done;;
   esac
   echo "  ($s: $((SECONDS - t0)) s)"
 done

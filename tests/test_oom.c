@@ -26,6 +26,8 @@
 #include "data/safetensors.h"
 #include "data/template/jinja.h"
 #include "data/tokenizer/tokenizer.h"
+#include "finetune/run/generate.h"
+#include "finetune/run/run.h"
 #include "quant/bnb.h"
 
 #include <criterion/criterion.h>
@@ -309,4 +311,47 @@ Test(oom, data_cleaning)
     free(c.dir);
     free(in);
     free(eval);
+}
+
+/* ------------------------------------ generation with a key/value cache */
+
+/* A decoder on models/tiny (4-bit, so the fused NF4 product runs too) and two
+ * prompts sampled with every filter and a stop string. The backend and engine
+ * are set up once, outside the sweep; a failure recorded in the backend is
+ * cleared before each run. */
+static int generate_once(void *ctx)
+{
+    ds_run *x = ctx;
+    x->be->err = 0;
+    const char *texts[2] = {"Question: Which organism causes", "Hello"};
+    tok_ids p[2] = {{0}};
+    int rc = DS_OK;
+    for (int i = 0; !rc && i < 2; i++) rc = tok_encode(x->tok, texts[i], strlen(texts[i]), true, &p[i]);
+    engine_decoder *d = NULL;
+    decoder_opts o = {.max_B = 2, .ctx = 64, .max_step = 8};
+    if (!rc) rc = decoder_create(x->eng, &o, &d);
+    const char *stops[1] = {"zz"};
+    gen_opts g = {.max_new = 12, .seed = 3, .stop = stops, .nstop = 1,
+                  .sample = {.temperature = 0.8f, .top_k = 50, .top_p = 0.9f, .min_p = 0.01f,
+                             .repetition_penalty = 1.2f}};
+    gen_result res[2];
+    if (!rc) rc = generate(d, x->tok, x->model->cfg.vocab_size, 2, p, &g, res, NULL);
+    if (!rc)
+        for (int i = 0; i < 2; i++) gen_result_free(&res[i]);
+    decoder_free(d);
+    for (int i = 0; i < 2; i++) tok_ids_free(&p[i]);
+    return rc;
+}
+
+Test(oom, generation)
+{
+    char *model = tu_source_path("models/tiny");
+    ds_run x;
+    ds_run_opts ro = {.device = BE_CPU, .model_dir = model, .load_in_4bit = true, .double_quant = true};
+    cr_assert_eq(ds_run_open(&ro, &x), DS_OK, "%s", ds_errmsg());
+    engine_opts eo = {.max_B = 1, .max_T = 1};
+    cr_assert_eq(ds_run_start(&x, &eo), DS_OK, "%s", ds_errmsg());
+    cr_expect_gt(sweep_stacks("generation", generate_once, &x), 20);
+    ds_run_close(&x);
+    free(model);
 }

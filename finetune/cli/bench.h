@@ -14,6 +14,9 @@ int bench_tokenize(int argc, char **argv);
 int bench_kernels(int argc, char **argv);
 /* ds-ft bench clean [--mb N] [--keep]: dedup + filters on a synthetic corpus, MB/s per core and peak memory. */
 int bench_clean(int argc, char **argv);
-extern const cli_spec BENCH_TRAIN_SPEC, BENCH_TOKENIZE_SPEC, BENCH_KERNELS_SPEC, BENCH_CLEAN_SPEC;
+/* ds-ft bench generate [--model DIR [--4bit] | --shape NAME] [--prompt-tokens N] [--new-tokens N] [--batch N]:
+ * generation with a key/value cache, prefill and decode tokens/s. */
+int bench_generate(int argc, char **argv);
+extern const cli_spec BENCH_TRAIN_SPEC, BENCH_TOKENIZE_SPEC, BENCH_KERNELS_SPEC, BENCH_CLEAN_SPEC, BENCH_GENERATE_SPEC;
 
 #endif

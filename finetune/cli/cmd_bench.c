@@ -12,6 +12,7 @@ const ds_command DS_BENCH_COMMANDS[] = {
     {"tokenize", bench_tokenize, &BENCH_TOKENIZE_SPEC},
     {"kernels", bench_kernels, &BENCH_KERNELS_SPEC},
     {"clean", bench_clean, &BENCH_CLEAN_SPEC},
+    {"generate", bench_generate, &BENCH_GENERATE_SPEC},
     {NULL, NULL, NULL},
 };
 
@@ -25,9 +26,9 @@ static void list_benchmarks(FILE *f)
 
 static const cli_opt BENCH_OPTS[] = {CLI_END};
 
-const cli_spec BENCH_SPEC = {"bench", "WHAT [options]", 1, -1, "train|tokenize|kernels|clean [options]",
+const cli_spec BENCH_SPEC = {"bench", "WHAT [options]", 1, -1, "train|tokenize|kernels|clean|generate [options]",
                              "benchmarks: training steps (tokens/s, memory), tokenizer (MB/s), GPU kernels, cleaning "
-                             "(MB/s, memory)",
+                             "(MB/s, memory), generation (tokens/s)",
                              BENCH_OPTS, list_benchmarks};
 
 int cmd_bench(int argc, char **argv)
@@ -38,6 +39,6 @@ int cmd_bench(int argc, char **argv)
     }
     if (argc < 1) return cli_fail(&BENCH_SPEC, "say what to time");
     const ds_command *c = ds_find_command(DS_BENCH_COMMANDS, argv[0]);
-    if (!c) return cli_fail(&BENCH_SPEC, "unknown benchmark '%s' (train, tokenize, kernels, clean)", argv[0]);
+    if (!c) return cli_fail(&BENCH_SPEC, "unknown benchmark '%s' (train, tokenize, kernels, clean, generate)", argv[0]);
     return c->run(argc - 1, argv + 1);
 }

@@ -14,7 +14,7 @@ commands=$(sed -n 's/^       ds-ft \([a-z]*\) .*/\1/p' "$T/main" | grep -v '^--'
 [ "$(echo "$commands" | wc -w)" -ge 15 ] && ok "ds-ft --help lists $(echo "$commands" | wc -w) commands" || fail "ds-ft --help lists: $commands"
 "$DSFT" bench --help > "$T/bench"
 benches=$(sed -n 's/^  ds-ft bench \([a-z]*\).*/\1/p' "$T/bench")
-[ "$(echo "$benches" | wc -w)" -eq 4 ] && ok "bench --help lists train, tokenize, kernels, clean" || fail "bench --help lists: $benches"
+[ "$(echo "$benches" | wc -w)" -eq 5 ] && ok "bench --help lists train, tokenize, kernels, clean, generate" || fail "bench --help lists: $benches"
 
 # README's Commands block: the options each command line gives
 awk '/^## Commands/ {on = 1; next} /^Exit codes/ {on = 0} on' README.md > "$T/readme"

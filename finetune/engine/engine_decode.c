@@ -1,0 +1,277 @@
+/* finetune/engine/engine_decode.c - generation with a key/value cache: the
+ * decoder layer of engine_pass.c for a step of new tokens, each attending to
+ * its row of the cache (engine_decode.h). Inference only: no dropout, nothing
+ * kept for a backward. */
+#include "engine_decode.h"
+#include "engine_internal.h"
+#include "ops/ops_decode.h"
+
+#include "core/mem.h"
+#include "core/status.h"
+
+#include <string.h>
+
+struct engine_decoder {
+    engine *e;
+    decoder_opts o;
+    int *len;                       /* host (max_B): positions cached per row */
+    void *arena;
+    size_t bytes;
+    void **kc, **vc;                /* (L) x (max_B * ctx, Hkv, D) act */
+    /* one step's buffers, for S = max_step tokens */
+    void *x;                        /* (S, C) the residual stream */
+    void *h;                        /* (S, C) a norm's output */
+    void *q, *k, *v, *att;          /* (S, H*D), (S, Hkv*D), (S, Hkv*D), (S, H*D) */
+    void *q_raw, *k_raw;            /* (S, H*D), (S, Hkv*D) before the q/k norms */
+    void *g, *u, *m;                /* (S, I) */
+    float *rstd;                    /* (S * H) */
+    float *lora_u;                  /* (S, r) fp32 */
+    int32_t *ids, *pos, *row;       /* (S) each, consecutive: one upload a step */
+    int32_t *last;                  /* (max_B) the step's row of each row's last token (after row) */
+    void *xl, *hl;                  /* (max_B, C) last tokens' residual and final norm */
+    float *logits;                  /* (max_B, V) fp32 */
+    int32_t *h_in;                  /* host (3 S + max_B): ids, pos, row, last as uploaded */
+    float *h_logits;                /* host (max_B, V): the step's logits, in the order of its rows */
+};
+
+typedef struct {
+    char *base;
+    size_t off;
+} carve;
+
+static void *take(carve *c, size_t bytes)
+{
+    c->off = (c->off + 255) & ~(size_t)255;
+    void *p = c->base ? c->base + c->off : NULL;
+    c->off += bytes ? bytes : 1;
+    return p;
+}
+
+static int lora_rank(const engine *e)
+{
+    int r = 0;
+    for (int i = 0; e->views && i < e->cfg.num_layers * LIN_COUNT; i++)
+        if (e->views[i].r > r) r = e->views[i].r;
+    return r;
+}
+
+static void layout(engine_decoder *d, carve *c)
+{
+    const engine *e = d->e;
+    const model_config *cfg = &e->cfg;
+    const size_t A = e->be->act_size, S = (size_t)d->o.max_step, B = (size_t)d->o.max_B;
+    const size_t C = (size_t)cfg->hidden_size, I = (size_t)cfg->intermediate_size;
+    const size_t slots = B * (size_t)d->o.ctx;
+    for (int l = 0; l < cfg->num_layers; l++) {
+        d->kc[l] = take(c, slots * e->KVD * A);
+        d->vc[l] = take(c, slots * e->KVD * A);
+    }
+    d->x = take(c, S * C * A);
+    d->h = take(c, S * C * A);
+    d->q = take(c, S * e->QD * A);
+    d->k = take(c, S * e->KVD * A);
+    d->v = take(c, S * e->KVD * A);
+    d->att = take(c, S * e->QD * A);
+    if (cfg->qk_norm) {
+        d->q_raw = take(c, S * e->QD * A);
+        d->k_raw = take(c, S * e->KVD * A);
+    }
+    d->g = take(c, S * I * A);
+    d->u = take(c, S * I * A);
+    d->m = take(c, S * I * A);
+    d->rstd = take(c, (S * (size_t)cfg->num_heads > B ? S * (size_t)cfg->num_heads : B) * sizeof(float));
+    d->lora_u = take(c, S * (size_t)lora_rank(e) * sizeof(float));
+    d->ids = take(c, (3 * S + B) * sizeof(int32_t));
+    d->pos = d->ids ? d->ids + S : NULL;
+    d->row = d->ids ? d->ids + 2 * S : NULL;
+    d->last = d->ids ? d->ids + 3 * S : NULL;
+    d->xl = take(c, B * C * A);
+    d->hl = take(c, B * C * A);
+    d->logits = take(c, B * (size_t)cfg->vocab_size * sizeof(float));
+}
+
+int decoder_create(engine *e, const decoder_opts *o, engine_decoder **out)
+{
+    *out = NULL;
+    const model_config *cfg = &e->cfg;
+    switch (cfg->family) {   /* the dense families of engine_pass.c; any other is refused by name */
+    case FAMILY_LLAMA: case FAMILY_MISTRAL: case FAMILY_QWEN2: case FAMILY_QWEN3: break;
+    default:
+        return ds_fail(DS_EUSAGE, "%s: generation with a key/value cache does not run %s models yet "
+                                  "(ds-ft generate --recompute does)", e->model->dir, cfg->architecture);
+    }
+    if (o->max_B < 1 || o->ctx < 1 || o->max_step < 0)
+        return ds_fail(DS_EINTERNAL, "decoder: empty shape %d x %d", o->max_B, o->ctx);
+    engine_decoder *d = ds_calloc(1, sizeof *d, "the decoder");
+    if (!d) return DS_ENOMEM;
+    d->e = e;
+    d->o = *o;
+    if (!d->o.max_step) d->o.max_step = 256;
+    if (d->o.max_step > o->max_B * o->ctx) d->o.max_step = o->max_B * o->ctx;
+    d->o.lora = o->lora && e->views;
+    d->len = ds_calloc((size_t)o->max_B, sizeof *d->len, "the decoder's rows");
+    d->kc = ds_calloc((size_t)cfg->num_layers, sizeof *d->kc, "the key cache");
+    d->vc = ds_calloc((size_t)cfg->num_layers, sizeof *d->vc, "the value cache");
+    d->h_in = ds_calloc(3 * (size_t)d->o.max_step + (size_t)o->max_B, sizeof *d->h_in, "the decoder's inputs");
+    d->h_logits = ds_malloc(sizeof(float) * (size_t)o->max_B * cfg->vocab_size, "the decoder's logits");
+    if (!d->len || !d->kc || !d->vc || !d->h_in || !d->h_logits) {
+        decoder_free(d);
+        return DS_ENOMEM;
+    }
+    carve c = {0};
+    layout(d, &c);
+    d->bytes = c.off;
+    backend *be = e->be;
+    d->arena = be_alloc(be, d->bytes, "the key/value cache");
+    if (d->arena) {
+        c = (carve){.base = d->arena};
+        layout(d, &c);
+        /* the workspaces a step of max_step tokens needs, reserved now */
+        size_t lora = 0;
+        for (int i = 0; e->views && i < cfg->num_layers * LIN_COUNT; i++)
+            if (e->views[i].r) {
+                size_t need = lora_workspace_bytes(&e->views[i], d->o.max_step);
+                if (need > lora) lora = need;
+            }
+        if (lora) be_reserve(be, WS_LORA, lora);
+    }
+    int rc = be_sync(be);
+    if (rc) {
+        decoder_free(d);
+        return ds_fail_context(rc, "setting up a key/value cache of %d x %d positions on %s: ", o->max_B, o->ctx,
+                               be_name(be));
+    }
+    *out = d;
+    return DS_OK;
+}
+
+void decoder_free(engine_decoder *d)
+{
+    if (!d) return;
+    be_free(d->e->be, d->arena);
+    free(d->len);
+    free(d->kc);
+    free(d->vc);
+    free(d->h_in);
+    free(d->h_logits);
+    free(d);
+}
+
+int decoder_len(const engine_decoder *d, int r) { return d->len[r]; }
+size_t decoder_bytes(const engine_decoder *d) { return d->bytes; }
+
+void decoder_truncate(engine_decoder *d, int r, int len)
+{
+    if (len >= 0 && len < d->len[r]) d->len[r] = len;
+}
+
+/* y = x·Wᵀ (+ beta·y) + LoRA(x) for linear t of layer l, over N tokens. */
+static void linear(engine_decoder *d, int l, llama_linear t, void *y, const void *x, int N, float beta)
+{
+    engine *e = d->e;
+    const frozen_linear *w = &e->layers[l].lin[t];
+    if (!w->dense && N <= NF4_GEMV_MAX_ROWS) {   /* decoding a 4-bit layer: the fused kernel */
+        op_nf4_gemv(e->be, y, x, &w->q, N, beta);
+        if (w->bias) op_bias_add(e->be, y, w->bias, N, w->out);
+    } else {
+        op_linear_fwd(e->be, y, x, w, N, beta);
+    }
+    const lora_view *v = d->o.lora ? &e->views[l * LIN_COUNT + t] : NULL;
+    if (v && v->A) {
+        lora_ctx ctx = {.seed = e->opts.seed, .training = false};
+        op_lora_fwd(e->be, y, d->lora_u, x, v, N, &ctx);
+    }
+}
+
+/* Decoder layer l on the step's N tokens: d->x += attention + MLP, as
+ * layer_forward computes them, with k and v stored in the cache first. */
+static void layer_step(engine_decoder *d, int l, int N)
+{
+    engine *e = d->e;
+    backend *be = e->be;
+    const model_config *c = &e->cfg;
+    const int C = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
+    const layer_weights *w = &e->layers[l];
+    kv_shape ks = {.H = H, .Hkv = Hkv, .D = D, .window = w->attn.window, .scale = w->attn.scale, .ctx = d->o.ctx};
+
+    op_rmsnorm_fwd(be, d->h, d->rstd, d->x, w->attn_norm, N, C, c->rms_norm_eps);
+    if (c->qk_norm) {   /* Qwen3: q and k normalised per head before RoPE */
+        linear(d, l, LIN_Q, d->q_raw, d->h, N, 0.0f);
+        linear(d, l, LIN_K, d->k_raw, d->h, N, 0.0f);
+        op_rmsnorm_fwd(be, d->q, d->rstd, d->q_raw, w->q_norm, N * H, D, c->rms_norm_eps);
+        op_rmsnorm_fwd(be, d->k, d->rstd, d->k_raw, w->k_norm, N * Hkv, D, c->rms_norm_eps);
+    } else {
+        linear(d, l, LIN_Q, d->q, d->h, N, 0.0f);
+        linear(d, l, LIN_K, d->k, d->h, N, 0.0f);
+    }
+    linear(d, l, LIN_V, d->v, d->h, N, 0.0f);
+    op_rope(be, d->q, d->pos, N, H, D, &e->rope, 0);
+    op_rope(be, d->k, d->pos, N, Hkv, D, &e->rope, 0);
+    op_kv_store(be, d->kc[l], d->vc[l], d->k, d->v, d->row, d->pos, N, &ks);
+    op_attention_cached(be, d->att, d->q, d->kc[l], d->vc[l], d->row, d->pos, N, &ks);
+    linear(d, l, LIN_O, d->x, d->att, N, 1.0f);                 /* x += o_proj(att) */
+
+    op_rmsnorm_fwd(be, d->h, d->rstd, d->x, w->mlp_norm, N, C, c->rms_norm_eps);
+    linear(d, l, LIN_GATE, d->g, d->h, N, 0.0f);
+    linear(d, l, LIN_UP, d->u, d->h, N, 0.0f);
+    op_swiglu_fwd(be, d->m, d->g, d->u, (size_t)N * c->intermediate_size);
+    linear(d, l, LIN_DOWN, d->x, d->m, N, 1.0f);                /* x += down(m) */
+}
+
+/* One step of N <= max_step tokens; logits of the rows it touched. */
+static int step(engine_decoder *d, int N, const int32_t *ids, const int32_t *rows, float *logits)
+{
+    engine *e = d->e;
+    backend *be = e->be;
+    const model_config *c = &e->cfg;
+    const int C = c->hidden_size, V = c->vocab_size, B = d->o.max_B;
+    const int S = d->o.max_step;
+    int32_t *h_ids = d->h_in, *h_pos = h_ids + S, *h_row = h_ids + 2 * S, *gather = h_ids + 3 * S;
+    int32_t last[B], order[B];   /* each row's last token in the step; the rows touched, in order */
+    int touched = 0;
+    for (int r = 0; r < B; r++) last[r] = -1;
+    for (int i = 0; i < N; i++) {
+        int r = rows[i];
+        if (last[r] < 0) order[touched++] = r;
+        last[r] = i;
+        h_ids[i] = ids[i], h_row[i] = r, h_pos[i] = d->len[r]++;
+    }
+    for (int k = 0; k < touched; k++) gather[k] = last[order[k]];   /* the step's row of each one's last token */
+    be_upload(be, d->ids, d->h_in, (3 * (size_t)S + (size_t)touched) * sizeof(int32_t));
+
+    op_embedding(be, d->x, d->ids, e->embed, N, C);
+    for (int l = 0; l < c->num_layers; l++) layer_step(d, l, N);
+    /* only each row's last token needs the final norm and the lm_head */
+    op_embedding(be, d->xl, d->last, d->x, touched, C);
+    op_rmsnorm_fwd(be, d->hl, d->rstd, d->xl, e->final_norm, touched, C, c->rms_norm_eps);
+    be_gemm_args g = {.M = touched, .N = V, .K = C, .A = d->hl, .lda = C, .B = e->lm_head, .ldb = C,
+                      .trans_b = true, .C = d->logits, .ldc = V, .c_f32 = true, .alpha = 1.0f, .beta = 0.0f};
+    be_gemm(be, &g);
+    be_download(be, d->h_logits, d->logits, (size_t)touched * V * sizeof(float));
+    int rc = be_sync(be);
+    for (int k = 0; !rc && k < touched; k++)
+        memcpy(logits + (size_t)order[k] * V, d->h_logits + (size_t)k * V, (size_t)V * sizeof(float));
+    return rc;
+}
+
+int decoder_feed(engine_decoder *d, int n, const int32_t *ids, const int32_t *rows, float *logits)
+{
+    const int V = d->e->cfg.vocab_size;
+    int need[d->o.max_B];
+    memset(need, 0, sizeof need);
+    for (int i = 0; i < n; i++) {
+        if (rows[i] < 0 || rows[i] >= d->o.max_B)
+            return ds_fail(DS_EINTERNAL, "decoder: row %d outside 0..%d", rows[i], d->o.max_B - 1);
+        if (ids[i] < 0 || ids[i] >= V)
+            return ds_fail(DS_EDATA, "token id %d is outside the model's vocabulary (0..%d)", ids[i], V - 1);
+        if (d->len[rows[i]] + ++need[rows[i]] > d->o.ctx)
+            return ds_fail(DS_EUSAGE, "generate: sequence %d passes the key/value cache's %d positions", rows[i],
+                           d->o.ctx);
+    }
+    for (int i0 = 0; i0 < n; i0 += d->o.max_step) {
+        int k = n - i0 < d->o.max_step ? n - i0 : d->o.max_step;
+        int rc = step(d, k, ids + i0, rows + i0, logits);
+        if (rc) return rc;
+    }
+    return DS_OK;
+}

@@ -1,0 +1,133 @@
+/* finetune/engine/ops/cuda/kv_cache.cu - CUDA twins of op_kv_store and
+ * op_attention_cached (kv_cache.c).
+ *
+ * Decoding attends with one query per sequence, so the work is a block per
+ * (token, query head), its warps splitting the cached positions (a batch of
+ * one still fills the GPU: 32 heads x 8 warps): the lanes split the head's D
+ * values (D <= 128: four per lane), a score is a warp-wide sum, and each warp's
+ * softmax runs online (running maximum and sum, its output rescaled when the
+ * maximum grows), in fp32, reading each cached key and value once; the warps'
+ * partial results are merged in shared memory. */
+#include "backend/backend.h"
+#include "backend/kernel.h"
+#include "core/status.h"
+#include "finetune/engine/ops/ops_decode_cuda.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+
+typedef __nv_bfloat16 bf16;
+
+#define KV_MAX_D 128
+#define PER_LANE (KV_MAX_D / 32)
+
+/* One thread per stored value: slot row[n] * ctx + pos[n] gets token n's key and value. */
+__global__ void kv_store_kernel(bf16 *kc, bf16 *vc, const bf16 *k, const bf16 *v, const int32_t *row,
+                                const int32_t *pos, int N, int KVD, int ctx)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * KVD) return;
+    int n = (int)(i / KVD), c = (int)(i % KVD);
+    size_t slot = (size_t)row[n] * ctx + pos[n];
+    kc[slot * KVD + c] = k[i];
+    vc[slot * KVD + c] = v[i];
+}
+
+extern "C" void kv_store_cuda(backend *be, void *kc, void *vc, const void *k, const void *v, const int32_t *row,
+                              const int32_t *pos, int N, const kv_shape *s)
+{
+    if (N <= 0) return;
+    const int KVD = s->Hkv * s->D;
+    const size_t n = (size_t)N * KVD;
+    kv_store_kernel<<<(unsigned)((n + 255) / 256), 256, 0, cuda_stream(be)>>>(
+        (bf16 *)kc, (bf16 *)vc, (const bf16 *)k, (const bf16 *)v, row, pos, N, KVD, s->ctx);
+    cuda_check_launch(be, "kv_store");
+}
+
+__device__ __forceinline__ float warp_sum(float x)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+/* out (N, H, D): block (n, h) handles token n, query head h; its WARPS warps
+ * take the visible positions in turn (warp w: j0 + w, j0 + w + WARPS, ...), each
+ * with its own running maximum m, sum l and output acc, merged at the end:
+ * M = max m_w, out = sum_w e^(m_w - M) acc_w / sum_w e^(m_w - M) l_w. Lane l
+ * holds dims l, l + 32, ... */
+#define WARPS 8
+__global__ void __launch_bounds__(WARPS * 32) attention_cached_kernel(bf16 *out, const bf16 *q, const bf16 *kc,
+                                                                      const bf16 *vc, const int32_t *row,
+                                                                      const int32_t *pos, int H, int Hkv, int D,
+                                                                      int window, int ctx, float scale)
+{
+    __shared__ float s_m[WARPS], s_l[WARPS], s_acc[WARPS][KV_MAX_D];
+    const int n = blockIdx.x / H, h = blockIdx.x % H, kh = h / (H / Hkv), i = pos[n];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float qv[PER_LANE], acc[PER_LANE];
+#pragma unroll
+    for (int c = 0; c < PER_LANE; c++) {
+        int d = lane + 32 * c;
+        qv[c] = d < D ? __bfloat162float(q[((size_t)n * H + h) * D + d]) : 0.0f;
+        acc[c] = 0.0f;
+    }
+    const size_t stride = (size_t)Hkv * D;
+    const bf16 *K = kc + (size_t)row[n] * ctx * stride + (size_t)kh * D;
+    const bf16 *V = vc + (size_t)row[n] * ctx * stride + (size_t)kh * D;
+    const int j0 = window && i - window + 1 > 0 ? i - window + 1 : 0;
+    float m = -INFINITY, l = 0.0f;
+    for (int j = j0 + warp; j <= i; j += WARPS) {
+        float s = 0.0f;
+#pragma unroll
+        for (int c = 0; c < PER_LANE; c++) {
+            int d = lane + 32 * c;
+            if (d < D) s += qv[c] * __bfloat162float(K[(size_t)j * stride + d]);
+        }
+        s = warp_sum(s) * scale;
+        const float mn = fmaxf(m, s), corr = __expf(m - mn), p = __expf(s - mn);
+        l = l * corr + p;
+#pragma unroll
+        for (int c = 0; c < PER_LANE; c++) {
+            int d = lane + 32 * c;
+            if (d < D) acc[c] = acc[c] * corr + p * __bfloat162float(V[(size_t)j * stride + d]);
+        }
+        m = mn;
+    }
+    if (lane == 0) s_m[warp] = m, s_l[warp] = l;
+#pragma unroll
+    for (int c = 0; c < PER_LANE; c++) {
+        int d = lane + 32 * c;
+        if (d < D) s_acc[warp][d] = acc[c];
+    }
+    __syncthreads();
+    float M = -INFINITY;
+    for (int w = 0; w < WARPS; w++) M = fmaxf(M, s_m[w]);   /* finite: warp 0 saw position j0 */
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float num = 0.0f, den = 0.0f;
+        for (int w = 0; w < WARPS; w++) {
+            const float f = s_m[w] == -INFINITY ? 0.0f : __expf(s_m[w] - M);   /* a warp with no position adds nothing */
+            num += f * s_acc[w][d];
+            den += f * s_l[w];
+        }
+        out[((size_t)n * H + h) * D + d] = __float2bfloat16_rn(num / den);
+    }
+}
+
+extern "C" void attention_cached_cuda(backend *be, void *out, const void *q, const void *kc, const void *vc,
+                                      const int32_t *row, const int32_t *pos, int N, const kv_shape *s)
+{
+    if (N <= 0) return;
+    if (s->D > KV_MAX_D || s->H % s->Hkv) {
+        be_fail(be, DS_EDATA, "attention_cached: head size %d with %d/%d heads: the CUDA kernel takes D <= %d and "
+                              "whole groups", s->D, s->H, s->Hkv, KV_MAX_D);
+        return;
+    }
+    attn_shape as = {0, 0, s->H, s->Hkv, s->D, s->window, s->scale};
+    const float scale = attn_scale(&as);
+    attention_cached_kernel<<<(unsigned)((size_t)N * s->H), WARPS * 32, 0, cuda_stream(be)>>>(
+        (bf16 *)out, (const bf16 *)q, (const bf16 *)kc, (const bf16 *)vc, row, pos, s->H, s->Hkv, s->D, s->window,
+        s->ctx, scale);
+    cuda_check_launch(be, "attention_cached");
+}

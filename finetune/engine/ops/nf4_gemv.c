@@ -1,0 +1,67 @@
+/* finetune/engine/ops/nf4_gemv.c - the fused NF4 matrix-vector product of
+ * decoding: the plain-C reference (fp32) and the dispatch to its CUDA twin
+ * (cuda/nf4_gemv.cu). */
+#include "ops_decode.h"
+#include "ops_decode_cuda.h"
+
+#include "backend/kernel.h"
+#include "core/mem.h"
+#include "core/numeric.h"
+#include "core/status.h"
+
+#include <stdlib.h>
+
+/* Weights [i0, i0 + n) of the flattened matrix, decoded as op_nf4_dequant
+ * decodes them (code * absmax, rounded to the weight's 16-bit dtype). */
+static void decode_run(const nf4_view *q, int64_t i0, int64_t n, float *w)
+{
+    for (int64_t i = i0; i < i0 + n;) {   /* a block at a time: one absmax each */
+        const int64_t b = i / NF4_BLOCK, end = (b + 1) * NF4_BLOCK < i0 + n ? (b + 1) * NF4_BLOCK : i0 + n;
+        const float absmax = q->double_quant
+                                 ? q->nested_map[q->absmax_q[b]] * q->absmax2[b / NF4_NESTED_BLOCK] + q->offset
+                                 : q->absmax[b];
+        for (; i < end; i++) {
+            const uint8_t byte = q->packed[i / 2];
+            float v = q->code[i % 2 == 0 ? byte >> 4 : byte & 15] * absmax;
+            if (q->dtype == NF4_OUT_BF16) v = ds_round_bf16(v);
+            else if (q->dtype == NF4_OUT_F16) v = ds_f16_to_f32(ds_f32_to_f16(v));
+            w[i - i0] = v;
+        }
+    }
+}
+
+/* Each output row of W is decoded once into a scratch row, then dotted with
+ * every input row in ascending order, skipping zero inputs as cpu_gemm does:
+ * the same fp32 operations as dequantization followed by be_matmul_nt. */
+void op_nf4_gemv(backend *be, void *y, const void *x, const nf4_view *q, int N, float beta)
+{
+    DS_DISPATCH_CUDA(be, nf4_gemv_cuda(be, y, x, q, N, beta));
+    const int64_t rows = q->rows, cols = q->cols;
+    const float *X = x;
+    float *Y = y;
+    bool oom = false;
+#pragma omp parallel if (rows * cols * N > DS_OMP_MIN_WORK)
+    {
+        float *w = ds_malloc(sizeof(float) * (size_t)cols, "a decoded NF4 row");   /* per thread */
+        if (!w) {
+#pragma omp atomic write
+            oom = true;
+        }
+#pragma omp for schedule(static)
+        for (int64_t o = 0; o < rows; o++) {
+            if (!w) continue;
+            decode_run(q, o * cols, cols, w);
+            for (int n = 0; n < N; n++) {
+                const float *xn = X + (size_t)n * cols;
+                float acc = 0;
+                for (int64_t k = 0; k < cols; k++)
+                    if (xn[k] != 0) acc += xn[k] * w[k];
+                float *yo = Y + (size_t)n * rows + o;
+                *yo = 1.0f * acc + (beta != 0 ? beta * *yo : 0.0f);
+            }
+        }
+        free(w);
+    }
+    if (oom) be_fail(be, DS_ENOMEM, "out of memory allocating a decoded NF4 row of %lld values", (long long)cols);
+    be_round_act(be, y, (size_t)N * rows);
+}

@@ -1,0 +1,53 @@
+/* finetune/engine/ops/ops_decode.h - the operations of generation with a
+ * key/value cache (engine_decode.c), beside those of ops.h.
+ *
+ * Each op has its plain-C fp32 reference in NAME.c (kv_cache.c, nf4_gemv.c),
+ * which dispatches to its CUDA twin in cuda/NAME.cu, and GPU test cases in
+ * tests/gpu/ops/NAME.c. The cache of a layer holds R rows of `ctx` positions:
+ * (R * ctx, Hkv, D) act, the key or value of row r at position p in slot
+ * r * ctx + p. A step's N new tokens each name their cache row and position.
+ */
+#ifndef DS_FINETUNE_OPS_DECODE_H
+#define DS_FINETUNE_OPS_DECODE_H
+
+#include "ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The shape of the cached attention of one layer. */
+typedef struct {
+    int H, Hkv, D;      /* query heads, key/value heads, head size */
+    int window;         /* a query sees at most this many positions, itself included; 0 = all */
+    float scale;        /* softmax scale; 0 = 1/sqrt(D) */
+    int ctx;            /* positions per cache row */
+} kv_shape;
+
+/* Store the keys and values of N new tokens: token n's k[n], v[n] (Hkv*D act
+ * each, i.e. (N, Hkv, D)) into slot row[n] * ctx + pos[n] of kc, vc. */
+void op_kv_store(backend *be, void *kc, void *vc, const void *k, const void *v, const int32_t *row,
+                 const int32_t *pos, int N, const kv_shape *s);
+
+/* Attention of N query tokens (q, out (N, H, D) act) against the cache: token
+ * n sees positions j <= pos[n] of cache row row[n] (pos[n] - j < window when
+ * set), which must already hold its own key and value (op_kv_store first).
+ * The CPU reference computes every score, softmax and sum in the order of
+ * op_attention_fwd, so a cached step reproduces the full forward bit for bit. */
+void op_attention_cached(backend *be, void *out, const void *q, const void *kc, const void *vc,
+                         const int32_t *row, const int32_t *pos, int N, const kv_shape *s);
+
+/* The fused NF4 matrix-vector product of decoding: y (N, rows) act =
+ * x (N, cols) act · dequant(W)ᵀ + beta · y, W (rows, cols) NF4, each weight
+ * decoded where it is used (no 16-bit copy of W is made). The reference sums
+ * over the input in ascending order in fp32, as the CPU GEMM does, so it
+ * equals dequantization + be_matmul_nt exactly; the CUDA twin reads each
+ * packed byte once for all N rows. N <= NF4_GEMV_MAX_ROWS. No bias. */
+#define NF4_GEMV_MAX_ROWS 8
+void op_nf4_gemv(backend *be, void *y, const void *x, const nf4_view *q, int N, float beta);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
