@@ -53,6 +53,8 @@ static const struct {
     {"MistralForCausalLM", FAMILY_MISTRAL},
     {"Qwen2ForCausalLM", FAMILY_QWEN2},
     {"Qwen3ForCausalLM", FAMILY_QWEN3},
+    {"DeepseekV2ForCausalLM", FAMILY_DEEPSEEK_V2},
+    {"DeepseekV3ForCausalLM", FAMILY_DEEPSEEK_V3},
 };
 
 static int bool_key(json_t *root, const char *path, const char *key, bool *out)
@@ -170,7 +172,8 @@ static int parse_root(json_t *root, const char *path, model_config *c)
     while (f < nf && strcmp(a, FAMILIES[f].name)) f++;
     if (f == nf)
         return ds_fail(DS_EDATA, "%s: unsupported architecture \"%s\" in \"architectures\" (supported: "
-                                 "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)", path, a);
+                                 "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+                                 "DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)", path, a);
     c->family = FAMILIES[f].family;
     snprintf(c->architecture, sizeof c->architecture, "%s", a);
 
@@ -201,6 +204,9 @@ static int parse_root(json_t *root, const char *path, model_config *c)
     if ((rc = parse_layer_parts(root, path, c))) return rc;
     if ((rc = parse_window(root, path, c))) return rc;
     if ((rc = refuse_unsupported(root, path))) return rc;
+    if ((c->family == FAMILY_DEEPSEEK_V2 || c->family == FAMILY_DEEPSEEK_V3) &&
+        (rc = model_deepseek_parse(root, path, c)))
+        return rc;
 
     int *ids[3] = {&c->bos_id, &c->eos_id, &c->pad_id};
     for (int i = 0; i < 3; i++)
