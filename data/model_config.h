@@ -115,6 +115,23 @@ bool model_config_is_deepseek(const model_config *cfg);
  * DeepSeek MoE models", or DS_OK for other families. */
 int model_config_refuse_deepseek(const model_config *cfg, const char *what);
 
+/* The linear layers of a DeepSeek decoder layer, by slot: the attention's,
+ * the dense MLP's (layers before first_k_dense_replace), the shared
+ * experts', then routed expert e's gate/up/down at DSL_EXPERTS + 3e + 0/1/2. */
+typedef enum {
+    DSL_Q, DSL_QA, DSL_QB, DSL_KVA, DSL_KVB, DSL_O, DSL_GATE, DSL_UP, DSL_DOWN, DSL_SH_GATE, DSL_SH_UP, DSL_SH_DOWN,
+    DSL_EXPERTS
+} deepseek_slot;
+/* Slots per layer: DSL_EXPERTS + 3 n_routed. */
+int deepseek_slots(const model_config *cfg);
+/* Whether layer l is a MoE layer (l >= first_k_dense_replace). */
+bool deepseek_is_moe(const model_config *cfg, int layer);
+/* Whether layer `layer` has linear `slot`; if so its module path
+ * ("self_attn.kv_b_proj", "mlp.experts.3.up_proj"; path may be NULL), the
+ * name PEFT's target_modules match ("up_proj") and the weight's [out, in]. */
+bool deepseek_linear(const model_config *cfg, int layer, int slot, char *path, size_t n, const char **name, int *out,
+                     int *in);
+
 /* Read DIR/config.json (+ DIR/generation_config.json for token ids). */
 int model_config_load(const char *dir, model_config *cfg);
 /* The same, handing back config.json's parsed object too (the caller

@@ -10,6 +10,7 @@
 #include "core/status.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 bool model_config_is_deepseek(const model_config *c) { return c->ds.on; }
@@ -112,6 +113,8 @@ static int parse_moe(json_t *root, const char *path, model_config *c)
     int ep = 1;
     if ((rc = model_config_get_int(root, path, "ep_size", false, 1, &ep))) return rc;
     if (ep != 1) return ds_fail(DS_EDATA, "%s: unsupported key \"ep_size\" = %d (1 only)", path, ep);
+    if (d->n_routed > 1024)
+        return ds_fail(DS_EDATA, "%s: key \"n_routed_experts\" = %d is over ds-ft's 1024", path, d->n_routed);
     if (d->top_k > d->n_routed)
         return ds_fail(DS_EDATA, "%s: key \"num_experts_per_tok\" = %d is more than n_routed_experts %d", path,
                        d->top_k, d->n_routed);
@@ -160,4 +163,56 @@ int model_deepseek_parse(json_t *root, const char *path, model_config *c)
     if (!rc) rc = parse_moe(root, path, c);
     if (rc) c->ds.on = false;
     return rc;
+}
+
+/* ------------------------------------------------------------ linear slots */
+
+int deepseek_slots(const model_config *c) { return DSL_EXPERTS + 3 * c->ds.n_routed; }
+
+bool deepseek_is_moe(const model_config *c, int layer) { return layer >= c->ds.first_k_dense; }
+
+bool deepseek_linear(const model_config *c, int layer, int slot, char *path, size_t n, const char **name, int *out,
+                     int *in)
+{
+    static const char *const MLP[3] = {"gate_proj", "up_proj", "down_proj"};
+    const deepseek_config *d = &c->ds;
+    const int C = c->hidden_size, H = c->num_heads, QK = c->head_dim;
+    bool moe = deepseek_is_moe(c, layer);
+    const char *module = "self_attn", *nm = NULL;
+    int o = 0, i = 0, expert = -1, width = 0;
+    switch (slot) {
+    case DSL_Q: if (!d->q_lora_rank) nm = "q_proj", o = H * QK, i = C; break;
+    case DSL_QA: if (d->q_lora_rank) nm = "q_a_proj", o = d->q_lora_rank, i = C; break;
+    case DSL_QB: if (d->q_lora_rank) nm = "q_b_proj", o = H * QK, i = d->q_lora_rank; break;
+    case DSL_KVA: nm = "kv_a_proj_with_mqa", o = d->kv_lora_rank + d->qk_rope_dim, i = C; break;
+    case DSL_KVB: nm = "kv_b_proj", o = H * (d->qk_nope_dim + d->v_head_dim), i = d->kv_lora_rank; break;
+    case DSL_O: nm = "o_proj", o = C, i = H * d->v_head_dim; break;
+    case DSL_GATE: case DSL_UP: case DSL_DOWN:
+        if (!moe) module = "mlp", nm = MLP[slot - DSL_GATE], width = c->intermediate_size;
+        break;
+    case DSL_SH_GATE: case DSL_SH_UP: case DSL_SH_DOWN:
+        if (moe && d->n_shared) module = "mlp.shared_experts", nm = MLP[slot - DSL_SH_GATE],
+                                width = d->n_shared * d->moe_intermediate;
+        break;
+    default:
+        if (moe && slot >= DSL_EXPERTS && slot < deepseek_slots(c)) {
+            expert = (slot - DSL_EXPERTS) / 3;
+            nm = MLP[(slot - DSL_EXPERTS) % 3];
+            width = d->moe_intermediate;
+        }
+    }
+    if (!nm) return false;
+    if (width) {   /* gate and up: [width, C]; down: [C, width] */
+        bool down = !strcmp(nm, "down_proj");
+        o = down ? C : width;
+        i = down ? width : C;
+    }
+    if (path) {
+        if (expert >= 0) snprintf(path, n, "mlp.experts.%d.%s", expert, nm);
+        else snprintf(path, n, "%s.%s", module, nm);
+    }
+    if (name) *name = nm;
+    if (out) *out = o;
+    if (in) *in = i;
+    return true;
 }

@@ -1,6 +1,6 @@
 /* finetune/engine/engine.c - engine set-up: arenas sized once, weights uploaded,
  * LoRA parameters and optimizer state. The passes are in engine_pass.c. */
-#include "engine_internal.h"
+#include "engine_deepseek.h"
 
 #include "core/mem.h"
 #include "core/status.h"
@@ -9,13 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Two-pass carving: with base == NULL only the size is counted. */
-typedef struct {
-    char *base;
-    size_t off;
-} carve;
-
-static void *take(carve *c, size_t bytes)
+void *engine_take(carve *c, size_t bytes)
 {
     c->off = (c->off + 255) & ~(size_t)255;
     void *p = c->base ? c->base + c->off : NULL;
@@ -33,7 +27,7 @@ layer_acts *engine_acts(engine *e, int layer) { return &e->sets[e->nsets == 1 ? 
 /* ------------------------------------------------------------------ weights */
 
 /* A 16/32-bit tensor from the file into act values on the backend, in chunks. */
-static void upload_tensor(backend *be, void *dst, const st_tensor *t)
+void engine_upload_tensor(backend *be, void *dst, const st_tensor *t)
 {
     const size_t chunk = 1 << 20;
     float *tmp = malloc(sizeof(float) * chunk);
@@ -62,80 +56,87 @@ static void layout_weights(engine *e, carve *c)
     const model_config *cfg = &e->cfg;
     backend *be = e->be;
     size_t VC = (size_t)cfg->vocab_size * cfg->hidden_size;
-    e->embed = take(c, VC * be->act_size);
-    if (c->base) upload_tensor(be, e->embed, m->embed);
+    e->embed = engine_take(c, VC * be->act_size);
+    if (c->base) engine_upload_tensor(be, e->embed, m->embed);
     if (m->lm_head == m->embed) {
         e->lm_head = e->embed;
     } else {
-        e->lm_head = take(c, VC * be->act_size);
-        if (c->base) upload_tensor(be, e->lm_head, m->lm_head);
+        e->lm_head = engine_take(c, VC * be->act_size);
+        if (c->base) engine_upload_tensor(be, e->lm_head, m->lm_head);
     }
-    e->final_norm = take(c, (size_t)cfg->hidden_size * be->act_size);
-    if (c->base) upload_tensor(be, e->final_norm, m->final_norm);
+    e->final_norm = engine_take(c, (size_t)cfg->hidden_size * be->act_size);
+    if (c->base) engine_upload_tensor(be, e->final_norm, m->final_norm);
     for (int l = 0; l < cfg->num_layers; l++) {
         const model_layer *ml = &m->layers[l];
         layer_weights *lw = &e->layers[l];
-        lw->attn_norm = take(c, (size_t)cfg->hidden_size * be->act_size);
-        lw->mlp_norm = take(c, (size_t)cfg->hidden_size * be->act_size);
+        lw->attn_norm = engine_take(c, (size_t)cfg->hidden_size * be->act_size);
+        lw->mlp_norm = engine_take(c, (size_t)cfg->hidden_size * be->act_size);
         if (c->base) {
-            upload_tensor(be, lw->attn_norm, ml->attn_norm);
-            upload_tensor(be, lw->mlp_norm, ml->mlp_norm);
+            engine_upload_tensor(be, lw->attn_norm, ml->attn_norm);
+            engine_upload_tensor(be, lw->mlp_norm, ml->mlp_norm);
         }
         if (cfg->qk_norm) {
-            lw->q_norm = take(c, (size_t)cfg->head_dim * be->act_size);
-            lw->k_norm = take(c, (size_t)cfg->head_dim * be->act_size);
+            lw->q_norm = engine_take(c, (size_t)cfg->head_dim * be->act_size);
+            lw->k_norm = engine_take(c, (size_t)cfg->head_dim * be->act_size);
             if (c->base) {
-                upload_tensor(be, lw->q_norm, ml->q_norm);
-                upload_tensor(be, lw->k_norm, ml->k_norm);
+                engine_upload_tensor(be, lw->q_norm, ml->q_norm);
+                engine_upload_tensor(be, lw->k_norm, ml->k_norm);
             }
         }
         lw->attn = (attn_shape){.H = cfg->num_heads, .Hkv = cfg->num_kv_heads, .D = cfg->head_dim,
                                 .window = model_layer_window(cfg, l)};
-        for (int t = 0; t < LIN_COUNT; t++) {
+        for (int t = 0; t < LIN_COUNT && !cfg->ds.on; t++) {
             const model_linear *src = &ml->lin[t];
             frozen_linear *dst = &lw->lin[t];
-            dst->out = src->out;
-            dst->in = src->in;
             dst->bias = NULL;
             if (ml->bias[t]) {
-                dst->bias = take(c, (size_t)src->out * be->act_size);
-                if (c->base) upload_tensor(be, (void *)dst->bias, ml->bias[t]);
+                dst->bias = engine_take(c, (size_t)src->out * be->act_size);
+                if (c->base) engine_upload_tensor(be, (void *)dst->bias, ml->bias[t]);
             }
-            if (!src->q_owner) {
-                dst->dense = take(c, (size_t)src->out * src->in * be->act_size);
-                if (c->base) upload_tensor(be, (void *)dst->dense, src->dense);
-                continue;
-            }
-            /* NF4: the same view with backend copies of its arrays. */
-            const nf4_view *q = &src->q;
-            size_t packed, absmax;
-            nf4_bytes(q, &packed, &absmax);
-            nf4_view v = *q;
-            dst->dense = NULL;
-            v.packed = take(c, packed);
-            if (q->double_quant) {
-                v.absmax_q = take(c, absmax);
-                v.absmax2 = take(c, (size_t)q->nblocks2 * sizeof(float));
-                v.nested_map = take(c, 256 * sizeof(float));
-                v.absmax = NULL;
-            } else {
-                v.absmax = take(c, absmax);
-            }
-            v.code = take(c, 16 * sizeof(float));
-            if (c->base) {
-                be_upload(be, (void *)v.packed, q->packed, packed);
-                if (q->double_quant) {
-                    be_upload(be, (void *)v.absmax_q, q->absmax_q, absmax);
-                    be_upload(be, (void *)v.absmax2, q->absmax2, (size_t)q->nblocks2 * sizeof(float));
-                    be_upload(be, (void *)v.nested_map, q->nested_map, 256 * sizeof(float));
-                } else {
-                    be_upload(be, (void *)v.absmax, q->absmax, absmax);
-                }
-                be_upload(be, (void *)v.code, q->code, 16 * sizeof(float));
-            }
-            dst->q = v;
+            engine_layout_linear(e, c, dst, src);
         }
+        if (cfg->ds.on) deepseek_layout_weights(e, c, l);
     }
+}
+
+void engine_layout_linear(engine *e, carve *c, frozen_linear *dst, const model_linear *src)
+{
+    backend *be = e->be;
+    dst->out = src->out;
+    dst->in = src->in;
+    if (!src->q_owner) {
+        dst->dense = engine_take(c, (size_t)src->out * src->in * be->act_size);
+        if (c->base) engine_upload_tensor(be, (void *)dst->dense, src->dense);
+        return;
+    }
+    /* NF4: the same view with backend copies of its arrays. */
+    const nf4_view *q = &src->q;
+    size_t packed, absmax;
+    nf4_bytes(q, &packed, &absmax);
+    nf4_view v = *q;
+    dst->dense = NULL;
+    v.packed = engine_take(c, packed);
+    if (q->double_quant) {
+        v.absmax_q = engine_take(c, absmax);
+        v.absmax2 = engine_take(c, (size_t)q->nblocks2 * sizeof(float));
+        v.nested_map = engine_take(c, 256 * sizeof(float));
+        v.absmax = NULL;
+    } else {
+        v.absmax = engine_take(c, absmax);
+    }
+    v.code = engine_take(c, 16 * sizeof(float));
+    if (c->base) {
+        be_upload(be, (void *)v.packed, q->packed, packed);
+        if (q->double_quant) {
+            be_upload(be, (void *)v.absmax_q, q->absmax_q, absmax);
+            be_upload(be, (void *)v.absmax2, q->absmax2, (size_t)q->nblocks2 * sizeof(float));
+            be_upload(be, (void *)v.nested_map, q->nested_map, 256 * sizeof(float));
+        } else {
+            be_upload(be, (void *)v.absmax, q->absmax, absmax);
+        }
+        be_upload(be, (void *)v.code, q->code, 16 * sizeof(float));
+    }
+    dst->q = v;
 }
 
 /* ------------------------------------------------------------ activations */
@@ -145,60 +146,71 @@ static void layout_acts(engine *e, carve *c)
     const model_config *cfg = &e->cfg;
     size_t N = (size_t)e->Nmax, C = (size_t)cfg->hidden_size, I = (size_t)cfg->intermediate_size;
     size_t A = e->be->act_size, L = (size_t)cfg->num_layers, V = (size_t)cfg->vocab_size;
-    for (size_t l = 0; l <= L; l++) e->resid[l] = take(c, N * C * A);
+    if (cfg->ds.on && (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate > I)   /* g, u, m: the shared experts' too */
+        I = (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate;
+    for (size_t l = 0; l <= L; l++) e->resid[l] = engine_take(c, N * C * A);
     for (int s = 0; s < e->nsets; s++) {
         layer_acts *a = &e->sets[s];
-        a->h1 = take(c, N * C * A);
-        a->rstd1 = take(c, N * sizeof(float));
-        a->q = take(c, N * (size_t)e->QD * A);
-        a->k = take(c, N * (size_t)e->KVD * A);
-        if (cfg->qk_norm) {
-            a->q_raw = take(c, N * (size_t)e->QD * A);
-            a->k_raw = take(c, N * (size_t)e->KVD * A);
-            a->rstd_q = take(c, N * (size_t)cfg->num_heads * sizeof(float));
-            a->rstd_k = take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
+        if (cfg->ds.on) deepseek_layout_acts(e, c, a);
+        a->h1 = engine_take(c, N * C * A);
+        a->rstd1 = engine_take(c, N * sizeof(float));
+        if (!cfg->ds.on) {   /* Llama attention */
+        a->q = engine_take(c, N * (size_t)e->QD * A);
+        a->k = engine_take(c, N * (size_t)e->KVD * A);
         }
-        a->v = take(c, N * (size_t)e->KVD * A);
-        a->att = take(c, N * (size_t)e->QD * A);
-        a->lse = take(c, N * (size_t)cfg->num_heads * sizeof(float));
-        a->x_mid = take(c, N * C * A);
-        a->h2 = take(c, N * C * A);
-        a->rstd2 = take(c, N * sizeof(float));
-        a->g = take(c, N * I * A);
-        a->u = take(c, N * I * A);
-        a->m = take(c, N * I * A);
-        for (int t = 0; t < LIN_COUNT; t++)
-            a->lora_u[t] = e->views && e->views[t].r ? take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
+        if (cfg->qk_norm) {
+            a->q_raw = engine_take(c, N * (size_t)e->QD * A);
+            a->k_raw = engine_take(c, N * (size_t)e->KVD * A);
+            a->rstd_q = engine_take(c, N * (size_t)cfg->num_heads * sizeof(float));
+            a->rstd_k = engine_take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
+        }
+        if (!cfg->ds.on) {
+        a->v = engine_take(c, N * (size_t)e->KVD * A);
+        a->att = engine_take(c, N * (size_t)e->QD * A);
+        a->lse = engine_take(c, N * (size_t)cfg->num_heads * sizeof(float));
+        }
+        a->x_mid = engine_take(c, N * C * A);
+        a->h2 = engine_take(c, N * C * A);
+        a->rstd2 = engine_take(c, N * sizeof(float));
+        a->g = engine_take(c, N * I * A);
+        a->u = engine_take(c, N * I * A);
+        a->m = engine_take(c, N * I * A);
+        for (int t = 0; t < LIN_COUNT && !cfg->ds.on; t++)
+            a->lora_u[t] = e->views && e->views[t].r ? engine_take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
     }
-    e->xf = take(c, N * C * A);
-    e->rstdf = take(c, N * sizeof(float));
+    e->xf = engine_take(c, N * C * A);
+    e->rstdf = engine_take(c, N * sizeof(float));
     if (e->opts.training) {
-        e->dres = take(c, N * C * A);
-        e->dxf = take(c, N * C * A);
-        e->dh = take(c, N * C * A);
-        e->datt = take(c, N * (size_t)e->QD * A);
-        e->dq = take(c, N * (size_t)e->QD * A);
-        e->dk = take(c, N * (size_t)e->KVD * A);
-        e->dv = take(c, N * (size_t)e->KVD * A);
-        if (cfg->qk_norm) {
-            e->dq_raw = take(c, N * (size_t)e->QD * A);
-            e->dk_raw = take(c, N * (size_t)e->KVD * A);
+        e->dres = engine_take(c, N * C * A);
+        e->dxf = engine_take(c, N * C * A);
+        e->dh = engine_take(c, N * C * A);
+        if (cfg->ds.on) {
+            deepseek_layout_grads(e, c);
+        } else {
+        e->datt = engine_take(c, N * (size_t)e->QD * A);
+        e->dq = engine_take(c, N * (size_t)e->QD * A);
+        e->dk = engine_take(c, N * (size_t)e->KVD * A);
+        e->dv = engine_take(c, N * (size_t)e->KVD * A);
         }
-        e->dm = take(c, N * I * A);
-        e->dg = take(c, N * I * A);
-        e->du = take(c, N * I * A);
+        if (cfg->qk_norm) {
+            e->dq_raw = engine_take(c, N * (size_t)e->QD * A);
+            e->dk_raw = engine_take(c, N * (size_t)e->KVD * A);
+        }
+        e->dm = engine_take(c, N * I * A);
+        e->dg = engine_take(c, N * I * A);
+        e->du = engine_take(c, N * I * A);
     }
-    e->ids = take(c, N * sizeof(int32_t));
-    e->pos = take(c, N * sizeof(int32_t));
-    e->seg = take(c, N * sizeof(int32_t));
-    e->targets = take(c, N * sizeof(int32_t));
-    e->lse = take(c, N * sizeof(float));
-    e->logprob = take(c, N * sizeof(float));
-    e->fmass = take(c, N * sizeof(float));
-    e->ca = take(c, N * sizeof(float));
-    e->cb = take(c, N * sizeof(float));
-    e->cc = take(c, N * sizeof(float));
-    e->forbidden = take(c, V);
+    e->ids = engine_take(c, N * sizeof(int32_t));
+    e->pos = engine_take(c, N * sizeof(int32_t));
+    e->seg = engine_take(c, N * sizeof(int32_t));
+    e->targets = engine_take(c, N * sizeof(int32_t));
+    e->lse = engine_take(c, N * sizeof(float));
+    e->logprob = engine_take(c, N * sizeof(float));
+    e->fmass = engine_take(c, N * sizeof(float));
+    e->ca = engine_take(c, N * sizeof(float));
+    e->cb = engine_take(c, N * sizeof(float));
+    e->cc = engine_take(c, N * sizeof(float));
+    e->forbidden = engine_take(c, V);
 }
 
 /* ------------------------------------------------------------------ adapter */
@@ -212,27 +224,33 @@ static int plan_adapter(engine *e)
     if (!ad) return DS_OK;
     if (ad->nlayers != e->cfg.num_layers) return ds_fail(DS_EDATA, "adapter has %d layers, the model %d",
                                                          ad->nlayers, e->cfg.num_layers);
-    for (int t = 0; t < LIN_COUNT; t++) {
-        int out, in;
-        llama_linear_shape(&e->cfg, (llama_linear)t, &out, &in);
-        if ((ad->cfg.targets & (1u << t)) && (ad->out[t] != out || ad->in[t] != in))
-            return ds_fail(DS_EDATA, "adapter does not fit the model: %s is [%d, %d] in the adapter, [%d, %d] in the model",
-                           llama_linear_name((llama_linear)t), ad->out[t], ad->in[t], out, in);
-    }
+    if (ad->nslots != e->nslots || ad->model.ds.on != e->cfg.ds.on)
+        return ds_fail(DS_EDATA, "adapter does not fit the model: it was made for %s", ad->model.architecture);
+    for (int l = 0; l < e->cfg.num_layers; l++)
+        for (int t = 0; t < e->nslots; t++) {
+            int out = 0, in = 0, aout, ain;
+            if (e->cfg.ds.on) deepseek_linear(&e->cfg, l, t, NULL, 0, NULL, &out, &in);
+            else llama_linear_shape(&e->cfg, (llama_linear)t, &out, &in);
+            if (lora_slot_A(ad, l, t) && lora_slot_shape(ad, l, t, &aout, &ain) && (aout != out || ain != in)) {
+                char key[192];
+                lora_slot_key(ad, key, sizeof key, l, t, 'A');
+                return ds_fail(DS_EDATA, "adapter does not fit the model: %s is [%d, %d] in the adapter, [%d, %d] in "
+                                         "the model", key, aout, ain, out, in);
+            }
+        }
     e->P = ad->nparams;
-    e->views = ds_calloc((size_t)e->cfg.num_layers * LIN_COUNT, sizeof *e->views, "LoRA views");
+    e->views = ds_calloc((size_t)e->cfg.num_layers * e->nslots, sizeof *e->views, "LoRA views");
     if (!e->views) return DS_ENOMEM;
     float scale = lora_scale(&ad->cfg);
     for (int l = 0; l < e->cfg.num_layers; l++)
-        for (int t = 0; t < LIN_COUNT; t++) {
-            if (ad->offset[l * LIN_COUNT + t] == SIZE_MAX) continue;
-            lora_view *v = &e->views[l * LIN_COUNT + t];
+        for (int t = 0; t < e->nslots; t++) {
+            if (ad->offset[l * e->nslots + t] == SIZE_MAX) continue;
+            lora_view *v = &e->views[l * e->nslots + t];
+            lora_slot_shape(ad, l, t, &v->out, &v->in);
             v->r = ad->cfg.r;
-            v->in = ad->in[t];
-            v->out = ad->out[t];
             v->scale = scale;
             v->dropout = (float)ad->cfg.dropout;
-            v->id = (uint64_t)(l * LIN_COUNT + t);
+            v->id = (uint64_t)(l * e->nslots + t);
         }
     return DS_OK;
 }
@@ -257,7 +275,7 @@ static int upload_adapter(engine *e)
     }
     e->sumsq = e->params + copies * e->P;
     be_upload(be, e->params, ad->data, e->P * sizeof(float));
-    for (int i = 0; i < e->cfg.num_layers * LIN_COUNT; i++) {
+    for (int i = 0; i < e->cfg.num_layers * e->nslots; i++) {
         lora_view *v = &e->views[i];
         if (!v->r) continue;
         size_t off = ad->offset[i];
@@ -289,6 +307,8 @@ static void plan_workspace(engine *e, bool reserve)
             if (need > lora) lora = need;
         }
     }
+    size_t wide = (size_t)(cfg->intermediate_size > cfg->hidden_size ? cfg->intermediate_size : cfg->hidden_size);
+    if (cfg->ds.on) deepseek_workspace(e, &biggest, &lora, &wide);
     if (e->model->quantized) RESERVE( WS_DEQUANT, biggest * A);
     if (lora) RESERVE( WS_LORA, lora);
     /* one logits chunk: 512 MiB on a GPU, 64 MiB on the CPU */
@@ -310,7 +330,6 @@ static void plan_workspace(engine *e, bool reserve)
     RESERVE( WS_MISC, (1u << 20) * sizeof(float));
     if (be->kind == BE_CPU) {
         /* the CPU products' transposed operands: lm_head, or an (N, widest) LoRA operand */
-        size_t wide = (size_t)(cfg->intermediate_size > cfg->hidden_size ? cfg->intermediate_size : cfg->hidden_size);
         size_t gemm = (V * (size_t)cfg->hidden_size > N * wide ? V * (size_t)cfg->hidden_size : N * wide) * sizeof(float);
         RESERVE( WS_GEMM, gemm);
         e->ws_bytes += gemm;
@@ -325,6 +344,9 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
     e->be = be;
     if (o->max_B < 1 || o->max_T < 1) return ds_fail(DS_EINTERNAL, "engine: empty batch shape");
     int D = m->cfg.head_dim;
+    if (m->cfg.ds.on && be->kind != BE_CPU)
+        return ds_fail(DS_EDATA, "%s: %s (multi-head latent attention, mixture of experts) is not yet on the GPU: "
+                                 "use device: cpu", m->dir, m->cfg.architecture);
     if (D / 2 > ROPE_MAX_HALF) return ds_fail(DS_EDATA, "%s: head_dim %d is over %d", m->dir, D, 2 * ROPE_MAX_HALF);
     if (be->kind == BE_CUDA && D != 16 && D != 32 && D != 64 && D != 128)
         return ds_fail(DS_EDATA, "%s: head_dim %d: the CUDA attention kernels take 16, 32, 64 or 128 (use device: cpu)",
@@ -335,13 +357,15 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
     e->Nmax = o->max_B * o->max_T;
     e->QD = e->cfg.num_heads * e->cfg.head_dim;
     e->KVD = e->cfg.num_kv_heads * e->cfg.head_dim;
-    e->rope.half = e->cfg.head_dim / 2;
+    e->rope.half = (e->cfg.ds.on ? e->cfg.ds.qk_rope_dim : e->cfg.head_dim) / 2;
+    e->nslots = e->cfg.ds.on ? deepseek_slots(&e->cfg) : LIN_COUNT;
     model_rope_freqs(&e->cfg, e->rope.inv_freq, &e->rope.scale);
     e->layers = ds_calloc((size_t)e->cfg.num_layers, sizeof *e->layers, "engine layers");
     e->resid = ds_calloc((size_t)e->cfg.num_layers + 1, sizeof *e->resid, "engine layers");
     e->nsets = o->checkpointing ? 1 : e->cfg.num_layers;
     e->sets = ds_calloc((size_t)e->nsets, sizeof *e->sets, "engine layers");
-    return e->layers && e->resid && e->sets ? DS_OK : DS_ENOMEM;
+    if (!e->layers || !e->resid || !e->sets) return DS_ENOMEM;
+    return e->cfg.ds.on ? deepseek_init(e) : DS_OK;
 }
 
 int engine_create(backend *be, const llama_model *m, const engine_opts *o, engine **out)
@@ -406,6 +430,7 @@ void engine_free(engine *e)
     be_free(e->be, e->w_arena);
     be_free(e->be, e->a_arena);
     be_free(e->be, e->act_arena);
+    if (e->cfg.ds.on) deepseek_free(e);
     free(e->layers);
     free(e->resid);
     free(e->sets);

@@ -13,6 +13,7 @@
 #include "core/files.h"
 #include "core/status.h"
 #include "data/dataset/chat_template.h"
+#include "adapters/lora.h"
 #include "data/model_config.h"
 
 #include <math.h>
@@ -55,7 +56,7 @@ static const opt_key ADAPTER_KEYS[] = {
     {"lora_dropout", OPT_FLOAT, R(adapter.lora_dropout), "0.05", 0, 1, NULL, OPT_MAX_OPEN,
      "dropout on the adapter's input, in [0, 1)"},
     {"lora_target_modules", OPT_STRING_LIST, R(adapter.lora_target_modules), "[q_proj, v_proj]", NO_RANGE,
-     LLAMA_LINEAR_NAMES, 0, "linear layers that get adapters; all-linear = all seven"},
+     LORA_TARGET_NAMES, 0, "linear layers that get adapters; all-linear = all seven (Llama families)"},
     {"use_rslora", OPT_BOOL, R(adapter.use_rslora), "false", NO_RANGE, NULL, 0,
      "rank-stabilised scale lora_alpha / sqrt(r)"},
     {"init_from", OPT_STRING, R(adapter.init_from), "null", NO_RANGE, NULL, OPT_NULLABLE,

