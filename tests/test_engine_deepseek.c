@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "data/safetensors.h"
 #include "finetune/run/run.h"
+#include "quant/bnb.h"
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -73,6 +74,12 @@ static int expect_prefix(const char *family, const st_file *got, const st_file *
         if (strncmp(b->name, prefix, strlen(prefix)) || is_input(b->name)) continue;
         const st_tensor *a = st_file_find(got, b->name);
         cr_assert(a, "%s: dump did not write %s", family, b->name);
+        if (b->dtype == ST_I64) {   /* the experts chosen, tokens per expert: exactly */
+            cr_expect(a->dtype == ST_I64 && a->nbytes == b->nbytes && !memcmp(a->data, b->data, a->nbytes),
+                      "%s: %s differs", family, b->name);
+            n++;
+            continue;
+        }
         double e = rel_err(a, b);
         cr_expect(e <= tol, "%s: %s: relative error %.3e > %.1e", family, b->name, e, tol);
         if (e > *worst) *worst = e;
@@ -97,10 +104,66 @@ ParameterizedTest(family *f, engine_deepseek, match_transformers_and_peft, .time
     cr_expect(expect_prefix(f->name, got, ref, "lora.", 1e-5, &wl) == 2, "%s: lora.logits and lora.loss", f->name);
     cr_expect(expect_prefix(f->name, got, ref, "sft.grad.", 1e-4, &ws) > 0, "%s: no SFT gradients", f->name);
     cr_expect(expect_prefix(f->name, got, ref, "dpo.", 1e-4, &wd) > 0, "%s: no DPO tensors", f->name);
-    //MOE
+    cr_expect(expect_prefix(f->name, got, ref, "moe.", 1e-5, &wm) >= 12, "%s: routing of every MoE layer", f->name);
     fprintf(stderr, "%s: worst relative error: base %.2e, lora %.2e, sft.grad %.2e, dpo %.2e, moe %.2e\n", f->name,
             wb, wl, ws, wd, wm);
     st_file_close(got);
     st_file_close(ref);
     free(refpath);
+}
+
+/* The 4-bit twin: each MLA projection and every expert's gate/up/down its own
+ * NF4 tensor (bitsandbytes' layout), the router 16-bit; transformers' logits
+ * and routing on the dequantized weights, fp32. */
+ParameterizedTestParameters(engine_deepseek, four_bit_twin_matches)
+{
+    return cr_make_param_array(family, FAMILIES, sizeof FAMILIES / sizeof FAMILIES[0]);
+}
+
+ParameterizedTest(family *f, engine_deepseek, four_bit_twin_matches, .timeout = 120)
+{
+    char twin[64];
+    snprintf(twin, sizeof twin, "%s-bnb-4bit", f->name);
+    st_file *got = dump(twin, false, ""), *ref;
+    char *input = fixture_path(twin, "reference.safetensors");
+    cr_assert_eq(st_file_open(input, &ref), 0, "%s", ds_errmsg());
+    const st_tensor *a = st_file_find(got, "base.logits"), *b = st_file_find(ref, "logits");
+    cr_assert(a && b, "%s: base.logits / logits missing", twin);
+    double e = rel_err(a, b), worst = 0;
+    cr_expect(e <= 1e-5, "%s: logits relative error %.3e > 1e-5", twin, e);
+    cr_expect(expect_prefix(twin, got, ref, "moe.", 1e-5, &worst) >= 4, "%s: the routing", twin);
+    fprintf(stderr, "%s: logits %.2e, routing weights %.2e\n", twin, e, worst);
+    st_file_close(got), st_file_close(ref);
+    free(input);
+}
+
+/* `ds-ft quantize` of the 16-bit folder writes the twin's tensors byte for byte. */
+ParameterizedTestParameters(engine_deepseek, quantize_writes_the_bitsandbytes_twin)
+{
+    return cr_make_param_array(family, FAMILIES, sizeof FAMILIES / sizeof FAMILIES[0]);
+}
+
+ParameterizedTest(family *f, engine_deepseek, quantize_writes_the_bitsandbytes_twin, .timeout = 120)
+{
+    char twin[64];
+    snprintf(twin, sizeof twin, "%s-bnb-4bit", f->name);
+    char *dir = tu_tmpdir(), *out = ds_path_join(dir, "q"), *model = fixture_path(f->name, "");
+    char *mine_path = ds_path_join(out, "model.safetensors"), *twin_path = fixture_path(twin, "model.safetensors");
+    bnb_quantize_opts o = {.double_quant = true};
+    bnb_quantize_report rep;
+    cr_assert_eq(bnb_quantize_model(model, out, &o, &rep), 0, "%s: %s", f->name, ds_errmsg());
+    st_file *mine, *ref;
+    cr_assert_eq(st_file_open(mine_path, &mine), 0, "%s", ds_errmsg());
+    cr_assert_eq(st_file_open(twin_path, &ref), 0, "%s", ds_errmsg());
+    cr_expect_eq(st_file_count(mine), st_file_count(ref), "%s: %d tensors, the twin %d", f->name, st_file_count(mine),
+                 st_file_count(ref));
+    for (int i = 0; i < st_file_count(ref); i++) {
+        const st_tensor *b = st_file_at(ref, i), *a = st_file_find(mine, b->name);
+        cr_expect(a, "%s: quantize did not write %s", f->name, b->name);
+        if (!a) continue;
+        cr_expect(a->dtype == b->dtype && a->nbytes == b->nbytes && !memcmp(a->data, b->data, a->nbytes),
+                  "%s: %s differs from the twin", f->name, b->name);
+    }
+    st_file_close(mine), st_file_close(ref);
+    free(dir), free(out), free(model), free(mine_path), free(twin_path);
 }

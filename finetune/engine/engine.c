@@ -211,6 +211,7 @@ static void layout_acts(engine *e, carve *c)
     e->cb = engine_take(c, N * sizeof(float));
     e->cc = engine_take(c, N * sizeof(float));
     e->forbidden = engine_take(c, V);
+    if (cfg->ds.on) deepseek_layout_routes(e, c);
 }
 
 /* ------------------------------------------------------------------ adapter */

@@ -117,10 +117,6 @@ void deepseek_layout_acts(engine *e, carve *c, layer_acts *a)
     s->O = engine_take(c, N * H * QK * A);
     s->lse = engine_take(c, N * H * sizeof(float));
     s->o_in = engine_take(c, N * H * d->v_head_dim * A);
-    s->logits = engine_take(c, N * E * sizeof(float));
-    s->scores = engine_take(c, N * E * sizeof(float));
-    s->idx = engine_take(c, R * sizeof(int32_t));
-    s->w = engine_take(c, R * sizeof(float));
     s->start = engine_take(c, (E + 1) * sizeof(int32_t));
     s->row_token = engine_take(c, R * sizeof(int32_t));
     s->row_k = engine_take(c, R * sizeof(int32_t));
@@ -135,6 +131,17 @@ void deepseek_layout_acts(engine *e, carve *c, layer_acts *a)
         s->lora_u[t] = r && rows ? engine_take(c, rows * r * sizeof(float)) : NULL;
     }
     for (int t = DSL_EXPERTS + 3; t < e->nslots; t++) s->lora_u[t] = s->lora_u[DSL_EXPERTS + (t - DSL_EXPERTS) % 3];
+}
+
+void deepseek_layout_routes(engine *e, carve *c)
+{
+    const model_config *cfg = &e->cfg;
+    size_t L = (size_t)cfg->num_layers, N = (size_t)e->Nmax, K = (size_t)cfg->ds.top_k, E = (size_t)cfg->ds.n_routed;
+    e->route_idx = engine_take(c, L * N * K * sizeof(int32_t));
+    e->route_w = engine_take(c, L * N * K * sizeof(float));
+    e->route_logits = engine_take(c, L * N * E * sizeof(float));
+    e->route_scores = engine_take(c, L * N * E * sizeof(float));
+    e->route_dropped = engine_take(c, L * sizeof(long long));
 }
 
 void deepseek_layout_grads(engine *e, carve *c)

@@ -24,9 +24,6 @@ typedef struct deepseek_acts {
     void *O;                    /* (N, H, QK) attention output */
     float *lse;                 /* (N, H) */
     void *o_in;                 /* (N, H*v) o_proj input */
-    float *logits, *scores;     /* (N, E) router */
-    int32_t *idx;               /* (N, K) chosen experts */
-    float *w;                   /* (N, K) their weights */
     int32_t *start;             /* (E + 1) each expert's grouped rows */
     int32_t *row_token, *row_k; /* (N*K) */
     void *xe, *ye;              /* (N*K, C) grouped expert inputs, expert outputs */
@@ -55,6 +52,8 @@ void deepseek_free(engine *e);
 void deepseek_layout_weights(engine *e, carve *c, int l);
 void deepseek_layout_acts(engine *e, carve *c, layer_acts *a);
 void deepseek_layout_grads(engine *e, carve *c);
+/* Every MoE layer's routing of the last forward (e->route_*). */
+void deepseek_layout_routes(engine *e, carve *c);
 /* The largest linear weight (elements) and LoRA workspace of the model. */
 void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *widest);
 

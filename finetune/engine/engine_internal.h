@@ -58,6 +58,10 @@ struct engine {
     lora_view *views;               /* (L * nslots); A == NULL where not adapted */
     struct deepseek_grads *dsg;     /* DeepSeek's backward scratch */
     float moe_aux_alpha;            /* DeepSeek: the balance loss's coefficient in the backward (0 = off) */
+    float moe_capacity;             /* DeepSeek: the expert capacity factor (0 = none) */
+    int32_t *route_idx;             /* (L, N, K) each MoE layer's choice in the last forward (kept: host) */
+    float *route_w, *route_logits, *route_scores;   /* (L, N, K), (L, N, E), (L, N, E) */
+    long long *route_dropped;       /* (L) */
     float *sumsq;                   /* (1) */
 
     /* activations arena */

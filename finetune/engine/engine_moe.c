@@ -7,6 +7,8 @@
  * no gradient; the weights w do, back through the router's scores to h2. */
 #include "engine_deepseek.h"
 
+#include <string.h>
+
 /* The dense MLP or the shared experts: out += down(silu(gate(h)) * up(h)), slots g0..g0+2. */
 static void mlp_forward(engine *e, int l, layer_acts *a, int g0, int width, void *out)
 {
@@ -33,6 +35,29 @@ static float *u_at(float *u, int row, int r) { return u ? u + (size_t)row * r : 
 
 static int slot_r(const engine *e, int l, int s) { return e->views ? e->views[l * e->nslots + s].r : 0; }
 
+/* Layer l's routing in the engine's per-layer record: (N, K) choices and weights, (N, E) logits and scores. */
+typedef struct {
+    int32_t *idx;
+    float *w, *logits, *scores;
+} routing;
+
+static routing routing_of(const engine *e, int l)
+{
+    size_t NK = (size_t)e->Nmax * e->cfg.ds.top_k, NE = (size_t)e->Nmax * e->cfg.ds.n_routed;
+    routing r = {e->route_idx + l * NK, e->route_w + l * NK, e->route_logits + l * NE, e->route_scores + l * NE};
+    return r;
+}
+
+/* ceil(factor * N*K / E), or 0 without a capacity factor. */
+static int capacity(const engine *e)
+{
+    const deepseek_config *d = &e->cfg.ds;
+    if (!(e->moe_capacity > 0)) return 0;
+    double slots = (double)e->N * d->top_k / d->n_routed * e->moe_capacity;
+    int cap = (int)slots;
+    return cap < slots ? cap + 1 : cap;
+}
+
 void moe_mlp_forward(engine *e, int l, layer_acts *a, void *out)
 {
     backend *be = e->be;
@@ -44,12 +69,14 @@ void moe_mlp_forward(engine *e, int l, layer_acts *a, void *out)
         mlp_forward(e, l, a, DSL_GATE, c->intermediate_size, out);
         return;
     }
-    const int N = e->N, C = c->hidden_size, I = d->moe_intermediate, K = d->top_k, R = N * K;
+    const int N = e->N, C = c->hidden_size, I = d->moe_intermediate, K = d->top_k;
     if (d->n_shared) mlp_forward(e, l, a, DSL_SH_GATE, d->n_shared * I, out);
 
     moe_router r = deepseek_router(c);
-    op_moe_route(be, s->logits, s->scores, s->idx, s->w, a->h2, w->router, w->router_bias, N, C, &r);
-    op_moe_group(s->start, s->row_token, s->row_k, s->idx, N, K, d->n_routed);
+    routing rt = routing_of(e, l);
+    op_moe_route(be, rt.logits, rt.scores, rt.idx, rt.w, a->h2, w->router, w->router_bias, N, C, &r);
+    e->route_dropped[l] = op_moe_group(s->start, s->row_token, s->row_k, rt.idx, rt.w, N, K, d->n_routed, capacity(e));
+    const int R = s->start[d->n_routed];   /* the routed rows kept */
     op_moe_gather(be, s->xe, a->h2, s->row_token, R, C);
     for (int x = 0; x < d->n_routed; x++) {
         int r0 = s->start[x], rows = s->start[x + 1] - r0, g0 = DSL_EXPERTS + 3 * x;
@@ -62,7 +89,7 @@ void moe_mlp_forward(engine *e, int l, layer_acts *a, void *out)
         ds_linear_fwd(e, l, g0 + 2, at(e, s->ye, r0, C), at(e, s->me, r0, I), rows, 0.0f,
                       u_at(s->lora_u[g0 + 2], r0, slot_r(e, l, g0 + 2)));
     }
-    op_moe_scatter(be, out, s->ye, s->w, s->row_token, s->row_k, R, K, C);
+    op_moe_scatter(be, out, s->ye, rt.w, s->row_token, s->row_k, R, K, C);
 }
 
 void moe_mlp_backward(engine *e, int l, layer_acts *a)
@@ -77,10 +104,12 @@ void moe_mlp_backward(engine *e, int l, layer_acts *a)
         mlp_backward(e, l, a, DSL_GATE, c->intermediate_size, 0.0f);
         return;
     }
-    const int N = e->N, C = c->hidden_size, I = d->moe_intermediate, K = d->top_k, R = N * K;
+    const int N = e->N, C = c->hidden_size, I = d->moe_intermediate, K = d->top_k, R = s->start[d->n_routed];
+    routing rt = routing_of(e, l);
 
-    /* the routed experts, grouped: dL/d their outputs and dL/d the weights */
-    op_moe_scatter_bwd(be, g->dye, g->dw, e->dres, s->ye, s->w, s->row_token, s->row_k, R, K, C);
+    /* the routed experts, grouped: dL/d their outputs and dL/d the weights (0 for dropped slots) */
+    memset(g->dw, 0, sizeof(float) * (size_t)N * K);
+    op_moe_scatter_bwd(be, g->dye, g->dw, e->dres, s->ye, rt.w, s->row_token, s->row_k, R, K, C);
     for (int x = 0; x < d->n_routed; x++) {
         int r0 = s->start[x], rows = s->start[x + 1] - r0, g0 = DSL_EXPERTS + 3 * x;
         if (!rows) continue;
@@ -97,10 +126,10 @@ void moe_mlp_backward(engine *e, int l, layer_acts *a)
     moe_router r = deepseek_router(c);
     float *dprob = NULL;
     if (e->moe_aux_alpha > 0) {
-        moe_seq_aux_loss(s->scores, s->idx, e->B, e->T, &r, e->moe_aux_alpha, g->dprob);
+        moe_seq_aux_loss(rt.scores, rt.idx, e->B, e->T, &r, e->moe_aux_alpha, g->dprob);
         dprob = g->dprob;
     }
-    op_moe_route_bwd(be, g->dlogits, g->dw, dprob, s->scores, s->idx, N, &r);
+    op_moe_route_bwd(be, g->dlogits, g->dw, dprob, rt.scores, rt.idx, N, &r);
     op_moe_route_dx(be, e->dh, g->dlogits, w->router, N, C, d->n_routed, 0.0f);
     op_moe_gather_bwd(be, e->dh, g->dxe, s->row_token, R, C);
     if (d->n_shared) mlp_backward(e, l, a, DSL_SH_GATE, d->n_shared * I, 1.0f);

@@ -125,19 +125,32 @@ void op_moe_route_bwd(backend *be, float *dlogits, const float *dw, const float 
     (void)be;
 }
 
-void op_moe_group(int32_t *start, int32_t *row_token, int32_t *row_k, const int32_t *idx, int N, int K, int E)
+int op_moe_group(int32_t *start, int32_t *row_token, int32_t *row_k, const int32_t *idx, float *w, int N, int K, int E,
+                 int capacity)
 {
-    memset(start, 0, sizeof *start * (size_t)(E + 1));
-    for (int i = 0; i < N * K; i++) start[idx[i] + 1]++;
-    for (int e = 0; e < E; e++) start[e + 1] += start[e];
-    int32_t fill[1024];
+    int32_t count[1024] = {0}, fill[1024];
+    int dropped = 0;
+    for (int i = 0; i < N * K; i++) {   /* token order: the first `capacity` slots of each expert stay */
+        if (capacity > 0 && count[idx[i]] >= capacity) {
+            w[i] = 0.0f;
+            dropped++;
+            continue;
+        }
+        count[idx[i]]++;
+    }
+    start[0] = 0;
+    for (int e = 0; e < E; e++) start[e + 1] = start[e] + count[e];
     memcpy(fill, start, sizeof *start * (size_t)E);
+    memset(count, 0, sizeof count);
     for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++) {
-            int e = idx[(size_t)n * K + k], r = fill[e]++;
+            int e = idx[(size_t)n * K + k];
+            if (capacity > 0 && count[e]++ >= capacity) continue;
+            int r = fill[e]++;
             row_token[r] = n;
             row_k[r] = k;
         }
+    return dropped;
 }
 
 void op_moe_gather(backend *be, void *xe, const void *x, const int32_t *row_token, int R, int C)

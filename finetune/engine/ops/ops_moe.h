@@ -70,8 +70,11 @@ void op_moe_route_bwd(backend *be, float *dlogits, const float *dw, const float 
 void op_moe_route_dx(backend *be, void *dx, const float *dlogits, const float *W, int N, int C, int E, float beta);
 /* The routed rows grouped by expert: expert e's rows are [start[e],
  * start[e+1]) (start (E+1)), row r is token row_token[r] and its choice
- * row_k[r] (N*K each); tokens ascending within an expert. */
-void op_moe_group(int32_t *start, int32_t *row_token, int32_t *row_k, const int32_t *idx, int N, int K, int E);
+ * row_k[r] (N*K each); tokens ascending within an expert. capacity > 0: an
+ * expert takes at most that many rows, in token order; the slots beyond are
+ * dropped (their weight w set to 0, no row). Returns the number dropped. */
+int op_moe_group(int32_t *start, int32_t *row_token, int32_t *row_k, const int32_t *idx, float *w, int N, int K, int E,
+                 int capacity);
 /* xe (R, C) = x[row_token[r]], R = N*K rows. */
 void op_moe_gather(backend *be, void *xe, const void *x, const int32_t *row_token, int R, int C);
 /* y[row_token[r]] += w[row_token[r] * K + row_k[r]] * ye[r] (y (N, C) act, accumulates). */
