@@ -34,7 +34,7 @@ int lora_targets_parse(char *const *names, int n, unsigned *mask)
     *mask = 0;
     for (int i = 0; i < n; i++) {
         if (!strcmp(names[i], "all-linear")) {
-            *mask |= (1u << LIN_COUNT) - 1;
+            *mask |= (1u << LORA_T_COUNT) - 1;   /* every linear layer the model has (not the router) */
             continue;
         }
         int t = lora_target_bit(names[i]);
@@ -69,15 +69,6 @@ int lora_create(const model_config *model, const lora_config *cfg, const char *b
 {
     *out = NULL;
     if (cfg->r < 1) return ds_fail(DS_ECONFIG, "LoRA rank r must be at least 1");
-    if (model->ds.on && (cfg->targets & ((1u << LIN_K) | (1u << LIN_V))))
-        return ds_fail(DS_ECONFIG, "LoRA targets k_proj/v_proj: %s has none (MLA: kv_a_proj_with_mqa, kv_b_proj)",
-                       model->architecture);
-    if (model->ds.on && cfg->targets == (1u << LIN_COUNT) - 1)
-        return ds_fail(DS_ECONFIG, "LoRA target all-linear is not taken for %s (PEFT's would also adapt the "
-                                   "router): name the modules", model->architecture);
-    if (!model->ds.on && (cfg->targets >> LIN_COUNT))
-        return ds_fail(DS_ECONFIG, "LoRA targets q_a_proj, q_b_proj, kv_a_proj_with_mqa, kv_b_proj are DeepSeek's; "
-                                   "%s has none", model->architecture);
     lora_adapter *a = ds_calloc(1, sizeof *a, "a LoRA adapter");
     if (!a) return DS_ENOMEM;
     a->cfg = *cfg;
@@ -91,21 +82,38 @@ int lora_create(const model_config *model, const lora_config *cfg, const char *b
         return DS_ENOMEM;
     }
     for (int t = 0; t < LIN_COUNT; t++) llama_linear_shape(model, (llama_linear)t, &a->out[t], &a->in[t]);
+    /* As PEFT matches target_modules: a name no module of this family has
+     * (k_proj on DeepSeek, kv_b_proj on Llama: what all-linear lists) adapts
+     * nothing and is left out of the adapter's config; none matching is an error. */
+    unsigned used = 0;
+    for (int l = 0; l < a->nlayers; l++)
+        for (int t = 0; t < a->nslots; t++) {
+            int bit = slot_target(a, l, t), o, i;
+            if (bit >= 0 && lora_slot_shape(a, l, t, &o, &i)) used |= 1u << bit;
+        }
+    if (!(cfg->targets & used)) {
+        char names[200] = "";
+        static const char *const MLA[] = {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"};
+        for (int t = 0; t < LORA_T_COUNT; t++)
+            if (cfg->targets & (1u << t))
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? ", " : "",
+                         t < LIN_COUNT ? llama_linear_name((llama_linear)t) : MLA[t - LIN_COUNT]);
+        lora_free(a);
+        return ds_fail(DS_ECONFIG, "the LoRA target modules (%s) name no linear layer of %s", names,
+                       model->architecture);
+    }
+    a->cfg.targets &= used;
     size_t off = 0;
     for (int l = 0; l < a->nlayers; l++)
         for (int t = 0; t < a->nslots; t++) {
             int bit = slot_target(a, l, t), o, i;
-            if (bit < 0 || !(cfg->targets & (1u << bit)) || !lora_slot_shape(a, l, t, &o, &i)) {
+            if (bit < 0 || !(a->cfg.targets & (1u << bit)) || !lora_slot_shape(a, l, t, &o, &i)) {
                 a->offset[l * a->nslots + t] = SIZE_MAX;
                 continue;
             }
             a->offset[l * a->nslots + t] = off;
             off += (size_t)cfg->r * (o + i);
         }
-    if (!off) {
-        lora_free(a);
-        return ds_fail(DS_ECONFIG, "the LoRA target modules name no linear layer of %s", model->architecture);
-    }
     a->nparams = off;
     a->data = ds_calloc(off, sizeof(float), "the LoRA parameters");
     if (!a->data) {
@@ -236,7 +244,7 @@ int lora_config_parse(const char *path, const char *text, size_t len, lora_confi
     }
     v = json_object_get(root, "target_modules");
     if (json_is_string(v) && !strcmp(json_string_value(v), "all-linear")) {
-        c->targets = (1u << LIN_COUNT) - 1;
+        c->targets = (1u << LORA_T_COUNT) - 1;
     } else if (json_is_array(v)) {
         size_t i;
         json_t *e;

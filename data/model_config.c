@@ -283,6 +283,18 @@ int model_config_load(const char *dir, model_config *c)
 long long model_config_params(const model_config *c)
 {
     long long C = c->hidden_size, V = c->vocab_size, layer = 2 * C;
+    if (c->ds.on) {   /* DeepSeek: every layer's own linears, latent norms and router */
+        long long total = V * C * (c->tie_word_embeddings ? 1 : 2) + C;
+        for (int l = 0; l < c->num_layers; l++) {
+            total += 2 * C + c->ds.q_lora_rank + c->ds.kv_lora_rank;
+            if (deepseek_is_moe(c, l)) total += (long long)c->ds.n_routed * (C + (c->ds.sigmoid ? 1 : 0));
+            for (int s = 0; s < deepseek_slots(c); s++) {
+                int out, in;
+                if (deepseek_linear(c, l, s, NULL, 0, NULL, &out, &in)) total += (long long)out * in;
+            }
+        }
+        return total;
+    }
     for (int t = 0; t < LIN_COUNT; t++) {
         int out, in;
         llama_linear_shape(c, (llama_linear)t, &out, &in);
