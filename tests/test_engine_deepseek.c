@@ -8,6 +8,7 @@
  * and every routed expert) to 1e-4, and the 4-bit twins' logits. */
 #include "testutil.h"
 
+#include "adapters/lora.h"
 #include "core/files.h"
 #include "core/status.h"
 #include "data/safetensors.h"
@@ -24,13 +25,25 @@ typedef struct {
     char name[32];
 } family;
 
-static family FAMILIES[] = {{"tiny-deepseek-v2"}, {"tiny-deepseek-v2-grouped"}, {"tiny-deepseek-v3"}};
+/* tiny-deepseek-v3-halves (rope on halves, every layer MoE, unnormalised sigmoid weights) is the newest:
+ * until scripts/make_fixtures.py has made it on the GPU machine, its cases skip saying so. */
+static family FAMILIES[] = {
+    {"tiny-deepseek-v2"}, {"tiny-deepseek-v2-grouped"}, {"tiny-deepseek-v3"}, {"tiny-deepseek-v3-halves"},
+};
 
 static char *fixture_path(const char *family, const char *rel)
 {
     char buf[512];
     snprintf(buf, sizeof buf, "tests/data/fixtures/%s%s%s", family, *rel ? "/" : "", rel);
     return tu_source_path(buf);
+}
+
+static void skip_unless_made(const char *family)
+{
+    char *dir = fixture_path(family, "");
+    bool made = ds_is_dir(dir);
+    free(dir);
+    if (!made) cr_skip_test("%s: not made yet (scripts/make_fixtures.py on the GPU machine)", family);
 }
 
 static st_file *dump(const char *family, bool adapter, const char *device_rel)
@@ -95,6 +108,7 @@ ParameterizedTestParameters(engine_deepseek, match_transformers_and_peft)
 
 ParameterizedTest(family *f, engine_deepseek, match_transformers_and_peft, .timeout = 240)
 {
+    skip_unless_made(f->name);
     char *refpath = fixture_path(f->name, "reference.safetensors");
     st_file *ref, *got = dump(f->name, true, "");
     cr_assert_eq(st_file_open(refpath, &ref), 0, "%s", ds_errmsg());
@@ -124,6 +138,7 @@ ParameterizedTest(family *f, engine_deepseek, four_bit_twin_matches, .timeout = 
 {
     char twin[64];
     snprintf(twin, sizeof twin, "%s-bnb-4bit", f->name);
+    skip_unless_made(twin);
     st_file *got = dump(twin, false, ""), *ref;
     char *input = fixture_path(twin, "reference.safetensors");
     cr_assert_eq(st_file_open(input, &ref), 0, "%s", ds_errmsg());
@@ -147,6 +162,7 @@ ParameterizedTest(family *f, engine_deepseek, quantize_writes_the_bitsandbytes_t
 {
     char twin[64];
     snprintf(twin, sizeof twin, "%s-bnb-4bit", f->name);
+    skip_unless_made(twin);
     char *dir = tu_tmpdir(), *out = ds_path_join(dir, "q"), *model = fixture_path(f->name, "");
     char *mine_path = ds_path_join(out, "model.safetensors"), *twin_path = fixture_path(twin, "model.safetensors");
     bnb_quantize_opts o = {.double_quant = true};
@@ -166,4 +182,42 @@ ParameterizedTest(family *f, engine_deepseek, quantize_writes_the_bitsandbytes_t
     }
     st_file_close(mine), st_file_close(ref);
     free(dir), free(out), free(model), free(mine_path), free(twin_path);
+}
+
+/* The fixture's PEFT adapter read and written back: the same tensors (names,
+ * shapes, values) and the same target modules, so that PEFT loads what ds-ft
+ * writes as it loaded the fixture's. */
+ParameterizedTestParameters(engine_deepseek, adapter_round_trip)
+{
+    return cr_make_param_array(family, FAMILIES, sizeof FAMILIES / sizeof FAMILIES[0]);
+}
+
+ParameterizedTest(family *f, engine_deepseek, adapter_round_trip)
+{
+    skip_unless_made(f->name);
+    char *model = fixture_path(f->name, ""), *ad_dir = fixture_path(f->name, "adapter"), *tmp = tu_tmpdir();
+    char *out = ds_path_join(tmp, "a"), *mine_path = ds_path_join(out, "adapter_model.safetensors");
+    char *ref_path = ds_path_join(ad_dir, "adapter_model.safetensors");
+    model_config c;
+    lora_adapter *a;
+    cr_assert_eq(model_config_load(model, &c), 0, "%s", ds_errmsg());
+    cr_assert_eq(lora_load_peft(ad_dir, &c, &a), 0, "%s", ds_errmsg());
+    cr_assert_eq(lora_save_peft(a, out), 0, "%s", ds_errmsg());
+    st_file *mine, *ref;
+    cr_assert_eq(st_file_open(mine_path, &mine), 0, "%s", ds_errmsg());
+    cr_assert_eq(st_file_open(ref_path, &ref), 0, "%s", ds_errmsg());
+    cr_expect_eq(st_file_count(mine), st_file_count(ref), "%s: %d tensors, PEFT's %d", f->name, st_file_count(mine),
+                 st_file_count(ref));
+    for (int i = 0; i < st_file_count(ref); i++) {
+        const st_tensor *b = st_file_at(ref, i), *x = st_file_find(mine, b->name);
+        cr_expect(x && x->dtype == ST_F32 && b->dtype == ST_F32 && x->nbytes == b->nbytes &&
+                      !memcmp(x->data, b->data, x->nbytes), "%s: %s differs", f->name, b->name);
+    }
+    lora_adapter *back;
+    cr_expect_eq(lora_load_peft(out, &c, &back), 0, "%s", ds_errmsg());
+    if (back) cr_expect_eq(back->cfg.targets, a->cfg.targets, "target modules changed in the round trip");
+    lora_free(back);
+    lora_free(a);
+    st_file_close(mine), st_file_close(ref);
+    free(model), free(ad_dir), free(tmp), free(out), free(mine_path), free(ref_path);
 }
