@@ -141,6 +141,26 @@ void engine_layout_linear(engine *e, carve *c, frozen_linear *dst, const model_l
 
 /* ------------------------------------------------------------ activations */
 
+/* One set's Llama attention intermediates (DeepSeek's MLA: deepseek_layout_acts). */
+static void layout_attention(engine *e, carve *c, layer_acts *a)
+{
+    const model_config *cfg = &e->cfg;
+    size_t N = (size_t)e->Nmax, A = e->be->act_size;
+    a->q = engine_take(c, N * (size_t)e->QD * A);
+    a->k = engine_take(c, N * (size_t)e->KVD * A);
+    if (cfg->qk_norm) {
+        a->q_raw = engine_take(c, N * (size_t)e->QD * A);
+        a->k_raw = engine_take(c, N * (size_t)e->KVD * A);
+        a->rstd_q = engine_take(c, N * (size_t)cfg->num_heads * sizeof(float));
+        a->rstd_k = engine_take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
+    }
+    a->v = engine_take(c, N * (size_t)e->KVD * A);
+    a->att = engine_take(c, N * (size_t)e->QD * A);
+    a->lse = engine_take(c, N * (size_t)cfg->num_heads * sizeof(float));
+    for (int t = 0; t < LIN_COUNT; t++)
+        a->lora_u[t] = e->views && e->views[t].r ? engine_take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
+}
+
 static void layout_acts(engine *e, carve *c)
 {
     const model_config *cfg = &e->cfg;
@@ -151,32 +171,16 @@ static void layout_acts(engine *e, carve *c)
     for (size_t l = 0; l <= L; l++) e->resid[l] = engine_take(c, N * C * A);
     for (int s = 0; s < e->nsets; s++) {
         layer_acts *a = &e->sets[s];
-        if (cfg->ds.on) deepseek_layout_acts(e, c, a);
         a->h1 = engine_take(c, N * C * A);
         a->rstd1 = engine_take(c, N * sizeof(float));
-        if (!cfg->ds.on) {   /* Llama attention */
-        a->q = engine_take(c, N * (size_t)e->QD * A);
-        a->k = engine_take(c, N * (size_t)e->KVD * A);
-        }
-        if (cfg->qk_norm) {
-            a->q_raw = engine_take(c, N * (size_t)e->QD * A);
-            a->k_raw = engine_take(c, N * (size_t)e->KVD * A);
-            a->rstd_q = engine_take(c, N * (size_t)cfg->num_heads * sizeof(float));
-            a->rstd_k = engine_take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
-        }
-        if (!cfg->ds.on) {
-        a->v = engine_take(c, N * (size_t)e->KVD * A);
-        a->att = engine_take(c, N * (size_t)e->QD * A);
-        a->lse = engine_take(c, N * (size_t)cfg->num_heads * sizeof(float));
-        }
+        if (cfg->ds.on) deepseek_layout_acts(e, c, a);
+        else layout_attention(e, c, a);
         a->x_mid = engine_take(c, N * C * A);
         a->h2 = engine_take(c, N * C * A);
         a->rstd2 = engine_take(c, N * sizeof(float));
         a->g = engine_take(c, N * I * A);
         a->u = engine_take(c, N * I * A);
         a->m = engine_take(c, N * I * A);
-        for (int t = 0; t < LIN_COUNT && !cfg->ds.on; t++)
-            a->lora_u[t] = e->views && e->views[t].r ? engine_take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
     }
     e->xf = engine_take(c, N * C * A);
     e->rstdf = engine_take(c, N * sizeof(float));
@@ -187,10 +191,10 @@ static void layout_acts(engine *e, carve *c)
         if (cfg->ds.on) {
             deepseek_layout_grads(e, c);
         } else {
-        e->datt = engine_take(c, N * (size_t)e->QD * A);
-        e->dq = engine_take(c, N * (size_t)e->QD * A);
-        e->dk = engine_take(c, N * (size_t)e->KVD * A);
-        e->dv = engine_take(c, N * (size_t)e->KVD * A);
+            e->datt = engine_take(c, N * (size_t)e->QD * A);
+            e->dq = engine_take(c, N * (size_t)e->QD * A);
+            e->dk = engine_take(c, N * (size_t)e->KVD * A);
+            e->dv = engine_take(c, N * (size_t)e->KVD * A);
         }
         if (cfg->qk_norm) {
             e->dq_raw = engine_take(c, N * (size_t)e->QD * A);

@@ -109,7 +109,7 @@ typedef struct {
     double mean_load;           /* routed slots per expert and layer: N*K / E */
     int max_load;               /* the most slots an expert got in a layer */
     long long dropped;          /* slots dropped by the capacity factor */
-    long long tokens_per_expert[64];   /* summed over MoE layers; experts beyond 64 folded into the last */
+    int64_t tokens_per_expert[1024];   /* (experts) summed over the MoE layers */
 } engine_moe_stats;
 /* The router statistics of the last forward: of MoE layer `layer`, or of all (-1). */
 int engine_read_moe_stats(engine *e, int layer, engine_moe_stats *out);

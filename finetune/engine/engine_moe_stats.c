@@ -61,7 +61,7 @@ int engine_read_moe_stats(engine *e, int layer, engine_moe_stats *out)
         for (int i = 0; i < e->N * d->top_k; i++)
             if (w[i] != 0.0f || !(e->moe_capacity > 0)) count[idx[i]]++;   /* dropped slots carry weight 0 */
         for (int x = 0; x < d->n_routed; x++) {
-            out->tokens_per_expert[x < 64 ? x : 63] += count[x];
+            out->tokens_per_expert[x] += count[x];
             if (count[x] > out->max_load) out->max_load = count[x];
         }
         out->aux_loss += moe_seq_aux_loss(e->route_scores + l * NE, idx, e->B, e->T, &r, 0.0f, NULL);

@@ -84,10 +84,8 @@ static int dump_routing(engine *e, const batch *b, const model_config *c, st_wri
         if (!rc) rc = add_f32(w, name, 3, se, z);
         engine_moe_stats st;
         if (!rc) rc = engine_read_moe_stats(e, l, &st);
-        int64_t count[64];
-        for (int x = 0; x < E && x < 64; x++) count[x] = st.tokens_per_expert[x];
         snprintf(name, sizeof name, "%stokens_per_expert.%d", prefix, l);
-        if (!rc && E <= 64) rc = st_writer_add_copy(w, name, ST_I64, 1, &ne, count);
+        if (!rc) rc = st_writer_add_copy(w, name, ST_I64, 1, &ne, st.tokens_per_expert);
         float aux = (float)st.aux_loss;
         snprintf(name, sizeof name, "%sseq_aux_loss.%d", prefix, l);
         if (!rc) rc = add_f32(w, name, 1, &one, &aux);

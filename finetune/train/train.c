@@ -125,7 +125,7 @@ static int add_moe_stats(trainer *x, step_result *res)
     m->mean_load = (m->mean_load * n + st.mean_load) / (n + 1);
     if (st.max_load > m->max_load) m->max_load = st.max_load;
     m->dropped += st.dropped;
-    for (int e = 0; e < 64; e++) m->tokens_per_expert[e] += st.tokens_per_expert[e];
+    for (int e = 0; e < st.experts; e++) m->tokens_per_expert[e] += st.tokens_per_expert[e];
     return DS_OK;
 }
 
@@ -247,7 +247,7 @@ static void report_step(trainer *x, const step_result *s, const log_window *w, d
     const engine_moe_stats *moe = &s->moe;
     if (moe->moe_layers) {   /* the last step's router statistics, summed over its MoE layers */
         json_t *tpe = json_array();
-        for (int e = 0; e < moe->experts && e < 64; e++) json_array_append_new(tpe, json_integer(moe->tokens_per_expert[e]));
+        for (int e = 0; e < moe->experts; e++) json_array_append_new(tpe, json_integer(moe->tokens_per_expert[e]));
         json_object_set_new(row, "moe_tokens_per_expert", tpe);
         json_object_set_new(row, "moe_max_load", json_integer(moe->max_load));
         json_object_set_new(row, "moe_mean_load", json_real(moe->mean_load));
