@@ -56,7 +56,7 @@ static const opt_key ADAPTER_KEYS[] = {
     {"lora_dropout", OPT_FLOAT, R(adapter.lora_dropout), "0.05", 0, 1, NULL, OPT_MAX_OPEN,
      "dropout on the adapter's input, in [0, 1)"},
     {"lora_target_modules", OPT_STRING_LIST, R(adapter.lora_target_modules), "[q_proj, v_proj]", NO_RANGE,
-     LORA_TARGET_NAMES, 0, "linear layers that get adapters; all-linear = all seven (Llama families)"},
+     LORA_TARGET_NAMES, 0, "linear layers that get adapters (each model adapts the names it has); all-linear = every one"},
     {"use_rslora", OPT_BOOL, R(adapter.use_rslora), "false", NO_RANGE, NULL, 0,
      "rank-stabilised scale lora_alpha / sqrt(r)"},
     {"init_from", OPT_STRING, R(adapter.init_from), "null", NO_RANGE, NULL, OPT_NULLABLE,
