@@ -145,3 +145,35 @@ Test(model_config_deepseek, missing_mla_key)
     cr_expect_eq(model_config_parse(text, strlen(text), "config.json", &c), DS_EDATA);
     cr_expect(strstr(ds_errmsg(), "kv_lora_rank") != NULL, "%s", ds_errmsg());
 }
+
+/* DeepSeek-V2-Lite's config.json (its numbers): MLA with q_proj, 64 experts top-6 + 2 shared, yarn factor 40. */
+Test(model_config_deepseek, v2_lite_shapes)
+{
+    const char *text =
+        "{\"architectures\": [\"DeepseekV2ForCausalLM\"], \"model_type\": \"deepseek_v2\", \"hidden_size\": 2048, "
+        "\"intermediate_size\": 10944, \"num_hidden_layers\": 27, \"num_attention_heads\": 16, "
+        "\"num_key_value_heads\": 16, \"vocab_size\": 102400, \"rms_norm_eps\": 1e-6, \"rope_theta\": 10000.0, "
+        "\"max_position_embeddings\": 163840, \"tie_word_embeddings\": false, \"q_lora_rank\": null, "
+        "\"kv_lora_rank\": 512, \"qk_nope_head_dim\": 128, \"qk_rope_head_dim\": 64, \"v_head_dim\": 128, "
+        "\"n_routed_experts\": 64, \"num_experts_per_tok\": 6, \"n_shared_experts\": 2, \"moe_intermediate_size\": "
+        "1408, \"first_k_dense_replace\": 1, \"moe_layer_freq\": 1, \"norm_topk_prob\": false, \"routed_scaling_factor\": "
+        "1.0, \"topk_method\": \"greedy\", \"n_group\": 1, \"topk_group\": 1, \"scoring_func\": \"softmax\", "
+        "\"aux_loss_alpha\": 0.001, \"seq_aux\": true, \"ep_size\": 1, \"rope_scaling\": {\"type\": \"yarn\", "
+        "\"factor\": 40, \"beta_fast\": 32, \"beta_slow\": 1, \"mscale\": 0.707, \"mscale_all_dim\": 0.707, "
+        "\"original_max_position_embeddings\": 4096}}";
+    model_config c;
+    cr_assert_eq(model_config_parse(text, strlen(text), "config.json", &c), DS_OK, "%s", ds_errmsg());
+    cr_expect_eq(c.head_dim, 192);
+    double m = 0.1 * 0.707 * log(40.0) + 1.0;
+    cr_expect(fabs(c.ds.softmax_scale - pow(192.0, -0.5) * m * m) < 1e-7, "%.9f", c.ds.softmax_scale);
+    int out, in;
+    cr_expect(deepseek_linear(&c, 1, DSL_KVB, NULL, 0, NULL, &out, &in) && out == 16 * 256 && in == 512);
+    cr_expect(deepseek_linear(&c, 1, DSL_SH_DOWN, NULL, 0, NULL, &out, &in) && out == 2048 && in == 2816);
+    cr_expect(!deepseek_linear(&c, 0, DSL_SH_DOWN, NULL, 0, NULL, &out, &in), "layer 0 is dense");
+    char path[96];
+    cr_expect(deepseek_linear(&c, 5, DSL_EXPERTS + 3 * 63 + 1, path, sizeof path, NULL, &out, &in));
+    cr_expect_str_eq(path, "mlp.experts.63.up_proj");
+    /* 15.7B parameters (Hugging Face's count for DeepSeek-V2-Lite: 15,706,484,224) */
+    long long p = model_config_params(&c);
+    cr_expect(p == 15706484224LL, "%lld parameters", p);
+}
