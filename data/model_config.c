@@ -283,15 +283,19 @@ int model_config_load(const char *dir, model_config *c)
 long long model_config_params(const model_config *c)
 {
     long long C = c->hidden_size, V = c->vocab_size, layer = 2 * C;
-    if (c->ds.on) {   /* DeepSeek: every layer's own linears, latent norms and router */
+    if (c->ds.on) {   /* DeepSeek: a dense layer's and a MoE layer's linears, latent norms and router */
         long long total = V * C * (c->tie_word_embeddings ? 1 : 2) + C;
-        for (int l = 0; l < c->num_layers; l++) {
-            total += 2 * C + c->ds.q_lora_rank + c->ds.kv_lora_rank;
-            if (deepseek_is_moe(c, l)) total += (long long)c->ds.n_routed * (C + (c->ds.sigmoid ? 1 : 0));
+        int dense = c->ds.first_k_dense < c->num_layers ? c->ds.first_k_dense : c->num_layers;
+        for (int kind = 0; kind < 2; kind++) {
+            int l = kind ? c->num_layers : -1;   /* a layer of each kind: -1 is dense, num_layers MoE */
+            long long per = 2 * C + c->ds.q_lora_rank + c->ds.kv_lora_rank;
+            if (kind && !deepseek_is_moe(c, l)) continue;
+            if (kind) per += (long long)c->ds.n_routed * (C + (c->ds.sigmoid ? 1 : 0));
             for (int s = 0; s < deepseek_slots(c); s++) {
                 int out, in;
-                if (deepseek_linear(c, l, s, NULL, 0, NULL, &out, &in)) total += (long long)out * in;
+                if (deepseek_linear(c, l, s, NULL, 0, NULL, &out, &in)) per += (long long)out * in;
             }
+            total += per * (kind ? c->num_layers - dense : dense);
         }
         return total;
     }
