@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void *engine_take(carve *c, size_t bytes)
+static void *take(carve *c, size_t bytes)
 {
     c->off = (c->off + 255) & ~(size_t)255;
     void *p = c->base ? c->base + c->off : NULL;
@@ -27,7 +27,7 @@ layer_acts *engine_acts(engine *e, int layer) { return &e->sets[e->nsets == 1 ? 
 /* ------------------------------------------------------------------ weights */
 
 /* A 16/32-bit tensor from the file into act values on the backend, in chunks. */
-void engine_upload_tensor(backend *be, void *dst, const st_tensor *t)
+static void upload_tensor(backend *be, void *dst, const st_tensor *t)
 {
     const size_t chunk = 1 << 20;
     float *tmp = malloc(sizeof(float) * chunk);
@@ -41,6 +41,10 @@ void engine_upload_tensor(backend *be, void *dst, const st_tensor *t)
     }
     free(tmp);
 }
+
+/* The two above for the DeepSeek layer's memory (engine_deepseek.c). */
+void *engine_take(carve *c, size_t bytes) { return take(c, bytes); }
+void engine_upload_tensor(backend *be, void *dst, const st_tensor *t) { upload_tensor(be, dst, t); }
 
 /* Bytes of an NF4 weight's packed codes and of its absmax values. */
 static void nf4_bytes(const nf4_view *q, size_t *packed, size_t *absmax)
@@ -56,31 +60,31 @@ static void layout_weights(engine *e, carve *c)
     const model_config *cfg = &e->cfg;
     backend *be = e->be;
     size_t VC = (size_t)cfg->vocab_size * cfg->hidden_size;
-    e->embed = engine_take(c, VC * be->act_size);
-    if (c->base) engine_upload_tensor(be, e->embed, m->embed);
+    e->embed = take(c, VC * be->act_size);
+    if (c->base) upload_tensor(be, e->embed, m->embed);
     if (m->lm_head == m->embed) {
         e->lm_head = e->embed;
     } else {
-        e->lm_head = engine_take(c, VC * be->act_size);
-        if (c->base) engine_upload_tensor(be, e->lm_head, m->lm_head);
+        e->lm_head = take(c, VC * be->act_size);
+        if (c->base) upload_tensor(be, e->lm_head, m->lm_head);
     }
-    e->final_norm = engine_take(c, (size_t)cfg->hidden_size * be->act_size);
-    if (c->base) engine_upload_tensor(be, e->final_norm, m->final_norm);
+    e->final_norm = take(c, (size_t)cfg->hidden_size * be->act_size);
+    if (c->base) upload_tensor(be, e->final_norm, m->final_norm);
     for (int l = 0; l < cfg->num_layers; l++) {
         const model_layer *ml = &m->layers[l];
         layer_weights *lw = &e->layers[l];
-        lw->attn_norm = engine_take(c, (size_t)cfg->hidden_size * be->act_size);
-        lw->mlp_norm = engine_take(c, (size_t)cfg->hidden_size * be->act_size);
+        lw->attn_norm = take(c, (size_t)cfg->hidden_size * be->act_size);
+        lw->mlp_norm = take(c, (size_t)cfg->hidden_size * be->act_size);
         if (c->base) {
-            engine_upload_tensor(be, lw->attn_norm, ml->attn_norm);
-            engine_upload_tensor(be, lw->mlp_norm, ml->mlp_norm);
+            upload_tensor(be, lw->attn_norm, ml->attn_norm);
+            upload_tensor(be, lw->mlp_norm, ml->mlp_norm);
         }
         if (cfg->qk_norm) {
-            lw->q_norm = engine_take(c, (size_t)cfg->head_dim * be->act_size);
-            lw->k_norm = engine_take(c, (size_t)cfg->head_dim * be->act_size);
+            lw->q_norm = take(c, (size_t)cfg->head_dim * be->act_size);
+            lw->k_norm = take(c, (size_t)cfg->head_dim * be->act_size);
             if (c->base) {
-                engine_upload_tensor(be, lw->q_norm, ml->q_norm);
-                engine_upload_tensor(be, lw->k_norm, ml->k_norm);
+                upload_tensor(be, lw->q_norm, ml->q_norm);
+                upload_tensor(be, lw->k_norm, ml->k_norm);
             }
         }
         lw->attn = (attn_shape){.H = cfg->num_heads, .Hkv = cfg->num_kv_heads, .D = cfg->head_dim,
@@ -90,8 +94,8 @@ static void layout_weights(engine *e, carve *c)
             frozen_linear *dst = &lw->lin[t];
             dst->bias = NULL;
             if (ml->bias[t]) {
-                dst->bias = engine_take(c, (size_t)src->out * be->act_size);
-                if (c->base) engine_upload_tensor(be, (void *)dst->bias, ml->bias[t]);
+                dst->bias = take(c, (size_t)src->out * be->act_size);
+                if (c->base) upload_tensor(be, (void *)dst->bias, ml->bias[t]);
             }
             engine_layout_linear(e, c, dst, src);
         }
@@ -105,8 +109,8 @@ void engine_layout_linear(engine *e, carve *c, frozen_linear *dst, const model_l
     dst->out = src->out;
     dst->in = src->in;
     if (!src->q_owner) {
-        dst->dense = engine_take(c, (size_t)src->out * src->in * be->act_size);
-        if (c->base) engine_upload_tensor(be, (void *)dst->dense, src->dense);
+        dst->dense = take(c, (size_t)src->out * src->in * be->act_size);
+        if (c->base) upload_tensor(be, (void *)dst->dense, src->dense);
         return;
     }
     /* NF4: the same view with backend copies of its arrays. */
@@ -115,16 +119,16 @@ void engine_layout_linear(engine *e, carve *c, frozen_linear *dst, const model_l
     nf4_bytes(q, &packed, &absmax);
     nf4_view v = *q;
     dst->dense = NULL;
-    v.packed = engine_take(c, packed);
+    v.packed = take(c, packed);
     if (q->double_quant) {
-        v.absmax_q = engine_take(c, absmax);
-        v.absmax2 = engine_take(c, (size_t)q->nblocks2 * sizeof(float));
-        v.nested_map = engine_take(c, 256 * sizeof(float));
+        v.absmax_q = take(c, absmax);
+        v.absmax2 = take(c, (size_t)q->nblocks2 * sizeof(float));
+        v.nested_map = take(c, 256 * sizeof(float));
         v.absmax = NULL;
     } else {
-        v.absmax = engine_take(c, absmax);
+        v.absmax = take(c, absmax);
     }
-    v.code = engine_take(c, 16 * sizeof(float));
+    v.code = take(c, 16 * sizeof(float));
     if (c->base) {
         be_upload(be, (void *)v.packed, q->packed, packed);
         if (q->double_quant) {
@@ -146,19 +150,19 @@ static void layout_attention(engine *e, carve *c, layer_acts *a)
 {
     const model_config *cfg = &e->cfg;
     size_t N = (size_t)e->Nmax, A = e->be->act_size;
-    a->q = engine_take(c, N * (size_t)e->QD * A);
-    a->k = engine_take(c, N * (size_t)e->KVD * A);
+    a->q = take(c, N * (size_t)e->QD * A);
+    a->k = take(c, N * (size_t)e->KVD * A);
     if (cfg->qk_norm) {
-        a->q_raw = engine_take(c, N * (size_t)e->QD * A);
-        a->k_raw = engine_take(c, N * (size_t)e->KVD * A);
-        a->rstd_q = engine_take(c, N * (size_t)cfg->num_heads * sizeof(float));
-        a->rstd_k = engine_take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
+        a->q_raw = take(c, N * (size_t)e->QD * A);
+        a->k_raw = take(c, N * (size_t)e->KVD * A);
+        a->rstd_q = take(c, N * (size_t)cfg->num_heads * sizeof(float));
+        a->rstd_k = take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
     }
-    a->v = engine_take(c, N * (size_t)e->KVD * A);
-    a->att = engine_take(c, N * (size_t)e->QD * A);
-    a->lse = engine_take(c, N * (size_t)cfg->num_heads * sizeof(float));
+    a->v = take(c, N * (size_t)e->KVD * A);
+    a->att = take(c, N * (size_t)e->QD * A);
+    a->lse = take(c, N * (size_t)cfg->num_heads * sizeof(float));
     for (int t = 0; t < LIN_COUNT; t++)
-        a->lora_u[t] = e->views && e->views[t].r ? engine_take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
+        a->lora_u[t] = e->views && e->views[t].r ? take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
 }
 
 static void layout_acts(engine *e, carve *c)
@@ -168,53 +172,53 @@ static void layout_acts(engine *e, carve *c)
     size_t A = e->be->act_size, L = (size_t)cfg->num_layers, V = (size_t)cfg->vocab_size;
     if (cfg->ds.on && (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate > I)   /* g, u, m: the shared experts' too */
         I = (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate;
-    for (size_t l = 0; l <= L; l++) e->resid[l] = engine_take(c, N * C * A);
+    for (size_t l = 0; l <= L; l++) e->resid[l] = take(c, N * C * A);
     for (int s = 0; s < e->nsets; s++) {
         layer_acts *a = &e->sets[s];
-        a->h1 = engine_take(c, N * C * A);
-        a->rstd1 = engine_take(c, N * sizeof(float));
+        a->h1 = take(c, N * C * A);
+        a->rstd1 = take(c, N * sizeof(float));
         if (cfg->ds.on) deepseek_layout_acts(e, c, a);
         else layout_attention(e, c, a);
-        a->x_mid = engine_take(c, N * C * A);
-        a->h2 = engine_take(c, N * C * A);
-        a->rstd2 = engine_take(c, N * sizeof(float));
-        a->g = engine_take(c, N * I * A);
-        a->u = engine_take(c, N * I * A);
-        a->m = engine_take(c, N * I * A);
+        a->x_mid = take(c, N * C * A);
+        a->h2 = take(c, N * C * A);
+        a->rstd2 = take(c, N * sizeof(float));
+        a->g = take(c, N * I * A);
+        a->u = take(c, N * I * A);
+        a->m = take(c, N * I * A);
     }
-    e->xf = engine_take(c, N * C * A);
-    e->rstdf = engine_take(c, N * sizeof(float));
+    e->xf = take(c, N * C * A);
+    e->rstdf = take(c, N * sizeof(float));
     if (e->opts.training) {
-        e->dres = engine_take(c, N * C * A);
-        e->dxf = engine_take(c, N * C * A);
-        e->dh = engine_take(c, N * C * A);
+        e->dres = take(c, N * C * A);
+        e->dxf = take(c, N * C * A);
+        e->dh = take(c, N * C * A);
         if (cfg->ds.on) {
             deepseek_layout_grads(e, c);
         } else {
-            e->datt = engine_take(c, N * (size_t)e->QD * A);
-            e->dq = engine_take(c, N * (size_t)e->QD * A);
-            e->dk = engine_take(c, N * (size_t)e->KVD * A);
-            e->dv = engine_take(c, N * (size_t)e->KVD * A);
+            e->datt = take(c, N * (size_t)e->QD * A);
+            e->dq = take(c, N * (size_t)e->QD * A);
+            e->dk = take(c, N * (size_t)e->KVD * A);
+            e->dv = take(c, N * (size_t)e->KVD * A);
         }
         if (cfg->qk_norm) {
-            e->dq_raw = engine_take(c, N * (size_t)e->QD * A);
-            e->dk_raw = engine_take(c, N * (size_t)e->KVD * A);
+            e->dq_raw = take(c, N * (size_t)e->QD * A);
+            e->dk_raw = take(c, N * (size_t)e->KVD * A);
         }
-        e->dm = engine_take(c, N * I * A);
-        e->dg = engine_take(c, N * I * A);
-        e->du = engine_take(c, N * I * A);
+        e->dm = take(c, N * I * A);
+        e->dg = take(c, N * I * A);
+        e->du = take(c, N * I * A);
     }
-    e->ids = engine_take(c, N * sizeof(int32_t));
-    e->pos = engine_take(c, N * sizeof(int32_t));
-    e->seg = engine_take(c, N * sizeof(int32_t));
-    e->targets = engine_take(c, N * sizeof(int32_t));
-    e->lse = engine_take(c, N * sizeof(float));
-    e->logprob = engine_take(c, N * sizeof(float));
-    e->fmass = engine_take(c, N * sizeof(float));
-    e->ca = engine_take(c, N * sizeof(float));
-    e->cb = engine_take(c, N * sizeof(float));
-    e->cc = engine_take(c, N * sizeof(float));
-    e->forbidden = engine_take(c, V);
+    e->ids = take(c, N * sizeof(int32_t));
+    e->pos = take(c, N * sizeof(int32_t));
+    e->seg = take(c, N * sizeof(int32_t));
+    e->targets = take(c, N * sizeof(int32_t));
+    e->lse = take(c, N * sizeof(float));
+    e->logprob = take(c, N * sizeof(float));
+    e->fmass = take(c, N * sizeof(float));
+    e->ca = take(c, N * sizeof(float));
+    e->cb = take(c, N * sizeof(float));
+    e->cc = take(c, N * sizeof(float));
+    e->forbidden = take(c, V);
     if (cfg->ds.on) deepseek_layout_routes(e, c);
 }
 
