@@ -170,7 +170,7 @@ void op_moe_scatter(backend *be, void *y, const void *ye, const float *w, const 
         float *dst = Y + (size_t)row_token[r] * C;
         for (int c = 0; c < C; c++) dst[c] += wr * src[c];
     }
-    (void)be;
+    for (int r = 0; r < R; r++) be_round_act(be, Y + (size_t)row_token[r] * C, (size_t)C);   /* bf16 storage mode */
 }
 
 void op_moe_scatter_bwd(backend *be, void *dye, float *dw, const void *dy, const void *ye, const float *w,
@@ -196,7 +196,7 @@ void op_moe_gather_bwd(backend *be, void *dx, const void *dxe, const int32_t *ro
         float *dst = (float *)dx + (size_t)row_token[r] * C;
         for (int c = 0; c < C; c++) dst[c] += src[c];
     }
-    (void)be;
+    for (int r = 0; r < R; r++) be_round_act(be, (float *)dx + (size_t)row_token[r] * C, (size_t)C);
 }
 
 float moe_seq_aux_loss(const float *scores, const int32_t *idx, int B, int T, const moe_router *r, float alpha,
