@@ -20,22 +20,49 @@ float lora_scale(const lora_config *c)
     return (float)(c->use_rslora ? c->alpha / sqrt((double)c->r) : c->alpha / c->r);
 }
 
+int lora_target_bit(const char *name)
+{
+    static const char *const MLA[] = {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"};
+    int t = llama_linear_parse(name);
+    for (int i = 0; t < 0 && i < 4; i++)
+        if (!strcmp(name, MLA[i])) t = LORA_T_Q_A + i;
+    return t;
+}
+
 int lora_targets_parse(char *const *names, int n, unsigned *mask)
 {
     *mask = 0;
     for (int i = 0; i < n; i++) {
         if (!strcmp(names[i], "all-linear")) {
-            *mask |= (1u << LIN_COUNT) - 1;
+            *mask |= (1u << LORA_T_COUNT) - 1;   /* every linear layer the model has (not the router) */
             continue;
         }
-        int t = llama_linear_parse(names[i]);
+        int t = lora_target_bit(names[i]);
         if (t < 0)
             return ds_fail(DS_ECONFIG, "unknown LoRA target module '%s' (q_proj, k_proj, v_proj, o_proj, gate_proj, "
-                                       "up_proj, down_proj or all-linear)", names[i]);
+                                       "up_proj, down_proj, all-linear, or DeepSeek's q_a_proj, q_b_proj, "
+                                       "kv_a_proj_with_mqa, kv_b_proj)", names[i]);
         *mask |= 1u << t;
     }
     if (!*mask) return ds_fail(DS_ECONFIG, "no LoRA target modules");
     return DS_OK;
+}
+
+/* The target bit of module (layer, slot), or -1 where the layer has none. */
+static int slot_target(const lora_adapter *a, int layer, int slot)
+{
+    if (!a->model.ds.on) return slot;
+    const char *name;
+    if (!deepseek_linear(&a->model, layer, slot, NULL, 0, &name, NULL, NULL)) return -1;
+    return lora_target_bit(name);
+}
+
+bool lora_slot_shape(const lora_adapter *a, int layer, int slot, int *out, int *in)
+{
+    if (a->model.ds.on) return deepseek_linear(&a->model, layer, slot, NULL, 0, NULL, out, in);
+    *out = a->out[slot];
+    *in = a->in[slot];
+    return true;
 }
 
 int lora_create(const model_config *model, const lora_config *cfg, const char *base_model, lora_adapter **out)
@@ -45,23 +72,47 @@ int lora_create(const model_config *model, const lora_config *cfg, const char *b
     lora_adapter *a = ds_calloc(1, sizeof *a, "a LoRA adapter");
     if (!a) return DS_ENOMEM;
     a->cfg = *cfg;
+    a->model = *model;
     a->nlayers = model->num_layers;
+    a->nslots = model->ds.on ? deepseek_slots(model) : LIN_COUNT;
     a->base_model = ds_strdup(base_model ? base_model : "");
-    a->offset = ds_calloc((size_t)a->nlayers * LIN_COUNT, sizeof *a->offset, "a LoRA adapter");
+    a->offset = ds_calloc((size_t)a->nlayers * a->nslots, sizeof *a->offset, "a LoRA adapter");
     if (!a->base_model || !a->offset) {
         lora_free(a);
         return DS_ENOMEM;
     }
     for (int t = 0; t < LIN_COUNT; t++) llama_linear_shape(model, (llama_linear)t, &a->out[t], &a->in[t]);
+    /* As PEFT matches target_modules: a name no module of this family has
+     * (k_proj on DeepSeek, kv_b_proj on Llama: what all-linear lists) adapts
+     * nothing and is left out of the adapter's config; none matching is an error. */
+    unsigned used = 0;
+    for (int l = 0; l < a->nlayers; l++)
+        for (int t = 0; t < a->nslots; t++) {
+            int bit = slot_target(a, l, t), o, i;
+            if (bit >= 0 && lora_slot_shape(a, l, t, &o, &i)) used |= 1u << bit;
+        }
+    if (!(cfg->targets & used)) {
+        char names[200] = "";
+        static const char *const MLA[] = {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"};
+        for (int t = 0; t < LORA_T_COUNT; t++)
+            if (cfg->targets & (1u << t))
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? ", " : "",
+                         t < LIN_COUNT ? llama_linear_name((llama_linear)t) : MLA[t - LIN_COUNT]);
+        lora_free(a);
+        return ds_fail(DS_ECONFIG, "the LoRA target modules (%s) name no linear layer of %s", names,
+                       model->architecture);
+    }
+    a->cfg.targets &= used;
     size_t off = 0;
     for (int l = 0; l < a->nlayers; l++)
-        for (int t = 0; t < LIN_COUNT; t++) {
-            if (!(cfg->targets & (1u << t))) {
-                a->offset[l * LIN_COUNT + t] = SIZE_MAX;
+        for (int t = 0; t < a->nslots; t++) {
+            int bit = slot_target(a, l, t), o, i;
+            if (bit < 0 || !(a->cfg.targets & (1u << bit)) || !lora_slot_shape(a, l, t, &o, &i)) {
+                a->offset[l * a->nslots + t] = SIZE_MAX;
                 continue;
             }
-            a->offset[l * LIN_COUNT + t] = off;
-            off += (size_t)cfg->r * (a->in[t] + a->out[t]);
+            a->offset[l * a->nslots + t] = off;
+            off += (size_t)cfg->r * (o + i);
         }
     a->nparams = off;
     a->data = ds_calloc(off, sizeof(float), "the LoRA parameters");
@@ -82,11 +133,13 @@ void lora_free(lora_adapter *a)
     free(a);
 }
 
-float *lora_A(const lora_adapter *a, int layer, llama_linear t)
+float *lora_slot_A(const lora_adapter *a, int layer, int slot)
 {
-    size_t off = a->offset[layer * LIN_COUNT + t];
+    size_t off = a->offset[layer * a->nslots + slot];
     return off == SIZE_MAX ? NULL : a->data + off;
 }
+
+float *lora_A(const lora_adapter *a, int layer, llama_linear t) { return lora_slot_A(a, layer, (int)t); }
 
 float *lora_B(const lora_adapter *a, int layer, llama_linear t)
 {
@@ -94,23 +147,43 @@ float *lora_B(const lora_adapter *a, int layer, llama_linear t)
     return A ? A + (size_t)a->cfg.r * a->in[t] : NULL;
 }
 
+/* Module (l, t)'s B, for any model. */
+static float *slot_B(const lora_adapter *a, int l, int t)
+{
+    float *A = lora_slot_A(a, l, t);
+    int out, in;
+    if (!A || !lora_slot_shape(a, l, t, &out, &in)) return NULL;
+    return A + (size_t)a->cfg.r * in;
+}
+
 void lora_init(lora_adapter *a, uint64_t seed)
 {
     ds_rng rng = ds_rng_make(seed, DS_STREAM_LORA_INIT);
     for (int l = 0; l < a->nlayers; l++)
-        for (int t = 0; t < LIN_COUNT; t++) {
-            float *A = lora_A(a, l, (llama_linear)t);
-            if (!A) continue;
-            float bound = 1.0f / sqrtf((float)a->in[t]);
-            for (size_t i = 0; i < (size_t)a->cfg.r * a->in[t]; i++)
-                A[i] = (2.0f * ds_rng_uniform(&rng) - 1.0f) * bound;
-            memset(lora_B(a, l, (llama_linear)t), 0, sizeof(float) * (size_t)a->out[t] * a->cfg.r);
+        for (int t = 0; t < a->nslots; t++) {
+            float *A = lora_slot_A(a, l, t);
+            int out, in;
+            if (!A || !lora_slot_shape(a, l, t, &out, &in)) continue;
+            float bound = 1.0f / sqrtf((float)in);
+            for (size_t i = 0; i < (size_t)a->cfg.r * in; i++) A[i] = (2.0f * ds_rng_uniform(&rng) - 1.0f) * bound;
+            memset(slot_B(a, l, t), 0, sizeof(float) * (size_t)out * a->cfg.r);
         }
 }
 
 void lora_key(char *buf, size_t n, int layer, llama_linear t, char which)
 {
     snprintf(buf, n, "base_model.model.model.layers.%d.%s.lora_%c.weight", layer, llama_linear_path(t), which);
+}
+
+void lora_slot_key(const lora_adapter *a, char *buf, size_t n, int layer, int slot, char which)
+{
+    char path[96];
+    if (!a->model.ds.on) {
+        lora_key(buf, n, layer, (llama_linear)slot, which);
+        return;
+    }
+    if (!deepseek_linear(&a->model, layer, slot, path, sizeof path, NULL, NULL, NULL)) snprintf(path, sizeof path, "?");
+    snprintf(buf, n, "base_model.model.model.layers.%d.%s.lora_%c.weight", layer, path, which);
 }
 
 /* ------------------------------------------------------------ PEFT reading */
@@ -171,12 +244,12 @@ int lora_config_parse(const char *path, const char *text, size_t len, lora_confi
     }
     v = json_object_get(root, "target_modules");
     if (json_is_string(v) && !strcmp(json_string_value(v), "all-linear")) {
-        c->targets = (1u << LIN_COUNT) - 1;
+        c->targets = (1u << LORA_T_COUNT) - 1;
     } else if (json_is_array(v)) {
         size_t i;
         json_t *e;
         json_array_foreach(v, i, e) {
-            int t = json_is_string(e) ? llama_linear_parse(json_string_value(e)) : -1;
+            int t = json_is_string(e) ? lora_target_bit(json_string_value(e)) : -1;
             if (t < 0) {
                 rc = ds_fail(DS_EDATA, "%s: unsupported target module %s%s%s", path, json_is_string(e) ? "'" : "",
                              json_is_string(e) ? json_string_value(e) : "(not a string)", json_is_string(e) ? "'" : "");
@@ -211,23 +284,24 @@ int lora_load_peft(const char *dir, const model_config *model, lora_adapter **ou
     if (!rc) rc = st_file_open(st_path, &f);
     if (!rc) rc = lora_create(model, &c, base, &a);
     for (int l = 0; !rc && l < a->nlayers; l++)
-        for (int t = 0; !rc && t < LIN_COUNT; t++) {
-            if (!lora_A(a, l, (llama_linear)t)) continue;
+        for (int t = 0; !rc && t < a->nslots; t++) {
+            int out, in;
+            if (!lora_slot_A(a, l, t) || !lora_slot_shape(a, l, t, &out, &in)) continue;
             for (int w = 0; w < 2 && !rc; w++) {
-                char key[160];
-                lora_key(key, sizeof key, l, (llama_linear)t, w ? 'B' : 'A');
+                char key[192];
+                lora_slot_key(a, key, sizeof key, l, t, w ? 'B' : 'A');
                 const st_tensor *ten = st_file_find(f, key);
                 if (!ten) {
                     rc = ds_fail(DS_EDATA, "%s: missing tensor '%s'", st_path, key);
                     break;
                 }
-                int64_t shape[2] = {w ? a->out[t] : a->cfg.r, w ? a->cfg.r : a->in[t]};
+                int64_t shape[2] = {w ? out : a->cfg.r, w ? a->cfg.r : in};
                 rc = st_check_shape(ten, 2, shape);
                 if (rc) {
                     rc = ds_fail_context(rc, "%s: adapter does not fit the model: ", st_path);
                     break;
                 }
-                float *dst = w ? lora_B(a, l, (llama_linear)t) : lora_A(a, l, (llama_linear)t);
+                float *dst = w ? slot_B(a, l, t) : lora_slot_A(a, l, t);
                 rc = st_to_f32(ten, dst);
                 if (!rc) rc = lora_check_finite(dst, (size_t)ten->numel, st_path, key);
             }
@@ -238,10 +312,10 @@ int lora_load_peft(const char *dir, const model_config *model, lora_adapter **ou
         const char *name = st_file_at(f, i)->name;
         bool known = false;
         for (int l = 0; l < a->nlayers && !known; l++)
-            for (int t = 0; t < LIN_COUNT && !known; t++)
-                for (int w = 0; w < 2 && !known && lora_A(a, l, (llama_linear)t); w++) {
-                    char key[160];
-                    lora_key(key, sizeof key, l, (llama_linear)t, w ? 'B' : 'A');
+            for (int t = 0; t < a->nslots && !known; t++)
+                for (int w = 0; w < 2 && !known && lora_slot_A(a, l, t); w++) {
+                    char key[192];
+                    lora_slot_key(a, key, sizeof key, l, t, w ? 'B' : 'A');
                     known = !strcmp(key, name);
                 }
         if (!known) rc = ds_fail(DS_EDATA, "%s: adapter does not fit the model: unexpected tensor '%s'", st_path, name);
@@ -267,8 +341,11 @@ static char *peft_config_json(const lora_adapter *a)
     json_alloc_reset();   /* a member that could not be allocated makes it fail */
     json_t *o = json_object();
     json_t *targets = json_array();
-    for (int t = 0; t < LIN_COUNT; t++)
-        if (a->cfg.targets & (1u << t)) json_array_append_new(targets, json_string(llama_linear_name((llama_linear)t)));
+    static const char *const MLA[] = {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"};
+    for (int t = 0; t < LORA_T_COUNT; t++)
+        if (a->cfg.targets & (1u << t))
+            json_array_append_new(targets, json_string(t < LIN_COUNT ? llama_linear_name((llama_linear)t)
+                                                                     : MLA[t - LIN_COUNT]));
     double alpha = a->cfg.alpha;
     /* a Hub id with a revision ("org/name@refs/pr/3") is PEFT's base_model_name_or_path plus its revision */
     const char *at = hub_is_model_id(a->base_model) ? strchr(a->base_model, '@') : NULL;
@@ -310,14 +387,15 @@ int lora_write_peft_files(const lora_adapter *a, const char *dir)
     if (!w) return DS_ENOMEM;
     rc = st_writer_meta(w, "format", "pt");
     for (int l = 0; !rc && l < a->nlayers; l++)
-        for (int t = 0; !rc && t < LIN_COUNT; t++) {
-            if (!lora_A(a, l, (llama_linear)t)) continue;
-            char key[160];
-            int64_t sa[2] = {a->cfg.r, a->in[t]}, sb[2] = {a->out[t], a->cfg.r};
-            lora_key(key, sizeof key, l, (llama_linear)t, 'A');
-            rc = st_writer_add(w, key, ST_F32, 2, sa, lora_A(a, l, (llama_linear)t));
-            lora_key(key, sizeof key, l, (llama_linear)t, 'B');
-            if (!rc) rc = st_writer_add(w, key, ST_F32, 2, sb, lora_B(a, l, (llama_linear)t));
+        for (int t = 0; !rc && t < a->nslots; t++) {
+            int out, in;
+            if (!lora_slot_A(a, l, t) || !lora_slot_shape(a, l, t, &out, &in)) continue;
+            char key[192];
+            int64_t sa[2] = {a->cfg.r, in}, sb[2] = {out, a->cfg.r};
+            lora_slot_key(a, key, sizeof key, l, t, 'A');
+            rc = st_writer_add(w, key, ST_F32, 2, sa, lora_slot_A(a, l, t));
+            lora_slot_key(a, key, sizeof key, l, t, 'B');
+            if (!rc) rc = st_writer_add(w, key, ST_F32, 2, sb, slot_B(a, l, t));
         }
     if (!rc) {
         char *st_path = ds_path_join(dir, "adapter_model.safetensors");

@@ -21,16 +21,29 @@ typedef struct {
     double alpha;
     double dropout;
     bool use_rslora;
-    unsigned targets;          /* bit (1 << LIN_*) per targeted linear layer */
+    unsigned targets;          /* bit (1 << LIN_*) per targeted linear layer, and the
+                                  LORA_T_* bits of DeepSeek's MLA projections */
 } lora_config;
+
+/* Target bits beyond the seven Llama linears: DeepSeek's MLA projections.
+ * DeepSeek's gate_proj/up_proj/down_proj targets (LIN_GATE...) take the
+ * dense MLP's, the shared experts' and every routed expert's, as PEFT's
+ * name matching does. */
+enum { LORA_T_Q_A = LIN_COUNT, LORA_T_Q_B, LORA_T_KV_A, LORA_T_KV_B, LORA_T_COUNT };
+/* "q_proj|...|down_proj|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj" (the recipe's lora_target_modules) */
+#define LORA_TARGET_NAMES LLAMA_LINEAR_NAMES "|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj"
+/* The target bit of a module name ("kv_b_proj" -> LORA_T_KV_B), or -1. */
+int lora_target_bit(const char *name);
 
 typedef struct {
     lora_config cfg;
     int nlayers;
+    int nslots;                          /* modules per layer: LIN_COUNT (Llama order), or deepseek_slots() */
+    model_config model;                  /* the model's config: DeepSeek modules' shapes and names */
     int in[LIN_COUNT], out[LIN_COUNT];   /* weight shapes of each linear layer */
     size_t nparams;                      /* floats in data */
     float *data;                         /* (nparams) all A and B matrices */
-    /* offset[l * LIN_COUNT + t] of module (l, t)'s A in data (its B follows
+    /* offset[l * nslots + t] of module (l, t)'s A in data (its B follows
      * at + r*in), or SIZE_MAX when (l, t) is not adapted. */
     size_t *offset;
     char *base_model;                    /* base_model_name_or_path */
@@ -53,6 +66,13 @@ float *lora_B(const lora_adapter *a, int layer, llama_linear t);
 
 /* PEFT tensor names: "base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight". */
 void lora_key(char *buf, size_t n, int layer, llama_linear t, char which /* 'A' or 'B' */);
+
+/* Any model's modules by slot (t < a->nslots; Llama: slot = llama_linear):
+ * A (r, in) or NULL where not adapted, the weight's [out, in] (false where
+ * the layer has no such module), the PEFT key. */
+float *lora_slot_A(const lora_adapter *a, int layer, int slot);
+bool lora_slot_shape(const lora_adapter *a, int layer, int slot, int *out, int *in);
+void lora_slot_key(const lora_adapter *a, char *buf, size_t n, int layer, int slot, char which);
 
 /* Read a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)
  * for `model`. Shapes that do not fit the model, missing tensors, unknown

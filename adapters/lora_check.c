@@ -91,18 +91,51 @@ int lora_check_finite(const float *x, size_t n, const char *file, const char *na
 int lora_check_adapter(const lora_adapter *a, const char *what)
 {
     for (int l = 0; l < a->nlayers; l++)
-        for (int t = 0; t < LIN_COUNT; t++) {
-            const float *A = lora_A(a, l, (llama_linear)t);
-            if (!A) continue;
+        for (int t = 0; t < a->nslots; t++) {
+            const float *A = lora_slot_A(a, l, t);
+            int out, in;
+            if (!A || !lora_slot_shape(a, l, t, &out, &in)) continue;
             for (int w = 0; w < 2; w++) {
-                char key[160];
-                lora_key(key, sizeof key, l, (llama_linear)t, w ? 'B' : 'A');
-                size_t n = (size_t)a->cfg.r * (w ? a->out[t] : a->in[t]);
-                int rc = lora_check_finite(w ? lora_B(a, l, (llama_linear)t) : A, n, what, key);
+                char key[192];
+                lora_slot_key(a, key, sizeof key, l, t, w ? 'B' : 'A');
+                size_t n = (size_t)a->cfg.r * (w ? out : in);
+                int rc = lora_check_finite(w ? A + (size_t)a->cfg.r * in : A, n, what, key);
                 if (rc) return rc;
             }
         }
     return DS_OK;
+}
+
+/* DeepSeek's "<path>.lora_A.weight" after the layer: self_attn.X, mlp.X,
+ * mlp.shared_experts.X or mlp.experts.E.X, X a targeted name. */
+static bool deepseek_tensor_name(const char *rest, unsigned targets, char *which)
+{
+    static const char *const PREFIXES[] = {"self_attn.", "mlp.shared_experts.", "mlp.experts.", "mlp."};
+    for (size_t p = 0; p < 4; p++) {
+        size_t n = strlen(PREFIXES[p]);
+        if (strncmp(rest, PREFIXES[p], n)) continue;
+        const char *x = rest + n;
+        if (p == 2) {   /* the expert number */
+            char *end;
+            long e = strtol(x, &end, 10);
+            if (end == x || *end != '.' || e < 0) return false;
+            x = end + 1;
+        }
+        const char *dot = strstr(x, ".lora_");
+        if (!dot || (strcmp(dot, ".lora_A.weight") && strcmp(dot, ".lora_B.weight"))) return false;
+        char module[64];
+        size_t len = (size_t)(dot - x);
+        if (len >= sizeof module) return false;
+        memcpy(module, x, len);
+        module[len] = 0;
+        int bit = lora_target_bit(module);
+        bool mlp = bit == LIN_GATE || bit == LIN_UP || bit == LIN_DOWN;
+        bool attention = bit == LIN_Q || bit == LIN_O || bit >= LORA_T_Q_A;
+        if (bit < 0 || !(targets & (1u << bit)) || (p == 0 ? !attention : !mlp)) return false;
+        *which = dot[6];
+        return true;
+    }
+    return false;
 }
 
 /* "base_model.model.model.layers.N.<path>.lora_A.weight" of a module the
@@ -111,6 +144,7 @@ static bool lora_tensor_name(const char *name, unsigned targets, char *which)
 {
     int layer, used = 0;
     if (sscanf(name, "base_model.model.model.layers.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0) return false;
+    if (deepseek_tensor_name(name + used, targets, which)) return true;
     for (int t = 0; t < LIN_COUNT; t++) {
         if (!(targets & (1u << t))) continue;
         for (int w = 0; w < 2; w++) {

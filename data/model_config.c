@@ -53,6 +53,8 @@ static const struct {
     {"MistralForCausalLM", FAMILY_MISTRAL},
     {"Qwen2ForCausalLM", FAMILY_QWEN2},
     {"Qwen3ForCausalLM", FAMILY_QWEN3},
+    {"DeepseekV2ForCausalLM", FAMILY_DEEPSEEK_V2},
+    {"DeepseekV3ForCausalLM", FAMILY_DEEPSEEK_V3},
 };
 
 static int bool_key(json_t *root, const char *path, const char *key, bool *out)
@@ -170,7 +172,8 @@ static int parse_root(json_t *root, const char *path, model_config *c)
     while (f < nf && strcmp(a, FAMILIES[f].name)) f++;
     if (f == nf)
         return ds_fail(DS_EDATA, "%s: unsupported architecture \"%s\" in \"architectures\" (supported: "
-                                 "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)", path, a);
+                                 "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+                                 "DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)", path, a);
     c->family = FAMILIES[f].family;
     snprintf(c->architecture, sizeof c->architecture, "%s", a);
 
@@ -201,6 +204,9 @@ static int parse_root(json_t *root, const char *path, model_config *c)
     if ((rc = parse_layer_parts(root, path, c))) return rc;
     if ((rc = parse_window(root, path, c))) return rc;
     if ((rc = refuse_unsupported(root, path))) return rc;
+    if ((c->family == FAMILY_DEEPSEEK_V2 || c->family == FAMILY_DEEPSEEK_V3) &&
+        (rc = model_deepseek_parse(root, path, c)))
+        return rc;
 
     int *ids[3] = {&c->bos_id, &c->eos_id, &c->pad_id};
     for (int i = 0; i < 3; i++)
@@ -277,6 +283,22 @@ int model_config_load(const char *dir, model_config *c)
 long long model_config_params(const model_config *c)
 {
     long long C = c->hidden_size, V = c->vocab_size, layer = 2 * C;
+    if (c->ds.on) {   /* DeepSeek: a dense layer's and a MoE layer's linears, latent norms and router */
+        long long total = V * C * (c->tie_word_embeddings ? 1 : 2) + C;
+        int dense = c->ds.first_k_dense < c->num_layers ? c->ds.first_k_dense : c->num_layers;
+        for (int kind = 0; kind < 2; kind++) {
+            int l = kind ? c->num_layers : -1;   /* a layer of each kind: -1 is dense, num_layers MoE */
+            long long per = 2 * C + c->ds.q_lora_rank + c->ds.kv_lora_rank;
+            if (kind && !deepseek_is_moe(c, l)) continue;
+            if (kind) per += (long long)c->ds.n_routed * (C + (c->ds.sigmoid ? 1 : 0));
+            for (int s = 0; s < deepseek_slots(c); s++) {
+                int out, in;
+                if (deepseek_linear(c, l, s, NULL, 0, NULL, &out, &in)) per += (long long)out * in;
+            }
+            total += per * (kind ? c->num_layers - dense : dense);
+        }
+        return total;
+    }
     for (int t = 0; t < LIN_COUNT; t++) {
         int out, in;
         llama_linear_shape(c, (llama_linear)t, &out, &in);

@@ -32,7 +32,7 @@
 
 typedef enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT } llama_linear;
 
-typedef enum { FAMILY_LLAMA, FAMILY_MISTRAL, FAMILY_QWEN2, FAMILY_QWEN3 } model_family;
+typedef enum { FAMILY_LLAMA, FAMILY_MISTRAL, FAMILY_QWEN2, FAMILY_QWEN3, FAMILY_DEEPSEEK_V2, FAMILY_DEEPSEEK_V3 } model_family;
 
 typedef enum { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_YARN } rope_type;
 
@@ -47,6 +47,28 @@ typedef struct {
     double attention_factor;            /* yarn: cos/sin scaling; < 0 = computed from factor (and mscales) */
     bool truncate;                      /* yarn: round the ramp's ends to whole dimensions (default true) */
 } rope_config;
+
+/* DeepSeek-V2/V3 (model_config_deepseek.c): multi-head latent attention and
+ * mixture-of-experts layers, as transformers' DeepseekV2/V3 modeling computes them. */
+typedef enum { TOPK_GREEDY, TOPK_GROUP_LIMITED_GREEDY, TOPK_NOAUX_TC } moe_topk_method;
+typedef struct {
+    bool on;                    /* the model is a DeepSeek-V2/V3 */
+    int q_lora_rank;            /* 0: q_proj; else q_a_proj -> q_a_layernorm -> q_b_proj */
+    int kv_lora_rank;           /* kv_a_proj_with_mqa's latent width */
+    int qk_nope_dim, qk_rope_dim, v_head_dim;   /* per head; the query/key head is nope + rope wide */
+    bool rope_interleave;       /* rope on (even, odd) pairs of the rope part (V2 always, V3 by default) */
+    float softmax_scale;        /* qk_head_dim^-0.5, times yarn's mscale(factor, mscale_all_dim)^2 */
+    int first_k_dense;          /* layers [0, first_k_dense) have a dense MLP, the rest are MoE */
+    int n_routed, n_shared;     /* routed experts; shared experts (one MLP n_shared times as wide) */
+    int top_k;                  /* num_experts_per_tok */
+    int moe_intermediate;       /* each expert's intermediate size */
+    int n_group, topk_group;    /* expert groups and how many the router keeps */
+    moe_topk_method topk_method;
+    bool sigmoid;               /* V3: sigmoid scores + e_score_correction_bias for the choice; V2: softmax */
+    bool norm_topk_prob;        /* V3: the chosen weights divided by their sum (V2's transformers ignores it) */
+    double routed_scaling_factor;
+    double aux_loss_alpha;      /* the config's balance-loss coefficient (the recipe's default) */
+} deepseek_config;
 
 typedef struct {
     char architecture[64];      /* "LlamaForCausalLM" */
@@ -73,6 +95,8 @@ typedef struct {
                                    a list (eos_token_id: [128001, 128009]) gives its first id */
     char dtype[16];             /* "bfloat16", "float16", "float32" or "" */
     bool quantized;             /* config.json carries quantization_config */
+    deepseek_config ds;         /* DeepSeek-V2/V3 only (ds.on); then head_dim = qk_nope + qk_rope,
+                                   num_kv_heads = num_heads, intermediate_size = the dense MLP's */
 } model_config;
 
 
@@ -83,6 +107,30 @@ const char *llama_linear_path(llama_linear l);   /* "self_attn.q_proj", "mlp.gat
 void llama_linear_shape(const model_config *cfg, llama_linear l, int *out, int *in);
 /* LIN_* for "q_proj" etc., or -1. */
 int llama_linear_parse(const char *name);
+
+/* True for DeepSeek-V2/V3 (MLA + MoE): the parts of ds-ft written for the seven
+ * Llama linears (merge, quantize, export, the CUDA engine) refuse these by name. */
+bool model_config_is_deepseek(const model_config *cfg);
+/* "merging an adapter" -> DS_EDATA "DeepseekV2ForCausalLM: merging an adapter is not yet supported for
+ * DeepSeek MoE models", or DS_OK for other families. */
+int model_config_refuse_deepseek(const model_config *cfg, const char *what);
+
+/* The linear layers of a DeepSeek decoder layer, by slot: the attention's,
+ * the dense MLP's (layers before first_k_dense_replace), the shared
+ * experts', then routed expert e's gate/up/down at DSL_EXPERTS + 3e + 0/1/2. */
+typedef enum {
+    DSL_Q, DSL_QA, DSL_QB, DSL_KVA, DSL_KVB, DSL_O, DSL_GATE, DSL_UP, DSL_DOWN, DSL_SH_GATE, DSL_SH_UP, DSL_SH_DOWN,
+    DSL_EXPERTS
+} deepseek_slot;
+/* Slots per layer: DSL_EXPERTS + 3 n_routed. */
+int deepseek_slots(const model_config *cfg);
+/* Whether layer l is a MoE layer (l >= first_k_dense_replace). */
+bool deepseek_is_moe(const model_config *cfg, int layer);
+/* Whether layer `layer` has linear `slot`; if so its module path
+ * ("self_attn.kv_b_proj", "mlp.experts.3.up_proj"; path may be NULL), the
+ * name PEFT's target_modules match ("up_proj") and the weight's [out, in]. */
+bool deepseek_linear(const model_config *cfg, int layer, int slot, char *path, size_t n, const char **name, int *out,
+                     int *in);
 
 /* Read DIR/config.json (+ DIR/generation_config.json for token ids). */
 int model_config_load(const char *dir, model_config *cfg);

@@ -9,4 +9,7 @@ int model_config_get_int(json_t *root, const char *path, const char *key, bool r
 /* rope_theta and rope_scaling / rope_parameters into c->rope (model_rope.c). */
 int model_rope_parse(json_t *root, const char *path, model_config *c);
 
+/* The DeepSeek-V2/V3 keys into c->ds (model_config_deepseek.c), after the common ones. */
+int model_deepseek_parse(json_t *root, const char *path, model_config *c);
+
 #endif

@@ -140,7 +140,8 @@ static double yarn_correction_dim(double rotations, int dim, double base, int co
 void model_rope_freqs(const model_config *c, float *inv_freq, float *attention_scale)
 {
     const rope_config *r = &c->rope;
-    const int dim = c->head_dim, half = dim / 2;
+    /* DeepSeek's MLA rotates only the rope part of each head */
+    const int dim = c->ds.on ? c->ds.qk_rope_dim : c->head_dim, half = dim / 2;
     const float base = (float)c->rope_theta;
     *attention_scale = 1.0f;
     for (int i = 0; i < half; i++) inv_freq[i] = 1.0f / powf(base, (float)(2 * i) / (float)dim);

@@ -20,6 +20,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int out, in;
             llama_linear_shape(&c, (llama_linear)t, &out, &in);
         }
+        for (int s = 0; c.ds.on && s < deepseek_slots(&c); s++) {   /* DeepSeek: every linear of a MoE layer */
+            int out, in;
+            if (deepseek_linear(&c, c.num_layers - 1, s, NULL, 0, NULL, &out, &in) && (out <= 0 || in <= 0))
+                __builtin_trap();
+        }
         model_config_params(&c);
     }
     free(text);

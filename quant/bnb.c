@@ -141,7 +141,20 @@ bool bnb_is_linear_weight(const char *name)
     while (*d >= '0' && *d <= '9') d++;
     for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
         if (!strcmp(d, suffixes[i])) return true;
-    return false;
+    /* DeepSeek-V2/V3: MLA's projections, the shared and each routed expert's
+     * (the router, mlp.gate, stays 16-bit, as bitsandbytes checkpoints keep it) */
+    static const char *const deepseek[] = {".self_attn.q_a_proj.weight", ".self_attn.q_b_proj.weight",
+                                           ".self_attn.kv_a_proj_with_mqa.weight", ".self_attn.kv_b_proj.weight",
+                                           ".mlp.shared_experts.gate_proj.weight", ".mlp.shared_experts.up_proj.weight",
+                                           ".mlp.shared_experts.down_proj.weight"};
+    for (size_t i = 0; i < sizeof deepseek / sizeof *deepseek; i++)
+        if (!strcmp(d, deepseek[i])) return true;
+    const char *x = ".mlp.experts.";
+    if (strncmp(d, x, strlen(x))) return false;
+    d += strlen(x);
+    if (*d < '0' || *d > '9') return false;
+    while (*d >= '0' && *d <= '9') d++;
+    return !strcmp(d, ".gate_proj.weight") || !strcmp(d, ".up_proj.weight") || !strcmp(d, ".down_proj.weight");
 }
 
 /* The tensor WEIGHT.SUFFIX into *t (NULL: there is none). */

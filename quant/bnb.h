@@ -70,7 +70,9 @@ int bnb_weight_or_quantize(const st_set *s, const char *weight_name, bool double
 
 /* Whether a tensor name is one of the decoder's linear weights that a 4-bit
  * model stores quantized: model.layers.N.self_attn.{q,k,v,o}_proj.weight and
- * model.layers.N.mlp.{gate,up,down}_proj.weight. */
+ * model.layers.N.mlp.{gate,up,down}_proj.weight; DeepSeek's
+ * self_attn.{q_a,q_b,kv_a_proj_with_mqa,kv_b}_proj, mlp.shared_experts.* and
+ * mlp.experts.E.* too (never the router, mlp.gate). */
 bool bnb_is_linear_weight(const char *name);
 
 /* The quant_state JSON bytes bitsandbytes writes for this tensor (keys in

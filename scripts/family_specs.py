@@ -182,6 +182,17 @@ FAMILIES = [
         "noaux_tc groups (4 groups of 2, a group scored by its best two), norm_topk_prob true, "
         "routed_scaling_factor 2.5; YaRN with mscale 1.0 != mscale_all_dim 0.8 so that both YaRN scalings act; "
         "config written by transformers"),
+    Family(
+        "tiny-deepseek-v3-halves", "new",
+        _deepseek("deepseek_v3", "DeepseekV3ForCausalLM", q_lora_rank=None, n_shared_experts=1, n_group=1,
+                  topk_group=1, topk_method="noaux_tc", norm_topk_prob=False, routed_scaling_factor=1.5,
+                  scoring_func="sigmoid", rope_interleave=False, first_k_dense_replace=0,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                  dtype="bfloat16"),
+        ["q_proj"] + MLA_AND_MLP_TARGETS,
+        "DeepSeek-V3 variants the other fixtures leave out: rope_interleave false (the rope part rotated as halves), "
+        "every layer MoE (first_k_dense_replace 0), one group (noaux_tc's group step trivial), norm_topk_prob false "
+        "(sigmoid scores times routed_scaling_factor 1.5), q_proj without the low-rank query, default rope"),
 ]
 
 

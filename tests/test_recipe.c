@@ -283,17 +283,19 @@ Test(recipe, choices)
     refused(HEAD DATA "save: {merge_source: fp32}\n", "save.merge_source: expected one of dequantized|original", NULL);
 }
 
-Test(recipe, all_linear_means_all_seven)
+/* every target name: the seven Llama linears, then DeepSeek's MLA projections (each model adapts those it has) */
+Test(recipe, all_linear_means_every_target_name)
 {
-    static const char *const all[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    static const char *const all[] = {"q_proj",   "k_proj",   "v_proj",   "o_proj",             "gate_proj", "up_proj",
+                                      "down_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"};
     const char *texts[] = {
         HEAD DATA "adapter: {lora_target_modules: all-linear}\n",
         HEAD DATA "adapter: {lora_target_modules: [all-linear]}\n",
     };
     for (int t = 0; t < 2; t++) {
         recipe *r = parse_ok(texts[t], NULL, 0);
-        cr_assert_eq(r->adapter.lora_target_modules.n, 7);
-        for (int i = 0; i < 7; i++) cr_expect_str_eq(r->adapter.lora_target_modules.items[i], all[i]);
+        cr_assert_eq(r->adapter.lora_target_modules.n, 11);
+        for (int i = 0; i < 11; i++) cr_expect_str_eq(r->adapter.lora_target_modules.items[i], all[i]);
         recipe_free(r);
     }
 }

@@ -1,6 +1,6 @@
 /* finetune/engine/engine.c - engine set-up: arenas sized once, weights uploaded,
  * LoRA parameters and optimizer state. The passes are in engine_pass.c. */
-#include "engine_internal.h"
+#include "engine_deepseek.h"
 
 #include "core/mem.h"
 #include "core/status.h"
@@ -8,12 +8,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Two-pass carving: with base == NULL only the size is counted. */
-typedef struct {
-    char *base;
-    size_t off;
-} carve;
 
 static void *take(carve *c, size_t bytes)
 {
@@ -47,6 +41,10 @@ static void upload_tensor(backend *be, void *dst, const st_tensor *t)
     }
     free(tmp);
 }
+
+/* The two above for the DeepSeek layer's memory (engine_deepseek.c). */
+void *engine_take(carve *c, size_t bytes) { return take(c, bytes); }
+void engine_upload_tensor(backend *be, void *dst, const st_tensor *t) { upload_tensor(be, dst, t); }
 
 /* Bytes of an NF4 weight's packed codes and of its absmax values. */
 static void nf4_bytes(const nf4_view *q, size_t *packed, size_t *absmax)
@@ -91,84 +89,102 @@ static void layout_weights(engine *e, carve *c)
         }
         lw->attn = (attn_shape){.H = cfg->num_heads, .Hkv = cfg->num_kv_heads, .D = cfg->head_dim,
                                 .window = model_layer_window(cfg, l)};
-        for (int t = 0; t < LIN_COUNT; t++) {
+        for (int t = 0; t < LIN_COUNT && !cfg->ds.on; t++) {
             const model_linear *src = &ml->lin[t];
             frozen_linear *dst = &lw->lin[t];
-            dst->out = src->out;
-            dst->in = src->in;
             dst->bias = NULL;
             if (ml->bias[t]) {
                 dst->bias = take(c, (size_t)src->out * be->act_size);
                 if (c->base) upload_tensor(be, (void *)dst->bias, ml->bias[t]);
             }
-            if (!src->q_owner) {
-                dst->dense = take(c, (size_t)src->out * src->in * be->act_size);
-                if (c->base) upload_tensor(be, (void *)dst->dense, src->dense);
-                continue;
-            }
-            /* NF4: the same view with backend copies of its arrays. */
-            const nf4_view *q = &src->q;
-            size_t packed, absmax;
-            nf4_bytes(q, &packed, &absmax);
-            nf4_view v = *q;
-            dst->dense = NULL;
-            v.packed = take(c, packed);
-            if (q->double_quant) {
-                v.absmax_q = take(c, absmax);
-                v.absmax2 = take(c, (size_t)q->nblocks2 * sizeof(float));
-                v.nested_map = take(c, 256 * sizeof(float));
-                v.absmax = NULL;
-            } else {
-                v.absmax = take(c, absmax);
-            }
-            v.code = take(c, 16 * sizeof(float));
-            if (c->base) {
-                be_upload(be, (void *)v.packed, q->packed, packed);
-                if (q->double_quant) {
-                    be_upload(be, (void *)v.absmax_q, q->absmax_q, absmax);
-                    be_upload(be, (void *)v.absmax2, q->absmax2, (size_t)q->nblocks2 * sizeof(float));
-                    be_upload(be, (void *)v.nested_map, q->nested_map, 256 * sizeof(float));
-                } else {
-                    be_upload(be, (void *)v.absmax, q->absmax, absmax);
-                }
-                be_upload(be, (void *)v.code, q->code, 16 * sizeof(float));
-            }
-            dst->q = v;
+            engine_layout_linear(e, c, dst, src);
         }
+        if (cfg->ds.on) deepseek_layout_weights(e, c, l);
     }
 }
 
+void engine_layout_linear(engine *e, carve *c, frozen_linear *dst, const model_linear *src)
+{
+    backend *be = e->be;
+    dst->out = src->out;
+    dst->in = src->in;
+    if (!src->q_owner) {
+        dst->dense = take(c, (size_t)src->out * src->in * be->act_size);
+        if (c->base) upload_tensor(be, (void *)dst->dense, src->dense);
+        return;
+    }
+    /* NF4: the same view with backend copies of its arrays. */
+    const nf4_view *q = &src->q;
+    size_t packed, absmax;
+    nf4_bytes(q, &packed, &absmax);
+    nf4_view v = *q;
+    dst->dense = NULL;
+    v.packed = take(c, packed);
+    if (q->double_quant) {
+        v.absmax_q = take(c, absmax);
+        v.absmax2 = take(c, (size_t)q->nblocks2 * sizeof(float));
+        v.nested_map = take(c, 256 * sizeof(float));
+        v.absmax = NULL;
+    } else {
+        v.absmax = take(c, absmax);
+    }
+    v.code = take(c, 16 * sizeof(float));
+    if (c->base) {
+        be_upload(be, (void *)v.packed, q->packed, packed);
+        if (q->double_quant) {
+            be_upload(be, (void *)v.absmax_q, q->absmax_q, absmax);
+            be_upload(be, (void *)v.absmax2, q->absmax2, (size_t)q->nblocks2 * sizeof(float));
+            be_upload(be, (void *)v.nested_map, q->nested_map, 256 * sizeof(float));
+        } else {
+            be_upload(be, (void *)v.absmax, q->absmax, absmax);
+        }
+        be_upload(be, (void *)v.code, q->code, 16 * sizeof(float));
+    }
+    dst->q = v;
+}
+
 /* ------------------------------------------------------------ activations */
+
+/* One set's Llama attention intermediates (DeepSeek's MLA: deepseek_layout_acts). */
+static void layout_attention(engine *e, carve *c, layer_acts *a)
+{
+    const model_config *cfg = &e->cfg;
+    size_t N = (size_t)e->Nmax, A = e->be->act_size;
+    a->q = take(c, N * (size_t)e->QD * A);
+    a->k = take(c, N * (size_t)e->KVD * A);
+    if (cfg->qk_norm) {
+        a->q_raw = take(c, N * (size_t)e->QD * A);
+        a->k_raw = take(c, N * (size_t)e->KVD * A);
+        a->rstd_q = take(c, N * (size_t)cfg->num_heads * sizeof(float));
+        a->rstd_k = take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
+    }
+    a->v = take(c, N * (size_t)e->KVD * A);
+    a->att = take(c, N * (size_t)e->QD * A);
+    a->lse = take(c, N * (size_t)cfg->num_heads * sizeof(float));
+    for (int t = 0; t < LIN_COUNT; t++)
+        a->lora_u[t] = e->views && e->views[t].r ? take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
+}
 
 static void layout_acts(engine *e, carve *c)
 {
     const model_config *cfg = &e->cfg;
     size_t N = (size_t)e->Nmax, C = (size_t)cfg->hidden_size, I = (size_t)cfg->intermediate_size;
     size_t A = e->be->act_size, L = (size_t)cfg->num_layers, V = (size_t)cfg->vocab_size;
+    if (cfg->ds.on && (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate > I)   /* g, u, m: the shared experts' too */
+        I = (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate;
     for (size_t l = 0; l <= L; l++) e->resid[l] = take(c, N * C * A);
     for (int s = 0; s < e->nsets; s++) {
         layer_acts *a = &e->sets[s];
         a->h1 = take(c, N * C * A);
         a->rstd1 = take(c, N * sizeof(float));
-        a->q = take(c, N * (size_t)e->QD * A);
-        a->k = take(c, N * (size_t)e->KVD * A);
-        if (cfg->qk_norm) {
-            a->q_raw = take(c, N * (size_t)e->QD * A);
-            a->k_raw = take(c, N * (size_t)e->KVD * A);
-            a->rstd_q = take(c, N * (size_t)cfg->num_heads * sizeof(float));
-            a->rstd_k = take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
-        }
-        a->v = take(c, N * (size_t)e->KVD * A);
-        a->att = take(c, N * (size_t)e->QD * A);
-        a->lse = take(c, N * (size_t)cfg->num_heads * sizeof(float));
+        if (cfg->ds.on) deepseek_layout_acts(e, c, a);
+        else layout_attention(e, c, a);
         a->x_mid = take(c, N * C * A);
         a->h2 = take(c, N * C * A);
         a->rstd2 = take(c, N * sizeof(float));
         a->g = take(c, N * I * A);
         a->u = take(c, N * I * A);
         a->m = take(c, N * I * A);
-        for (int t = 0; t < LIN_COUNT; t++)
-            a->lora_u[t] = e->views && e->views[t].r ? take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
     }
     e->xf = take(c, N * C * A);
     e->rstdf = take(c, N * sizeof(float));
@@ -176,10 +192,14 @@ static void layout_acts(engine *e, carve *c)
         e->dres = take(c, N * C * A);
         e->dxf = take(c, N * C * A);
         e->dh = take(c, N * C * A);
-        e->datt = take(c, N * (size_t)e->QD * A);
-        e->dq = take(c, N * (size_t)e->QD * A);
-        e->dk = take(c, N * (size_t)e->KVD * A);
-        e->dv = take(c, N * (size_t)e->KVD * A);
+        if (cfg->ds.on) {
+            deepseek_layout_grads(e, c);
+        } else {
+            e->datt = take(c, N * (size_t)e->QD * A);
+            e->dq = take(c, N * (size_t)e->QD * A);
+            e->dk = take(c, N * (size_t)e->KVD * A);
+            e->dv = take(c, N * (size_t)e->KVD * A);
+        }
         if (cfg->qk_norm) {
             e->dq_raw = take(c, N * (size_t)e->QD * A);
             e->dk_raw = take(c, N * (size_t)e->KVD * A);
@@ -199,6 +219,7 @@ static void layout_acts(engine *e, carve *c)
     e->cb = take(c, N * sizeof(float));
     e->cc = take(c, N * sizeof(float));
     e->forbidden = take(c, V);
+    if (cfg->ds.on) deepseek_layout_routes(e, c);
 }
 
 /* ------------------------------------------------------------------ adapter */
@@ -212,27 +233,33 @@ static int plan_adapter(engine *e)
     if (!ad) return DS_OK;
     if (ad->nlayers != e->cfg.num_layers) return ds_fail(DS_EDATA, "adapter has %d layers, the model %d",
                                                          ad->nlayers, e->cfg.num_layers);
-    for (int t = 0; t < LIN_COUNT; t++) {
-        int out, in;
-        llama_linear_shape(&e->cfg, (llama_linear)t, &out, &in);
-        if ((ad->cfg.targets & (1u << t)) && (ad->out[t] != out || ad->in[t] != in))
-            return ds_fail(DS_EDATA, "adapter does not fit the model: %s is [%d, %d] in the adapter, [%d, %d] in the model",
-                           llama_linear_name((llama_linear)t), ad->out[t], ad->in[t], out, in);
-    }
+    if (ad->nslots != e->nslots || ad->model.ds.on != e->cfg.ds.on)
+        return ds_fail(DS_EDATA, "adapter does not fit the model: it was made for %s", ad->model.architecture);
+    for (int l = 0; l < e->cfg.num_layers; l++)
+        for (int t = 0; t < e->nslots; t++) {
+            int out = 0, in = 0, aout, ain;
+            if (e->cfg.ds.on) deepseek_linear(&e->cfg, l, t, NULL, 0, NULL, &out, &in);
+            else llama_linear_shape(&e->cfg, (llama_linear)t, &out, &in);
+            if (lora_slot_A(ad, l, t) && lora_slot_shape(ad, l, t, &aout, &ain) && (aout != out || ain != in)) {
+                char key[192];
+                lora_slot_key(ad, key, sizeof key, l, t, 'A');
+                return ds_fail(DS_EDATA, "adapter does not fit the model: %s is [%d, %d] in the adapter, [%d, %d] in "
+                                         "the model", key, aout, ain, out, in);
+            }
+        }
     e->P = ad->nparams;
-    e->views = ds_calloc((size_t)e->cfg.num_layers * LIN_COUNT, sizeof *e->views, "LoRA views");
+    e->views = ds_calloc((size_t)e->cfg.num_layers * e->nslots, sizeof *e->views, "LoRA views");
     if (!e->views) return DS_ENOMEM;
     float scale = lora_scale(&ad->cfg);
     for (int l = 0; l < e->cfg.num_layers; l++)
-        for (int t = 0; t < LIN_COUNT; t++) {
-            if (ad->offset[l * LIN_COUNT + t] == SIZE_MAX) continue;
-            lora_view *v = &e->views[l * LIN_COUNT + t];
+        for (int t = 0; t < e->nslots; t++) {
+            if (ad->offset[l * e->nslots + t] == SIZE_MAX) continue;
+            lora_view *v = &e->views[l * e->nslots + t];
+            lora_slot_shape(ad, l, t, &v->out, &v->in);
             v->r = ad->cfg.r;
-            v->in = ad->in[t];
-            v->out = ad->out[t];
             v->scale = scale;
             v->dropout = (float)ad->cfg.dropout;
-            v->id = (uint64_t)(l * LIN_COUNT + t);
+            v->id = (uint64_t)(l * e->nslots + t);
         }
     return DS_OK;
 }
@@ -257,7 +284,7 @@ static int upload_adapter(engine *e)
     }
     e->sumsq = e->params + copies * e->P;
     be_upload(be, e->params, ad->data, e->P * sizeof(float));
-    for (int i = 0; i < e->cfg.num_layers * LIN_COUNT; i++) {
+    for (int i = 0; i < e->cfg.num_layers * e->nslots; i++) {
         lora_view *v = &e->views[i];
         if (!v->r) continue;
         size_t off = ad->offset[i];
@@ -289,6 +316,8 @@ static void plan_workspace(engine *e, bool reserve)
             if (need > lora) lora = need;
         }
     }
+    size_t wide = (size_t)(cfg->intermediate_size > cfg->hidden_size ? cfg->intermediate_size : cfg->hidden_size);
+    if (cfg->ds.on) deepseek_workspace(e, &biggest, &lora, &wide);
     if (e->model->quantized) RESERVE( WS_DEQUANT, biggest * A);
     if (lora) RESERVE( WS_LORA, lora);
     /* one logits chunk: 512 MiB on a GPU, 64 MiB on the CPU */
@@ -310,7 +339,6 @@ static void plan_workspace(engine *e, bool reserve)
     RESERVE( WS_MISC, (1u << 20) * sizeof(float));
     if (be->kind == BE_CPU) {
         /* the CPU products' transposed operands: lm_head, or an (N, widest) LoRA operand */
-        size_t wide = (size_t)(cfg->intermediate_size > cfg->hidden_size ? cfg->intermediate_size : cfg->hidden_size);
         size_t gemm = (V * (size_t)cfg->hidden_size > N * wide ? V * (size_t)cfg->hidden_size : N * wide) * sizeof(float);
         RESERVE( WS_GEMM, gemm);
         e->ws_bytes += gemm;
@@ -325,6 +353,9 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
     e->be = be;
     if (o->max_B < 1 || o->max_T < 1) return ds_fail(DS_EINTERNAL, "engine: empty batch shape");
     int D = m->cfg.head_dim;
+    if (m->cfg.ds.on && be->kind != BE_CPU)
+        return ds_fail(DS_EDATA, "%s: %s (multi-head latent attention, mixture of experts) is not yet on the GPU: "
+                                 "use device: cpu", m->dir, m->cfg.architecture);
     if (D / 2 > ROPE_MAX_HALF) return ds_fail(DS_EDATA, "%s: head_dim %d is over %d", m->dir, D, 2 * ROPE_MAX_HALF);
     if (be->kind == BE_CUDA && D != 16 && D != 32 && D != 64 && D != 128)
         return ds_fail(DS_EDATA, "%s: head_dim %d: the CUDA attention kernels take 16, 32, 64 or 128 (use device: cpu)",
@@ -335,13 +366,15 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
     e->Nmax = o->max_B * o->max_T;
     e->QD = e->cfg.num_heads * e->cfg.head_dim;
     e->KVD = e->cfg.num_kv_heads * e->cfg.head_dim;
-    e->rope.half = e->cfg.head_dim / 2;
+    e->rope.half = (e->cfg.ds.on ? e->cfg.ds.qk_rope_dim : e->cfg.head_dim) / 2;
+    e->nslots = e->cfg.ds.on ? deepseek_slots(&e->cfg) : LIN_COUNT;
     model_rope_freqs(&e->cfg, e->rope.inv_freq, &e->rope.scale);
     e->layers = ds_calloc((size_t)e->cfg.num_layers, sizeof *e->layers, "engine layers");
     e->resid = ds_calloc((size_t)e->cfg.num_layers + 1, sizeof *e->resid, "engine layers");
     e->nsets = o->checkpointing ? 1 : e->cfg.num_layers;
     e->sets = ds_calloc((size_t)e->nsets, sizeof *e->sets, "engine layers");
-    return e->layers && e->resid && e->sets ? DS_OK : DS_ENOMEM;
+    if (!e->layers || !e->resid || !e->sets) return DS_ENOMEM;
+    return e->cfg.ds.on ? deepseek_init(e) : DS_OK;
 }
 
 int engine_create(backend *be, const llama_model *m, const engine_opts *o, engine **out)
@@ -406,6 +439,7 @@ void engine_free(engine *e)
     be_free(e->be, e->w_arena);
     be_free(e->be, e->a_arena);
     be_free(e->be, e->act_arena);
+    if (e->cfg.ds.on) deepseek_free(e);
     free(e->layers);
     free(e->resid);
     free(e->sets);

@@ -89,6 +89,31 @@ int engine_read_logits(engine *e, int row0, int n, float *host);
 int engine_max_tokens(const engine *e);
 int engine_max_T(const engine *e);
 
+/* ---- DeepSeek mixture-of-experts layers (engine_moe_stats.c) ---- */
+
+/* The balance loss's coefficient in the backward (DeepSeek's sequence-level
+ * loss; 0 = off, the default) and the expert capacity factor (each expert
+ * takes at most ceil(factor * N*K / E) of a layer's N*K routed slots, later
+ * tokens' slots beyond it are dropped; 0 = no limit, the default, as
+ * transformers computes). DS_ECONFIG for negative values or a model without
+ * experts. */
+int engine_set_moe(engine *e, float aux_alpha, float capacity_factor);
+/* MoE layer `layer` of the last forward: the chosen experts idx (N, K)
+ * ascending, their weights w (N, K), the router logits (N, E); any may be
+ * NULL. DS_EINTERNAL for a dense layer. */
+int engine_read_routing(engine *e, int layer, int32_t *idx, float *w, float *logits);
+typedef struct {
+    int moe_layers;             /* 0 for models without experts */
+    int experts, top_k;
+    double aux_loss;            /* the balance loss summed over MoE layers, without its coefficient */
+    double mean_load;           /* routed slots per expert and layer: N*K / E */
+    int max_load;               /* the most slots an expert got in a layer */
+    long long dropped;          /* slots dropped by the capacity factor */
+    int64_t tokens_per_expert[1024];   /* (experts) summed over the MoE layers */
+} engine_moe_stats;
+/* The router statistics of the last forward: of MoE layer `layer`, or of all (-1). */
+int engine_read_moe_stats(engine *e, int layer, engine_moe_stats *out);
+
 /* Bytes of each arena, for reports. */
 typedef struct {
     size_t weights, adapter, activations, workspace;

@@ -61,6 +61,8 @@ static int skeleton(const model_config *cfg, bool quantized, llama_model *m)
 int engine_estimate(const model_config *cfg, bool quantized, be_kind kind, const engine_opts *o, engine_memory *out)
 {
     memset(out, 0, sizeof *out);
+    int refused = model_config_refuse_deepseek(cfg, "a memory estimate");
+    if (refused) return refused;
     llama_model m;
     backend shape_only = {.kind = kind, .act_size = kind == BE_CUDA ? 2 : 4};
     int rc = skeleton(cfg, quantized, &m);

@@ -12,6 +12,10 @@ typedef struct {
     void *q_norm, *k_norm;              /* (D) act, with cfg.qk_norm */
     frozen_linear lin[LIN_COUNT];       /* each with its bias (out) act where cfg.bias[t] */
     attn_shape attn;                    /* heads, window, scale (B and T set per batch) */
+    /* DeepSeek (cfg.ds.on; lin[] unused): engine_deepseek.h */
+    frozen_linear *dsl;                 /* (deepseek_slots) by deepseek_slot; out = 0 where absent */
+    void *q_a_norm, *kv_a_norm;         /* (q_lora_rank), (kv_lora_rank) act */
+    float *router, *router_bias;        /* (E, C), (E) fp32: transformers routes in fp32 */
 } layer_weights;
 
 /* One layer's intermediates, as the backward reads them. */
@@ -28,6 +32,7 @@ typedef struct {
     float *rstd2;           /* (N) */
     void *g, *u, *m;        /* (N, I)   gate, up, silu(gate) * up */
     float *lora_u[LIN_COUNT];/* (N, r) fp32  x·Aᵀ of each adapted module */
+    struct deepseek_acts *ds;   /* DeepSeek's other intermediates (engine_deepseek.h) */
 } layer_acts;
 
 struct engine {
@@ -49,7 +54,14 @@ struct engine {
     float *a_arena;
     size_t P;
     float *params, *grads, *adam_m, *adam_v;
-    lora_view *views;               /* (L * LIN_COUNT); A == NULL where not adapted */
+    int nslots;                     /* modules per layer: LIN_COUNT, or DeepSeek's deepseek_slots() */
+    lora_view *views;               /* (L * nslots); A == NULL where not adapted */
+    struct deepseek_grads *dsg;     /* DeepSeek's backward scratch */
+    float moe_aux_alpha;            /* DeepSeek: the balance loss's coefficient in the backward (0 = off) */
+    float moe_capacity;             /* DeepSeek: the expert capacity factor (0 = none) */
+    int32_t *route_idx;             /* (L, N, K) each MoE layer's choice in the last forward (kept: host) */
+    float *route_w, *route_logits, *route_scores;   /* (L, N, K), (L, N, E), (L, N, E) */
+    long long *route_dropped;       /* (L) */
     float *sumsq;                   /* (1) */
 
     /* activations arena */
@@ -80,6 +92,17 @@ struct engine {
 };
 
 layer_acts *engine_acts(engine *e, int layer);
+
+/* Two-pass carving of an arena: with base == NULL only the size is counted. */
+typedef struct {
+    char *base;
+    size_t off;
+} carve;
+void *engine_take(carve *c, size_t bytes);
+/* An fp32/16-bit tensor of the file into act values (fp32 with as_f32) on the backend. */
+void engine_upload_tensor(backend *be, void *dst, const st_tensor *t);
+/* A frozen linear's storage laid out (and, with c->base, uploaded) from the model's. */
+void engine_layout_linear(engine *e, carve *c, frozen_linear *dst, const model_linear *src);
 
 /* engine_measure() : set e (zeroed) up as engine_create would for model m,
  * without touching the backend: the sizes of the arenas only (*out), from

@@ -2,7 +2,7 @@
  * order: RMSNorm, q/k/v, RoPE, grouped-query attention, o_proj, residual,
  * RMSNorm, SwiGLU MLP, residual), LoRA on any linear layer, and the chunked
  * lm_head + loss statistics. Written once against the backend ops. */
-#include "engine_internal.h"
+#include "engine_deepseek.h"
 
 #include "core/status.h"
 #include "losses/logits.h"
@@ -12,7 +12,7 @@
 static const lora_view *adapter_of(const engine *e, int layer, llama_linear t)
 {
     if (!e->views || !e->last.lora) return NULL;
-    const lora_view *v = &e->views[layer * LIN_COUNT + t];
+    const lora_view *v = &e->views[layer * e->nslots + t];
     return v->A ? v : NULL;
 }
 
@@ -180,7 +180,10 @@ int engine_forward(engine *e, const batch *b, const engine_fwd *f, float *logpro
     be_upload(be, e->targets, b->targets, (size_t)N * sizeof(int32_t));
 
     op_embedding(be, e->resid[0], e->ids, e->embed, N, C);
-    for (int l = 0; l < c->num_layers; l++) layer_forward(e, l, engine_acts(e, l), false);
+    for (int l = 0; l < c->num_layers; l++) {
+        if (c->ds.on) deepseek_layer_forward(e, l, engine_acts(e, l));   /* MLA + MoE: engine_deepseek.c */
+        else layer_forward(e, l, engine_acts(e, l), false);
+    }
     op_rmsnorm_fwd(be, e->xf, e->rstdf, e->resid[c->num_layers], e->final_norm, N, C, c->rms_norm_eps);
 
     const uint8_t *mask = fmass && e->has_forbidden ? e->forbidden : NULL;
@@ -229,6 +232,11 @@ int engine_backward(engine *e, const float *a, const float *b, const float *c)
 
     for (int l = L - 1; l >= 0; l--) {
         layer_acts *acts = engine_acts(e, l);
+        if (cfg->ds.on) {   /* recomputed whole: the same routing, the same output */
+            if (e->opts.checkpointing) deepseek_layer_forward(e, l, acts);
+            deepseek_layer_backward(e, l, acts);
+            continue;
+        }
         if (e->opts.checkpointing) layer_forward(e, l, acts, true);   /* recompute this layer's intermediates */
         layer_backward(e, l, acts);
     }

@@ -30,7 +30,7 @@ static int require_weight(const llama_model *m, const char *name, int ndim, int6
     return DS_OK;
 }
 
-static int require(const llama_model *m, const char *name, int ndim, int64_t d0, int64_t d1, const st_tensor **out)
+int model_require(const llama_model *m, const char *name, int ndim, int64_t d0, int64_t d1, const st_tensor **out)
 {
     return require_weight(m, name, ndim, d0, d1, false, out);
 }
@@ -41,37 +41,40 @@ static int load_layer(llama_model *m, int l, const model_load_opts *opts)
     model_layer *L = &m->layers[l];
     char name[256];
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-    int rc = require(m, name, 1, c->hidden_size, 0, &L->attn_norm);
+    int rc = model_require(m, name, 1, c->hidden_size, 0, &L->attn_norm);
     if (rc) return rc;
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-    if ((rc = require(m, name, 1, c->hidden_size, 0, &L->mlp_norm))) return rc;
+    if ((rc = model_require(m, name, 1, c->hidden_size, 0, &L->mlp_norm))) return rc;
     if (c->qk_norm) {
         snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
-        if ((rc = require(m, name, 1, c->head_dim, 0, &L->q_norm))) return rc;
+        if ((rc = model_require(m, name, 1, c->head_dim, 0, &L->q_norm))) return rc;
         snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
-        if ((rc = require(m, name, 1, c->head_dim, 0, &L->k_norm))) return rc;
+        if ((rc = model_require(m, name, 1, c->head_dim, 0, &L->k_norm))) return rc;
     }
     for (int t = 0; t < LIN_COUNT; t++) {
         if (!c->bias[t]) continue;
         int out, in;
         llama_linear_shape(c, (llama_linear)t, &out, &in);
         snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, llama_linear_path((llama_linear)t));
-        if ((rc = require(m, name, 1, out, 0, &L->bias[t]))) return rc;
+        if ((rc = model_require(m, name, 1, out, 0, &L->bias[t]))) return rc;
     }
+    if (c->ds.on) return model_deepseek_load_layer(m, l, opts);
     for (int t = 0; t < LIN_COUNT; t++) {
         model_linear *lin = &L->lin[t];
         llama_linear_shape(c, (llama_linear)t, &lin->out, &lin->in);
         snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, llama_linear_path((llama_linear)t));
-        if (m->prequantized) {
-            rc = model_quant_load(m, name, lin);
-        } else {
-            bool to_4bit = opts && opts->load_in_4bit;
-            rc = require_weight(m, name, 2, lin->out, lin->in, to_4bit, &lin->dense);
-            if (!rc && to_4bit) rc = model_quant_quantize(m, name, lin, opts->double_quant);
-        }
-        if (rc) return rc;
+        if ((rc = model_load_linear(m, name, lin, opts))) return rc;
     }
     return DS_OK;
+}
+
+int model_load_linear(llama_model *m, const char *name, model_linear *lin, const model_load_opts *opts)
+{
+    if (m->prequantized) return model_quant_load(m, name, lin);
+    bool to_4bit = opts && opts->load_in_4bit;   /* then quantizing checks every value */
+    int rc = require_weight(m, name, 2, lin->out, lin->in, to_4bit, &lin->dense);
+    if (!rc && to_4bit) rc = model_quant_quantize(m, name, lin, opts->double_quant);
+    return rc;
 }
 
 int model_load(const char *dir, const model_load_opts *opts, llama_model **out)
@@ -90,11 +93,11 @@ int model_load(const char *dir, const model_load_opts *opts, llama_model **out)
     m->prequantized = c->quantized;
     if (m->prequantized) rc = model_quant_check_config(m);
     m->quantized = m->prequantized || (opts && opts->load_in_4bit);
-    if (!rc) rc = require(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, &m->embed);
-    if (!rc) rc = require(m, "model.norm.weight", 1, c->hidden_size, 0, &m->final_norm);
+    if (!rc) rc = model_require(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, &m->embed);
+    if (!rc) rc = model_require(m, "model.norm.weight", 1, c->hidden_size, 0, &m->final_norm);
     if (!rc) {
         if (c->tie_word_embeddings && !st_set_find(m->st, "lm_head.weight")) m->lm_head = m->embed;
-        else rc = require(m, "lm_head.weight", 2, c->vocab_size, c->hidden_size, &m->lm_head);
+        else rc = model_require(m, "lm_head.weight", 2, c->vocab_size, c->hidden_size, &m->lm_head);
     }
     if (!rc && !(m->layers = ds_calloc((size_t)c->num_layers, sizeof *m->layers, "the model's layers"))) rc = DS_ENOMEM;
     for (int l = 0; !rc && l < c->num_layers; l++) rc = load_layer(m, l, opts);
@@ -111,8 +114,10 @@ void model_free(llama_model *m)
 {
     if (!m) return;
     if (m->layers)
-        for (int l = 0; l < m->cfg.num_layers; l++)
+        for (int l = 0; l < m->cfg.num_layers; l++) {
             for (int t = 0; t < LIN_COUNT; t++) model_quant_free(&m->layers[l].lin[t]);
+            model_deepseek_free_layer(&m->cfg, &m->layers[l]);
+        }
     free(m->layers);
     st_set_close(m->st);
     free(m->dir);
@@ -127,6 +132,10 @@ size_t model_resident_bytes(const llama_model *m)
     if (c->qk_norm) bytes += (size_t)c->head_dim * 2 * 2 * (size_t)c->num_layers;
     for (int l = 0; l < c->num_layers; l++)
         for (int t = 0; t < LIN_COUNT; t++) {
+            if (c->ds.on) {
+                if (!t) bytes += model_deepseek_layer_bytes(c, &m->layers[l]);
+                continue;
+            }
             const model_linear *lin = &m->layers[l].lin[t];
             bytes += lin->q_owner ? model_quant_bytes(lin) : (size_t)lin->out * lin->in * 2;
             if (m->layers[l].bias[t]) bytes += (size_t)lin->out * 2;

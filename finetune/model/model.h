@@ -25,6 +25,11 @@ typedef struct {
     const st_tensor *q_norm, *k_norm;   /* (D) per-head RMSNorm of q and k (cfg.qk_norm), or NULL */
     model_linear lin[LIN_COUNT];
     const st_tensor *bias[LIN_COUNT];   /* (out) where cfg.bias[t], else NULL; 16-bit even in 4-bit models */
+    /* DeepSeek-V2/V3 (cfg.ds.on; lin[] unused), model_deepseek.c: */
+    model_linear *dsl;                  /* (deepseek_slots) by deepseek_slot; out = 0 where the layer has none */
+    const st_tensor *q_a_norm, *kv_a_norm;      /* (q_lora_rank) or NULL, (kv_lora_rank) */
+    const st_tensor *router;            /* mlp.gate.weight (E, C) in MoE layers */
+    const st_tensor *router_bias;       /* mlp.gate.e_score_correction_bias (E) (DeepSeek-V3) */
 } model_layer;
 
 typedef struct {

@@ -114,6 +114,9 @@ static int random_nf4(model_linear *lin, uint64_t seed)
 
 int model_random(const model_config *cfg, uint64_t seed, llama_model **out)
 {
+    *out = NULL;
+    int refused = model_config_refuse_deepseek(cfg, "a model with random weights (bench train)");
+    if (refused) return refused;
     llama_model *m = calloc(1, sizeof *m);
     m->dir = strdup("(random weights)");
     m->cfg = *cfg;

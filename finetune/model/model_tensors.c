@@ -32,6 +32,7 @@ static bool layer_reads(const model_config *c, bool quantized, const char *rest)
     static const char *const NORMS[] = {"input_layernorm.weight", "post_attention_layernorm.weight"};
     for (size_t i = 0; i < 2; i++)
         if (!strcmp(rest, NORMS[i])) return true;
+    if (c->ds.on) return false;   /* the rest of a DeepSeek layer: model_deepseek_reads */
     if (c->qk_norm && (!strcmp(rest, "self_attn.q_norm.weight") || !strcmp(rest, "self_attn.k_norm.weight")))
         return true;
     /* transformers' old checkpoints carry the rope's inverse frequencies as a
@@ -60,6 +61,7 @@ static bool model_reads(const llama_model *m, const char *name)
     char *end;
     long l = strtol(rest, &end, 10);
     if (end == rest || *end != '.' || l < 0 || l >= c->num_layers) return false;
+    if (c->ds.on && model_deepseek_reads(c, (int)l, m->prequantized, end + 1)) return true;
     return layer_reads(c, m->prequantized, end + 1);
 }
 
@@ -80,6 +82,12 @@ const char *model_family_summary(const model_config *c)
     static _Thread_local char buf[160];
     bool any_bias = false;
     for (int t = 0; t < LIN_COUNT; t++) any_bias |= c->bias[t];
+    if (c->ds.on) {
+        snprintf(buf, sizeof buf, "%d layers (%d dense), MLA%s, %d routed experts (top %d) + %d shared", c->num_layers,
+                 c->ds.first_k_dense, c->ds.q_lora_rank ? " with a low-rank query" : "", c->ds.n_routed, c->ds.top_k,
+                 c->ds.n_shared);
+        return buf;
+    }
     snprintf(buf, sizeof buf, "%d layer%s, %s%s%s", c->num_layers, c->num_layers == 1 ? "" : "s",
              any_bias ? "with biases" : "no biases", c->qk_norm ? ", q/k norms" : "",
              c->sliding_window ? ", sliding window" : "");

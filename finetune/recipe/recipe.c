@@ -14,6 +14,7 @@
 #include "core/mem.h"
 #include "core/status.h"
 #include "data/dataset/chat_template.h"
+#include "adapters/lora.h"
 #include "data/model_config.h"
 
 #include <math.h>
@@ -56,7 +57,7 @@ static const opt_key ADAPTER_KEYS[] = {
     {"lora_dropout", OPT_FLOAT, R(adapter.lora_dropout), "0.05", 0, 1, NULL, OPT_MAX_OPEN,
      "dropout on the adapter's input, in [0, 1)"},
     {"lora_target_modules", OPT_STRING_LIST, R(adapter.lora_target_modules), "[q_proj, v_proj]", NO_RANGE,
-     LLAMA_LINEAR_NAMES, 0, "linear layers that get adapters; all-linear = all seven"},
+     LORA_TARGET_NAMES, 0, "linear layers that get adapters (each model adapts the names it has); all-linear = every one"},
     {"use_rslora", OPT_BOOL, R(adapter.use_rslora), "false", NO_RANGE, NULL, 0,
      "rank-stabilised scale lora_alpha / sqrt(r)"},
     {"init_from", OPT_STRING, R(adapter.init_from), "null", NO_RANGE, NULL, OPT_NULLABLE,
@@ -135,6 +136,15 @@ static const opt_key SAVE_KEYS[] = {
     OPT_END,
 };
 
+static const opt_key MOE_KEYS[] = {
+    {"aux_loss_alpha", OPT_FLOAT, R(moe.aux_loss_alpha), "-1", -1, 1e3, NULL, 0,
+     "MoE models: coefficient of DeepSeek's sequence-level balance loss; -1 = the model's aux_loss_alpha, 0 = off"},
+    {"capacity_factor", OPT_FLOAT, R(moe.capacity_factor), "0", 0, 1e3, NULL, 0,
+     "MoE models: an expert takes at most factor x (tokens x top_k / experts) routed tokens per layer, later ones "
+     "dropped; 0 = no limit (as transformers)"},
+    OPT_END,
+};
+
 const opt_key RECIPE_DATASET_KEYS[] = {
     {"path", OPT_STRING, offsetof(data_source, path), NULL, NO_RANGE, NULL, OPT_REQUIRED,
      "JSONL or JSON file, optionally .zst"},
@@ -150,7 +160,7 @@ const opt_key RECIPE_DATASET_KEYS[] = {
     OPT_END,
 };
 
-static const char *const TOP_EXTRA[] = {"quant", "adapter", "data", "loss", "train", "eval", "save", NULL};
+static const char *const TOP_EXTRA[] = {"quant", "adapter", "data", "loss", "train", "eval", "save", "moe", NULL};
 static const char *const DATASETS_EXTRA[] = {"datasets", NULL};
 static const char *const LOSS_EXTRA[] = {"type", "penalties", NULL};
 static const char *const PENALTY_EXTRA[] = {"type", NULL};
@@ -164,6 +174,7 @@ const recipe_section RECIPE_SECTIONS[] = {
     {"train", TRAIN_KEYS, NULL},
     {"eval", EVAL_KEYS, DATASETS_EXTRA},
     {"save", SAVE_KEYS, NULL},
+    {"moe", MOE_KEYS, NULL},
     {NULL, NULL, NULL},
 };
 

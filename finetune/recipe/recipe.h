@@ -121,6 +121,11 @@ typedef struct {
     } eval;
 
     struct {
+        double aux_loss_alpha;     /* the balance loss's coefficient; -1 = the model's aux_loss_alpha, 0 = off */
+        double capacity_factor;    /* an expert takes at most factor x its even share of a layer's slots; 0 = off */
+    } moe;                         /* mixture-of-experts models (DeepSeek-V2/V3) only */
+
+    struct {
         int64_t every_steps;       /* 0 = only at the end */
         int64_t keep_last;
         bool merge;

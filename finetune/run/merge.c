@@ -22,6 +22,7 @@ static int no_original(const llama_model *m)
 int merge_linear(backend *cpu, const llama_model *m, const lora_adapter *a, merge_source src, int layer,
                  llama_linear t, float *W)
 {
+    if (m->cfg.ds.on) return model_config_refuse_deepseek(&m->cfg, "merging an adapter into the weights");
     const model_linear *lin = &m->layers[layer].lin[t];
     int rc = DS_OK;
     if (src == MERGE_ORIGINAL && !lin->dense) return no_original(m);
@@ -80,6 +81,8 @@ static int fill_bf16(void *ctx, void *dst)
 int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, const char *out_dir)
 {
     const model_config *c = &m->cfg;
+    int refused = model_config_refuse_deepseek(c, "merging an adapter into the weights");
+    if (refused) return refused;
     if (src == MERGE_ORIGINAL && m->prequantized) return no_original(m);
     backend *cpu;
     int rc = be_open(BE_CPU, &cpu);

@@ -116,7 +116,27 @@ typedef struct {
     double loss, grad_norm, lr;
     long tokens;
     loss_metrics metrics;
+    engine_moe_stats moe;   /* mixture-of-experts models: the step's router statistics */
+    int moe_batches;
 } step_result;
+
+/* A micro-batch's router statistics into the step's: loads and drops summed,
+ * the largest load kept, the balance loss averaged over micro-batches. */
+static int add_moe_stats(trainer *x, step_result *res)
+{
+    engine_moe_stats st;
+    int rc = engine_read_moe_stats(x->ctx.eng, -1, &st);
+    if (rc || !st.moe_layers) return rc;
+    engine_moe_stats *m = &res->moe;
+    int n = res->moe_batches++;
+    m->moe_layers = st.moe_layers, m->experts = st.experts, m->top_k = st.top_k;
+    m->aux_loss = (m->aux_loss * n + st.aux_loss) / (n + 1);
+    m->mean_load = (m->mean_load * n + st.mean_load) / (n + 1);
+    if (st.max_load > m->max_load) m->max_load = st.max_load;
+    m->dropped += st.dropped;
+    for (int e = 0; e < st.experts; e++) m->tokens_per_expert[e] += st.tokens_per_expert[e];
+    return DS_OK;
+}
 
 /* One micro-batch's contribution to the step's gradients. The loss is computed
  * on the host: the engine hands back per-token log-probs, the loss modules turn
@@ -133,6 +153,7 @@ static int micro_batch_gradients(trainer *x, const batch *b, int plan_batch, ste
     engine_fwd f = {.lora = true, .training = true, .for_backward = true, .micro_step = x->st.micro_step};
     float *fmass = x->forbidden_owner ? x->fmass : NULL;
     if (!rc) rc = engine_forward(x->ctx.eng, b, &f, x->lp, fmass);
+    if (!rc) rc = add_moe_stats(x, res);
     loss_input in = {.B = b->B, .T = b->T, .targets = b->targets, .logprob = x->lp,
                      .ref_logprob = x->r->plan.needs_ref ? x->ref : NULL, .fmass = fmass};
     for (int j = 0; !rc && j < x->nlosses; j++) {
@@ -234,6 +255,16 @@ static int report_step(trainer *x, const step_result *s, const log_window *w, do
     const loss_metrics *m = &w->metrics;
     for (int k = 0; k < m->n; k++)
         json_object_set_new(row, m->name[k], json_real(m->count[k] > 0 ? m->sum[k] / m->count[k] : 0.0));
+    const engine_moe_stats *moe = &s->moe;
+    if (moe->moe_layers) {   /* the last step's router statistics, summed over its MoE layers */
+        json_t *tpe = json_array();
+        for (int e = 0; e < moe->experts; e++) json_array_append_new(tpe, json_integer(moe->tokens_per_expert[e]));
+        json_object_set_new(row, "moe_tokens_per_expert", tpe);
+        json_object_set_new(row, "moe_max_load", json_integer(moe->max_load));
+        json_object_set_new(row, "moe_mean_load", json_real(moe->mean_load));
+        json_object_set_new(row, "moe_dropped", json_integer(moe->dropped));
+        json_object_set_new(row, "moe_aux_loss", json_real(moe->aux_loss));
+    }
     if (json_alloc_failed()) {   /* a metrics row is never written short */
         json_decref(row);
         return DS_ENOMEM;
@@ -245,6 +276,9 @@ static int report_step(trainer *x, const step_result *s, const log_window *w, do
              (long long)x->st.step, (long long)x->st.total_steps, loss, s->lr, s->grad_norm, tok_per_s,
              ds_bytes_str((double)mem, mb, sizeof mb), ds_duration_str(elapsed, e1, sizeof e1),
              ds_duration_str(eta, e2, sizeof e2));
+    if (moe->moe_layers)
+        tlog_say(&x->log, "  experts: max load %d (mean %.1f) tokens per expert and layer, %lld dropped, balance loss %.4f",
+                 moe->max_load, moe->mean_load, moe->dropped, moe->aux_loss);
     return DS_OK;
 }
 

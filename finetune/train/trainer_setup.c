@@ -211,6 +211,34 @@ static int check_init_from(const recipe *r, const lora_adapter *ad, const lora_c
                                "the adapter's)", r->file, bad, mine, r->adapter.init_from, theirs, bad);
 }
 
+/* The recipe's moe section: the engine's balance loss (its coefficient split
+ * over the step's micro-batches, as the main loss is averaged over them) and
+ * capacity factor; set on a model without experts, refused. */
+static int setup_moe(trainer *x)
+{
+    const recipe *r = x->r;
+    const model_config *c = &x->ctx.model->cfg;
+    if (!c->ds.on) {
+        if (r->moe.aux_loss_alpha != -1 || r->moe.capacity_factor != 0)
+            return ds_fail(DS_ECONFIG, "%s: moe.%s is set, but %s (%s) has no experts", r->file,
+                           r->moe.aux_loss_alpha != -1 ? "aux_loss_alpha" : "capacity_factor", r->base_model,
+                           c->architecture);
+        return DS_OK;
+    }
+    if (r->save.merge)
+        return ds_fail(DS_ECONFIG, "%s: save.merge: merging an adapter is not yet supported for DeepSeek MoE models "
+                                   "(%s); set it false", r->file, c->architecture);
+    double alpha = r->moe.aux_loss_alpha < 0 ? c->ds.aux_loss_alpha : r->moe.aux_loss_alpha;
+    int rc = engine_set_moe(x->ctx.eng, (float)(alpha / r->plan.accum), (float)r->moe.capacity_factor);
+    char cap[32] = "off";
+    if (r->moe.capacity_factor > 0) snprintf(cap, sizeof cap, "%g", r->moe.capacity_factor);
+    if (!rc)
+        tlog_say(&x->log, "experts: %d routed (top %d) + %d shared in %d MoE layers; balance loss alpha %g%s; "
+                          "capacity factor %s", c->ds.n_routed, c->ds.top_k, c->ds.n_shared,
+                 c->num_layers - c->ds.first_k_dense, alpha, r->moe.aux_loss_alpha < 0 ? " (the model's)" : "", cap);
+    return rc;
+}
+
 int trainer_setup(trainer *x, const recipe *r, train_start start)
 {
     memset(x, 0, sizeof *x);
@@ -256,6 +284,7 @@ int trainer_setup(trainer *x, const recipe *r, train_start start)
                           .checkpointing = r->train.gradient_checkpointing, .training = true, .seed = (uint64_t)r->seed};
         rc = ds_run_start(&x->ctx, &eo);
     }
+    if (!rc) rc = setup_moe(x);
     if (!rc) {
         engine_memory mem = engine_memory_use(x->ctx.eng);
         char a[32], b[32], c[32], d[32];

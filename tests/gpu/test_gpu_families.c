@@ -152,3 +152,19 @@ ParameterizedTest(family *f, gpu_families, four_bit_twin_in_bf16, .timeout = 120
     json_decref(root);
     free(dir), free(out), free(model), free(input);
 }
+
+/* DeepSeek-V2/V3 (MLA + experts) have no CUDA kernels yet: the GPU engine refuses them by name, never
+ * falling back to the CPU. */
+Test(gpu_families, deepseek_is_refused_by_name_on_the_gpu, .timeout = 60)
+{
+    if (!tu_have_gpu()) cr_skip_test("no CUDA device: GPU tests skipped");
+    char *dir = tu_tmpdir(), *out = ds_path_join(dir, "dump.safetensors");
+    char *model = fixture_path("tiny-deepseek-v2", ""), *input = fixture_path("tiny-deepseek-v2", "reference.safetensors");
+    dump_request r = {.model_dir = model, .input = input, .out = out, .device = "cuda"};
+    int rc = dump_run(&r);
+    cr_expect_eq(rc, DS_EDATA, "rc %d: %s", rc, ds_errmsg());
+    cr_expect(strstr(ds_errmsg(), "DeepseekV2ForCausalLM") && strstr(ds_errmsg(), "not yet on the GPU"), "%s",
+              ds_errmsg());
+    cr_expect(!ds_exists(out), "nothing written");
+    free(dir), free(out), free(model), free(input);
+}

@@ -1,0 +1,250 @@
+/* finetune/engine/engine_deepseek.c - the DeepSeek-V2/V3 decoder layer's
+ * memory (weights, intermediates, backward scratch), its LoRA-aware linears
+ * and the layer itself, llama2.c's order with MLA and the MoE MLP:
+ *   h1 = RMSNorm(x);  x_mid = x + MLA(h1)
+ *   h2 = RMSNorm(x_mid);  out = x_mid + (dense MLP or shared + routed experts)(h2) */
+#include "engine_deepseek.h"
+
+#include "core/mem.h"
+#include "core/status.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+moe_router deepseek_router(const model_config *c)
+{
+    const deepseek_config *d = &c->ds;
+    moe_router r = {.E = d->n_routed, .K = d->top_k, .method = d->topk_method, .n_group = d->n_group,
+                    .topk_group = d->topk_group, .sigmoid = d->sigmoid, .norm = d->norm_topk_prob,
+                    .scaling = (float)d->routed_scaling_factor};
+    return r;
+}
+
+int deepseek_init(engine *e)
+{
+    const int L = e->cfg.num_layers, S = e->nslots;
+    for (int l = 0; l < L; l++) {
+        e->layers[l].dsl = ds_calloc((size_t)S, sizeof(frozen_linear), "engine layers");
+        if (!e->layers[l].dsl) return DS_ENOMEM;
+    }
+    for (int s = 0; s < e->nsets; s++) {
+        deepseek_acts *a = ds_calloc(1, sizeof *a, "engine layers");
+        e->sets[s].ds = a;
+        if (!a) return DS_ENOMEM;
+        a->lora_u = ds_calloc((size_t)S, sizeof *a->lora_u, "engine layers");
+        if (!a->lora_u) return DS_ENOMEM;
+    }
+    e->dsg = ds_calloc(1, sizeof *e->dsg, "engine layers");
+    return e->dsg ? DS_OK : DS_ENOMEM;
+}
+
+void deepseek_free(engine *e)
+{
+    for (int l = 0; e->layers && l < e->cfg.num_layers; l++) free(e->layers[l].dsl);
+    for (int s = 0; e->sets && s < e->nsets; s++) {
+        if (e->sets[s].ds) free(e->sets[s].ds->lora_u);
+        free(e->sets[s].ds);
+    }
+    free(e->dsg);
+}
+
+/* A 16/32-bit vector of the file as fp32 on the backend (the router's). */
+static float *take_f32(engine *e, carve *c, const st_tensor *t, size_t n)
+{
+    float *dst = engine_take(c, n * sizeof(float));
+    if (!c->base) return dst;
+    float *tmp = ds_malloc(n * sizeof(float), "the router weights");
+    if (!tmp) {
+        be_fail(e->be, DS_ENOMEM, "out of memory");
+        return dst;
+    }
+    st_to_f32(t, tmp);
+    be_upload(e->be, dst, tmp, n * sizeof(float));
+    free(tmp);
+    return dst;
+}
+
+void deepseek_layout_weights(engine *e, carve *c, int l)
+{
+    const model_config *cfg = &e->cfg;
+    const deepseek_config *d = &cfg->ds;
+    const model_layer *ml = &e->model->layers[l];
+    layer_weights *lw = &e->layers[l];
+    backend *be = e->be;
+    lw->attn.Hkv = lw->attn.H;
+    lw->attn.scale = d->softmax_scale;
+    if (d->q_lora_rank) {
+        lw->q_a_norm = engine_take(c, (size_t)d->q_lora_rank * be->act_size);
+        if (c->base) engine_upload_tensor(be, lw->q_a_norm, ml->q_a_norm);
+    }
+    lw->kv_a_norm = engine_take(c, (size_t)d->kv_lora_rank * be->act_size);
+    if (c->base) engine_upload_tensor(be, lw->kv_a_norm, ml->kv_a_norm);
+    if (ml->router) lw->router = take_f32(e, c, ml->router, (size_t)d->n_routed * cfg->hidden_size);
+    if (ml->router_bias) lw->router_bias = take_f32(e, c, ml->router_bias, (size_t)d->n_routed);
+    for (int s = 0; s < e->nslots; s++)
+        if (ml->dsl[s].out) engine_layout_linear(e, c, &lw->dsl[s], &ml->dsl[s]);
+}
+
+/* The adapter's rank where module (any layer, slot s) is adapted, else 0. */
+static int slot_rank(const engine *e, int s)
+{
+    for (int l = 0; e->views && l < e->cfg.num_layers; l++)
+        if (e->views[l * e->nslots + s].r) return e->views[l * e->nslots + s].r;
+    return 0;
+}
+
+void deepseek_layout_acts(engine *e, carve *c, layer_acts *a)
+{
+    const model_config *cfg = &e->cfg;
+    const deepseek_config *d = &cfg->ds;
+    deepseek_acts *s = a->ds;
+    size_t N = (size_t)e->Nmax, A = e->be->act_size, H = (size_t)cfg->num_heads, QK = (size_t)cfg->head_dim;
+    size_t R = N * d->top_k, E = (size_t)d->n_routed, C = (size_t)cfg->hidden_size, I = (size_t)d->moe_intermediate;
+    if (d->q_lora_rank) {
+        s->qa = engine_take(c, N * d->q_lora_rank * A);
+        s->qa_n = engine_take(c, N * d->q_lora_rank * A);
+        s->rstd_qa = engine_take(c, N * sizeof(float));
+    }
+    s->q = engine_take(c, N * H * QK * A);
+    s->kva = engine_take(c, N * (d->kv_lora_rank + d->qk_rope_dim) * A);
+    s->ckv_raw = engine_take(c, N * d->kv_lora_rank * A);
+    s->ckv = engine_take(c, N * d->kv_lora_rank * A);
+    s->rstd_kv = engine_take(c, N * sizeof(float));
+    s->kvb = engine_take(c, N * H * (d->qk_nope_dim + d->v_head_dim) * A);
+    s->Q = engine_take(c, N * H * QK * A);
+    s->K = engine_take(c, N * H * QK * A);
+    s->V = engine_take(c, N * H * QK * A);
+    s->O = engine_take(c, N * H * QK * A);
+    s->lse = engine_take(c, N * H * sizeof(float));
+    s->o_in = engine_take(c, N * H * d->v_head_dim * A);
+    s->start = engine_take(c, (E + 1) * sizeof(int32_t));
+    s->row_token = engine_take(c, R * sizeof(int32_t));
+    s->row_k = engine_take(c, R * sizeof(int32_t));
+    s->xe = engine_take(c, R * C * A);
+    s->ye = engine_take(c, R * C * A);
+    s->ge = engine_take(c, R * I * A);
+    s->ue = engine_take(c, R * I * A);
+    s->me = engine_take(c, R * I * A);
+    for (int t = 0; t < e->nslots; t++) {
+        int r = slot_rank(e, t);
+        size_t rows = t >= DSL_EXPERTS + 3 ? 0 : t >= DSL_EXPERTS ? R : N;   /* experts share their kind's */
+        s->lora_u[t] = r && rows ? engine_take(c, rows * r * sizeof(float)) : NULL;
+    }
+    for (int t = DSL_EXPERTS + 3; t < e->nslots; t++) s->lora_u[t] = s->lora_u[DSL_EXPERTS + (t - DSL_EXPERTS) % 3];
+}
+
+void deepseek_layout_routes(engine *e, carve *c)
+{
+    const model_config *cfg = &e->cfg;
+    size_t L = (size_t)cfg->num_layers, N = (size_t)e->Nmax, K = (size_t)cfg->ds.top_k, E = (size_t)cfg->ds.n_routed;
+    e->route_idx = engine_take(c, L * N * K * sizeof(int32_t));
+    e->route_w = engine_take(c, L * N * K * sizeof(float));
+    e->route_logits = engine_take(c, L * N * E * sizeof(float));
+    e->route_scores = engine_take(c, L * N * E * sizeof(float));
+    e->route_dropped = engine_take(c, L * sizeof(long long));
+}
+
+void deepseek_layout_grads(engine *e, carve *c)
+{
+    const model_config *cfg = &e->cfg;
+    const deepseek_config *d = &cfg->ds;
+    deepseek_grads *g = e->dsg;
+    size_t N = (size_t)e->Nmax, A = e->be->act_size, H = (size_t)cfg->num_heads, QK = (size_t)cfg->head_dim;
+    size_t R = N * d->top_k, E = (size_t)d->n_routed, C = (size_t)cfg->hidden_size, I = (size_t)d->moe_intermediate;
+    g->dq = engine_take(c, N * H * QK * A);
+    g->dQ = engine_take(c, N * H * QK * A);
+    g->dK = engine_take(c, N * H * QK * A);
+    g->dV = engine_take(c, N * H * QK * A);
+    g->dO = engine_take(c, N * H * QK * A);
+    g->do_in = engine_take(c, N * H * d->v_head_dim * A);
+    g->dkvb = engine_take(c, N * H * (d->qk_nope_dim + d->v_head_dim) * A);
+    g->dkva = engine_take(c, N * (d->kv_lora_rank + d->qk_rope_dim) * A);
+    g->dckv = engine_take(c, N * d->kv_lora_rank * A);
+    g->dckv_raw = engine_take(c, N * d->kv_lora_rank * A);
+    if (d->q_lora_rank) {
+        g->dqa = engine_take(c, N * d->q_lora_rank * A);
+        g->dqa_n = engine_take(c, N * d->q_lora_rank * A);
+    }
+    g->dxe = engine_take(c, R * C * A);
+    g->dye = engine_take(c, R * C * A);
+    g->dge = engine_take(c, R * I * A);
+    g->due = engine_take(c, R * I * A);
+    g->dme = engine_take(c, R * I * A);
+    g->dw = engine_take(c, R * sizeof(float));
+    g->dlogits = engine_take(c, N * E * sizeof(float));
+    g->dprob = engine_take(c, N * E * sizeof(float));
+}
+
+void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *widest)
+{
+    const model_config *cfg = &e->cfg;
+    size_t N = (size_t)e->Nmax * cfg->ds.top_k;   /* expert calls run on up to N*K rows */
+    for (int l = 0; l < cfg->num_layers; l++)
+        for (int s = 0; s < e->nslots; s++) {
+            int out, in;
+            if (!deepseek_linear(cfg, l, s, NULL, 0, NULL, &out, &in)) continue;
+            if ((size_t)out * in > *biggest) *biggest = (size_t)out * in;
+            if ((size_t)out > *widest) *widest = (size_t)out;
+            if ((size_t)in > *widest) *widest = (size_t)in;
+            const lora_view *v = e->views ? &e->views[l * e->nslots + s] : NULL;
+            if (v && v->r && lora_workspace_bytes(v, (int)N) > *lora) *lora = lora_workspace_bytes(v, (int)N);
+        }
+    /* the CPU products' transposed operands run over N*K rows of the experts */
+    *widest = *widest * (size_t)cfg->ds.top_k;
+}
+
+/* ------------------------------------------------------------------ linears */
+
+static const lora_view *slot_adapter(const engine *e, int l, int s)
+{
+    if (!e->views || !e->last.lora) return NULL;
+    const lora_view *v = &e->views[l * e->nslots + s];
+    return v->A ? v : NULL;
+}
+
+void ds_linear_fwd(engine *e, int l, int s, void *y, const void *x, int rows, float beta, float *u)
+{
+    op_linear_fwd(e->be, y, x, &e->layers[l].dsl[s], rows, beta);
+    const lora_view *v = slot_adapter(e, l, s);
+    if (v && rows) {
+        lora_ctx ctx = {.seed = e->opts.seed, .step = e->last.micro_step, .training = e->last.training};
+        op_lora_fwd(e->be, y, u, x, v, rows, &ctx);
+    }
+}
+
+void ds_linear_bwd(engine *e, int l, int s, void *dx, const void *dy, const void *x, int rows, float beta,
+                   const float *u)
+{
+    op_linear_bwd(e->be, dx, dy, &e->layers[l].dsl[s], rows, beta);
+    const lora_view *v = slot_adapter(e, l, s);
+    if (v && rows) {
+        lora_ctx ctx = {.seed = e->opts.seed, .step = e->last.micro_step, .training = e->last.training};
+        op_lora_bwd(e->be, dx, dy, x, u, v, rows, &ctx);
+    }
+}
+
+/* -------------------------------------------------------------------- layer */
+
+void deepseek_layer_forward(engine *e, int l, layer_acts *a)
+{
+    const model_config *c = &e->cfg;
+    const int N = e->N, C = c->hidden_size;
+    const layer_weights *w = &e->layers[l];
+    op_rmsnorm_fwd(e->be, a->h1, a->rstd1, e->resid[l], w->attn_norm, N, C, c->rms_norm_eps);
+    be_copy(e->be, a->x_mid, e->resid[l], (size_t)N * C * e->be->act_size);
+    mla_forward(e, l, a);                                           /* x_mid = x + MLA(h1) */
+    op_rmsnorm_fwd(e->be, a->h2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->rms_norm_eps);
+    be_copy(e->be, e->resid[l + 1], a->x_mid, (size_t)N * C * e->be->act_size);
+    moe_mlp_forward(e, l, a, e->resid[l + 1]);                      /* out = x_mid + MLP(h2) */
+}
+
+void deepseek_layer_backward(engine *e, int l, layer_acts *a)
+{
+    const model_config *c = &e->cfg;
+    const int N = e->N, C = c->hidden_size;
+    const layer_weights *w = &e->layers[l];
+    moe_mlp_backward(e, l, a);                                      /* e->dh = dL/d h2 */
+    op_rmsnorm_bwd(e->be, e->dres, e->dh, a->x_mid, w->mlp_norm, a->rstd2, N, C);   /* dres = dL/d x_mid */
+    mla_backward(e, l, a);                                          /* e->dh = dL/d h1 */
+    op_rmsnorm_bwd(e->be, e->dres, e->dh, e->resid[l], w->attn_norm, a->rstd1, N, C); /* dres = dL/dx */
+}

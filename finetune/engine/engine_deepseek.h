@@ -1,0 +1,78 @@
+/* finetune/engine/engine_deepseek.h - the DeepSeek-V2/V3 decoder layer in the
+ * engine: multi-head latent attention (engine_mla.c) and the dense or
+ * mixture-of-experts MLP (engine_moe.c), their memory (engine_deepseek.c).
+ * The layer runs on the CPU backend only (its MLA and router ops have no
+ * CUDA twins yet: engine_create refuses DeepSeek on CUDA by name). */
+#ifndef DS_FINETUNE_ENGINE_DEEPSEEK_H
+#define DS_FINETUNE_ENGINE_DEEPSEEK_H
+
+#include "engine_internal.h"
+
+#include "finetune/engine/ops/ops_moe.h"
+
+/* One layer's intermediates beyond layer_acts' h1, rstd1, x_mid, h2, rstd2
+ * and g, u, m (the dense MLP's, or the shared experts'). */
+typedef struct deepseek_acts {
+    void *qa, *qa_n;            /* (N, q_lora_rank): q_a_proj output, after q_a_layernorm */
+    float *rstd_qa;             /* (N) */
+    void *q;                    /* (N, H*QK) q_proj / q_b_proj output */
+    void *kva;                  /* (N, kvr + rope) kv_a_proj_with_mqa output */
+    void *ckv_raw, *ckv;        /* (N, kvr) the latent, before and after kv_a_layernorm */
+    float *rstd_kv;             /* (N) */
+    void *kvb;                  /* (N, H*(nope + v)) kv_b_proj output */
+    void *Q, *K, *V;            /* (N, H, QK) the attention's heads (op_mla_heads) */
+    void *O;                    /* (N, H, QK) attention output */
+    float *lse;                 /* (N, H) */
+    void *o_in;                 /* (N, H*v) o_proj input */
+    int32_t *start;             /* (E + 1) each expert's grouped rows */
+    int32_t *row_token, *row_k; /* (N*K) */
+    void *xe, *ye;              /* (N*K, C) grouped expert inputs, expert outputs */
+    void *ge, *ue, *me;         /* (N*K, moe_intermediate) */
+    float **lora_u;             /* (slots) LoRA x·Aᵀ per module; the experts' (N*K, r) shared by kind */
+} deepseek_acts;
+
+/* Backward scratch of the DeepSeek layer. */
+typedef struct deepseek_grads {
+    void *dq, *dQ, *dK, *dV, *dO;   /* (N, H*QK) */
+    void *do_in;                    /* (N, H*v) */
+    void *dkvb;                     /* (N, H*(nope+v)) */
+    void *dkva;                     /* (N, kvr + rope) */
+    void *dckv, *dckv_raw;          /* (N, kvr) */
+    void *dqa, *dqa_n;              /* (N, q_lora_rank) */
+    void *dxe, *dye, *dge, *due, *dme;  /* grouped rows */
+    float *dw;                      /* (N, K) */
+    float *dlogits, *dprob;         /* (N, E) */
+} deepseek_grads;
+
+/* The host-side parts (per-layer slot arrays, per-set intermediates' tables), and their release. */
+int deepseek_init(engine *e);
+void deepseek_free(engine *e);
+/* Memory (engine_deepseek.c): the weights of layer l (c->base NULL: count
+ * only), one set of intermediates, the backward scratch. */
+void deepseek_layout_weights(engine *e, carve *c, int l);
+void deepseek_layout_acts(engine *e, carve *c, layer_acts *a);
+void deepseek_layout_grads(engine *e, carve *c);
+/* Every MoE layer's routing of the last forward (e->route_*). */
+void deepseek_layout_routes(engine *e, carve *c);
+/* The largest linear weight (elements) and LoRA workspace of the model. */
+void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *widest);
+
+/* The layer's passes: resid[l] -> resid[l + 1]; backward: e->dres from
+ * dL/d resid[l+1] to dL/d resid[l]. */
+void deepseek_layer_forward(engine *e, int l, layer_acts *a);
+void deepseek_layer_backward(engine *e, int l, layer_acts *a);
+
+/* The two halves (engine_mla.c, engine_moe.c): attention h1 -> x_mid; MLP h2 -> resid[l + 1]. */
+void mla_forward(engine *e, int l, layer_acts *a);
+void mla_backward(engine *e, int l, layer_acts *a);      /* e->dres: dL/d x_mid -> e->dh = dL/d h1 */
+void moe_mlp_forward(engine *e, int l, layer_acts *a, void *out);
+void moe_mlp_backward(engine *e, int l, layer_acts *a);  /* e->dres: dL/d out -> e->dh = dL/d h2 */
+
+/* LoRA-aware linear of slot s of layer l on `rows` rows: y = x·Wᵀ + beta·y + LoRA(x), u its LoRA intermediate. */
+void ds_linear_fwd(engine *e, int l, int s, void *y, const void *x, int rows, float beta, float *u);
+void ds_linear_bwd(engine *e, int l, int s, void *dx, const void *dy, const void *x, int rows, float beta,
+                   const float *u);
+/* The router settings of the model. */
+moe_router deepseek_router(const model_config *c);
+
+#endif

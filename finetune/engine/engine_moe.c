@@ -1,0 +1,136 @@
+/* finetune/engine/engine_moe.c - the MLP half of a DeepSeek layer, forward and
+ * backward: the dense SwiGLU MLP of the first first_k_dense_replace layers,
+ * and in MoE layers, as transformers' DeepseekV2Moe / DeepseekV3MoE compute it,
+ *   out = x_mid + shared_experts(h2) + sum over the chosen experts e of w_e · expert_e(h2)
+ * The routed tokens are grouped by expert (op_moe_group), so that each
+ * expert's products run once over all its tokens. The choice of experts has
+ * no gradient; the weights w do, back through the router's scores to h2. */
+#include "engine_deepseek.h"
+
+#include <string.h>
+
+/* The dense MLP or the shared experts: out += down(silu(gate(h)) * up(h)), slots g0..g0+2. */
+static void mlp_forward(engine *e, int l, layer_acts *a, int g0, int width, void *out)
+{
+    float **u = a->ds->lora_u;
+    ds_linear_fwd(e, l, g0, a->g, a->h2, e->N, 0.0f, u[g0]);
+    ds_linear_fwd(e, l, g0 + 1, a->u, a->h2, e->N, 0.0f, u[g0 + 1]);
+    op_swiglu_fwd(e->be, a->m, a->g, a->u, (size_t)e->N * width);
+    ds_linear_fwd(e, l, g0 + 2, out, a->m, e->N, 1.0f, u[g0 + 2]);
+}
+
+/* Its backward: e->dh (+)= dL/dh from dL/d out = e->dres (beta: 0 overwrites). */
+static void mlp_backward(engine *e, int l, layer_acts *a, int g0, int width, float beta)
+{
+    float **u = a->ds->lora_u;
+    ds_linear_bwd(e, l, g0 + 2, e->dm, e->dres, a->m, e->N, 0.0f, u[g0 + 2]);
+    op_swiglu_bwd(e->be, e->dg, e->du, e->dm, a->g, a->u, (size_t)e->N * width);
+    ds_linear_bwd(e, l, g0, e->dh, e->dg, a->h2, e->N, beta, u[g0]);
+    ds_linear_bwd(e, l, g0 + 1, e->dh, e->du, a->h2, e->N, 1.0f, u[g0 + 1]);
+}
+
+/* Row `row` of a grouped (R, width) act buffer, and of a LoRA intermediate of rank r. */
+static void *at(const engine *e, void *p, int row, int width) { return be_act_at(e->be, p, (size_t)row * width); }
+static float *u_at(float *u, int row, int r) { return u ? u + (size_t)row * r : NULL; }
+
+static int slot_r(const engine *e, int l, int s) { return e->views ? e->views[l * e->nslots + s].r : 0; }
+
+/* Layer l's routing in the engine's per-layer record: (N, K) choices and weights, (N, E) logits and scores. */
+typedef struct {
+    int32_t *idx;
+    float *w, *logits, *scores;
+} routing;
+
+static routing routing_of(const engine *e, int l)
+{
+    size_t NK = (size_t)e->Nmax * e->cfg.ds.top_k, NE = (size_t)e->Nmax * e->cfg.ds.n_routed;
+    routing r = {e->route_idx + l * NK, e->route_w + l * NK, e->route_logits + l * NE, e->route_scores + l * NE};
+    return r;
+}
+
+/* ceil(factor * N*K / E), or 0 without a capacity factor. */
+static int capacity(const engine *e)
+{
+    const deepseek_config *d = &e->cfg.ds;
+    if (!(e->moe_capacity > 0)) return 0;
+    double slots = (double)e->N * d->top_k / d->n_routed * e->moe_capacity;
+    int cap = (int)slots;
+    return cap < slots ? cap + 1 : cap;
+}
+
+void moe_mlp_forward(engine *e, int l, layer_acts *a, void *out)
+{
+    backend *be = e->be;
+    const model_config *c = &e->cfg;
+    const deepseek_config *d = &c->ds;
+    const layer_weights *w = &e->layers[l];
+    deepseek_acts *s = a->ds;
+    if (!deepseek_is_moe(c, l)) {
+        mlp_forward(e, l, a, DSL_GATE, c->intermediate_size, out);
+        return;
+    }
+    const int N = e->N, C = c->hidden_size, I = d->moe_intermediate, K = d->top_k;
+    if (d->n_shared) mlp_forward(e, l, a, DSL_SH_GATE, d->n_shared * I, out);
+
+    moe_router r = deepseek_router(c);
+    routing rt = routing_of(e, l);
+    op_moe_route(be, rt.logits, rt.scores, rt.idx, rt.w, a->h2, w->router, w->router_bias, N, C, &r);
+    e->route_dropped[l] = op_moe_group(s->start, s->row_token, s->row_k, rt.idx, rt.w, N, K, d->n_routed, capacity(e));
+    const int R = s->start[d->n_routed];   /* the routed rows kept */
+    op_moe_gather(be, s->xe, a->h2, s->row_token, R, C);
+    for (int x = 0; x < d->n_routed; x++) {
+        int r0 = s->start[x], rows = s->start[x + 1] - r0, g0 = DSL_EXPERTS + 3 * x;
+        if (!rows) continue;
+        ds_linear_fwd(e, l, g0, at(e, s->ge, r0, I), at(e, s->xe, r0, C), rows, 0.0f,
+                      u_at(s->lora_u[g0], r0, slot_r(e, l, g0)));
+        ds_linear_fwd(e, l, g0 + 1, at(e, s->ue, r0, I), at(e, s->xe, r0, C), rows, 0.0f,
+                      u_at(s->lora_u[g0 + 1], r0, slot_r(e, l, g0 + 1)));
+        op_swiglu_fwd(be, at(e, s->me, r0, I), at(e, s->ge, r0, I), at(e, s->ue, r0, I), (size_t)rows * I);
+        ds_linear_fwd(e, l, g0 + 2, at(e, s->ye, r0, C), at(e, s->me, r0, I), rows, 0.0f,
+                      u_at(s->lora_u[g0 + 2], r0, slot_r(e, l, g0 + 2)));
+    }
+    op_moe_scatter(be, out, s->ye, rt.w, s->row_token, s->row_k, R, K, C);
+}
+
+void moe_mlp_backward(engine *e, int l, layer_acts *a)
+{
+    backend *be = e->be;
+    const model_config *c = &e->cfg;
+    const deepseek_config *d = &c->ds;
+    const layer_weights *w = &e->layers[l];
+    deepseek_acts *s = a->ds;
+    deepseek_grads *g = e->dsg;
+    if (!deepseek_is_moe(c, l)) {
+        mlp_backward(e, l, a, DSL_GATE, c->intermediate_size, 0.0f);
+        return;
+    }
+    const int N = e->N, C = c->hidden_size, I = d->moe_intermediate, K = d->top_k, R = s->start[d->n_routed];
+    routing rt = routing_of(e, l);
+
+    /* the routed experts, grouped: dL/d their outputs and dL/d the weights (0 for dropped slots) */
+    memset(g->dw, 0, sizeof(float) * (size_t)N * K);
+    op_moe_scatter_bwd(be, g->dye, g->dw, e->dres, s->ye, rt.w, s->row_token, s->row_k, R, K, C);
+    for (int x = 0; x < d->n_routed; x++) {
+        int r0 = s->start[x], rows = s->start[x + 1] - r0, g0 = DSL_EXPERTS + 3 * x;
+        if (!rows) continue;
+        ds_linear_bwd(e, l, g0 + 2, at(e, g->dme, r0, I), at(e, g->dye, r0, C), at(e, s->me, r0, I), rows, 0.0f,
+                      u_at(s->lora_u[g0 + 2], r0, slot_r(e, l, g0 + 2)));
+        op_swiglu_bwd(be, at(e, g->dge, r0, I), at(e, g->due, r0, I), at(e, g->dme, r0, I), at(e, s->ge, r0, I),
+                      at(e, s->ue, r0, I), (size_t)rows * I);
+        ds_linear_bwd(e, l, g0, at(e, g->dxe, r0, C), at(e, g->dge, r0, I), at(e, s->xe, r0, C), rows, 0.0f,
+                      u_at(s->lora_u[g0], r0, slot_r(e, l, g0)));
+        ds_linear_bwd(e, l, g0 + 1, at(e, g->dxe, r0, C), at(e, g->due, r0, I), at(e, s->xe, r0, C), rows, 1.0f,
+                      u_at(s->lora_u[g0 + 1], r0, slot_r(e, l, g0 + 1)));
+    }
+    /* the router: dL/d weights -> dL/d logits -> dL/d h2 (its weight is frozen) */
+    moe_router r = deepseek_router(c);
+    float *dprob = NULL;
+    if (e->moe_aux_alpha > 0) {
+        moe_seq_aux_loss(rt.scores, rt.idx, e->B, e->T, &r, e->moe_aux_alpha, g->dprob);
+        dprob = g->dprob;
+    }
+    op_moe_route_bwd(be, g->dlogits, g->dw, dprob, rt.scores, rt.idx, N, &r);
+    op_moe_route_dx(be, e->dh, g->dlogits, w->router, N, C, d->n_routed, 0.0f);
+    op_moe_gather_bwd(be, e->dh, g->dxe, s->row_token, R, C);
+    if (d->n_shared) mlp_backward(e, l, a, DSL_SH_GATE, d->n_shared * I, 1.0f);
+}

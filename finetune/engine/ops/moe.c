@@ -1,0 +1,238 @@
+/* finetune/engine/ops/moe.c - the mixture of experts' router and token
+ * grouping: the plain-C reference (fp32), as transformers' DeepseekV2Moe
+ * (softmax; greedy or group_limited_greedy) and DeepseekV3MoE (sigmoid +
+ * e_score_correction_bias for the choice, noaux_tc groups) compute them. */
+#include "ops_moe.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The indices of the k largest of v[0..n) (ties: the lower index first). */
+static void top_k(const float *v, int n, int k, int *out)
+{
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            bool taken = false;
+            for (int t = 0; t < j && !taken; t++) taken = out[t] == i;
+            if (!taken && (best < 0 || v[i] > v[best])) best = i;
+        }
+        out[j] = best;
+    }
+}
+
+static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+/* One token's choice from its scores s (E) (V3: plus the bias): idx (K) ascending. */
+static void choose(const float *s, const float *bias, const moe_router *r, int *idx)
+{
+    const int E = r->E, G = r->n_group, per = E / G;
+    float choice[1024], group[1024];
+    for (int e = 0; e < E; e++) choice[e] = bias ? s[e] + bias[e] : s[e];
+    if (r->method != TOPK_GREEDY) {
+        /* a group's score: its best expert (V2), or the sum of its best two (V3) */
+        for (int g = 0; g < G; g++) {
+            int best[2];
+            top_k(choice + g * per, per, r->method == TOPK_NOAUX_TC ? 2 : 1, best);
+            group[g] = choice[g * per + best[0]];
+            if (r->method == TOPK_NOAUX_TC) group[g] += choice[g * per + best[1]];
+        }
+        int keep[1024];
+        top_k(group, G, r->topk_group, keep);
+        for (int g = 0; g < G; g++) {
+            bool kept = false;
+            for (int j = 0; j < r->topk_group; j++) kept |= keep[j] == g;
+            if (!kept)   /* transformers masks the other groups' scores to 0.0 */
+                for (int e = g * per; e < (g + 1) * per; e++) choice[e] = 0.0f;
+        }
+    }
+    top_k(choice, E, r->K, idx);
+    qsort(idx, (size_t)r->K, sizeof *idx, cmp_int);
+}
+
+void op_moe_route(backend *be, float *logits, float *scores, int32_t *idx, float *w, const void *x, const float *W,
+                  const float *bias, int N, int C, const moe_router *r)
+{
+    const int E = r->E, K = r->K;
+    const float *X = x;
+    for (int n = 0; n < N; n++) {
+        const float *xn = X + (size_t)n * C;
+        float *z = logits + (size_t)n * E, *s = scores + (size_t)n * E;
+        for (int e = 0; e < E; e++) {
+            float acc = 0;
+            for (int c = 0; c < C; c++) acc += xn[c] * W[(size_t)e * C + c];
+            z[e] = acc;
+        }
+        if (r->sigmoid) {
+            for (int e = 0; e < E; e++) s[e] = 1.0f / (1.0f + expf(-z[e]));
+        } else {
+            float m = z[0], sum = 0;
+            for (int e = 1; e < E; e++) m = z[e] > m ? z[e] : m;
+            for (int e = 0; e < E; e++) sum += s[e] = expf(z[e] - m);
+            for (int e = 0; e < E; e++) s[e] /= sum;
+        }
+        int chosen[1024];
+        choose(s, bias, r, chosen);
+        float total = 0;
+        for (int k = 0; k < K; k++) total += s[chosen[k]];
+        for (int k = 0; k < K; k++) {
+            idx[(size_t)n * K + k] = chosen[k];
+            float wk = s[chosen[k]];
+            if (r->norm) wk /= total + 1e-20f;
+            w[(size_t)n * K + k] = wk * r->scaling;
+        }
+    }
+    (void)be;
+}
+
+void op_moe_route_bwd(backend *be, float *dlogits, const float *dw, const float *dprob, const float *scores,
+                      const int32_t *idx, int N, const moe_router *r)
+{
+    const int E = r->E, K = r->K;
+    for (int n = 0; n < N; n++) {
+        const float *s = scores + (size_t)n * E, *g = dw + (size_t)n * K;
+        const int32_t *id = idx + (size_t)n * K;
+        float ds[1024] = {0};   /* d loss / d score */
+        float total = 0, dot = 0;
+        for (int k = 0; k < K; k++) total += s[id[k]], dot += g[k] * s[id[k]];
+        for (int k = 0; k < K; k++) {
+            if (r->norm)   /* w_k = c s_k / S, S = sum of the chosen + 1e-20 */
+                ds[id[k]] += r->scaling * (g[k] / (total + 1e-20f) - dot / ((total + 1e-20f) * (total + 1e-20f)));
+            else
+                ds[id[k]] += r->scaling * g[k];
+        }
+        if (dprob) {
+            const float *dp = dprob + (size_t)n * E;
+            if (r->sigmoid) {   /* p_e = s_e / sum(s) */
+                float sum = 0, pd = 0;
+                for (int e = 0; e < E; e++) sum += s[e];
+                for (int e = 0; e < E; e++) pd += dp[e] * s[e];
+                for (int e = 0; e < E; e++) ds[e] += (dp[e] - pd / sum) / sum;
+            } else {            /* p is the softmax itself */
+                for (int e = 0; e < E; e++) ds[e] += dp[e];
+            }
+        }
+        float *dz = dlogits + (size_t)n * E;
+        if (r->sigmoid) {
+            for (int e = 0; e < E; e++) dz[e] = ds[e] * s[e] * (1.0f - s[e]);
+        } else {
+            float sd = 0;
+            for (int e = 0; e < E; e++) sd += s[e] * ds[e];
+            for (int e = 0; e < E; e++) dz[e] = s[e] * (ds[e] - sd);
+        }
+    }
+    (void)be;
+}
+
+int op_moe_group(int32_t *start, int32_t *row_token, int32_t *row_k, const int32_t *idx, float *w, int N, int K, int E,
+                 int capacity)
+{
+    int32_t count[1024] = {0}, fill[1024];
+    int dropped = 0;
+    for (int i = 0; i < N * K; i++) {   /* token order: the first `capacity` slots of each expert stay */
+        if (capacity > 0 && count[idx[i]] >= capacity) {
+            w[i] = 0.0f;
+            dropped++;
+            continue;
+        }
+        count[idx[i]]++;
+    }
+    start[0] = 0;
+    for (int e = 0; e < E; e++) start[e + 1] = start[e] + count[e];
+    memcpy(fill, start, sizeof *start * (size_t)E);
+    memset(count, 0, sizeof count);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            int e = idx[(size_t)n * K + k];
+            if (capacity > 0 && count[e]++ >= capacity) continue;
+            int r = fill[e]++;
+            row_token[r] = n;
+            row_k[r] = k;
+        }
+    return dropped;
+}
+
+void op_moe_gather(backend *be, void *xe, const void *x, const int32_t *row_token, int R, int C)
+{
+    for (int r = 0; r < R; r++)
+        memcpy((float *)xe + (size_t)r * C, (const float *)x + (size_t)row_token[r] * C, sizeof(float) * (size_t)C);
+    (void)be;
+}
+
+void op_moe_scatter(backend *be, void *y, const void *ye, const float *w, const int32_t *row_token,
+                    const int32_t *row_k, int R, int K, int C)
+{
+    float *Y = y;
+    for (int r = 0; r < R; r++) {
+        float wr = w[(size_t)row_token[r] * K + row_k[r]];
+        const float *src = (const float *)ye + (size_t)r * C;
+        float *dst = Y + (size_t)row_token[r] * C;
+        for (int c = 0; c < C; c++) dst[c] += wr * src[c];
+    }
+    for (int r = 0; r < R; r++) be_round_act(be, Y + (size_t)row_token[r] * C, (size_t)C);   /* bf16 storage mode */
+}
+
+void op_moe_scatter_bwd(backend *be, void *dye, float *dw, const void *dy, const void *ye, const float *w,
+                        const int32_t *row_token, const int32_t *row_k, int R, int K, int C)
+{
+    for (int r = 0; r < R; r++) {
+        size_t wk = (size_t)row_token[r] * K + row_k[r];
+        const float *g = (const float *)dy + (size_t)row_token[r] * C, *src = (const float *)ye + (size_t)r * C;
+        float *out = (float *)dye + (size_t)r * C, dot = 0;
+        for (int c = 0; c < C; c++) {
+            out[c] = w[wk] * g[c];
+            dot += g[c] * src[c];
+        }
+        dw[wk] = dot;
+    }
+    be_round_act(be, dye, (size_t)R * C);
+}
+
+void op_moe_gather_bwd(backend *be, void *dx, const void *dxe, const int32_t *row_token, int R, int C)
+{
+    for (int r = 0; r < R; r++) {
+        const float *src = (const float *)dxe + (size_t)r * C;
+        float *dst = (float *)dx + (size_t)row_token[r] * C;
+        for (int c = 0; c < C; c++) dst[c] += src[c];
+    }
+    for (int r = 0; r < R; r++) be_round_act(be, (float *)dx + (size_t)row_token[r] * C, (size_t)C);
+}
+
+float moe_seq_aux_loss(const float *scores, const int32_t *idx, int B, int T, const moe_router *r, float alpha,
+                       float *dprob)
+{
+    const int E = r->E, K = r->K;
+    double loss = 0;
+    for (int b = 0; b < B; b++) {
+        float f[1024] = {0}, P[1024] = {0};
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < K; k++) f[idx[((size_t)b * T + t) * K + k]] += (float)E / ((float)T * K);
+        for (int t = 0; t < T; t++) {
+            const float *s = scores + ((size_t)b * T + t) * E;
+            float sum = 0;
+            for (int e = 0; e < E; e++) sum += s[e];
+            for (int e = 0; e < E; e++) P[e] += (r->sigmoid ? s[e] / sum : s[e]) / (float)T;
+        }
+        for (int e = 0; e < E; e++) loss += (double)f[e] * P[e];
+        if (dprob)
+            for (int t = 0; t < T; t++)
+                for (int e = 0; e < E; e++) dprob[((size_t)b * T + t) * E + e] = alpha * f[e] / ((float)T * B);
+    }
+    return (float)(loss / B);
+}
+
+void op_moe_route_dx(backend *be, void *dx, const float *dlogits, const float *W, int N, int C, int E, float beta)
+{
+    float *X = dx;
+    for (int n = 0; n < N; n++) {
+        float *xn = X + (size_t)n * C;
+        const float *g = dlogits + (size_t)n * E;
+        for (int c = 0; c < C; c++) {
+            float acc = 0;
+            for (int e = 0; e < E; e++) acc += g[e] * W[(size_t)e * C + c];
+            xn[c] = (beta != 0 ? beta * xn[c] : 0.0f) + acc;
+        }
+    }
+    be_round_act(be, dx, (size_t)N * C);
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# tests/cli/moe_tiny.sh - a mixture-of-experts model end to end on the CPU:
+# tools/make_tiny_moe writes models/tiny-moe's DeepSeek-V2 (the committed
+# folder must be what it writes), recipes/tiny-moe.yaml trains it briefly
+# (QLoRA on attention, dense, shared and routed experts): the accuracy rises,
+# every step's metrics row carries the expert load, the log says it, the
+# adapter has a LoRA per routed expert; the moe keys are refused on a model
+# without experts, merge refuses DeepSeek by name (the GPU's refusal:
+# tests/gpu/test_gpu_families.c).
+# usage: bash moe_tiny.sh PATH_TO_DSFT SHARED_DIR
+set -uo pipefail
+DSFT=$(realpath "${1:?usage: moe_tiny.sh PATH_TO_DSFT SHARED_DIR}")
+source "$(dirname "$0")/lib/checks.sh"
+BIN=$(dirname "$DSFT")
+cd "$(dirname "$0")/../.."
+
+"$BIN/make_tiny_moe" "$T/tiny-moe" models/tiny >/dev/null || fail "make_tiny_moe"
+cmp -s "$T/tiny-moe/model.safetensors" models/tiny-moe/model.safetensors && ok "models/tiny-moe is make_tiny_moe's" \
+    || fail "models/tiny-moe/model.safetensors differs from make_tiny_moe's"
+for f in config.json generation_config.json; do cmp -s "$T/tiny-moe/$f" "models/tiny-moe/$f" && ok "$f is make_tiny_moe's" \
+    || fail "models/tiny-moe/$f differs"; done
+
+expect 0 "train tiny-moe (6 epochs)" -- recipes/tiny-moe.yaml output_dir="$T/run" train.num_epochs=6 \
+    save.every_steps=0 train.logging_steps=5
+has "$T/run/train.log" "experts: 8 routed (top 2) + 1 shared in 1 MoE layers; balance loss alpha 0.001 (the model's)" \
+    "the log names the experts and the model's balance-loss coefficient"
+has "$T/run/train.log" "  experts: max load" "the log has each logged step's expert load"
+rows=$(grep -c '"moe_tokens_per_expert":\[' "$T/run/metrics.jsonl")
+steps=$(grep -c '"loss":' "$T/run/metrics.jsonl")
+[ "$rows" -gt 0 ] && [ "$rows" -eq "$steps" ] && ok "every metrics row ($rows) has tokens per expert" \
+    || fail "$rows of $steps metrics rows have moe_tokens_per_expert"
+has "$T/run/metrics.jsonl" '"moe_dropped":0' "no capacity factor: nothing dropped"
+acc() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]['acc'])" "$1" "$2"; }
+before=$(acc "$T/run/eval/eval.json" before) after=$(acc "$T/run/eval/eval.json" after)
+python3 -c "import sys; sys.exit(0 if float(sys.argv[2]) >= float(sys.argv[1]) + 0.15 else 1)" "$before" "$after" \
+    && ok "accuracy $before -> $after" || fail "accuracy $before -> $after did not rise by 0.15"
+python3 - "$T/run/adapter/adapter_model.safetensors" <<'PY' && ok "a LoRA per routed expert (PEFT keys)" || fail "expert adapters"
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    keys = json.loads(f.read(n))
+want = [f"base_model.model.model.layers.1.mlp.experts.{e}.{p}.lora_{w}.weight"
+        for e in range(8) for p in ("gate_proj", "up_proj", "down_proj") for w in "AB"]
+want += ["base_model.model.model.layers.1.mlp.shared_experts.down_proj.lora_A.weight",
+         "base_model.model.model.layers.0.mlp.gate_proj.lora_B.weight",
+         "base_model.model.model.layers.1.self_attn.kv_b_proj.lora_A.weight"]
+sys.exit(0 if all(k in keys for k in want) else 1)
+PY
+
+# a capacity factor drops slots, and says so
+expect 0 "train with capacity_factor 0.5" -- recipes/tiny-moe.yaml output_dir="$T/cap" train.max_steps=2 \
+    save.every_steps=0 moe.capacity_factor=0.5 moe.aux_loss_alpha=0.01 eval.before_training=false
+grep -q '"moe_dropped":[1-9]' "$T/cap/metrics.jsonl" && ok "capacity factor 0.5 drops slots" \
+    || fail "no dropped slots with capacity factor 0.5: $(head -c 400 "$T/cap/metrics.jsonl")"
+has "$T/cap/train.log" "balance loss alpha 0.01;" "moe.aux_loss_alpha overrides the model's"
+
+# refusals
+expect 78 "moe keys on a model without experts" -- recipes/tiny.yaml output_dir="$T/dense" moe.capacity_factor=1.0
+has "$T/err" "moe.capacity_factor" "the message names the key"
+expect 78 "a LoRA target the model lacks" -- recipes/tiny-moe.yaml output_dir="$T/kproj" \
+    'adapter.lora_target_modules=[k_proj]'
+has "$T/err" "k_proj" "the message names k_proj"
+expect 65 "merge of a DeepSeek adapter" -- merge --model models/tiny-moe --adapter "$T/run/adapter" --out "$T/merged"
+has "$T/err" "not yet supported for DeepSeek" "merge refuses by name"
+finish moe_tiny
