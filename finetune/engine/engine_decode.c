@@ -34,18 +34,8 @@ struct engine_decoder {
     float *h_logits;                /* host (max_B, V): the step's logits, in the order of its rows */
 };
 
-typedef struct {
-    char *base;
-    size_t off;
-} carve;
-
-static void *take(carve *c, size_t bytes)
-{
-    c->off = (c->off + 255) & ~(size_t)255;
-    void *p = c->base ? c->base + c->off : NULL;
-    c->off += bytes ? bytes : 1;
-    return p;
-}
+/* The arena is carved as the engine's are (engine_internal.h: carve). */
+static void *take(carve *c, size_t bytes) { return engine_take(c, bytes); }
 
 static int lora_rank(const engine *e)
 {

@@ -15,7 +15,7 @@ int model_quant_quantize(const llama_model *m, const char *weight_name, model_li
 void model_quant_free(model_linear *lin);
 size_t model_quant_bytes(const model_linear *lin);
 
-/* A floating-point tensor of exactly this shape, or DS_EDATA naming it (model.c). */
+/* A floating-point tensor of exactly this shape, all finite, or DS_EDATA naming it (model.c). */
 int model_require(const llama_model *m, const char *name, int ndim, int64_t d0, int64_t d1, const st_tensor **out);
 /* One linear weight `name` [lin->out, lin->in]: 16-bit, bitsandbytes 4-bit, or quantized on load (model.c). */
 int model_load_linear(llama_model *m, const char *name, model_linear *lin, const model_load_opts *opts);
