@@ -30,7 +30,11 @@ layer_acts *engine_acts(engine *e, int layer) { return &e->sets[e->nsets == 1 ? 
 static void upload_tensor(backend *be, void *dst, const st_tensor *t)
 {
     const size_t chunk = 1 << 20;
-    float *tmp = malloc(sizeof(float) * chunk);
+    float *tmp = ds_malloc(sizeof(float) * chunk, "a tensor's upload buffer");
+    if (!tmp) {
+        be_fail(be, DS_ENOMEM, "%s", ds_errmsg());
+        return;
+    }
     st_tensor part = *t;
     for (int64_t i = 0; i < t->numel && !be->err; i += (int64_t)chunk) {
         int64_t n = t->numel - i < (int64_t)chunk ? t->numel - i : (int64_t)chunk;
@@ -458,7 +462,8 @@ int engine_set_forbidden(engine *e, const int32_t *ids, int n)
     int V = e->cfg.vocab_size;
     e->has_forbidden = n > 0;
     if (!n) return DS_OK;
-    uint8_t *mask = calloc((size_t)V, 1);
+    uint8_t *mask = ds_calloc((size_t)V, 1, "the forbidden tokens' mask");
+    if (!mask) return DS_ENOMEM;
     for (int i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= V) {
             free(mask);

@@ -3,6 +3,7 @@
  * quantized while loading (quant/bnb.h does both bit-compatibly). */
 #include "model_quant.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 #include "quant/bnb.h"
 
@@ -30,7 +31,8 @@ static int keep(model_linear *lin, nf4_tensor *t)
 
 int model_quant_load(const llama_model *m, const char *weight_name, model_linear *lin)
 {
-    nf4_tensor *t = calloc(1, sizeof *t);
+    nf4_tensor *t = ds_calloc(1, sizeof *t, "a 4-bit weight");
+    if (!t) return DS_ENOMEM;
     int rc = bnb_load_weight(m->st, weight_name, t);
     if (rc) {
         free(t);
@@ -41,7 +43,8 @@ int model_quant_load(const llama_model *m, const char *weight_name, model_linear
 
 int model_quant_quantize(const llama_model *m, const char *weight_name, model_linear *lin, bool double_quant)
 {
-    nf4_tensor *t = calloc(1, sizeof *t);
+    nf4_tensor *t = ds_calloc(1, sizeof *t, "a 4-bit weight");
+    if (!t) return DS_ENOMEM;
     int rc = bnb_weight_or_quantize(m->st, weight_name, double_quant, t);
     if (rc) {
         free(t);

@@ -5,6 +5,7 @@
 
 #include "model_quant.h"
 
+#include "core/mem.h"
 #include "core/numeric.h"
 #include "core/rng.h"
 #include "core/status.h"
@@ -64,17 +65,23 @@ int model_shape(const char *name, model_config *c)
     return model_config_load(name, c);   /* a model folder */
 }
 
-/* A bf16 host tensor of random values with standard deviation ~std (uniform). */
+/* A bf16 host tensor of random values with standard deviation ~std (uniform);
+ * NULL when out of memory (message set). */
 static const st_tensor *random_bf16(int64_t rows, int64_t cols, float std, float mean, uint64_t seed)
 {
-    st_tensor *t = calloc(1, sizeof *t);
+    st_tensor *t = ds_calloc(1, sizeof *t, "a random tensor");
+    if (!t) return NULL;
     t->dtype = ST_BF16;
     t->ndim = cols ? 2 : 1;
     t->shape[0] = rows;
     t->shape[1] = cols;
     t->numel = rows * (cols ? cols : 1);
     t->nbytes = (size_t)t->numel * 2;
-    uint16_t *d = malloc(t->nbytes);
+    uint16_t *d = ds_malloc(t->nbytes, "a random tensor's values");
+    if (!d) {
+        free(t);
+        return NULL;
+    }
     const float a = std * 1.7320508f;   /* uniform(-a, a) has standard deviation std */
     for (int64_t i = 0; i < t->numel; i++) d[i] = ds_f32_to_bf16(mean + a * (2.0f * ds_u01(ds_hash3(seed, 0, (uint64_t)i)) - 1.0f));
     t->data = d;
@@ -93,7 +100,8 @@ static void free_tensor(const st_tensor *t)
  * weights are ~N(0, 1/fan_in)-sized. */
 static int random_nf4(model_linear *lin, uint64_t seed)
 {
-    nf4_tensor *t = calloc(1, sizeof *t);
+    nf4_tensor *t = ds_calloc(1, sizeof *t, "a random 4-bit weight");
+    if (!t) return DS_ENOMEM;
     int rc = nf4_tensor_alloc(t, lin->out, lin->in, true, NF4_OUT_BF16);
     if (rc) {
         free(t);
@@ -117,31 +125,37 @@ int model_random(const model_config *cfg, uint64_t seed, llama_model **out)
     *out = NULL;
     int refused = model_config_refuse_deepseek(cfg, "a model with random weights (bench train)");
     if (refused) return refused;
-    llama_model *m = calloc(1, sizeof *m);
-    m->dir = strdup("(random weights)");
+    llama_model *m = ds_calloc(1, sizeof *m, "a random model");
+    if (!m) return DS_ENOMEM;
     m->cfg = *cfg;
     m->quantized = true;
     const int64_t V = cfg->vocab_size, C = cfg->hidden_size;
-    m->embed = random_bf16(V, C, 1.0f, 0.0f, seed + 1);
-    m->lm_head = cfg->tie_word_embeddings ? m->embed : random_bf16(V, C, 1.0f / sqrtf((float)C), 0.0f, seed + 2);
-    m->final_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 3);
-    m->layers = calloc((size_t)cfg->num_layers, sizeof *m->layers);
     int rc = DS_OK;
+    /* each tensor made is checked at once: a NULL one ends the loop below with DS_ENOMEM */
+#define MADE(x) ((x) ? DS_OK : DS_ENOMEM)
+    if (!(m->dir = ds_strdup("(random weights)"))) rc = DS_ENOMEM;
+    if (!rc) rc = MADE(m->embed = random_bf16(V, C, 1.0f, 0.0f, seed + 1));
+    if (!rc) rc = MADE(m->lm_head = cfg->tie_word_embeddings ? m->embed
+                                   : random_bf16(V, C, 1.0f / sqrtf((float)C), 0.0f, seed + 2));
+    if (!rc) rc = MADE(m->final_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 3));
+    if (!rc) rc = MADE(m->layers = ds_calloc((size_t)cfg->num_layers, sizeof *m->layers, "a random model's layers"));
     for (int l = 0; l < cfg->num_layers && !rc; l++) {
         model_layer *L = &m->layers[l];
-        L->attn_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 10 + 2 * (uint64_t)l);
-        L->mlp_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 11 + 2 * (uint64_t)l);
-        if (cfg->qk_norm) {
-            L->q_norm = random_bf16(cfg->head_dim, 0, 0.1f, 1.0f, seed * 7 + 3 * (uint64_t)l);
-            L->k_norm = random_bf16(cfg->head_dim, 0, 0.1f, 1.0f, seed * 7 + 3 * (uint64_t)l + 1);
+        rc = MADE(L->attn_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 10 + 2 * (uint64_t)l));
+        if (!rc) rc = MADE(L->mlp_norm = random_bf16(C, 0, 0.1f, 1.0f, seed + 11 + 2 * (uint64_t)l));
+        if (!rc && cfg->qk_norm) {
+            rc = MADE(L->q_norm = random_bf16(cfg->head_dim, 0, 0.1f, 1.0f, seed * 7 + 3 * (uint64_t)l));
+            if (!rc) rc = MADE(L->k_norm = random_bf16(cfg->head_dim, 0, 0.1f, 1.0f, seed * 7 + 3 * (uint64_t)l + 1));
         }
         for (int t = 0; t < LIN_COUNT && !rc; t++) {
             llama_linear_shape(cfg, (llama_linear)t, &L->lin[t].out, &L->lin[t].in);
             rc = random_nf4(&L->lin[t], seed * 1000 + (uint64_t)(l * LIN_COUNT + t));
             if (!rc && cfg->bias[t])
-                L->bias[t] = random_bf16(L->lin[t].out, 0, 0.02f, 0.0f, seed * 5000 + (uint64_t)(l * LIN_COUNT + t));
+                rc = MADE(L->bias[t] = random_bf16(L->lin[t].out, 0, 0.02f, 0.0f,
+                                                   seed * 5000 + (uint64_t)(l * LIN_COUNT + t)));
         }
     }
+#undef MADE
     if (rc) {
         model_random_free(m);
         return rc;

@@ -4,6 +4,8 @@
 #include "ops_cuda.h"
 
 #include "backend/kernel.h"
+#include "core/mem.h"
+#include "core/status.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,12 +28,18 @@ void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const v
     const int B = sh->B, T = sh->T, H = sh->H, Hkv = sh->Hkv, D = sh->D, W = sh->window;
     const float scale = attn_scale(sh);
     const int group = H / Hkv;
+    bool oom = false;
 #pragma omp parallel if ((long)B * H * T * T * D > DS_OMP_MIN_WORK)
     {
-        float *p = malloc(sizeof(float) * (size_t)T);
+        float *p = ds_malloc(sizeof(float) * (size_t)T, "an attention row");   /* per thread */
+        if (!p) {
+#pragma omp atomic write
+            oom = true;
+        }
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
+                if (!p) continue;
                 int kh = h / group;
                 size_t row0 = (size_t)b * T;
                 for (int i = 0; i < T; i++) {
@@ -63,6 +71,7 @@ void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const v
             }
         free(p);
     }
+    if (oom) be_fail(be, DS_ENOMEM, "out of memory allocating an attention row of %d scores", T);
     be_round_act(be, out, (size_t)B * T * H * D);
 }
 
