@@ -122,7 +122,7 @@ static bool has_value(const opt_key *k, const void *base)
     return *(char *const *)((const char *)base + k->offset) || (k->flags & OPT_NULLABLE);
 }
 
-static void put_keys(FILE *f, const opt_key *keys, const void *base, const char *indent, const char *first)
+void recipe_put_keys(FILE *f, const opt_key *keys, const void *base, const char *indent, const char *first)
 {
     for (const opt_key *k = keys; k && k->name; k++) {
         if (!has_value(k, base)) continue;
@@ -140,7 +140,7 @@ static void put_datasets(FILE *f, const recipe_dataset *d, int n)
         return;
     }
     fputs("  datasets:\n", f);
-    for (int i = 0; i < n; i++) put_keys(f, RECIPE_DATASET_KEYS, &d[i], "      ", "    - ");
+    for (int i = 0; i < n; i++) recipe_put_keys(f, RECIPE_DATASET_KEYS, &d[i], "      ", "    - ");
 }
 
 static void put_loss(FILE *f, const recipe *r)
@@ -149,7 +149,7 @@ static void put_loss(FILE *f, const recipe *r)
     fputs("  type: ", f);
     recipe_put_string(f, m->module ? m->module->name : "sft");
     fputc('\n', f);
-    if (m->module) put_keys(f, m->module->keys, m->cfg, "  ", NULL);
+    if (m->module) recipe_put_keys(f, m->module->keys, m->cfg, "  ", NULL);
     if (!r->loss.n_penalties) {
         fputs("  penalties: []\n", f);
         return;
@@ -160,7 +160,7 @@ static void put_loss(FILE *f, const recipe *r)
         fputs("    - type: ", f);
         recipe_put_string(f, p->module->name);
         fputc('\n', f);
-        put_keys(f, p->module->keys, p->cfg, "      ", NULL);
+        recipe_put_keys(f, p->module->keys, p->cfg, "      ", NULL);
     }
 }
 
@@ -171,7 +171,7 @@ int recipe_print(const recipe *r, FILE *f)
           f);
     for (const recipe_section *s = RECIPE_SECTIONS; s->name; s++) {
         if (!*s->name) {
-            put_keys(f, s->keys, r, "", NULL);
+            recipe_put_keys(f, s->keys, r, "", NULL);
             continue;
         }
         fprintf(f, "\n%s:\n", s->name);
@@ -179,10 +179,11 @@ int recipe_print(const recipe *r, FILE *f)
             put_loss(f, r);
             continue;
         }
-        put_keys(f, s->keys, r, "  ", NULL);
+        recipe_put_keys(f, s->keys, r, "  ", NULL);
         if (!strcmp(s->name, "data")) put_datasets(f, r->data.datasets, r->data.n_datasets);
         if (!strcmp(s->name, "eval")) put_datasets(f, r->eval.datasets, r->eval.n_datasets);
     }
+    recipe_clean_put(f, r);
     if (ferror(f)) return ds_fail(DS_EIO, "writing the recipe failed");
     return DS_OK;
 }
@@ -249,6 +250,7 @@ void recipe_print_keys(FILE *f)
             for (const opt_key *k = RECIPE_DATASET_KEYS; k->name; k++) print_key(f, "      ", sub, k);
         }
     }
+    recipe_clean_print_keys(f);
     fputs("\n  Other names, read with a notice:\n", f);
     for (const recipe_alias *a = RECIPE_ALIASES; a->from; a++)
         fprintf(f, "    %s -> %s (%s)\n", a->from, a->to, a->origin);
