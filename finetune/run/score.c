@@ -73,6 +73,7 @@ int text_scorer_score(void *scorer, int n, const char *const *texts, const size_
     if (n < 1 || n > s->batch) return ds_fail(DS_EINTERNAL, "text_scorer_score: %d texts, at most %d", n, s->batch);
     int T = 2;
     for (int i = 0; i < n; i++) {
+        s->ids[i].n = 0;   /* tok_encode appends */
         int rc = tok_encode(s->tok, texts[i], lens[i], true, &s->ids[i]);
         if (rc) return rc;
         int len = (int)s->ids[i].n < s->max_T ? (int)s->ids[i].n : s->max_T;

@@ -113,9 +113,10 @@ static void log_report(trainer *x, const char *name, const json_t *rep, bool hit
         if (n > 0 && what && k < sizeof drops)
             k += (size_t)snprintf(drops + k, sizeof drops - k, "%s%s %lld", k ? ", " : "", what, (long long)n);
     }
-    tlog_say(&x->log, "clean: %s: %lld records in, %lld kept%s%s%s%s", name, (long long)num(rep, "records_in"),
-             (long long)num(rep, "records_out"), *drops ? " (dropped: " : "", drops, *drops ? ")" : "",
-             hit ? " (cached)" : "");
+    if (x->r->clean.rules)
+        tlog_say(&x->log, "clean: %s: %lld records in, %lld kept%s%s%s%s", name, (long long)num(rep, "records_in"),
+                 (long long)num(rep, "records_out"), *drops ? " (dropped: " : "", drops, *drops ? ")" : "",
+                 hit ? " (cached)" : "");
     const json_t *c = json_object_get(rep, "contamination");
     if (!json_is_object(c)) {
         tlog_say(&x->log, "contamination: %s: no eval datasets to check against", name);
@@ -123,12 +124,13 @@ static void log_report(trainer *x, const char *name, const json_t *rep, bool hit
     }
     const char *action = json_string_value(json_object_get(c, "action"));
     json_int_t hits = num(c, "records");
-    tlog_say(&x->log, "contamination: %s: %lld records share a %lld-gram with %lld of %lld eval items%s", name,
+    tlog_say(&x->log, "contamination: %s: %lld records share a %lld-gram with %lld of %lld eval items%s%s", name,
              (long long)hits, (long long)num(c, "ngram"), (long long)num(c, "eval_items_hit"),
              (long long)num(c, "eval_items"),
              !hits ? "" : action && !strcmp(action, "drop") ? "; dropped"
                                                              : "; warning: kept (clean.contamination.action: drop "
-                                                               "removes them)");
+                                                               "removes them)",
+             hit && !x->r->clean.rules ? " (cached)" : "");
     const json_t *ex;
     json_array_foreach(json_object_get(c, "examples"), i, ex) {
         const char *ngram = json_string_value(json_object_get(ex, "ngram"));
