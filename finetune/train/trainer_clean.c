@@ -258,9 +258,45 @@ int trainer_clean_data(trainer *x, const char *cache_dir, const data_options *op
     return rc;
 }
 
+/* run_info.json's "clean": per dataset the counts, without the clusters and examples. */
+static void record_summary(trainer *x)
+{
+    json_t *all = json_loads(x->clean_report, 0, NULL), *sum = json_object(), *per = json_object();
+    const char *name;
+    json_t *rep;
+    json_object_foreach(json_object_get(all, "datasets"), name, rep) {
+        json_t *d = json_object(), *dropped = json_object(), *rule;
+        size_t i;
+        json_array_foreach(json_object_get(rep, "rules"), i, rule)
+            if (json_integer_value(json_object_get(rule, "dropped")) > 0)
+                json_object_set(dropped, json_string_value(json_object_get(rule, "rule")), json_object_get(rule, "dropped"));
+        json_t *c = json_object_get(rep, "contamination");
+        json_t *cs = json_is_object(c) ? json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "action", json_object_get(c, "action"),
+                                                   "ngram", json_object_get(c, "ngram"), "records",
+                                                   json_object_get(c, "records"), "eval_items_hit",
+                                                   json_object_get(c, "eval_items_hit"), "eval_items",
+                                                   json_object_get(c, "eval_items"))
+                                         : json_null();
+        json_object_set_new(d, "records_in", json_incref(json_object_get(rep, "records_in")));
+        json_object_set_new(d, "records_out", json_incref(json_object_get(rep, "records_out")));
+        json_object_set_new(d, "dropped", dropped);
+        json_object_set_new(d, "contamination", cs);
+        json_object_set_new(per, name, d);
+    }
+    json_object_set(sum, "mode", json_object_get(all, "mode"));
+    json_object_set_new(sum, "datasets", per);
+    json_object_set_new(sum, "report", json_string("clean_report.json"));
+    char *text = json_dumps(sum, JSON_COMPACT);
+    report_info_clean(x->info, text);
+    free(text);
+    json_decref(sum);
+    json_decref(all);
+}
+
 int trainer_clean_write_report(trainer *x)
 {
     if (!x->clean_report) return DS_OK;
+    record_summary(x);
     char *path = ds_path_join(x->r->output_dir, "clean_report.json");
     int rc = path ? ds_write_file(path, x->clean_report, strlen(x->clean_report)) : DS_ENOMEM;
     if (!rc) tlog_say(&x->log, "clean: report in %s", path);

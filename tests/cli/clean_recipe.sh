@@ -38,6 +38,13 @@ has "$T/run/train.log" "contamination: data.datasets[0] $T/data/train.jsonl: 3 r
 has "$T/run/train.log" "contamination:   $T/data/train.jsonl:41 matches $ROOT/data/tiny/eval.jsonl:1:" "train.log shows an example"
 has "$T/run/train.log" "data: 43 training examples" "nothing dropped by a warning"
 has "$T/run/clean_report.json" '"mode": "contamination check only"' "clean_report.json in the run folder"
+python3 - "$T/run/run_info.json" <<'PY' && ok "run_info.json says what the check found" || fail "run_info.json: no clean summary"
+import json, sys
+c = json.load(open(sys.argv[1]))["clean"]
+d = c["datasets"]["data.datasets[0]"]
+assert c["mode"] == "contamination check only" and d["records_in"] == 43 and d["records_out"] == 43, c
+assert d["contamination"] == {"action": "warn", "ngram": 13, "records": 3, "eval_items_hit": 3, "eval_items": 64}, d
+PY
 has "$T/run/report.html" "Data cleaning" "report.html has the cleaning section"
 has "$T/run/report.html" "contamination.records" "... with the contamination counts"
 has "$T/run/report.html" "train.jsonl:41 matches $ROOT/data/tiny/eval.jsonl:1: <q>What is the first-line treatment" "... and the examples"
