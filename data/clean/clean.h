@@ -165,8 +165,5 @@ char *clean_report_json(const clean_report *r);
 /* clean_report_summary() : a few lines for people: records in and out, what each rule dropped. */
 void clean_report_summary(const clean_report *r, FILE *f);
 void clean_report_free(clean_report *r);
-/* clean_report_parse_seconds() : CPU seconds the first pass spent in the JSON
- * reader (the benchmark's split between parsing and the rules). */
-double clean_report_parse_seconds(const clean_report *r);
 
 #endif

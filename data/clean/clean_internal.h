@@ -258,7 +258,6 @@ struct clean_report {
     char *scorer;
     size_t scored, score_hist[CLEAN_SCORE_BINS];
     size_t records_out;
-    double parse_cpu_s;                /* CPU seconds the first pass spent in the JSON reader */
 };
 
 /* Count a record dropped by `rule` for the reason `why` (a static string; NULL = none). */

@@ -20,7 +20,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zstd.h>
 
 /* ---- the output: plain or zstd, atomically ---- */
@@ -191,14 +190,6 @@ static int write_record(clean_state *s, json_t *obj, uint32_t id, writer *w)
     return rc;
 }
 
-/* CPU seconds of this thread (the benchmark's split of parsing and rules). */
-static double thread_cpu(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* One pass over input f: 1 = first pass, 2 = scoring, 3 = writing. */
 static int read_input(clean_state *s, int f, int pass, writer *w)
 {
@@ -211,9 +202,7 @@ static int read_input(clean_state *s, int f, int pass, writer *w)
     for (;;) {
         json_t *obj;
         int line;
-        double t0 = pass == 1 ? thread_cpu() : 0;
         rc = jsonl_next(jr, &obj, &line);
-        if (pass == 1) r->parse_cpu_s += thread_cpu() - t0;
         if (rc == DS_OK && !obj) break;
         if (pass == 1) {
             int grc = r->n == UINT32_MAX - 1 ? ds_fail(DS_EDATA, "%s: more than %u records", path, UINT32_MAX - 1)
