@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,14 +66,38 @@ static int hex4(const char *p)
 /* The string at r->p (its opening quote): *s and *n its bytes, in the text
  * itself when it holds no escape, else decoded into r->buf. With `copy` the
  * result is always in r->buf and NUL-terminated (a key). false: declined. */
+/* Whether any of the eight bytes of x is a quote, a backslash, a control
+ * character (< 0x20), or (in *high) a non-ASCII byte: the bytes that end
+ * the quick scan of a string. SWAR: a byte is zero after the XOR exactly
+ * where it matched. */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+static inline bool special8(uint64_t x, bool *high)
+{
+    uint64_t q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
+    uint64_t zero = ((q - ONES) & ~q) | ((b - ONES) & ~b) | ((x - ONES * 0x20) & ~x);
+    *high |= (x & HIGHS) != 0;
+    return (zero & HIGHS) != 0;
+}
+
 static bool read_string(reader *r, bool copy, const char **s, size_t *n)
 {
     const char *start = ++r->p, *p = start;
-    while (p < r->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+    bool high = false;
+    while (r->end - p >= 8) {   /* eight bytes at a time to the first special one */
+        uint64_t x;
+        memcpy(&x, p, 8);
+        if (special8(x, &high)) break;
+        p += 8;
+    }
+    while (p < r->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) {
+        high |= (unsigned char)*p >= 0x80;
+        p++;
+    }
     if (p >= r->end || (unsigned char)*p < 0x20) return false;
     size_t len = (size_t)(p - start);
     if (*p == '"' && !copy) {
-        if (ds_utf8_valid(start, len) != len) return false;
+        if (high && ds_utf8_valid(start, len) != len) return false;
         *s = start;
         *n = len;
         r->p = p + 1;
