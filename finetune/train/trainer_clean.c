@@ -34,7 +34,8 @@ static clean_config dataset_config(const recipe *r, const recipe_dataset *d)
     c.type = d->type;
     c.skip_bad_lines = r->data.skip_bad_lines;
     if (r->clean.rules) return c;
-    static char off[] = "off", any[] = "any";
+    static char off[] = "off", any[] = "any", all[] = "all";
+    c.text = all;   /* "empty" then means a record without a word in any field: nothing to train on */
     c.exact = false;
     c.near = off;
     c.min_words = c.max_words = c.min_chars = c.max_chars = c.min_tokens = c.max_tokens = 0;
