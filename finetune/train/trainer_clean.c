@@ -248,6 +248,7 @@ int trainer_clean_data(trainer *x, const char *cache_dir, const data_options *op
         char name[64];
         snprintf(name, sizeof name, "data.datasets[%d]", i);
         if (!rc && json_object_set_new(per, name, rep)) rc = ds_fail(DS_ENOMEM, "out of memory");
+        else if (rc) json_decref(rep);
         if (x->clean_paths[i]) x->clean_src[i].path = x->clean_paths[i];
     }
     scorer_close(&sc);
