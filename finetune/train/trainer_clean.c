@@ -71,7 +71,7 @@ static int scorer_open(trainer *x, scorer *s)
     const llama_model *m = x->ctx.model;
     const tokenizer *tok = x->ctx.tok;
     if (model) {
-        ds_run_opts o = {.device = r->plan.device, .model_dir = model, .load_in_4bit = r->quant.load_in_4bit,
+        ds_run_opts o = {.device = x->ctx.be->kind, .model_dir = model,   /* where the run computes */ .load_in_4bit = r->quant.load_in_4bit,
                          .double_quant = r->quant.double_quant};
         int rc = ds_run_open(&o, &s->own);
         if (rc) return ds_fail_context(rc, "%s: clean.quality.model: ", r->file);
