@@ -122,7 +122,7 @@ static bool has_value(const opt_key *k, const void *base)
     return *(char *const *)((const char *)base + k->offset) || (k->flags & OPT_NULLABLE);
 }
 
-void recipe_put_keys(FILE *f, const opt_key *keys, const void *base, const char *indent, const char *first)
+static void put_keys(FILE *f, const opt_key *keys, const void *base, const char *indent, const char *first)
 {
     for (const opt_key *k = keys; k && k->name; k++) {
         if (!has_value(k, base)) continue;
@@ -133,6 +133,11 @@ void recipe_put_keys(FILE *f, const opt_key *keys, const void *base, const char 
     }
 }
 
+void recipe_put_keys(FILE *f, const opt_key *keys, const void *base, const char *indent, const char *first)
+{
+    put_keys(f, keys, base, indent, first);
+}
+
 static void put_datasets(FILE *f, const recipe_dataset *d, int n)
 {
     if (!n) {
@@ -140,7 +145,7 @@ static void put_datasets(FILE *f, const recipe_dataset *d, int n)
         return;
     }
     fputs("  datasets:\n", f);
-    for (int i = 0; i < n; i++) recipe_put_keys(f, RECIPE_DATASET_KEYS, &d[i], "      ", "    - ");
+    for (int i = 0; i < n; i++) put_keys(f, RECIPE_DATASET_KEYS, &d[i], "      ", "    - ");
 }
 
 static void put_loss(FILE *f, const recipe *r)
@@ -149,7 +154,7 @@ static void put_loss(FILE *f, const recipe *r)
     fputs("  type: ", f);
     recipe_put_string(f, m->module ? m->module->name : "sft");
     fputc('\n', f);
-    if (m->module) recipe_put_keys(f, m->module->keys, m->cfg, "  ", NULL);
+    if (m->module) put_keys(f, m->module->keys, m->cfg, "  ", NULL);
     if (!r->loss.n_penalties) {
         fputs("  penalties: []\n", f);
         return;
@@ -160,7 +165,7 @@ static void put_loss(FILE *f, const recipe *r)
         fputs("    - type: ", f);
         recipe_put_string(f, p->module->name);
         fputc('\n', f);
-        recipe_put_keys(f, p->module->keys, p->cfg, "      ", NULL);
+        put_keys(f, p->module->keys, p->cfg, "      ", NULL);
     }
 }
 
@@ -171,7 +176,7 @@ int recipe_print(const recipe *r, FILE *f)
           f);
     for (const recipe_section *s = RECIPE_SECTIONS; s->name; s++) {
         if (!*s->name) {
-            recipe_put_keys(f, s->keys, r, "", NULL);
+            put_keys(f, s->keys, r, "", NULL);
             continue;
         }
         fprintf(f, "\n%s:\n", s->name);
@@ -179,7 +184,7 @@ int recipe_print(const recipe *r, FILE *f)
             put_loss(f, r);
             continue;
         }
-        recipe_put_keys(f, s->keys, r, "  ", NULL);
+        put_keys(f, s->keys, r, "  ", NULL);
         if (!strcmp(s->name, "data")) put_datasets(f, r->data.datasets, r->data.n_datasets);
         if (!strcmp(s->name, "eval")) put_datasets(f, r->eval.datasets, r->eval.n_datasets);
     }

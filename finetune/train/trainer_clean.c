@@ -60,7 +60,6 @@ typedef struct {
     ds_run own;            /* clean.quality.model's context (empty with the base model) */
     text_scorer *ts;
     clean_scorer sc;
-    char *id;              /* what the cache key adds */
 } scorer;
 
 static int scorer_open(trainer *x, scorer *s)
@@ -82,19 +81,26 @@ static int scorer_open(trainer *x, scorer *s)
     int batch = r->plan.eval_rows > 0 ? r->plan.eval_rows : 1;
     int rc = text_scorer_open(be, m, tok, r->plan.seq_len, batch, &s->ts);
     if (rc) return rc;
-    s->id = ds_strdupf("model %s, tokenizer %s, 4-bit %d, max %d tokens", model ? model : r->base_model,
-                       tok_digest(tok), r->quant.load_in_4bit, r->plan.seq_len);
-    if (!s->id) return ds_fail(DS_ENOMEM, "out of memory");
     s->sc = (clean_scorer){text_scorer_score, s->ts, model ? model : r->base_model, batch};
     tlog_say(&x->log, "clean: scoring with %s on %s", s->sc.name, be_name(be));
     return DS_OK;
+}
+
+/* What the cache key adds for the scorer, known before it is opened (a hit
+ * needs no model): the model's folder, and for the base model the run's
+ * tokenizer; the precision and the tokens scored. */
+static char *scorer_id(const trainer *x)
+{
+    const recipe *r = x->r;
+    const char *model = r->clean.cfg->quality_model;
+    return ds_strdupf("model %s, tokenizer %s, 4-bit %d, max %d tokens", model ? model : r->base_model,
+                      model ? "its own" : tok_digest(x->ctx.tok), r->quant.load_in_4bit, r->plan.seq_len);
 }
 
 static void scorer_close(scorer *s)
 {
     text_scorer_free(s->ts);
     ds_run_close(&s->own);
-    free(s->id);
     memset(s, 0, sizeof *s);
 }
 
@@ -164,10 +170,11 @@ static int clean_dataset(trainer *x, int i, const char *cache_dir, scorer *sc, j
     clean_job job = {(const char *const *)&d->path, 1, evals, r->eval.n_datasets, write ? out : NULL, true,
                      cfg.min_tokens > 0 || cfg.max_tokens > 0 ? x->ctx.tok : NULL, NULL};
     int rc = !out || !key_path || !rep_path ? ds_fail(DS_ENOMEM, "out of memory") : DS_OK;
-    char key[65], *old = NULL;
+    char key[65], *old = NULL, *id = cfg.keep_fraction > 0 ? scorer_id(x) : NULL;
     size_t len;
-    if (!rc && cfg.keep_fraction > 0 && !sc->ts) rc = scorer_open(x, sc);
-    if (!rc) rc = clean_job_key(&cfg, &job, cfg.keep_fraction > 0 ? sc->id : NULL, key);
+    if (!rc && cfg.keep_fraction > 0 && !id) rc = ds_fail(DS_ENOMEM, "out of memory");
+    if (!rc) rc = clean_job_key(&cfg, &job, id, key);
+    free(id);
     bool hit = !rc && ds_exists(key_path) && ds_exists(rep_path) && (!write || ds_exists(out)) &&
                ds_read_file(key_path, &old, &len) == DS_OK && len == 64 && !memcmp(old, key, 64);
     free(old);
@@ -175,8 +182,9 @@ static int clean_dataset(trainer *x, int i, const char *cache_dir, scorer *sc, j
     if (hit && !(*rep = json_load_file(rep_path, 0, &err))) hit = false;   /* unreadable: clean again */
     if (!rc && !hit) {
         clean_report *cr = NULL;
+        if (cfg.keep_fraction > 0 && !sc->ts) rc = scorer_open(x, sc);
         if (cfg.keep_fraction > 0) job.scorer = &sc->sc;
-        rc = clean_run(&cfg, &job, &cr);
+        if (!rc) rc = clean_run(&cfg, &job, &cr);
         char *text = !rc ? clean_report_json(cr) : NULL;
         if (!rc && !text) rc = DS_ENOMEM;
         if (!rc && !(*rep = json_loads(text, 0, &err))) rc = ds_fail(DS_EINTERNAL, "clean report: %s", err.text);

@@ -124,5 +124,10 @@ expect 0 "a recipe with quality.keep_fraction" -- "$T/check.yaml" "${FAST[@]}" "
 has "$T/run/train.log" "clean: scoring with $T/scorer/merged on cpu" "the run says which model scores"
 has "$T/run/train.log" "16 records in, 8 kept (dropped: quality 8)" "the run keeps the best half"
 same <(grep -c '"text":"Question' "$T/run/cache/train-0.clean.jsonl") "8" "... which are the known questions"
+expect 0 "the same run again" -- "$T/check.yaml" "${FAST[@]}" "data.datasets[0].path=$T/mix.jsonl" \
+    data.datasets[0].type=text clean.quality.keep_fraction=0.5 "clean.quality.model=$T/scorer/merged" \
+    clean.length.min_words=0 clean.dedup.near=off --overwrite
+has "$T/run/train.log" "16 records in, 8 kept (dropped: quality 8) (cached)" "the scored cleaning comes from the cache"
+if grep -qF "scoring with" "$T/run/train.log"; then fail "a cached cleaning loaded the scorer"; else ok "... without loading the scorer"; fi
 
 finish clean_recipe
