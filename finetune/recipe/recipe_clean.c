@@ -113,8 +113,15 @@ void recipe_clean_put(FILE *f, const recipe *r)
 
 void recipe_clean_print_keys(FILE *f)
 {
-    fputs("  clean (not set: only the contamination check; off: nothing; a mapping: every rule; "
-          "input.type and input.skip_bad_lines come from the datasets)\n",
+    fputs("  clean (not set: only the contamination check of the training data against the eval datasets; off: "
+          "nothing; a mapping: every rule, with these keys)\n",
           f);
-    clean_config_print_keys(f);
+    for (const clean_section *s = clean_config_sections(); s->name; s++)
+        for (const opt_key *k = s->keys; k->name; k++) {
+            if (!strcmp(s->name, "input") && (!strcmp(k->name, "type") || !strcmp(k->name, "skip_bad_lines")))
+                continue;   /* each dataset's type, data.skip_bad_lines */
+            fprintf(f, "    clean.%s.%s: %s - %s", s->name, k->name, k->def ? k->def : "[]", k->help);
+            if (k->choices) fprintf(f, " (%s)", k->choices);
+            fputc('\n', f);
+        }
 }
