@@ -4,8 +4,10 @@
  * Each training dataset is cleaned on its own (its records are one type),
  * checked against every eval dataset of the recipe (and clean.contamination.
  * eval). Without a `clean:` mapping only the contamination check runs: it
- * warns, or with action drop removes the records, and every other rule is
- * off. The kept records go to OUTPUT_DIR/cache/train-N.clean.jsonl, which
+ * warns (counts and examples), every other rule is off and no data is
+ * written. With a mapping every rule runs (contamination.action: drop
+ * removes the contaminated records, off skips the check), and the kept
+ * records go to OUTPUT_DIR/cache/train-N.clean.jsonl, which
  * is then tokenized (so the token cache keys on them); the key of the
  * cleaning (clean_job_key: the config, the files, the scorer's model) is
  * kept beside it, and a run with the same key reuses the file and its
@@ -70,7 +72,8 @@ static int scorer_open(trainer *x, scorer *s)
     const llama_model *m = x->ctx.model;
     const tokenizer *tok = x->ctx.tok;
     if (model) {
-        ds_run_opts o = {.device = x->ctx.be->kind, .model_dir = model,   /* where the run computes */ .load_in_4bit = r->quant.load_in_4bit,
+        /* on the run's device, at the run's precision */
+        ds_run_opts o = {.device = x->ctx.be->kind, .model_dir = model, .load_in_4bit = r->quant.load_in_4bit,
                          .double_quant = r->quant.double_quant};
         int rc = ds_run_open(&o, &s->own);
         if (rc) return ds_fail_context(rc, "%s: clean.quality.model: ", r->file);
