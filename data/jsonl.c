@@ -323,7 +323,8 @@ static int parse_record(jsonl_reader *r, int line, json_t **obj)
 {
     json_error_t e;
     json_t *j;
-    int rc = json_parse(r->rec.p ? r->rec.p : "", r->rec.len, JSON_DECODE_ANY, &j, &e);
+    int rc = json_parse_fast(r->rec.p ? r->rec.p : "", r->rec.len, &j);   /* jansson's where it declines */
+    if (rc == DS_EDATA) rc = json_parse(r->rec.p ? r->rec.p : "", r->rec.len, JSON_DECODE_ANY, &j, &e);
     if (rc == DS_ENOMEM) {
         r->fatal = true;
         return ds_fail_context(rc, "%s:%d: ", r->name, line);

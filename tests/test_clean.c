@@ -518,7 +518,7 @@ Test(run, planted_eval_items_found_as_contamination)
 }
 
 /* A fake language model: the mean NLL is the share of words starting with 'w' (made-up words). */
-static int fake_score(void *ctx, const char *text, size_t len, double *nll)
+static int fake_score_one(void *ctx, const char *text, size_t len, double *nll)
 {
     int *calls = ctx, words = 0, odd = 0;
     (*calls)++;
@@ -528,6 +528,17 @@ static int fake_score(void *ctx, const char *text, size_t len, double *nll)
             odd += text[i] == 'w';
         }
     *nll = words ? (double)odd / words : 0;
+    return DS_OK;
+}
+
+/* Batches of at most 3 texts, each a NUL-terminated copy. */
+static int fake_score(void *ctx, int n, const char *const *texts, const size_t *lens, double *nll)
+{
+    cr_assert(n >= 1 && n <= 3, "batch of %d", n);
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(texts[i][lens[i]], '\0');
+        fake_score_one(ctx, texts[i], lens[i], &nll[i]);
+    }
     return DS_OK;
 }
 
@@ -541,7 +552,7 @@ Test(run, quality_keeps_the_best_fraction_by_the_scorer)
     cr_expect(strstr(ds_errmsg(), "keep_fraction needs a language-model scorer"), "%s", ds_errmsg());
     cr_expect_null(rep);
     int calls = 0;
-    clean_scorer sc = {fake_score, &calls, "fake"};
+    clean_scorer sc = {fake_score, &calls, "fake", 3};
     rep = run(&cfg, in, out, NULL, 0, &sc, DS_OK);
     cr_expect_eq(calls, 20);
     json_t *j = report_json(rep);
@@ -552,7 +563,7 @@ Test(run, quality_keeps_the_best_fraction_by_the_scorer)
     const char *p = text;
     for (int i = 0; i < 20; i++) {
         const char *b = strchr(p, ':') + 3, *e = strchr(b, '"');
-        fake_score(&calls, b, (size_t)(e - b), &scores[i]);
+        fake_score_one(&calls, b, (size_t)(e - b), &scores[i]);
         p = strchr(e, '\n') + 1;
     }
     for (int i = 0; i < 20; i++) {

@@ -41,7 +41,7 @@
 #define CLEAN_PII_ID(name, id) id
 typedef enum { CLEAN_PII_CATEGORIES(CLEAN_PII_ID, DS_COMMA), CLEAN_PII_NCAT } clean_pii_category;
 
-typedef struct {
+typedef struct clean_config {
     /* input: */
     char *type;                 /* a dataset type, or NULL: told per file from its first record */
     bool skip_bad_lines;        /* a malformed line is dropped and counted instead of an error */
@@ -68,7 +68,8 @@ typedef struct {
     opt_strings eval;           /* evaluation files (besides --eval) */
     int64_t examples;           /* contaminated items shown in the report */
     /* quality: */
-    double keep_fraction;       /* keep the best fraction by the scorer; -1 (null) = off */
+    double keep_fraction;       /* keep the best fraction by the scorer; 0 = off */
+    char *quality_model;        /* the scoring model's folder; NULL = the recipe's base model (ds-ft clean: --model) */
 } clean_config;
 
 /* One section of the config: its name and option table. */
@@ -114,13 +115,16 @@ void clean_config_print_keys(FILE *f);
 
 /* ---- quality scorer ---- */
 
-/* A language model's judgement of a text: its mean negative log-likelihood
- * per token (lower is better). The engine-backed scorer lives with the
- * engine; the cleaner only calls this. */
+/* A language model's judgement of texts: the mean negative log-likelihood
+ * per token of each (lower is better), `n` texts at a time (at most
+ * `batch`), so that a GPU sees full batches. The engine-backed scorer lives
+ * with the engine (finetune/run/run.h: text_scorer); the cleaner only calls
+ * this. */
 typedef struct {
-    int (*score)(void *ctx, const char *text, size_t len, double *nll);   /* @return a DS_ status */
+    int (*score)(void *ctx, int n, const char *const *texts, const size_t *lens, double *nll);   /* a DS_ status */
     void *ctx;
     const char *name;           /* for the report */
+    int batch;                  /* texts per call; 0 = 1 */
 } clean_scorer;
 
 /* ---- a run ---- */
@@ -148,14 +152,18 @@ typedef struct {
  * keep_fraction without a scorer). */
 int clean_run(const clean_config *cfg, const clean_job *job, clean_report **report);
 
+/* clean_job_key() : a SHA-256 (hex) that changes whenever the run's result
+ * may: every config key, the bytes of the inputs and eval files, the
+ * tokenizer, and `extra` (what the caller adds: the scorer's model; may be
+ * NULL). For caches of cleaned data (clean_key.c).
+ * @return DS_OK, or DS_ENOINPUT / DS_EIO naming a file. */
+int clean_job_key(const clean_config *cfg, const clean_job *job, const char *extra, char key[65]);
+
 /* clean_report_json() : the report as a JSON document (malloc'd, indented).
  * NULL when out of memory (message set, status DS_ENOMEM). */
 char *clean_report_json(const clean_report *r);
 /* clean_report_summary() : a few lines for people: records in and out, what each rule dropped. */
 void clean_report_summary(const clean_report *r, FILE *f);
 void clean_report_free(clean_report *r);
-/* clean_report_parse_seconds() : CPU seconds the first pass spent in the JSON
- * reader (the benchmark's split between parsing and the rules). */
-double clean_report_parse_seconds(const clean_report *r);
 
 #endif

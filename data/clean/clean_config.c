@@ -100,6 +100,8 @@ static const opt_key CONTAMINATION_KEYS[] = {
 static const opt_key QUALITY_KEYS[] = {
     {"keep_fraction", OPT_FLOAT, F(keep_fraction), "0", 0, 1, NULL, 0,
      "keep this best fraction by the language model's score (0.8 as the seeds say); 0 = off"},
+    {"model", OPT_STRING, F(quality_model), "null", 0, 0, NULL, OPT_NULLABLE,
+     "the scoring model's folder; null = the recipe's base model (ds-ft clean: --model)"},
     OPT_END,
 };
 

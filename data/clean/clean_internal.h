@@ -258,7 +258,6 @@ struct clean_report {
     char *scorer;
     size_t scored, score_hist[CLEAN_SCORE_BINS];
     size_t records_out;
-    double parse_cpu_s;                /* CPU seconds the first pass spent in the JSON reader */
 };
 
 /* Count a record dropped by `rule` for the reason `why` (a static string; NULL = none). */
@@ -282,6 +281,12 @@ typedef struct {
     clean_pii_matches pii;
     tok_ids ids;                       /* token lengths */
     clean_map exact;
+    /* the records waiting for the scorer (pass 2): their counted texts */
+    char **q_text;
+    size_t *q_len, *q_cap;
+    uint32_t *q_id;
+    double *q_nll;
+    int q_n, q_max;
 } clean_state;
 
 /* Mask the PII of every string in v (as cfg says), counting it into the

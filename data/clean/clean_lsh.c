@@ -31,22 +31,36 @@
 #define NONE UINT32_MAX
 
 /* (key << 32 | record) pairs, sorted by key, stable: LSD radix sort on the
- * key's 32 bits, 11 bits a pass, skipping passes where every key agrees. */
-static void sort_by_key(uint64_t *a, uint64_t *tmp, size_t n)
+ * key's 32 bits, 11 bits a pass, skipping passes where every key agrees.
+ * The three digits' counts come from one sweep (the keys are the same in
+ * every pass), and the passes go back and forth between a and tmp: the
+ * result is in the buffer returned. */
+static uint64_t *sort_by_key(uint64_t *a, uint64_t *tmp, size_t n)
 {
-    for (int shift = 32; shift < 64; shift += 11) {
-        size_t count[2048] = {0};
-        for (size_t i = 0; i < n; i++) count[(a[i] >> shift) & 2047]++;
-        if (n == 0 || count[(a[0] >> shift) & 2047] == n) continue;
+    size_t count[3][2048];   /* 48 KiB on the stack */
+    memset(count, 0, sizeof count);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = (uint32_t)(a[i] >> 32);
+        count[0][key & 2047]++;
+        count[1][(key >> 11) & 2047]++;
+        count[2][key >> 22]++;
+    }
+    for (int d = 0; d < 3 && n > 0; d++) {
+        int shift = 32 + 11 * d;
+        size_t *c = count[d];
+        if (c[(a[0] >> shift) & 2047] == n) continue;
         size_t sum = 0;
         for (int b = 0; b < 2048; b++) {
-            size_t c = count[b];
-            count[b] = sum;
-            sum += c;
+            size_t x = c[b];
+            c[b] = sum;
+            sum += x;
         }
-        for (size_t i = 0; i < n; i++) tmp[count[(a[i] >> shift) & 2047]++] = a[i];
-        memcpy(a, tmp, n * sizeof *a);
+        for (size_t i = 0; i < n; i++) tmp[c[(a[i] >> shift) & 2047]++] = a[i];
+        uint64_t *t = a;
+        a = tmp;
+        tmp = t;
     }
+    return a;
 }
 
 /* The near-duplicate test of two records, and its data. */
@@ -145,23 +159,23 @@ int clean_near_simhash(const uint64_t *fp, const bool *alive, size_t n, int max_
     int B, m;
     clean_simhash_tables(max_distance, n, &B, &m);
     near_test t = {fp, max_distance, NULL, 0, 0};
-    int pick[64];
+    int pick[64], lo[64], width[64];
     for (int k = 0; k < m; k++) pick[k] = k;
     for (;;) {                                           /* every choice of m blocks of B, in order */
+        for (int k = 0; k < m; k++) {                    /* the chosen blocks' bit ranges */
+            lo[k] = pick[k] * 64 / B;
+            width[k] = (pick[k] + 1) * 64 / B - lo[k];
+        }
         size_t np = 0;
         for (size_t i = 0; i < n; i++) {
             if (alive && !alive[i]) continue;
             /* the chosen blocks' bits, folded into a 32-bit key (a fold can only add candidates) */
             uint64_t key = 0;
-            for (int k = 0; k < m; k++) {
-                int lo = pick[k] * 64 / B, hi = (pick[k] + 1) * 64 / B;
-                key = key << (hi - lo) ^ bits_of(fp[i], lo, hi);
-            }
+            for (int k = 0; k < m; k++) key = key << width[k] ^ bits_of(fp[i], lo[k], lo[k] + width[k]);
             key = (uint32_t)(key ^ key >> 32);
             pairs[np++] = key << 32 | i;
         }
-        sort_by_key(pairs, tmp, np);
-        scan_table(pairs, np, &t, dup_of);
+        scan_table(sort_by_key(pairs, tmp, np), np, &t, dup_of);
         int k = m - 1;                                   /* next combination */
         while (k >= 0 && pick[k] == B - m + k) k--;
         if (k < 0) break;
@@ -214,8 +228,7 @@ int clean_near_minhash(const uint16_t *sig, int nhash, const bool *alive, size_t
             for (int r = 0; r < rows; r++) key = ds_mix64(key ^ s[r]);
             pairs[np++] = (key >> 32) << 32 | i;
         }
-        sort_by_key(pairs, tmp, np);
-        scan_table(pairs, np, &t, dup_of);
+        scan_table(sort_by_key(pairs, tmp, np), np, &t, dup_of);
     }
     free(pairs);
     free(tmp);

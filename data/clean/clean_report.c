@@ -44,7 +44,6 @@ void clean_report_free(clean_report *r)
     free(r);
 }
 
-double clean_report_parse_seconds(const clean_report *r) { return r->parse_cpu_s; }
 
 /* json_object_set_new that remembers running out of memory. */
 static void put(json_t *o, const char *k, json_t *v, bool *oom)

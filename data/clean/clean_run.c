@@ -20,7 +20,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zstd.h>
 
 /* ---- the output: plain or zstd, atomically ---- */
@@ -127,20 +126,53 @@ static int input_type(clean_state *s, int f, const json_t *obj, int line)
     return DS_OK;
 }
 
+/* Score the records waiting in the queue, in one call. */
+static int score_queued(clean_state *s)
+{
+    clean_report *r = s->rep;
+    if (!s->q_n) return DS_OK;
+    for (int i = 0; i < s->q_n; i++) s->q_nll[i] = NAN;
+    int rc = s->job->scorer->score(s->job->scorer->ctx, s->q_n, (const char *const *)s->q_text, s->q_len, s->q_nll);
+    for (int i = 0; !rc && i < s->q_n; i++) {
+        double nll = s->q_nll[i];
+        if (!isfinite(nll)) return ds_fail(DS_EINTERNAL, "the scorer gave %g for record %u", nll, s->q_id[i] + 1);
+        r->rec[s->q_id[i]].score = (float)nll;
+        r->scored++;
+        int b = nll < 0 ? 0 : (int)(nll * 2);
+        r->score_hist[b < CLEAN_SCORE_BINS ? b : CLEAN_SCORE_BINS - 1]++;
+    }
+    s->q_n = 0;
+    return rc;
+}
+
+/* Queue a record's counted text for the scorer; a full queue is scored. */
 static int score_record(clean_state *s, json_t *obj, uint32_t id, int line)
 {
     clean_report *r = s->rep;
     bool drop;
     int rc = r->rec[id].pii ? clean_scrub(s, obj, false, &drop) : DS_OK;
     if (!rc) rc = clean_text_of(r->types[r->rec[id].file], s->all_text, obj, r->inputs[r->rec[id].file], line, &s->text);
-    double nll = NAN;
-    if (!rc) rc = s->job->scorer->score(s->job->scorer->ctx, s->text.counted, s->text.counted_len, &nll);
-    if (!rc && !isfinite(nll)) rc = ds_fail(DS_EINTERNAL, "the scorer gave %g for record %u", nll, id + 1);
     if (rc) return rc;
-    r->rec[id].score = (float)nll;
-    r->scored++;
-    int b = nll < 0 ? 0 : (int)(nll * 2);
-    r->score_hist[b < CLEAN_SCORE_BINS ? b : CLEAN_SCORE_BINS - 1]++;
+    int k = s->q_n;
+    if (ds_grow(&s->q_text[k], &s->q_cap[k], s->text.counted_len + 1, 1)) return DS_ENOMEM;
+    memcpy(s->q_text[k], s->text.counted, s->text.counted_len);
+    s->q_text[k][s->text.counted_len] = '\0';
+    s->q_len[k] = s->text.counted_len;
+    s->q_id[k] = id;
+    s->q_n++;
+    return s->q_n == s->q_max ? score_queued(s) : DS_OK;
+}
+
+static int queue_open(clean_state *s)
+{
+    int n = s->job->scorer->batch > 0 ? s->job->scorer->batch : 1;
+    s->q_text = ds_calloc((size_t)n, sizeof *s->q_text, "the scorer's queue");
+    s->q_len = ds_calloc((size_t)n, sizeof *s->q_len, "the scorer's queue");
+    s->q_cap = ds_calloc((size_t)n, sizeof *s->q_cap, "the scorer's queue");
+    s->q_id = ds_calloc((size_t)n, sizeof *s->q_id, "the scorer's queue");
+    s->q_nll = ds_calloc((size_t)n, sizeof *s->q_nll, "the scorer's queue");
+    if (!s->q_text || !s->q_len || !s->q_cap || !s->q_id || !s->q_nll) return DS_ENOMEM;
+    s->q_max = n;
     return DS_OK;
 }
 
@@ -158,14 +190,6 @@ static int write_record(clean_state *s, json_t *obj, uint32_t id, writer *w)
     return rc;
 }
 
-/* CPU seconds of this thread (the benchmark's split of parsing and rules). */
-static double thread_cpu(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* One pass over input f: 1 = first pass, 2 = scoring, 3 = writing. */
 static int read_input(clean_state *s, int f, int pass, writer *w)
 {
@@ -178,9 +202,7 @@ static int read_input(clean_state *s, int f, int pass, writer *w)
     for (;;) {
         json_t *obj;
         int line;
-        double t0 = pass == 1 ? thread_cpu() : 0;
         rc = jsonl_next(jr, &obj, &line);
-        if (pass == 1) r->parse_cpu_s += thread_cpu() - t0;
         if (rc == DS_OK && !obj) break;
         if (pass == 1) {
             int grc = r->n == UINT32_MAX - 1 ? ds_fail(DS_EDATA, "%s: more than %u records", path, UINT32_MAX - 1)
@@ -314,6 +336,12 @@ static void state_free(clean_state *s)
     clean_pii_matches_free(&s->pii);
     tok_ids_free(&s->ids);
     clean_map_free(&s->exact);
+    for (int i = 0; s->q_text && i < s->q_max; i++) free(s->q_text[i]);
+    free(s->q_text);
+    free(s->q_len);
+    free(s->q_cap);
+    free(s->q_id);
+    free(s->q_nll);
 }
 
 int clean_run(const clean_config *cfg, const clean_job *job, clean_report **report)
@@ -326,8 +354,8 @@ int clean_run(const clean_config *cfg, const clean_job *job, clean_report **repo
     if ((cfg->min_tokens > 0 || cfg->max_tokens > 0) && !job->tok)
         return ds_fail(DS_ECONFIG, "clean.length.min_tokens/max_tokens need a tokenizer (--tokenizer DIR)");
     if (cfg->keep_fraction > 0 && !job->scorer)
-        return ds_fail(DS_ECONFIG, "clean.quality.keep_fraction needs a language-model scorer, and none is wired "
-                       "to this command yet; set it to 0");
+        return ds_fail(DS_ECONFIG, "clean.quality.keep_fraction needs a language-model scorer (ds-ft clean "
+                       "--model DIR, or quality.model)");
     if (job->out && ds_exists(job->out) && !job->force)
         return ds_fail(DS_EEXISTS, "%s exists; pass --force to replace it", job->out);
     clean_report *r = ds_calloc(1, sizeof *r, "the report");
@@ -339,7 +367,9 @@ int clean_run(const clean_config *cfg, const clean_job *job, clean_report **repo
     if (!rc) rc = near_duplicates(&s);
     if (!rc && cfg->keep_fraction > 0) {
         if (!(r->scorer = ds_strdup(job->scorer->name ? job->scorer->name : "scorer"))) rc = DS_ENOMEM;
+        if (!rc) rc = queue_open(&s);
         for (int f = 0; f < job->ninputs && !rc; f++) rc = read_input(&s, f, 2, NULL);
+        if (!rc) rc = score_queued(&s);
         if (!rc) rc = clean_quality_cut(r, cfg->keep_fraction);
     }
     if (!rc && job->out) {

@@ -94,19 +94,24 @@ int clean_words_scan(clean_words *w, const char *text, size_t len)
     while (i < len) {
         unsigned char c = s[i];
         if (c < 0x80) {
-            w->chars++;
             if (ascii_word(c)) {
                 if (!in_word) start = i, in_word = true;
-                if (c >= 'A') {
-                    c |= 0x20;
-                    has_letter = true;
-                    w->letters[SCRIPT_LATIN]++;
+                /* the rest of an ASCII run of the word at once */
+                size_t j = i, letters = 0;
+                for (; j < len && ascii_word(s[j]); j++) {
+                    unsigned char x = s[j];
+                    letters += x >= 'A';
+                    h = (h ^ (x | 0x20u)) * FNV_PRIME;   /* digits have 0x20 set already */
                 }
-                h = (h ^ c) * FNV_PRIME;
-            } else {
-                END_WORD();
-                if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) w->bad_chars++;
+                w->chars += j - i;
+                w->letters[SCRIPT_LATIN] += letters;
+                has_letter |= letters > 0;
+                i = j;
+                continue;
             }
+            w->chars++;
+            END_WORD();
+            if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) w->bad_chars++;
             i++;
             continue;
         }

@@ -112,6 +112,12 @@ void dataset_free(dataset *d);
  * a view it releases only the view's own example list). */
 int dataset_split(const dataset *d, double val_size, uint64_t seed, dataset *train, dataset *val);
 
+/* What the integer answers of mcq source s count from (0 or 1): its
+ * answer_base, or told from a MedMCQA file's cop values, said through
+ * opt->say; a file that shows neither is DS_EDATA asking for answer_base
+ * (answer_base.c). */
+int ds_answer_base(const data_source *s, const data_options *opt, int *base);
+
 /* ---- record text (data cleaning) ---- */
 /* The text of one record of type `type` (DATASET_TYPE_NAMES), field by field,
  * checked as dataset_load checks it: pieces appended to `out` (chat_template.h),

@@ -1,12 +1,14 @@
 /* finetune/cli/cmd_clean.c - `ds-ft clean INPUT... --out FILE [--config clean.yaml]
  * [--report FILE] [--type TYPE] [--tokenizer DIR] [--eval FILE...]
- * [--skip-bad-lines] [--force]`.
+ * [--model DIR [--device D] [--seq N]] [--skip-bad-lines] [--force]`.
  *
  * Inputs are dataset files (JSONL, JSON, .zst) or folders of them (their
  * *.jsonl, *.json and *.zst files, in name order). The kept records go to
  * --out as JSONL, written under a temporary name; an existing --out or
  * --report is refused (exit 73) unless --force. The summary goes to stderr,
- * the full report (JSON) to --report.
+ * the full report (JSON) to --report. quality.keep_fraction scores the
+ * records with the language model of --model (or quality.model) through the
+ * engine (finetune/run/run.h: text_scorer), on --device.
  */
 #include "commands.h"
 
@@ -16,6 +18,7 @@
 #include "data/clean/clean.h"
 #include "data/model_config.h"
 #include "data/tokenizer/tokenizer.h"
+#include "finetune/run/run.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -28,8 +31,9 @@ static void clean_keys_help(FILE *f)
 }
 
 typedef struct {
-    const char *out, *config, *report, *type, *tokenizer;
+    const char *out, *config, *report, *type, *tokenizer, *model, *device;
     cli_list eval;
+    long seq;
     bool force, skip_bad_lines;
 } clean_opts;
 
@@ -44,6 +48,11 @@ static const cli_opt CLEAN_OPTS[] = {
     CLI_TOKENIZER(clean_opts, tokenizer, false, "none", "for length.min_tokens / max_tokens"),
     {"--eval", ARG_FILES, offsetof(clean_opts, eval), "FILE", NULL, 0, 0, NULL, false,
      "evaluation files for the contamination check (with contamination.eval)"},
+    {"--model", ARG_MODEL, offsetof(clean_opts, model), "DIR|ORG/NAME[@REV]", "quality.model", 0, 0, NULL, false,
+     "the language model that scores the records for quality.keep_fraction"},
+    CLI_DEVICE(clean_opts, device),
+    {"--seq", ARG_INT, offsetof(clean_opts, seq), "N", "512", 2, 1048576, NULL, false,
+     "tokens of a record the model scores (longer ones: their first N)"},
     {"--skip-bad-lines", ARG_FLAG, offsetof(clean_opts, skip_bad_lines), NULL, "off", 0, 0, NULL, false,
      "drop and count malformed lines instead of stopping (input.skip_bad_lines)"},
     {"--force", ARG_FLAG, offsetof(clean_opts, force), NULL, "off", 0, 0, NULL, false,
@@ -135,6 +144,29 @@ static int load_tokenizer(const char *dir, tokenizer **t)
     return DS_OK;
 }
 
+/* The quality scorer: --model (or quality.model) on --device, when keep_fraction asks for one. */
+static int open_scorer(const clean_opts *a, const clean_config *cfg, ds_run *model, text_scorer **ts, clean_scorer *sc)
+{
+    const char *dir = a->model ? a->model : cfg->quality_model;
+    if (cfg->keep_fraction <= 0) {
+        if (a->model) return ds_fail(DS_EUSAGE, "clean: --model scores records for quality.keep_fraction, which is 0 (off)");
+        return DS_OK;
+    }
+    if (!dir)
+        return ds_fail(DS_ECONFIG, "clean.quality.keep_fraction needs a language model to score the records: --model DIR "
+                       "(or quality.model)");
+    be_kind device;
+    int rc = be_kind_parse(a->device, &device);
+    ds_run_opts o = {.device = device, .model_dir = dir};
+    if (!rc) rc = ds_run_open(&o, model);
+    if (!rc) rc = text_scorer_open(model->be, model->model, model->tok, (int)a->seq, 8, ts);
+    if (!rc) {
+        *sc = (clean_scorer){text_scorer_score, *ts, dir, 8};
+        fprintf(stderr, "clean: scoring with %s on %s\n", dir, be_name(model->be));
+    }
+    return rc;
+}
+
 int cmd_clean(int argc, char **argv)
 {
     clean_opts a;
@@ -150,11 +182,17 @@ int cmd_clean(int argc, char **argv)
     if (!rc && a.type) rc = clean_config_set(&cfg, "input.type", a.type, "--type", 0);
     if (!rc && a.skip_bad_lines) cfg.skip_bad_lines = true;
     if (!rc && a.tokenizer) rc = load_tokenizer(a.tokenizer, &tok);
+    ds_run model = {0};
+    text_scorer *ts = NULL;
+    clean_scorer sc = {0};
+    if (!rc) rc = open_scorer(&a, &cfg, &model, &ts, &sc);
     if (!rc) {
         clean_job job = {(const char *const *)inputs.items, inputs.n, (const char *const *)evals.items, evals.n, a.out,
-                         a.force, tok, NULL};
+                         a.force, tok, ts ? &sc : NULL};
         rc = clean_run(&cfg, &job, &rep);
     }
+    text_scorer_free(ts);
+    ds_run_close(&model);
     if (rep && !rc) {
         clean_report_summary(rep, stderr);
         if (a.report && !rc) {

@@ -160,7 +160,8 @@ const opt_key RECIPE_DATASET_KEYS[] = {
     OPT_END,
 };
 
-static const char *const TOP_EXTRA[] = {"quant", "adapter", "data", "loss", "train", "eval", "save", "moe", NULL};
+static const char *const TOP_EXTRA[] = {"quant", "adapter", "data", "loss", "train", "eval", "save", "moe", "clean",
+                                         NULL};
 static const char *const DATASETS_EXTRA[] = {"datasets", NULL};
 static const char *const LOSS_EXTRA[] = {"type", "penalties", NULL};
 static const char *const PENALTY_EXTRA[] = {"type", NULL};
@@ -427,6 +428,7 @@ static int read_recipe(rctx *c, const ynode *root)
     if ((rc = section_node(c, root, "data", &data)) || (rc = section_node(c, root, "eval", &eval))) return rc;
     rc = read_datasets(c, data, "data", true, &r->data.datasets, &r->data.n_datasets);
     if (!rc) rc = read_datasets(c, eval, "eval", false, &r->eval.datasets, &r->eval.n_datasets);
+    if (!rc) rc = recipe_read_clean(c, root);
     if (rc) return rc;
     return check_recipe(c, root);
 }
@@ -516,6 +518,7 @@ void recipe_free(recipe *r)
     recipe_loss_free(&r->loss.main);
     for (int i = 0; i < r->loss.n_penalties; i++) recipe_loss_free(&r->loss.penalties[i]);
     free(r->loss.penalties);
+    recipe_clean_free(r);
     free(r->base_model_name);
     free(r->file);
     free(r);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 typedef data_source recipe_dataset;
+struct clean_config;   /* data/clean/clean.h */
 
 typedef enum { LR_CONSTANT, LR_LINEAR, LR_COSINE } lr_kind;
 
@@ -119,6 +120,14 @@ typedef struct {
         int64_t limit;             /* -1 = all examples */
         int64_t batch_size;
     } eval;
+
+    /* clean: the training data cleaned before tokenization (recipe_clean.c). No
+     * clean: key = only the contamination check against the eval datasets;
+     * `clean: off` = nothing; a mapping = every rule, its keys as clean.yaml's. */
+    struct {
+        struct clean_config *cfg;  /* every key (defaults included); NULL with `clean: off` */
+        bool rules;                /* a clean: mapping was given: every rule runs */
+    } clean;
 
     struct {
         double aux_loss_alpha;     /* the balance loss's coefficient; -1 = the model's aux_loss_alpha, 0 = off */

@@ -114,6 +114,15 @@ void recipe_fmt_double(char *buf, size_t n, double v);
 /* Write a string as a YAML scalar: plain where that reads back as the same
  * string, double-quoted with escapes otherwise. */
 void recipe_put_string(FILE *f, const char *s);
+/* Every key of a table with its value, one per line: indent, or `first` before the first. */
+void recipe_put_keys(FILE *f, const opt_key *keys, const void *base, const char *indent, const char *first);
+
+/* The clean: section into r->clean; recipe_clean_put() writes it back,
+ * recipe_clean_free() releases it (recipe_clean.c). */
+int recipe_read_clean(rctx *c, const ynode *root);
+void recipe_clean_put(FILE *f, const recipe *r);
+void recipe_clean_print_keys(FILE *f);
+void recipe_clean_free(recipe *r);
 
 /* Fill r->plan from the checked recipe (recipe_plan.c). */
 int recipe_make_plan(recipe *r);

@@ -133,6 +133,11 @@ static void put_keys(FILE *f, const opt_key *keys, const void *base, const char 
     }
 }
 
+void recipe_put_keys(FILE *f, const opt_key *keys, const void *base, const char *indent, const char *first)
+{
+    put_keys(f, keys, base, indent, first);
+}
+
 static void put_datasets(FILE *f, const recipe_dataset *d, int n)
 {
     if (!n) {
@@ -183,6 +188,7 @@ int recipe_print(const recipe *r, FILE *f)
         if (!strcmp(s->name, "data")) put_datasets(f, r->data.datasets, r->data.n_datasets);
         if (!strcmp(s->name, "eval")) put_datasets(f, r->eval.datasets, r->eval.n_datasets);
     }
+    recipe_clean_put(f, r);
     if (ferror(f)) return ds_fail(DS_EIO, "writing the recipe failed");
     return DS_OK;
 }
@@ -249,6 +255,7 @@ void recipe_print_keys(FILE *f)
             for (const opt_key *k = RECIPE_DATASET_KEYS; k->name; k++) print_key(f, "      ", sub, k);
         }
     }
+    recipe_clean_print_keys(f);
     fputs("\n  Other names, read with a notice:\n", f);
     for (const recipe_alias *a = RECIPE_ALIASES; a->from; a++)
         fprintf(f, "    %s -> %s (%s)\n", a->from, a->to, a->origin);

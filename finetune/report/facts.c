@@ -341,6 +341,48 @@ static void clean_walk(sbuf *table, sbuf *bars, const json_t *v, const char *pat
     }
 }
 
+static const char *str_or(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+/* The contamination examples (training record, eval item, shared words) of
+ * each cleaned dataset: a run's clean_report.json has them per dataset under
+ * "datasets", ds-ft clean's report at its top. */
+static void clean_examples(sbuf *b, const json_t *clean)
+{
+    const json_t *sets = json_object_get(clean, "datasets");
+    json_t *one = json_object();
+    if (!json_is_object(sets) && one && !json_object_set(one, "", (json_t *)clean)) sets = one;
+    const char *name;
+    json_t *rep;
+    json_object_foreach((json_t *)sets, name, rep) {
+        const json_t *ex = json_object_get(json_object_get(rep, "contamination"), "examples");
+        if (!json_array_size(ex)) continue;
+        sb_put(b, "<p>Training records that share words with evaluation items");
+        if (*name) {
+            sb_put(b, " (");
+            sb_html(b, name);
+            sb_put(b, ")");
+        }
+        sb_put(b, ":</p>\n<ul>");
+        size_t i;
+        const json_t *e;
+        json_array_foreach(ex, i, e) {
+            sb_put(b, "<li>");
+            sb_html(b, str_or(e, "at"));
+            sb_put(b, " matches ");
+            sb_html(b, str_or(e, "eval_item"));
+            sb_put(b, ": <q>");
+            sb_html(b, str_or(e, "ngram"));
+            sb_put(b, "</q></li>\n");
+        }
+        sb_put(b, "</ul>\n");
+    }
+    json_decref(one);
+}
+
 void section_clean(sbuf *b, const rep_run *runs, int n)
 {
     bool any = false;
@@ -359,7 +401,9 @@ void section_clean(sbuf *b, const rep_run *runs, int n)
         }
         sb_put(b, ":</p>\n<div class=\"plots\">");
         if (bars.buf.p) sb_put(b, bars.buf.p);
-        sb_put(b, "</div>\n<details><summary>every count</summary><table>");
+        sb_put(b, "</div>\n");
+        clean_examples(b, runs[r].clean);
+        sb_put(b, "<details><summary>every count</summary><table>");
         if (table.buf.p) sb_put(b, table.buf.p);
         sb_put(b, "</table></details>\n");
         b->oom |= table.oom || bars.oom;

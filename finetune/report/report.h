@@ -59,6 +59,11 @@ int report_info_model(report_info *ri, const char *model_dir, const char *tokeni
  * @return DS_OK, or DS_ENOINPUT / DS_EIO naming the file. */
 int report_info_data(report_info *ri, const char *role, const char *path);
 
+/* report_info_clean() : what cleaning the training data found, a JSON object
+ * as text (records in and out, contamination found, per dataset), kept as
+ * run_info.json's "clean". Text that is not a JSON object is ignored. */
+void report_info_clean(report_info *ri, const char *json);
+
 /* report_update() : write OUTPUT_DIR/run_info.json (with `state`: "running",
  * "finished", "failed" or "interrupted") and then OUTPUT_DIR/report.html from
  * the run folder, both atomically.

@@ -151,6 +151,13 @@ int report_info_data(report_info *ri, const char *role, const char *path)
     return rc;
 }
 
+void report_info_clean(report_info *ri, const char *json)
+{
+    json_t *v = ri && json ? json_loads(json, 0, NULL) : NULL;
+    if (json_is_object(v)) json_object_set(ri->doc, "clean", v);
+    json_decref(v);
+}
+
 int report_update(report_info *ri, const char *state)
 {
     char now[32];

@@ -81,6 +81,19 @@ int eval_mcq(engine *e, const dataset *d, bool lora, long limit, int max_rows, e
 int eval_loss(engine *e, const dataset *d, bool lora, long limit, int max_rows, eval_result *out);
 void eval_result_free(eval_result *r);
 
+/* ---- a language model's score of texts (score.c): the mean negative
+ * log-likelihood per predicted token under the base model (no adapter), the
+ * cleaner's quality score (data/clean/clean.h: clean_scorer) ---- */
+
+typedef struct text_scorer text_scorer;
+/* An inference engine of its own on `be` and `m` (shared, not owned: they
+ * must outlive the scorer) for `batch` texts of at most max_T tokens (longer
+ * texts are scored on their first max_T). */
+int text_scorer_open(backend *be, const llama_model *m, const tokenizer *tok, int max_T, int batch, text_scorer **out);
+/* nll[i] for texts[i] (lens[i] bytes), n <= batch: clean_scorer.score. */
+int text_scorer_score(void *scorer, int n, const char *const *texts, const size_t *lens, double *nll);
+void text_scorer_free(text_scorer *s);
+
 /* ---- the merged model folder (merge.c): W' = W + s·B·A, bf16 safetensors,
  * config.json without quantization_config, tokenizer and generation files
  * copied ---- */

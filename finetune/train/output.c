@@ -13,7 +13,7 @@
  * checkpoints first, so that a kill while discarding never leaves an old
  * checkpoint to resume beside a half-removed run. */
 static const char *const RUN_STATE[] = {"checkpoints", "adapter", "merged", "eval", "metrics.jsonl", "train.log",
-                                        "recipe.resolved.yaml", NULL};
+                                        "recipe.resolved.yaml", "clean_report.json", NULL};
 
 /* The first entry of RUN_STATE present in dir, or NULL. */
 static const char *earlier_state(const char *dir)

@@ -50,6 +50,11 @@ typedef struct {
     int nlosses;
     double t_start;
     report_info *info;          /* run_info.json and report.html (finetune/report/report.h) */
+    /* the clean: section (trainer_clean.c) */
+    recipe_dataset *clean_src;  /* the training datasets as tokenized: cleaned ones point into cache/ */
+    char **clean_paths;         /* (n_clean) the cleaned files, NULL where the original is tokenized */
+    int n_clean;
+    char *clean_report;         /* clean_report.json, written once the output folder is ready */
 } trainer;
 
 /* Load everything the recipe names, then (and only then) prepare the output
@@ -65,6 +70,14 @@ int output_discard(const recipe *r, train_log *log);
  * and inside checkpoints/ (files.h: ds_clean_debris). */
 int output_clean_debris(const recipe *r);
 void trainer_free(trainer *x);
+/* Clean the training datasets as the recipe's clean: section says (or only
+ * check them for contamination) before tokenization, into cache_dir:
+ * *sources = the datasets to tokenize (trainer_clean.c). A cleaned mcq file
+ * keeps the answer numbering told from the whole original file. */
+int trainer_clean_data(trainer *x, const char *cache_dir, const data_options *opt, const recipe_dataset **sources);
+/* OUTPUT_DIR/clean_report.json, when there was cleaning or a check. */
+int trainer_clean_write_report(trainer *x);
+void trainer_clean_free(trainer *x);
 /* Evaluate every eval set with (after) or without (before) the adapter and
  * log it; write eval/<name>.json when both are done (trainer_eval.c). */
 int trainer_evaluate(trainer *x, bool after, int64_t step);

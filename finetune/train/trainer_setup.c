@@ -77,7 +77,9 @@ static int load_data(trainer *x)
     int rc = ds_mkdirs(cache_dir);
     char *path = ds_path_join(cache_dir, "train.tokens");
     bool hit = false;
-    if (!rc) rc = dataset_load_cached(path, r->data.datasets, r->data.n_datasets, x->r->plan.paired ? EX_PREF : EX_SFT, x->ctx.tok,
+    const recipe_dataset *sources = r->data.datasets;
+    if (!rc) rc = trainer_clean_data(x, cache_dir, opt, &sources);
+    if (!rc) rc = dataset_load_cached(path, sources, r->data.n_datasets, x->r->plan.paired ? EX_PREF : EX_SFT, x->ctx.tok,
                                       opt, &x->all, &hit);
     free(path);
     if (!rc) {
@@ -320,6 +322,7 @@ int trainer_setup(trainer *x, const recipe *r, train_start start)
         rc = recipe_write(r, resolved);
         free(resolved);
     }
+    if (!rc) rc = trainer_clean_write_report(x);
     if (!rc && r->train.tensorboard) rc = report_tb_open(r->output_dir, resume ? x->st.step + 1 : 0, &x->log.tb);
     report_info_phase(x->info, "load");
     if (!rc) rc = record_inputs(x);
@@ -350,6 +353,7 @@ void trainer_free(trainer *x)
     dataset_free(&x->val);
     dataset_free(&x->all);
     ds_run_close(&x->ctx);
+    trainer_clean_free(x);
     tlog_close(&x->log);
     report_info_free(x->info);
 }

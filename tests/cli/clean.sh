@@ -77,8 +77,8 @@ printf 'dedup:\n  exact: false\n  near: off\npii:\n  email: drop\n' >"$T/good.ya
 expect 0 "a config" -- clean "$T/in/a.jsonl" --out "$T/o6.jsonl" --config "$T/good.yaml"
 has "$T/err" "pii                     2 dropped" "pii: drop drops both e-mail records"
 printf 'quality:\n  keep_fraction: 0.8\n' >"$T/quality.yaml"
-expect 78 "keep_fraction without a scorer" -- clean "$T/in/a.jsonl" --out "$T/o7.jsonl" --config "$T/quality.yaml"
-has "$T/err" "needs a language-model scorer" "says why"
+expect 78 "keep_fraction without a model" -- clean "$T/in/a.jsonl" --out "$T/o7.jsonl" --config "$T/quality.yaml"
+has "$T/err" "keep_fraction needs a language model to score the records: --model DIR" "says why"
 
 # 6. Contamination: an eval item's 13 words inside a training record.
 printf '{"question": "Which drug is first line for type 2 diabetes in adults with normal kidney function and no contraindications?", "choices": ["Metformin", "Insulin"], "answer": 0}\n' >"$T/eval.jsonl"

@@ -58,6 +58,9 @@ expect 0 "the run, small" -- recipes/medical.yaml "${SMALL[@]}"
 has "$T/err" "base_model: $ID@refs/pr/3 -> $REPO/snapshots/$PR3 (Hugging Face cache, revision refs/pr/3" "the run says where the model is"
 has runs/medical/train.log "data/medmcqa_train.jsonl: MedMCQA answers (cop) count from 0, as in the Hugging Face dataset" "the log says the numbering"
 has runs/medical/train.log "data/medmcqa_val.jsonl: MedMCQA answers (cop) count from 0" "... of the validation file too"
+# These validation questions are training questions too: the recipe's clean: section drops them.
+has runs/medical/train.log "contamination: data.datasets[0] data/medmcqa_train.jsonl: 8 records share a 13-gram with 8 of 8 eval items; dropped" "the log says what the contamination check found"
+has runs/medical/clean_report.json '"contamination"' "the cleaning report is in the run folder"
 has runs/medical/eval/medmcqa_val.json '"acc"' "accuracy before and after"
 has runs/medical/adapter/adapter_config.json "\"base_model_name_or_path\": \"$ID\"" "the adapter names the Hub model"
 has runs/medical/adapter/adapter_config.json '"revision": "refs/pr/3"' "... and its revision, as PEFT reads them"
@@ -82,6 +85,10 @@ sed -n 's/.*"acc": \([0-9.]*\).*/\1/p' runs/medical/eval/dev.json > "$T/acc_orig
 medmcqa 0 1 2 1 2 > data/few.jsonl
 expect 65 "an ambiguous file" -- recipes/medical.yaml 'data.datasets[0].path=data/few.jsonl' "${SMALL[@]}" --overwrite
 has "$T/err" "answer_base: 1 (original release) or answer_base: 0 (Hugging Face)" "says what to write"
-expect 0 "... with answer_base" -- recipes/medical.yaml 'data.datasets[0].path=data/few.jsonl' 'data.datasets[0].answer_base=0' "${SMALL[@]}" --overwrite
+# (its four questions are validation questions: cleaning would drop them all, and says so)
+expect 65 "... with answer_base, cleaned" -- recipes/medical.yaml 'data.datasets[0].path=data/few.jsonl' 'data.datasets[0].answer_base=0' "${SMALL[@]}" --overwrite
+has "$T/err" "cleaning kept none of the 4 records of data/few.jsonl" "says that cleaning left nothing"
+expect 0 "... with answer_base, contamination only warned" -- recipes/medical.yaml 'data.datasets[0].path=data/few.jsonl' 'data.datasets[0].answer_base=0' clean.contamination.action=warn "${SMALL[@]}" --overwrite
+has runs/medical/train.log "4 records share a 13-gram with 4 of 8 eval items; warning: kept" "the log warns of the contamination"
 
 finish medical_walkthrough
