@@ -34,6 +34,7 @@ cmake --build build-asan -j"$(nproc)" >/dev/null
 
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp   # the test framework's own leaks only
 export DSFT_SHARED="$shared"
 export KILL_EVERY=${KILL_EVERY:-60}   # the kill test under the sanitizers: every 60th point (tests/cli/kill.sh)
 start=$(date +%s)

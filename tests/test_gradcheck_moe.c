@@ -28,9 +28,28 @@ static backend *cpu(void)
     return be;
 }
 
+/* The buffers of one check, zeroed, all freed by release() at its end. */
+static struct {
+    void *p[32];
+    int n;
+} g_bufs;
+
+static void *buf(size_t bytes)
+{
+    cr_assert_lt(g_bufs.n, 32);
+    void *p = calloc(1, bytes ? bytes : 1);
+    cr_assert_not_null(p);
+    return g_bufs.p[g_bufs.n++] = p;
+}
+
+static void release(void)
+{
+    while (g_bufs.n > 0) free(g_bufs.p[--g_bufs.n]);
+}
+
 static float *rnd(size_t n, uint64_t seed, float scale)
 {
-    float *x = malloc(sizeof(float) * n);
+    float *x = buf(sizeof(float) * n);
     tu_fill_uniform(x, n, seed, scale);
     return x;
 }
@@ -89,9 +108,9 @@ static void check_mla(bool interleave)
     size_t nq = (size_t)N * H * QK, na = (size_t)N * (7 + 4), nb = (size_t)N * H * (5 + 6);
     c.q = rnd(nq, 1, 1), c.kva = rnd(na, 2, 1), c.kvb = rnd(nb, 3, 1);
     c.gQ = rnd(nq, 4, 1), c.gK = rnd(nq, 5, 1), c.gV = rnd(nq, 6, 1);
-    c.Q = malloc(sizeof(float) * nq), c.K = malloc(sizeof(float) * nq), c.V = malloc(sizeof(float) * nq);
-    float *dq = calloc(nq, sizeof(float)), *dkva = calloc(na, sizeof(float)), *dkvb = calloc(nb, sizeof(float));
-    float *num = malloc(sizeof(float) * nq);
+    c.Q = buf(sizeof(float) * nq), c.K = buf(sizeof(float) * nq), c.V = buf(sizeof(float) * nq);
+    float *dq = buf(sizeof(float) * nq), *dkva = buf(sizeof(float) * na), *dkvb = buf(sizeof(float) * nb);
+    float *num = buf(sizeof(float) * (nb > nq ? nb : nq));   /* the longest of q, kva, kvb */
     mla_loss(&c);
     op_mla_heads_bwd(c.be, dq, dkva, dkvb, c.gQ, c.gK, c.gV, c.pos, N, &c.d, &c.rt);
     numeric_grad(c.q, nq, mla_loss, &c, num, EPS);
@@ -103,6 +122,7 @@ static void check_mla(bool interleave)
         for (int i = 0; i < 7; i++) num[n * 11 + i] = 0;
     expect_close(dkva, num, na, "mla k_pe");
     be_close(c.be);
+    release();
 }
 
 Test(gradcheck_moe, mla_heads_interleaved) { check_mla(true); }
@@ -134,17 +154,18 @@ static void check_router(moe_router r, bool bias, float alpha)
     size_t NE = (size_t)c.N * r.E, NK = (size_t)c.N * r.K;
     c.x = rnd((size_t)c.N * c.C, 11, 1), c.W = rnd((size_t)r.E * c.C, 12, 1), c.g = rnd(NK, 13, 1);
     c.bias = bias ? rnd((size_t)r.E, 14, 0.1f) : NULL;
-    c.logits = malloc(sizeof(float) * NE), c.scores = malloc(sizeof(float) * NE), c.w = malloc(sizeof(float) * NK);
-    c.idx = malloc(sizeof(int32_t) * NK), c.idx0 = malloc(sizeof(int32_t) * NK);
+    c.logits = buf(sizeof(float) * NE), c.scores = buf(sizeof(float) * NE), c.w = buf(sizeof(float) * NK);
+    c.idx = buf(sizeof(int32_t) * NK), c.idx0 = buf(sizeof(int32_t) * NK);
     op_moe_route(c.be, c.logits, c.scores, c.idx0, c.w, c.x, c.W, c.bias, c.N, c.C, &c.r);
-    float *dprob = alpha > 0 ? malloc(sizeof(float) * NE) : NULL, *dz = malloc(sizeof(float) * NE);
+    float *dprob = alpha > 0 ? buf(sizeof(float) * NE) : NULL, *dz = buf(sizeof(float) * NE);
     if (dprob) moe_seq_aux_loss(c.scores, c.idx0, c.B, c.T, &r, alpha, dprob);
     op_moe_route_bwd(c.be, dz, c.g, dprob, c.scores, c.idx0, c.N, &r);
-    float *dx = calloc((size_t)c.N * c.C, sizeof(float)), *num = malloc(sizeof(float) * c.N * c.C);
+    float *dx = buf(sizeof(float) * (size_t)c.N * c.C), *num = buf(sizeof(float) * c.N * c.C);
     op_moe_route_dx(c.be, dx, dz, c.W, c.N, c.C, r.E, 0.0f);
     numeric_grad(c.x, (size_t)c.N * c.C, route_loss, &c, num, 1e-3f);
     expect_close(dx, num, (size_t)c.N * c.C, "router");
     be_close(c.be);
+    release();
 }
 
 Test(gradcheck_moe, router_softmax_greedy)
@@ -187,14 +208,15 @@ static double scatter_loss(void *p)
 Test(gradcheck_moe, expert_scatter)
 {
     scatter_ctx c = {.be = cpu(), .N = 3, .K = 2, .C = 4, .R = 6, .tok = {0, 2, 1, 0, 1, 2}, .kk = {1, 0, 1, 0, 0, 1}};
-    c.y = malloc(sizeof(float) * 12), c.ye = rnd(24, 21, 1), c.w = rnd(6, 22, 1), c.g = rnd(12, 23, 1);
-    float *dye = malloc(sizeof(float) * 24), *dw = calloc(6, sizeof(float)), *num = malloc(sizeof(float) * 24);
+    c.y = buf(sizeof(float) * 12), c.ye = rnd(24, 21, 1), c.w = rnd(6, 22, 1), c.g = rnd(12, 23, 1);
+    float *dye = buf(sizeof(float) * 24), *dw = buf(sizeof(float) * 6), *num = buf(sizeof(float) * 24);
     op_moe_scatter_bwd(c.be, dye, dw, c.g, c.ye, c.w, c.tok, c.kk, c.R, c.K, c.C);
     numeric_grad(c.ye, 24, scatter_loss, &c, num, EPS);
     expect_close(dye, num, 24, "scatter ye");
     numeric_grad(c.w, 6, scatter_loss, &c, num, EPS);
     expect_close(dw, num, 6, "scatter w");
     be_close(c.be);
+    release();
 }
 
 Test(gradcheck_moe, capacity_drops_later_tokens)

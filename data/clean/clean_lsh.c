@@ -171,7 +171,8 @@ int clean_near_simhash(const uint64_t *fp, const bool *alive, size_t n, int max_
             if (alive && !alive[i]) continue;
             /* the chosen blocks' bits, folded into a 32-bit key (a fold can only add candidates) */
             uint64_t key = 0;
-            for (int k = 0; k < m; k++) key = key << width[k] ^ bits_of(fp[i], lo[k], lo[k] + width[k]);
+            for (int k = 0; k < m; k++)   /* (a 64-bit block, B = 1, is the whole key: no shift by 64) */
+                key = (width[k] < 64 ? key << width[k] : 0) ^ bits_of(fp[i], lo[k], lo[k] + width[k]);
             key = (uint32_t)(key ^ key >> 32);
             pairs[np++] = key << 32 | i;
         }
