@@ -1,11 +1,11 @@
 /* Running out of memory in ds-ft's own operations on the tiny model (CPU):
  * merging, the GGUF export, a checkpoint written and read back, evaluation,
- * and a recipe's YAML tree. As in test_oom.c, each operation runs with each
- * of its allocations failing in turn (oom_sweep.h) and must report
- * DS_ENOMEM, leaving nothing half-written. The GGUF export (it loads the
- * tokenizer), the checkpoint (each run syncs its files) and the evaluation
- * (forward passes) fail the first allocation of each distinct call stack;
- * DSFT_OOM_EVERY=1 fails every one (a few minutes). */
+ * a recipe's YAML tree and whole recipes loaded. As in test_oom.c, each
+ * operation runs with each of its allocations failing in turn (oom_sweep.h)
+ * and must report DS_ENOMEM, leaving nothing half-written. The GGUF export
+ * (it loads the tokenizer), the checkpoint (each run syncs its files) and
+ * the evaluation (forward passes) fail the first allocation of each distinct
+ * call stack; DSFT_OOM_EVERY=1 fails every one (a few minutes). */
 #include "oom_sweep.h"
 #include "testutil.h"
 
@@ -224,4 +224,37 @@ Test(oom, recipe_yaml)
     cr_expect_gt(sweep("recipe YAML", recipe_tree, text), 100);
     free(text);
     free(path);
+}
+
+/* The whole recipe load (recipe.c, recipe_keys.c, recipe_clean.c, the plan):
+ * recipes/tiny.yaml with a penalty (lists of integers and strings) and the
+ * target modules as one "a,b" string, then recipes/medical.yaml (its paths
+ * are kept as written: the model need not be here). */
+typedef struct {
+    char *tiny, *medical;
+} recipe_files;
+
+static int recipe_loads(void *ctx)
+{
+    static char *const OVERRIDES[] = {"loss.penalties=[{type: forbidden_tokens, ids: [3, 14], strings: [sorry, no]}]",
+                                      "adapter.lora_target_modules=q_proj,v_proj"};
+    recipe_files *f = ctx;
+    recipe *r = NULL;
+    int rc = recipe_load(f->tiny, OVERRIDES, 2, NULL, &r);
+    cr_assert(rc ? !r : r && r->loss.n_penalties == 1 && r->adapter.lora_target_modules.n == 2 && r->tokenizer,
+              "a recipe half-read, or read wrong");
+    recipe_free(r);
+    r = NULL;
+    if (!rc) rc = recipe_load(f->medical, NULL, 0, NULL, &r);
+    if (!rc) cr_assert(r && r->eval.n_datasets == 1 && r->clean.cfg);
+    recipe_free(r);
+    return rc;
+}
+
+Test(oom, recipe_load)
+{
+    recipe_files f = {tu_source_path("recipes/tiny.yaml"), tu_source_path("recipes/medical.yaml")};
+    cr_expect_gt(sweep("recipe load", recipe_loads, &f), 200);
+    free(f.tiny);
+    free(f.medical);
 }

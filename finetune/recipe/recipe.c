@@ -254,7 +254,8 @@ static int read_loss(rctx *c, const ynode *map, int line, const char *prefix, bo
                              loss_names(names, sizeof names, true));
     }
     out->module = m;
-    out->cfg = calloc(1, m->cfg_size ? m->cfg_size : 1);
+    out->cfg = ds_calloc(1, m->cfg_size ? m->cfg_size : 1, "a loss's settings");
+    if (!out->cfg) return DS_ENOMEM;
     out->line = line > 0 ? line : 0;
     const char *const *extra = penalty ? PENALTY_EXTRA : LOSS_EXTRA;
     /* A key of another module is a clearer mistake than an unknown key. */
@@ -301,7 +302,8 @@ static int read_loss_section(rctx *c, const ynode *root)
     if (list->kind != YN_SEQ)
         return rctx_fail(c, list->line, "loss.penalties", "expected a list of {type: ..., ...}, got %s",
                          recipe_show(list, shown, sizeof shown));
-    r->loss.penalties = calloc((size_t)list->n + 1, sizeof *r->loss.penalties);
+    r->loss.penalties = ds_calloc((size_t)list->n + 1, sizeof *r->loss.penalties, "the loss penalties");
+    if (!r->loss.penalties) return DS_ENOMEM;
     for (int i = 0; i < list->n; i++) {
         const ynode *it = list->kids[i];
         snprintf(prefix, sizeof prefix, "loss.penalties[%d]", i);
@@ -332,7 +334,8 @@ static int read_datasets(rctx *c, const ynode *sec, const char *section, bool tr
         return rctx_fail(c, list->line, dotted, "expected a list of {path, type} entries, got %s",
                          recipe_show(list, shown, sizeof shown));
     if (train && list->n == 0) return rctx_fail(c, list->line, dotted, "needs at least one dataset");
-    *out = calloc((size_t)list->n + 1, sizeof **out);
+    *out = ds_calloc((size_t)list->n + 1, sizeof **out, "the dataset entries");
+    if (!*out) return DS_ENOMEM;
     const recipe_loss *main = &c->r->loss.main;
     bool needs_pairs = main->module && (main->module->needs & LOSS_PAIRED);
     paired_names(paired, sizeof paired);
@@ -401,7 +404,7 @@ static int check_recipe(rctx *c, const ynode *root)
         return rctx_fail(c, i >= 0 ? sec->kids[i]->line : RLINE_NONE, "train.divergence_factor",
                          "must be 0 (off) or greater than 1, got %g", f);
     }
-    if (!r->tokenizer) r->tokenizer = strdup(r->base_model);
+    if (!r->tokenizer && !(r->tokenizer = ds_strdup(r->base_model))) return DS_ENOMEM;
     return DS_OK;
 }
 

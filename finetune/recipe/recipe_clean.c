@@ -15,6 +15,7 @@
  */
 #include "recipe_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 #include "data/clean/clean.h"
 
@@ -75,8 +76,8 @@ int recipe_read_clean(rctx *c, const ynode *root)
     if (v && !ynode_is_null(v) && v->kind != YN_MAP)
         return rctx_fail(c, v->line, "clean", "expected a mapping of sections (dedup, length, pii, contamination, "
                          "quality, ...) or off, got %s", recipe_show(v, shown, sizeof shown));
-    r->clean.cfg = calloc(1, sizeof *r->clean.cfg);
-    if (!r->clean.cfg) return ds_fail(DS_ENOMEM, "out of memory");
+    r->clean.cfg = ds_calloc(1, sizeof *r->clean.cfg, "the cleaning settings");
+    if (!r->clean.cfg) return DS_ENOMEM;
     int rc = clean_config_defaults(r->clean.cfg);
     if (rc || !v || v->kind != YN_MAP) return rc;
     r->clean.rules = true;

@@ -8,6 +8,7 @@
  * only matters for null: "null" in quotes is the string. */
 #include "recipe_internal.h"
 
+#include "core/mem.h"
 #include "core/status.h"
 
 #include <errno.h>
@@ -198,14 +199,24 @@ static int read_string(const rctx *c, const opt_key *k, const char *dotted, cons
         return rctx_fail(c, v->line, dotted, "expected one of %s, got %s", k->choices,
                          recipe_show(v, shown, sizeof shown));
     if (!*v->text) return rctx_fail(c, v->line, dotted, "must not be empty");
-    *out = strdup(v->text);
-    return DS_OK;
+    *out = ds_strdup(v->text);
+    return *out ? DS_OK : DS_ENOMEM;
 }
 
-static void strings_push(opt_strings *l, const char *s, size_t len)
+/* Appends a copy of s[0..len); on failure the list is as it was. */
+static int strings_push(opt_strings *l, const char *s, size_t len)
 {
-    l->items = realloc(l->items, (size_t)(l->n + 1) * sizeof *l->items);
-    l->items[l->n++] = strndup(s, len);
+    char *copy = ds_malloc(len + 1, "a list item");
+    if (!copy) return DS_ENOMEM;
+    size_t cap = (size_t)l->n;   /* opt_strings keeps no capacity: taken as full */
+    if (ds_grow(&l->items, &cap, (size_t)l->n + 1, sizeof *l->items)) {
+        free(copy);
+        return DS_ENOMEM;
+    }
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    l->items[l->n++] = copy;
+    return DS_OK;
 }
 
 /* A list restricted to choices (adapter.lora_target_modules) also takes
@@ -224,15 +235,14 @@ static int read_choice_item(const rctx *c, const opt_key *k, const char *dotted,
         for (const char *p = k->choices; p && *p;) {
             const char *bar = strchr(p, '|');
             size_t n = bar ? (size_t)(bar - p) : strlen(p);
-            strings_push(l, p, n);
+            if (strings_push(l, p, n)) return DS_ENOMEM;
             p = bar ? bar + 1 : NULL;
         }
         return DS_OK;
     }
     if (!opt_in_choices(k->choices, item))
         return rctx_fail(c, line, dotted, "'%s' is not one of %s (or all-linear)", item, k->choices);
-    strings_push(l, item, len);
-    return DS_OK;
+    return strings_push(l, item, len);
 }
 
 static int read_string_list(const rctx *c, const opt_key *k, const char *dotted, const ynode *v, opt_strings *out)
@@ -249,7 +259,7 @@ static int read_string_list(const rctx *c, const opt_key *k, const char *dotted,
                 p = comma ? comma + 1 : NULL;
             }
         } else {
-            strings_push(&l, v->text, strlen(v->text));
+            rc = strings_push(&l, v->text, strlen(v->text));
         }
     }
     for (int i = 0; v->kind == YN_SEQ && i < v->n && !rc; i++) {
@@ -260,7 +270,7 @@ static int read_string_list(const rctx *c, const opt_key *k, const char *dotted,
         } else if (k->choices) {
             rc = read_choice_item(c, k, dotted, it->text, strlen(it->text), it->line, &l);
         } else {
-            strings_push(&l, it->text, strlen(it->text));
+            rc = strings_push(&l, it->text, strlen(it->text));
         }
     }
     if (!rc && k->choices) {
@@ -283,7 +293,7 @@ static int read_int_list(const rctx *c, const opt_key *k, const char *dotted, co
     opt_ints l = {NULL, 0};
     if (v->kind == YN_MAP) return rctx_fail(c, v->line, dotted, "expected a list of integers, got a mapping");
     int n = v->kind == YN_SEQ ? v->n : ynode_is_null(v) ? 0 : 1;
-    if (n) l.items = malloc((size_t)n * sizeof *l.items);
+    if (n && !(l.items = ds_malloc((size_t)n * sizeof *l.items, "a list of integers"))) return DS_ENOMEM;
     for (int i = 0; i < n; i++) {
         const ynode *it = v->kind == YN_SEQ ? v->kids[i] : v;
         int64_t x;

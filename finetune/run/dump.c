@@ -68,10 +68,12 @@ static int dump_routing(engine *e, const batch *b, const model_config *c, st_wri
 {
     if (!c->ds.on) return DS_OK;
     const int N = b->B * b->T, K = c->ds.top_k, E = c->ds.n_routed;
-    int32_t *idx = malloc(sizeof(int32_t) * N * K);
-    int64_t *idx64 = malloc(sizeof(int64_t) * N * K);
-    float *wt = malloc(sizeof(float) * N * K), *z = malloc(sizeof(float) * N * E);
-    int rc = idx && idx64 && wt && z ? DS_OK : ds_fail(DS_ENOMEM, "out of memory");
+    const size_t NK = (size_t)N * K, NE = (size_t)N * E;
+    int32_t *idx = ds_malloc(sizeof(int32_t) * NK, "the chosen experts");
+    int64_t *idx64 = idx ? ds_malloc(sizeof(int64_t) * NK, "the chosen experts") : NULL;
+    float *wt = idx64 ? ds_malloc(sizeof(float) * NK, "the experts' weights") : NULL;
+    float *z = wt ? ds_malloc(sizeof(float) * NE, "the router logits") : NULL;
+    int rc = z ? DS_OK : DS_ENOMEM;   /* the message is set */
     for (int l = c->ds.first_k_dense; !rc && l < c->num_layers; l++) {
         rc = engine_read_routing(e, l, idx, wt, z);
         for (int i = 0; i < N * K; i++) idx64[i] = idx[i];

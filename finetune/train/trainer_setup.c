@@ -44,11 +44,12 @@ static int prepare_loss(trainer *x, const recipe_loss *l, const char *where)
     return DS_OK;
 }
 
-/* "data/medmcqa_val.jsonl.zst" -> "medmcqa_val" */
+/* "data/medmcqa_val.jsonl.zst" -> "medmcqa_val"; NULL when out of memory (message set) */
 static char *dataset_name(const char *path)
 {
     const char *base = strrchr(path, '/');
-    char *name = strdup(base ? base + 1 : path);
+    char *name = ds_strdup(base ? base + 1 : path);
+    if (!name) return NULL;
     const char *exts[] = {".zst", ".jsonl", ".json"};
     for (int i = 0; i < 3; i++) {
         size_t n = strlen(name), e = strlen(exts[i]);
@@ -93,21 +94,21 @@ static int load_data(trainer *x)
     x->has_val = !rc && x->val.n > 0 && !x->r->plan.paired;
     if (!rc && x->val.n > 0) tlog_say(&x->log, "data: %d held out for validation", x->val.n);
 
-    x->evals = calloc((size_t)r->eval.n_datasets + 1, sizeof *x->evals);
+    if (!rc && !(x->evals = ds_calloc((size_t)r->eval.n_datasets + 1, sizeof *x->evals, "the eval sets")))
+        rc = DS_ENOMEM;
     for (int i = 0; !rc && i < r->eval.n_datasets; i++) {
-        trainer_eval_set *s = &x->evals[x->n_evals];
+        trainer_eval_set *s = &x->evals[x->n_evals++];   /* counted now: trainer_free frees what it holds */
         s->src = &r->eval.datasets[i];
-        s->name = dataset_name(s->src->path);
+        if (!(s->name = dataset_name(s->src->path))) rc = DS_ENOMEM;
         example_kind kind = !strcmp(s->src->type, "mcq") ? EX_MCQ : EX_SFT;
-        char *p = ds_strdupf("%s/eval-%d.tokens", cache_dir, i);
-        rc = dataset_load_cached(p, s->src, 1, kind, x->ctx.tok, opt, &s->data, &hit);
+        char *p = rc ? NULL : ds_strdupf("%s/eval-%d.tokens", cache_dir, i);
+        if (!rc) rc = p ? dataset_load_cached(p, s->src, 1, kind, x->ctx.tok, opt, &s->data, &hit) : DS_ENOMEM;
         free(p);
-        x->n_evals++;
     }
     if (!rc && x->has_val) {
         trainer_eval_set *s = &x->evals[x->n_evals++];
-        s->name = strdup("validation");
         s->data = x->val;   /* the validation view, freed once as x->val */
+        if (!(s->name = ds_strdup("validation"))) rc = DS_ENOMEM;
     }
     free(cache_dir);
     return rc;
@@ -170,9 +171,10 @@ static int resume_from_checkpoint(trainer *x)
     if (skipped) tlog_say(&x->log, "resume: skipped %s (incomplete: no %s)", skipped, CHECKPOINT_MARKER);
     free(skipped);
     size_t P = x->ctx.adapter->nparams;
-    float *m = malloc(sizeof(float) * P), *v = malloc(sizeof(float) * P);
+    float *m = ds_malloc(sizeof(float) * P, "the optimizer's first moments");
+    float *v = m ? ds_malloc(sizeof(float) * P, "the optimizer's second moments") : NULL;
     train_state s;
-    rc = checkpoint_load(path, &x->ctx.model->cfg, &s, x->ctx.adapter, m, v);
+    rc = v ? checkpoint_load(path, &x->ctx.model->cfg, &s, x->ctx.adapter, m, v) : DS_ENOMEM;
     if (!rc && s.seed != (uint64_t)x->r->seed)
         rc = ds_fail(DS_ECONFIG, "%s: the checkpoint was made with seed %llu, the recipe says %lld", path,
                      (unsigned long long)s.seed, (long long)x->r->seed);
@@ -303,10 +305,9 @@ int trainer_setup(trainer *x, const recipe *r, train_start start)
             if (!(*bufs[i] = ds_calloc(N, sizeof(float), "a micro-batch's per-token values"))) rc = DS_ENOMEM;
         x->pad_id = tok_pad_id(x->ctx.tok) >= 0 ? tok_pad_id(x->ctx.tok) : 0;
         x->nlosses = 1 + r->loss.n_penalties;
-        x->losses = malloc(sizeof *x->losses * (size_t)x->nlosses);
-        x->norms = malloc(sizeof *x->norms * (size_t)x->nlosses);
-        x->losses[0] = &r->loss.main;
-        for (int i = 0; i < r->loss.n_penalties; i++) x->losses[1 + i] = &r->loss.penalties[i];
+        if (!rc && !(x->losses = ds_malloc(sizeof *x->losses * (size_t)x->nlosses, "the losses"))) rc = DS_ENOMEM;
+        if (!rc && !(x->norms = ds_malloc(sizeof *x->norms * (size_t)x->nlosses, "the losses' norms"))) rc = DS_ENOMEM;
+        for (int i = 0; !rc && i < x->nlosses; i++) x->losses[i] = i ? &r->loss.penalties[i - 1] : &r->loss.main;
     }
     if (!rc) rc = prepare_loss(x, &r->loss.main, "loss");
     for (int i = 0; !rc && i < r->loss.n_penalties; i++) rc = prepare_loss(x, &r->loss.penalties[i], "loss.penalties");
