@@ -5,6 +5,7 @@
 #define DS_FINETUNE_TRAINER_H
 
 #include "checkpoint.h"
+#include "ranks.h"
 #include "finetune/engine/engine.h"
 #include "finetune/run/run.h"
 #include "finetune/recipe/recipe.h"
@@ -50,12 +51,13 @@ typedef struct {
     int nlosses;
     double t_start;
     report_info *info;          /* run_info.json and report.html (finetune/report/report.h) */
+    trainer_ranks ranks;        /* this process's place among the run's ranks (ranks.h) */
 } trainer;
 
 /* Load everything the recipe names, then (and only then) prepare the output
  * folder: discard an earlier run (TRAIN_OVERWRITE), open the logs, write the
- * resolved recipe (trainer_setup.c). */
-int trainer_setup(trainer *x, const recipe *r, train_start start);
+ * resolved recipe (trainer_setup.c). Ranks other than 0 (comm) touch no output. */
+int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *comm);
 /* An earlier run's state in output_dir: DS_EEXISTS for a fresh run, naming
  * what was found (output.c). */
 int output_check(const recipe *r, train_start start);

@@ -132,7 +132,7 @@ static int setup_schedule(trainer *x)
                              &x->plan);
     if (rc) return rc;
     x->plan_epoch = 0;
-    int64_t per_epoch = x->plan.nbatches, accum = p->accum;
+    int64_t per_epoch = x->plan.nbatches, accum = (int64_t)p->accum * x->ranks.world;   /* per step, all ranks */
     int64_t total = r->train.max_steps >= 0 ? r->train.max_steps
                                             : (int64_t)ceil(r->train.num_epochs * (double)per_epoch / (double)accum);
     if (total < 1) total = 1;
@@ -146,6 +146,9 @@ static int setup_schedule(trainer *x)
     tlog_say(&x->log, "schedule: %lld steps of %lld micro-batches x %d rows (%lld micro-batches per epoch), "
                       "%s lr %g, warmup %lld", (long long)total, (long long)accum, p->rows,
                       (long long)per_epoch, r->train.lr_scheduler, r->train.learning_rate, (long long)x->sched.warmup);
+    if (x->ranks.comm)
+        tlog_say(&x->log, "ranks: %d (%s), each %d micro-batches of each step", x->ranks.world,
+                 dist_kind_name(x->ranks.comm), p->accum);
     return rc;
 }
 
@@ -211,23 +214,27 @@ static int check_init_from(const recipe *r, const lora_adapter *ad, const lora_c
                                "the adapter's)", r->file, bad, mine, r->adapter.init_from, theirs, bad);
 }
 
-int trainer_setup(trainer *x, const recipe *r, train_start start)
+int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *comm)
 {
     memset(x, 0, sizeof *x);
+    ranks_init(&x->ranks, comm);
+    bool writes = ranks_writes(&x->ranks);
+    x->log.quiet = !writes;
     x->r = r;
     x->plan_epoch = -1;
     x->t_start = ds_now();
     bool resume = start == TRAIN_RESUME;
     /* Inputs first: nothing in output_dir is touched until all of them were read. */
     int rc = recipe_check_inputs(r);
-    if (!rc) rc = output_check(r, start);
+    if (!rc && writes) rc = output_check(r, start);
     lora_config lc;
-    if (!rc) rc = report_info_open(r->output_dir, resume, &x->info);
+    if (!rc && writes) rc = report_info_open(r->output_dir, resume, &x->info);
     ds_run_opts ro = {.device = r->plan.device, .model_dir = r->base_model, .tokenizer_dir = r->tokenizer,
                       .load_in_4bit = r->quant.load_in_4bit, .double_quant = r->quant.double_quant,
                       .model_name = r->base_model_name};
     if (!rc) rc = adapter_options(r, &lc, &ro);
     if (!rc) rc = ds_run_open(&ro, &x->ctx);
+    if (!rc) rc = ranks_check_device(&x->ranks, x->ctx.be);
     if (rc) return rc;
     const llama_model *m = x->ctx.model;
     lora_adapter *ad = x->ctx.adapter;
@@ -282,6 +289,7 @@ int trainer_setup(trainer *x, const recipe *r, train_start start)
     if (!rc) rc = setup_schedule(x);
     if (!rc && resume) rc = resume_from_checkpoint(x);
     /* Every input was read: now the output folder. */
+    if (!writes) return rc;
     if (!rc) rc = output_clean_debris(r);
     if (!rc && start == TRAIN_OVERWRITE) rc = output_discard(r, &x->log);
     if (!rc) rc = tlog_open(&x->log, r->output_dir, resume);
