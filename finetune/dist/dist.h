@@ -55,6 +55,9 @@ const char *dist_kind_name(const dist_comm *c);
 /* dist_gather() : every rank's `bytes` bytes, in rank order, into all
  * (world x bytes) on every rank. A rank that stopped is DS_ETRAIN naming it. */
 int dist_gather(dist_comm *c, const void *mine, size_t bytes, void *all);
+/* dist_broadcast() : rank 0's `bytes` bytes at buf into buf on every rank
+ * (host memory). */
+int dist_broadcast(dist_comm *c, void *buf, size_t bytes);
 /* dist_sum_floats() : buf (n floats: device memory for DIST_NCCL, host memory
  * for DIST_TEST_SUM) becomes the sum over the ranks, the same on every rank. */
 int dist_sum_floats(dist_comm *c, float *buf, size_t n);

@@ -48,6 +48,13 @@ int dist_gather(dist_comm *c, const void *mine, size_t bytes, void *all)
     return rc;
 }
 
+int dist_broadcast(dist_comm *c, void *buf, size_t bytes)
+{
+    int rc = dist_links_broadcast(&c->links, buf, bytes);
+    if (rc) c->failed = true;
+    return rc;
+}
+
 int dist_sum_floats(dist_comm *c, float *buf, size_t n)
 {
     if (c->links.world == 1 && c->kind == DIST_TEST_SUM) return DS_OK;

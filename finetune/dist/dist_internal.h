@@ -21,6 +21,7 @@ typedef struct {
 int dist_links_open(const dist_env *e, void *token, size_t token_bytes, dist_links *out);
 void dist_links_close(dist_links *l);
 int dist_links_gather(dist_links *l, const void *mine, size_t bytes, void *all);
+int dist_links_broadcast(dist_links *l, void *buf, size_t bytes);
 /* Sum through rank 0, in rank order, the result sent back to every rank. */
 int dist_links_sum_floats(dist_links *l, float *buf, size_t n);
 

@@ -193,6 +193,16 @@ int dist_links_gather(dist_links *l, const void *mine, size_t bytes, void *all)
     return DS_OK;
 }
 
+int dist_links_broadcast(dist_links *l, void *buf, size_t bytes)
+{
+    if (l->rank != 0) return recv_all(l->peer[0], buf, bytes, 0);
+    for (int r = 1; r < l->world; r++) {
+        int rc = send_all(l->peer[r], buf, bytes, r);
+        if (rc) return rc;
+    }
+    return DS_OK;
+}
+
 int dist_links_sum_floats(dist_links *l, float *buf, size_t n)
 {
     if (l->rank != 0) {

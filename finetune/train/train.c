@@ -337,6 +337,7 @@ int train_run_ranks(const recipe *r, train_start start, dist_comm *comm)
     int rc = trainer_setup(&x, r, start, comm);
     bool set_up = rc == DS_OK && ranks_writes(&x.ranks);
     if (comm) rc = ranks_agree(&x.ranks, rc, "while setting up", NULL, NULL);
+    if (!rc && comm && resume) rc = ranks_share_resume(&x);
     if (!rc && x.r->plan.needs_ref && r->loss.main.module->precompute_ref && r->loss.main.module->precompute_ref(r->loss.main.cfg))
         rc = trainer_precompute_ref(&x);
     if (!rc && r->eval.before_training && !resume && x.n_evals && ranks_writes(&x.ranks)) rc = evaluate_before(&x);

@@ -74,6 +74,10 @@ int trainer_write_eval_files(trainer *x);
 void trainer_print_summary(trainer *x);
 /* Evaluate during training (eval.every_steps): metrics rows only. */
 int trainer_evaluate_midway(trainer *x, int64_t step);
+/* On --resume with several ranks: rank 0's checkpoint state (position,
+ * adapter, optimizer) to every rank, so that only rank 0's machine needs
+ * output_dir (ranks_resume.c). */
+int ranks_share_resume(trainer *x);
 /* Precompute reference log-probs for the training set (DPO option). */
 int trainer_precompute_ref(trainer *x);
 

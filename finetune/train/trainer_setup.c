@@ -287,7 +287,7 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
     if (!rc) rc = prepare_loss(x, &r->loss.main, "loss");
     for (int i = 0; !rc && i < r->loss.n_penalties; i++) rc = prepare_loss(x, &r->loss.penalties[i], "loss.penalties");
     if (!rc) rc = setup_schedule(x);
-    if (!rc && resume) rc = resume_from_checkpoint(x);
+    if (!rc && resume && writes) rc = resume_from_checkpoint(x);   /* the other ranks: from rank 0 (ranks_resume.c) */
     /* Every input was read: now the output folder. */
     if (!writes) return rc;
     if (!rc) rc = output_clean_debris(r);

@@ -95,9 +95,11 @@ has "$T/kill.log" "rank 1 stopped (its connection closed)" "rank 0 names the ran
 has "$T/kill.log" "rank 1 of 2 was killed by signal 9" "the launcher says how"
 last=$(ls "$T/kill/checkpoints" | sed 's/step-//' | sort -n | tail -1)
 [ -e "$T/kill/checkpoints/step-$last/checkpoint.complete" ] && ok "last checkpoint step-$last whole" || fail "no whole checkpoint"
-expect 0 "--resume after the kill, 2 ranks" -- "${common[@]}" train.max_steps=$((last + 3)) train.gradient_accumulation_steps=2 \
+# rank 1 takes the checkpoint's state from rank 0: the finished run is the one never killed ($T/one)
+expect 0 "--resume after the kill, 2 ranks" -- "${common[@]}" train.max_steps=12 train.gradient_accumulation_steps=2 \
     output_dir="$T/kill" --resume --cpu-ranks 2
 has "$T/err" "resume: from" "the resumed run said where it started"
+same_run "$T/one" "$T/kill" "2 ranks killed, resumed by 2"
 
 # no GPU here (or a build without CUDA): --gpus is refused, nothing written, no fallback
 if [ "$("$DSFT" --version | grep -c 'cuda devices: [1-9]')" -eq 0 ]; then
