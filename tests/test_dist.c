@@ -137,6 +137,14 @@ Test(dist, torchrun_variables)
     cr_assert_eq(dist_env_read(&e, &present), DS_OK, "%s", ds_errmsg());
     cr_expect(present && e.world == 4 && e.rank == 3 && e.local_rank == 1 && e.master_port == 29500);
     cr_expect_str_eq(e.master_addr, "10.0.0.1");
+    setenv("TORCHELASTIC_USE_AGENT_STORE", "True", 1);   /* torchrun's store has MASTER_PORT */
+    cr_assert_eq(dist_env_read(&e, &present), DS_OK, "%s", ds_errmsg());
+    cr_expect_eq(e.master_port, 29501);
+    setenv("DSFT_MASTER_PORT", "31000", 1);
+    cr_assert_eq(dist_env_read(&e, &present), DS_OK, "%s", ds_errmsg());
+    cr_expect_eq(e.master_port, 31000);
+    unsetenv("DSFT_MASTER_PORT");
+    unsetenv("TORCHELASTIC_USE_AGENT_STORE");
     setenv("RANK", "4", 1);
     cr_expect_eq(dist_env_read(&e, &present), DS_EUSAGE);
     cr_expect(strstr(ds_errmsg(), "RANK=4: expected a whole number from 0 to 3"), "%s", ds_errmsg());

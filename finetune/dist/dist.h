@@ -32,7 +32,9 @@ typedef struct {
 
 /* dist_env_read() : the torchrun variables. *present is false (and DS_OK)
  * when WORLD_SIZE is not set; a set but bad or missing variable is DS_EUSAGE
- * naming it. */
+ * naming it. Where torchrun's agent holds MASTER_PORT for its own store
+ * (TORCHELASTIC_USE_AGENT_STORE=True), ds-ft meets at MASTER_PORT + 1;
+ * DSFT_MASTER_PORT, when set, is the port instead. */
 int dist_env_read(dist_env *e, bool *present);
 
 typedef enum {

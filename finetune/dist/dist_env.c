@@ -33,6 +33,14 @@ int dist_env_read(dist_env *e, bool *present)
     if (!rc) rc = env_int("RANK", 0, e->world - 1, &e->rank);
     if (!rc) rc = env_int("LOCAL_RANK", 0, e->world - 1, &e->local_rank);
     if (!rc) rc = env_int("MASTER_PORT", 1, 65535, &e->master_port);
+    /* torchrun's agents keep their own store at MASTER_PORT and tell their
+     * workers so: ds-ft's rank 0 takes the next port (or DSFT_MASTER_PORT). */
+    const char *agent = getenv("TORCHELASTIC_USE_AGENT_STORE");
+    if (!rc && getenv("DSFT_MASTER_PORT")) rc = env_int("DSFT_MASTER_PORT", 1, 65535, &e->master_port);
+    else if (!rc && agent && !strcmp(agent, "True")) {
+        if (e->master_port == 65535) rc = ds_fail(DS_EUSAGE, "MASTER_PORT=65535 is torchrun's; set DSFT_MASTER_PORT");
+        e->master_port++;
+    }
     const char *addr = getenv("MASTER_ADDR");
     if (!rc && (!addr || !*addr))
         rc = ds_fail(DS_EUSAGE, "WORLD_SIZE is set but MASTER_ADDR is not (the address of the machine of rank 0)");
