@@ -2,11 +2,14 @@
  * and sum among forked processes, a rank that stops, torchrun's variables. */
 #include "testutil.h"
 
+#include "core/interrupt.h"
 #include "core/status.h"
 #include "finetune/dist/dist.h"
+#include "finetune/train/ranks.h"
 
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,4 +172,42 @@ Test(dist, the_local_rank_picks_a_visible_gpu)
     cr_expect_str_eq(getenv("NCCL_NVLS_ENABLE"), "1");
     setenv("CUDA_VISIBLE_DEVICES", "3", 1);
     cr_expect_eq(dist_select_gpu(&e), DS_EUSAGE);
+}
+
+/* The trainer's agreement (finetune/train/ranks.h): the step's loss and metrics
+ * summed in rank order, a stop request seen by all; one rank's failure becomes
+ * every rank's, with its reason. */
+static int agree(const dist_env *e)
+{
+    dist_comm *c;
+    if (dist_open(e, DIST_TEST_SUM, &c)) return 10;
+    trainer_ranks k;
+    ranks_init(&k, c);
+    double loss = 0.5 * (e->rank + 1);
+    loss_metrics m = {0};
+    loss_metrics_add(&m, "rewards/accuracies", e->rank, 1);
+    if (e->rank == 2) {
+        ds_interrupt_install();
+        raise(SIGINT);
+    }
+    if (ranks_agree(&k, DS_OK, "at step 1", &loss, &m)) return 11;
+    if (loss != 3.0 || m.n != 1 || strcmp(m.name[0], "rewards/accuracies") || m.sum[0] != 3 || m.count[0] != 3) return 12;
+    if (!k.stop) return 13;
+    int rc = e->rank == 1 ? ds_fail(DS_ENOMEM, "out of memory allocating 12 bytes for a test") : DS_OK;
+    rc = ranks_agree(&k, rc, "at step 2", &loss, &m);
+    const char *want = e->rank == 1 ? "out of memory allocating 12 bytes for a test"
+                                    : "rank 1 of 3 stopped at step 2: out of memory allocating 12 bytes for a test";
+    if (rc != DS_ENOMEM || strcmp(ds_errmsg(), want)) {
+        fprintf(stderr, "rank %d: %d %s\n", e->rank, rc, ds_errmsg());
+        return 14;
+    }
+    dist_close(c);
+    return 0;
+}
+
+Test(dist, ranks_agree_on_the_step_and_on_a_failure)
+{
+    int codes[3];
+    run_ranks(3, agree, codes);
+    for (int r = 0; r < 3; r++) cr_expect_eq(codes[r], 0, "rank %d: exit %d", r, codes[r]);
 }
