@@ -3,7 +3,8 @@
 # filled .device/ here): the whole model on the GPU against the fixtures,
 # tiny.yaml on cuda against cpu, and the 7B benchmarks. Logs under $OUT.
 #   STAGES="engine tiny bench dpo" (default: engine tiny hf bench dpo generate)
-# Other stages: ops (the op suite alone), check (scripts/gpu-check.sh), fixtures
+# Other stages: ranks (tests/cli/gpu_ranks.sh: one rank through NCCL against the
+# plain run; 2 GPUs against 1 where there are 2), ops (the op suite alone), check (scripts/gpu-check.sh), fixtures
 # (scripts/make_fixtures.py: the model-family reference fixtures, brought back in
 # 15 MB pieces as $OUT/fixtures.tar.NN), templates (scripts/make_template_cases.py
 # with transformers), base (the benchmark with .device/bin/ds-ft-base, another
@@ -32,6 +33,9 @@ for s in $stages; do
             DSFT_KEEP="$logs/tiny" timeout -k 5 240 bash tests/cli/gpu_tiny.sh "$DSFT" "$DSFT_SHARED" > "$logs/tiny.log" 2>&1
             echo "tiny: exit $?"; tail -3 "$logs/tiny.log"
             cp "$logs/tiny/curves.txt" "$logs/tiny-curves.txt" 2>/dev/null;;
+    ranks)  mkdir -p "$logs/ranks"
+            DSFT_KEEP="$logs/ranks" timeout -k 5 400 bash tests/cli/gpu_ranks.sh "$DSFT" "$DSFT_SHARED" > "$logs/ranks.log" 2>&1
+            echo "ranks: exit $?"; grep -E "FAIL|vs|skipped|checks" "$logs/ranks.log";;
     hf)     timeout -k 5 200 python3 scripts/hf_check.py --fixtures "$DSFT_SHARED/fixtures" --dsft "$DSFT" \
               --work "$logs/hf" --trained-adapter "$logs/tiny/cuda/adapter" --trained-base models/tiny > "$logs/hf.log" 2>&1
             echo "hf: exit $?"; grep -v Warning "$logs/hf.log" | tail -8;;

@@ -509,6 +509,15 @@ int engine_get_grads(engine *e, float *host)
     return be_sync(e->be);
 }
 
+int engine_grads_buffer(engine *e, float **grads, size_t *n)
+{
+    int rc = need_adapter(e, true);
+    if (rc) return rc;
+    *grads = e->grads;
+    *n = e->P;
+    return be_sync(e->be);
+}
+
 int engine_get_adam(engine *e, float *m, float *v)
 {
     int rc = need_adapter(e, true);

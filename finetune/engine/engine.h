@@ -76,6 +76,9 @@ size_t engine_nparams(const engine *e);
 int engine_get_params(engine *e, float *host);
 int engine_set_params(engine *e, const float *host);
 int engine_get_grads(engine *e, float *host);
+/* The gradients where they live (nparams floats: device memory on CUDA, host
+ * memory on the CPU), complete, for a sum over several processes in place. */
+int engine_grads_buffer(engine *e, float **grads, size_t *n);
 int engine_get_adam(engine *e, float *m, float *v);
 int engine_set_adam(engine *e, const float *m, const float *v);
 

@@ -5,6 +5,7 @@
 #include "train.h"
 
 #include "finetune/run/run.h"
+#include "ranks.h"
 #include "trainer.h"
 
 #include "core/clock.h"
@@ -16,6 +17,7 @@
 #include "data/json_util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -166,32 +168,49 @@ static int micro_batch_gradients(trainer *x, const batch *b, int plan_batch, ste
     return rc;
 }
 
+/* The step's gradients over the ranks: one sum, then every rank holds the same. */
+static int sum_over_ranks(trainer *x)
+{
+    float *grads;
+    size_t n;
+    int rc = engine_grads_buffer(x->ctx.eng, &grads, &n);
+    return rc ? rc : ranks_sum(&x->ranks, grads, n);
+}
+
 static int train_step(trainer *x, step_result *res)
 {
     const recipe *r = x->r;
     int accum = r->plan.accum, rc = DS_OK;
-    batch *mb = ds_calloc((size_t)accum, sizeof *mb, "the step's micro-batches");
-    int *plan_batch = ds_calloc((size_t)accum, sizeof *plan_batch, "the step's micro-batches");
+    int total = accum * x->ranks.world, mine = x->ranks.rank * accum;   /* ranks.h: this rank's share */
+    batch *mb = ds_calloc((size_t)total, sizeof *mb, "the step's micro-batches");
+    int *plan_batch = ds_calloc((size_t)total, sizeof *plan_batch, "the step's micro-batches");
     memset(res, 0, sizeof *res);
     if (!mb || !plan_batch) rc = DS_ENOMEM;
 
     /* The step's micro-batches first: each loss is normalised over all of them. */
-    for (int k = 0; !rc && k < accum; k++) rc = next_micro_batch(x, &mb[k], &plan_batch[k]);
+    for (int k = 0; !rc && k < total; k++) rc = next_micro_batch(x, &mb[k], &plan_batch[k]);
     for (int j = 0; j < x->nlosses; j++) x->norms[j] = 0;
-    for (int k = 0; !rc && k < accum; k++) {
+    for (int k = 0; !rc && k < total; k++) {
         loss_input in = {.B = mb[k].B, .T = mb[k].T, .targets = mb[k].targets};
         for (int j = 0; j < x->nlosses; j++) x->norms[j] += x->losses[j]->module->count(x->losses[j]->cfg, &in);
+        for (size_t i = 0; i < (size_t)mb[k].B * mb[k].T; i++) res->tokens += mb[k].seg[i] >= 0;
     }
     if (!rc) rc = engine_zero_grads(x->ctx.eng);
-    for (int k = 0; !rc && k < accum; k++) {
-        const batch *b = &mb[k];
-        rc = micro_batch_gradients(x, b, plan_batch[k], res);
-        x->st.micro_step++;
-        for (size_t i = 0; i < (size_t)b->B * b->T; i++) res->tokens += b->seg[i] >= 0;
+    uint64_t first = x->st.micro_step;
+    for (int k = mine; !rc && k < mine + accum; k++) {
+        x->st.micro_step = first + (uint64_t)k;   /* the dropout mask of the k-th micro-batch of the step */
+        rc = micro_batch_gradients(x, &mb[k], plan_batch[k], res);
     }
-    for (int k = 0; mb && k < accum; k++) batch_free(&mb[k]);
+    x->st.micro_step = first + (uint64_t)total;
+    for (int k = 0; mb && k < total; k++) batch_free(&mb[k]);
     free(mb);
     free(plan_batch);
+    if (x->ranks.comm) {
+        char at[64];
+        snprintf(at, sizeof at, "at step %lld", (long long)x->st.step + 1);
+        rc = ranks_agree(&x->ranks, rc, at, &res->loss, &res->metrics);
+        if (!rc) rc = sum_over_ranks(x);
+    }
     if (!rc) rc = engine_grad_norm(x->ctx.eng, &res->grad_norm);
     /* The watchdog looks before the update, so that a bad step never lands. */
     if (!rc && (!isfinite(res->loss) || !isfinite(res->grad_norm)))
@@ -362,15 +381,19 @@ static int evaluate_before(trainer *x)
                                     "(continue with --resume)");
 }
 
-int train_run(const recipe *r, train_start start)
+int train_run(const recipe *r, train_start start) { return train_run_ranks(r, start, NULL); }
+
+int train_run_ranks(const recipe *r, train_start start, dist_comm *comm)
 {
     trainer x;
     bool resume = start == TRAIN_RESUME;
-    int rc = trainer_setup(&x, r, start);
-    bool set_up = rc == DS_OK;
+    int rc = trainer_setup(&x, r, start, comm);
+    bool set_up = rc == DS_OK && ranks_writes(&x.ranks);
+    if (comm) rc = ranks_agree(&x.ranks, rc, "while setting up", NULL, NULL);
+    if (!rc && comm && resume) rc = ranks_share_resume(&x);
     if (!rc && x.r->plan.needs_ref && r->loss.main.module->precompute_ref && r->loss.main.module->precompute_ref(r->loss.main.cfg))
         rc = trainer_precompute_ref(&x);
-    if (!rc && r->eval.before_training && !resume && x.n_evals) rc = evaluate_before(&x);
+    if (!rc && r->eval.before_training && !resume && x.n_evals && ranks_writes(&x.ranks)) rc = evaluate_before(&x);
 
     double window_t = ds_now(), session_t = ds_now();
     long window_tokens = 0;
@@ -404,20 +427,22 @@ int train_run(const recipe *r, train_start start)
             tlog_live(&x.log, "step %lld/%lld  loss %.4f  lr %.2e  eta %s", (long long)x.st.step,
                       (long long)x.st.total_steps, s.loss, s.lr, ds_duration_str(eta, e1, sizeof e1));
         }
-        if (!rc && r->eval.every_steps > 0 && x.st.step % r->eval.every_steps == 0 && !last) {
+        bool writes = ranks_writes(&x.ranks);
+        if (!rc && writes && r->eval.every_steps > 0 && x.st.step % r->eval.every_steps == 0 && !last) {
             rc = trainer_evaluate_midway(&x, x.st.step);
             if (rc == DS_EINTERRUPTED) rc = DS_OK;   /* the checkpoint below, then the stop */
         }
-        if (!rc && ((r->save.every_steps > 0 && x.st.step % r->save.every_steps == 0) || last || ds_interrupted())) {
+        bool stop = x.ranks.comm ? x.ranks.stop : ds_interrupted();   /* ranks stop after the same step */
+        if (writes && !rc && ((r->save.every_steps > 0 && x.st.step % r->save.every_steps == 0) || last || stop)) {
             rc = save_checkpoint(&x);
         }
-        if (!rc && ds_interrupted()) {
+        if (!rc && stop) {
             rc = ds_fail(DS_EINTERRUPTED, "interrupted at step %lld; checkpoint written (continue with --resume)",
                          (long long)x.st.step);
         }
     }
     report_info_phase(x.info, "train");
-    if (!rc) rc = finish(&x);
+    if (!rc && ranks_writes(&x.ranks)) rc = finish(&x);
     if (set_up) write_report(&x, rc, true);
     trainer_free(&x);
     return rc;

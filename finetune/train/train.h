@@ -23,4 +23,11 @@ typedef enum {
  * that --resume continues. @return DS_OK or the failure's status. */
 int train_run(const recipe *r, train_start start);
 
+/* train_run_ranks() : the same as one rank of several (finetune/dist/dist.h;
+ * comm NULL: train_run). Every rank trains on its share of each step and the
+ * gradients are summed; rank 0 alone writes output_dir, logs, evaluates and
+ * merges; a failure on any rank stops every rank with its reason. */
+typedef struct dist_comm dist_comm;
+int train_run_ranks(const recipe *r, train_start start, dist_comm *comm);
+
 #endif

@@ -73,6 +73,7 @@ static void clear_live(train_log *t)
 
 void tlog_say(train_log *t, const char *fmt, ...)
 {
+    if (t->quiet) return;
     va_list ap;
     clear_live(t);
     va_start(ap, fmt);
@@ -96,7 +97,7 @@ void tlog_say(train_log *t, const char *fmt, ...)
 
 void tlog_live(train_log *t, const char *fmt, ...)
 {
-    if (!t->tty) return;
+    if (!t->tty || t->quiet) return;
     va_list ap;
     fputs("\r\033[K", stderr);
     va_start(ap, fmt);

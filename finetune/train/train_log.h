@@ -16,6 +16,7 @@ typedef struct {
     FILE *log;
     bool tty;          /* stderr is a terminal */
     bool live;         /* a live line is on screen */
+    bool quiet;        /* say nothing (the ranks of a run other than rank 0) */
     report_tb *tb;     /* TensorBoard events of the same rows (train.tensorboard), or NULL */
     ds_buf pending;    /* lines said before the files were opened, written into train.log at open */
 } train_log;

@@ -5,6 +5,7 @@
 #define DS_FINETUNE_TRAINER_H
 
 #include "checkpoint.h"
+#include "ranks.h"
 #include "finetune/engine/engine.h"
 #include "finetune/run/run.h"
 #include "finetune/recipe/recipe.h"
@@ -55,12 +56,13 @@ typedef struct {
     char **clean_paths;         /* (n_clean) the cleaned files, NULL where the original is tokenized */
     int n_clean;
     char *clean_report;         /* clean_report.json, written once the output folder is ready */
+    trainer_ranks ranks;        /* this process's place among the run's ranks (ranks.h) */
 } trainer;
 
 /* Load everything the recipe names, then (and only then) prepare the output
  * folder: discard an earlier run (TRAIN_OVERWRITE), open the logs, write the
- * resolved recipe (trainer_setup.c). */
-int trainer_setup(trainer *x, const recipe *r, train_start start);
+ * resolved recipe (trainer_setup.c). Ranks other than 0 (comm) touch no output. */
+int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *comm);
 /* An earlier run's state in output_dir: DS_EEXISTS for a fresh run, naming
  * what was found (output.c). */
 int output_check(const recipe *r, train_start start);
@@ -85,6 +87,10 @@ int trainer_write_eval_files(trainer *x);
 void trainer_print_summary(trainer *x);
 /* Evaluate during training (eval.every_steps): metrics rows only. */
 int trainer_evaluate_midway(trainer *x, int64_t step);
+/* On --resume with several ranks: rank 0's checkpoint state (position,
+ * adapter, optimizer) to every rank, so that only rank 0's machine needs
+ * output_dir (ranks_resume.c). */
+int ranks_share_resume(trainer *x);
 /* Precompute reference log-probs for the training set (DPO option). */
 int trainer_precompute_ref(trainer *x);
 

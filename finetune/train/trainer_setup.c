@@ -135,7 +135,7 @@ static int setup_schedule(trainer *x)
                              &x->plan);
     if (rc) return rc;
     x->plan_epoch = 0;
-    int64_t per_epoch = x->plan.nbatches, accum = p->accum;
+    int64_t per_epoch = x->plan.nbatches, accum = (int64_t)p->accum * x->ranks.world;   /* per step, all ranks */
     int64_t total = r->train.max_steps >= 0 ? r->train.max_steps
                                             : (int64_t)ceil(r->train.num_epochs * (double)per_epoch / (double)accum);
     if (total < 1) total = 1;
@@ -149,6 +149,9 @@ static int setup_schedule(trainer *x)
     tlog_say(&x->log, "schedule: %lld steps of %lld micro-batches x %d rows (%lld micro-batches per epoch), "
                       "%s lr %g, warmup %lld", (long long)total, (long long)accum, p->rows,
                       (long long)per_epoch, r->train.lr_scheduler, r->train.learning_rate, (long long)x->sched.warmup);
+    if (x->ranks.comm)
+        tlog_say(&x->log, "ranks: %d (%s), each %d micro-batches of each step", x->ranks.world,
+                 dist_kind_name(x->ranks.comm), p->accum);
     return rc;
 }
 
@@ -216,7 +219,7 @@ static int check_init_from(const recipe *r, const lora_adapter *ad, const lora_c
 }
 
 /* The recipe's moe section: the engine's balance loss (its coefficient split
- * over the step's micro-batches, as the main loss is averaged over them) and
+ * over the step's micro-batches on all ranks, as the main loss is averaged over them) and
  * capacity factor; set on a model without experts, refused. */
 static int setup_moe(trainer *x)
 {
@@ -233,7 +236,8 @@ static int setup_moe(trainer *x)
         return ds_fail(DS_ECONFIG, "%s: save.merge: merging an adapter is not yet supported for DeepSeek MoE models "
                                    "(%s); set it false", r->file, c->architecture);
     double alpha = r->moe.aux_loss_alpha < 0 ? c->ds.aux_loss_alpha : r->moe.aux_loss_alpha;
-    int rc = engine_set_moe(x->ctx.eng, (float)(alpha / r->plan.accum), (float)r->moe.capacity_factor);
+    double micro_batches = (double)r->plan.accum * x->ranks.world;   /* per step, all ranks */
+    int rc = engine_set_moe(x->ctx.eng, (float)(alpha / micro_batches), (float)r->moe.capacity_factor);
     char cap[32] = "off";
     if (r->moe.capacity_factor > 0) snprintf(cap, sizeof cap, "%g", r->moe.capacity_factor);
     if (!rc)
@@ -243,23 +247,27 @@ static int setup_moe(trainer *x)
     return rc;
 }
 
-int trainer_setup(trainer *x, const recipe *r, train_start start)
+int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *comm)
 {
     memset(x, 0, sizeof *x);
+    ranks_init(&x->ranks, comm);
+    bool writes = ranks_writes(&x->ranks);
+    x->log.quiet = !writes;
     x->r = r;
     x->plan_epoch = -1;
     x->t_start = ds_now();
     bool resume = start == TRAIN_RESUME;
     /* Inputs first: nothing in output_dir is touched until all of them were read. */
     int rc = recipe_check_inputs(r);
-    if (!rc) rc = output_check(r, start);
+    if (!rc && writes) rc = output_check(r, start);
     lora_config lc;
-    if (!rc) rc = report_info_open(r->output_dir, resume, &x->info);
+    if (!rc && writes) rc = report_info_open(r->output_dir, resume, &x->info);
     ds_run_opts ro = {.device = r->plan.device, .model_dir = r->base_model, .tokenizer_dir = r->tokenizer,
                       .load_in_4bit = r->quant.load_in_4bit, .double_quant = r->quant.double_quant,
                       .model_name = r->base_model_name};
     if (!rc) rc = adapter_options(r, &lc, &ro);
     if (!rc) rc = ds_run_open(&ro, &x->ctx);
+    if (!rc) rc = ranks_check_device(&x->ranks, x->ctx.be);
     if (rc) return rc;
     const llama_model *m = x->ctx.model;
     lora_adapter *ad = x->ctx.adapter;
@@ -312,8 +320,9 @@ int trainer_setup(trainer *x, const recipe *r, train_start start)
     if (!rc) rc = prepare_loss(x, &r->loss.main, "loss");
     for (int i = 0; !rc && i < r->loss.n_penalties; i++) rc = prepare_loss(x, &r->loss.penalties[i], "loss.penalties");
     if (!rc) rc = setup_schedule(x);
-    if (!rc && resume) rc = resume_from_checkpoint(x);
+    if (!rc && resume && writes) rc = resume_from_checkpoint(x);   /* the other ranks: from rank 0 (ranks_resume.c) */
     /* Every input was read: now the output folder. */
+    if (!writes) return rc;
     if (!rc) rc = output_clean_debris(r);
     if (!rc && start == TRAIN_OVERWRITE) rc = output_discard(r, &x->log);
     if (!rc) rc = tlog_open(&x->log, r->output_dir, resume);
