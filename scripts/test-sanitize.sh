@@ -18,8 +18,9 @@ if [ ! -d "$shared/fixtures" ]; then
   exit 66
 fi
 
-# The tests left out by --ci: long training runs and sweeps (each over a minute under the sanitizers).
-CI_EXCLUDE='^(test_train|cli_resume|cli_kill)$'
+# The tests left out by --ci: long training runs and sweeps (each over a minute under the sanitizers;
+# the code they run is the other tests' too: test_dist, test_engine_deepseek, test_clean_recipe, ...).
+CI_EXCLUDE='^(test_train|cli_resume|cli_kill|cli_families_train|cli_clean_recipe|cli_moe_tiny|cli_ranks)$'
 select=()
 case "${1:-}" in
   --ci) select=(-E "$CI_EXCLUDE") ;;
