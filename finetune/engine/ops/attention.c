@@ -19,6 +19,23 @@ float attn_scale(const attn_shape *s) { return s->scale > 0 ? s->scale : 1.0f / 
 
 /* One softmax row at a time: scores for the visible keys into a scratch
  * row of length T, so memory stays O(T) per thread. */
+float attn_row_output(float *p, int n, float m, const float *v0, size_t v_stride, int D, float *o)
+{
+    float sum = 0;
+    for (int j = 0; j < n; j++) {
+        p[j] = p[j] == -INFINITY ? 0.0f : expf(p[j] - m);
+        sum += p[j];
+    }
+    for (int d = 0; d < D; d++) o[d] = 0;
+    for (int j = 0; j < n; j++) {
+        if (p[j] == 0) continue;
+        const float *vj = v0 + (size_t)j * v_stride;
+        float w = p[j] / sum;
+        for (int d = 0; d < D; d++) o[d] += w * vj[d];
+    }
+    return sum;
+}
+
 void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                       const int32_t *seg, const attn_shape *sh)
 {
@@ -53,19 +70,8 @@ void op_attention_fwd(backend *be, void *out, float *lse, const void *q, const v
                         p[j] = s * scale;
                         if (p[j] > m) m = p[j];
                     }
-                    float sum = 0;
-                    for (int j = 0; j <= i; j++) {
-                        p[j] = p[j] == -INFINITY ? 0.0f : expf(p[j] - m);
-                        sum += p[j];
-                    }
-                    float *oi = O + ((row0 + i) * H + h) * D;
-                    for (int d = 0; d < D; d++) oi[d] = 0;
-                    for (int j = 0; j <= i; j++) {
-                        if (p[j] == 0) continue;
-                        const float *vj = V + ((row0 + j) * Hkv + kh) * D;
-                        float w = p[j] / sum;
-                        for (int d = 0; d < D; d++) oi[d] += w * vj[d];
-                    }
+                    float sum = attn_row_output(p, i + 1, m, V + (row0 * Hkv + kh) * D, (size_t)Hkv * D, D,
+                                                O + ((row0 + i) * H + h) * D);
                     lse[(row0 + i) * H + h] = m + logf(sum);
                 }
             }

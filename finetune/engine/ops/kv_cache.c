@@ -62,19 +62,7 @@ void op_attention_cached(backend *be, void *out, const void *q, const void *kc, 
                     p[j] = s * scale;
                     if (p[j] > m) m = p[j];
                 }
-                float sum = 0;
-                for (int j = 0; j <= i; j++) {
-                    p[j] = p[j] == -INFINITY ? 0.0f : expf(p[j] - m);
-                    sum += p[j];
-                }
-                float *oi = O + ((size_t)n * H + h) * D;
-                for (int d = 0; d < D; d++) oi[d] = 0;
-                for (int j = 0; j <= i; j++) {
-                    if (p[j] == 0) continue;
-                    const float *vj = V + ((base + j) * Hkv + kh) * D;
-                    float w = p[j] / sum;
-                    for (int d = 0; d < D; d++) oi[d] += w * vj[d];
-                }
+                attn_row_output(p, i + 1, m, V + (base * Hkv + kh) * D, (size_t)Hkv * D, D, O + ((size_t)n * H + h) * D);
             }
         free(p);
     }

@@ -73,6 +73,12 @@ void op_attention_bwd(backend *be, void *dq, void *dk, void *dv, const void *dou
                       const attn_shape *s);
 /* The softmax scale a shape asks for. */
 float attn_scale(const attn_shape *s);
+/* attn_row_output() : the plain-C references' last half of one query's
+ * attention (training and the cached decode share it): the scores p[0..n)
+ * (-INFINITY = not visible; m their largest) become softmax weights in place,
+ * and o (D) = sum over j of p_j v_j, v_j = v0 + j * v_stride. @return the
+ * softmax's denominator (so m + log of it is the row's log-sum-exp). */
+float attn_row_output(float *p, int n, float m, const float *v0, size_t v_stride, int D, float *o);
 
 /* y (N, n) act += bias (n) act, on every row: the bias of a linear layer. */
 void op_bias_add(backend *be, void *y, const void *bias, int N, int n);
