@@ -80,9 +80,10 @@ int ranks_agree(trainer_ranks *k, int rc, const char *what, double *loss, loss_m
         rank_word *f = &all[failed];
         all[failed].msg[sizeof f->msg - 1] = '\0';
         int code = f->status;
-        free(all);
-        if (failed == k->rank) return ds_fail(code, "%s", f->msg);   /* its own words (main names the rank) */
-        return ds_fail(code, "rank %d of %d stopped %s: %s", failed, k->world, what, f->msg);
+        if (failed == k->rank) code = ds_fail(code, "%s", f->msg);   /* its own words (main names the rank) */
+        else code = ds_fail(code, "rank %d of %d stopped %s: %s", failed, k->world, what, f->msg);
+        free(all);   /* after the message is made from it */
+        return code;
     }
     k->stop = false;
     double total = 0;
