@@ -141,14 +141,10 @@ float *lora_slot_A(const lora_adapter *a, int layer, int slot)
 
 float *lora_A(const lora_adapter *a, int layer, llama_linear t) { return lora_slot_A(a, layer, (int)t); }
 
-float *lora_B(const lora_adapter *a, int layer, llama_linear t)
-{
-    float *A = lora_A(a, layer, t);
-    return A ? A + (size_t)a->cfg.r * a->in[t] : NULL;
-}
+float *lora_B(const lora_adapter *a, int layer, llama_linear t) { return lora_slot_B(a, layer, (int)t); }
 
 /* Module (l, t)'s B, for any model. */
-static float *slot_B(const lora_adapter *a, int l, int t)
+float *lora_slot_B(const lora_adapter *a, int l, int t)
 {
     float *A = lora_slot_A(a, l, t);
     int out, in;
@@ -166,7 +162,7 @@ void lora_init(lora_adapter *a, uint64_t seed)
             if (!A || !lora_slot_shape(a, l, t, &out, &in)) continue;
             float bound = 1.0f / sqrtf((float)in);
             for (size_t i = 0; i < (size_t)a->cfg.r * in; i++) A[i] = (2.0f * ds_rng_uniform(&rng) - 1.0f) * bound;
-            memset(slot_B(a, l, t), 0, sizeof(float) * (size_t)out * a->cfg.r);
+            memset(lora_slot_B(a, l, t), 0, sizeof(float) * (size_t)out * a->cfg.r);
         }
 }
 
@@ -301,7 +297,7 @@ int lora_load_peft(const char *dir, const model_config *model, lora_adapter **ou
                     rc = ds_fail_context(rc, "%s: adapter does not fit the model: ", st_path);
                     break;
                 }
-                float *dst = w ? slot_B(a, l, t) : lora_slot_A(a, l, t);
+                float *dst = w ? lora_slot_B(a, l, t) : lora_slot_A(a, l, t);
                 rc = st_to_f32(ten, dst);
                 if (!rc) rc = lora_check_finite(dst, (size_t)ten->numel, st_path, key);
             }
@@ -395,7 +391,7 @@ int lora_write_peft_files(const lora_adapter *a, const char *dir)
             lora_slot_key(a, key, sizeof key, l, t, 'A');
             rc = st_writer_add(w, key, ST_F32, 2, sa, lora_slot_A(a, l, t));
             lora_slot_key(a, key, sizeof key, l, t, 'B');
-            if (!rc) rc = st_writer_add(w, key, ST_F32, 2, sb, slot_B(a, l, t));
+            if (!rc) rc = st_writer_add(w, key, ST_F32, 2, sb, lora_slot_B(a, l, t));
         }
     if (!rc) {
         char *st_path = ds_path_join(dir, "adapter_model.safetensors");

@@ -71,6 +71,7 @@ void lora_key(char *buf, size_t n, int layer, llama_linear t, char which /* 'A' 
  * A (r, in) or NULL where not adapted, the weight's [out, in] (false where
  * the layer has no such module), the PEFT key. */
 float *lora_slot_A(const lora_adapter *a, int layer, int slot);
+float *lora_slot_B(const lora_adapter *a, int layer, int slot);   /* (out, r), or NULL */
 bool lora_slot_shape(const lora_adapter *a, int layer, int slot, int *out, int *in);
 void lora_slot_key(const lora_adapter *a, char *buf, size_t n, int layer, int slot, char which);
 

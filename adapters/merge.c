@@ -7,11 +7,12 @@
 
 #include <stdlib.h>
 
-void lora_merge_weight(const lora_adapter *a, int layer, llama_linear t, float *W)
+void lora_merge_weight(const lora_adapter *a, int layer, int slot, float *W)
 {
-    const float *A = lora_A(a, layer, t), *B = lora_B(a, layer, t);
-    if (!A) return;
-    const int r = a->cfg.r, out = a->out[t], in = a->in[t];
+    const float *A = lora_slot_A(a, layer, slot), *B = lora_slot_B(a, layer, slot);
+    int out, in;
+    if (!A || !B || !lora_slot_shape(a, layer, slot, &out, &in)) return;
+    const int r = a->cfg.r;
     const float s = lora_scale(&a->cfg);
 #pragma omp parallel for schedule(static) if ((long)out * in * r > DS_OMP_MIN_WORK)
     for (int o = 0; o < out; o++) {

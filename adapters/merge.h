@@ -15,8 +15,9 @@ int merge_source_parse(const char *s, merge_source *out);
 /* merge_source_name() : "dequantized" | "original". */
 const char *merge_source_name(merge_source s);
 
-/* W (out, in) fp32 += s · B (out, r) · A (r, in) for module (layer, t);
- * nothing when that module is not adapted. As PEFT's merge_and_unload. */
-void lora_merge_weight(const lora_adapter *a, int layer, llama_linear t, float *W);
+/* W (out, in) fp32 += s · B (out, r) · A (r, in) for module (layer, slot)
+ * (a llama_linear, or a deepseek_slot); nothing when that module is not
+ * adapted. As PEFT's merge_and_unload. */
+void lora_merge_weight(const lora_adapter *a, int layer, int slot, float *W);
 
 #endif

@@ -6,7 +6,7 @@
 # Other stages: ranks (tests/cli/gpu_ranks.sh: one rank through NCCL against the
 # plain run; 2 GPUs against 1 where there are 2), ops (the op suite alone), check (scripts/gpu-check.sh), fixtures
 # (scripts/make_fixtures.py: the model-family reference fixtures, brought back in
-# 15 MB pieces as $OUT/fixtures.tar.NN), templates (scripts/make_template_cases.py
+# 15 MB pieces as $OUT/fixtures.tar.NN; FIXTURES_ONLY=name,name makes only those), templates (scripts/make_template_cases.py
 # with transformers), base (the benchmark with .device/bin/ds-ft-base, another
 # build to compare with, when present).
 # Model families: families (tests/gpu/test_gpu_families against the fixtures of
@@ -44,7 +44,7 @@ for s in $stages; do
     bench)  timeout -k 5 300 "$DSFT" bench train --shape deepseek-llm-7b --seq 2048 --targets q_proj,v_proj --rank 16 \
               --mem-limit-gib 22 --steps 4 --warmup 2 > "$logs/bench.log" 2>&1
             echo "bench: exit $?"; grep -v RESULT "$logs/bench.log";;
-    fixtures) timeout -k 5 400 python3 scripts/make_fixtures.py --out /tmp/fixtures > "$logs/fixtures.log" 2>&1
+    fixtures) timeout -k 5 400 python3 scripts/make_fixtures.py --out /tmp/fixtures ${FIXTURES_ONLY:+--only $FIXTURES_ONLY} > "$logs/fixtures.log" 2>&1
             echo "fixtures: exit $?"; tail -12 "$logs/fixtures.log"
             [ -f /tmp/fixtures/fixtures.tar ] && split -b 15m -d /tmp/fixtures/fixtures.tar "$logs/fixtures.tar.";;
     templates) timeout -k 5 120 python3 scripts/make_template_cases.py --require-transformers \

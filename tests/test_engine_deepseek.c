@@ -17,6 +17,8 @@
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,18 +114,110 @@ ParameterizedTest(family *f, engine_deepseek, match_transformers_and_peft, .time
     char *refpath = fixture_path(f->name, "reference.safetensors");
     st_file *ref, *got = dump(f->name, true, "");
     cr_assert_eq(st_file_open(refpath, &ref), 0, "%s", ds_errmsg());
-    double wb = 0, wl = 0, ws = 0, wd = 0, wm = 0;
+    double wb = 0, wl = 0, ws = 0, wd = 0, wm = 0, wg = 0;
     int n = expect_prefix(f->name, got, ref, "base.", 1e-5, &wb);
     cr_expect(n >= 6, "%s: %d base tensors compared", f->name, n);
     cr_expect(expect_prefix(f->name, got, ref, "lora.", 1e-5, &wl) == 2, "%s: lora.logits and lora.loss", f->name);
     cr_expect(expect_prefix(f->name, got, ref, "sft.grad.", 1e-4, &ws) > 0, "%s: no SFT gradients", f->name);
     cr_expect(expect_prefix(f->name, got, ref, "dpo.", 1e-4, &wd) > 0, "%s: no DPO tensors", f->name);
     cr_expect(expect_prefix(f->name, got, ref, "moe.", 1e-5, &wm) >= 12, "%s: routing of every MoE layer", f->name);
-    fprintf(stderr, "%s: worst relative error: base %.2e, lora %.2e, sft.grad %.2e, dpo %.2e, moe %.2e\n", f->name,
-            wb, wl, ws, wd, wm);
+    cr_expect(expect_prefix(f->name, got, ref, "merged.", 1e-5, &wg) > 0, "%s: no merged weights", f->name);
+    fprintf(stderr, "%s: worst relative error: base %.2e, lora %.2e, sft.grad %.2e, dpo %.2e, moe %.2e, merged %.2e\n",
+            f->name, wb, wl, ws, wd, wm, wg);
     st_file_close(got);
     st_file_close(ref);
     free(refpath);
+}
+
+/* The error transformers + PEFT themselves reach in bf16 on `what`
+ * (reference.json: bf16_errors.worst_and_mean), at least 2e-2. */
+static double bf16_bound(const char *family, const char *what)
+{
+    char *path = fixture_path(family, "reference.json");
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    cr_assert(root, "%s: %s", path, err.text);
+    json_t *v = json_array_get(json_object_get(json_object_get(json_object_get(root, "bf16_errors"), "worst_and_mean"),
+                                               what), 0);
+    cr_assert(json_is_number(v), "%s: no bf16_errors.worst_and_mean.%s", path, what);
+    double bound = fmax(json_number_value(v), 2e-2);
+    json_decref(root);
+    free(path);
+    return bound;
+}
+
+/* `ds-ft merge` of the fixture's adapter: every tensor of the checkpoint in the
+ * folder, the adapted ones within a bf16 step of PEFT's merge_and_unload
+ * (fp32; two fp32 sums a few ulps apart may round to either neighbour), the
+ * others byte for byte (V3's fp32 e_score_correction_bias stays fp32); the
+ * folder loads, and its logits are the adapter's within the error bf16
+ * weights bring: no more than transformers' own bf16 run of the adapter
+ * (2-5e-2; 0.18 on tiny-deepseek-v3, whose routing bf16 changes). */
+ParameterizedTestParameters(engine_deepseek, merge_writes_peft_merge_and_unload)
+{
+    return cr_make_param_array(family, FAMILIES, sizeof FAMILIES / sizeof FAMILIES[0]);
+}
+
+ParameterizedTest(family *f, engine_deepseek, merge_writes_peft_merge_and_unload, .timeout = 120)
+{
+    skip_unless_made(f->name);
+    char *model = fixture_path(f->name, ""), *ad_dir = fixture_path(f->name, "adapter"), *tmp = tu_tmpdir();
+    char *out = ds_path_join(tmp, "merged"), *got_path = ds_path_join(out, "model.safetensors");
+    char *src_path = fixture_path(f->name, "model.safetensors"), *ref_path = fixture_path(f->name, "reference.safetensors");
+    llama_model *m;
+    lora_adapter *a;
+    model_load_opts lo = {0};
+    cr_assert_eq(model_load(model, &lo, &m), 0, "%s", ds_errmsg());
+    cr_assert_eq(lora_load_peft(ad_dir, &m->cfg, &a), 0, "%s", ds_errmsg());
+    cr_assert_eq(merge_write(m, a, MERGE_ORIGINAL, out), 0, "%s: %s", f->name, ds_errmsg());
+    st_file *got, *src, *ref;
+    cr_assert_eq(st_file_open(got_path, &got), 0, "%s", ds_errmsg());
+    cr_assert_eq(st_file_open(src_path, &src), 0, "%s", ds_errmsg());
+    cr_assert_eq(st_file_open(ref_path, &ref), 0, "%s", ds_errmsg());
+    cr_expect_eq(st_file_count(got), st_file_count(src), "%s: %d tensors merged, the checkpoint has %d", f->name,
+                 st_file_count(got), st_file_count(src));
+    int merged = 0;
+    for (int i = 0; i < st_file_count(src); i++) {
+        const st_tensor *s = st_file_at(src, i), *g = st_file_find(got, s->name);
+        cr_assert(g, "%s: the merged folder lacks %s", f->name, s->name);
+        char want[200];
+        snprintf(want, sizeof want, "merged.%s", s->name);
+        const st_tensor *r = st_file_find(ref, want);
+        if (!r) {
+            cr_expect(g->dtype == s->dtype && g->nbytes == s->nbytes && !memcmp(g->data, s->data, s->nbytes),
+                      "%s: %s changed", f->name, s->name);
+            continue;
+        }
+        cr_assert_eq(g->dtype, ST_BF16, "%s: %s is not bf16", f->name, s->name);
+        cr_assert_eq(g->numel, r->numel);
+        float *x = malloc(sizeof(float) * g->numel), *y = malloc(sizeof(float) * r->numel);
+        st_to_f32(g, x), st_to_f32(r, y);
+        for (int64_t j = 0; j < g->numel; j++)
+            cr_assert(fabsf(x[j] - y[j]) <= fabsf(y[j]) * 0x1p-7f + 1e-30f, "%s: %s[%lld]: %g vs PEFT %g", f->name,
+                      s->name, (long long)j, x[j], y[j]);
+        free(x), free(y);
+        merged++;
+    }
+    cr_expect(merged > 0, "%s: no adapted weight", f->name);
+    st_file_close(got), st_file_close(src);
+    lora_free(a);
+    model_free(m);
+    /* the folder loads; its logits are the adapter's within bf16 rounding of the merged weights */
+    dump_request d = {.model_dir = out, .input = fixture_path(f->name, "reference.safetensors"),
+                      .out = ds_path_join(tmp, "dump.safetensors"), .device = "cpu"};
+    cr_assert_eq(dump_run(&d), 0, "%s: the merged folder: %s", f->name, ds_errmsg());
+    st_file *dumped;
+    cr_assert_eq(st_file_open(d.out, &dumped), 0, "%s", ds_errmsg());
+    const st_tensor *lg = st_file_find(dumped, "base.logits"), *want = st_file_find(ref, "lora.logits");
+    cr_assert(lg && want);
+    double e = rel_err(lg, want), bound = bf16_bound(f->name, "lora.logits");
+    cr_expect(e <= bound, "%s: merged logits %.3e from PEFT's adapter logits, more than transformers' own bf16 run "
+                          "(%.3e)", f->name, e, bound);
+    fprintf(stderr, "%s: %d weights merged; logits of the merged folder %.2e from the adapter's (transformers in bf16: "
+                    "%.2e)\n", f->name, merged, e, bound);
+    st_file_close(dumped), st_file_close(ref);
+    free((char *)d.input), free((char *)d.out);
+    free(model), free(ad_dir), free(tmp), free(out), free(got_path), free(src_path), free(ref_path);
 }
 
 /* The 4-bit twin: each MLA projection and every expert's gate/up/down its own

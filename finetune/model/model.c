@@ -124,6 +124,17 @@ void model_free(llama_model *m)
     free(m);
 }
 
+int model_slots(const model_config *cfg) { return cfg->ds.on ? deepseek_slots(cfg) : LIN_COUNT; }
+
+const model_linear *model_slot(const llama_model *m, int l, int slot, char *path, size_t n)
+{
+    const model_config *c = &m->cfg;
+    if (slot < 0 || slot >= model_slots(c)) return NULL;
+    if (c->ds.on) return deepseek_linear(c, l, slot, path, n, NULL, NULL, NULL) ? &m->layers[l].dsl[slot] : NULL;
+    if (path) snprintf(path, n, "%s", llama_linear_path((llama_linear)slot));
+    return &m->layers[l].lin[slot];
+}
+
 size_t model_resident_bytes(const llama_model *m)
 {
     const model_config *c = &m->cfg;

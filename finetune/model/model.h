@@ -54,6 +54,13 @@ typedef struct {
  * refused (DS_EDATA naming it), never run without. */
 int model_load(const char *dir, const model_load_opts *opts, llama_model **out);
 void model_free(llama_model *m);
+/* model_slots() : linear layers per decoder layer: LIN_COUNT, or DeepSeek's deepseek_slots(). */
+int model_slots(const model_config *cfg);
+/* model_slot() : linear `slot` of layer l (a llama_linear, or a deepseek_slot
+ * on DeepSeek models), its module path ("self_attn.q_proj",
+ * "mlp.experts.3.up_proj") into path when path is not NULL.
+ * @return the linear, or NULL where the layer has none. */
+const model_linear *model_slot(const llama_model *m, int l, int slot, char *path, size_t n);
 /* "2 layers, with biases, q/k norms": the architecture's parts, for messages. */
 const char *model_family_summary(const model_config *cfg);
 /* Bytes the weights occupy once resident (4-bit linears, 16-bit rest). */

@@ -186,13 +186,14 @@ static int dump_merged(const llama_model *m, const lora_adapter *ad, st_writer *
     backend *cpu;
     int rc = be_open(BE_CPU, &cpu);
     for (int l = 0; !rc && l < m->cfg.num_layers; l++)
-        for (int t = 0; t < LIN_COUNT; t++) {
-            if (!lora_A(ad, l, (llama_linear)t)) continue;
-            const model_linear *lin = &m->layers[l].lin[t];
+        for (int s = 0; s < model_slots(&m->cfg); s++) {
+            char path[128];
+            const model_linear *lin = model_slot(m, l, s, path, sizeof path);
+            if (!lin || !lora_slot_A(ad, l, s)) continue;
             float *W = ds_malloc(sizeof(float) * (size_t)lin->out * lin->in, "a merged weight");
-            rc = W ? merge_linear(cpu, m, ad, MERGE_DEQUANTIZED, l, (llama_linear)t, W) : DS_ENOMEM;
+            rc = W ? merge_linear(cpu, m, ad, MERGE_DEQUANTIZED, l, s, W) : DS_ENOMEM;
             char name[256];
-            snprintf(name, sizeof name, "merged.model.layers.%d.%s.weight", l, llama_linear_path((llama_linear)t));
+            snprintf(name, sizeof name, "merged.model.layers.%d.%s.weight", l, path);
             int64_t shape[2] = {lin->out, lin->in};
             if (!rc) rc = add_f32(w, name, 2, shape, W);
             free(W);
@@ -229,8 +230,7 @@ int dump_run(const dump_request *r)
     if (!rc) rc = dump_base(x.eng, &b, &x.model->cfg, w);
     if (!rc && ad) rc = dump_lora_sft(x.eng, &b, &x.model->cfg, ad, w);
     if (!rc && dpo) rc = dump_dpo(x.eng, in, &pairs, ad, w);
-    /* merge is not yet written for DeepSeek's MLA and experts: no merged.* there */
-    if (!rc && ad && !x.model->cfg.ds.on) rc = dump_merged(x.model, ad, w);
+    if (!rc && ad) rc = dump_merged(x.model, ad, w);
     if (!rc) rc = st_writer_write(w, r->out);
     st_writer_free(w);
     batch_free(&b);

@@ -19,16 +19,16 @@ static int no_original(const llama_model *m)
                               "dequantized source)", m->dir);
 }
 
-int merge_linear(backend *cpu, const llama_model *m, const lora_adapter *a, merge_source src, int layer,
-                 llama_linear t, float *W)
+int merge_linear(backend *cpu, const llama_model *m, const lora_adapter *a, merge_source src, int layer, int slot,
+                 float *W)
 {
-    if (m->cfg.ds.on) return model_config_refuse_deepseek(&m->cfg, "merging an adapter into the weights");
-    const model_linear *lin = &m->layers[layer].lin[t];
+    const model_linear *lin = model_slot(m, layer, slot, NULL, 0);
+    if (!lin) return ds_fail(DS_EINTERNAL, "merge: layer %d has no linear %d", layer, slot);
     int rc = DS_OK;
     if (src == MERGE_ORIGINAL && !lin->dense) return no_original(m);
     if (src == MERGE_DEQUANTIZED && lin->q_owner) op_nf4_dequant(cpu, W, &lin->q);
     else rc = st_to_f32(lin->dense, W);
-    if (!rc && a) lora_merge_weight(a, layer, t, W);
+    if (!rc && a) lora_merge_weight(a, layer, slot, W);
     return rc;
 }
 
@@ -39,101 +39,129 @@ typedef struct {
     const llama_model *m;
     const lora_adapter *a;
     merge_source src;
-    const st_tensor *plain;   /* a 16-bit tensor copied as bf16, or NULL */
-    int layer;
-    llama_linear t;
+    const st_tensor *plain;   /* a tensor copied as it is (bf16, or fp32 where kept), or NULL */
+    int layer, slot;          /* else the linear (layer, slot), merged */
+    size_t numel;
+    char name[160];           /* its name in the folder */
 } merge_item;
 
-/* The name a merged tensor has in the folder, for messages. */
-static void item_name(const merge_item *it, char *buf, size_t n)
+/* The tensor in fp32 into tmp (numel values): plain, or merged. */
+static int item_values(const merge_item *it, float *tmp)
 {
-    if (it->plain) snprintf(buf, n, "%s", it->plain->name);
-    else snprintf(buf, n, "model.layers.%d.%s.weight", it->layer, llama_linear_path(it->t));
+    if (ds_interrupted()) return ds_interrupt_status("while merging; nothing was written");
+    int rc = it->plain ? st_to_f32(it->plain, tmp) : merge_linear(it->cpu, it->m, it->a, it->src, it->layer, it->slot, tmp);
+    size_t bad = rc ? it->numel : ds_first_nonfinite(tmp, it->numel);
+    if (bad < it->numel)   /* a NaN or infinite weight is never written as a result */
+        rc = ds_fail(DS_EDATA, "merge: %s would hold %s at [%zu] (%s); nothing was written", it->name,
+                     isnan(tmp[bad]) ? "NaN" : "an infinity", bad,
+                     it->plain ? "it is so in the base model" : "from the base weight or the adapter");
+    return rc;
 }
 
 static int fill_bf16(void *ctx, void *dst)
 {
     const merge_item *it = ctx;
-    if (ds_interrupted()) return ds_interrupt_status("while merging; nothing was written");
-    size_t n = it->plain ? (size_t)it->plain->numel : 0;
-    int out = 0, in = 0;
-    if (!it->plain) {
-        llama_linear_shape(&it->m->cfg, it->t, &out, &in);
-        n = (size_t)out * in;
-    }
-    float *tmp = ds_malloc(sizeof(float) * n, "a merged weight");
+    float *tmp = ds_malloc(sizeof(float) * it->numel, "a merged weight");
     if (!tmp) return DS_ENOMEM;
-    int rc = it->plain ? st_to_f32(it->plain, tmp) : merge_linear(it->cpu, it->m, it->a, it->src, it->layer, it->t, tmp);
-    size_t bad = rc ? n : ds_first_nonfinite(tmp, n);
-    if (bad < n) {   /* a NaN or infinite weight is never written as a result */
-        char name[256];
-        item_name(it, name, sizeof name);
-        rc = ds_fail(DS_EDATA, "merge: %s would hold %s at [%zu] (%s); nothing was written", name,
-                     isnan(tmp[bad]) ? "NaN" : "an infinity", bad,
-                     it->plain ? "it is so in the base model" : "from the base weight or the adapter");
-    }
+    int rc = item_values(it, tmp);
     uint16_t *h = dst;
-    for (size_t i = 0; !rc && i < n; i++) h[i] = ds_f32_to_bf16(tmp[i]);
+    for (size_t i = 0; !rc && i < it->numel; i++) h[i] = ds_f32_to_bf16(tmp[i]);
     free(tmp);
+    return rc;
+}
+
+/* fp32 tensors that stay fp32 (DeepSeek-V3's e_score_correction_bias, which
+ * chooses experts: rounding it to bf16 could change the choice). */
+static int fill_f32(void *ctx, void *dst) { return item_values(ctx, dst); }
+
+/* The merged folder's tensors, in the checkpoint's order: items[] holds what
+ * each lazy tensor is made from. */
+typedef struct {
+    merge_item proto;   /* cpu, model, adapter, source */
+    merge_item *items;
+    int k;
+    st_writer *w;
+} merge_plan;
+
+static int add_plain(merge_plan *p, const char *name, const st_tensor *t, bool keep_f32)
+{
+    if (!t) return DS_OK;
+    merge_item *it = &p->items[p->k++];
+    *it = p->proto;
+    it->plain = t;
+    it->numel = (size_t)t->numel;
+    snprintf(it->name, sizeof it->name, "%s", name);
+    bool f32 = keep_f32 && t->dtype == ST_F32;
+    return st_writer_add_lazy(p->w, it->name, f32 ? ST_F32 : ST_BF16, t->ndim, t->shape, f32 ? fill_f32 : fill_bf16,
+                              it);
+}
+
+static int add_layer_plain(merge_plan *p, int l, const char *rest, const st_tensor *t, bool keep_f32)
+{
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%d.%s", l, rest);
+    return add_plain(p, name, t, keep_f32);
+}
+
+static int add_linear(merge_plan *p, int l, int slot)
+{
+    char path[128];
+    const model_linear *lin = model_slot(p->proto.m, l, slot, path, sizeof path);
+    if (!lin) return DS_OK;
+    merge_item *it = &p->items[p->k++];
+    *it = p->proto;
+    it->layer = l;
+    it->slot = slot;
+    it->numel = (size_t)lin->out * lin->in;
+    snprintf(it->name, sizeof it->name, "model.layers.%d.%s.weight", l, path);
+    int64_t shape[2] = {lin->out, lin->in};
+    return st_writer_add_lazy(p->w, it->name, ST_BF16, 2, shape, fill_bf16, it);
+}
+
+/* Layer l's tensors: norms, biases (LoRA leaves them frozen: copied as they
+ * are), DeepSeek's MLA norms and router, then every linear, merged. */
+static int add_layer(merge_plan *p, int l)
+{
+    const model_layer *L = &p->proto.m->layers[l];
+    const model_config *c = &p->proto.m->cfg;
+    int rc = add_layer_plain(p, l, "input_layernorm.weight", L->attn_norm, false);
+    if (!rc) rc = add_layer_plain(p, l, "post_attention_layernorm.weight", L->mlp_norm, false);
+    if (!rc) rc = add_layer_plain(p, l, "self_attn.q_norm.weight", L->q_norm, false);
+    if (!rc) rc = add_layer_plain(p, l, "self_attn.k_norm.weight", L->k_norm, false);
+    if (!rc) rc = add_layer_plain(p, l, "self_attn.q_a_layernorm.weight", L->q_a_norm, false);
+    if (!rc) rc = add_layer_plain(p, l, "self_attn.kv_a_layernorm.weight", L->kv_a_norm, false);
+    if (!rc) rc = add_layer_plain(p, l, "mlp.gate.weight", L->router, false);
+    if (!rc) rc = add_layer_plain(p, l, "mlp.gate.e_score_correction_bias", L->router_bias, true);
+    for (int t = 0; t < LIN_COUNT && !rc; t++) {
+        char rest[128];
+        snprintf(rest, sizeof rest, "%s.bias", llama_linear_path((llama_linear)t));
+        rc = add_layer_plain(p, l, rest, L->bias[t], false);
+    }
+    for (int s = 0; s < model_slots(c) && !rc; s++) rc = add_linear(p, l, s);
     return rc;
 }
 
 int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, const char *out_dir)
 {
     const model_config *c = &m->cfg;
-    int refused = model_config_refuse_deepseek(c, "merging an adapter into the weights");
-    if (refused) return refused;
     if (src == MERGE_ORIGINAL && m->prequantized) return no_original(m);
     backend *cpu;
     int rc = be_open(BE_CPU, &cpu);
     if (rc) return rc;
-    int nitems = 3 + c->num_layers * (4 + 2 * LIN_COUNT);
-    merge_item *items = ds_calloc((size_t)nitems, sizeof *items, "the merged tensors");
-    st_writer *w = items ? st_writer_new() : NULL;
-    rc = w ? st_writer_meta(w, "format", "pt") : DS_ENOMEM;
-    int k = 0;
-#define PLAIN(name_, tensor_)                                                                              \
-    do {                                                                                                   \
-        if (rc) break;                                                                                     \
-        items[k] = (merge_item){.cpu = cpu, .m = m, .a = a, .src = src, .plain = (tensor_)};              \
-        rc = st_writer_add_lazy(w, name_, ST_BF16, (tensor_)->ndim, (tensor_)->shape, fill_bf16, &items[k]); \
-        k++;                                                                                               \
-    } while (0)
-    PLAIN("model.embed_tokens.weight", m->embed);
-    PLAIN("model.norm.weight", m->final_norm);
-    if (m->lm_head != m->embed) PLAIN("lm_head.weight", m->lm_head);
-    char name[256];
-    for (int l = 0; l < c->num_layers && !rc; l++) {
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        PLAIN(name, m->layers[l].attn_norm);
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        PLAIN(name, m->layers[l].mlp_norm);
-        if (c->qk_norm) {
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
-            PLAIN(name, m->layers[l].q_norm);
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
-            PLAIN(name, m->layers[l].k_norm);
-        }
-        for (int t = 0; t < LIN_COUNT && !rc; t++) {
-            if (!m->layers[l].bias[t]) continue;   /* biases stay as they are: LoRA leaves them frozen */
-            snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, llama_linear_path((llama_linear)t));
-            PLAIN(name, m->layers[l].bias[t]);
-        }
-        for (int t = 0; t < LIN_COUNT && !rc; t++) {
-            const model_linear *lin = &m->layers[l].lin[t];
-            int64_t shape[2] = {lin->out, lin->in};
-            items[k] = (merge_item){.cpu = cpu, .m = m, .a = a, .src = src, .layer = l, .t = (llama_linear)t};
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, llama_linear_path((llama_linear)t));
-            rc = st_writer_add_lazy(w, name, ST_BF16, 2, shape, fill_bf16, &items[k]);
-            k++;
-        }
-    }
-#undef PLAIN
+    int nitems = 3 + c->num_layers * (8 + LIN_COUNT + model_slots(c));
+    merge_plan p = {.proto = {.cpu = cpu, .m = m, .a = a, .src = src}};
+    p.items = ds_calloc((size_t)nitems, sizeof *p.items, "the merged tensors");
+    p.w = p.items ? st_writer_new() : NULL;
+    rc = p.w ? st_writer_meta(p.w, "format", "pt") : DS_ENOMEM;
+    if (!rc) rc = add_plain(&p, "model.embed_tokens.weight", m->embed, false);
+    if (!rc) rc = add_plain(&p, "model.norm.weight", m->final_norm, false);
+    if (!rc && m->lm_head != m->embed) rc = add_plain(&p, "lm_head.weight", m->lm_head, false);
+    for (int l = 0; l < c->num_layers && !rc; l++) rc = add_layer(&p, l);
     char *tmp = NULL;
     if (!rc) rc = ds_dir_begin(out_dir, &tmp);
     if (!rc) {
         char *path = ds_path_join(tmp, "model.safetensors");
-        rc = path ? st_writer_write(w, path) : DS_ENOMEM;
+        rc = path ? st_writer_write(p.w, path) : DS_ENOMEM;
         free(path);
     }
     if (!rc) rc = model_config_rewrite(m->dir, tmp, NULL);   /* minus quantization_config, dtype bf16 */
@@ -141,8 +169,8 @@ int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, c
     if (!rc) rc = ds_dir_commit(tmp, out_dir);
     if (rc && tmp) ds_dir_abort(tmp);
     free(tmp);
-    st_writer_free(w);
-    free(items);
+    st_writer_free(p.w);
+    free(p.items);
     be_close(cpu);
     return rc;
 }

@@ -104,11 +104,11 @@ void text_scorer_free(text_scorer *s);
  * no original weights and is refused. */
 int merge_write(const llama_model *m, const lora_adapter *a, merge_source src, const char *out_dir);
 
-/* The weight of linear (layer, t) as the chosen source gives it, with the
- * adapter merged in: (out, in) fp32 into W. `cpu` (a CPU backend)
- * dequantizes NF4 weights. */
-int merge_linear(backend *cpu, const llama_model *m, const lora_adapter *a, merge_source src, int layer,
-                 llama_linear t, float *W);
+/* The weight of linear (layer, slot) (model_slot(): a llama_linear, or a
+ * deepseek_slot) as the chosen source gives it, with the adapter merged in:
+ * (out, in) fp32 into W. `cpu` (a CPU backend) dequantizes NF4 weights. */
+int merge_linear(backend *cpu, const llama_model *m, const lora_adapter *a, merge_source src, int layer, int slot,
+                 float *W);
 
 /* ---- ds-ft dump (dump.c): run the engine on a reference input and write
  * what it computed under the names of fixtures/tiny-llama/reference.safetensors ---- */

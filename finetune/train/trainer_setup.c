@@ -232,9 +232,6 @@ static int setup_moe(trainer *x)
                            c->architecture);
         return DS_OK;
     }
-    if (r->save.merge)
-        return ds_fail(DS_ECONFIG, "%s: save.merge: merging an adapter is not yet supported for DeepSeek MoE models "
-                                   "(%s); set it false", r->file, c->architecture);
     double alpha = r->moe.aux_loss_alpha < 0 ? c->ds.aux_loss_alpha : r->moe.aux_loss_alpha;
     double micro_batches = (double)r->plan.accum * x->ranks.world;   /* per step, all ranks */
     int rc = engine_set_moe(x->ctx.eng, (float)(alpha / micro_batches), (float)r->moe.capacity_factor);

@@ -4,9 +4,10 @@
 # folder must be what it writes), recipes/tiny-moe.yaml trains it briefly
 # (QLoRA on attention, dense, shared and routed experts): the accuracy rises,
 # every step's metrics row carries the expert load, the log says it, the
-# adapter has a LoRA per routed expert; the moe keys are refused on a model
-# without experts, merge refuses DeepSeek by name (the GPU's refusal:
-# tests/gpu/test_gpu_families.c).
+# adapter has a LoRA per routed expert, the merged folder (save.merge) keeps
+# every tensor and scores as the adapter does, `ds-ft merge` writes the same;
+# the moe keys are refused on a model without experts (the GPU's refusal of
+# DeepSeek: tests/gpu/test_gpu_families.c).
 # usage: bash moe_tiny.sh PATH_TO_DSFT SHARED_DIR
 set -uo pipefail
 DSFT=$(realpath "${1:?usage: moe_tiny.sh PATH_TO_DSFT SHARED_DIR}")
@@ -20,8 +21,8 @@ cmp -s "$T/tiny-moe/model.safetensors" models/tiny-moe/model.safetensors && ok "
 for f in config.json generation_config.json; do cmp -s "$T/tiny-moe/$f" "models/tiny-moe/$f" && ok "$f is make_tiny_moe's" \
     || fail "models/tiny-moe/$f differs"; done
 
-expect 0 "train tiny-moe (6 epochs)" -- recipes/tiny-moe.yaml output_dir="$T/run" train.num_epochs=6 \
-    save.every_steps=0 train.logging_steps=5
+expect 0 "train tiny-moe (6 epochs), merged at the end" -- recipes/tiny-moe.yaml output_dir="$T/run" \
+    train.num_epochs=6 save.every_steps=0 train.logging_steps=5 save.merge=true
 has "$T/run/train.log" "experts: 8 routed (top 2) + 1 shared in 1 MoE layers; balance loss alpha 0.001 (the model's)" \
     "the log names the experts and the model's balance-loss coefficient"
 has "$T/run/train.log" "  experts: max load" "the log has each logged step's expert load"
@@ -60,6 +61,27 @@ has "$T/err" "moe.capacity_factor" "the message names the key"
 expect 78 "a LoRA target the model lacks" -- recipes/tiny-moe.yaml output_dir="$T/kproj" \
     'adapter.lora_target_modules=[k_proj]'
 has "$T/err" "k_proj" "the message names k_proj"
-expect 65 "merge of a DeepSeek adapter" -- merge --model models/tiny-moe --adapter "$T/run/adapter" --out "$T/merged"
-has "$T/err" "not yet supported for DeepSeek" "merge refuses by name"
+
+# the merged folder: every tensor of the checkpoint, still DeepSeek-V2, scoring as the adapter does
+expect 0 "inspect the merged folder" -- inspect "$T/run/merged"
+has "$T/out" "DeepseekV2ForCausalLM" "the merged folder is still DeepseekV2ForCausalLM"
+python3 - models/tiny-moe/model.safetensors "$T/run/merged/model.safetensors" <<'PY' \
+    && ok "the merged folder has the checkpoint's tensors, shapes and bf16" || fail "merged tensors"
+import json, struct, sys
+def header(p):
+    with open(p, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return {k: v for k, v in json.loads(f.read(n)).items() if k != "__metadata__"}
+a, b = header(sys.argv[1]), header(sys.argv[2])
+sys.exit(0 if a.keys() == b.keys() and all(a[k]["shape"] == b[k]["shape"] and b[k]["dtype"] == "BF16" for k in a)
+         else 1)
+PY
+expect 0 "eval the merged folder" -- eval --model "$T/run/merged" --data data/tiny/eval.jsonl:mcq --mcq-format cloze \
+    --chat-template plain --device cpu
+merged=$(python3 -c "import json,sys; print(json.load(sys.stdin)[0]['base']['acc'])" < "$T/out")
+python3 -c "import sys; sys.exit(abs(float(sys.argv[1]) - float(sys.argv[2])) > 0.05)" "$merged" "$after" \
+    && ok "the merged model scores $merged (the adapter $after)" || fail "merged $merged vs adapter $after"
+expect 0 "ds-ft merge of the adapter" -- merge --model models/tiny-moe --adapter "$T/run/adapter" --out "$T/merged"
+cmp -s "$T/merged/model.safetensors" "$T/run/merged/model.safetensors" && ok "ds-ft merge writes what save.merge wrote" \
+    || fail "ds-ft merge and save.merge differ"
 finish moe_tiny
