@@ -1,4 +1,4 @@
-/* quant/ggml_quant.c - the 32-value block formats (q8_0, q4_0, q5_0), the
+/* quant/ggml_quant.c - the 32-value block formats (q8_0, q4_0, q5_0, q5_1), the
  * 16-bit floats, and the entry points for every type ds-ft writes.
  *
  * Bit compatibility with llama.cpp needs the same fp32 operations in the
@@ -15,7 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#define QK 32   /* values per block of q8_0, q4_0, q5_0 */
+#define QK 32   /* values per block of q8_0, q4_0, q5_0, q5_1 */
 
 /* Largest |x| of a block and, for the signed formats, the value that has it
  * (the first such value, as ggml's strict comparison keeps it). */
@@ -105,10 +105,46 @@ static void dequantize_q5_0(const unsigned char *b, float *y)
     }
 }
 
+/* q5_1 block: d (f16), m (f16: the block's minimum), 32 fifth bits, 16
+ * bytes of low nibbles; code = (value - m) / d rounded half up. */
+static void quantize_q5_1(const float *x, unsigned char *b)
+{
+    float min = x[0], max = x[0];
+    for (int j = 1; j < QK; j++) {
+        min = x[j] < min ? x[j] : min;
+        max = x[j] > max ? x[j] : max;
+    }
+    float d = (max - min) / 31, id = d ? 1.0f / d : 0.0f;
+    ggml_put_f16(b, d);
+    ggml_put_f16(b + 2, min);
+    uint32_t high = 0;
+    for (int j = 0; j < QK / 2; j++) {
+        int lo = (uint8_t)((x[j] - min) * id + 0.5f), hi = (uint8_t)((x[j + QK / 2] - min) * id + 0.5f);
+        b[8 + j] = (unsigned char)((lo & 0x0F) | (hi & 0x0F) << 4);
+        high |= (uint32_t)(lo >> 4 & 1) << j;
+        high |= (uint32_t)(hi >> 4 & 1) << (j + QK / 2);
+    }
+    memcpy(b + 4, &high, 4);
+}
+
+static void dequantize_q5_1(const unsigned char *b, float *y)
+{
+    float d = ggml_get_f16(b), m = ggml_get_f16(b + 2);
+    uint32_t high;
+    memcpy(&high, b + 4, 4);
+    for (int j = 0; j < QK / 2; j++) {
+        int lo = (b[8 + j] & 0x0F) | (int)(high >> j & 1) << 4;
+        int hi = (b[8 + j] >> 4) | (int)(high >> (j + QK / 2) & 1) << 4;
+        y[j] = lo * d + m;
+        y[j + QK / 2] = hi * d + m;
+    }
+}
+
 bool ggml_can_quantize(int type)
 {
     switch (type) {
-    case GGML_F32: case GGML_F16: case GGML_BF16: case GGML_Q8_0: case GGML_Q4_0: case GGML_Q5_0: case GGML_Q4_K:
+    case GGML_F32: case GGML_F16: case GGML_BF16: case GGML_Q8_0: case GGML_Q4_0: case GGML_Q5_0: case GGML_Q5_1:
+    case GGML_Q4_K:
     case GGML_Q5_K: case GGML_Q6_K: return true;
     default: return false;
     }
@@ -135,7 +171,10 @@ int ggml_quantize(int type, const float *x, void *dst, int64_t nrows, int64_t nc
     if (rc) return rc;
     int64_t n = nrows * ncols;
     unsigned char *out = dst;
-    block_fn block = type == GGML_Q8_0 ? quantize_q8_0 : type == GGML_Q4_0 ? quantize_q4_0 : quantize_q5_0;
+    block_fn block = type == GGML_Q8_0   ? quantize_q8_0
+                     : type == GGML_Q4_0 ? quantize_q4_0
+                     : type == GGML_Q5_1 ? quantize_q5_1
+                                         : quantize_q5_0;
     switch (type) {
     case GGML_F32: memcpy(dst, x, sizeof(float) * (size_t)n); break;
     case GGML_F16:
@@ -164,7 +203,10 @@ int ggml_dequantize(int type, const void *src, float *y, int64_t nrows, int64_t 
     if (rc) return rc;
     int64_t n = nrows * ncols;
     const unsigned char *in = src;
-    unblock_fn unblock = type == GGML_Q8_0 ? dequantize_q8_0 : type == GGML_Q4_0 ? dequantize_q4_0 : dequantize_q5_0;
+    unblock_fn unblock = type == GGML_Q8_0   ? dequantize_q8_0
+                         : type == GGML_Q4_0 ? dequantize_q4_0
+                         : type == GGML_Q5_1 ? dequantize_q5_1
+                                             : dequantize_q5_0;
     switch (type) {
     case GGML_F32: memcpy(y, src, sizeof(float) * (size_t)n); break;
     case GGML_F16:

@@ -8,6 +8,7 @@
  *   q8_0  32 values: d, 32 x int8                     w = d * q
  *   q4_0  32 values: d, 16 bytes of 4-bit codes       w = d * (q - 8); byte j: value j low, j + 16 high
  *   q5_0  32 values: d, 32 high bits, 16 bytes        w = d * (q - 16)
+ *   q5_1  32 values: d, m, 32 high bits, 16 bytes     w = d * q + m (m the block's minimum)
  *   q4_K  256 values: d, dmin, 8 x (6-bit scale, 6-bit min), 128 bytes of codes
  *                                                     w = d * sc_j * q - dmin * m_j per 32 values
  *   q5_K  as q4_K with 5-bit codes (32 bytes of fifth bits before the low nibbles)
@@ -26,7 +27,7 @@
 #include <string.h>
 
 /* ggml_can_quantize(type) : ds-ft writes this type: f32, f16, bf16, q8_0,
- * q4_0, q5_0, q4_K, q5_K or q6_K. */
+ * q4_0, q5_0, q5_1, q4_K, q5_K or q6_K. */
 bool ggml_can_quantize(int type);
 
 /* ggml_quantize(type, x, dst, nrows, ncols) : rows x (nrows, ncols) fp32 into

@@ -46,6 +46,8 @@ static const struct {
      "c1498f2261c1799987a054a2aaf3e56e4899e4f59b5f1438507171cdf824445e"},
     {GGML_Q5_0, "ca26949bb18dab19b986b707955b4f9b929b5e6852ea057adb4729dfc79a2b78",
      "f51fcd6e5871ec1431e5ccef1d79b29b90e532a467060036be8ebcf7b55e3a9a"},
+    {GGML_Q5_1, "fe985f324970dd4913c1b20c7b01156e72f86981d59d7ba1f6b977f2ac8cf562",
+     "e1ea4aeca3d052638084ea48b450742b6620ae6b8d4f91299cacea91f5139ac5"},
     {GGML_Q4_K, "44c523f9910022f4cd712485490dfd490b6bf315e34b4d93e87749a12908bd9c",
      "543b4b45135ab158629de409abbb121e559a0555d75e199ae8ffed79907d4352"},
     {GGML_Q5_K, "3c56c1cffc612236b2bcb9d0ffbbe00f90ae42c2117ebafaf699b415116dea6e",
@@ -83,12 +85,13 @@ Test(ggml_quant, bytes_equal_llama_cpp_reference_quantizers)
  * sets the scale with the sign that has one level more), the K-formats by a
  * little more through their 6- or 8-bit scales. llama.cpp's quantizer gives
  * 0.55, 1.00, 1.01, 1.04, 1.09 and 0.95 steps at worst on 20,000 random
- * blocks of five kinds. */
+ * blocks of five kinds. q5_1 spans [min, max] in 31 steps of at most
+ * 2 amax / 31 and rounds to nearest: about half of its step. */
 static const struct {
     int type, bits;
     float steps;
 } BOUND[] = {
-    {GGML_Q8_0, 8, 0.6f}, {GGML_Q4_0, 4, 1.25f}, {GGML_Q5_0, 5, 1.25f},
+    {GGML_Q8_0, 8, 0.6f}, {GGML_Q4_0, 4, 1.25f}, {GGML_Q5_0, 5, 1.25f}, {GGML_Q5_1, 5, 0.6f},
     {GGML_Q4_K, 4, 1.25f}, {GGML_Q5_K, 5, 1.25f}, {GGML_Q6_K, 6, 1.25f},
 };
 

@@ -37,7 +37,7 @@ typedef enum {
 /* The ggml tensor types ds-ft writes and reads (numbers as in ggml.h; the
  * reader knows every type's block size, see ggml_type_get). */
 typedef enum {
-    GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q5_0 = 6, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14,
+    GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q5_0 = 6, GGML_Q5_1 = 7, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14,
     GGML_BF16 = 30, GGML_NTYPES = 43
 } ggml_type;
 

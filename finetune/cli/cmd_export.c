@@ -17,7 +17,7 @@ static const cli_opt EXPORT_OPTS[] = {
      "bundle: the adapter in one checksummed file; gguf: the model for llama.cpp / Ollama; gguf-lora: the adapter "
      "as llama.cpp's LoRA GGUF"},
     CLI_MODEL(export_opts, model, false),
-    {"--type", ARG_CHOICE, offsetof(export_opts, type), NULL, "q4_k_m", 0, 0, "f16|bf16|q8_0|q4_0|q4_k_m", false,
+    {"--type", ARG_CHOICE, offsetof(export_opts, type), NULL, "q4_k_m", 0, 0, "f32|f16|bf16|q8_0|q4_0|q4_k_m", false,
      "gguf: the tensor type of the quantized layers"},
     {"--source", ARG_CHOICE, offsetof(export_opts, source), NULL, "dequantized", 0, 0, "dequantized|original", false,
      "gguf: the weights an adapter is merged into"},

@@ -1,7 +1,7 @@
 /* finetune/cmd_export_gguf.c - `ds-ft export --format gguf|gguf-lora`.
  *
  *   ds-ft export --format gguf --model DIR [--adapter DIR] --out FILE.gguf
- *       [--type f16|bf16|q8_0|q4_0|q4_k_m] [--source dequantized|original] [--pre NAME] [--force]
+ *       [--type f32|f16|bf16|q8_0|q4_0|q4_k_m] [--source dequantized|original] [--pre NAME] [--force]
  *   ds-ft export --format gguf-lora --adapter DIR --model DIR --out FILE.gguf [--force]
  *
  * An existing --out is refused (exit 73) unless --force; the file is written
@@ -43,7 +43,7 @@ static void print_report(const char *out, const char *type, const gguf_export_re
     printf("\n");
     if (r->fallbacks)
         printf("%d tensor(s) have rows that are not a whole number of their type's blocks and took llama.cpp's "
-               "fallback type (q4_K -> q5_0, q6_K -> q8_0, else f16)\n", r->fallbacks);
+               "fallback type (q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0, else f16)\n", r->fallbacks);
 }
 
 int cmd_export_gguf(const export_opts *a)

@@ -1,7 +1,7 @@
 /* finetune/export/export_family.c - the model families the GGUF export
  * knows (one table entry each), their config.json, and the architecture
- * keys llama.cpp reads. A family that comes later (deepseek2) is one more
- * row here plus its tensors in export_model.c. */
+ * keys llama.cpp reads. DeepSeek-V2/V3 (deepseek2) read their config as the
+ * engine does and add their tensors and keys in export_deepseek.c. */
 #include "export_internal.h"
 
 #include "core/files.h"
@@ -16,10 +16,12 @@
 #include <string.h>
 
 static const export_family FAMILIES[] = {
-    /* hf_arch             arch     permute_qk qkv_bias qk_norm llama_keys */
-    {"LlamaForCausalLM", "llama", true, false, false, true},
-    {"Qwen2ForCausalLM", "qwen2", false, true, false, false},
-    {"Qwen3ForCausalLM", "qwen3", false, false, true, false},
+    /* hf_arch                  arch        permute_qk qkv_bias qk_norm llama_keys deepseek2 */
+    {"LlamaForCausalLM",      "llama",     true,  false, false, true,  false},
+    {"Qwen2ForCausalLM",      "qwen2",     false, true,  false, false, false},
+    {"Qwen3ForCausalLM",      "qwen3",     false, false, true,  false, false},
+    {"DeepseekV2ForCausalLM", "deepseek2", false, false, false, false, true},
+    {"DeepseekV3ForCausalLM", "deepseek2", false, false, false, false, true},
 };
 
 static const char *const LAYER_TENSORS[][2] = {
@@ -121,7 +123,9 @@ static int parse_config(const json_t *root, const char *path, export_model *m)
         if (!strcmp(FAMILIES[i].hf_arch, a)) m->fam = &FAMILIES[i];
     if (!m->fam)
         return ds_fail(DS_EDATA, "%s: architecture \"%s\" is not exported to GGUF (supported: LlamaForCausalLM, "
-                                 "Qwen2ForCausalLM, Qwen3ForCausalLM)", path, a);
+                                 "Qwen2ForCausalLM, Qwen3ForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)",
+                       path, a);
+    if (m->fam->deepseek2) return DS_OK;   /* export_deepseek_config reads the rest */
     model_config *c = &m->cfg;
     snprintf(c->architecture, sizeof c->architecture, "%s", a);
     int rc;
@@ -159,6 +163,7 @@ int export_model_load(const char *dir, export_model *m)
     json_t *root = NULL;
     int rc = path ? json_file_load(path, 0, &root) : DS_ENOMEM;
     if (!rc) rc = parse_config(root, path, m);
+    if (!rc && m->fam->deepseek2) rc = export_deepseek_config(dir, m);
     const json_t *q = root ? json_object_get(root, "quantization_config") : NULL;
     if (!rc && q && !json_is_null(q)) {
         bnb_config bc;
@@ -201,7 +206,8 @@ int export_arch_keys(gguf_writer *w, const export_model *m, uint32_t file_type)
     if (!rc) rc = arch_u32(w, m, "embedding_length", (uint32_t)c->hidden_size);
     if (!rc) rc = arch_u32(w, m, "feed_forward_length", (uint32_t)c->intermediate_size);
     if (!rc) rc = arch_u32(w, m, "attention.head_count", (uint32_t)c->num_heads);
-    if (!rc) rc = arch_u32(w, m, "attention.head_count_kv", (uint32_t)c->num_kv_heads);
+    /* DeepSeek's absorbed attention: the compressed latent is one key/value head */
+    if (!rc) rc = arch_u32(w, m, "attention.head_count_kv", m->fam->deepseek2 ? 1 : (uint32_t)c->num_kv_heads);
     if (!rc && m->rope_theta_given) rc = arch_f32(w, m, "rope.freq_base", c->rope_theta);
     if (!rc) rc = arch_f32(w, m, "attention.layer_norm_rms_epsilon", c->rms_norm_eps);
     if (!rc && m->head_dim_given) rc = arch_u32(w, m, "attention.key_length", (uint32_t)c->head_dim);

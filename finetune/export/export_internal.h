@@ -4,8 +4,11 @@
 
 #include "gguf_export.h"
 
+#include "adapters/lora.h"
+#include "backend/backend.h"
 #include "data/gguf/gguf.h"
 #include "data/model_config.h"
+#include "data/safetensors.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,6 +23,7 @@ typedef struct {
     bool qk_norm;           /* per-head RMSNorm of q and k (Qwen3) */
     bool llama_keys;        /* the llama converter's extras: {arch}.vocab_size, rope.dimension_count,
                                and llama3 rope scaling as the rope_freqs tensor */
+    bool deepseek2;         /* DeepSeek-V2/V3: MLA + experts (export_deepseek.c) */
 } export_family;
 
 typedef struct {
@@ -33,6 +37,75 @@ typedef struct {
     bool quantized;         /* a bitsandbytes 4-bit checkpoint */
     char name[128];         /* general.name: the folder's name */
 } export_model;
+
+/* ---- the plan: every tensor llama.cpp reads, where it comes from ---- */
+
+typedef struct exporter exporter;
+
+typedef enum {
+    ITEM_PLAIN,         /* a checkpoint tensor as it is (norms, biases, embeddings, DeepSeek's router) */
+    ITEM_LINEAR,        /* linear (layer, slot), the adapter merged in */
+    ITEM_EXPERTS,       /* DeepSeek: routed experts 0..ne2-1's (layer, slot + 3e), stacked (ne2, rows, cols) */
+    ITEM_K_B, ITEM_V_B, /* DeepSeek: kv_b_proj (adapter merged) split per head, k_b transposed */
+    ITEM_ROPE_FREQS,    /* llama3 rope scaling */
+} item_kind;
+
+typedef struct {
+    exporter *ex;
+    char name[GGUF_MAX_NAME + 1];   /* GGUF name */
+    char hf[160];                   /* checkpoint name (EXPERTS: expert 0's; K_B, V_B: kv_b_proj's); empty for rope_freqs */
+    item_kind kind;
+    int layer, slot;                /* LINEAR, EXPERTS, K_B, V_B: the layer and the linear's slot (model_slot()) */
+    int permute_heads;              /* > 0: reorder the rows of this many heads (llama's Q and K) */
+    int rope_heads, rope_head_rows, rope_offset, rope_dim;  /* > 0: DeepSeek's rope rows of each head, halves to pairs */
+    int64_t rows, cols, ne2;        /* torch shape (ne2, rows, cols); a vector has rows = 1; ne2 = 1 but for 3-D */
+    int ndim;
+    int type;                       /* ggml type written */
+} plan_item;
+
+struct exporter {
+    const char *dir;
+    export_model m;
+    st_set *st;
+    backend *cpu;
+    lora_adapter *ad;
+    bool merge_original;
+    bool has_output;        /* output.weight is written (else llama.cpp ties it to token_embd) */
+    plan_item *items;
+    int n;
+    size_t cap;
+};
+
+/* export_add_item(ex, name, hf, ndim, rows, cols, out) : one more tensor in
+ * the plan (ITEM_PLAIN, layer -1), handed back in *out (may be NULL). */
+int export_add_item(exporter *ex, const char *name, const char *hf, int ndim, int64_t rows, int64_t cols,
+                    plan_item **out);
+/* export_check_source(ex, it, may_be_4bit) : it->hf is in the checkpoint, a
+ * 16/32-bit tensor of the planned shape (or a bitsandbytes 4-bit weight). */
+int export_check_source(const exporter *ex, const plan_item *it, bool may_be_4bit);
+/* export_read_linear(ex, hf, layer, slot, rows, cols, W) : linear weight hf
+ * (rows, cols) in fp32, as the merge reads it (a 4-bit one dequantized; with
+ * the adapter and the dequantized source, the 16-bit weight's NF4 round
+ * trip), the adapter's s·B·A of (layer, slot) added. */
+int export_read_linear(const exporter *ex, const char *hf, int layer, int slot, int64_t rows, int64_t cols, float *W);
+
+/* ---- DeepSeek-V2/V3 as llama.cpp's deepseek2 (export_deepseek.c) ---- */
+
+/* export_deepseek_config(dir, m) : the config as ds-ft reads it (model_config_load). */
+int export_deepseek_config(const char *dir, export_model *m);
+/* export_deepseek_plan_layer(ex, l) : layer l's tensors. */
+int export_deepseek_plan_layer(exporter *ex, int l);
+/* export_deepseek_keys(w, m) : the deepseek2.* keys beyond the common ones. */
+int export_deepseek_keys(gguf_writer *w, const export_model *m);
+/* export_deepseek_fill(it, W) : an EXPERTS, K_B or V_B item's values, fp32. */
+int export_deepseek_fill(const plan_item *it, float *W);
+/* export_deepseek_rope_pairs(it, W) : the rope rows of each head (it->rope_*)
+ * reordered from halves to pairs, for checkpoints with rope_interleave false. */
+int export_deepseek_rope_pairs(const plan_item *it, float *W);
+/* export_deepseek_expert_prefix(it, name) : the length of the expert weight
+ * name ("model.layers.L.mlp.experts.E.up_proj.weight") of an EXPERTS item
+ * that `name` starts with, or 0. */
+size_t export_deepseek_expert_prefix(const plan_item *it, const char *name);
 
 /* export_model_load(dir, m) : DIR/config.json read for the export; an
  * unknown architecture, activation, rope type or active sliding window is

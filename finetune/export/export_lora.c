@@ -50,6 +50,12 @@ int gguf_export_lora(const char *model_dir, const char *adapter_dir, const char 
     gguf_export_report rep = {0};
     gguf_writer *w = gguf_writer_new();
     int rc = w ? export_model_load(model_dir, &m) : DS_ENOMEM;
+    /* kv_b_proj is split (and k_b transposed) and the experts stacked in the
+     * model file: a LoRA of those has no llama.cpp form */
+    if (!rc && m.fam->deepseek2)
+        rc = ds_fail(DS_EDATA, "%s: a LoRA GGUF of %s is not written (llama.cpp's deepseek2 splits kv_b_proj and stacks "
+                               "the experts); merge the adapter into the model's GGUF instead: ds-ft export --format "
+                               "gguf --model %s --adapter %s", model_dir, m.cfg.architecture, model_dir, adapter_dir);
     if (!rc) rc = lora_load_peft(adapter_dir, &m.cfg, &a);
     if (!rc && !(parts = ds_calloc((size_t)m.cfg.num_layers * LIN_COUNT * 2, sizeof *parts, "the adapter's tensors")))
         rc = DS_ENOMEM;

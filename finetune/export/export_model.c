@@ -22,41 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct exporter exporter;
-
-typedef struct {
-    exporter *ex;
-    char name[GGUF_MAX_NAME + 1];   /* GGUF name */
-    char hf[160];                   /* checkpoint name; empty for rope_freqs */
-    int layer;                      /* a decoder-layer linear: its layer, else -1 */
-    llama_linear lin;
-    int permute_heads;              /* > 0: reorder the rows of this many heads */
-    int64_t rows, cols;             /* torch shape; a vector has rows = 1 */
-    int ndim;
-    int type;                       /* ggml type written */
-} plan_item;
-
-struct exporter {
-    const char *dir;
-    export_model m;
-    st_set *st;
-    backend *cpu;
-    lora_adapter *ad;
-    bool merge_original;
-    bool has_output;        /* output.weight is written (else llama.cpp ties it to token_embd) */
-    plan_item *items;
-    int n;
-    size_t cap;
-};
-
 /* ------------------------------------------------------------ the plan */
 
-static int add_item(exporter *ex, const char *name, const char *hf, int ndim, int64_t rows, int64_t cols,
+int export_add_item(exporter *ex, const char *name, const char *hf, int ndim, int64_t rows, int64_t cols,
                     plan_item **out)
 {
     if (ds_grow(&ex->items, &ex->cap, (size_t)ex->n + 1, sizeof *ex->items)) return DS_ENOMEM;
     plan_item *it = &ex->items[ex->n++];
-    *it = (plan_item){.ex = ex, .layer = -1, .ndim = ndim, .rows = rows, .cols = cols};
+    *it = (plan_item){.ex = ex, .kind = ITEM_PLAIN, .layer = -1, .ndim = ndim, .rows = rows, .cols = cols, .ne2 = 1};
     snprintf(it->name, sizeof it->name, "%s", name);
     snprintf(it->hf, sizeof it->hf, "%s", hf);
     if (out) *out = it;
@@ -65,7 +38,7 @@ static int add_item(exporter *ex, const char *name, const char *hf, int ndim, in
 
 /* A 16/32-bit checkpoint tensor of this shape, or (a linear weight) a
  * bitsandbytes 4-bit one, whose shape is checked when it is read. */
-static int check_source(const exporter *ex, const plan_item *it, bool may_be_4bit)
+int export_check_source(const exporter *ex, const plan_item *it, bool may_be_4bit)
 {
     if (may_be_4bit && ex->m.quantized && bnb_is_quantized(ex->st, it->hf)) return DS_OK;
     const st_tensor *t;
@@ -82,8 +55,8 @@ static int check_source(const exporter *ex, const plan_item *it, bool may_be_4bi
 static int plan_tensor(exporter *ex, const char *name, const char *hf, int ndim, int64_t rows, int64_t cols)
 {
     plan_item *it = NULL;
-    int rc = add_item(ex, name, hf, ndim, rows, cols, &it);
-    return rc ? rc : check_source(ex, it, false);
+    int rc = export_add_item(ex, name, hf, ndim, rows, cols, &it);
+    return rc ? rc : export_check_source(ex, it, false);
 }
 
 /* Layer l's tensor "blk.L.GGUF.SUFFIX" from "model.layers.L.HF.SUFFIX". */
@@ -114,11 +87,12 @@ static int plan_layer(exporter *ex, int l)
         char name[GGUF_MAX_NAME + 1], hf[160];
         layer_names(l, export_layer_tensor(path), path, "weight", name, hf);
         plan_item *it = NULL;
-        if ((rc = add_item(ex, name, hf, 2, out, in, &it))) break;
+        if ((rc = export_add_item(ex, name, hf, 2, out, in, &it))) break;
+        it->kind = ITEM_LINEAR;
         it->layer = l;
-        it->lin = (llama_linear)t;
+        it->slot = t;
         if (f->permute_qk && (t == LIN_Q || t == LIN_K)) it->permute_heads = t == LIN_Q ? c->num_heads : c->num_kv_heads;
-        rc = check_source(ex, it, true);
+        rc = export_check_source(ex, it, true);
         if (!rc && f->qkv_bias && t <= LIN_V) rc = plan_vector(ex, l, path, "bias", out);
         if (!rc && f->qk_norm && t <= LIN_K)   /* attn_q_norm, attn_k_norm: one vector of head_dim */
             rc = plan_vector(ex, l, t == LIN_Q ? "self_attn.q_norm" : "self_attn.k_norm", "weight", c->head_dim);
@@ -131,14 +105,27 @@ static int make_plan(exporter *ex)
 {
     const model_config *c = &ex->m.cfg;
     int rc = DS_OK;
-    if (!strcmp(ex->m.rope_type, "llama3")) rc = add_item(ex, "rope_freqs.weight", "", 1, 1, c->head_dim / 2, NULL);
+    plan_item *freqs;
+    if (!strcmp(ex->m.rope_type, "llama3") && !(rc = export_add_item(ex, "rope_freqs.weight", "", 1, 1, c->head_dim / 2,
+                                                                      &freqs)))
+        freqs->kind = ITEM_ROPE_FREQS;
     if (!rc) rc = plan_tensor(ex, "token_embd.weight", "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size);
-    for (int l = 0; !rc && l < c->num_layers; l++) rc = plan_layer(ex, l);
+    for (int l = 0; !rc && l < c->num_layers; l++)
+        rc = ex->m.fam->deepseek2 ? export_deepseek_plan_layer(ex, l) : plan_layer(ex, l);
     if (!rc) rc = plan_tensor(ex, "output_norm.weight", "model.norm.weight", 1, 1, c->hidden_size);
     ex->has_output = !c->tie_word_embeddings || st_set_find(ex->st, "lm_head.weight");
     if (!rc && ex->has_output)
         rc = plan_tensor(ex, "output.weight", "lm_head.weight", 2, c->vocab_size, c->hidden_size);
     return rc;
+}
+
+/* How many leading characters of `name` are a checkpoint tensor item `it`
+ * reads (its hf name; for stacked experts, any expert's weight), 0 if none. */
+static size_t item_prefix(const plan_item *it, const char *name)
+{
+    if (it->kind == ITEM_EXPERTS) return export_deepseek_expert_prefix(it, name);
+    size_t h = strlen(it->hf);
+    return h && !strncmp(name, it->hf, h) ? h : 0;
 }
 
 /* Every checkpoint tensor is in the plan (or is the 4-bit state of one, or
@@ -152,10 +139,9 @@ static int check_all_used(const exporter *ex)
         size_t n = strlen(name);
         bool used = n > 22 && !strcmp(name + n - 22, ".rotary_emb.inv_freq");
         for (int k = 0; !used && k < ex->n; k++) {
-            size_t h = strlen(ex->items[k].hf);
-            used = !strcmp(ex->items[k].hf, name);
-            for (int b = 0; !used && h && b < 5; b++)
-                used = n > h && !strncmp(name, ex->items[k].hf, h) && !strcmp(name + h, BNB_PARTS[b]);
+            size_t h = item_prefix(&ex->items[k], name);
+            used = h && h == n;
+            for (int b = 0; !used && h && b < 5; b++) used = !strcmp(name + h, BNB_PARTS[b]);
         }
         if (!used)
             return ds_fail(DS_EDATA, "%s: tensor '%s' is not part of a %s model as the GGUF export writes it", ex->dir,
@@ -175,7 +161,7 @@ static const struct {
 } TYPES[] = {
     [GGUF_EXPORT_F16] = {"f16", GGML_F16, 1},      [GGUF_EXPORT_BF16] = {"bf16", GGML_BF16, 32},
     [GGUF_EXPORT_Q8_0] = {"q8_0", GGML_Q8_0, 7},   [GGUF_EXPORT_Q4_0] = {"q4_0", GGML_Q4_0, 2},
-    [GGUF_EXPORT_Q4_K_M] = {"q4_k_m", GGML_Q4_K, 15},
+    [GGUF_EXPORT_Q4_K_M] = {"q4_k_m", GGML_Q4_K, 15}, [GGUF_EXPORT_F32] = {"f32", GGML_F32, 0},
 };
 
 int gguf_export_type_parse(const char *s, gguf_export_type *out)
@@ -186,7 +172,7 @@ int gguf_export_type_parse(const char *s, gguf_export_type *out)
             *out = (gguf_export_type)i;
             return DS_OK;
         }
-    return ds_fail(DS_EUSAGE, "--type %s: expected f16, bf16, q8_0, q4_0 or q4_k_m", s);
+    return ds_fail(DS_EUSAGE, "--type %s: expected f32, f16, bf16, q8_0, q4_0 or q4_k_m", s);
 }
 
 /* llama.cpp's use_more_bits: the first and last eighth of the layers, and
@@ -203,33 +189,34 @@ static bool is_70b(const export_model *m)
 }
 
 /* llama_tensor_get_type for the mixes ds-ft writes (no imatrix, no
- * overrides), then llama.cpp's fallback for rows that are not a whole
- * number of the type's blocks: q4_K -> q5_0, q6_K -> q8_0, and f16 when
- * even that does not fit. */
+ * overrides; tensors told apart by name, as llama.cpp does), then
+ * llama.cpp's fallback for rows that are not a whole number of the type's
+ * blocks: q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0, and f16 when even that
+ * does not fit. An expert router (ffn_gate_inp) stays f32: the converter
+ * writes it so and llama-quantize leaves it. */
 static int choose_type(const exporter *ex, gguf_export_type x, plan_item *it, int *fallbacks)
 {
-    if (it->ndim < 2) {   /* norms, biases, rope_freqs: f32, as the converter writes them */
+    if (it->ndim < 2 || strstr(it->name, "ffn_gate_inp.weight")) {   /* norms, biases, rope_freqs, routers */
         it->type = GGML_F32;
         return DS_OK;
     }
     int base = TYPES[x].base, type = base, L = ex->m.cfg.num_layers;
     bool output = !strcmp(it->name, "output.weight") || (!ex->has_output && !strcmp(it->name, "token_embd.weight"));
-    if (base == GGML_F16 || base == GGML_BF16) {
+    if (base == GGML_F32 || base == GGML_F16 || base == GGML_BF16) {
         it->type = base;
         return DS_OK;
     }
     if (output)
         type = it->cols % ggml_type_get(base)->block ? GGML_Q8_0 : base == GGML_Q8_0 ? GGML_Q8_0 : GGML_Q6_K;
-    else if (x == GGUF_EXPORT_Q4_K_M && it->layer >= 0 && it->lin == LIN_V)
+    else if (x == GGUF_EXPORT_Q4_K_M && strstr(it->name, "attn_v.weight"))
         type = more_bits(it->layer, L) ? GGML_Q6_K : is_70b(&ex->m) ? GGML_Q5_K : type;
-    else if (x == GGUF_EXPORT_Q4_K_M && it->layer >= 0 && it->lin == LIN_DOWN && more_bits(it->layer, L))
-        type = GGML_Q6_K;
+    else if (x == GGUF_EXPORT_Q4_K_M && strstr(it->name, "ffn_down") && more_bits(it->layer, L))
+        type = GGML_Q6_K;   /* ffn_down, and DeepSeek's ffn_down_exps and ffn_down_shexp */
+    else if (x == GGUF_EXPORT_Q4_K_M && strstr(it->name, "attn_output.weight") && ex->m.cfg.ds.n_routed == 8)
+        type = GGML_Q5_K;   /* llama.cpp's rule for models of 8 experts */
     if (it->cols % ggml_type_get(type)->block) {
         ++*fallbacks;
-        if (type == GGML_Q5_K)
-            return ds_fail(DS_EDATA, "GGUF export: tensor '%s' (rows of %lld) would fall back from q5_K to q5_1, "
-                                     "which ds-ft does not write", it->name, (long long)it->cols);
-        type = type == GGML_Q4_K ? GGML_Q5_0 : type == GGML_Q6_K ? GGML_Q8_0 : type;
+        type = type == GGML_Q4_K ? GGML_Q5_0 : type == GGML_Q5_K ? GGML_Q5_1 : type == GGML_Q6_K ? GGML_Q8_0 : type;
         if (it->cols % ggml_type_get(type)->block) type = GGML_F16;
     }
     it->type = type;
@@ -242,24 +229,26 @@ static int choose_type(const exporter *ex, gguf_export_type x, plan_item *it, in
  * checkpoint's NF4 dequantized; with an adapter and the dequantized source,
  * a 16-bit weight's NF4 round trip (what QLoRA trained against); else the
  * 16-bit weight. The adapter's s·B·A is added. */
-static int read_linear(const plan_item *it, float *W)
+int export_read_linear(const exporter *ex, const char *hf, int layer, int slot, int64_t rows, int64_t cols, float *W)
 {
-    const exporter *ex = it->ex;
-    bool nf4 = ex->m.quantized && bnb_is_quantized(ex->st, it->hf);
+    bool nf4 = ex->m.quantized && bnb_is_quantized(ex->st, hf);
     int rc = DS_OK;
     if (nf4 || (ex->ad && !ex->merge_original)) {
         nf4_tensor q = {0};
-        rc = nf4 ? bnb_load_weight(ex->st, it->hf, &q) : bnb_weight_or_quantize(ex->st, it->hf, true, &q);
-        if (!rc && (q.view.rows != it->rows || q.view.cols != it->cols))
+        rc = nf4 ? bnb_load_weight(ex->st, hf, &q) : bnb_weight_or_quantize(ex->st, hf, true, &q);
+        if (!rc && (q.view.rows != rows || q.view.cols != cols))
             rc = ds_fail(DS_EDATA, "%s: 4-bit tensor '%s' is [%lld, %lld], the model expects [%lld, %lld]", ex->dir,
-                         it->hf, (long long)q.view.rows, (long long)q.view.cols, (long long)it->rows,
-                         (long long)it->cols);
+                         hf, (long long)q.view.rows, (long long)q.view.cols, (long long)rows, (long long)cols);
         if (!rc) op_nf4_dequant(ex->cpu, W, &q.view);
         nf4_tensor_free(&q);
     } else {
-        rc = st_to_f32(st_set_find(ex->st, it->hf), W);
+        const st_tensor *t;
+        int64_t shape[2] = {rows, cols};
+        rc = st_set_require(ex->st, hf, &t);
+        if (!rc) rc = st_check_shape(t, 2, shape);
+        if (!rc) rc = st_to_f32(t, W);
     }
-    if (!rc && ex->ad) lora_merge_weight(ex->ad, it->layer, it->lin, W);
+    if (!rc && ex->ad) lora_merge_weight(ex->ad, layer, slot, W);
     return rc;
 }
 
@@ -267,19 +256,24 @@ static int fill(void *ctx, void *dst, size_t nbytes)
 {
     const plan_item *it = ctx;
     const exporter *ex = it->ex;
-    size_t n = (size_t)it->rows * (size_t)it->cols;
+    size_t n = (size_t)it->ne2 * (size_t)it->rows * (size_t)it->cols;
     float *W = ds_malloc(sizeof(float) * n, it->name);
     if (!W) return DS_ENOMEM;
     int rc = DS_OK;
-    if (!it->hf[0]) export_rope_factors(&ex->m, W);
-    else if (it->layer >= 0) rc = read_linear(it, W);
-    else rc = st_to_f32(st_set_find(ex->st, it->hf), W);
+    switch (it->kind) {
+    case ITEM_ROPE_FREQS: export_rope_factors(&ex->m, W); break;
+    case ITEM_LINEAR: rc = export_read_linear(ex, it->hf, it->layer, it->slot, it->rows, it->cols, W); break;
+    case ITEM_PLAIN: rc = st_to_f32(st_set_find(ex->st, it->hf), W); break;
+    default: rc = export_deepseek_fill(it, W);
+    }
     if (!rc && it->permute_heads) rc = export_permute_rows(W, (int)it->rows, (int)it->cols, it->permute_heads);
+    if (!rc && it->rope_heads) rc = export_deepseek_rope_pairs(it, W);
     for (size_t i = 0; !rc && i < n; i++)
         if (!isfinite(W[i]))
             rc = ds_fail(DS_EDATA, "%s: tensor '%s'%s holds %s at element %zu", ex->dir, it->hf,
-                         ex->ad && it->layer >= 0 ? " with the adapter merged" : "", isnan(W[i]) ? "NaN" : "Inf", i);
-    if (!rc) rc = ggml_quantize(it->type, W, dst, it->rows, it->cols);
+                         ex->ad && it->kind != ITEM_PLAIN ? " with the adapter merged" : "", isnan(W[i]) ? "NaN" : "Inf",
+                         i);
+    if (!rc) rc = ggml_quantize(it->type, W, dst, it->ne2 * it->rows, it->cols);
     free(W);
     (void)nbytes;
     return rc;
@@ -315,11 +309,12 @@ int gguf_export_model(const char *model_dir, const gguf_export_opts *o, const ch
     if (!rc) rc = gguf_add_string(w, "general.type", "model");
     if (!rc) rc = gguf_add_string(w, "general.name", ex.m.name);
     if (!rc) rc = export_arch_keys(w, &ex.m, TYPES[o->type].file_type);
+    if (!rc && ex.m.fam->deepseek2) rc = export_deepseek_keys(w, &ex.m);
     if (!rc) rc = gguf_add_u32(w, "general.quantization_version", 2);
     if (!rc) rc = export_vocab(w, model_dir, &ex.m, o->pre, rep.pre, sizeof rep.pre);
     for (int i = 0; !rc && i < ex.n; i++) {
         plan_item *it = &ex.items[i];
-        int64_t ne[2] = {it->cols, it->rows};
+        int64_t ne[3] = {it->cols, it->rows, it->ne2};
         rc = gguf_add_tensor_lazy(w, it->name, it->type, it->ndim, ne, fill, it);
         rep.per_type[it->type]++;
     }

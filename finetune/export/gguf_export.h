@@ -22,9 +22,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum { GGUF_EXPORT_F16, GGUF_EXPORT_BF16, GGUF_EXPORT_Q8_0, GGUF_EXPORT_Q4_0, GGUF_EXPORT_Q4_K_M } gguf_export_type;
+typedef enum {
+    GGUF_EXPORT_F16, GGUF_EXPORT_BF16, GGUF_EXPORT_Q8_0, GGUF_EXPORT_Q4_0, GGUF_EXPORT_Q4_K_M, GGUF_EXPORT_F32
+} gguf_export_type;
 
-/* gguf_export_type_parse(s, out) : "f16", "bf16", "q8_0", "q4_0", "q4_k_m"
+/* gguf_export_type_parse(s, out) : "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"
  * (NULL: q4_k_m), @return DS_OK or DS_EUSAGE naming the choices. */
 int gguf_export_type_parse(const char *s, gguf_export_type *out);
 

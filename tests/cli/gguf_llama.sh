@@ -58,6 +58,30 @@ for m in qwen2 qwen3; do
     done
 done
 expect 0 "qwen2 zero-bias f16" -- export --format gguf --model "$T/qwen2z" --out "$T/qwen2z-f16.gguf" --type f16
+# DeepSeek-V2 (models/tiny-moe): llama.cpp's deepseek2, and an adapter of a short run merged into it
+for type in f16 q8_0 q4_k_m; do
+    expect 0 "tiny-moe $type" -- export --format gguf --model models/tiny-moe --out "$T/moe-$type.gguf" --type "$type"
+done
+has "$T/out" "deepseek2, q4_k_m" "tiny-moe is written as deepseek2"
+expect 0 "inspect the deepseek2 file" -- inspect "$T/moe-q4_k_m.gguf"
+has "$T/out" "blk.1.ffn_down_exps.weight" "the routed experts are stacked"
+has "$T/out" "blk.0.attn_k_b.weight" "kv_b_proj is split into attn_k_b"
+has "$T/out" "deepseek2.expert_count" "the expert keys are written"
+# the transformers-made fixtures: V2 with YaRN (mscale = mscale_all_dim), V3's sigmoid router with its bias,
+# groups and renormalised weights, and YaRN with mscale != mscale_all_dim
+for f in tiny-deepseek-v2 tiny-deepseek-v3; do
+    expect 0 "$f f16" -- export --format gguf --model tests/data/fixtures/$f --out "$T/$f-f16.gguf" --type f16
+done
+expect 0 "inspect the V3 file" -- inspect "$T/tiny-deepseek-v3-f16.gguf"
+has "$T/out" "blk.1.exp_probs_b.bias" "V3's e_score_correction_bias is exp_probs_b"
+has "$T/out" "deepseek2.rope.scaling.attn_factor" "YaRN's cos/sin factor is written where mscale differs"
+expect 0 "a short tiny-moe run for an adapter" -- recipes/tiny-moe.yaml output_dir="$T/moe-run" train.max_steps=4 \
+    eval.datasets=[] eval.before_training=false save.every_steps=0
+expect 0 "the tiny-moe adapter merged (original weights)" -- export --format gguf --model models/tiny-moe \
+    --adapter "$T/moe-run/adapter" --source original --type f16 --out "$T/moe-merged-f16.gguf"
+expect 65 "a LoRA GGUF of a DeepSeek adapter" -- export --format gguf-lora --model models/tiny-moe \
+    --adapter "$T/moe-run/adapter" --out "$T/x.gguf"
+has "$T/err" "merge the adapter into the model's GGUF instead" "the refusal says what to do instead"
 # the weights each llama file holds, dequantized into model folders for ds-ft's engine
 for m in tiny llama; do
     src=$([ $m = tiny ] && echo models/tiny || echo "$T/llama")
