@@ -1,7 +1,8 @@
 /* Generation with a key/value cache (finetune/engine/engine_decode.h,
  * finetune/run/generate.h) on the CPU:
  *  - on models/tiny and every family fixture (Qwen2 biases, Qwen3 q/k norms,
- *    Llama-3.1 rope, Mistral's sliding window shorter than the sequence, yarn),
+ *    Llama-3.1 rope, Mistral's sliding window shorter than the sequence, yarn;
+ *    DeepSeek-V2/V3's latent attention and experts, models/tiny-moe),
  *    16-bit and 4-bit, with and without the adapter: the cached logits of every
  *    position equal the full forward's bit for bit (fed whole, in chunks, and
  *    one token at a time), and greedy generation gives the tokens of the full
@@ -46,6 +47,12 @@ static gen_case CASES[] = {
     {"tests/data/fixtures/tiny-mistral", true, true},
     {"tests/data/fixtures/tiny-llama-yarn", true, false},
     {"tests/data/fixtures/tiny-qwen2-bnb-4bit", false, false},
+    {"models/tiny-moe", false, true},
+    {"tests/data/fixtures/tiny-deepseek-v2", true, false},
+    {"tests/data/fixtures/tiny-deepseek-v2-grouped", true, true},
+    {"tests/data/fixtures/tiny-deepseek-v3", true, false},
+    {"tests/data/fixtures/tiny-deepseek-v3", false, true},
+    {"tests/data/fixtures/tiny-deepseek-v3-bnb-4bit", false, false},
 };
 
 static void open_case(const gen_case *c, ds_run *x)

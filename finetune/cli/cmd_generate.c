@@ -112,7 +112,9 @@ int gen_decoder(const generate_opts *o, ds_run *x, int rows, int ctx, engine_dec
     if (ctx > maxpos)
         return ds_fail(DS_EUSAGE, "generate: %d positions exceed the model's %d (shorten the prompt or "
                                   "--max-new-tokens)", ctx, maxpos);
-    engine_opts eo = {.max_B = 1, .max_T = 1};   /* the decoder has its own buffers */
+    /* the decoder has its own buffers; DeepSeek's layer runs in the engine's, a step of up to 256 tokens */
+    const long long all = (long long)rows * ctx;
+    engine_opts eo = {.max_B = 1, .max_T = x->model->cfg.ds.on ? (int)(all < 256 ? all : 256) : 1};
     int rc = ds_run_start(x, &eo);
     decoder_opts dopts = {.max_B = rows, .ctx = ctx, .lora = x->adapter != NULL};
     if (!rc) rc = decoder_create(x->eng, &dopts, d);

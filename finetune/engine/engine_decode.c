@@ -1,8 +1,10 @@
 /* finetune/engine/engine_decode.c - generation with a key/value cache: the
  * decoder layer of engine_pass.c for a step of new tokens, each attending to
  * its row of the cache (engine_decode.h). Inference only: no dropout, nothing
- * kept for a backward. */
+ * kept for a backward. DeepSeek's layer (MLA + experts) runs as training runs
+ * it, over the engine's own buffers, with its attention against the cache. */
 #include "engine_decode.h"
+#include "engine_deepseek.h"
 #include "engine_internal.h"
 #include "ops/ops_decode.h"
 
@@ -40,7 +42,7 @@ static void *take(carve *c, size_t bytes) { return engine_take(c, bytes); }
 static int lora_rank(const engine *e)
 {
     int r = 0;
-    for (int i = 0; e->views && i < e->cfg.num_layers * LIN_COUNT; i++)
+    for (int i = 0; e->views && i < e->cfg.num_layers * e->nslots; i++)
         if (e->views[i].r > r) r = e->views[i].r;
     return r;
 }
@@ -84,8 +86,9 @@ int decoder_create(engine *e, const decoder_opts *o, engine_decoder **out)
 {
     *out = NULL;
     const model_config *cfg = &e->cfg;
-    switch (cfg->family) {   /* the dense families of engine_pass.c; any other is refused by name */
-    case FAMILY_LLAMA: case FAMILY_MISTRAL: case FAMILY_QWEN2: case FAMILY_QWEN3: break;
+    switch (cfg->family) {   /* any family not listed is refused by name */
+    case FAMILY_LLAMA: case FAMILY_MISTRAL: case FAMILY_QWEN2: case FAMILY_QWEN3:
+    case FAMILY_DEEPSEEK_V2: case FAMILY_DEEPSEEK_V3: break;
     default:
         return ds_fail(DS_EUSAGE, "%s: generation with a key/value cache does not run %s models yet "
                                   "(ds-ft generate --recompute does)", e->model->dir, cfg->architecture);
@@ -98,6 +101,7 @@ int decoder_create(engine *e, const decoder_opts *o, engine_decoder **out)
     d->o = *o;
     if (!d->o.max_step) d->o.max_step = 256;
     if (d->o.max_step > o->max_B * o->ctx) d->o.max_step = o->max_B * o->ctx;
+    if (cfg->ds.on && d->o.max_step > e->Nmax) d->o.max_step = e->Nmax;   /* steps run in the engine's buffers */
     d->o.lora = o->lora && e->views;
     d->len = ds_calloc((size_t)o->max_B, sizeof *d->len, "the decoder's rows");
     d->kc = ds_calloc((size_t)cfg->num_layers, sizeof *d->kc, "the key cache");
@@ -118,7 +122,7 @@ int decoder_create(engine *e, const decoder_opts *o, engine_decoder **out)
         layout(d, &c);
         /* the workspaces a step of max_step tokens needs, reserved now */
         size_t lora = 0;
-        for (int i = 0; e->views && i < cfg->num_layers * LIN_COUNT; i++)
+        for (int i = 0; e->views && i < cfg->num_layers * e->nslots; i++)
             if (e->views[i].r) {
                 size_t need = lora_workspace_bytes(&e->views[i], d->o.max_step);
                 if (need > lora) lora = need;
@@ -208,6 +212,22 @@ static void layer_step(engine_decoder *d, int l, int N)
     linear(d, l, LIN_DOWN, d->x, d->m, N, 1.0f);                /* x += down(m) */
 }
 
+/* DeepSeek's layers on the step's N <= e->Nmax tokens, resid[0] -> resid[L]:
+ * the training forward's layer (engine_deepseek.c), each layer's attention
+ * reading and extending its cache. The engine's buffers then hold this step,
+ * not a forward a backward could follow. */
+static void deepseek_steps(engine_decoder *d, int N)
+{
+    engine *e = d->e;
+    e->N = N;
+    e->have_fwd = false;
+    e->last = (engine_fwd){.lora = d->o.lora};
+    for (int l = 0; l < e->cfg.num_layers; l++) {
+        mla_cache cache = {.kc = d->kc[l], .vc = d->vc[l], .row = d->row, .pos = d->pos, .ctx = d->o.ctx};
+        deepseek_layer_forward(e, l, engine_acts(e, l), &cache);
+    }
+}
+
 /* One step of N <= max_step tokens; logits of the rows it touched. */
 static int step(engine_decoder *d, int N, const int32_t *ids, const int32_t *rows, float *logits)
 {
@@ -229,10 +249,13 @@ static int step(engine_decoder *d, int N, const int32_t *ids, const int32_t *row
     for (int k = 0; k < touched; k++) gather[k] = last[order[k]];   /* the step's row of each one's last token */
     be_upload(be, d->ids, d->h_in, (3 * (size_t)S + (size_t)touched) * sizeof(int32_t));
 
-    op_embedding(be, d->x, d->ids, e->embed, N, C);
-    for (int l = 0; l < c->num_layers; l++) layer_step(d, l, N);
+    void *x0 = c->ds.on ? e->resid[0] : d->x, *xL = c->ds.on ? e->resid[c->num_layers] : d->x;
+    op_embedding(be, x0, d->ids, e->embed, N, C);
+    if (c->ds.on) deepseek_steps(d, N);
+    else
+        for (int l = 0; l < c->num_layers; l++) layer_step(d, l, N);
     /* only each row's last token needs the final norm and the lm_head */
-    op_embedding(be, d->xl, d->last, d->x, touched, C);
+    op_embedding(be, d->xl, d->last, xL, touched, C);
     op_rmsnorm_fwd(be, d->hl, d->rstd, d->xl, e->final_norm, touched, C, c->rms_norm_eps);
     be_gemm_args g = {.M = touched, .N = V, .K = C, .A = d->hl, .lda = C, .B = e->lm_head, .ldb = C,
                       .trans_b = true, .C = d->logits, .ldc = V, .c_f32 = true, .alpha = 1.0f, .beta = 0.0f};

@@ -14,8 +14,10 @@
  * CUDA, 4-bit linear layers of a decode step (at most NF4_GEMV_MAX_ROWS tokens)
  * use the fused NF4 matrix-vector kernel; a longer step dequantizes and uses the
  * GEMM, as training does. Families: Llama, Mistral, Qwen2, Qwen3 (RoPE
- * scalings, sliding windows, biases, q/k norms); any other architecture is
- * refused by name.
+ * scalings, sliding windows, biases, q/k norms), and on the CPU DeepSeek-V2/V3
+ * (the cache holds each head's key and value after kv_b_proj; its steps run
+ * in the engine's buffers, at most max_B * max_T tokens each); any other
+ * architecture is refused by name.
  */
 #ifndef DS_FINETUNE_ENGINE_DECODE_H
 #define DS_FINETUNE_ENGINE_DECODE_H

@@ -225,14 +225,14 @@ void ds_linear_bwd(engine *e, int l, int s, void *dx, const void *dy, const void
 
 /* -------------------------------------------------------------------- layer */
 
-void deepseek_layer_forward(engine *e, int l, layer_acts *a)
+void deepseek_layer_forward(engine *e, int l, layer_acts *a, const mla_cache *cache)
 {
     const model_config *c = &e->cfg;
     const int N = e->N, C = c->hidden_size;
     const layer_weights *w = &e->layers[l];
     op_rmsnorm_fwd(e->be, a->h1, a->rstd1, e->resid[l], w->attn_norm, N, C, c->rms_norm_eps);
     be_copy(e->be, a->x_mid, e->resid[l], (size_t)N * C * e->be->act_size);
-    mla_forward(e, l, a);                                           /* x_mid = x + MLA(h1) */
+    mla_forward(e, l, a, cache);                                    /* x_mid = x + MLA(h1) */
     op_rmsnorm_fwd(e->be, a->h2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->rms_norm_eps);
     be_copy(e->be, e->resid[l + 1], a->x_mid, (size_t)N * C * e->be->act_size);
     moe_mlp_forward(e, l, a, e->resid[l + 1]);                      /* out = x_mid + MLP(h2) */

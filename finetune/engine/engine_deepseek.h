@@ -57,13 +57,24 @@ void deepseek_layout_routes(engine *e, carve *c);
 /* The largest linear weight (elements) and LoRA workspace of the model. */
 void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *widest);
 
-/* The layer's passes: resid[l] -> resid[l + 1]; backward: e->dres from
+/* Generation's key/value cache of one layer (engine_decode.c): the step's
+ * tokens store their keys and values (each head's full QK-wide key, its
+ * value padded to QK) at slot row[n] * ctx + pos[n] and attend to their
+ * cache row instead of to the batch's sequences; pos also places the rope. */
+typedef struct {
+    void *kc, *vc;              /* (rows * ctx, H, QK) act */
+    const int32_t *row, *pos;   /* (N) on the backend */
+    int ctx;
+} mla_cache;
+
+/* The layer's passes: resid[l] -> resid[l + 1] (cache NULL: attention over
+ * the batch's sequences, as training runs it); backward: e->dres from
  * dL/d resid[l+1] to dL/d resid[l]. */
-void deepseek_layer_forward(engine *e, int l, layer_acts *a);
+void deepseek_layer_forward(engine *e, int l, layer_acts *a, const mla_cache *cache);
 void deepseek_layer_backward(engine *e, int l, layer_acts *a);
 
 /* The two halves (engine_mla.c, engine_moe.c): attention h1 -> x_mid; MLP h2 -> resid[l + 1]. */
-void mla_forward(engine *e, int l, layer_acts *a);
+void mla_forward(engine *e, int l, layer_acts *a, const mla_cache *cache);
 void mla_backward(engine *e, int l, layer_acts *a);      /* e->dres: dL/d x_mid -> e->dh = dL/d h1 */
 void moe_mlp_forward(engine *e, int l, layer_acts *a, void *out);
 void moe_mlp_backward(engine *e, int l, layer_acts *a);  /* e->dres: dL/d out -> e->dh = dL/d h2 */

@@ -9,6 +9,8 @@
  * rms_norm_eps: DeepseekV2RMSNorm(q_lora_rank) and (kv_lora_rank). */
 #include "engine_deepseek.h"
 
+#include "ops/ops_decode.h"
+
 #define LATENT_NORM_EPS 1e-6f
 
 static mla_dims dims_of(const model_config *c)
@@ -19,7 +21,7 @@ static mla_dims dims_of(const model_config *c)
     return m;
 }
 
-void mla_forward(engine *e, int l, layer_acts *a)
+void mla_forward(engine *e, int l, layer_acts *a, const mla_cache *cache)
 {
     backend *be = e->be;
     const model_config *c = &e->cfg;
@@ -42,8 +44,14 @@ void mla_forward(engine *e, int l, layer_acts *a)
     op_columns(be, s->ckv_raw, s->kva, N, KVR + d->qk_rope_dim, 0, KVR, false);
     op_rmsnorm_fwd(be, s->ckv, s->rstd_kv, s->ckv_raw, w->kv_a_norm, N, KVR, LATENT_NORM_EPS);
     ds_linear_fwd(e, l, DSL_KVB, s->kvb, s->ckv, N, 0.0f, s->lora_u[DSL_KVB]);
-    op_mla_heads(be, s->Q, s->K, s->V, s->q, s->kva, s->kvb, e->pos, N, &dims, &e->rope);
-    op_attention_fwd(be, s->O, s->lse, s->Q, s->K, s->V, e->seg, &shape);
+    op_mla_heads(be, s->Q, s->K, s->V, s->q, s->kva, s->kvb, cache ? cache->pos : e->pos, N, &dims, &e->rope);
+    if (cache) {   /* generation: the new keys and values into the cache, then attention against it */
+        kv_shape ks = {.H = dims.H, .Hkv = dims.H, .D = c->head_dim, .scale = shape.scale, .ctx = cache->ctx};
+        op_kv_store(be, cache->kc, cache->vc, s->K, s->V, cache->row, cache->pos, N, &ks);
+        op_attention_cached(be, s->O, s->Q, cache->kc, cache->vc, cache->row, cache->pos, N, &ks);
+    } else {
+        op_attention_fwd(be, s->O, s->lse, s->Q, s->K, s->V, e->seg, &shape);
+    }
     op_mla_out(be, s->o_in, s->O, N, &dims);
     ds_linear_fwd(e, l, DSL_O, a->x_mid, s->o_in, N, 1.0f, s->lora_u[DSL_O]);   /* x_mid = x + o_proj */
 }

@@ -181,7 +181,7 @@ int engine_forward(engine *e, const batch *b, const engine_fwd *f, float *logpro
 
     op_embedding(be, e->resid[0], e->ids, e->embed, N, C);
     for (int l = 0; l < c->num_layers; l++) {
-        if (c->ds.on) deepseek_layer_forward(e, l, engine_acts(e, l));   /* MLA + MoE: engine_deepseek.c */
+        if (c->ds.on) deepseek_layer_forward(e, l, engine_acts(e, l), NULL);   /* MLA + MoE: engine_deepseek.c */
         else layer_forward(e, l, engine_acts(e, l), false);
     }
     op_rmsnorm_fwd(be, e->xf, e->rstdf, e->resid[c->num_layers], e->final_norm, N, C, c->rms_norm_eps);
@@ -233,7 +233,7 @@ int engine_backward(engine *e, const float *a, const float *b, const float *c)
     for (int l = L - 1; l >= 0; l--) {
         layer_acts *acts = engine_acts(e, l);
         if (cfg->ds.on) {   /* recomputed whole: the same routing, the same output */
-            if (e->opts.checkpointing) deepseek_layer_forward(e, l, acts);
+            if (e->opts.checkpointing) deepseek_layer_forward(e, l, acts, NULL);
             deepseek_layer_backward(e, l, acts);
             continue;
         }

@@ -199,7 +199,10 @@ int generate_recompute(engine *e, bool lora, const tokenizer *tok, int V, const 
         if (!rc) rc = push(&seq, t);
         if (!rc) rc = push(&res->ids, t);
         if (rc) break;
-        stats.new_tokens++;
+        if (!stats.new_tokens++) {   /* the first forward reads the prompt: it is the prefill */
+            stats.prompt_tokens = (long)prompt->n;
+            stats.prefill_s = ds_now() - t0;
+        }
         bool stopped = false;
         for (int k = 0; k < o->nstop_ids; k++)
             if (t == o->stop_ids[k]) res->end = GEN_EOS, stopped = true;
@@ -209,8 +212,8 @@ int generate_recompute(engine *e, bool lora, const tokenizer *tok, int V, const 
         }
         if (stopped) break;
     }
-    stats.decode_s = ds_now() - t0;
-    stats.decode_tokens = stats.new_tokens;
+    stats.decode_s = ds_now() - t0 - stats.prefill_s;
+    stats.decode_tokens = stats.new_tokens > 0 ? stats.new_tokens - 1 : 0;
     if (!rc || rc == DS_EINTERRUPTED) {
         bool stopped;
         int trc = make_text(tok, o, res, &stopped);

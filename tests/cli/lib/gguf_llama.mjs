@@ -18,10 +18,8 @@
 //     q8_0 keeps f16's first tokens, q4_k_m loads and runs;
 //   - DeepSeek-V2/V3 as deepseek2 (models/tiny-moe, the fixtures
 //     tiny-deepseek-v2 with YaRN and tiny-deepseek-v3 with the sigmoid router):
-//     f16 and the adapter merged into it continue as ds-ft does (ds-ft
-//     generate --recompute: its cached decode does not cover multi-head latent
-//     attention yet), q8_0 keeps f16's first tokens, q4_k_m (with q5_1 rows)
-//     loads and runs.
+//     f16 and the adapter merged into it continue as ds-ft generate does,
+//     q8_0 keeps f16's first tokens, q4_k_m (with q5_1 rows) loads and runs.
 // WORK_DIR holds the files and folders gguf_llama.sh made.
 // usage: node gguf_llama.mjs DSFT WORK_DIR NODE_LLAMA_CPP_INDEX_JS
 import {execFileSync} from "node:child_process";
@@ -111,7 +109,7 @@ async function greedy(path, lora) {
 // ------------------------------------------------------------ checks
 
 // llama.cpp's continuation is ds-ft's greedy one, token for token, and its text.
-function checkExact(what, runs, model, adapter, genArgs = []) {
+function checkExact(what, runs, model, adapter) {
     const gaps = [];
     PROMPTS.forEach((p, k) => {
         const {prompt, out, text} = runs[k];
@@ -126,7 +124,7 @@ function checkExact(what, runs, model, adapter, genArgs = []) {
         }
         gaps.push(g);
         const gen = ds("generate", "--model", model, ...(adapter ? ["--adapter", adapter] : []), "--prompt", p,
-            "--max-new-tokens", String(N), ...genArgs).replace(/\n$/, "");
+            "--max-new-tokens", String(N)).replace(/\n$/, "");
         if (gen !== text) return fail(`${what} '${p}': ds-ft generate ${JSON.stringify(gen)} != llama.cpp ${JSON.stringify(text)}`);
     });
     ok(`${what}: ${PROMPTS.length} greedy continuations equal ds-ft's, token for token`);
@@ -226,16 +224,16 @@ for (const [fam, exact] of [["qwen2", qwen2], ["qwen3", qwen3]]) {
 
 // 7. DeepSeek-V2 as deepseek2
 for (const f of ["tiny-deepseek-v2", "tiny-deepseek-v3"])
-    checkExact(`${f} f16 (deepseek2)`, await greedy(G(`${f}-f16`)), `tests/data/fixtures/${f}`, null, ["--recompute"]);
+    checkExact(`${f} f16 (deepseek2)`, await greedy(G(`${f}-f16`)), `tests/data/fixtures/${f}`);
 const moe = await greedy(G("moe-f16"));
-checkExact("tiny-moe f16 (deepseek2)", moe, "models/tiny-moe", null, ["--recompute"]);
+checkExact("tiny-moe f16 (deepseek2)", moe, "models/tiny-moe");
 checkFirst("tiny-moe q8_0", await greedy(G("moe-q8_0")), moe);
 const moeQ4 = await greedy(G("moe-q4_k_m"));
 const nq4 = moeQ4.reduce((a, r) => a + r.out.length, 0);
 if (nq4 > 0) ok(`tiny-moe q4_k_m: loads and generates (${nq4} tokens)`);
 else fail("tiny-moe q4_k_m: generated nothing");
 const moeMerged = await greedy(G("moe-merged-f16"));
-checkExact("tiny-moe f16 with the adapter merged", moeMerged, "models/tiny-moe", M("moe-run/adapter"), ["--recompute"]);
+checkExact("tiny-moe f16 with the adapter merged", moeMerged, "models/tiny-moe", M("moe-run/adapter"));
 if (PROMPTS.every((_, k) => same(moeMerged[k].out, moe[k].out))) fail("the merged tiny-moe adapter changes nothing");
 else ok("the merged tiny-moe adapter changes the continuations");
 
