@@ -230,6 +230,44 @@ void be_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes)
 
 size_t be_peak_bytes(const backend *be) { return be->peak_bytes; }
 
+/* ------------------------------------------------------- recorded work */
+
+bool be_can_record(const backend *be) { return be->kind == BE_CUDA; }
+
+int be_record_begin(backend *be)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) return cuda_record_begin(be);
+#endif
+    return ds_fail(DS_EINTERNAL, "the %s backend does not record work", be_name(be));
+}
+
+int be_record_end(backend *be, be_recording **out)
+{
+    *out = NULL;
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) return cuda_record_end(be, out);
+#endif
+    return ds_fail(DS_EINTERNAL, "the %s backend does not record work", be_name(be));
+}
+
+void be_replay(backend *be, be_recording *r)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) { cuda_replay(be, r); return; }
+#endif
+    (void)r;
+    be_fail(be, DS_EINTERNAL, "the %s backend does not record work", be_name(be));
+}
+
+void be_recording_free(be_recording *r)
+{
+#ifdef DS_HAVE_CUDA
+    if (r) cuda_recording_free(r);
+#endif
+    (void)r;
+}
+
 void *be_workspace(backend *be, be_ws_slot slot, size_t bytes)
 {
     be_workspaces *w = be->impl;   /* the first member of either backend's state */

@@ -142,6 +142,26 @@ void be_matmul_nt(backend *be, void *y, const void *x, const void *w, int M, int
 /* dx (M, K) = dy (M, N) · w with w stored (N, K): the input gradient of a linear layer. */
 void be_matmul_nn(backend *be, void *dx, const void *dy, const void *w, int M, int N, int K, float beta);
 
+/* ---- recorded work (CUDA graphs) ----
+ * The ops queued between be_record_begin() and be_record_end() are recorded,
+ * not run; be_replay() then runs them again, with the same shapes, pointers
+ * and scalars, in one launch instead of hundreds (a decode step is ~500 small
+ * kernels). Recorded ops must not allocate, nor copy to or from the host, nor
+ * wait: reserve workspaces and run the sequence once plainly before recording.
+ * Values in device buffers (token ids, positions) may change between replays.
+ * be_can_record() : whether this backend records (CUDA; the CPU does not).
+ * be_record_begin() : start recording, @return DS_OK or a failure (also on the CPU).
+ * be_record_end() : stop and make the recording in *out, @return DS_OK or the
+ *                   failure of any op recorded (*out NULL then).
+ * be_replay() : queue the recorded work on the backend's stream.
+ * be_recording_free() : release a recording (NULL is fine). */
+typedef struct be_recording be_recording;
+bool be_can_record(const backend *be);
+int be_record_begin(backend *be);
+int be_record_end(backend *be, be_recording **out);
+void be_replay(backend *be, be_recording *r);
+void be_recording_free(be_recording *r);
+
 /* Scratch buffers owned by the backend, one per purpose so that an op may
  * use its own while the caller holds another. A slot grows on demand; the
  * engine asks for every size it will need at set-up (be_reserve), so that

@@ -512,3 +512,50 @@ extern "C" void cuda_gemm(backend *be, const be_gemm_args *g)
     }
     lt_ok(be, r, "cublasLtMatmul");
 }
+
+/* ---------------------------------------------------------- recorded work */
+
+/* A recording is an instantiated CUDA graph of the stream's captured work. */
+struct be_recording {
+    cudaGraphExec_t exec;
+};
+
+extern "C" int cuda_record_begin(backend *be)
+{
+    if (be->err) return be_sync(be);   /* an earlier failure: reported, nothing recorded */
+    /* thread-local: other threads' CUDA calls are not drawn into the capture */
+    if (!ok(be, cudaStreamBeginCapture(st(be)->stream, cudaStreamCaptureModeThreadLocal), "begin recording"))
+        return be_sync(be);   /* with be->err set, be_sync only reports */
+    return DS_OK;
+}
+
+extern "C" int cuda_record_end(backend *be, be_recording **out)
+{
+    *out = NULL;
+    cudaGraph_t graph = NULL;
+    /* always ended, even after a failed op, so the stream leaves capture mode */
+    cudaError_t e = cudaStreamEndCapture(st(be)->stream, &graph);
+    if (!be->err) ok(be, e, "end recording");
+    be_recording *r = NULL;
+    if (!be->err) {
+        r = (be_recording *)ds_calloc(1, sizeof *r, "a recording");
+        if (!r) be_fail(be, DS_ENOMEM, "%s", ds_errmsg());
+        else if (!ok(be, cudaGraphInstantiate(&r->exec, graph, 0), "making the recording")) free(r), r = NULL;
+    }
+    if (graph) cudaGraphDestroy(graph);
+    (void)cudaGetLastError();
+    if (be->err) return be_sync(be);
+    *out = r;
+    return DS_OK;
+}
+
+extern "C" void cuda_replay(backend *be, be_recording *r)
+{
+    ok(be, cudaGraphLaunch(r->exec, st(be)->stream), "replay");
+}
+
+extern "C" void cuda_recording_free(be_recording *r)
+{
+    cudaGraphExecDestroy(r->exec);
+    free(r);
+}

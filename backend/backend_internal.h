@@ -34,6 +34,10 @@ void cuda_f32_to_act(backend *be, void *dst, const float *src, size_t n);
 void cuda_act_to_f32(backend *be, float *dst, const void *src, size_t n);
 void cuda_add_f32_to_act(backend *be, void *y, const float *x, size_t n);
 void cuda_gemm(backend *be, const be_gemm_args *g);
+int cuda_record_begin(backend *be);
+int cuda_record_end(backend *be, be_recording **out);
+void cuda_replay(backend *be, be_recording *r);
+void cuda_recording_free(be_recording *r);
 
 #ifdef __cplusplus
 }

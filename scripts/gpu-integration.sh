@@ -80,7 +80,11 @@ for s in $stages; do
               timeout -k 5 300 "$DSFT" bench generate --shape deepseek-llm-7b --batch $b --prompt-tokens 128 \
                 --new-tokens 256 $([ $b = 1 ] && echo --check 64) > "$logs/bench-generate-$b.log" 2>&1
               echo "bench generate batch $b: exit $?"; grep -v RESULT "$logs/bench-generate-$b.log"
-            done;;
+            done
+            # the same decode with every op launched on its own: what recorded steps save
+            timeout -k 5 200 "$DSFT" bench generate --shape deepseek-llm-7b --batch 1 --prompt-tokens 128 \
+              --new-tokens 256 --plain > "$logs/bench-generate-plain.log" 2>&1
+            echo "bench generate batch 1 --plain: exit $?"; grep -v RESULT "$logs/bench-generate-plain.log";;
   esac
   echo "  ($s: $((SECONDS - t0)) s)"
 done

@@ -23,7 +23,7 @@
 typedef struct {
     const char *model, *shape, *device;
     long prompt, new_tokens, batch, check;
-    bool four;
+    bool four, plain;
 } bench_gen_opts;
 
 static const cli_opt BENCH_GENERATE_OPTS[] = {
@@ -38,6 +38,8 @@ static const cli_opt BENCH_GENERATE_OPTS[] = {
     {"--batch", ARG_INT, offsetof(bench_gen_opts, batch), "N", "1", 1, 256, NULL, false, "rows generated together"},
     {"--check", ARG_INT, offsetof(bench_gen_opts, check), "N", "0", 0, 4096, NULL, false,
      "then N greedy tokens after a 16-token prompt with the cache and by full recompute: how many agree"},
+    {"--plain", ARG_FLAG, offsetof(bench_gen_opts, plain), NULL, "off", 0, 0, NULL, false,
+     "launch every op of every decode step (CUDA: no recorded steps), to measure what recording saves"},
     CLI_4BIT(bench_gen_opts, four),
     CLI_DEVICE(bench_gen_opts, device),
     CLI_END,
@@ -64,7 +66,7 @@ static int run_once(engine *e, int V, const bench_gen_opts *o, int P, int steps,
 {
     const int B = (int)o->batch;
     engine_decoder *d = NULL;
-    decoder_opts dopts = {.max_B = B, .ctx = P + steps + 1, .max_step = 512};
+    decoder_opts dopts = {.max_B = B, .ctx = P + steps + 1, .max_step = 512, .plain = o->plain};
     int rc = decoder_create(e, &dopts, &d);
     int32_t *ids = ds_malloc(sizeof(int32_t) * (size_t)B * P, "the prompts"),
             *rows = ds_malloc(sizeof(int32_t) * (size_t)B * P, "the prompts' rows");
@@ -166,8 +168,9 @@ int bench_generate(int argc, char **argv)
     const int P = (int)o.prompt, steps = (int)o.new_tokens - 1, B = (int)o.batch;
     if (!rc) {
         printf("bench generate: %s (%.2fB parameters, %s linear layers) on %s (%s), batch %d, prompt %d tokens, "
-               "%d new tokens\n", name, model_config_params(&m->cfg) / 1e9, m->quantized ? "NF4" : "16-bit",
-               be_device_name(be), be_name(be), B, P, steps + 1);
+               "%d new tokens%s\n", name, model_config_params(&m->cfg) / 1e9, m->quantized ? "NF4" : "16-bit",
+               be_device_name(be), be_name(be), B, P, steps + 1,
+               be_can_record(be) ? (o.plain ? ", steps launched op by op (--plain)" : ", steps recorded") : "");
         gen_times warm;
         rc = run_once(e, m->cfg.vocab_size, &o, P < 16 ? P : 16, steps < 8 ? steps : 8, 1, &warm);   /* untimed warm-up */
     }

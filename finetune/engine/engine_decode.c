@@ -34,6 +34,11 @@ struct engine_decoder {
     float *logits;                  /* (max_B, V) fp32 */
     int32_t *h_in;                  /* host (3 S + max_B): ids, pos, row, last as uploaded */
     float *h_logits;                /* host (max_B, V): the step's logits, in the order of its rows */
+    /* recorded steps (be_record_begin): the work of a step of `rec_n` tokens
+     * over `rec_rows` rows, recorded after one plain step of that shape (which
+     * sized every workspace); `seen_*` is the shape of the last plain step */
+    be_recording *rec;
+    int rec_n, rec_rows, seen_n, seen_rows;
 };
 
 /* The arena is carved as the engine's are (engine_internal.h: carve). */
@@ -142,6 +147,7 @@ int decoder_create(engine *e, const decoder_opts *o, engine_decoder **out)
 void decoder_free(engine_decoder *d)
 {
     if (!d) return;
+    be_recording_free(d->rec);
     be_free(d->e->be, d->arena);
     free(d->len);
     free(d->kc);
@@ -228,13 +234,36 @@ static void deepseek_steps(engine_decoder *d, int N)
     }
 }
 
+/* The device work of a step of N tokens whose `touched` rows' last tokens are
+ * d->last: the layers, then those tokens' final norm and lm_head into d->logits.
+ * Every shape and pointer here depends on (N, touched) only, so that a
+ * recording of it serves every step of that shape. */
+static void step_ops(engine_decoder *d, int N, int touched)
+{
+    engine *e = d->e;
+    backend *be = e->be;
+    const model_config *c = &e->cfg;
+    const int C = c->hidden_size, V = c->vocab_size;
+    void *x0 = c->ds.on ? e->resid[0] : d->x, *xL = c->ds.on ? e->resid[c->num_layers] : d->x;
+    op_embedding(be, x0, d->ids, e->embed, N, C);
+    if (c->ds.on) deepseek_steps(d, N);
+    else
+        for (int l = 0; l < c->num_layers; l++) layer_step(d, l, N);
+    /* only each row's last token needs the final norm and the lm_head */
+    op_embedding(be, d->xl, d->last, xL, touched, C);
+    op_rmsnorm_fwd(be, d->hl, d->rstd, d->xl, e->final_norm, touched, C, c->rms_norm_eps);
+    be_gemm_args g = {.M = touched, .N = V, .K = C, .A = d->hl, .lda = C, .B = e->lm_head, .ldb = C,
+                      .trans_b = true, .C = d->logits, .ldc = V, .c_f32 = true, .alpha = 1.0f, .beta = 0.0f};
+    be_gemm(be, &g);
+}
+
 /* One step of N <= max_step tokens; logits of the rows it touched. */
 static int step(engine_decoder *d, int N, const int32_t *ids, const int32_t *rows, float *logits)
 {
     engine *e = d->e;
     backend *be = e->be;
     const model_config *c = &e->cfg;
-    const int C = c->hidden_size, V = c->vocab_size, B = d->o.max_B;
+    const int V = c->vocab_size, B = d->o.max_B;
     const int S = d->o.max_step;
     int32_t *h_ids = d->h_in, *h_pos = h_ids + S, *h_row = h_ids + 2 * S, *gather = h_ids + 3 * S;
     int32_t last[B], order[B];   /* each row's last token in the step; the rows touched, in order */
@@ -248,20 +277,25 @@ static int step(engine_decoder *d, int N, const int32_t *ids, const int32_t *row
     }
     for (int k = 0; k < touched; k++) gather[k] = last[order[k]];   /* the step's row of each one's last token */
     be_upload(be, d->ids, d->h_in, (3 * (size_t)S + (size_t)touched) * sizeof(int32_t));
-
-    void *x0 = c->ds.on ? e->resid[0] : d->x, *xL = c->ds.on ? e->resid[c->num_layers] : d->x;
-    op_embedding(be, x0, d->ids, e->embed, N, C);
-    if (c->ds.on) deepseek_steps(d, N);
-    else
-        for (int l = 0; l < c->num_layers; l++) layer_step(d, l, N);
-    /* only each row's last token needs the final norm and the lm_head */
-    op_embedding(be, d->xl, d->last, xL, touched, C);
-    op_rmsnorm_fwd(be, d->hl, d->rstd, d->xl, e->final_norm, touched, C, c->rms_norm_eps);
-    be_gemm_args g = {.M = touched, .N = V, .K = C, .A = d->hl, .lda = C, .B = e->lm_head, .ldb = C,
-                      .trans_b = true, .C = d->logits, .ldc = V, .c_f32 = true, .alpha = 1.0f, .beta = 0.0f};
-    be_gemm(be, &g);
+    int rc = DS_OK;
+    /* DeepSeek's routing goes through the host: its steps always run plainly */
+    if (d->o.plain || c->ds.on || !be_can_record(be)) step_ops(d, N, touched);
+    else if (d->rec && d->rec_n == N && d->rec_rows == touched) be_replay(be, d->rec);
+    else if (d->seen_n == N && d->seen_rows == touched) {   /* the second step of this shape: record it */
+        be_recording_free(d->rec);
+        d->rec = NULL;
+        rc = be_record_begin(be);
+        if (!rc) step_ops(d, N, touched);
+        if (!rc) rc = be_record_end(be, &d->rec);
+        if (rc) return ds_fail_context(rc, "recording a generation step: ");
+        d->rec_n = N, d->rec_rows = touched;
+        be_replay(be, d->rec);
+    } else {
+        step_ops(d, N, touched);
+        d->seen_n = N, d->seen_rows = touched;
+    }
     be_download(be, d->h_logits, d->logits, (size_t)touched * V * sizeof(float));
-    int rc = be_sync(be);
+    rc = be_sync(be);
     for (int k = 0; !rc && k < touched; k++)
         memcpy(logits + (size_t)order[k] * V, d->h_logits + (size_t)k * V, (size_t)V * sizeof(float));
     return rc;

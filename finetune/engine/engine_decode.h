@@ -32,6 +32,7 @@ typedef struct {
     int ctx;        /* positions per row: prompt + new tokens */
     int max_step;   /* tokens per step (the prefill is cut into steps of this size); 0 = 256 */
     bool lora;      /* add the engine's adapter */
+    bool plain;     /* launch every op of every step (no recorded steps: see decoder_feed) */
 } decoder_opts;
 
 typedef struct engine_decoder engine_decoder;
@@ -44,7 +45,9 @@ int decoder_create(engine *e, const decoder_opts *o, engine_decoder **out);
 void decoder_free(engine_decoder *d);
 
 /* decoder_feed() : append n tokens: token i (ids[i]) to the end of cache row
- * rows[i], in order. logits (max_B, V) fp32 host: row r is overwritten with
+ * rows[i], in order. On a backend that records work (CUDA), a step whose shape
+ * (tokens, rows touched) ran before is recorded once and then replayed: the
+ * ~500 kernels of a decode step in one launch. logits (max_B, V) fp32 host: row r is overwritten with
  * the next-token logits of every row r that received a token; the others are
  * left as they were. @return DS_OK, DS_EUSAGE when a row would pass ctx, or a
  * backend failure. */

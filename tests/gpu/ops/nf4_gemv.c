@@ -37,8 +37,10 @@ static void run_gemv(tctx *t, const op_case *c)
 const op_case GPU_CASES_NF4_GEMV[] = {
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 37, .K = 130, .flag = 0, .tol = BF},   /* element-wise path */
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 37, .K = 130, .flag = 5, .tol = BF},
-    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 256, .K = 512, .flag = 1, .tol = BF},  /* 8-wide path */
-    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 129, .K = 264, .flag = 3, .tol = BF},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 129, .K = 264, .flag = 3, .tol = BF},  /* 8-wide path */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 256, .K = 512, .flag = 1, .tol = BF},  /* 32-wide path */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 5, .M = 77, .K = 1056, .flag = 7, .tol = BF},  /* a part-filled last step */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 4, .M = 33, .K = 96, .flag = 2, .tol = BF},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 8, .M = 300, .K = 1024, .flag = 5, .tol = BF},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 4096, .K = 4096, .flag = 1, .tol = BF, .heavy = true},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 4096, .K = 11008, .flag = 5, .tol = BF, .heavy = true},

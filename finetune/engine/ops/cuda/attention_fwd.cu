@@ -134,8 +134,10 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
         l[mt][0] = l[mt][1] = 0.0f;
     }
 
+    /* Tiles alternate between the two stages in the order they are visited:
+     * the first (kfirst, or the first whose segments meet) went to stage 0. */
     for (int step = 0; kt_i < nkt; step++) {
-        const int stage = (SKIP ? step : kt_i) & 1, k0 = kt_i * ATTN_BK, kt_next = next_tile(kt_i + 1);
+        const int stage = step & 1, k0 = kt_i * ATTN_BK, kt_next = next_tile(kt_i + 1);
         /* Prefetch the next key tile into the other stage (freed by the barrier
          * that ended the previous iteration). The group is committed even when
          * empty so that wait<1> always means "this tile has landed". */
