@@ -10,6 +10,10 @@
 #                 and its dependencies): everything ldd resolves except libc and
 #                 friends, libstdc++/libgcc_s and the CUDA libraries
 # .device/shared  the reference fixtures (tests read $DSFT_SHARED)
+# .device/ptx89   with PTX89_BUILD=DIR: ds-ft, test_gpu_ops and test_gpu_engine of a
+#                 build made with DSFT_CUDA_GENCODE="-gencode arch=compute_89,code=compute_89"
+#                 (PTX only: the driver compiles it for the GPU at hand, __CUDA_ARCH__ 890;
+#                 the ptx89 stage of scripts/gpu-integration.sh runs them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +44,15 @@ done | sort -u | while read -r name path; do
   if echo "$name" | grep -Eq "$skip"; then continue; fi
   cp -L "$path" "$out/lib/$name"
 done
+
+if [ -n "${PTX89_BUILD:-}" ]; then
+  mkdir -p "$out/ptx89"
+  for b in ds-ft tests/test_gpu_ops tests/test_gpu_engine; do
+    [ -x "$PTX89_BUILD/$b" ] || { echo "device-pack: no $PTX89_BUILD/$b" >&2; exit 1; }
+    cp "$PTX89_BUILD/$b" "$out/ptx89/"
+    strip --strip-unneeded "$out/ptx89/$(basename "$b")" 2>/dev/null || true
+  done
+fi
 
 if [ -d "$shared/fixtures" ]; then
   cp -r "$shared/fixtures" "$out/shared/"

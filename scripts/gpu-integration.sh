@@ -6,7 +6,9 @@
 # Other stages: ranks (tests/cli/gpu_ranks.sh: one rank through NCCL against the
 # plain run; 2 GPUs against 1 where there are 2), ops (the op suite alone), check (scripts/gpu-check.sh), fixtures
 # (scripts/make_fixtures.py: the model-family reference fixtures, brought back in
-# 15 MB pieces as $OUT/fixtures.tar.NN; FIXTURES_ONLY=name,name makes only those), templates (scripts/make_template_cases.py
+# 15 MB pieces as $OUT/fixtures.tar.NN; FIXTURES_ONLY=name,name makes only those), ptx89 (the op and engine
+# tests and the 7B benchmark of the PTX-only compute_89 build packed by PTX89_BUILD=DIR scripts/device-pack.sh:
+# the sm_89 code path of an RTX 4090, compiled by the driver here), templates (scripts/make_template_cases.py
 # with transformers), base (the benchmark with .device/bin/ds-ft-base, another
 # build to compare with, when present).
 # Model families: families (tests/gpu/test_gpu_families against the fixtures of
@@ -47,6 +49,17 @@ for s in $stages; do
     fixtures) timeout -k 5 400 python3 scripts/make_fixtures.py --out /tmp/fixtures ${FIXTURES_ONLY:+--only $FIXTURES_ONLY} > "$logs/fixtures.log" 2>&1
             echo "fixtures: exit $?"; tail -12 "$logs/fixtures.log"
             [ -f /tmp/fixtures/fixtures.tar ] && split -b 15m -d /tmp/fixtures/fixtures.tar "$logs/fixtures.tar.";;
+    ptx89)  if [ -x .device/ptx89/ds-ft ]; then
+              timeout -k 5 200 .device/ptx89/test_gpu_ops --jobs 8 > "$logs/ptx89-ops.log" 2>&1
+              echo "ptx89 ops: exit $? $(grep Synthesis "$logs/ptx89-ops.log" | sed 's/.*Synthesis: //')"
+              timeout -k 5 200 .device/ptx89/test_gpu_engine > "$logs/ptx89-engine.log" 2>&1
+              echo "ptx89 engine: exit $? $(grep Synthesis "$logs/ptx89-engine.log" | sed 's/.*Synthesis: //')"
+              timeout -k 5 200 .device/ptx89/ds-ft bench train --shape deepseek-llm-7b --seq 2048 --batch 4 \
+                --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 > "$logs/ptx89-bench.log" 2>&1
+              echo "ptx89 bench: exit $?"; grep -v RESULT "$logs/ptx89-bench.log" | tail -2
+            else
+              echo "ptx89: no .device/ptx89 (pack with PTX89_BUILD=DIR)"
+            fi;;
     templates) timeout -k 5 120 python3 scripts/make_template_cases.py --require-transformers \
               --out "$logs/template_cases.jsonl" > "$logs/templates.log" 2>&1
             echo "templates: exit $?"; tail -3 "$logs/templates.log";;

@@ -244,6 +244,25 @@ static int setup_moe(trainer *x)
     return rc;
 }
 
+/* On a GPU: the engine's sizing of this run against the free memory, said in
+ * the log, and a stop with what to change where it does not fit. */
+static int fits_on_device(trainer *x, const engine_opts *eo)
+{
+    backend *be = x->ctx.be;
+    if (strcmp(be_name(be), "cuda") != 0) return DS_OK;
+    size_t free_bytes = 0, total = 0;
+    be_mem_info(be, &free_bytes, &total);
+    engine_opts o = *eo;
+    o.adapter = x->ctx.adapter;
+    engine_memory m;
+    const llama_model *model = x->ctx.model;
+    if (!engine_estimate(&model->cfg, model->quantized, BE_CUDA, &o, &m))
+        tlog_say(&x->log, "memory: an estimated %.2f GiB for this run, %.2f GiB free of %.2f GiB",
+                 (double)(m.weights + m.adapter + m.activations + m.workspace) / 1073741824.0,
+                 (double)free_bytes / 1073741824.0, (double)total / 1073741824.0);
+    return trainer_memory_check(x->r, &model->cfg, model->quantized, &o, free_bytes, be_device_name(be));
+}
+
 int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *comm)
 {
     memset(x, 0, sizeof *x);
@@ -291,7 +310,8 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
     if (!rc) {
         engine_opts eo = {.max_B = r->plan.rows, .max_T = r->plan.seq_len,
                           .checkpointing = r->train.gradient_checkpointing, .training = true, .seed = (uint64_t)r->seed};
-        rc = ds_run_start(&x->ctx, &eo);
+        rc = fits_on_device(x, &eo);
+        if (!rc) rc = ds_run_start(&x->ctx, &eo);
     }
     if (!rc) rc = setup_moe(x);
     if (!rc) {

@@ -1,0 +1,68 @@
+/* finetune/train/trainer_memory.c - before the engine's arenas are allocated
+ * (and the weights placed): does the recipe's shape fit the device's free
+ * memory? Where it does not, the run stops at once with the keys to change and
+ * what each would need, instead of failing on an allocation later. */
+#include "trainer.h"
+
+#include "core/status.h"
+
+#include <stdio.h>
+
+/* Device memory a run takes beyond its arenas once its CUDA context exists
+ * (that is already missing from the free figure): cuBLASLt's plans and the
+ * allocator's rounding. */
+#define FIT_MARGIN ((size_t)128 << 20)
+
+static double gib(size_t b) { return (double)b / 1073741824.0; }
+
+/* The device memory engine_create would take for options o, margin included. */
+static int need_for(const model_config *cfg, bool quantized, const engine_opts *o, size_t *bytes)
+{
+    engine_memory m;
+    int rc = engine_estimate(cfg, quantized, BE_CUDA, o, &m);
+    if (!rc) *bytes = m.weights + m.adapter + m.activations + m.workspace + FIT_MARGIN;
+    return rc;
+}
+
+/* Whether options t fit; if so, "<change> (an estimated X GiB)" into advice. */
+static bool try_fit(const model_config *cfg, bool quantized, const engine_opts *t, size_t free_bytes,
+                    const char *change, char *advice, size_t cap)
+{
+    size_t n;
+    if (need_for(cfg, quantized, t, &n) || n > free_bytes) return false;
+    snprintf(advice, cap, "%s (an estimated %.2f GiB)", change, gib(n));
+    return true;
+}
+
+int trainer_memory_check(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,
+                         size_t free_bytes, const char *device)
+{
+    size_t need;
+    int rc = need_for(cfg, quantized, o, &need);
+    if (rc || need <= free_bytes) return rc;
+    const int per = r->plan.paired ? 2 : 1;   /* rows per example */
+    char advice[256] = "", change[160];
+    engine_opts t = *o;
+    /* the usual remedies in order: checkpointing, a smaller micro-batch, shorter rows */
+    if (!o->checkpointing) {
+        t.checkpointing = true;
+        try_fit(cfg, quantized, &t, free_bytes, "train.gradient_checkpointing: true", advice, sizeof advice);
+    }
+    for (int mb = r->plan.micro_batch - 1; !*advice && mb >= 1; mb--) {
+        t.max_B = mb * per;
+        snprintf(change, sizeof change, "train.micro_batch_size: %d, with gradient_accumulation_steps raised "
+                                        "to keep the batch%s", mb, o->checkpointing ? "" : ", checkpointing on");
+        try_fit(cfg, quantized, &t, free_bytes, change, advice, sizeof advice);
+    }
+    t.max_B = per;
+    for (int T = o->max_T / 2; !*advice && T >= 128; T /= 2) {
+        t.max_T = T;
+        snprintf(change, sizeof change, "data.sequence_len: %d at micro_batch_size 1%s", T,
+                 o->checkpointing ? "" : ", checkpointing on");
+        try_fit(cfg, quantized, &t, free_bytes, change, advice, sizeof advice);
+    }
+    if (!*advice) snprintf(advice, sizeof advice, "a card with more free memory: even one row of 128 tokens does not fit");
+    return ds_fail(DS_ETRAIN, "%s: out of device memory before the first step: micro_batch_size %d at sequence_len %d "
+                              "needs an estimated %.2f GiB on %s, which has %.2f GiB free; set %s",
+                   r->file, r->plan.micro_batch, o->max_T, gib(need), device, gib(free_bytes), advice);
+}

@@ -1,0 +1,88 @@
+/* tests/test_train_memory.c - the trainer's memory check before the first step
+ * (finetune/train/trainer_memory.c), on the deepseek-llm-7b shape (NF4, LoRA
+ * r=16 on q/v) and made-up free memory: a run that fits passes; one that does
+ * not stops with DS_ETRAIN naming the recipe and a change, and the change it
+ * names fits while the next larger one does not. */
+#include "testutil.h"
+#include "finetune/train/trainer.h"
+#include "finetune/model/model.h"
+#include "core/status.h"
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GiB ((size_t)1 << 30)
+
+static model_config cfg;
+static lora_adapter *ad;
+static recipe r;
+
+static void setup(void)
+{
+    cr_assert_eq(model_shape("deepseek-llm-7b", &cfg), DS_OK);
+    lora_config lc = {.r = 16, .alpha = 32, .targets = (1u << LIN_Q) | (1u << LIN_V)};
+    cr_assert_eq(lora_create(&cfg, &lc, "x", &ad), DS_OK);
+    memset(&r, 0, sizeof r);
+    r.file = "recipes/medical.yaml";
+}
+
+static void teardown(void) { lora_free(ad); }
+
+/* The check for micro-batch mb of sequence T with `free_gib` free. */
+static int check(int mb, int T, bool ckpt, double free_gib)
+{
+    r.plan.micro_batch = mb;
+    r.plan.rows = mb;
+    engine_opts o = {.max_B = mb, .max_T = T, .checkpointing = ckpt, .training = true, .adapter = ad};
+    return trainer_memory_check(&r, &cfg, true, &o, (size_t)(free_gib * (double)GiB), "a test GPU");
+}
+
+TestSuite(train_memory, .init = setup, .fini = teardown);
+
+Test(train_memory, a_run_that_fits_passes)
+{
+    cr_expect_eq(check(4, 2048, true, 22.0), DS_OK, "%s", ds_errmsg());
+    cr_expect_eq(check(1, 2048, true, 8.0), DS_OK, "%s", ds_errmsg());
+}
+
+Test(train_memory, the_micro_batch_it_names_fits_and_one_more_does_not)
+{
+    cr_assert_eq(check(12, 2048, true, 12.0), DS_ETRAIN);
+    const char *msg = ds_errmsg();
+    printf("TRAINMEMORY %s\n", msg);
+    cr_expect(strstr(msg, "recipes/medical.yaml: out of device memory before the first step"), "%s", msg);
+    cr_expect(strstr(msg, "12.00 GiB free"), "%s", msg);
+    const char *at = strstr(msg, "train.micro_batch_size: ");
+    cr_assert(at, "%s", msg);
+    int mb = atoi(at + strlen("train.micro_batch_size: "));
+    cr_assert(mb >= 1 && mb < 12, "%s", msg);
+    cr_expect_eq(check(mb, 2048, true, 12.0), DS_OK, "micro-batch %d: %s", mb, ds_errmsg());
+    cr_expect_eq(check(mb + 1, 2048, true, 12.0), DS_ETRAIN, "micro-batch %d fits too", mb + 1);
+}
+
+Test(train_memory, checkpointing_comes_first)
+{
+    cr_assert_eq(check(4, 2048, false, 12.0), DS_ETRAIN);
+    cr_expect(strstr(ds_errmsg(), "set train.gradient_checkpointing: true (an estimated"), "%s", ds_errmsg());
+}
+
+Test(train_memory, then_a_shorter_sequence)
+{
+    /* just under what one row of 2048 needs: half the sequence fits */
+    double lo = 1.0, hi = 24.0;
+    for (int i = 0; i < 40; i++) {
+        double mid = (lo + hi) / 2;
+        if (check(1, 2048, true, mid) == DS_OK) hi = mid;
+        else lo = mid;
+    }
+    cr_assert_eq(check(1, 2048, true, lo), DS_ETRAIN);
+    cr_expect(strstr(ds_errmsg(), "set data.sequence_len: 1024 at micro_batch_size 1"), "%s", ds_errmsg());
+    cr_expect_eq(check(1, 1024, true, lo), DS_OK, "%s", ds_errmsg());
+}
+
+Test(train_memory, nothing_fits_on_a_card_smaller_than_the_weights)
+{
+    cr_assert_eq(check(1, 2048, true, 3.0), DS_ETRAIN);
+    cr_expect(strstr(ds_errmsg(), "a card with more free memory"), "%s", ds_errmsg());
+}
