@@ -10,6 +10,7 @@
 #include "core/status.h"
 #include "finetune/report/report_internal.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,18 @@ static char *g_dir;
 static const char *const FILES[] = {"metrics.jsonl", "eval/set.json", "recipe.resolved.yaml",
                                     "clean_report.json", "run_info.json", "train.log"};
 
+/* Whether p lies inside an attribute's value: an odd number of quotes since
+ * its tag opened (values escape their quotes, so a run's text that reads
+ * ` y2="` ends up as the end of some value, not as an attribute). */
+static bool inside_value(const char *html, const char *p)
+{
+    const char *lt = p;
+    while (lt > html && *lt != '<') lt--;
+    int quotes = 0;
+    for (const char *c = lt; c < p; c++) quotes += *c == '"';
+    return quotes % 2 == 1;
+}
+
 /* Coordinates: only digits, signs, dots, exponents and path letters. */
 static void check_numbers(const char *html)
 {
@@ -28,6 +41,7 @@ static void check_numbers(const char *html)
                                         " y1=\"", " y2=\"", " width=\"", " height=\"", NULL};
     for (int a = 0; attrs[a]; a++)
         for (const char *p = strstr(html, attrs[a]); p; p = strstr(p + 1, attrs[a])) {
+            if (inside_value(html, p)) continue;
             const char *v = p + strlen(attrs[a]), *end = strchr(v, '"');
             if (!end || strcspn(v, "nNiI") < (size_t)(end - v)) {
                 fprintf(stderr, "a non-finite coordinate: %.80s\n", p);
