@@ -1,6 +1,7 @@
 /* finetune/cli/bench_kernels.c - `ds-ft bench kernels`: the GPU kernels alone at
  * the 7B shapes (attention forward/backward, a large GEMM, RMSNorm, NF4
- * dequantization), each the median of 20 synchronised runs after 3 warm-ups. */
+ * dequantization, the NF4 matrix-vector product of decoding), each the median
+ * of 20 synchronised runs after 3 warm-ups. */
 #include "bench.h"
 #include "commands.h"
 
@@ -10,6 +11,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "finetune/engine/ops/ops.h"
+#include "finetune/engine/ops/ops_decode.h"
 #include "quant/nf4.h"
 
 #include <stdio.h>
@@ -49,6 +51,7 @@ static void b_attn_bwd(backend *be, void **x)
 static void b_gemm(backend *be, void **x) { be_matmul_nt(be, x[2], x[0], x[1], 8192, 4096, 4096, 0.0f); }
 static void b_nf4(backend *be, void **x) { op_nf4_dequant(be, x[0], (const nf4_view *)x[1]); }
 static void b_rmsnorm(backend *be, void **x) { op_rmsnorm_fwd(be, x[1], x[2], x[0], x[3], 8192, 4096, 1e-6f); }
+static void b_replay(backend *be, void **x) { be_replay(be, x[0]); }
 
 /* Host memory running out is recorded in the backend as its own allocations
  * are, so that one be_sync() after a group of allocations says either. */
@@ -82,8 +85,90 @@ static const cli_opt BENCH_KERNELS_OPTS[] = {
 
 const cli_spec BENCH_KERNELS_SPEC = {"bench kernels", "", 0, 0, NULL,
                                      "the GPU kernels alone at the 7B shapes (attention, GEMM, RMSNorm, NF4 "
-                                     "dequantization); needs a CUDA GPU",
+                                     "dequantization, NF4 matrix-vector product); needs a CUDA GPU",
                                      BENCH_KERNELS_OPTS, NULL};
+
+/* op_nf4_gemv, the fused NF4 matrix-vector product of decoding. One call takes
+ * microseconds and a decode step replays its kernels as a CUDA graph, so
+ * GEMV_REPS calls are recorded and replayed together, each on the next of the
+ * weight's copies in a pool of GEMV_POOL bytes: the weights then come from
+ * memory, as in decoding, and not from the 50 MB L2 cache. */
+enum { GEMV_REPS = 256 };   /* ~1 ms a replay: its launch and wait add little */
+#define GEMV_POOL ((size_t)192 << 20)
+
+/* Seconds per call with W (rows, cols) double quantized, N input rows x, y
+ * (N, rows); the pool holds random packed bytes and absmax codes. */
+static int bench_gemv(backend *be, uint8_t *pool, const float *a2, const float *code, const float *map,
+                      const void *x, void *y, int64_t rows, int64_t cols, int N, double *sec)
+{
+    const int64_t n = rows * cols, nb = n / 64;
+    const size_t stride = ((size_t)n / 2 + (size_t)nb + 255) / 256 * 256;   /* packed, then absmax codes */
+    const int copies = GEMV_POOL / stride < GEMV_REPS ? (int)(GEMV_POOL / stride) : GEMV_REPS;
+    nf4_view q[GEMV_REPS];
+    for (int i = 0; i < copies; i++)
+        q[i] = (nf4_view){.rows = rows, .cols = cols, .n = n, .nblocks = nb, .nblocks2 = (nb + 255) / 256,
+                          .double_quant = true, .dtype = NF4_OUT_BF16, .offset = 0.02f, .code = code,
+                          .nested_map = map, .absmax2 = a2, .packed = pool + i * stride,
+                          .absmax_q = pool + i * stride + n / 2};
+    for (int i = 0; i < GEMV_REPS; i++) op_nf4_gemv(be, y, x, &q[i % copies], N, 0.0f);   /* plainly first */
+    be_recording *rec = NULL;
+    int rc = be_sync(be);
+    if (!rc) rc = be_record_begin(be);
+    if (rc) return rc;
+    for (int i = 0; i < GEMV_REPS; i++) op_nf4_gemv(be, y, x, &q[i % copies], N, 0.0f);
+    if ((rc = be_record_end(be, &rec))) return rc;
+    void *r[1] = {rec};
+    *sec = bench_median(be, b_replay, r, 20) / GEMV_REPS;
+    be_recording_free(rec);
+    return be_sync(be);
+}
+
+/* The seven products of a 7B layer at N = 1 and 8 input rows: time, the bytes
+ * read and written (packed weights, absmax codes and absmax2, x, y) per
+ * second, and the products' share of a decode step (30 layers). */
+static int bench_gemvs(backend *be)
+{
+    static const struct {
+        int64_t rows, cols;
+        int per_layer;
+        const char *what;
+    } shapes[] = {{4096, 4096, 4, "q, k, v, o"}, {11008, 4096, 2, "gate, up"}, {4096, 11008, 1, "down"}};
+    const int64_t most = 11008 * 4096, nb2 = (most / 64 + 255) / 256;
+    float *h2 = host_alloc(be, nb2 * 4, "absmax2"), map[256];
+    uint8_t *hp = host_alloc(be, GEMV_POOL / 8, "random bytes");
+    for (int64_t i = 0; h2 && i < nb2; i++) h2[i] = 0.01f;
+    for (int i = 0; i < 256; i++) map[i] = -1.0f + 2.0f * i / 255.0f;
+    for (size_t i = 0; hp && i < GEMV_POOL / 8; i++) hp[i] = (uint8_t)(i * 2654435761u >> 13);
+    uint8_t *pool = be_alloc(be, GEMV_POOL, "weights");
+    void *d2 = be_alloc(be, nb2 * 4, "a2"), *dc = be_alloc(be, 64, "code"), *dm = be_alloc(be, 1024, "map");
+    void *x = bench_rand_act(be, 8 * 11008), *y = be_alloc(be, 8 * 11008 * 2, "y");
+    int rc = be_sync(be);
+    if (!rc) {
+        for (int i = 0; i < 8; i++) be_upload(be, pool + i * (GEMV_POOL / 8), hp, GEMV_POOL / 8);
+        be_upload(be, d2, h2, nb2 * 4);
+        be_upload(be, dc, NF4_CODE, 64);
+        be_upload(be, dm, map, 1024);
+    }
+    static const int Ns[] = {1, 8};
+    for (int k = 0; k < 2 && !rc; k++) {
+        const int N = Ns[k];
+        double step = 0;
+        for (int s = 0; s < 3 && !rc; s++) {
+            const int64_t rows = shapes[s].rows, cols = shapes[s].cols, n = rows * cols;
+            double t = 0;
+            rc = bench_gemv(be, pool, d2, dc, dm, x, y, rows, cols, N, &t);
+            if (rc) break;
+            const double bytes = n / 2.0 + n / 64.0 + n / 64 / 256 * 4.0 + 2.0 * N * (cols + rows);
+            printf("nf4_gemv N=%d %lldx%lld (%s): %.2f us, %.0f GB/s\n", N, (long long)rows, (long long)cols,
+                   shapes[s].what, t * 1e6, bytes / t / 1e9);
+            step += 30.0 * shapes[s].per_layer * t;
+        }
+        if (!rc) printf("nf4_gemv N=%d: the 210 products of a 7B decode step take %.3f ms\n", N, step * 1e3);
+    }
+    free(h2), free(hp);
+    be_free(be, pool), be_free(be, d2), be_free(be, dc), be_free(be, dm), be_free(be, x), be_free(be, y);
+    return rc;
+}
 
 int bench_kernels(int argc, char **argv)
 {
@@ -177,6 +262,7 @@ int bench_kernels(int argc, char **argv)
     free(hp), free(hq), free(h2);
     be_free(be, dp), be_free(be, dq), be_free(be, d2), be_free(be, dc), be_free(be, dm), be_free(be, dout);
     rc = be_sync(be);
+    if (!rc) rc = bench_gemvs(be);
     be_close(be);
     return rc;
 }

@@ -1,11 +1,23 @@
 /* tests/gpu/ops/nf4_gemv.c - GPU test cases of nf4_gemv: the fused CUDA kernel
  * against the plain-C reference (finetune/engine/ops/nf4_gemv.c and
  * cuda/nf4_gemv.cu). W (M, K) NF4 quantized from random weights; N input rows.
- * flag: bit 0 double quantization, bit 1 fp16 weights, bit 2 y += (beta 1). */
+ * flag: bit 0 double quantization, bit 1 fp16 weights, bit 2 y += (beta 1),
+ * bit 3 packed weights 4 bytes past a 16-byte boundary, bit 4 x 2 bytes past
+ * one (both take the kernel off its tensor-core path). */
 #include "tests/gpu/gpu_ops.h"
 
 #include "finetune/engine/ops/ops_decode.h"
 #include "quant/nf4.h"
+
+#include <stdint.h>
+
+/* `bytes` of h on the device, `shift` bytes past an aligned address. */
+static void *dev_shifted(tctx *t, const void *h, size_t bytes, size_t shift)
+{
+    uint8_t *d = dmem(t, bytes + shift);
+    be_upload(t->gpu, d + shift, h, bytes);
+    return d + shift;
+}
 
 static void run_gemv(tctx *t, const op_case *c)
 {
@@ -17,7 +29,7 @@ static void run_gemv(tctx *t, const op_case *c)
     cr_assert_eq(nf4_quantize(w, c->M, c->K, dq, f16 ? NF4_OUT_F16 : NF4_OUT_BF16, &q), DS_OK, "%s", ds_errmsg());
     const nf4_view *h = nf4_tensor_view(&q);
     nf4_view d = *h;
-    d.packed = dev_raw(t, h->packed, (size_t)(h->n + 1) / 2);
+    d.packed = dev_shifted(t, h->packed, (size_t)(h->n + 1) / 2, c->flag & 8 ? 4 : 0);
     if (dq) {
         d.absmax_q = dev_raw(t, h->absmax_q, (size_t)h->nblocks);
         d.absmax2 = dev_f32(t, h->absmax2, (size_t)h->nblocks2);
@@ -28,7 +40,15 @@ static void run_gemv(tctx *t, const op_case *c)
     d.code = dev_f32(t, h->code, 16);
     void *gy = beta != 0 ? dev_act(t, y, ny) : dev_poison(t, ny * 2);
     op_nf4_gemv(t->cpu, y, x, h, c->N, beta);
-    op_nf4_gemv(t->gpu, gy, dev_act(t, x, nx), &d, c->N, beta);
+    void *gx;
+    if (c->flag & 16) {   /* x is bf16-exact (rnd): its bits go up as they are */
+        uint16_t *hx = hmem(t, nx * 2);
+        for (size_t i = 0; i < nx; i++) hx[i] = ds_f32_to_bf16(x[i]);
+        gx = dev_shifted(t, hx, nx * 2, 2);
+    } else {
+        gx = dev_act(t, x, nx);
+    }
+    op_nf4_gemv(t->gpu, gy, gx, &d, c->N, beta);
     gpu_ok(t);
     check(t, "y", get_act(t, gy, ny), y, ny, c->tol);
     nf4_tensor_free(&q);
@@ -38,11 +58,26 @@ const op_case GPU_CASES_NF4_GEMV[] = {
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 37, .K = 130, .flag = 0, .tol = BF},   /* element-wise path */
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 37, .K = 130, .flag = 5, .tol = BF},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 129, .K = 264, .flag = 3, .tol = BF},  /* 8-wide path */
-    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 256, .K = 512, .flag = 1, .tol = BF},  /* 32-wide path */
-    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 5, .M = 77, .K = 1056, .flag = 7, .tol = BF},  /* a part-filled last step */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 256, .K = 512, .flag = 1, .tol = BF},  /* tensor cores */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 5, .M = 77, .K = 1056, .flag = 7, .tol = BF},  /* a partial chunk */
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 4, .M = 33, .K = 96, .flag = 2, .tol = BF},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 8, .M = 300, .K = 1024, .flag = 5, .tol = BF},
+    /* the tensor-core path: one row past a 16-row tile, one lane of a second chunk, every N */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 17, .K = 160, .flag = 0, .tol = BF},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 5, .K = 32, .flag = 5, .tol = BF},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 40, .K = 1152, .flag = 3, .tol = BF},   /* 9 chunks */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 6, .M = 50, .K = 4160, .flag = 6, .tol = BF},   /* refilled */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 7, .M = 64, .K = 2048, .flag = 1, .tol = BF},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 8, .M = 31, .K = 8192, .flag = 7, .tol = BF},
+    /* aligned shapes, unaligned operands: the 8-wide and the element-wise path */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 70, .K = 256, .flag = 9, .tol = BF},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 70, .K = 256, .flag = 20, .tol = BF},
+    /* the 7B shapes */
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 4096, .K = 4096, .flag = 1, .tol = BF, .heavy = true},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 4096, .K = 11008, .flag = 5, .tol = BF, .heavy = true},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 11008, .K = 4096, .flag = 1, .tol = BF, .heavy = true},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 8, .M = 4096, .K = 4096, .flag = 5, .tol = BF, .heavy = true},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 8, .M = 4096, .K = 11008, .flag = 0, .tol = BF, .heavy = true},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 4099, .K = 4096, .flag = 3, .tol = BF, .heavy = true},
 };
 const int GPU_NCASES_NF4_GEMV = sizeof GPU_CASES_NF4_GEMV / sizeof GPU_CASES_NF4_GEMV[0];
