@@ -35,7 +35,7 @@ static int check(int mb, int T, bool ckpt, double free_gib)
     r.plan.micro_batch = mb;
     r.plan.rows = mb;
     engine_opts o = {.max_B = mb, .max_T = T, .checkpointing = ckpt, .training = true, .adapter = ad};
-    return trainer_memory_check(&r, &cfg, true, &o, (size_t)(free_gib * (double)GiB), "a test GPU");
+    return trainer_memory_check(&r, &cfg, true, &o, (size_t)(free_gib * (double)GiB), "a test GPU", NULL);
 }
 
 TestSuite(train_memory, .init = setup, .fini = teardown);

@@ -24,7 +24,7 @@ int doctor_memory_for(const model_config *cfg, const recipe *r, int micro_batch,
                       .checkpointing = r->train.gradient_checkpointing, .training = true, .adapter = ad};
     rc = engine_estimate(cfg, r->quant.load_in_4bit, BE_CUDA, &eo, &out->arenas);
     const engine_memory *m = &out->arenas;
-    out->total = m->weights + m->adapter + m->activations + m->workspace + DOCTOR_CUDA_OVERHEAD;
+    out->total = engine_memory_total(m) + DOCTOR_CUDA_OVERHEAD;
     lora_free(ad);
     return rc;
 }

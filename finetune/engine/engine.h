@@ -122,6 +122,8 @@ typedef struct {
     size_t weights, adapter, activations, workspace;
 } engine_memory;
 engine_memory engine_memory_use(const engine *e);
+/* engine_memory_total() : the four arenas together, @return bytes. */
+size_t engine_memory_total(const engine_memory *m);
 /* engine_estimate() : the arenas engine_create would allocate for a model of
  * config cfg (its linear layers NF4 with double quantization when
  * `quantized`, else 16-bit) on a backend of kind `kind`, with options o

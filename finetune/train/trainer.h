@@ -95,11 +95,12 @@ int ranks_share_resume(trainer *x);
 int trainer_precompute_ref(trainer *x);
 
 /* trainer_memory_check() : before engine_create on a GPU with free_bytes
- * free, whether the arenas of options o (engine_estimate, plus a margin) fit.
+ * free, whether the arenas of options o (engine_estimate, plus a margin) fit;
+ * *need_out (if not NULL) gets that estimate, or 0 where there is none.
  * @return DS_OK, or DS_ETRAIN naming the recipe, the estimate and the first
  * change that would fit (checkpointing, a smaller micro-batch, a shorter
  * sequence_len), or engine_estimate's refusal. */
 int trainer_memory_check(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,
-                         size_t free_bytes, const char *device);
+                         size_t free_bytes, const char *device, size_t *need_out);
 
 #endif

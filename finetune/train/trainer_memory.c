@@ -20,7 +20,7 @@ static int need_for(const model_config *cfg, bool quantized, const engine_opts *
 {
     engine_memory m;
     int rc = engine_estimate(cfg, quantized, BE_CUDA, o, &m);
-    if (!rc) *bytes = m.weights + m.adapter + m.activations + m.workspace + FIT_MARGIN;
+    if (!rc) *bytes = engine_memory_total(&m) + FIT_MARGIN;
     return rc;
 }
 
@@ -35,10 +35,11 @@ static bool try_fit(const model_config *cfg, bool quantized, const engine_opts *
 }
 
 int trainer_memory_check(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,
-                         size_t free_bytes, const char *device)
+                         size_t free_bytes, const char *device, size_t *need_out)
 {
-    size_t need;
+    size_t need = 0;
     int rc = need_for(cfg, quantized, o, &need);
+    if (need_out) *need_out = rc ? 0 : need;
     if (rc || need <= free_bytes) return rc;
     const int per = r->plan.paired ? 2 : 1;   /* rows per example */
     char advice[256] = "", change[160];

@@ -249,18 +249,17 @@ static int setup_moe(trainer *x)
 static int fits_on_device(trainer *x, const engine_opts *eo)
 {
     backend *be = x->ctx.be;
-    if (strcmp(be_name(be), "cuda") != 0) return DS_OK;
-    size_t free_bytes = 0, total = 0;
+    if (be->kind != BE_CUDA) return DS_OK;
+    size_t free_bytes = 0, total = 0, need = 0;
     be_mem_info(be, &free_bytes, &total);
     engine_opts o = *eo;
     o.adapter = x->ctx.adapter;
-    engine_memory m;
     const llama_model *model = x->ctx.model;
-    if (!engine_estimate(&model->cfg, model->quantized, BE_CUDA, &o, &m))
+    int rc = trainer_memory_check(x->r, &model->cfg, model->quantized, &o, free_bytes, be_device_name(be), &need);
+    if (need)   /* the estimate includes a margin for what the run allocates beyond its arenas */
         tlog_say(&x->log, "memory: an estimated %.2f GiB for this run, %.2f GiB free of %.2f GiB",
-                 (double)(m.weights + m.adapter + m.activations + m.workspace) / 1073741824.0,
-                 (double)free_bytes / 1073741824.0, (double)total / 1073741824.0);
-    return trainer_memory_check(x->r, &model->cfg, model->quantized, &o, free_bytes, be_device_name(be));
+                 (double)need / 1073741824.0, (double)free_bytes / 1073741824.0, (double)total / 1073741824.0);
+    return rc;
 }
 
 int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *comm)
