@@ -95,20 +95,20 @@ static double mla_loss(void *p)
 {
     mla_ctx *c = p;
     op_mla_heads(c->be, c->Q, c->K, c->V, c->q, c->kva, c->kvb, c->pos, c->N, &c->d, &c->rt);
-    size_t n = (size_t)c->N * c->d.H * (c->d.nope + c->d.rope);
+    size_t n = (size_t)c->N * c->d.H * c->d.D;
     return dot(c->Q, c->gQ, n) + dot(c->K, c->gK, n) + dot(c->V, c->gV, n);
 }
 
 static void check_mla(bool interleave)
 {
     mla_ctx c = {.be = cpu(), .N = 4, .pos = {0, 3, 7, 12},
-                 .d = {.H = 3, .nope = 5, .rope = 4, .v = 6, .kvr = 7, .interleave = interleave}};
+                 .d = {.H = 3, .nope = 5, .rope = 4, .v = 6, .kvr = 7, .D = 12, .interleave = interleave}};
     c.rt = (rope_table){.half = 2, .inv_freq = {1.0f, 0.1f}, .scale = 1.1f};
-    const int QK = 9, H = 3, N = 4;
-    size_t nq = (size_t)N * H * QK, na = (size_t)N * (7 + 4), nb = (size_t)N * H * (5 + 6);
+    const int QK = 9, H = 3, N = 4;   /* heads stored 12 wide: 3 zero columns past QK */
+    size_t nq = (size_t)N * H * QK, na = (size_t)N * (7 + 4), nb = (size_t)N * H * (5 + 6), nh = (size_t)N * H * 12;
     c.q = rnd(nq, 1, 1), c.kva = rnd(na, 2, 1), c.kvb = rnd(nb, 3, 1);
-    c.gQ = rnd(nq, 4, 1), c.gK = rnd(nq, 5, 1), c.gV = rnd(nq, 6, 1);
-    c.Q = buf(sizeof(float) * nq), c.K = buf(sizeof(float) * nq), c.V = buf(sizeof(float) * nq);
+    c.gQ = rnd(nh, 4, 1), c.gK = rnd(nh, 5, 1), c.gV = rnd(nh, 6, 1);
+    c.Q = buf(sizeof(float) * nh), c.K = buf(sizeof(float) * nh), c.V = buf(sizeof(float) * nh);
     float *dq = buf(sizeof(float) * nq), *dkva = buf(sizeof(float) * na), *dkvb = buf(sizeof(float) * nb);
     float *num = buf(sizeof(float) * (nb > nq ? nb : nq));   /* the longest of q, kva, kvb */
     mla_loss(&c);
@@ -131,7 +131,7 @@ Test(gradcheck_moe, mla_heads_halves) { check_mla(false); }
 /* ---- the router: L = g · w(x) (+ the balance loss), over x ---- */
 typedef struct {
     backend *be;
-    float *x, *W, *bias, *g, *logits, *scores, *w;
+    float *x, *xf, *W, *bias, *g, *logits, *scores, *w;
     int32_t *idx, *idx0;
     int N, C, B, T;
     moe_router r;
@@ -141,7 +141,8 @@ typedef struct {
 static double route_loss(void *p)
 {
     route_ctx *c = p;
-    op_moe_route(c->be, c->logits, c->scores, c->idx, c->w, c->x, c->W, c->bias, c->N, c->C, &c->r);
+    op_moe_logits(c->be, c->logits, c->xf, c->x, c->W, c->N, c->C, c->r.E);
+    moe_route_select(c->scores, c->idx, c->w, c->logits, c->bias, c->N, &c->r);
     for (int i = 0; i < c->N * c->r.K; i++)
         cr_assert_eq(c->idx[i], c->idx0[i], "finite difference changed the routing: make EPS smaller");
     double aux = c->alpha > 0 ? c->alpha * moe_seq_aux_loss(c->scores, c->idx, c->B, c->T, &c->r, 0, NULL) : 0;
@@ -155,13 +156,14 @@ static void check_router(moe_router r, bool bias, float alpha)
     c.x = rnd((size_t)c.N * c.C, 11, 1), c.W = rnd((size_t)r.E * c.C, 12, 1), c.g = rnd(NK, 13, 1);
     c.bias = bias ? rnd((size_t)r.E, 14, 0.1f) : NULL;
     c.logits = buf(sizeof(float) * NE), c.scores = buf(sizeof(float) * NE), c.w = buf(sizeof(float) * NK);
-    c.idx = buf(sizeof(int32_t) * NK), c.idx0 = buf(sizeof(int32_t) * NK);
-    op_moe_route(c.be, c.logits, c.scores, c.idx0, c.w, c.x, c.W, c.bias, c.N, c.C, &c.r);
+    c.idx = buf(sizeof(int32_t) * NK), c.idx0 = buf(sizeof(int32_t) * NK), c.xf = buf(sizeof(float) * c.N * c.C);
+    op_moe_logits(c.be, c.logits, c.xf, c.x, c.W, c.N, c.C, r.E);
+    moe_route_select(c.scores, c.idx0, c.w, c.logits, c.bias, c.N, &c.r);
     float *dprob = alpha > 0 ? buf(sizeof(float) * NE) : NULL, *dz = buf(sizeof(float) * NE);
     if (dprob) moe_seq_aux_loss(c.scores, c.idx0, c.B, c.T, &r, alpha, dprob);
-    op_moe_route_bwd(c.be, dz, c.g, dprob, c.scores, c.idx0, c.N, &r);
+    moe_route_bwd(dz, c.g, dprob, c.scores, c.idx0, c.N, &r);
     float *dx = buf(sizeof(float) * (size_t)c.N * c.C), *num = buf(sizeof(float) * c.N * c.C);
-    op_moe_route_dx(c.be, dx, dz, c.W, c.N, c.C, r.E, 0.0f);
+    op_moe_route_dx(c.be, dx, c.xf, dz, c.W, c.N, c.C, r.E, 0.0f);
     numeric_grad(c.x, (size_t)c.N * c.C, route_loss, &c, num, 1e-3f);
     expect_close(dx, num, (size_t)c.N * c.C, "router");
     be_close(c.be);
@@ -193,7 +195,7 @@ Test(gradcheck_moe, router_sigmoid_unnormalised)
 typedef struct {
     backend *be;
     float *y, *ye, *w, *g;
-    int32_t tok[6], kk[6];
+    int32_t tok[6], kk[6], tok_row[6];
     int N, K, C, R;
 } scatter_ctx;
 
@@ -201,13 +203,14 @@ static double scatter_loss(void *p)
 {
     scatter_ctx *c = p;
     memset(c->y, 0, sizeof(float) * c->N * c->C);
-    op_moe_scatter(c->be, c->y, c->ye, c->w, c->tok, c->kk, c->R, c->K, c->C);
+    op_moe_scatter(c->be, c->y, c->ye, c->w, c->tok_row, c->N, c->K, c->C);
     return dot(c->y, c->g, (size_t)c->N * c->C);
 }
 
 Test(gradcheck_moe, expert_scatter)
 {
     scatter_ctx c = {.be = cpu(), .N = 3, .K = 2, .C = 4, .R = 6, .tok = {0, 2, 1, 0, 1, 2}, .kk = {1, 0, 1, 0, 0, 1}};
+    for (int r = 0; r < c.R; r++) c.tok_row[c.tok[r] * c.K + c.kk[r]] = r;
     c.y = buf(sizeof(float) * 12), c.ye = rnd(24, 21, 1), c.w = rnd(6, 22, 1), c.g = rnd(12, 23, 1);
     float *dye = buf(sizeof(float) * 24), *dw = buf(sizeof(float) * 6), *num = buf(sizeof(float) * 24);
     op_moe_scatter_bwd(c.be, dye, dw, c.g, c.ye, c.w, c.tok, c.kk, c.R, c.K, c.C);
@@ -221,11 +224,14 @@ Test(gradcheck_moe, expert_scatter)
 
 Test(gradcheck_moe, capacity_drops_later_tokens)
 {
-    int32_t idx[8] = {0, 1, 0, 2, 0, 1, 0, 3}, start[5], tok[8], kk[8];
+    int32_t idx[8] = {0, 1, 0, 2, 0, 1, 0, 3}, start[5], tok[8], kk[8], tok_row[8];
     float w[8] = {1, 1, 1, 1, 1, 1, 1, 1};
-    int dropped = op_moe_group(start, tok, kk, idx, w, 4, 2, 4, 2);
+    int dropped = moe_group(start, tok, kk, tok_row, idx, w, 4, 2, 4, 2);
     cr_expect_eq(dropped, 2, "expert 0 is chosen 4 times, capacity 2");
     cr_expect(w[4] == 0 && w[6] == 0 && w[0] == 1 && w[2] == 1, "the later tokens' slots are dropped");
+    cr_expect(tok_row[4] == -1 && tok_row[6] == -1, "a dropped choice has no row");
+    for (int i = 0; i < 8; i++)
+        if (tok_row[i] >= 0) cr_expect(tok[tok_row[i]] == i / 2 && kk[tok_row[i]] == i % 2, "tok_row inverts the rows");
     cr_expect_eq(start[1], 2);
     cr_expect_eq(start[4], 6);
 }

@@ -23,6 +23,7 @@ typedef struct {
     int seq, batch, rank, steps, warmup, accum;
     bool dpo, checkpointing;
     unsigned targets;
+    bool default_targets;   /* no --targets: q_proj,v_proj, or DeepSeek's MLA pair */
     double mem_limit_gib;   /* > 0: search the largest micro-batch under this */
     const char *device;
 } bench_opts;
@@ -57,31 +58,47 @@ static double measure_peak(backend *be)
     return 2.0 * n * n * (double)n * reps / dt / 1e12;
 }
 
+/* Multiply-adds per token of the linear layers, summed over the layers: all
+ * of them (*lin; in a DeepSeek MoE layer the router, and the routed experts'
+ * top_k / n_routed share: each token runs through top_k of them), the down
+ * projections among them (*down), and the LoRA products of the targets at
+ * rank r (*lora). */
+static void linear_work(const model_config *c, unsigned targets, int r, double *lin, double *down, double *lora)
+{
+    *lin = *down = *lora = 0;
+    for (int l = 0; l < c->num_layers; l++) {
+        if (c->ds.on && deepseek_is_moe(c, l)) *lin += (double)c->ds.n_routed * c->hidden_size;
+        for (int s = 0; s < model_slots(c); s++) {
+            int out, in;
+            const char *name;
+            double share = 1;
+            if (c->ds.on) {
+                if (!deepseek_linear(c, l, s, NULL, 0, &name, &out, &in)) continue;
+                if (s >= DSL_EXPERTS) share = (double)c->ds.top_k / c->ds.n_routed;
+            } else {
+                llama_linear_shape(c, (llama_linear)s, &out, &in);
+                name = llama_linear_name((llama_linear)s);
+            }
+            *lin += share * out * in;
+            if (!strcmp(name, "down_proj")) *down += share * out * in;
+            int bit = lora_target_bit(name);
+            if (bit >= 0 && (targets & (1u << bit))) *lora += share * r * ((double)out + in);
+        }
+    }
+}
+
 /* FLOPs one step executes (matrix products and attention). */
 static double step_flops(const model_config *c, const bench_opts *o, long rows)
 {
-    double C = c->hidden_size, V = c->vocab_size, T = o->seq, L = c->num_layers;
-    double lin = 0;
-    for (int t = 0; t < LIN_COUNT; t++) {
-        int out, in;
-        llama_linear_shape(c, (llama_linear)t, &out, &in);
-        lin += (double)out * in;
-    }
-    double lora = 0;
-    for (int t = 0; t < LIN_COUNT; t++)
-        if (o->targets & (1u << t)) {
-            int out, in;
-            llama_linear_shape(c, (llama_linear)t, &out, &in);
-            lora += (double)o->rank * (out + in);
-        }
+    double C = c->hidden_size, V = c->vocab_size, T = o->seq, L = c->num_layers, lin, down, lora;
+    linear_work(c, o->targets, o->rank, &lin, &down, &lora);
     double tokens = (double)rows * T;
-    double attn_fwd = 2.0 * T * c->num_heads * c->head_dim * L;   /* causal: T/2 keys, 2 products, 2 flops */
-    double fwd = 2 * lin * L + 2 * lora * L + 2 * V * C + attn_fwd;
-    double bwd = 2 * lin * L + 4 * lora * L + 4 * V * C + 2.5 * attn_fwd;   /* dx only; logits recomputed */
-    int dout, din;
-    llama_linear_shape(c, LIN_DOWN, &dout, &din);
-    double recompute = o->checkpointing ? 2 * (lin - (double)dout * din) * L + 2 * lora * L + attn_fwd : 0;
-    double ref = o->dpo ? 2 * lin * L + 2 * V * C + attn_fwd : 0;
+    double dv = c->ds.on ? c->ds.v_head_dim : c->head_dim;   /* DeepSeek's values are narrower than q/k */
+    double attn_fwd = T * c->num_heads * (c->head_dim + dv) * L;   /* causal: T/2 keys, 2 products, 2 flops */
+    double fwd = 2 * lin + 2 * lora + 2 * V * C + attn_fwd;
+    double bwd = 2 * lin + 4 * lora + 4 * V * C + 2.5 * attn_fwd;   /* dx only; logits recomputed */
+    double recompute = o->checkpointing ? 2 * (lin - down) + 2 * lora + attn_fwd : 0;
+    double ref = o->dpo ? 2 * lin + 2 * V * C + attn_fwd : 0;
     return tokens * (fwd + bwd + recompute + ref) * o->accum;
 }
 
@@ -198,14 +215,17 @@ typedef struct {
 
 static const cli_opt BENCH_TRAIN_OPTS[] = {
     {"--shape", ARG_TEXT, offsetof(bench_args, shape), "NAME|DIR", "deepseek-llm-7b", 0, 0, NULL, false,
-     "a built-in shape (deepseek-llm-7b, deepseek-coder-1.3b, deepseek-coder-6.7b, tiny) or a model folder's "
-     "config.json; the weights are random NF4"},
+     "a built-in shape (deepseek-llm-7b, deepseek-coder-1.3b, deepseek-coder-6.7b, tiny, "
+     "deepseek-r1-distill-qwen-7b, deepseek-r1-distill-qwen-14b, deepseek-r1-distill-llama-8b, deepseek-v2-lite) "
+     "or a model folder's config.json; the weights are random NF4"},
     {"--seq", ARG_INT, offsetof(bench_args, seq), "N", "2048", 2, 1 << 20, NULL, false, "sequence length"},
     {"--batch", ARG_INT, offsetof(bench_args, batch), "N", "4", 1, 4096, NULL, false,
      "micro-batch (rows; pairs with --loss dpo)"},
     {"--rank", ARG_INT, offsetof(bench_args, rank), "R", "16", 1, 4096, NULL, false, "LoRA rank"},
     {"--targets", ARG_TEXT, offsetof(bench_args, targets), "LIST", "q_proj,v_proj", 0, 0, NULL, false,
-     "the linear layers with adapters, comma-separated (" LLAMA_LINEAR_NAMES ")"},
+     "the linear layers with adapters, comma-separated (" LORA_TARGET_NAMES "); names the model lacks "
+     "(v_proj on DeepSeek) adapt nothing; DeepSeek's default: q_proj (q_b_proj with a low-rank query) and "
+     "kv_b_proj"},
     {"--loss", ARG_CHOICE, offsetof(bench_args, loss), NULL, "sft", 0, 0, "sft|dpo", false,
      "sft, or dpo (chosen + rejected rows and the reference pass)"},
     {"--checkpointing", ARG_CHOICE, offsetof(bench_args, checkpointing), NULL, "on", 0, 0, "on|off", false,
@@ -234,11 +254,12 @@ static int parse(int argc, char **argv, bench_opts *o)
     *o = (bench_opts){.shape = a.shape ? a.shape : "deepseek-llm-7b", .seq = (int)a.seq, .batch = (int)a.batch,
                       .rank = (int)a.rank, .steps = (int)a.steps, .warmup = (int)a.warmup, .accum = (int)a.accum,
                       .dpo = !strcmp(a.loss, "dpo"), .checkpointing = !strcmp(a.checkpointing, "on"),
-                      .targets = (1u << LIN_Q) | (1u << LIN_V), .mem_limit_gib = a.mem_limit_gib, .device = a.device};
+                      .targets = (1u << LIN_Q) | (1u << LIN_V), .default_targets = !a.targets,
+                      .mem_limit_gib = a.mem_limit_gib, .device = a.device};
     if (!rc && a.targets) {
-        char *copy = ds_strdup(a.targets), *save = NULL, *names[LIN_COUNT + 1];
+        char *copy = ds_strdup(a.targets), *save = NULL, *names[LORA_T_COUNT + 1];
         int n = 0;
-        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t && n <= LIN_COUNT; t = strtok_r(NULL, ",", &save))
+        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t && n <= LORA_T_COUNT; t = strtok_r(NULL, ",", &save))
             names[n++] = t;
         rc = copy ? lora_targets_parse(names, n, &o->targets) : DS_ENOMEM;
         free(copy);
@@ -256,6 +277,8 @@ int bench_train(int argc, char **argv)
     model_config cfg;
     rc = model_shape(o.shape, &cfg);
     if (rc) return ds_fail_context(DS_EUSAGE, "bench train: --shape is one of %s or a model folder: ", model_shape_names());
+    /* MLA has no v_proj: its query (q_proj, or q_b_proj) and kv_b_proj, which makes the values */
+    if (cfg.ds.on && o.default_targets) o.targets = (1u << LIN_Q) | (1u << LORA_T_Q_B) | (1u << LORA_T_KV_B);
     backend *be;
     if ((rc = be_open_named(o.device, &be))) return rc;
     llama_model *m = NULL;
@@ -266,11 +289,13 @@ int bench_train(int argc, char **argv)
     if (!rc) rc = model_random(&cfg, 7, &m);
     if (!rc) rc = lora_create(&cfg, &lc, o.shape, &ad);
     if (!rc) lora_init(ad, 7);
-    char targets[128] = "";
-    for (int t = 0; t < LIN_COUNT; t++)
+    if (!rc) o.targets = ad->cfg.targets;   /* those the model has */
+    static const char *const MLA[] = {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"};
+    char targets[160] = "";
+    for (int t = 0; t < LORA_T_COUNT; t++)
         if (o.targets & (1u << t)) {
             if (*targets) strcat(targets, ",");
-            strcat(targets, llama_linear_name((llama_linear)t));
+            strcat(targets, t < LIN_COUNT ? llama_linear_name((llama_linear)t) : MLA[t - LIN_COUNT]);
         }
     printf("bench train: %s (%.2fB parameters), NF4 base, LoRA r=%d on %s, %s, seq %d, checkpointing %s\n", o.shape,
            model_config_params(&cfg) / 1e9, o.rank, targets, o.dpo ? "dpo (pairs; reference pass through the "

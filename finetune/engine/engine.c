@@ -91,7 +91,7 @@ static void layout_weights(engine *e, carve *c)
                 upload_tensor(be, lw->k_norm, ml->k_norm);
             }
         }
-        lw->attn = (attn_shape){.H = cfg->num_heads, .Hkv = cfg->num_kv_heads, .D = cfg->head_dim,
+        lw->attn = (attn_shape){.H = cfg->num_heads, .Hkv = cfg->num_kv_heads, .D = e->attn_D,
                                 .window = model_layer_window(cfg, l)};
         for (int t = 0; t < LIN_COUNT && !cfg->ds.on; t++) {
             const model_linear *src = &ml->lin[t];
@@ -334,7 +334,7 @@ static void plan_workspace(engine *e, bool reserve)
     if (be->kind == BE_CUDA) {
         /* the attention kernels' scratch: fp32 dQ accumulators, one value per
          * (token, head), and the segment range of every 64-token tile */
-        size_t H = (size_t)cfg->num_heads, D = (size_t)cfg->head_dim;
+        size_t H = (size_t)cfg->num_heads, D = (size_t)e->attn_D;
         size_t tiles = N + 1;   /* B * ceil(T / 64) for any B x T that fits N tokens */
         size_t attn = N * H * (D + 1) * sizeof(float) + tiles * 2 * sizeof(int) + 1024;
         RESERVE( WS_ATTN, attn);
@@ -356,20 +356,20 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
 {
     e->be = be;
     if (o->max_B < 1 || o->max_T < 1) return ds_fail(DS_EINTERNAL, "engine: empty batch shape");
-    int D = m->cfg.head_dim;
-    if (m->cfg.ds.on && be->kind != BE_CPU)
-        return ds_fail(DS_EDATA, "%s: %s (multi-head latent attention, mixture of experts) is not yet on the GPU: "
-                                 "use device: cpu", m->dir, m->cfg.architecture);
-    if (D / 2 > ROPE_MAX_HALF) return ds_fail(DS_EDATA, "%s: head_dim %d is over %d", m->dir, D, 2 * ROPE_MAX_HALF);
-    if (be->kind == BE_CUDA && D != 16 && D != 32 && D != 64 && D != 128)
-        return ds_fail(DS_EDATA, "%s: head_dim %d: the CUDA attention kernels take 16, 32, 64 or 128 (use device: cpu)",
-                       m->dir, D);
+    int D = m->cfg.ds.on ? deepseek_head_width(&m->cfg, be->kind) : m->cfg.head_dim;
+    int rotated = m->cfg.ds.on ? m->cfg.ds.qk_rope_dim : m->cfg.head_dim;   /* DeepSeek rotates its rope part only */
+    if (rotated / 2 > ROPE_MAX_HALF)
+        return ds_fail(DS_EDATA, "%s: a rotary part of %d is over %d", m->dir, rotated, 2 * ROPE_MAX_HALF);
+    if (be->kind == BE_CUDA && D != 16 && D != 32 && D != 64 && D != 128 && D != 192)
+        return ds_fail(DS_EDATA, "%s: head_dim %d: the CUDA attention kernels take 16, 32, 64, 128 or 192 (use device: "
+                                 "cpu)", m->dir, D);
     e->model = m;
     e->cfg = m->cfg;
     e->opts = *o;
     e->Nmax = o->max_B * o->max_T;
-    e->QD = e->cfg.num_heads * e->cfg.head_dim;
-    e->KVD = e->cfg.num_kv_heads * e->cfg.head_dim;
+    e->attn_D = D;
+    e->QD = e->cfg.num_heads * D;
+    e->KVD = e->cfg.num_kv_heads * D;
     e->rope.half = (e->cfg.ds.on ? e->cfg.ds.qk_rope_dim : e->cfg.head_dim) / 2;
     e->nslots = e->cfg.ds.on ? deepseek_slots(&e->cfg) : LIN_COUNT;
     model_rope_freqs(&e->cfg, e->rope.inv_freq, &e->rope.scale);
@@ -456,6 +456,8 @@ engine_memory engine_memory_use(const engine *e)
     engine_memory m = {e->w_bytes, e->P ? adapter_bytes(e) : 0, e->act_bytes, e->ws_bytes};
     return m;
 }
+
+size_t engine_memory_total(const engine_memory *m) { return m->weights + m->adapter + m->activations + m->workspace; }
 
 int engine_set_forbidden(engine *e, const int32_t *ids, int n)
 {

@@ -20,9 +20,24 @@ moe_router deepseek_router(const model_config *c)
     return r;
 }
 
+int deepseek_head_width(const model_config *c, be_kind kind)
+{
+    const int QK = c->ds.qk_nope_dim + c->ds.qk_rope_dim, w = QK > c->ds.v_head_dim ? QK : c->ds.v_head_dim;
+    static const int widths[] = {16, 32, 64, 128, 192};   /* the CUDA attention kernels' */
+    if (kind != BE_CUDA) return w;
+    for (int i = 0; i < (int)(sizeof widths / sizeof widths[0]); i++)
+        if (w <= widths[i]) return widths[i];
+    return w;   /* wider than any: engine_create names it */
+}
+
+/* n elements of `size` bytes on the host, zeroed; NULL (with the error set) if out of memory. */
+static void *host_array(size_t n, size_t size) { return ds_calloc(n ? n : 1, size, "the MoE routing record"); }
+
 int deepseek_init(engine *e)
 {
+    const deepseek_config *d = &e->cfg.ds;
     const int L = e->cfg.num_layers, S = e->nslots;
+    const size_t N = (size_t)e->Nmax, NK = N * d->top_k, NE = N * d->n_routed;
     for (int l = 0; l < L; l++) {
         e->layers[l].dsl = ds_calloc((size_t)S, sizeof(frozen_linear), "engine layers");
         if (!e->layers[l].dsl) return DS_ENOMEM;
@@ -32,20 +47,71 @@ int deepseek_init(engine *e)
         e->sets[s].ds = a;
         if (!a) return DS_ENOMEM;
         a->lora_u = ds_calloc((size_t)S, sizeof *a->lora_u, "engine layers");
-        if (!a->lora_u) return DS_ENOMEM;
+        a->start = host_array((size_t)d->n_routed + 1, sizeof(int32_t));
+        a->row_token = host_array(NK, sizeof(int32_t));
+        a->row_k = host_array(NK, sizeof(int32_t));
+        a->tok_row = host_array(NK, sizeof(int32_t));
+        if (!a->lora_u || !a->start || !a->row_token || !a->row_k || !a->tok_row) return DS_ENOMEM;
     }
+    e->route_idx = host_array((size_t)L * NK, sizeof(int32_t));
+    e->route_w = host_array((size_t)L * NK, sizeof(float));
+    e->route_logits = host_array((size_t)L * NE, sizeof(float));
+    e->route_scores = host_array((size_t)L * NE, sizeof(float));
+    e->route_dropped = host_array((size_t)L, sizeof(long long));
     e->dsg = ds_calloc(1, sizeof *e->dsg, "engine layers");
-    return e->dsg ? DS_OK : DS_ENOMEM;
+    if (!e->route_idx || !e->route_w || !e->route_logits || !e->route_scores || !e->route_dropped || !e->dsg)
+        return DS_ENOMEM;
+    if (e->opts.training) {
+        deepseek_grads *g = e->dsg;
+        g->h_dprob = host_array(NE, sizeof(float));
+        if (e->be->kind != BE_CPU) {   /* on the CPU they are dw and dlogits themselves (deepseek_layout_grads) */
+            g->h_dw = host_array(NK, sizeof(float));
+            g->h_dlogits = host_array(NE, sizeof(float));
+        }
+        if (!g->h_dprob || (e->be->kind != BE_CPU && (!g->h_dw || !g->h_dlogits))) return DS_ENOMEM;
+    }
+    return DS_OK;
 }
 
 void deepseek_free(engine *e)
 {
-    for (int l = 0; e->layers && l < e->cfg.num_layers; l++) free(e->layers[l].dsl);
+    for (int l = 0; e->layers && l < e->cfg.num_layers; l++) {
+        free(e->layers[l].dsl);
+        free(e->layers[l].router_bias_host);
+    }
     for (int s = 0; e->sets && s < e->nsets; s++) {
-        if (e->sets[s].ds) free(e->sets[s].ds->lora_u);
-        free(e->sets[s].ds);
+        deepseek_acts *a = e->sets[s].ds;
+        if (!a) continue;
+        free(a->lora_u);
+        free(a->start);
+        free(a->row_token);
+        free(a->row_k);
+        free(a->tok_row);
+        free(a);
+    }
+    free(e->route_idx);
+    free(e->route_w);
+    free(e->route_logits);
+    free(e->route_scores);
+    free(e->route_dropped);
+    if (e->dsg) {
+        free(e->dsg->h_dprob);
+        if (e->be->kind != BE_CPU) {
+            free(e->dsg->h_dw);
+            free(e->dsg->h_dlogits);
+        }
     }
     free(e->dsg);
+}
+
+void ds_to_backend(engine *e, void *dev, const void *host, size_t bytes)
+{
+    if (dev != host) be_upload(e->be, dev, host, bytes);
+}
+
+void ds_to_host(engine *e, void *host, const void *dev, size_t bytes)
+{
+    if (dev != host) be_download(e->be, host, dev, bytes);
 }
 
 /* A 16/32-bit vector of the file as fp32 on the backend (the router's). */
@@ -80,7 +146,14 @@ void deepseek_layout_weights(engine *e, carve *c, int l)
     lw->kv_a_norm = engine_take(c, (size_t)d->kv_lora_rank * be->act_size);
     if (c->base) engine_upload_tensor(be, lw->kv_a_norm, ml->kv_a_norm);
     if (ml->router) lw->router = take_f32(e, c, ml->router, (size_t)d->n_routed * cfg->hidden_size);
-    if (ml->router_bias) lw->router_bias = take_f32(e, c, ml->router_bias, (size_t)d->n_routed);
+    if (ml->router_bias) {
+        lw->router_bias = take_f32(e, c, ml->router_bias, (size_t)d->n_routed);
+        if (c->base && !lw->router_bias_host) {   /* the choice is made on the host */
+            lw->router_bias_host = ds_malloc((size_t)d->n_routed * sizeof(float), "the router bias");
+            if (lw->router_bias_host) st_to_f32(ml->router_bias, lw->router_bias_host);
+            else be_fail(be, DS_ENOMEM, "out of memory");
+        }
+    }
     for (int s = 0; s < e->nslots; s++)
         if (ml->dsl[s].out) engine_layout_linear(e, c, &lw->dsl[s], &ml->dsl[s]);
 }
@@ -99,7 +172,8 @@ void deepseek_layout_acts(engine *e, carve *c, layer_acts *a)
     const deepseek_config *d = &cfg->ds;
     deepseek_acts *s = a->ds;
     size_t N = (size_t)e->Nmax, A = e->be->act_size, H = (size_t)cfg->num_heads, QK = (size_t)cfg->head_dim;
-    size_t R = N * d->top_k, E = (size_t)d->n_routed, C = (size_t)cfg->hidden_size, I = (size_t)d->moe_intermediate;
+    size_t R = N * d->top_k, C = (size_t)cfg->hidden_size, I = (size_t)d->moe_intermediate, D = (size_t)e->attn_D;
+    const bool cpu = e->be->kind == BE_CPU;
     if (d->q_lora_rank) {
         s->qa = engine_take(c, N * d->q_lora_rank * A);
         s->qa_n = engine_take(c, N * d->q_lora_rank * A);
@@ -111,15 +185,16 @@ void deepseek_layout_acts(engine *e, carve *c, layer_acts *a)
     s->ckv = engine_take(c, N * d->kv_lora_rank * A);
     s->rstd_kv = engine_take(c, N * sizeof(float));
     s->kvb = engine_take(c, N * H * (d->qk_nope_dim + d->v_head_dim) * A);
-    s->Q = engine_take(c, N * H * QK * A);
-    s->K = engine_take(c, N * H * QK * A);
-    s->V = engine_take(c, N * H * QK * A);
-    s->O = engine_take(c, N * H * QK * A);
+    s->Q = engine_take(c, N * H * D * A);
+    s->K = engine_take(c, N * H * D * A);
+    s->V = engine_take(c, N * H * D * A);
+    s->O = engine_take(c, N * H * D * A);
     s->lse = engine_take(c, N * H * sizeof(float));
     s->o_in = engine_take(c, N * H * d->v_head_dim * A);
-    s->start = engine_take(c, (E + 1) * sizeof(int32_t));
-    s->row_token = engine_take(c, R * sizeof(int32_t));
-    s->row_k = engine_take(c, R * sizeof(int32_t));
+    s->dev_row_token = cpu ? s->row_token : engine_take(c, R * sizeof(int32_t));
+    s->dev_row_k = cpu ? s->row_k : engine_take(c, R * sizeof(int32_t));
+    s->dev_tok_row = cpu ? s->tok_row : engine_take(c, R * sizeof(int32_t));
+    s->dev_w = engine_take(c, R * sizeof(float));
     s->xe = engine_take(c, R * C * A);
     s->ye = engine_take(c, R * C * A);
     s->ge = engine_take(c, R * I * A);
@@ -136,12 +211,9 @@ void deepseek_layout_acts(engine *e, carve *c, layer_acts *a)
 void deepseek_layout_routes(engine *e, carve *c)
 {
     const model_config *cfg = &e->cfg;
-    size_t L = (size_t)cfg->num_layers, N = (size_t)e->Nmax, K = (size_t)cfg->ds.top_k, E = (size_t)cfg->ds.n_routed;
-    e->route_idx = engine_take(c, L * N * K * sizeof(int32_t));
-    e->route_w = engine_take(c, L * N * K * sizeof(float));
-    e->route_logits = engine_take(c, L * N * E * sizeof(float));
-    e->route_scores = engine_take(c, L * N * E * sizeof(float));
-    e->route_dropped = engine_take(c, L * sizeof(long long));
+    size_t N = (size_t)e->Nmax, E = (size_t)cfg->ds.n_routed, C = (size_t)cfg->hidden_size;
+    e->router_logits = engine_take(c, N * E * sizeof(float));
+    e->router_xf = engine_take(c, N * C * sizeof(float));
 }
 
 void deepseek_layout_grads(engine *e, carve *c)
@@ -151,11 +223,12 @@ void deepseek_layout_grads(engine *e, carve *c)
     deepseek_grads *g = e->dsg;
     size_t N = (size_t)e->Nmax, A = e->be->act_size, H = (size_t)cfg->num_heads, QK = (size_t)cfg->head_dim;
     size_t R = N * d->top_k, E = (size_t)d->n_routed, C = (size_t)cfg->hidden_size, I = (size_t)d->moe_intermediate;
+    size_t D = (size_t)e->attn_D;
     g->dq = engine_take(c, N * H * QK * A);
-    g->dQ = engine_take(c, N * H * QK * A);
-    g->dK = engine_take(c, N * H * QK * A);
-    g->dV = engine_take(c, N * H * QK * A);
-    g->dO = engine_take(c, N * H * QK * A);
+    g->dQ = engine_take(c, N * H * D * A);
+    g->dK = engine_take(c, N * H * D * A);
+    g->dV = engine_take(c, N * H * D * A);
+    g->dO = engine_take(c, N * H * D * A);
     g->do_in = engine_take(c, N * H * d->v_head_dim * A);
     g->dkvb = engine_take(c, N * H * (d->qk_nope_dim + d->v_head_dim) * A);
     g->dkva = engine_take(c, N * (d->kv_lora_rank + d->qk_rope_dim) * A);
@@ -172,7 +245,7 @@ void deepseek_layout_grads(engine *e, carve *c)
     g->dme = engine_take(c, R * I * A);
     g->dw = engine_take(c, R * sizeof(float));
     g->dlogits = engine_take(c, N * E * sizeof(float));
-    g->dprob = engine_take(c, N * E * sizeof(float));
+    if (e->be->kind == BE_CPU) g->h_dw = g->dw, g->h_dlogits = g->dlogits;
 }
 
 void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *widest)

@@ -27,7 +27,46 @@ static nf4_view nf4_shape(int out, int in, bool double_quant)
     return v;
 }
 
-/* A model of cfg's shapes with placeholder tensors; layers are m->layers (free them). */
+/* A linear of (lin->out, lin->in): NF4 placeholder arrays, or a 16-bit one. */
+static void placeholder_linear(model_linear *lin, bool quantized)
+{
+    if (quantized) {
+        lin->q = nf4_shape(lin->out, lin->in, true);
+        lin->q_owner = (void *)&OTHER;   /* marks the weight NF4 */
+    } else {
+        lin->dense = &OTHER;
+    }
+}
+
+/* DeepSeek layer l's tensors, as model_deepseek_load_layer gives them: every
+ * linear slot deepseek_linear() names (out = 0 where the layer has none), the
+ * latent norms, and in MoE layers the router and V3's correction bias. */
+static int deepseek_skeleton(const model_config *cfg, bool quantized, model_layer *L, int l)
+{
+    const int S = deepseek_slots(cfg);
+    L->dsl = ds_calloc((size_t)S, sizeof *L->dsl, "the model's layers");
+    if (!L->dsl) return DS_ENOMEM;
+    if (cfg->ds.q_lora_rank) L->q_a_norm = &OTHER;
+    L->kv_a_norm = &OTHER;
+    if (deepseek_is_moe(cfg, l)) {
+        L->router = &OTHER;
+        if (cfg->ds.sigmoid) L->router_bias = &OTHER;
+    }
+    for (int s = 0; s < S; s++)
+        if (deepseek_linear(cfg, l, s, NULL, 0, NULL, &L->dsl[s].out, &L->dsl[s].in))
+            placeholder_linear(&L->dsl[s], quantized);
+    return DS_OK;
+}
+
+/* Free what skeleton() allocated. */
+static void skeleton_free(llama_model *m)
+{
+    for (int l = 0; m->layers && l < m->cfg.num_layers; l++) free(m->layers[l].dsl);
+    free(m->layers);
+    m->layers = NULL;
+}
+
+/* A model of cfg's shapes with placeholder tensors (free with skeleton_free). */
 static int skeleton(const model_config *cfg, bool quantized, llama_model *m)
 {
     memset(m, 0, sizeof *m);
@@ -43,16 +82,16 @@ static int skeleton(const model_config *cfg, bool quantized, llama_model *m)
         model_layer *L = &m->layers[l];
         L->attn_norm = L->mlp_norm = &OTHER;
         if (cfg->qk_norm) L->q_norm = L->k_norm = &OTHER;
+        if (cfg->ds.on) {   /* lin[] unused */
+            int rc = deepseek_skeleton(cfg, quantized, L, l);
+            if (rc) return rc;
+            continue;
+        }
         for (int t = 0; t < LIN_COUNT; t++) {
             model_linear *lin = &L->lin[t];
             llama_linear_shape(cfg, (llama_linear)t, &lin->out, &lin->in);
             if (cfg->bias[t]) L->bias[t] = &OTHER;
-            if (quantized) {
-                lin->q = nf4_shape(lin->out, lin->in, true);
-                lin->q_owner = (void *)&OTHER;   /* marks the weight NF4 */
-            } else {
-                lin->dense = &OTHER;
-            }
+            placeholder_linear(lin, quantized);
         }
     }
     return DS_OK;
@@ -61,8 +100,6 @@ static int skeleton(const model_config *cfg, bool quantized, llama_model *m)
 int engine_estimate(const model_config *cfg, bool quantized, be_kind kind, const engine_opts *o, engine_memory *out)
 {
     memset(out, 0, sizeof *out);
-    int refused = model_config_refuse_deepseek(cfg, "a memory estimate");
-    if (refused) return refused;
     llama_model m;
     backend shape_only = {.kind = kind, .act_size = kind == BE_CUDA ? 2 : 4};
     int rc = skeleton(cfg, quantized, &m);
@@ -70,6 +107,6 @@ int engine_estimate(const model_config *cfg, bool quantized, be_kind kind, const
     if (!rc && !e) rc = DS_ENOMEM;
     if (!rc) rc = engine_measure(e, &shape_only, &m, o, out);
     engine_free(e);
-    free(m.layers);
+    skeleton_free(&m);
     return rc;
 }

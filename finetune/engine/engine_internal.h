@@ -16,6 +16,7 @@ typedef struct {
     frozen_linear *dsl;                 /* (deepseek_slots) by deepseek_slot; out = 0 where absent */
     void *q_a_norm, *kv_a_norm;         /* (q_lora_rank), (kv_lora_rank) act */
     float *router, *router_bias;        /* (E, C), (E) fp32: transformers routes in fp32 */
+    float *router_bias_host;            /* (E) the bias on the host, where the choice is made */
 } layer_weights;
 
 /* One layer's intermediates, as the backward reads them. */
@@ -42,6 +43,7 @@ struct engine {
     engine_opts opts;
     int Nmax;                       /* max_B * max_T */
     int QD, KVD;                    /* H*D, Hkv*D */
+    int attn_D;                     /* the attention's head width D: head_dim, or DeepSeek's padded one */
     rope_table rope;                /* the model's rotary embedding */
 
     /* weights arena */
@@ -59,9 +61,11 @@ struct engine {
     struct deepseek_grads *dsg;     /* DeepSeek's backward scratch */
     float moe_aux_alpha;            /* DeepSeek: the balance loss's coefficient in the backward (0 = off) */
     float moe_capacity;             /* DeepSeek: the expert capacity factor (0 = none) */
-    int32_t *route_idx;             /* (L, N, K) each MoE layer's choice in the last forward (kept: host) */
+    /* each MoE layer's routing in the last forward, on the host (engine_deepseek.c) */
+    int32_t *route_idx;             /* (L, N, K) the chosen experts */
     float *route_w, *route_logits, *route_scores;   /* (L, N, K), (L, N, E), (L, N, E) */
     long long *route_dropped;       /* (L) */
+    float *router_logits, *router_xf;   /* (N, E), (N, C) fp32 on the backend: the router's products */
     float *sumsq;                   /* (1) */
 
     /* activations arena */

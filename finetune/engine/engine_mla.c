@@ -13,11 +13,11 @@
 
 #define LATENT_NORM_EPS 1e-6f
 
-static mla_dims dims_of(const model_config *c)
+static mla_dims dims_of(const engine *e)
 {
-    const deepseek_config *d = &c->ds;
-    mla_dims m = {.H = c->num_heads, .nope = d->qk_nope_dim, .rope = d->qk_rope_dim, .v = d->v_head_dim,
-                  .kvr = d->kv_lora_rank, .interleave = d->rope_interleave};
+    const deepseek_config *d = &e->cfg.ds;
+    mla_dims m = {.H = e->cfg.num_heads, .nope = d->qk_nope_dim, .rope = d->qk_rope_dim, .v = d->v_head_dim,
+                  .kvr = d->kv_lora_rank, .D = e->attn_D, .interleave = d->rope_interleave};
     return m;
 }
 
@@ -29,7 +29,7 @@ void mla_forward(engine *e, int l, layer_acts *a, const mla_cache *cache)
     const layer_weights *w = &e->layers[l];
     deepseek_acts *s = a->ds;
     const int N = e->N, QR = d->q_lora_rank, KVR = d->kv_lora_rank;
-    mla_dims dims = dims_of(c);
+    mla_dims dims = dims_of(e);
     attn_shape shape = w->attn;
     shape.B = e->B, shape.T = e->T;
 
@@ -46,7 +46,7 @@ void mla_forward(engine *e, int l, layer_acts *a, const mla_cache *cache)
     ds_linear_fwd(e, l, DSL_KVB, s->kvb, s->ckv, N, 0.0f, s->lora_u[DSL_KVB]);
     op_mla_heads(be, s->Q, s->K, s->V, s->q, s->kva, s->kvb, cache ? cache->pos : e->pos, N, &dims, &e->rope);
     if (cache) {   /* generation: the new keys and values into the cache, then attention against it */
-        kv_shape ks = {.H = dims.H, .Hkv = dims.H, .D = c->head_dim, .scale = shape.scale, .ctx = cache->ctx};
+        kv_shape ks = {.H = dims.H, .Hkv = dims.H, .D = dims.D, .scale = shape.scale, .ctx = cache->ctx};
         op_kv_store(be, cache->kc, cache->vc, s->K, s->V, cache->row, cache->pos, N, &ks);
         op_attention_cached(be, s->O, s->Q, cache->kc, cache->vc, cache->row, cache->pos, N, &ks);
     } else {
@@ -65,7 +65,7 @@ void mla_backward(engine *e, int l, layer_acts *a)
     deepseek_acts *s = a->ds;
     deepseek_grads *g = e->dsg;
     const int N = e->N, QR = d->q_lora_rank, KVR = d->kv_lora_rank, A = be->act_size;
-    mla_dims dims = dims_of(c);
+    mla_dims dims = dims_of(e);
     attn_shape shape = w->attn;
     shape.B = e->B, shape.T = e->T;
 

@@ -2,9 +2,12 @@
  * backward: the dense SwiGLU MLP of the first first_k_dense_replace layers,
  * and in MoE layers, as transformers' DeepseekV2Moe / DeepseekV3MoE compute it,
  *   out = x_mid + shared_experts(h2) + sum over the chosen experts e of w_e · expert_e(h2)
- * The routed tokens are grouped by expert (op_moe_group), so that each
+ * The routed tokens are grouped by expert (moe_group), so that each
  * expert's products run once over all its tokens. The choice of experts has
- * no gradient; the weights w do, back through the router's scores to h2. */
+ * no gradient; the weights w do, back through the router's scores to h2.
+ * The choice and the grouping are made on the host from the router's logits
+ * (on the GPU they come down, and the groups go up: one wait per layer and
+ * pass); the products and the token movement run on the backend. */
 #include "engine_deepseek.h"
 
 #include <string.h>
@@ -72,12 +75,20 @@ void moe_mlp_forward(engine *e, int l, layer_acts *a, void *out)
     const int N = e->N, C = c->hidden_size, I = d->moe_intermediate, K = d->top_k;
     if (d->n_shared) mlp_forward(e, l, a, DSL_SH_GATE, d->n_shared * I, out);
 
+    const int E = d->n_routed;
     moe_router r = deepseek_router(c);
     routing rt = routing_of(e, l);
-    op_moe_route(be, rt.logits, rt.scores, rt.idx, rt.w, a->h2, w->router, w->router_bias, N, C, &r);
-    e->route_dropped[l] = op_moe_group(s->start, s->row_token, s->row_k, rt.idx, rt.w, N, K, d->n_routed, capacity(e));
-    const int R = s->start[d->n_routed];   /* the routed rows kept */
-    op_moe_gather(be, s->xe, a->h2, s->row_token, R, C);
+    op_moe_logits(be, e->router_logits, e->router_xf, a->h2, w->router, N, C, E);
+    ds_to_host(e, rt.logits, e->router_logits, (size_t)N * E * sizeof(float));
+    if (be->err) return;
+    moe_route_select(rt.scores, rt.idx, rt.w, rt.logits, w->router_bias_host, N, &r);
+    e->route_dropped[l] = moe_group(s->start, s->row_token, s->row_k, s->tok_row, rt.idx, rt.w, N, K, E, capacity(e));
+    const int R = s->start[E];   /* the routed rows kept */
+    ds_to_backend(e, s->dev_row_token, s->row_token, (size_t)R * sizeof(int32_t));
+    ds_to_backend(e, s->dev_row_k, s->row_k, (size_t)R * sizeof(int32_t));
+    ds_to_backend(e, s->dev_tok_row, s->tok_row, (size_t)N * K * sizeof(int32_t));
+    ds_to_backend(e, s->dev_w, rt.w, (size_t)N * K * sizeof(float));
+    op_moe_gather(be, s->xe, a->h2, s->dev_row_token, R, C);
     for (int x = 0; x < d->n_routed; x++) {
         int r0 = s->start[x], rows = s->start[x + 1] - r0, g0 = DSL_EXPERTS + 3 * x;
         if (!rows) continue;
@@ -89,7 +100,7 @@ void moe_mlp_forward(engine *e, int l, layer_acts *a, void *out)
         ds_linear_fwd(e, l, g0 + 2, at(e, s->ye, r0, C), at(e, s->me, r0, I), rows, 0.0f,
                       u_at(s->lora_u[g0 + 2], r0, slot_r(e, l, g0 + 2)));
     }
-    op_moe_scatter(be, out, s->ye, rt.w, s->row_token, s->row_k, R, K, C);
+    op_moe_scatter(be, out, s->ye, s->dev_w, s->dev_tok_row, N, K, C);
 }
 
 void moe_mlp_backward(engine *e, int l, layer_acts *a)
@@ -104,12 +115,12 @@ void moe_mlp_backward(engine *e, int l, layer_acts *a)
         mlp_backward(e, l, a, DSL_GATE, c->intermediate_size, 0.0f);
         return;
     }
-    const int N = e->N, C = c->hidden_size, I = d->moe_intermediate, K = d->top_k, R = s->start[d->n_routed];
+    const int N = e->N, C = c->hidden_size, I = d->moe_intermediate, K = d->top_k, E = d->n_routed, R = s->start[E];
     routing rt = routing_of(e, l);
 
     /* the routed experts, grouped: dL/d their outputs and dL/d the weights (0 for dropped slots) */
-    memset(g->dw, 0, sizeof(float) * (size_t)N * K);
-    op_moe_scatter_bwd(be, g->dye, g->dw, e->dres, s->ye, rt.w, s->row_token, s->row_k, R, K, C);
+    be_zero(be, g->dw, sizeof(float) * (size_t)N * K);
+    op_moe_scatter_bwd(be, g->dye, g->dw, e->dres, s->ye, s->dev_w, s->dev_row_token, s->dev_row_k, R, K, C);
     for (int x = 0; x < d->n_routed; x++) {
         int r0 = s->start[x], rows = s->start[x + 1] - r0, g0 = DSL_EXPERTS + 3 * x;
         if (!rows) continue;
@@ -122,15 +133,18 @@ void moe_mlp_backward(engine *e, int l, layer_acts *a)
         ds_linear_bwd(e, l, g0 + 1, at(e, g->dxe, r0, C), at(e, g->due, r0, I), at(e, s->xe, r0, C), rows, 1.0f,
                       u_at(s->lora_u[g0 + 1], r0, slot_r(e, l, g0 + 1)));
     }
-    /* the router: dL/d weights -> dL/d logits -> dL/d h2 (its weight is frozen) */
+    /* the router, on the host: dL/d weights -> dL/d logits; then dL/d h2 on the backend (its weight is frozen) */
     moe_router r = deepseek_router(c);
     float *dprob = NULL;
     if (e->moe_aux_alpha > 0) {
-        moe_seq_aux_loss(rt.scores, rt.idx, e->B, e->T, &r, e->moe_aux_alpha, g->dprob);
-        dprob = g->dprob;
+        moe_seq_aux_loss(rt.scores, rt.idx, e->B, e->T, &r, e->moe_aux_alpha, g->h_dprob);
+        dprob = g->h_dprob;
     }
-    op_moe_route_bwd(be, g->dlogits, g->dw, dprob, rt.scores, rt.idx, N, &r);
-    op_moe_route_dx(be, e->dh, g->dlogits, w->router, N, C, d->n_routed, 0.0f);
-    op_moe_gather_bwd(be, e->dh, g->dxe, s->row_token, R, C);
+    ds_to_host(e, g->h_dw, g->dw, (size_t)N * K * sizeof(float));
+    if (be->err) return;
+    moe_route_bwd(g->h_dlogits, g->h_dw, dprob, rt.scores, rt.idx, N, &r);
+    ds_to_backend(e, g->dlogits, g->h_dlogits, (size_t)N * E * sizeof(float));
+    op_moe_route_dx(be, e->dh, e->router_xf, g->dlogits, w->router, N, C, E, 0.0f);
+    op_moe_gather_bwd(be, e->dh, g->dxe, s->dev_tok_row, N, K, C);
     if (d->n_shared) mlp_backward(e, l, a, DSL_SH_GATE, d->n_shared * I, 1.0f);
 }

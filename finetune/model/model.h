@@ -68,10 +68,11 @@ size_t model_resident_bytes(const llama_model *m);
 
 /* ---- models with random weights, for benchmarks and memory estimates (model_random.c) ---- */
 
-/* Built-in shapes by name ("deepseek-llm-7b", "deepseek-coder-1.3b", "tiny"),
- * or a model folder's config.json. */
+/* Built-in shapes by name ("deepseek-llm-7b", "deepseek-coder-1.3b", "tiny",
+ * "deepseek-v2-lite", ...), or a model folder's config.json. */
 int model_shape(const char *name, model_config *cfg);
-/* A model of that shape with random weights (free with model_random_free). */
+/* A model of that shape with random weights, DeepSeek-V2/V3 included (free
+ * with model_random_free). */
 int model_random(const model_config *cfg, uint64_t seed, llama_model **out);
 void model_random_free(llama_model *m);
 /* The built-in shapes written as config.json (model_shapes.c): DS_ENOINPUT for another name. */

@@ -12,6 +12,8 @@ const char *const OP_NAMES[] = {
     "convert", "embedding", "rmsnorm_fwd", "rmsnorm_bwd", "rope", "attention_fwd", "attention_bwd",
     "swiglu_fwd", "swiglu_bwd", "add_f32", "sumsq", "adamw", "gemm", "nf4_dequant", "lora_fwd", "lora_bwd",
     "dropout", "logits_stats", "logits_grad", "bias_add", "kv_store", "attention_cached", "nf4_gemv",
+    "mla_heads", "mla_heads_bwd", "mla_out", "moe_logits", "moe_route_dx", "moe_gather", "moe_scatter",
+    "moe_scatter_bwd", "moe_gather_bwd",
 };
 
 void describe(const op_case *c, char *buf, size_t n)

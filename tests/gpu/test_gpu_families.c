@@ -7,7 +7,19 @@
  * reference (recorded by scripts/make_fixtures.py in reference.json,
  * "bf16_errors"), and never below 2e-2 (values) or 5e-2 (gradients). The
  * fixtures' weights are drawn large so that mistakes show, which magnifies
- * bf16 rounding too. */
+ * bf16 rounding too.
+ *
+ * Mixtures of experts (DeepSeek) in bf16 choose a different expert for the
+ * tokens whose router scores nearly tie, as transformers in bf16 does too
+ * (for other tokens): an expert that gains or loses a token has a different
+ * gradient, and so has every module upstream of that layer. So their LoRA
+ * gradients are compared as one vector per loss: its relative error is at
+ * most the largest of its tensors' (a norm-weighted mean of theirs), so twice
+ * transformers' largest per-tensor error bounds it as twice its own bounds
+ * each tensor. Each layer's share is printed. The routing must agree with the
+ * fp32 reference's for most tokens, and the DPO loss is checked through the
+ * four log-probabilities that determine it (a relative error of the loss
+ * magnifies theirs where the margin is large). */
 #include "testutil.h"
 
 #include "core/files.h"
@@ -18,6 +30,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +38,15 @@
 
 typedef struct {
     char name[32];   /* a folder of tests/data/fixtures (a copy: test processes are re-executed) */
+    bool moe;        /* routed experts: see above */
 } family;
 
 static family FAMILIES[] = {
-    {"tiny-qwen2"}, {"tiny-qwen3"}, {"tiny-llama31"}, {"tiny-mistral"}, {"tiny-llama-yarn"},
+    {"tiny-qwen2", false}, {"tiny-qwen3", false}, {"tiny-llama31", false}, {"tiny-mistral", false},
+    {"tiny-llama-yarn", false},
+    /* DeepSeek-V2/V3: MLA (heads padded to the kernels' width 32) and the routed experts */
+    {"tiny-deepseek-v2", true}, {"tiny-deepseek-v2-grouped", true}, {"tiny-deepseek-v3", true},
+    {"tiny-deepseek-v3-halves", true},
 };
 
 static char *fixture_path(const char *fam, const char *rel)
@@ -71,6 +89,7 @@ static double bound(json_t *errors, const char *name, double floor)
     return t > floor ? t : floor;
 }
 
+/* Each tensor under `prefix` against its bound. */
 static int expect_prefix(const char *fam, const st_file *got, const st_file *ref, json_t *errors, const char *prefix,
                          double floor)
 {
@@ -87,6 +106,61 @@ static int expect_prefix(const char *fam, const st_file *got, const st_file *ref
     return n;
 }
 
+/* A MoE model's LoRA gradients under `prefix` (sft.grad. / dpo.grad.) as
+ * one vector, against the largest bound of its tensors; each layer's part
+ * printed. Returns the tensors compared. */
+static int expect_moe_grads(const char *fam, const st_file *got, const st_file *ref, json_t *errors, const char *prefix,
+                            double floor)
+{
+    enum { MAXL = 64 };
+    double diff[MAXL] = {0}, norm[MAXL] = {0}, tol = 0;
+    int n = 0;
+    for (int i = 0; i < st_file_count(ref); i++) {
+        const st_tensor *b = st_file_at(ref, i), *a;
+        const char *at = strstr(b->name, "layers.");
+        int l;
+        if (strncmp(b->name, prefix, strlen(prefix)) || !at || sscanf(at, "layers.%d.", &l) != 1 || l < 0 ||
+            l >= MAXL || !(a = st_file_find(got, b->name)))
+            continue;
+        cr_assert_eq(a->numel, b->numel, "%s: %s", fam, b->name);
+        float *p = malloc(sizeof(float) * a->numel), *q = malloc(sizeof(float) * b->numel);
+        st_to_f32(a, p);
+        st_to_f32(b, q);
+        for (int64_t k = 0; k < a->numel; k++) diff[l] += (double)(p[k] - q[k]) * (p[k] - q[k]), norm[l] += (double)q[k] * q[k];
+        free(p), free(q);
+        double t = bound(errors, b->name, floor);
+        tol = t > tol ? t : tol;
+        n++;
+    }
+    double d = 0, r = 0;
+    for (int l = 0; l < MAXL; l++) {
+        if (norm[l] == 0) continue;
+        printf("GPUFAMILY %-16s %s layer %d: relative error %.3e\n", fam, prefix, l, sqrt(diff[l] / norm[l]));
+        d += diff[l], r += norm[l];
+    }
+    double e = r > 0 ? sqrt(d / r) : INFINITY;
+    printf("GPUFAMILY %-16s %s all %d tensors: relative error %.3e (bound %.1e)\n", fam, prefix, n, e, tol);
+    cr_expect(e <= tol, "%s: %s all %d tensors: relative error %.3e > %.1e", fam, prefix, n, e, tol);
+    return n;
+}
+
+/* The share of tokens whose chosen experts equal the reference's, over every MoE layer of the LoRA forward. */
+static double routing_agreement(const char *fam, const st_file *got, const st_file *ref)
+{
+    long same = 0, all = 0;
+    for (int i = 0; i < st_file_count(ref); i++) {
+        const st_tensor *b = st_file_at(ref, i), *a;
+        if (strncmp(b->name, "moe.lora.topk_idx.", 18) || !(a = st_file_find(got, b->name))) continue;
+        cr_assert(a->numel == b->numel && a->ndim == 3 && a->dtype == ST_I64 && b->dtype == ST_I64, "%s: %s", fam,
+                  b->name);
+        const int64_t *x = a->data, *y = b->data, K = b->shape[2];
+        for (int64_t t = 0; t < b->numel / K; t++, all++) same += !memcmp(x + t * K, y + t * K, sizeof(int64_t) * K);
+    }
+    cr_assert(all > 0, "%s: no routing in the dump", fam);
+    printf("GPUFAMILY %-16s routing: %ld of %ld token choices equal the fp32 reference's\n", fam, same, all);
+    return (double)same / (double)all;
+}
+
 static json_t *bf16_errors(const char *fam, json_t **root)
 {
     char *p = fixture_path(fam, "reference.json");
@@ -99,7 +173,7 @@ static json_t *bf16_errors(const char *fam, json_t **root)
 
 ParameterizedTestParameters(gpu_families, match_transformers_in_bf16)
 {
-    static family none[1] = {{"none"}};
+    static family none[1] = {{"none", false}};
     if (access("/dev/nvidiactl", F_OK) != 0) return cr_make_param_array(family, none, 1);
     return cr_make_param_array(family, FAMILIES, sizeof FAMILIES / sizeof FAMILIES[0]);
 }
@@ -113,11 +187,20 @@ ParameterizedTest(family *f, gpu_families, match_transformers_in_bf16, .timeout 
     cr_assert_eq(st_file_open(refpath, &ref), 0, "%s", ds_errmsg());
     int n = expect_prefix(f->name, got, ref, errors, "base.logits", 2e-2);
     n += expect_prefix(f->name, got, ref, errors, "lora.", 2e-2);
-    n += expect_prefix(f->name, got, ref, errors, "dpo.loss", 2e-2);
     n += expect_prefix(f->name, got, ref, errors, "dpo.policy", 2e-2);
     n += expect_prefix(f->name, got, ref, errors, "dpo.ref", 2e-2);
-    n += expect_prefix(f->name, got, ref, errors, "sft.grad.", 5e-2);
-    n += expect_prefix(f->name, got, ref, errors, "dpo.grad.", 5e-2);
+    if (!f->moe) {
+        n += expect_prefix(f->name, got, ref, errors, "dpo.loss", 2e-2);
+        n += expect_prefix(f->name, got, ref, errors, "sft.grad.", 5e-2);
+        n += expect_prefix(f->name, got, ref, errors, "dpo.grad.", 5e-2);
+    } else {
+        n += expect_moe_grads(f->name, got, ref, errors, "sft.grad.", 5e-2);
+        n += expect_moe_grads(f->name, got, ref, errors, "dpo.grad.", 5e-2);
+        double agree = routing_agreement(f->name, got, ref);
+        cr_expect(agree >= 0.85, "%s: only %.1f%% of the token choices equal the fp32 reference's", f->name, 100 * agree);
+        const st_tensor *a = st_file_find(got, "dpo.loss"), *b = st_file_find(ref, "dpo.loss");
+        if (a && b) printf("GPUFAMILY %-16s dpo.loss relative error %.3e (follows the log-probabilities)\n", f->name, rel(a, b));
+    }
     cr_expect(n >= 8, "%s: only %d tensors compared", f->name, n);
     st_file_close(got), st_file_close(ref);
     json_decref(root);
@@ -126,7 +209,7 @@ ParameterizedTest(family *f, gpu_families, match_transformers_in_bf16, .timeout 
 
 ParameterizedTestParameters(gpu_families, four_bit_twin_in_bf16)
 {
-    static family none[1] = {{"none"}};
+    static family none[1] = {{"none", false}};
     if (access("/dev/nvidiactl", F_OK) != 0) return cr_make_param_array(family, none, 1);
     return cr_make_param_array(family, FAMILIES, sizeof FAMILIES / sizeof FAMILIES[0]);
 }
@@ -150,21 +233,5 @@ ParameterizedTest(family *f, gpu_families, four_bit_twin_in_bf16, .timeout = 120
     cr_expect(e <= tol, "%s: logits relative error %.3e > %.1e", twin, e, tol);
     st_file_close(got), st_file_close(ref);
     json_decref(root);
-    free(dir), free(out), free(model), free(input);
-}
-
-/* DeepSeek-V2/V3 (MLA + experts) have no CUDA kernels yet: the GPU engine refuses them by name, never
- * falling back to the CPU. */
-Test(gpu_families, deepseek_is_refused_by_name_on_the_gpu, .timeout = 60)
-{
-    if (!tu_have_gpu()) cr_skip_test("no CUDA device: GPU tests skipped");
-    char *dir = tu_tmpdir(), *out = ds_path_join(dir, "dump.safetensors");
-    char *model = fixture_path("tiny-deepseek-v2", ""), *input = fixture_path("tiny-deepseek-v2", "reference.safetensors");
-    dump_request r = {.model_dir = model, .input = input, .out = out, .device = "cuda"};
-    int rc = dump_run(&r);
-    cr_expect_eq(rc, DS_EDATA, "rc %d: %s", rc, ds_errmsg());
-    cr_expect(strstr(ds_errmsg(), "DeepseekV2ForCausalLM") && strstr(ds_errmsg(), "not yet on the GPU"), "%s",
-              ds_errmsg());
-    cr_expect(!ds_exists(out), "nothing written");
     free(dir), free(out), free(model), free(input);
 }

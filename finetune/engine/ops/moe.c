@@ -1,8 +1,13 @@
 /* finetune/engine/ops/moe.c - the mixture of experts' router and token
  * grouping: the plain-C reference (fp32), as transformers' DeepseekV2Moe
  * (softmax; greedy or group_limited_greedy) and DeepseekV3MoE (sigmoid +
- * e_score_correction_bias for the choice, noaux_tc groups) compute them. */
+ * e_score_correction_bias for the choice, noaux_tc groups) compute them.
+ * The token gather and the weighted scatter have CUDA twins (cuda/moe.cu);
+ * the logits and the router's input gradient are fp32 products on the backend. */
 #include "ops_moe.h"
+#include "ops_moe_cuda.h"
+
+#include "backend/kernel.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -51,19 +56,21 @@ static void choose(const float *s, const float *bias, const moe_router *r, int *
     qsort(idx, (size_t)r->K, sizeof *idx, cmp_int);
 }
 
-void op_moe_route(backend *be, float *logits, float *scores, int32_t *idx, float *w, const void *x, const float *W,
-                  const float *bias, int N, int C, const moe_router *r)
+void op_moe_logits(backend *be, float *logits, float *xf, const void *x, const float *W, int N, int C, int E)
+{
+    be_act_to_f32(be, xf, x, (size_t)N * C);   /* transformers: F.linear(x.float(), W.float()) */
+    be_gemm_args g = {.M = N, .N = E, .K = C, .A = xf, .lda = C, .B = W, .ldb = C, .trans_b = true, .C = logits,
+                      .ldc = E, .c_f32 = true, .alpha = 1.0f, .beta = 0.0f, .all_f32 = true};
+    be_gemm(be, &g);
+}
+
+void moe_route_select(float *scores, int32_t *idx, float *w, const float *logits, const float *bias, int N,
+                      const moe_router *r)
 {
     const int E = r->E, K = r->K;
-    const float *X = x;
     for (int n = 0; n < N; n++) {
-        const float *xn = X + (size_t)n * C;
-        float *z = logits + (size_t)n * E, *s = scores + (size_t)n * E;
-        for (int e = 0; e < E; e++) {
-            float acc = 0;
-            for (int c = 0; c < C; c++) acc += xn[c] * W[(size_t)e * C + c];
-            z[e] = acc;
-        }
+        const float *z = logits + (size_t)n * E;
+        float *s = scores + (size_t)n * E;
         if (r->sigmoid) {
             for (int e = 0; e < E; e++) s[e] = 1.0f / (1.0f + expf(-z[e]));
         } else {
@@ -83,11 +90,10 @@ void op_moe_route(backend *be, float *logits, float *scores, int32_t *idx, float
             w[(size_t)n * K + k] = wk * r->scaling;
         }
     }
-    (void)be;
 }
 
-void op_moe_route_bwd(backend *be, float *dlogits, const float *dw, const float *dprob, const float *scores,
-                      const int32_t *idx, int N, const moe_router *r)
+void moe_route_bwd(float *dlogits, const float *dw, const float *dprob, const float *scores, const int32_t *idx, int N,
+                   const moe_router *r)
 {
     const int E = r->E, K = r->K;
     for (int n = 0; n < N; n++) {
@@ -122,11 +128,10 @@ void op_moe_route_bwd(backend *be, float *dlogits, const float *dw, const float 
             for (int e = 0; e < E; e++) dz[e] = s[e] * (ds[e] - sd);
         }
     }
-    (void)be;
 }
 
-int op_moe_group(int32_t *start, int32_t *row_token, int32_t *row_k, const int32_t *idx, float *w, int N, int K, int E,
-                 int capacity)
+int moe_group(int32_t *start, int32_t *row_token, int32_t *row_k, int32_t *tok_row, const int32_t *idx, float *w,
+              int N, int K, int E, int capacity)
 {
     int32_t count[1024] = {0}, fill[1024];
     int dropped = 0;
@@ -145,37 +150,46 @@ int op_moe_group(int32_t *start, int32_t *row_token, int32_t *row_k, const int32
     for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++) {
             int e = idx[(size_t)n * K + k];
+            tok_row[(size_t)n * K + k] = -1;
             if (capacity > 0 && count[e]++ >= capacity) continue;
             int r = fill[e]++;
             row_token[r] = n;
             row_k[r] = k;
+            tok_row[(size_t)n * K + k] = r;
         }
     return dropped;
 }
 
 void op_moe_gather(backend *be, void *xe, const void *x, const int32_t *row_token, int R, int C)
 {
+    DS_DISPATCH_CUDA(be, moe_gather_cuda(be, xe, x, row_token, R, C));
     for (int r = 0; r < R; r++)
         memcpy((float *)xe + (size_t)r * C, (const float *)x + (size_t)row_token[r] * C, sizeof(float) * (size_t)C);
-    (void)be;
 }
 
-void op_moe_scatter(backend *be, void *y, const void *ye, const float *w, const int32_t *row_token,
-                    const int32_t *row_k, int R, int K, int C)
+/* Token-major: each token sums its own choices' rows in k order, so that no
+ * two writers meet and the sum's order is fixed (the CUDA twin's too). */
+void op_moe_scatter(backend *be, void *y, const void *ye, const float *w, const int32_t *tok_row, int N, int K, int C)
 {
+    DS_DISPATCH_CUDA(be, moe_scatter_cuda(be, y, ye, w, tok_row, N, K, C));
     float *Y = y;
-    for (int r = 0; r < R; r++) {
-        float wr = w[(size_t)row_token[r] * K + row_k[r]];
-        const float *src = (const float *)ye + (size_t)r * C;
-        float *dst = Y + (size_t)row_token[r] * C;
-        for (int c = 0; c < C; c++) dst[c] += wr * src[c];
+    for (int n = 0; n < N; n++) {
+        float *dst = Y + (size_t)n * C;
+        for (int k = 0; k < K; k++) {
+            int r = tok_row[(size_t)n * K + k];
+            if (r < 0) continue;
+            const float *src = (const float *)ye + (size_t)r * C;
+            float wr = w[(size_t)n * K + k];
+            for (int c = 0; c < C; c++) dst[c] += wr * src[c];
+        }
     }
-    for (int r = 0; r < R; r++) be_round_act(be, Y + (size_t)row_token[r] * C, (size_t)C);   /* bf16 storage mode */
+    be_round_act(be, y, (size_t)N * C);   /* bf16 storage mode */
 }
 
 void op_moe_scatter_bwd(backend *be, void *dye, float *dw, const void *dy, const void *ye, const float *w,
                         const int32_t *row_token, const int32_t *row_k, int R, int K, int C)
 {
+    DS_DISPATCH_CUDA(be, moe_scatter_bwd_cuda(be, dye, dw, dy, ye, w, row_token, row_k, R, K, C));
     for (int r = 0; r < R; r++) {
         size_t wk = (size_t)row_token[r] * K + row_k[r];
         const float *g = (const float *)dy + (size_t)row_token[r] * C, *src = (const float *)ye + (size_t)r * C;
@@ -189,14 +203,19 @@ void op_moe_scatter_bwd(backend *be, void *dye, float *dw, const void *dy, const
     be_round_act(be, dye, (size_t)R * C);
 }
 
-void op_moe_gather_bwd(backend *be, void *dx, const void *dxe, const int32_t *row_token, int R, int C)
+void op_moe_gather_bwd(backend *be, void *dx, const void *dxe, const int32_t *tok_row, int N, int K, int C)
 {
-    for (int r = 0; r < R; r++) {
-        const float *src = (const float *)dxe + (size_t)r * C;
-        float *dst = (float *)dx + (size_t)row_token[r] * C;
-        for (int c = 0; c < C; c++) dst[c] += src[c];
+    DS_DISPATCH_CUDA(be, moe_gather_bwd_cuda(be, dx, dxe, tok_row, N, K, C));
+    for (int n = 0; n < N; n++) {
+        float *dst = (float *)dx + (size_t)n * C;
+        for (int k = 0; k < K; k++) {
+            int r = tok_row[(size_t)n * K + k];
+            if (r < 0) continue;
+            const float *src = (const float *)dxe + (size_t)r * C;
+            for (int c = 0; c < C; c++) dst[c] += src[c];
+        }
     }
-    for (int r = 0; r < R; r++) be_round_act(be, (float *)dx + (size_t)row_token[r] * C, (size_t)C);
+    be_round_act(be, dx, (size_t)N * C);
 }
 
 float moe_seq_aux_loss(const float *scores, const int32_t *idx, int B, int T, const moe_router *r, float alpha,
@@ -222,17 +241,12 @@ float moe_seq_aux_loss(const float *scores, const int32_t *idx, int B, int T, co
     return (float)(loss / B);
 }
 
-void op_moe_route_dx(backend *be, void *dx, const float *dlogits, const float *W, int N, int C, int E, float beta)
+void op_moe_route_dx(backend *be, void *dx, float *xf, const float *dlogits, const float *W, int N, int C, int E,
+                     float beta)
 {
-    float *X = dx;
-    for (int n = 0; n < N; n++) {
-        float *xn = X + (size_t)n * C;
-        const float *g = dlogits + (size_t)n * E;
-        for (int c = 0; c < C; c++) {
-            float acc = 0;
-            for (int e = 0; e < E; e++) acc += g[e] * W[(size_t)e * C + c];
-            xn[c] = (beta != 0 ? beta * xn[c] : 0.0f) + acc;
-        }
-    }
-    be_round_act(be, dx, (size_t)N * C);
+    be_gemm_args g = {.M = N, .N = C, .K = E, .A = dlogits, .lda = E, .B = W, .ldb = C, .C = xf, .ldc = C,
+                      .c_f32 = true, .alpha = 1.0f, .beta = 0.0f, .all_f32 = true};
+    be_gemm(be, &g);
+    if (beta != 0) be_add_f32_to_act(be, dx, xf, (size_t)N * C);
+    else be_f32_to_act(be, dx, xf, (size_t)N * C);
 }

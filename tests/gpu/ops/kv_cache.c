@@ -51,6 +51,7 @@ static void run_kv(tctx *t, const op_case *c)
 const op_case GPU_CASES_KV_CACHE[] = {
     {.run = run_kv, .op = OP_KV_STORE, .B = 3, .T = 40, .N = 17, .H = 4, .Hkv = 2, .D = 64, .tol = F32},
     {.run = run_kv, .op = OP_KV_STORE, .B = 1, .T = 300, .N = 1, .H = 32, .Hkv = 32, .D = 128, .tol = F32},
+    {.run = run_kv, .op = OP_KV_STORE, .B = 2, .T = 40, .N = 9, .H = 4, .Hkv = 4, .D = 192, .tol = F32},
     /* decode steps (one token per row), a prefill, grouped heads, windows, a scale */
     {.run = run_kv, .op = OP_ATTN_CACHED, .B = 1, .T = 1, .N = 1, .H = 2, .Hkv = 2, .D = 16, .tol = BF},
     {.run = run_kv, .op = OP_ATTN_CACHED, .B = 4, .T = 300, .N = 4, .H = 32, .Hkv = 8, .D = 128, .tol = BF},
@@ -58,6 +59,10 @@ const op_case GPU_CASES_KV_CACHE[] = {
     {.run = run_kv, .op = OP_ATTN_CACHED, .B = 2, .T = 257, .N = 9, .H = 4, .Hkv = 2, .D = 32, .K = 8, .tol = BF},
     {.run = run_kv, .op = OP_ATTN_CACHED, .B = 2, .T = 500, .N = 5, .H = 6, .Hkv = 3, .D = 128, .K = 100,
      .p = 0.05f, .tol = BF},
+    /* D = 192 (DeepSeek-V2 latent attention): all heads cached, then grouped with a window and a scale */
+    {.run = run_kv, .op = OP_ATTN_CACHED, .B = 4, .T = 300, .N = 4, .H = 4, .Hkv = 4, .D = 192, .tol = BF},
+    {.run = run_kv, .op = OP_ATTN_CACHED, .B = 1, .T = 130, .N = 50, .H = 4, .Hkv = 1, .D = 192, .K = 64, .p = 0.1f,
+     .tol = BF},
     {.run = run_kv, .op = OP_ATTN_CACHED, .B = 1, .T = 4096, .N = 1, .H = 32, .Hkv = 32, .D = 128, .tol = BF,
      .heavy = true},
 };

@@ -26,7 +26,12 @@
  * Launch of kernel 2: grid (ceil(T / 64), Hkv, B), 128 threads; the first key
  * tiles have the most query tiles to visit and are scheduled first. Shared
  * memory: K, V, Q, dO tiles, the 64 x 64 dSᵀ tile, lse/delta/segment rows
- * (78 KB at D = 128; two blocks fit on an H100 SM).
+ * (78 KB at D = 128; two blocks fit on an H100 SM; 110 KB at D = 192: still
+ * two on an H100, too much for the 99 KB of an RTX 4090, where the launch
+ * fails and says so). At D = 192 the dK and dV accumulators (2 x 24 x 4 fp32
+ * a thread) bring the kernel to the 255-register limit with a few spilled
+ * words; splitting D over two blocks would avoid that but recompute S and dP
+ * twice.
  */
 #include "backend/backend.h"
 #include "backend/kernel.h"
@@ -293,6 +298,11 @@ static void launch_bwd(backend *be, const attn_params &p)
 {
     static bool configured = false;   /* raise the dynamic shared-memory limit once per head size */
     const size_t smem = bwd_smem<D>::BYTES;
+    if (smem > (size_t)attn_smem_limit()) {
+        be_fail(be, DS_EINTERNAL, "attention_bwd: head_dim %d needs %zu bytes of shared memory per block; this GPU "
+                "allows %d", D, smem, attn_smem_limit());
+        return;
+    }
     if (!configured) {
         cudaError_t e = cudaFuncSetAttribute(attention_bwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) {
@@ -348,7 +358,8 @@ extern "C" void attention_bwd_cuda(backend *be, void *dq, void *dk, void *dv, co
     case 16: launch_bwd<16>(be, p); break;
     case 32: launch_bwd<32>(be, p); break;
     case 64: launch_bwd<64>(be, p); break;
-    default: launch_bwd<128>(be, p); break;
+    case 128: launch_bwd<128>(be, p); break;
+    default: launch_bwd<192>(be, p); break;
     }
     if (be->err) return;
     size_t blocks = (nq + 255) / 256;

@@ -108,6 +108,20 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
     return *(uint32_t *)&v;
 }
 
+/* The device's opt-in shared memory per block in bytes (227 KB on an H100, 99
+ * KB on an RTX 4090), asked once: a process drives one GPU. */
+static inline int attn_smem_limit(void)
+{
+    static int limit = -1;
+    if (limit < 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            limit = 48 * 1024;
+    }
+    return limit;
+}
+
 /* Start copying rows [r0, r0 + ROWS) of a (T, D) head slice (row stride `stride`
  * elements) into a shared tile of rows D + ATTN_PAD; rows at or past T read as
  * zeros. Every thread of the block takes part. */

@@ -20,7 +20,10 @@
  * Launch: grid (ceil(T / BQ), H, B), 128 threads; the query tiles run last to
  * first so that the long (late) rows start first and the short ones fill the
  * tail. Shared memory: Q tile + 2 x (K, V) tiles + 2 x 64 key segment ids
- * (104 KB at D = 128, MT = 2: two blocks per H100 SM).
+ * (104 KB at D = 128, MT = 2: two blocks per H100 SM). With MT = 1 the Q tile
+ * borrows the second K stage (Q is in registers before that stage is first
+ * filled): 100.5 KB at D = 192, two blocks per H100 SM, too much for the 99 KB
+ * of an RTX 4090 (the launch then fails and says so).
  */
 #include "backend/backend.h"
 #include "backend/kernel.h"
@@ -38,19 +41,26 @@
 /* MT = 16-row m-tiles per warp (1 or 2). With MT = 2 every K/V fragment read
  * from shared memory feeds twice as many mma instructions (shared-memory
  * bandwidth, not the tensor cores, is the limit of this design); Q then no
- * longer fits in registers next to O and is re-read from shared memory. */
+ * longer fits in registers next to O and is re-read from shared memory.
+ * With MT = 1, Q is read into registers once and its tile (64 rows, the size
+ * of a K tile) is K stage 1, which the first prefetch overwrites. */
 template <int D, int MT>
 struct fwd_cfg {
     static constexpr int ROWS = 16 * MT;                                      /* query rows per warp */
     static constexpr int BQ = ATTN_WARPS * ROWS;                              /* query rows per block */
     static constexpr bool Q_IN_REGS = MT == 1;
     static constexpr int LD = D + ATTN_PAD;
-    static constexpr size_t Q = 0;                                            /* bf16 [BQ][LD] */
-    static constexpr size_t K = Q + (size_t)BQ * LD * 2;                      /* bf16 [2][64][LD] */
+    static constexpr size_t K = Q_IN_REGS ? 0 : (size_t)BQ * LD * 2;          /* bf16 [2][64][LD] */
+    static constexpr size_t Q = Q_IN_REGS ? K + (size_t)ATTN_BK * LD * 2 : 0; /* bf16 [BQ][LD] */
     static constexpr size_t V = K + (size_t)2 * ATTN_BK * LD * 2;             /* bf16 [2][64][LD] */
     static constexpr size_t SEG = V + (size_t)2 * ATTN_BK * LD * 2;           /* int [2][64] */
     static constexpr size_t BYTES = SEG + (size_t)2 * ATTN_BK * 4;
 };
+
+/* Widest MT per head size: at D = 192 two m-tiles would hold 2 x 24 x 4 fp32
+ * output accumulators a thread, and spill. */
+template <int D>
+constexpr int fwd_max_mt = D <= 128 ? 2 : 1;
 
 /* out (B*T, H, D) and lse (B*T, H) from q (B*T, H, D), k, v (B*T, Hkv, D).
  * SKIP: visit only the key tiles whose segment ids can meet the block's (a
@@ -122,6 +132,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
 #pragma unroll
         for (int kt = 0; kt < KT; kt++)
             ldmatrix_x4(qf[kt], sQ + (warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + kt * 16 + (lane / 16) * 8);
+        __syncthreads();   /* every warp has its Q: the first prefetch may now overwrite the tile (K stage 1) */
     }
 
     float o[MT][DT][4];
@@ -297,6 +308,11 @@ static void launch_fwd(backend *be, const attn_params &p)
 {
     static bool configured = false;   /* raise the dynamic shared-memory limit once per kernel */
     const size_t smem = fwd_cfg<D, MT>::BYTES;
+    if (smem > (size_t)attn_smem_limit()) {
+        be_fail(be, DS_EINTERNAL, "attention_fwd: head_dim %d needs %zu bytes of shared memory per block; this GPU "
+                "allows %d", D, smem, attn_smem_limit());
+        return;
+    }
     if (!configured) {
         cudaError_t e = cudaFuncSetAttribute(attention_fwd_kernel<D, MT, SKIP>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -312,21 +328,20 @@ static void launch_fwd(backend *be, const attn_params &p)
     cuda_check_launch(be, "attention_fwd");
 }
 
-/* MT = 2 unless asked otherwise or its tiles exceed the block's shared-memory
- * limit (an RTX 4090 allows 99 KB: D = 128 then runs with MT = 1). */
+/* MT = 2 unless asked otherwise, its tiles exceed the block's shared-memory
+ * limit (an RTX 4090 allows 99 KB: D = 128 then runs with MT = 1) or the head
+ * is too wide for it (D = 192: always MT = 1; no MT = 2 kernel is built). */
 template <int D>
 static void launch_fwd_rows(backend *be, const attn_params &p, int mt)
 {
-    static int limit = -1;
-    if (limit < 0) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-            limit = 48 * 1024;
+    const bool skip = p.seg_ranges != NULL;
+    if constexpr (fwd_max_mt<D> == 2) {
+        if (mt == 2 && fwd_cfg<D, 2>::BYTES <= (size_t)attn_smem_limit()) {
+            skip ? launch_fwd<D, 2, true>(be, p) : launch_fwd<D, 2, false>(be, p);
+            return;
+        }
     }
-    const bool two = mt == 2 && fwd_cfg<D, 2>::BYTES <= (size_t)limit, skip = p.seg_ranges != NULL;
-    if (two) skip ? launch_fwd<D, 2, true>(be, p) : launch_fwd<D, 2, false>(be, p);
-    else skip ? launch_fwd<D, 1, true>(be, p) : launch_fwd<D, 1, false>(be, p);
+    skip ? launch_fwd<D, 1, true>(be, p) : launch_fwd<D, 1, false>(be, p);
 }
 
 /* ranges (B, ntiles, 2) = min and max of seg over each 64-row tile of each batch
@@ -361,8 +376,8 @@ extern "C" bool attention_seg_ranges(backend *be, int *ranges, const int32_t *se
 extern "C" bool attention_check_args(backend *be, const char *op, const void *q, const void *k, const void *v, int B,
                                      int T, int H, int Hkv, int D)
 {
-    if (D != 16 && D != 32 && D != 64 && D != 128) {
-        be_fail(be, DS_EINTERNAL, "%s: head_dim %d is not supported by the CUDA kernels (16, 32, 64 or 128)", op, D);
+    if (D != 16 && D != 32 && D != 64 && D != 128 && D != 192) {
+        be_fail(be, DS_EINTERNAL, "%s: head_dim %d is not supported by the CUDA kernels (16, 32, 64, 128 or 192)", op, D);
         return false;
     }
     if (Hkv <= 0 || H % Hkv) {
@@ -401,13 +416,14 @@ extern "C" void attention_fwd_cuda(backend *be, void *out, float *lse, const voi
         if (!ranges || !attention_seg_ranges(be, ranges, seg, B, T)) return;
         p.seg_ranges = ranges;
     }
-    /* Rows per warp: 32 (two m-tiles) by default; the backend's attn_fwd_rows = 16
-     * selects one m-tile (a tuning choice that bench kernels compares). */
+    /* Rows per warp: 32 (two m-tiles) by default, 16 at D = 192; the backend's
+     * attn_fwd_rows = 16 selects one m-tile (a tuning choice that bench kernels compares). */
     const int mt = be->attn_fwd_rows == 16 ? 1 : 2;
     switch (D) {
     case 16: launch_fwd_rows<16>(be, p, mt); break;
     case 32: launch_fwd_rows<32>(be, p, mt); break;
     case 64: launch_fwd_rows<64>(be, p, mt); break;
-    default: launch_fwd_rows<128>(be, p, mt); break;
+    case 128: launch_fwd_rows<128>(be, p, mt); break;
+    default: launch_fwd_rows<192>(be, p, mt); break;
     }
 }

@@ -4,10 +4,11 @@
  * Decoding attends with one query per sequence, so the work is a block per
  * (token, query head), its warps splitting the cached positions (a batch of
  * one still fills the GPU: 32 heads x 8 warps): the lanes split the head's D
- * values (D <= 128: four per lane), a score is a warp-wide sum, and each warp's
- * softmax runs online (running maximum and sum, its output rescaled when the
- * maximum grows), in fp32, reading each cached key and value once; the warps'
- * partial results are merged in shared memory. */
+ * values (D <= 192, the width of DeepSeek-V2's latent attention heads: up to
+ * six per lane), a score is a warp-wide sum, and each warp's softmax runs
+ * online (running maximum and sum, its output rescaled when the maximum
+ * grows), in fp32, reading each cached key and value once; the warps' partial
+ * results are merged in shared memory. */
 #include "backend/backend.h"
 #include "backend/kernel.h"
 #include "core/status.h"
@@ -19,7 +20,7 @@
 
 typedef __nv_bfloat16 bf16;
 
-#define KV_MAX_D 128
+#define KV_MAX_D 192
 #define PER_LANE (KV_MAX_D / 32)
 
 /* One thread per stored value: slot row[n] * ctx + pos[n] gets token n's key and value. */
