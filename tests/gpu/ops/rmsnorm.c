@@ -32,6 +32,10 @@ const op_case GPU_CASES_RMSNORM[] = {
     {.run = run_rmsnorm, .op = OP_RMSNORM_FWD, .N = 37, .C = 130, .tol = BF},
     {.run = run_rmsnorm, .op = OP_RMSNORM_FWD, .N = 64, .C = 4096, .tol = BF},
     {.run = run_rmsnorm, .op = OP_RMSNORM_FWD, .N = 5, .C = 8, .tol = BF},
+    /* a decode step's rows: a block a row */
+    {.run = run_rmsnorm, .op = OP_RMSNORM_FWD, .N = 1, .C = 4096, .tol = BF},
+    {.run = run_rmsnorm, .op = OP_RMSNORM_FWD, .N = 3, .C = 11008, .tol = BF},
+    {.run = run_rmsnorm, .op = OP_RMSNORM_FWD, .N = 65, .C = 4096, .tol = BF},
     {.run = run_rmsnorm, .op = OP_RMSNORM_BWD, .N = 37, .C = 130, .tol = BF},
     {.run = run_rmsnorm, .op = OP_RMSNORM_BWD, .N = 64, .C = 4096, .tol = BF},
 };

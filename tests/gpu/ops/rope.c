@@ -23,5 +23,7 @@ const op_case GPU_CASES_ROPE[] = {
     {.run = run_rope, .op = OP_ROPE, .N = 37, .H = 3, .D = 16, .p = 1.0f, .tol = BF},
     {.run = run_rope, .op = OP_ROPE, .N = 64, .H = 32, .D = 128, .p = 1.0f, .flag = 1, .tol = BF},
     {.run = run_rope, .op = OP_ROPE, .N = 37, .H = 4, .D = 64, .p = 4.0f, .tol = BF},
+    {.run = run_rope, .op = OP_ROPE, .N = 1, .H = 32, .D = 128, .p = 1.0f, .tol = BF},
+    {.run = run_rope, .op = OP_ROPE, .N = 8, .H = 28, .D = 128, .p = 1.0f, .flag = 3, .tol = BF},
 };
 const int GPU_NCASES_ROPE = sizeof GPU_CASES_ROPE / sizeof GPU_CASES_ROPE[0];

@@ -1,7 +1,9 @@
 /* finetune/engine/ops/cuda/rmsnorm.cu - CUDA twins of op_rmsnorm_fwd / op_rmsnorm_bwd
  * (rmsnorm.c holds the references).
  *
- * One warp per row, 8 rows per 256-thread block. A row is read twice (once
+ * One warp per row, 8 rows per 256-thread block; a few rows (a decode step's)
+ * take a whole block each instead, so that a row's loads are not one warp's
+ * chain of dependent steps. A row is read twice (once
  * for its statistic, once to write); the second pass hits L1/L2. When C is a
  * multiple of 8 and the pointers are 16-byte aligned, each lane moves 8 values
  * per 16-byte access; otherwise one value per access. fp32 math in the
@@ -20,6 +22,7 @@ typedef __nv_bfloat16 bf16;
 /* From backend/backend_cuda.cu. */
 
 #define ROWS_PER_BLOCK 8
+#define SMALL_ROWS 64   /* up to this many rows (of at least 1024 values), a block a row */
 
 __device__ __forceinline__ float warp_sum(float v)
 {
@@ -84,6 +87,39 @@ __global__ void rmsnorm_fwd_kernel(bf16 *out, float *rstd, const bf16 *x, const 
     }
 }
 
+/* The forward of one row per 256-thread block (C % 8 == 0, 16-byte aligned):
+ * each thread's sum of squares, then the block's through the warps'. */
+__global__ void rmsnorm_fwd_row_kernel(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, int C, float eps)
+{
+    __shared__ float part[8];
+    const int row = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const bf16 *xr = x + (size_t)row * C;
+    bf16 *orow = out + (size_t)row * C;
+    float ss = 0;
+    for (int c = threadIdx.x * 8; c < C; c += 256 * 8) {
+        float v[8];
+        unpack8(v, *(const uint4 *)(xr + c));
+#pragma unroll
+        for (int k = 0; k < 8; k++) ss += v[k] * v[k];
+    }
+    ss = warp_sum(ss);
+    if (lane == 0) part[warp] = ss;
+    __syncthreads();
+    ss = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i++) ss += part[i];
+    const float r = 1.0f / sqrtf(ss / (float)C + eps);
+    if (threadIdx.x == 0) rstd[row] = r;
+    for (int c = threadIdx.x * 8; c < C; c += 256 * 8) {
+        float v[8], ww[8];
+        unpack8(v, *(const uint4 *)(xr + c));
+        unpack8(ww, *(const uint4 *)(w + c));
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = v[k] * r * ww[k];
+        *(uint4 *)(orow + c) = pack8(v);
+    }
+}
+
 /* dx (N, C) += r w dout - (r^3 / C) x sum(dout w x); dout, x (N, C), w (C), rstd (N). */
 template <bool VEC>
 __global__ void rmsnorm_bwd_kernel(bf16 *dx, const bf16 *dout, const bf16 *x, const bf16 *w, const float *rstd, int N,
@@ -138,7 +174,10 @@ extern "C" void rmsnorm_fwd_cuda(backend *be, void *out, float *rstd, const void
     if (N <= 0 || C <= 0) return;
     unsigned blocks = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
     bool vec = C % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w);
-    if (vec)
+    if (vec && N <= SMALL_ROWS && C >= 1024)
+        rmsnorm_fwd_row_kernel<<<N, 256, 0, cuda_stream(be)>>>((bf16 *)out, rstd, (const bf16 *)x, (const bf16 *)w, C,
+                                                               eps);
+    else if (vec)
         rmsnorm_fwd_kernel<true><<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(
             (bf16 *)out, rstd, (const bf16 *)x, (const bf16 *)w, N, C, eps);
     else

@@ -19,27 +19,29 @@ typedef __nv_bfloat16 bf16;
 /* From backend/backend_cuda.cu. */
 
 /* x (N, nh, D) rotated in place: element i < D/2 pairs with i + D/2.
- * One thread per (token n, frequency i): it computes cos/sin once and rotates
- * that pair in every head. Grid-stride over N * D/2 (256-thread blocks), so
- * neighbouring threads touch neighbouring elements of a head. */
+ * One thread per (token n, head h, frequency i), grid-stride over N * nh * D/2
+ * (256-thread blocks): neighbouring threads touch neighbouring elements of a
+ * head, and a decode step's few tokens still spread over many threads (a
+ * thread looping over the heads made one token's rope a chain of dependent
+ * memory accesses). Each thread computes its own cos/sin: cheap next to the
+ * memory traffic. */
 __global__ void rope_kernel(bf16 *x, const int32_t *pos, int N, int nh, int D, int inverse, rope_table f)
 {
-    int half = D / 2;
-    size_t total = (size_t)N * half;
+    const int half = D / 2;
+    const size_t total = (size_t)N * nh * half;
     for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
-        int n = (int)(t / half), i = (int)(t % half);
+        const int i = (int)(t % half);
+        const size_t head = t / half;               /* n * nh + h */
+        const int n = (int)(head / nh);
         float ang = (float)pos[n] * f.inv_freq[i];
         float s, c;
         sincosf(ang, &s, &c);
         c *= f.scale;
         s *= inverse ? -f.scale : f.scale;
-        bf16 *row = x + (size_t)n * nh * D;
-        for (int h = 0; h < nh; h++) {
-            bf16 *v = row + (size_t)h * D;
-            float a = __bfloat162float(v[i]), b = __bfloat162float(v[i + half]);
-            v[i] = __float2bfloat16_rn(a * c - b * s);
-            v[i + half] = __float2bfloat16_rn(b * c + a * s);
-        }
+        bf16 *v = x + head * D;
+        float a = __bfloat162float(v[i]), b = __bfloat162float(v[i + half]);
+        v[i] = __float2bfloat16_rn(a * c - b * s);
+        v[i + half] = __float2bfloat16_rn(b * c + a * s);
     }
 }
 
@@ -53,7 +55,7 @@ extern "C" void rope_cuda(backend *be, void *x, const int32_t *pos, int N, int n
         return;
     }
     rope_table f = *rt;   /* by value: the kernel reads it from its parameter space */
-    size_t total = (size_t)N * (D / 2);
+    size_t total = (size_t)N * nh * (D / 2);
     size_t blocks = (total + 255) / 256;
     if (blocks > 65535) blocks = 65535;
     rope_kernel<<<(unsigned)blocks, 256, 0, cuda_stream(be)>>>((bf16 *)x, pos, N, nh, D, inverse, f);
