@@ -12,9 +12,10 @@
 # with transformers), base (the benchmark with .device/bin/ds-ft-base, another
 # build to compare with, when present).
 # Model families: families (tests/gpu/test_gpu_families against the fixtures of
-# tests/data/fixtures), hffam (scripts/hf_check_family.py on each dense family:
-# PEFT loads ds-ft's adapters, merges load in transformers), benchfam (bench
-# train of the R1-Distill shapes at micro-batch 1 and 4).
+# tests/data/fixtures, DeepSeek's included), benchmoe (bench train of
+# deepseek-v2-lite at micro-batch 1, 4, 8), hffam (scripts/hf_check_family.py on
+# each dense family: PEFT loads ds-ft's adapters, merges load in transformers),
+# benchfam (bench train of the R1-Distill shapes at micro-batch 1 and 4).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -82,6 +83,11 @@ for s in $stages; do
                   --rank 16 --steps 4 --warmup 2 > "$logs/bench-$shape-$mb.log" 2>&1
                 echo "bench $shape mb$mb: exit $?"; grep -v RESULT "$logs/bench-$shape-$mb.log" | tail -3
               done
+            done;;
+    benchmoe) for mb in 1 4 8; do   # DeepSeek-V2-Lite on random NF4 weights: MLA + 64 routed experts
+              timeout -k 5 240 "$DSFT" bench train --shape deepseek-v2-lite --seq 2048 --batch $mb --steps 3 --warmup 1 \
+                > "$logs/bench-v2-lite-$mb.log" 2>&1
+              echo "bench deepseek-v2-lite mb$mb: exit $?"; grep -v RESULT "$logs/bench-v2-lite-$mb.log" | tail -2
             done;;
     dpo)    timeout -k 5 150 "$DSFT" bench train --shape deepseek-llm-7b --seq 1024 --batch 2 --loss dpo \
               --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 > "$logs/dpo.log" 2>&1

@@ -29,7 +29,8 @@ if ls "$T/b/tensorboard" >/dev/null 2>&1; then fail "tensorboard events without 
 "$DSFT" recipes/tiny.yaml output_dir="$T/c" train.max_steps=400 save.every_steps=2 eval.before_training=false \
     save.merge=false >/dev/null 2>&1 &
 pid=$!
-for _ in $(seq 600); do [ -e "$T/c/run_info.json" ] && break; sleep 0.1; done
+# Both files are written by rename, run_info.json first: wait for the page too.
+for _ in $(seq 600); do [ -e "$T/c/run_info.json" ] && [ -e "$T/c/report.html" ] && break; sleep 0.1; done
 kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 has "$T/c/run_info.json" '"state": "running"' "a checkpoint writes run_info.json"
