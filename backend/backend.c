@@ -232,6 +232,41 @@ size_t be_peak_bytes(const backend *be) { return be->peak_bytes; }
 
 /* ------------------------------------------------------- recorded work */
 
+int be_reserve_streams(backend *be, int n)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA && !be->err) return cuda_reserve_streams(be, n);
+#endif
+    (void)n;
+    return 0;
+}
+
+size_t be_stream_bytes(const backend *be) { return be->kind == BE_CUDA ? CUDA_LT_WORKSPACE : 0; }
+
+void be_fork(backend *be, int n)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA && !be->err) cuda_fork(be, n);
+#endif
+    (void)n;
+}
+
+void be_use_stream(backend *be, int i)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) cuda_use_stream(be, i);
+#endif
+    (void)i;
+}
+
+void be_join(backend *be)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) cuda_join(be);
+#endif
+    (void)be;
+}
+
 bool be_can_record(const backend *be) { return be->kind == BE_CUDA; }
 
 int be_record_begin(backend *be)

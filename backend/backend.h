@@ -162,6 +162,26 @@ int be_record_end(backend *be, be_recording **out);
 void be_replay(backend *be, be_recording *r);
 void be_recording_free(be_recording *r);
 
+/* Products side by side (CUDA; on the CPU these do nothing and work runs in
+ * order). Small products, such as one expert's over its few rows, fill a
+ * fraction of a GPU; several queued on side streams run at once.
+ * be_reserve_streams() : make up to n side streams (BE_MAX_STREAMS) at set-up,
+ *                        each with its own cuBLASLt workspace, @return how many exist.
+ * be_stream_bytes() : the device memory one side stream takes (0 on the CPU).
+ * be_fork() : work queued after it on be_use_stream(i) (i taken mod n) starts
+ *             once everything queued before is done, beside the other side
+ *             streams' work; with fewer than 2 side streams it stays in order.
+ * be_use_stream() : queue the next launches on side stream i.
+ * be_join() : later work waits for all of it; launches return to the main stream.
+ * Work on different side streams must not touch the same memory, nor use the
+ * same workspace slot (be_workspace) while the streams are forked. */
+#define BE_MAX_STREAMS 4
+int be_reserve_streams(backend *be, int n);
+size_t be_stream_bytes(const backend *be);
+void be_fork(backend *be, int n);
+void be_use_stream(backend *be, int i);
+void be_join(backend *be);
+
 /* Scratch buffers owned by the backend, one per purpose so that an op may
  * use its own while the caller holds another. A slot grows on demand; the
  * engine asks for every size it will need at set-up (be_reserve), so that

@@ -25,17 +25,19 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 typedef __nv_bfloat16 bf16;
 
-#define GEMM_PLANS 256                      /* cached cuBLASLt plans (distinct shapes) */
-#define LT_WORKSPACE (32u << 20)            /* cuBLASLt workspace: 32 MiB */
+#define GEMM_PLANS 1024                     /* cached cuBLASLt plans (distinct shapes) */
+#define LT_WORKSPACE CUDA_LT_WORKSPACE
 
 typedef struct {
     int M, N, K, lda, ldb, ldc;
     unsigned char ta, tb, cf32, abf32;
     unsigned char align_a, align_b, align_c;   /* pointer alignment in bytes, capped at 16 */
+    unsigned char exact;                        /* M and K as given, not rounded to a size class */
 } gemm_key;
 
 typedef struct {
@@ -45,6 +47,7 @@ typedef struct {
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t lay_b, lay_a, lay_c;   /* cuBLASLt's A (our B), B (our A), C = D */
     cublasLtMatmulAlgo_t algo;
+    int cur_M, cur_K;                       /* the M and K the layouts hold now (key's M, K rounded up) */
 } gemm_plan;
 
 typedef struct {
@@ -58,9 +61,15 @@ typedef struct {
     int device;
     char name[256];
     int sm_count;
-    cudaStream_t stream;
+    cudaStream_t stream;                    /* where launches go now: home, or a side stream between fork and join */
+    cudaStream_t home;
     cublasLtHandle_t lt;
     void *lt_ws;
+    void *cur_ws;                           /* the cuBLASLt workspace of the current stream */
+    int n_side, forked;                     /* side streams made; in use since the last fork */
+    cudaStream_t side[BE_MAX_STREAMS];
+    cudaEvent_t fork_ev, join_ev[BE_MAX_STREAMS];
+    void *side_ws[BE_MAX_STREAMS];
     alloc_rec *allocs;                      /* live allocations, for bytes_in_use */
     size_t nallocs, cap_allocs;
     gemm_plan plans[GEMM_PLANS];
@@ -159,7 +168,8 @@ extern "C" int cuda_open(backend *be)
     }
     snprintf(s->name, sizeof s->name, "%s", prop.name);
     s->sm_count = prop.multiProcessorCount;
-    s->lt_ws = cuda_alloc(be, LT_WORKSPACE, "cuBLASLt workspace");
+    s->lt_ws = s->cur_ws = cuda_alloc(be, LT_WORKSPACE, "cuBLASLt workspace");
+    s->home = s->stream;
     if (!s->lt_ws) {
         int rc = ds_fail(DS_ETRAIN, "opening the CUDA device: %s", be->errmsg);
         cublasLtDestroy(s->lt);
@@ -190,8 +200,15 @@ extern "C" void cuda_close(backend *be)
     for (int i = 0; i < GEMM_PLANS; i++) destroy_plan(&s->plans[i]);
     for (int i = 0; i < WS_NSLOTS; i++) cuda_free(be, s->ws.ws[i]);
     cuda_free(be, s->lt_ws);
+    for (int i = 0; i < s->n_side; i++) {
+        cudaStreamSynchronize(s->side[i]);
+        cuda_free(be, s->side_ws[i]);
+        cudaEventDestroy(s->join_ev[i]);
+        cudaStreamDestroy(s->side[i]);
+    }
+    if (s->n_side) cudaEventDestroy(s->fork_ev);
     cublasLtDestroy(s->lt);
-    cudaStreamDestroy(s->stream);
+    cudaStreamDestroy(s->home);
     free(s->allocs);
     free(s);
     be->impl = NULL;
@@ -432,6 +449,7 @@ static void build_plan(backend *be, gemm_plan *p, const gemm_key *k)
     memset(p, 0, sizeof *p);
     p->used = true;
     p->key = *k;
+    p->cur_M = k->M, p->cur_K = k->K;
     if (k->K == 0) {   /* C = beta C: nothing for cuBLASLt to multiply */
         p->fallback = true;
         return;
@@ -469,13 +487,30 @@ static void build_plan(backend *be, gemm_plan *p, const gemm_key *k)
     else p->fallback = true;
 }
 
-/* The cached plan for this product (built on first use). */
-static gemm_plan *get_plan(backend *be, const be_gemm_args *g)
+/* A size class for a product's M or K: the rows routed to one expert change
+ * every step, and a plan per distinct count would fill the cache and ask
+ * cuBLASLt's heuristic again and again. Up to 64 exact, then multiples of 32
+ * up to 1024, then of 128. A size is rounded only where it is not the leading
+ * dimension's row count (a layout's rows may not pass its ld). */
+static int size_class(int x, int ld_cap)
+{
+    int c = x <= 64 ? x : x <= 1024 ? (x + 31) / 32 * 32 : (x + 127) / 128 * 128;
+    return c > ld_cap ? x : c;
+}
+
+/* The cached plan for this product (built on first use); exact: M and K as
+ * given, for a shape the size class's algorithm refuses. */
+static gemm_plan *get_plan(backend *be, const be_gemm_args *g, bool exact)
 {
     cuda_state *s = st(be);
     gemm_key k;
     memset(&k, 0, sizeof k);   /* padding bytes take part in the hash */
-    k.M = g->M, k.N = g->N, k.K = g->K, k.lda = g->lda, k.ldb = g->ldb, k.ldc = g->ldc;
+    /* M is the row count of A's layout when A is transposed, K when it is not, and K of B's when B is */
+    int m_cap = g->trans_a ? g->lda : INT_MAX, k_cap = g->trans_a ? INT_MAX : g->lda;
+    if (g->trans_b && g->ldb < k_cap) k_cap = g->ldb;
+    k.M = exact ? g->M : size_class(g->M, m_cap);
+    k.K = exact ? g->K : size_class(g->K, k_cap);
+    k.N = g->N, k.lda = g->lda, k.ldb = g->ldb, k.ldc = g->ldc, k.exact = exact;
     k.ta = g->trans_a, k.tb = g->trans_b, k.cf32 = g->c_f32, k.abf32 = g->all_f32;
     k.align_a = align_of(g->A), k.align_b = align_of(g->B), k.align_c = align_of(g->C);
     uint64_t h = key_hash(&k);
@@ -493,24 +528,106 @@ static gemm_plan *get_plan(backend *be, const be_gemm_args *g)
     return p;
 }
 
+/* Point a size class's layouts at this product's M and K (host-side attributes only). */
+static bool set_dims(backend *be, gemm_plan *p, int M, int K)
+{
+    if (p->cur_M == M && p->cur_K == K) return true;
+    const gemm_key *k = &p->key;
+    uint64_t a_rows = k->ta ? M : K, a_cols = k->ta ? K : M, b_rows = k->tb ? K : k->N, b_cols = k->tb ? k->N : K;
+    uint64_t c_cols = M;
+    cublasLtMatrixLayoutAttribute_t R = CUBLASLT_MATRIX_LAYOUT_ROWS, C = CUBLASLT_MATRIX_LAYOUT_COLS;
+    bool good = lt_ok(be, cublasLtMatrixLayoutSetAttribute(p->lay_a, R, &a_rows, sizeof a_rows), "layout A rows") &&
+                lt_ok(be, cublasLtMatrixLayoutSetAttribute(p->lay_a, C, &a_cols, sizeof a_cols), "layout A cols") &&
+                lt_ok(be, cublasLtMatrixLayoutSetAttribute(p->lay_b, R, &b_rows, sizeof b_rows), "layout B rows") &&
+                lt_ok(be, cublasLtMatrixLayoutSetAttribute(p->lay_b, C, &b_cols, sizeof b_cols), "layout B cols") &&
+                lt_ok(be, cublasLtMatrixLayoutSetAttribute(p->lay_c, C, &c_cols, sizeof c_cols), "layout C cols");
+    if (good) p->cur_M = M, p->cur_K = K;
+    return good;
+}
+
 extern "C" void cuda_gemm(backend *be, const be_gemm_args *g)
 {
     cuda_state *s = st(be);
-    gemm_plan *p = get_plan(be, g);
-    if (be->err) return;
+    gemm_plan *p = get_plan(be, g, false);
+    if (be->err || (!p->fallback && !set_dims(be, p, g->M, g->K))) return;
     if (p->fallback) {
         gemm_fallback(be, g);
         return;
     }
     cublasStatus_t r = cublasLtMatmul(s->lt, p->op, &g->alpha, g->B, p->lay_b, g->A, p->lay_a, &g->beta, g->C, p->lay_c,
-                                      g->C, p->lay_c, &p->algo, s->lt_ws, LT_WORKSPACE, s->stream);
-    if (r == CUBLAS_STATUS_NOT_SUPPORTED || r == CUBLAS_STATUS_INVALID_VALUE) {
-        /* a layout this algorithm refuses: remember, and use the plain kernel for this shape */
+                                      g->C, p->lay_c, &p->algo, s->cur_ws, LT_WORKSPACE, s->stream);
+    if ((r == CUBLAS_STATUS_NOT_SUPPORTED || r == CUBLAS_STATUS_INVALID_VALUE) && !p->key.exact &&
+        (p->key.M != g->M || p->key.K != g->K)) {
+        /* the size class's algorithm refuses this M or K: a plan of its own for it */
+        p = get_plan(be, g, true);
+        if (be->err) return;
+        if (!p->fallback)
+            r = cublasLtMatmul(s->lt, p->op, &g->alpha, g->B, p->lay_b, g->A, p->lay_a, &g->beta, g->C, p->lay_c, g->C,
+                               p->lay_c, &p->algo, s->cur_ws, LT_WORKSPACE, s->stream);
+    }
+    if (p->fallback || r == CUBLAS_STATUS_NOT_SUPPORTED || r == CUBLAS_STATUS_INVALID_VALUE) {
+        /* a layout cuBLASLt refuses: remember, and use the plain kernel for this shape */
         p->fallback = true;
         gemm_fallback(be, g);
         return;
     }
     lt_ok(be, r, "cublasLtMatmul");
+}
+
+/* ------------------------------------------------------------ side streams */
+
+extern "C" int cuda_reserve_streams(backend *be, int n)
+{
+    cuda_state *s = st(be);
+    if (n > BE_MAX_STREAMS) n = BE_MAX_STREAMS;
+    if (!s->n_side && n > 0 && !ok(be, cudaEventCreateWithFlags(&s->fork_ev, cudaEventDisableTiming), "event"))
+        return 0;
+    while (s->n_side < n) {
+        const int i = s->n_side;
+        void *ws = cuda_alloc(be, LT_WORKSPACE, "cuBLASLt workspace of a side stream");
+        if (!ws) break;
+        if (!ok(be, cudaStreamCreateWithFlags(&s->side[i], cudaStreamNonBlocking), "cudaStreamCreate")) {
+            cuda_free(be, ws);
+            break;
+        }
+        if (!ok(be, cudaEventCreateWithFlags(&s->join_ev[i], cudaEventDisableTiming), "event")) {
+            cudaStreamDestroy(s->side[i]);
+            cuda_free(be, ws);
+            break;
+        }
+        s->side_ws[i] = ws;
+        s->n_side++;
+    }
+    return s->n_side;
+}
+
+extern "C" void cuda_fork(backend *be, int n)
+{
+    cuda_state *s = st(be);
+    if (s->forked) cuda_join(be);
+    if (n > s->n_side) n = s->n_side;
+    if (n < 2 || !ok(be, cudaEventRecord(s->fork_ev, s->home), "fork")) return;
+    for (int i = 0; i < n; i++)
+        if (!ok(be, cudaStreamWaitEvent(s->side[i], s->fork_ev, 0), "fork")) return;
+    s->forked = n;
+}
+
+extern "C" void cuda_use_stream(backend *be, int i)
+{
+    cuda_state *s = st(be);
+    if (!s->forked) return;
+    s->stream = s->side[i % s->forked];
+    s->cur_ws = s->side_ws[i % s->forked];
+}
+
+extern "C" void cuda_join(backend *be)
+{
+    cuda_state *s = st(be);
+    for (int i = 0; i < s->forked; i++)
+        if (ok(be, cudaEventRecord(s->join_ev[i], s->side[i]), "join")) ok(be, cudaStreamWaitEvent(s->home, s->join_ev[i], 0), "join");
+    s->forked = 0;
+    s->stream = s->home;
+    s->cur_ws = s->lt_ws;
 }
 
 /* ---------------------------------------------------------- recorded work */

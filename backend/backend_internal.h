@@ -17,6 +17,7 @@ typedef struct {
 } be_workspaces;
 
 /* CUDA half of the backend (backend_cuda.cu); only linked with DS_HAVE_CUDA. */
+#define CUDA_LT_WORKSPACE (32u << 20)   /* cuBLASLt's workspace, one per stream: 32 MiB */
 int cuda_open(backend *be);
 void cuda_close(backend *be);
 const char *cuda_device_name(backend *be);
@@ -34,6 +35,10 @@ void cuda_f32_to_act(backend *be, void *dst, const float *src, size_t n);
 void cuda_act_to_f32(backend *be, float *dst, const void *src, size_t n);
 void cuda_add_f32_to_act(backend *be, void *y, const float *x, size_t n);
 void cuda_gemm(backend *be, const be_gemm_args *g);
+int cuda_reserve_streams(backend *be, int n);
+void cuda_fork(backend *be, int n);
+void cuda_use_stream(backend *be, int i);
+void cuda_join(backend *be);
 int cuda_record_begin(backend *be);
 int cuda_record_end(backend *be, be_recording **out);
 void cuda_replay(backend *be, be_recording *r);

@@ -51,6 +51,7 @@ typedef struct {
 /* DeepSeek-V2/V3 (model_config_deepseek.c): multi-head latent attention and
  * mixture-of-experts layers, as transformers' DeepseekV2/V3 modeling computes them. */
 typedef enum { TOPK_GREEDY, TOPK_GROUP_LIMITED_GREEDY, TOPK_NOAUX_TC } moe_topk_method;
+#define MOE_MAX_EXPERTS 1024   /* the most routed experts a config may have */
 typedef struct {
     bool on;                    /* the model is a DeepSeek-V2/V3 */
     int q_lora_rank;            /* 0: q_proj; else q_a_proj -> q_a_layernorm -> q_b_proj */

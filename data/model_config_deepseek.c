@@ -113,8 +113,9 @@ static int parse_moe(json_t *root, const char *path, model_config *c)
     int ep = 1;
     if ((rc = model_config_get_int(root, path, "ep_size", false, 1, &ep))) return rc;
     if (ep != 1) return ds_fail(DS_EDATA, "%s: unsupported key \"ep_size\" = %d (1 only)", path, ep);
-    if (d->n_routed > 1024)
-        return ds_fail(DS_EDATA, "%s: key \"n_routed_experts\" = %d is over ds-ft's 1024", path, d->n_routed);
+    if (d->n_routed > MOE_MAX_EXPERTS)
+        return ds_fail(DS_EDATA, "%s: key \"n_routed_experts\" = %d is over ds-ft's %d", path, d->n_routed,
+                       MOE_MAX_EXPERTS);
     if (d->top_k > d->n_routed)
         return ds_fail(DS_EDATA, "%s: key \"num_experts_per_tok\" = %d is more than n_routed_experts %d", path,
                        d->top_k, d->n_routed);

@@ -52,7 +52,14 @@ typedef struct {
  * result, so CPU and GPU engines see the same weights. */
 void op_nf4_dequant(backend *be, void *out, const nf4_view *q);
 
-void nf4_dequant_cuda(backend *be, void *out, const nf4_view *q);
+/* op_nf4_dequant_batch() : dequantize `count` weights of one size (a layer's
+ * routed experts) in one pass: out (count, rows, cols) act, weight i at
+ * out + i * n. On the GPU one launch takes up to NF4_BATCH_MAX of them, so
+ * that many small weights cost what one large one does. */
+#define NF4_BATCH_MAX 32
+void op_nf4_dequant_batch(backend *be, void *out, const nf4_view *const *q, int count);
+
+void nf4_dequant_cuda(backend *be, void *out, const nf4_view *const *q, int count);
 
 /* ---- owning quantized weights (host memory; quant/nf4.c) ---- */
 

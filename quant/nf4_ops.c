@@ -4,6 +4,7 @@
 
 #include "backend/kernel.h"
 #include "core/numeric.h"
+#include "core/status.h"
 
 const float NF4_CODE[16] = {
     -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
@@ -17,7 +18,7 @@ const float NF4_CODE[16] = {
  * then rounded to the 16-bit output type. */
 void op_nf4_dequant(backend *be, void *out, const nf4_view *q)
 {
-    DS_DISPATCH_CUDA(be, nf4_dequant_cuda(be, out, q));
+    DS_DISPATCH_CUDA(be, nf4_dequant_cuda(be, out, &q, 1));
     float *o = out;
 #pragma omp parallel for schedule(static) if (q->n > DS_OMP_MIN_WORK)
     for (int64_t b = 0; b < q->nblocks; b++) {
@@ -34,4 +35,17 @@ void op_nf4_dequant(backend *be, void *out, const nf4_view *q)
             o[i] = w;
         }
     }
+}
+
+void op_nf4_dequant_batch(backend *be, void *out, const nf4_view *const *q, int count)
+{
+    if (count <= 0) return;
+    for (int i = 1; i < count; i++)
+        if (q[i]->n != q[0]->n) {
+            be_fail(be, DS_EINTERNAL, "nf4 dequant batch: weight %d has %lld values, weight 0 %lld", i,
+                    (long long)q[i]->n, (long long)q[0]->n);
+            return;
+        }
+    DS_DISPATCH_CUDA(be, nf4_dequant_cuda(be, out, q, count));
+    for (int i = 0; i < count; i++) op_nf4_dequant(be, (float *)out + (size_t)i * q[0]->n, q[i]);
 }

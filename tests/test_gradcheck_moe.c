@@ -191,6 +191,23 @@ Test(gradcheck_moe, router_sigmoid_unnormalised)
                               .sigmoid = true, .scaling = 1.0f}, true, 0);
 }
 
+/* Ties go to the lower index, as torch.topk on CPU and the repeated-argmax
+ * reading of transformers' routing choose: equal logits pick experts 0..K-1;
+ * a larger one later in the row still enters; among equal groups the first. */
+Test(gradcheck_moe, router_ties_choose_lower_indices)
+{
+    moe_router r = {.E = 8, .K = 3, .method = TOPK_GREEDY, .n_group = 1, .topk_group = 1, .scaling = 1.0f};
+    float logits[2 * 8] = {0}, scores[2 * 8], w[2 * 3];
+    int32_t idx[2 * 3];
+    logits[8 + 6] = 1.0f;   /* row 1: expert 6 above the rest */
+    moe_route_select(scores, idx, w, logits, NULL, 2, &r);
+    const int32_t want[6] = {0, 1, 2, 0, 1, 6};
+    for (int i = 0; i < 6; i++) cr_expect_eq(idx[i], want[i], "slot %d: expert %d, expected %d", i, idx[i], want[i]);
+    r.method = TOPK_GROUP_LIMITED_GREEDY, r.n_group = 4, r.topk_group = 1, r.K = 2;
+    moe_route_select(scores, idx, w, logits, NULL, 1, &r);   /* four equal groups: group 0 (experts 0, 1) */
+    cr_expect(idx[0] == 0 && idx[1] == 1, "grouped ties chose %d, %d", idx[0], idx[1]);
+}
+
 /* ---- the expert scatter: y += w · ye, over ye and w ---- */
 typedef struct {
     backend *be;

@@ -341,6 +341,11 @@ static void plan_workspace(engine *e, bool reserve)
         e->ws_bytes += attn;
     }
     RESERVE( WS_MISC, (1u << 20) * sizeof(float));
+    if (cfg->ds.on && cfg->ds.n_routed && be->kind == BE_CUDA) {
+        /* routed experts' products run side by side (engine_moe.c) */
+        if (reserve) be_reserve_streams(be, BE_MAX_STREAMS);
+        e->ws_bytes += BE_MAX_STREAMS * be_stream_bytes(be);
+    }
     if (be->kind == BE_CPU) {
         /* the CPU products' transposed operands: lm_head, or an (N, widest) LoRA operand */
         size_t gemm = (V * (size_t)cfg->hidden_size > N * wide ? V * (size_t)cfg->hidden_size : N * wide) * sizeof(float);

@@ -264,6 +264,17 @@ void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *
         }
     /* the CPU products' transposed operands run over N*K rows of the experts */
     *widest = *widest * (size_t)cfg->ds.top_k;
+    size_t expert = (size_t)cfg->ds.moe_intermediate * cfg->hidden_size;
+    if (cfg->ds.n_routed && expert * deepseek_expert_batch(cfg, e->be->act_size) > *biggest)
+        *biggest = expert * deepseek_expert_batch(cfg, e->be->act_size);
+}
+
+int deepseek_expert_batch(const model_config *c, size_t act_size)
+{
+    size_t one = (size_t)c->ds.moe_intermediate * c->hidden_size * act_size;
+    size_t fit = one ? (256u << 20) / one : 1;
+    if (fit > (size_t)c->ds.n_routed) fit = (size_t)c->ds.n_routed;
+    return fit < 1 ? 1 : (int)fit;
 }
 
 /* ------------------------------------------------------------------ linears */
@@ -275,9 +286,10 @@ static const lora_view *slot_adapter(const engine *e, int l, int s)
     return v->A ? v : NULL;
 }
 
-void ds_linear_fwd(engine *e, int l, int s, void *y, const void *x, int rows, float beta, float *u)
+bool ds_has_adapter(const engine *e, int l, int s) { return slot_adapter(e, l, s) != NULL; }
+
+void ds_lora_fwd(engine *e, int l, int s, void *y, const void *x, int rows, float *u)
 {
-    op_linear_fwd(e->be, y, x, &e->layers[l].dsl[s], rows, beta);
     const lora_view *v = slot_adapter(e, l, s);
     if (v && rows) {
         lora_ctx ctx = {.seed = e->opts.seed, .step = e->last.micro_step, .training = e->last.training};
@@ -285,15 +297,26 @@ void ds_linear_fwd(engine *e, int l, int s, void *y, const void *x, int rows, fl
     }
 }
 
-void ds_linear_bwd(engine *e, int l, int s, void *dx, const void *dy, const void *x, int rows, float beta,
-                   const float *u)
+void ds_lora_bwd(engine *e, int l, int s, void *dx, const void *dy, const void *x, int rows, const float *u)
 {
-    op_linear_bwd(e->be, dx, dy, &e->layers[l].dsl[s], rows, beta);
     const lora_view *v = slot_adapter(e, l, s);
     if (v && rows) {
         lora_ctx ctx = {.seed = e->opts.seed, .step = e->last.micro_step, .training = e->last.training};
         op_lora_bwd(e->be, dx, dy, x, u, v, rows, &ctx);
     }
+}
+
+void ds_linear_fwd(engine *e, int l, int s, void *y, const void *x, int rows, float beta, float *u)
+{
+    op_linear_fwd(e->be, y, x, &e->layers[l].dsl[s], rows, beta);
+    ds_lora_fwd(e, l, s, y, x, rows, u);
+}
+
+void ds_linear_bwd(engine *e, int l, int s, void *dx, const void *dy, const void *x, int rows, float beta,
+                   const float *u)
+{
+    op_linear_bwd(e->be, dx, dy, &e->layers[l].dsl[s], rows, beta);
+    ds_lora_bwd(e, l, s, dx, dy, x, rows, u);
 }
 
 /* -------------------------------------------------------------------- layer */

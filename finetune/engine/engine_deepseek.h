@@ -67,8 +67,12 @@ void deepseek_layout_acts(engine *e, carve *c, layer_acts *a);
 void deepseek_layout_grads(engine *e, carve *c);
 /* The router's fp32 products on the backend (e->router_logits, e->router_xf). */
 void deepseek_layout_routes(engine *e, carve *c);
-/* The largest linear weight (elements) and LoRA workspace of the model. */
+/* The largest linear weight (elements) and LoRA workspace of the model; the
+ * largest counts a batch of routed experts' weights (deepseek_expert_batch). */
 void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *widest);
+/* How many routed experts' weights of one projection are dequantized together
+ * (WS_DEQUANT): as many as fit in 256 MiB, at least one. */
+int deepseek_expert_batch(const model_config *c, size_t act_size);
 
 /* Generation's key/value cache of one layer (engine_decode.c): the step's
  * tokens store their keys and values (each head's D-wide key and value, as
@@ -96,6 +100,11 @@ void moe_mlp_backward(engine *e, int l, layer_acts *a);  /* e->dres: dL/d out ->
 void ds_linear_fwd(engine *e, int l, int s, void *y, const void *x, int rows, float beta, float *u);
 void ds_linear_bwd(engine *e, int l, int s, void *dx, const void *dy, const void *x, int rows, float beta,
                    const float *u);
+/* Whether slot s of layer l has an adapter in this pass (none while the adapter is off). */
+bool ds_has_adapter(const engine *e, int l, int s);
+/* The adapter part alone of slot s (ds_linear_fwd/bwd without the frozen product). */
+void ds_lora_fwd(engine *e, int l, int s, void *y, const void *x, int rows, float *u);
+void ds_lora_bwd(engine *e, int l, int s, void *dx, const void *dy, const void *x, int rows, const float *u);
 /* A host array's copy on the backend and back (nothing to do where they are one, on the CPU). */
 void ds_to_backend(engine *e, void *dev, const void *host, size_t bytes);
 void ds_to_host(engine *e, void *host, const void *dev, size_t bytes);

@@ -38,6 +38,58 @@ static float *u_at(float *u, int row, int r) { return u ? u + (size_t)row * r : 
 
 static int slot_r(const engine *e, int l, int s) { return e->views ? e->views[l * e->nslots + s].r : 0; }
 
+enum { EXPERT_GATE, EXPERT_UP, EXPERT_DOWN };
+
+/* Projection p of the routed experts ex[0..count) over their grouped rows,
+ * each with its adapter: forward out = in·Wᵀ, backward dx (+)= dy·W (beta).
+ * Their weights are dequantized together first (linear_weights), so a layer
+ * costs a few dequantization launches, not one per expert and projection.
+ * Buffers by projection, forward: gate xe -> ge, up xe -> ue, down me -> ye;
+ * backward: down dye -> dme, gate dge -> dxe, up due -> dxe. */
+static void experts_linear(engine *e, int l, layer_acts *a, const int *ex, int count, int p, bool bwd, float beta)
+{
+    const int C = e->cfg.hidden_size, I = e->cfg.ds.moe_intermediate;
+    deepseek_acts *s = a->ds;
+    deepseek_grads *g = e->dsg;
+    const frozen_linear *f[MOE_MAX_EXPERTS];
+    const void *W[MOE_MAX_EXPERTS];
+    for (int i = 0; i < count; i++) f[i] = &e->layers[l].dsl[DSL_EXPERTS + 3 * ex[i] + p];
+    if (!linear_weights(e->be, f, count, W)) return;
+    const int in_w = p == EXPERT_DOWN ? I : C, out_w = p == EXPERT_DOWN ? C : I;
+    void *xin = p == EXPERT_DOWN ? s->me : s->xe;
+    void *y = p == EXPERT_GATE ? s->ge : p == EXPERT_UP ? s->ue : s->ye;                        /* forward */
+    void *dy = p == EXPERT_GATE ? g->dge : p == EXPERT_UP ? g->due : g->dye, *dx = p == EXPERT_DOWN ? g->dme : g->dxe;
+    /* Each expert's rows are its own, so the products may run side by side on
+     * the GPU: one over a few hundred rows fills a fraction of it. Adapters
+     * share the LoRA workspace, so experts with active adapters run in order
+     * (the reference pass of DPO and base-model evaluation run side by side). */
+    bool side = true;
+    for (int i = 0; i < count && side; i++) side = !ds_has_adapter(e, l, DSL_EXPERTS + 3 * ex[i] + p);
+    if (side) be_fork(e->be, count < BE_MAX_STREAMS ? count : BE_MAX_STREAMS);
+    for (int i = 0; i < count; i++) {
+        const int x = ex[i], r0 = s->start[x], rows = s->start[x + 1] - r0, slot = DSL_EXPERTS + 3 * x + p;
+        float *u = u_at(s->lora_u[slot], r0, slot_r(e, l, slot));
+        if (side) be_use_stream(e->be, i);
+        if (!bwd) {
+            be_matmul_nt(e->be, at(e, y, r0, out_w), at(e, xin, r0, in_w), W[i], rows, out_w, in_w, 0.0f);
+            ds_lora_fwd(e, l, slot, at(e, y, r0, out_w), at(e, xin, r0, in_w), rows, u);
+        } else {
+            be_matmul_nn(e->be, at(e, dx, r0, in_w), at(e, dy, r0, out_w), W[i], rows, out_w, in_w, beta);
+            ds_lora_bwd(e, l, slot, at(e, dx, r0, in_w), at(e, dy, r0, out_w), at(e, xin, r0, in_w), rows, u);
+        }
+    }
+    if (side) be_join(e->be);
+}
+
+/* The routed experts that got rows, in order: ex[0..return). */
+static int experts_with_rows(const deepseek_acts *s, int E, int *ex)
+{
+    int n = 0;
+    for (int x = 0; x < E; x++)
+        if (s->start[x + 1] > s->start[x]) ex[n++] = x;
+    return n;
+}
+
 /* Layer l's routing in the engine's per-layer record: (N, K) choices and weights, (N, E) logits and scores. */
 typedef struct {
     int32_t *idx;
@@ -89,17 +141,17 @@ void moe_mlp_forward(engine *e, int l, layer_acts *a, void *out)
     ds_to_backend(e, s->dev_tok_row, s->tok_row, (size_t)N * K * sizeof(int32_t));
     ds_to_backend(e, s->dev_w, rt.w, (size_t)N * K * sizeof(float));
     op_moe_gather(be, s->xe, a->h2, s->dev_row_token, R, C);
-    for (int x = 0; x < d->n_routed; x++) {
-        int r0 = s->start[x], rows = s->start[x + 1] - r0, g0 = DSL_EXPERTS + 3 * x;
-        if (!rows) continue;
-        ds_linear_fwd(e, l, g0, at(e, s->ge, r0, I), at(e, s->xe, r0, C), rows, 0.0f,
-                      u_at(s->lora_u[g0], r0, slot_r(e, l, g0)));
-        ds_linear_fwd(e, l, g0 + 1, at(e, s->ue, r0, I), at(e, s->xe, r0, C), rows, 0.0f,
-                      u_at(s->lora_u[g0 + 1], r0, slot_r(e, l, g0 + 1)));
-        op_swiglu_fwd(be, at(e, s->me, r0, I), at(e, s->ge, r0, I), at(e, s->ue, r0, I), (size_t)rows * I);
-        ds_linear_fwd(e, l, g0 + 2, at(e, s->ye, r0, C), at(e, s->me, r0, I), rows, 0.0f,
-                      u_at(s->lora_u[g0 + 2], r0, slot_r(e, l, g0 + 2)));
+    /* gate and up of every expert with rows, one SwiGLU over all rows, then down;
+     * deepseek_expert_batch experts' weights of a projection at a time */
+    int ex[MOE_MAX_EXPERTS];
+    const int nx = experts_with_rows(s, E, ex), nb = deepseek_expert_batch(c, be->act_size);
+    for (int b0 = 0; b0 < nx; b0 += nb) {
+        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_GATE, false, 0.0f);
+        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_UP, false, 0.0f);
     }
+    op_swiglu_fwd(be, s->me, s->ge, s->ue, (size_t)R * I);
+    for (int b0 = 0; b0 < nx; b0 += nb)
+        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_DOWN, false, 0.0f);
     op_moe_scatter(be, out, s->ye, s->dev_w, s->dev_tok_row, N, K, C);
 }
 
@@ -121,17 +173,14 @@ void moe_mlp_backward(engine *e, int l, layer_acts *a)
     /* the routed experts, grouped: dL/d their outputs and dL/d the weights (0 for dropped slots) */
     be_zero(be, g->dw, sizeof(float) * (size_t)N * K);
     op_moe_scatter_bwd(be, g->dye, g->dw, e->dres, s->ye, s->dev_w, s->dev_row_token, s->dev_row_k, R, K, C);
-    for (int x = 0; x < d->n_routed; x++) {
-        int r0 = s->start[x], rows = s->start[x + 1] - r0, g0 = DSL_EXPERTS + 3 * x;
-        if (!rows) continue;
-        ds_linear_bwd(e, l, g0 + 2, at(e, g->dme, r0, I), at(e, g->dye, r0, C), at(e, s->me, r0, I), rows, 0.0f,
-                      u_at(s->lora_u[g0 + 2], r0, slot_r(e, l, g0 + 2)));
-        op_swiglu_bwd(be, at(e, g->dge, r0, I), at(e, g->due, r0, I), at(e, g->dme, r0, I), at(e, s->ge, r0, I),
-                      at(e, s->ue, r0, I), (size_t)rows * I);
-        ds_linear_bwd(e, l, g0, at(e, g->dxe, r0, C), at(e, g->dge, r0, I), at(e, s->xe, r0, C), rows, 0.0f,
-                      u_at(s->lora_u[g0], r0, slot_r(e, l, g0)));
-        ds_linear_bwd(e, l, g0 + 1, at(e, g->dxe, r0, C), at(e, g->due, r0, I), at(e, s->xe, r0, C), rows, 1.0f,
-                      u_at(s->lora_u[g0 + 1], r0, slot_r(e, l, g0 + 1)));
+    int ex[MOE_MAX_EXPERTS];
+    const int nx = experts_with_rows(s, E, ex), nb = deepseek_expert_batch(c, be->act_size);
+    for (int b0 = 0; b0 < nx; b0 += nb)
+        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_DOWN, true, 0.0f);
+    op_swiglu_bwd(be, g->dge, g->due, g->dme, s->ge, s->ue, (size_t)R * I);
+    for (int b0 = 0; b0 < nx; b0 += nb) {
+        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_GATE, true, 0.0f);
+        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_UP, true, 1.0f);
     }
     /* the router, on the host: dL/d weights -> dL/d logits; then dL/d h2 on the backend (its weight is frozen) */
     moe_router r = deepseek_router(c);

@@ -18,6 +18,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <string.h>
 
 typedef __nv_bfloat16 bf16;
 
@@ -45,10 +46,19 @@ __device__ __forceinline__ bf16 nf4_value(float code, float absmax, int f16)
     return __float2bfloat16_rn(w);
 }
 
-/* out (n) bf16 from the packed codes. 256 threads per block, grid-stride loop:
- * each step a thread expands values [i0, i0 + 8). */
-__global__ void __launch_bounds__(256) nf4_dequant_kernel(bf16 *out, nf4_args a)
+/* Up to NF4_BATCH_MAX weights of n values each, by value (kernel parameters:
+ * no upload, and a recording replays them as they are). */
+typedef struct {
+    nf4_args w[NF4_BATCH_MAX];
+} nf4_batch;
+
+/* out (count, n) bf16 from the packed codes: blockIdx.y is the weight, whose
+ * values land at out + y * n. 256 threads per block, a grid-stride loop over
+ * the weight: each step a thread expands values [i0, i0 + 8). */
+__global__ void __launch_bounds__(256) nf4_dequant_kernel(bf16 *out, const __grid_constant__ nf4_batch b)
 {
+    const nf4_args &a = b.w[blockIdx.y];
+    out += (int64_t)blockIdx.y * a.n;
     __shared__ float s_code[16], s_map[256];
     if (threadIdx.x < 16) s_code[threadIdx.x] = a.code[threadIdx.x];
     if (a.dq) s_map[threadIdx.x] = a.nested_map[threadIdx.x];
@@ -80,16 +90,28 @@ __global__ void __launch_bounds__(256) nf4_dequant_kernel(bf16 *out, nf4_args a)
     }
 }
 
-extern "C" void nf4_dequant_cuda(backend *be, void *out, const nf4_view *q)
+extern "C" void nf4_dequant_cuda(backend *be, void *out, const nf4_view *const *q, int count)
 {
-    if (q->n <= 0) return;
-    nf4_args a;
-    a.packed = q->packed, a.absmax = q->absmax, a.absmax_q = q->absmax_q, a.absmax2 = q->absmax2;
-    a.code = q->code, a.nested_map = q->nested_map, a.offset = q->offset;
-    a.n = q->n, a.dq = q->double_quant, a.f16 = q->dtype == NF4_OUT_F16;
-    a.vec = (uintptr_t)q->packed % 4 == 0 && (uintptr_t)out % 16 == 0;
-    /* enough blocks to fill the GPU a few times over; the loop covers the rest */
-    const int64_t chunks = (q->n + CHUNK - 1) / CHUNK, want = (chunks + 255) / 256, cap = (int64_t)cuda_sm_count(be) * 8;
-    nf4_dequant_kernel<<<(unsigned)(want < cap ? want : cap), 256, 0, cuda_stream(be)>>>((bf16 *)out, a);
-    cuda_check_launch(be, "nf4_dequant");
+    const int64_t n = q[0]->n;
+    if (n <= 0) return;
+    for (int first = 0; first < count; first += NF4_BATCH_MAX) {
+        const int m = count - first < NF4_BATCH_MAX ? count - first : NF4_BATCH_MAX;
+        bf16 *o = (bf16 *)out + (size_t)first * n;
+        nf4_batch b;
+        memset(&b, 0, sizeof b);
+        for (int i = 0; i < m; i++) {
+            const nf4_view *v = q[first + i];
+            nf4_args &a = b.w[i];
+            a.packed = v->packed, a.absmax = v->absmax, a.absmax_q = v->absmax_q, a.absmax2 = v->absmax2;
+            a.code = v->code, a.nested_map = v->nested_map, a.offset = v->offset;
+            a.n = n, a.dq = v->double_quant, a.f16 = v->dtype == NF4_OUT_F16;
+            a.vec = (uintptr_t)v->packed % 4 == 0 && (uintptr_t)(o + (size_t)i * n) % 16 == 0;
+        }
+        /* enough blocks to fill the GPU a few times over, split among the weights; each loop covers the rest */
+        const int64_t chunks = (n + CHUNK - 1) / CHUNK, want = (chunks + 255) / 256;
+        int64_t cap = (int64_t)cuda_sm_count(be) * 8 / m;
+        if (cap < 1) cap = 1;
+        nf4_dequant_kernel<<<dim3((unsigned)(want < cap ? want : cap), (unsigned)m), 256, 0, cuda_stream(be)>>>(o, b);
+        cuda_check_launch(be, "nf4_dequant");
+    }
 }

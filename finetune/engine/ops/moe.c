@@ -13,17 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The indices of the k largest of v[0..n) (ties: the lower index first). */
+/* The indices of the k largest of v[0..n), largest first (ties: the lower
+ * index first), in one pass: out[0..m) is kept sorted and a value enters only
+ * past those at least as large. */
 static void top_k(const float *v, int n, int k, int *out)
 {
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int i = 0; i < n; i++) {
-            bool taken = false;
-            for (int t = 0; t < j && !taken; t++) taken = out[t] == i;
-            if (!taken && (best < 0 || v[i] > v[best])) best = i;
-        }
-        out[j] = best;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m == k && !(v[i] > v[out[k - 1]])) continue;
+        int j = m < k ? m++ : k - 1;   /* the slot it moves up from */
+        for (; j > 0 && v[i] > v[out[j - 1]]; j--) out[j] = out[j - 1];
+        out[j] = i;
     }
 }
 
@@ -68,6 +68,8 @@ void moe_route_select(float *scores, int32_t *idx, float *w, const float *logits
                       const moe_router *r)
 {
     const int E = r->E, K = r->K;
+    /* tokens are independent: on the GPU engine this runs on the host while the device waits */
+#pragma omp parallel for schedule(static) if ((long)N * E > DS_OMP_MIN_WORK / 16)
     for (int n = 0; n < N; n++) {
         const float *z = logits + (size_t)n * E;
         float *s = scores + (size_t)n * E;
@@ -96,10 +98,12 @@ void moe_route_bwd(float *dlogits, const float *dw, const float *dprob, const fl
                    const moe_router *r)
 {
     const int E = r->E, K = r->K;
+#pragma omp parallel for schedule(static) if ((long)N * E > DS_OMP_MIN_WORK / 16)
     for (int n = 0; n < N; n++) {
         const float *s = scores + (size_t)n * E, *g = dw + (size_t)n * K;
         const int32_t *id = idx + (size_t)n * K;
-        float ds[1024] = {0};   /* d loss / d score */
+        float ds[1024];   /* d loss / d score */
+        memset(ds, 0, sizeof(float) * (size_t)E);
         float total = 0, dot = 0;
         for (int k = 0; k < K; k++) total += s[id[k]], dot += g[k] * s[id[k]];
         for (int k = 0; k < K; k++) {

@@ -119,6 +119,12 @@ void op_linear_fwd(backend *be, void *y, const void *x, const frozen_linear *w, 
 void op_linear_bwd(backend *be, void *dx, const void *dy, const frozen_linear *w, int N, float beta);
 /* The weight as act values: `dense`, or dequantized into WS_DEQUANT. */
 const void *linear_weight(backend *be, const frozen_linear *w);
+/* linear_weights() : the weights of `count` frozen linears of one shape (a
+ * layer's routed experts), for products: 16-bit ones as they are, NF4 ones
+ * dequantized together into WS_DEQUANT (count * out * in act, one launch per
+ * NF4_BATCH_MAX on the GPU). W[i] receives weight i.
+ * @return false on failure (be->err says which). */
+bool linear_weights(backend *be, const frozen_linear *const *w, int count, const void **W);
 
 #ifdef __cplusplus
 }
