@@ -286,8 +286,6 @@ static const lora_view *slot_adapter(const engine *e, int l, int s)
     return v->A ? v : NULL;
 }
 
-bool ds_has_adapter(const engine *e, int l, int s) { return slot_adapter(e, l, s) != NULL; }
-
 void ds_lora_fwd(engine *e, int l, int s, void *y, const void *x, int rows, float *u)
 {
     const lora_view *v = slot_adapter(e, l, s);

@@ -100,8 +100,6 @@ void moe_mlp_backward(engine *e, int l, layer_acts *a);  /* e->dres: dL/d out ->
 void ds_linear_fwd(engine *e, int l, int s, void *y, const void *x, int rows, float beta, float *u);
 void ds_linear_bwd(engine *e, int l, int s, void *dx, const void *dy, const void *x, int rows, float beta,
                    const float *u);
-/* Whether slot s of layer l has an adapter in this pass (none while the adapter is off). */
-bool ds_has_adapter(const engine *e, int l, int s);
 /* The adapter part alone of slot s (ds_linear_fwd/bwd without the frozen product). */
 void ds_lora_fwd(engine *e, int l, int s, void *y, const void *x, int rows, float *u);
 void ds_lora_bwd(engine *e, int l, int s, void *dx, const void *dy, const void *x, int rows, const float *u);

@@ -61,10 +61,9 @@ static void experts_linear(engine *e, int l, layer_acts *a, const int *ex, int c
     void *dy = p == EXPERT_GATE ? g->dge : p == EXPERT_UP ? g->due : g->dye, *dx = p == EXPERT_DOWN ? g->dme : g->dxe;
     /* Each expert's rows are its own, so the products may run side by side on
      * the GPU: one over a few hundred rows fills a fraction of it. Adapters
-     * share the LoRA workspace, so experts with active adapters run in order
-     * (the reference pass of DPO and base-model evaluation run side by side). */
+     * share the LoRA workspace, so experts with adapters run in order. */
     bool side = true;
-    for (int i = 0; i < count && side; i++) side = !ds_has_adapter(e, l, DSL_EXPERTS + 3 * ex[i] + p);
+    for (int i = 0; i < count && side; i++) side = !slot_r(e, l, DSL_EXPERTS + 3 * ex[i] + p);
     if (side) be_fork(e->be, count < BE_MAX_STREAMS ? count : BE_MAX_STREAMS);
     for (int i = 0; i < count; i++) {
         const int x = ex[i], r0 = s->start[x], rows = s->start[x + 1] - r0, slot = DSL_EXPERTS + 3 * x + p;
