@@ -15,7 +15,10 @@
 # tests/data/fixtures, DeepSeek's included), benchmoe (bench train of
 # deepseek-v2-lite at micro-batch 1, 4, 8), hffam (scripts/hf_check_family.py on
 # each dense family: PEFT loads ds-ft's adapters, merges load in transformers),
-# benchfam (bench train of the R1-Distill shapes at micro-batch 1 and 4).
+# benchfam (bench train of the R1-Distill shapes at micro-batch 1 and 4), hfmoe
+# (three ds-ft training steps on each DeepSeek fixture, then
+# scripts/hf_check_family.py with that adapter: PEFT on per-expert modules
+# against `ds-ft dump`; written for the next GPU run, not yet run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -76,6 +79,15 @@ for s in $stages; do
               timeout -k 5 120 python3 scripts/hf_check_family.py --fixture tests/data/fixtures/tiny-$f --dsft "$DSFT" \
                 --work "$logs/hffam-$f" > "$logs/hffam-$f.log" 2>&1
               echo "hffam $f: exit $?"; grep -v Warning "$logs/hffam-$f.log" | tail -4
+            done;;
+    hfmoe)  for f in v2 v2-grouped v3 v3-halves; do
+              fix=tests/data/fixtures/tiny-deepseek-$f
+              "$DSFT" recipes/tiny-moe.yaml base_model=$fix output_dir="$logs/hfmoe-train-$f" train.max_steps=3 \
+                save.merge=false quant.load_in_4bit=false eval.before_training=false data.sequence_len=64 \
+                > "$logs/hfmoe-train-$f.log" 2>&1 || { echo "hfmoe $f: training failed"; continue; }
+              timeout -k 5 150 python3 scripts/hf_check_family.py --fixture $fix --dsft "$DSFT" \
+                --adapter "$logs/hfmoe-train-$f/adapter" --work "$logs/hfmoe-$f" > "$logs/hfmoe-$f.log" 2>&1
+              echo "hfmoe $f: exit $?"; grep -v Warning "$logs/hfmoe-$f.log" | tail -4
             done;;
     benchfam) for shape in deepseek-r1-distill-qwen-7b deepseek-r1-distill-llama-8b deepseek-r1-distill-qwen-14b; do
               for mb in 1 4; do
