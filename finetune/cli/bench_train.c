@@ -11,10 +11,12 @@
 #include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "core/units.h"
 #include "losses/loss.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,6 +157,8 @@ static int one_step(engine *e, const batch *b, const bench_opts *o, const recipe
 typedef struct {
     double step_s, tokens_per_s, tflops;
     size_t peak_alloc, in_use;
+    engine_memory plan;   /* the engine's arenas: where the run's memory lives */
+    size_t host_peak;     /* the process's peak resident set */
 } bench_result;
 
 static int cmp_double(const void *x, const void *y)
@@ -198,6 +202,9 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
         be_mem_info(be, &free_b, &total_b);
         res->peak_alloc = be_peak_bytes(be);
         res->in_use = total_b - free_b;
+        res->plan = engine_memory_use(e);
+        struct rusage ru;
+        res->host_peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (size_t)ru.ru_maxrss * 1024 : 0;   /* KiB on Linux */
     }
     recipe_loss_free(&l);
     free(times); free(lp); free(ref); free(a); free(bc);
@@ -324,10 +331,20 @@ int bench_train(int argc, char **argv)
                "peak memory %.2f GiB allocated, %.2f GiB in use on the device%s\n", B, o.dpo ? " pairs" : "", r.step_s,
                r.tokens_per_s, r.tflops, peak > 0 ? 100.0 * r.tflops / peak : 0.0, r.peak_alloc / gib, r.in_use / gib,
                fits ? "" : "  (over the limit)");
+        /* what lives where: every arena on the device (nothing is offloaded to host memory yet) */
+        char w[32], ad[32], ac[32], ws[32], host[32];
+        printf("  memory plan on the %s: weights %s, adapter + gradients + optimizer %s, activations %s (%s), "
+               "workspace %s; host: peak resident %s\n", be_name(be), ds_bytes_str(r.plan.weights, w, sizeof w),
+               ds_bytes_str(r.plan.adapter, ad, sizeof ad), ds_bytes_str(r.plan.activations, ac, sizeof ac),
+               o.checkpointing ? "each layer's input kept, one layer's intermediates" : "every layer's intermediates",
+               ds_bytes_str(r.plan.workspace, ws, sizeof ws), ds_bytes_str(r.host_peak, host, sizeof host));
         printf("RESULT {\"shape\": \"%s\", \"loss\": \"%s\", \"seq\": %d, \"micro_batch\": %d, \"checkpointing\": %s, "
                "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"tflops\": %.2f, \"peak_share\": %.4f, \"peak_alloc_bytes\": %zu, "
-               "\"in_use_bytes\": %zu}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B, o.checkpointing ? "true" : "false",
-               r.step_s, r.tokens_per_s, r.tflops, peak > 0 ? r.tflops / peak : 0.0, r.peak_alloc, r.in_use);
+               "\"in_use_bytes\": %zu, \"weights_bytes\": %zu, \"adapter_bytes\": %zu, \"activations_bytes\": %zu, "
+               "\"workspace_bytes\": %zu, \"host_peak_bytes\": %zu}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B,
+               o.checkpointing ? "true" : "false", r.step_s, r.tokens_per_s, r.tflops, peak > 0 ? r.tflops / peak : 0.0,
+               r.peak_alloc, r.in_use, r.plan.weights, r.plan.adapter, r.plan.activations, r.plan.workspace,
+               r.host_peak);
         fflush(stdout);
         if (!fits) break;
         best = B;

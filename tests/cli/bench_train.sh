@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `ds-ft bench train` on the CPU with the tiny shape: tokens/s and the memory
+# plan (what lives where: the engine's arenas, the host's peak resident set),
+# in the log line and the RESULT record, consistent with what was allocated;
+# without checkpointing the activations take more than with it.
+# usage: bench_train.sh DSFT SHARED_DIR
+set -uo pipefail
+DSFT=$(realpath "$1")
+source "$(dirname "$0")/lib/checks.sh"
+cd "$(dirname "$0")/../.."
+
+run="bench train --shape tiny --device cpu --seq 64 --batch 2 --steps 1 --warmup 0"
+# shellcheck disable=SC2086
+expect 0 "bench train, checkpointing on" -- $run --checkpointing on
+cp "$T/out" "$T/on"
+has "$T/on" "memory plan on the cpu: weights" "the memory plan line"
+has "$T/on" "host: peak resident" "the host's memory in it"
+# shellcheck disable=SC2086
+expect 0 "bench train, checkpointing off" -- $run --checkpointing off
+cp "$T/out" "$T/off"
+python3 - "$T/on" "$T/off" > "$T/plan" <<'PY'
+import json, sys
+def result(path):
+    return json.loads(next(l for l in open(path) if l.startswith("RESULT "))[len("RESULT "):])
+on, off = result(sys.argv[1]), result(sys.argv[2])
+arenas = sum(on[k] for k in ("weights_bytes", "adapter_bytes", "activations_bytes", "workspace_bytes"))
+print("arenas", arenas, "allocated", on["peak_alloc_bytes"])
+print("positive", all(on[k] > 0 for k in ("weights_bytes", "adapter_bytes", "activations_bytes", "workspace_bytes",
+                                            "host_peak_bytes", "tokens_per_s")))
+print("within", arenas <= on["peak_alloc_bytes"])
+print("more without checkpointing", off["activations_bytes"] > on["activations_bytes"])
+PY
+has "$T/plan" "positive True" "every arena, the host's peak and tokens/s are reported"
+has "$T/plan" "within True" "the arenas are within what was allocated"
+has "$T/plan" "more without checkpointing True" "without checkpointing the activations take more"
+finish bench_train
