@@ -166,7 +166,8 @@ void be_recording_free(be_recording *r);
  * order). Small products, such as one expert's over its few rows, fill a
  * fraction of a GPU; several queued on side streams run at once.
  * be_reserve_streams() : make up to n side streams (BE_MAX_STREAMS) at set-up,
- *                        each with its own cuBLASLt workspace, @return how many exist.
+ *                        each with its own cuBLASLt workspace, @return how many
+ *                        exist (a failure to make one is recorded in be->err).
  * be_stream_bytes() : the device memory one side stream takes (0 on the CPU).
  * be_fork() : work queued after it on be_use_stream(i) (i taken mod n) starts
  *             once everything queued before is done, beside the other side
@@ -174,7 +175,8 @@ void be_recording_free(be_recording *r);
  * be_use_stream() : queue the next launches on side stream i.
  * be_join() : later work waits for all of it; launches return to the main stream.
  * Work on different side streams must not touch the same memory, nor use the
- * same workspace slot (be_workspace) while the streams are forked. */
+ * same workspace slot (be_workspace) while the streams are forked; be_sync and
+ * transfers belong after be_join. */
 #define BE_MAX_STREAMS 4
 int be_reserve_streams(backend *be, int n);
 size_t be_stream_bytes(const backend *be);

@@ -120,7 +120,7 @@ extern "C" void cuda_close(backend *be)
         cudaEventDestroy(s->join_ev[i]);
         cudaStreamDestroy(s->side[i]);
     }
-    if (s->n_side) cudaEventDestroy(s->fork_ev);
+    if (s->fork_ev) cudaEventDestroy(s->fork_ev);
     cublasLtDestroy(s->lt);
     cudaStreamDestroy(s->home);
     free(s->allocs);
@@ -296,7 +296,7 @@ extern "C" int cuda_reserve_streams(backend *be, int n)
 {
     cuda_state *s = st(be);
     if (n > BE_MAX_STREAMS) n = BE_MAX_STREAMS;
-    if (!s->n_side && n > 0 && !ok(be, cudaEventCreateWithFlags(&s->fork_ev, cudaEventDisableTiming), "event"))
+    if (!s->fork_ev && n > 0 && !ok(be, cudaEventCreateWithFlags(&s->fork_ev, cudaEventDisableTiming), "event"))
         return 0;
     while (s->n_side < n) {
         const int i = s->n_side;

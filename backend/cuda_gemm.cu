@@ -201,6 +201,8 @@ extern "C" void cuda_gemm(backend *be, const be_gemm_args *g)
 {
     cuda_state *s = st(be);
     gemm_plan *p = get_plan(be, g, false);
+    if (!be->err && p->fallback && (p->key.M != g->M || p->key.K != g->K))
+        p = get_plan(be, g, true);   /* no algorithm for the size class: perhaps one for this M and K */
     if (be->err || (!p->fallback && !set_dims(be, p, g->M, g->K))) return;
     if (p->fallback) {
         gemm_fallback(be, g);

@@ -158,7 +158,7 @@ typedef struct {
     double step_s, tokens_per_s, tflops;
     size_t peak_alloc, in_use;
     engine_memory plan;   /* the engine's arenas: where the run's memory lives */
-    size_t host_peak;     /* the process's peak resident set */
+    size_t host_peak;     /* the process's peak resident set so far (over every micro-batch run) */
 } bench_result;
 
 static int cmp_double(const void *x, const void *y)
@@ -334,7 +334,7 @@ int bench_train(int argc, char **argv)
         /* what lives where: every arena on the device (nothing is offloaded to host memory yet) */
         char w[32], ad[32], ac[32], ws[32], host[32];
         printf("  memory plan on the %s: weights %s, adapter + gradients + optimizer %s, activations %s (%s), "
-               "workspace %s; host: peak resident %s\n", be_name(be), ds_bytes_str(r.plan.weights, w, sizeof w),
+               "workspace %s; host: peak resident so far %s\n", be_name(be), ds_bytes_str(r.plan.weights, w, sizeof w),
                ds_bytes_str(r.plan.adapter, ad, sizeof ad), ds_bytes_str(r.plan.activations, ac, sizeof ac),
                o.checkpointing ? "each layer's input kept, one layer's intermediates" : "every layer's intermediates",
                ds_bytes_str(r.plan.workspace, ws, sizeof ws), ds_bytes_str(r.host_peak, host, sizeof host));
