@@ -181,6 +181,63 @@ static double train_step(const llama_model *m, const lora_adapter *ad, double *a
     return loss;
 }
 
+/* Log-probabilities and every LoRA gradient of one SFT pass on the CPU, with
+ * the routed experts' weights dequantized `batch_bytes` at a time (0: the default). */
+static float *pass(const llama_model *m, const lora_adapter *ad, size_t batch_bytes, float *lp, size_t *np)
+{
+    const int B = 2, T = 16, N = B * T, V = m->cfg.vocab_size;
+    backend *be;
+    cr_assert_eq(be_open(BE_CPU, &be), DS_OK);
+    engine *e;
+    engine_opts o = {.max_B = B, .max_T = T, .checkpointing = true, .training = true, .adapter = ad, .seed = 1,
+                     .expert_batch_bytes = batch_bytes};
+    cr_assert_eq(engine_create(be, m, &o, &e), DS_OK, "%s", ds_errmsg());
+    batch b;
+    cr_assert_eq(batch_alloc(&b, B, T), DS_OK);
+    float ca[32] = {0}, cb[32] = {0};
+    for (int i = 0; i < N; i++) {
+        b.ids[i] = (i * 37 + 11) % V, b.pos[i] = i % T, b.seg[i] = 0;
+        b.targets[i] = i % T < T - 1 ? (i * 53 + 5) % V : -1;
+        if (b.targets[i] >= 0) ca[i] = 1.0f / N, cb[i] = -1.0f / N;
+    }
+    engine_fwd f = {.lora = true, .training = true, .for_backward = true};
+    cr_assert_eq(engine_forward(e, &b, &f, lp, NULL), DS_OK, "%s", ds_errmsg());
+    cr_assert_eq(engine_zero_grads(e), DS_OK);
+    cr_assert_eq(engine_backward(e, ca, cb, NULL), DS_OK, "%s", ds_errmsg());
+    float *grads;
+    cr_assert_eq(engine_grads_buffer(e, &grads, np), DS_OK);
+    float *copy = malloc(sizeof(float) * *np);
+    cr_assert_eq(engine_get_grads(e, copy), DS_OK);
+    batch_free(&b);
+    engine_free(e);
+    be_close(be);
+    return copy;
+}
+
+/* Dequantizing the experts a few at a time (several batches, the last one
+ * short) computes exactly what one batch of all of them does. */
+Test(model_random_deepseek, expert_batches_change_nothing, .timeout = 120)
+{
+    for (size_t i = 0; i < NTINY; i++) {
+        model_config c = tiny_config(TINY[i]);
+        llama_model *m;
+        cr_assert_eq(model_random(&c, 7, &m), DS_OK, "%s: %s", TINY[i], ds_errmsg());
+        lora_adapter *ad = all_linear(&c);
+        size_t one = (size_t)c.ds.moe_intermediate * c.hidden_size * sizeof(float);   /* an expert's weight on the CPU */
+        cr_assert(c.ds.n_routed % 3 != 0, "%s: %d experts: pick a batch that leaves a short last one", TINY[i],
+                  c.ds.n_routed);
+        float lp1[32], lp3[32];
+        size_t n1, n3;
+        float *g1 = pass(m, ad, 0, lp1, &n1), *g3 = pass(m, ad, 3 * one, lp3, &n3);
+        cr_assert_eq(n1, n3);
+        cr_expect(!memcmp(lp1, lp3, sizeof lp1), "%s: log-probabilities differ with 3 experts a batch", TINY[i]);
+        cr_expect(!memcmp(g1, g3, sizeof(float) * n1), "%s: LoRA gradients differ with 3 experts a batch", TINY[i]);
+        free(g1), free(g3);
+        lora_free(ad);
+        model_random_free(m);
+    }
+}
+
 Test(model_random_deepseek, random_models_train_on_the_cpu, .timeout = 120)
 {
     for (size_t i = 0; i < NTINY; i++) {

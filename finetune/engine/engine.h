@@ -37,6 +37,8 @@ typedef struct {
     bool training;                  /* allocate gradients, optimizer state and backward buffers */
     const lora_adapter *adapter;    /* layout and initial values; NULL = no adapter */
     uint64_t seed;                  /* LoRA dropout masks */
+    size_t expert_batch_bytes;      /* routed experts' weights dequantized together: at most this many
+                                       bytes of them at a time (at least one expert); 0 = 256 MiB */
 } engine_opts;
 
 typedef struct engine engine;

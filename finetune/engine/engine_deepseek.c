@@ -265,14 +265,15 @@ void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *
     /* the CPU products' transposed operands run over N*K rows of the experts */
     *widest = *widest * (size_t)cfg->ds.top_k;
     size_t expert = (size_t)cfg->ds.moe_intermediate * cfg->hidden_size;
-    if (cfg->ds.n_routed && expert * deepseek_expert_batch(cfg, e->be->act_size) > *biggest)
-        *biggest = expert * deepseek_expert_batch(cfg, e->be->act_size);
+    if (cfg->ds.n_routed && expert * deepseek_expert_batch(e) > *biggest) *biggest = expert * deepseek_expert_batch(e);
 }
 
-int deepseek_expert_batch(const model_config *c, size_t act_size)
+int deepseek_expert_batch(const engine *e)
 {
-    size_t one = (size_t)c->ds.moe_intermediate * c->hidden_size * act_size;
-    size_t fit = one ? (256u << 20) / one : 1;
+    const model_config *c = &e->cfg;
+    size_t one = (size_t)c->ds.moe_intermediate * c->hidden_size * e->be->act_size;
+    size_t budget = e->opts.expert_batch_bytes ? e->opts.expert_batch_bytes : (256u << 20);
+    size_t fit = one ? budget / one : 1;
     if (fit > (size_t)c->ds.n_routed) fit = (size_t)c->ds.n_routed;
     return fit < 1 ? 1 : (int)fit;
 }

@@ -71,8 +71,8 @@ void deepseek_layout_routes(engine *e, carve *c);
  * largest counts a batch of routed experts' weights (deepseek_expert_batch). */
 void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *widest);
 /* How many routed experts' weights of one projection are dequantized together
- * (WS_DEQUANT): as many as fit in 256 MiB, at least one. */
-int deepseek_expert_batch(const model_config *c, size_t act_size);
+ * (WS_DEQUANT): as many as fit in e->opts.expert_batch_bytes (0: 256 MiB), at least one. */
+int deepseek_expert_batch(const engine *e);
 
 /* Generation's key/value cache of one layer (engine_decode.c): the step's
  * tokens store their keys and values (each head's D-wide key and value, as

@@ -42,19 +42,16 @@ enum { EXPERT_GATE, EXPERT_UP, EXPERT_DOWN };
 
 /* Projection p of the routed experts ex[0..count) over their grouped rows,
  * each with its adapter: forward out = in·Wᵀ, backward dx (+)= dy·W (beta).
- * Their weights are dequantized together first (linear_weights), so a layer
- * costs a few dequantization launches, not one per expert and projection.
+ * Their weights are dequantized together, deepseek_expert_batch of them at a
+ * time (linear_weights), so a layer costs a few dequantization launches, not
+ * one per expert and projection.
  * Buffers by projection, forward: gate xe -> ge, up xe -> ue, down me -> ye;
  * backward: down dye -> dme, gate dge -> dxe, up due -> dxe. */
 static void experts_linear(engine *e, int l, layer_acts *a, const int *ex, int count, int p, bool bwd, float beta)
 {
-    const int C = e->cfg.hidden_size, I = e->cfg.ds.moe_intermediate;
+    const int C = e->cfg.hidden_size, I = e->cfg.ds.moe_intermediate, nb = deepseek_expert_batch(e);
     deepseek_acts *s = a->ds;
     deepseek_grads *g = e->dsg;
-    const frozen_linear *f[MOE_MAX_EXPERTS];
-    const void *W[MOE_MAX_EXPERTS];
-    for (int i = 0; i < count; i++) f[i] = &e->layers[l].dsl[DSL_EXPERTS + 3 * ex[i] + p];
-    if (!linear_weights(e->be, f, count, W)) return;
     const int in_w = p == EXPERT_DOWN ? I : C, out_w = p == EXPERT_DOWN ? C : I;
     void *xin = p == EXPERT_DOWN ? s->me : s->xe;
     void *y = p == EXPERT_GATE ? s->ge : p == EXPERT_UP ? s->ue : s->ye;                        /* forward */
@@ -64,20 +61,27 @@ static void experts_linear(engine *e, int l, layer_acts *a, const int *ex, int c
      * share the LoRA workspace, so experts with adapters run in order. */
     bool side = true;
     for (int i = 0; i < count && side; i++) side = !slot_r(e, l, DSL_EXPERTS + 3 * ex[i] + p);
-    if (side) be_fork(e->be, count < BE_MAX_STREAMS ? count : BE_MAX_STREAMS);
-    for (int i = 0; i < count; i++) {
-        const int x = ex[i], r0 = s->start[x], rows = s->start[x + 1] - r0, slot = DSL_EXPERTS + 3 * x + p;
-        float *u = u_at(s->lora_u[slot], r0, slot_r(e, l, slot));
-        if (side) be_use_stream(e->be, i);
-        if (!bwd) {
-            be_matmul_nt(e->be, at(e, y, r0, out_w), at(e, xin, r0, in_w), W[i], rows, out_w, in_w, 0.0f);
-            ds_lora_fwd(e, l, slot, at(e, y, r0, out_w), at(e, xin, r0, in_w), rows, u);
-        } else {
-            be_matmul_nn(e->be, at(e, dx, r0, in_w), at(e, dy, r0, out_w), W[i], rows, out_w, in_w, beta);
-            ds_lora_bwd(e, l, slot, at(e, dx, r0, in_w), at(e, dy, r0, out_w), at(e, xin, r0, in_w), rows, u);
+    for (int b0 = 0; b0 < count; b0 += nb) {
+        const int n = count - b0 < nb ? count - b0 : nb;
+        const frozen_linear *f[MOE_MAX_EXPERTS];
+        const void *W[MOE_MAX_EXPERTS];
+        for (int i = 0; i < n; i++) f[i] = &e->layers[l].dsl[DSL_EXPERTS + 3 * ex[b0 + i] + p];
+        if (!linear_weights(e->be, f, n, W)) return;
+        if (side) be_fork(e->be, n < BE_MAX_STREAMS ? n : BE_MAX_STREAMS);
+        for (int i = 0; i < n; i++) {
+            const int x = ex[b0 + i], r0 = s->start[x], rows = s->start[x + 1] - r0, slot = DSL_EXPERTS + 3 * x + p;
+            float *u = u_at(s->lora_u[slot], r0, slot_r(e, l, slot));
+            if (side) be_use_stream(e->be, i);
+            if (!bwd) {
+                be_matmul_nt(e->be, at(e, y, r0, out_w), at(e, xin, r0, in_w), W[i], rows, out_w, in_w, 0.0f);
+                ds_lora_fwd(e, l, slot, at(e, y, r0, out_w), at(e, xin, r0, in_w), rows, u);
+            } else {
+                be_matmul_nn(e->be, at(e, dx, r0, in_w), at(e, dy, r0, out_w), W[i], rows, out_w, in_w, beta);
+                ds_lora_bwd(e, l, slot, at(e, dx, r0, in_w), at(e, dy, r0, out_w), at(e, xin, r0, in_w), rows, u);
+            }
         }
+        if (side) be_join(e->be);   /* before the next batch's weights overwrite these */
     }
-    if (side) be_join(e->be);
 }
 
 /* The routed experts that got rows, in order: ex[0..return). */
@@ -140,17 +144,13 @@ void moe_mlp_forward(engine *e, int l, layer_acts *a, void *out)
     ds_to_backend(e, s->dev_tok_row, s->tok_row, (size_t)N * K * sizeof(int32_t));
     ds_to_backend(e, s->dev_w, rt.w, (size_t)N * K * sizeof(float));
     op_moe_gather(be, s->xe, a->h2, s->dev_row_token, R, C);
-    /* gate and up of every expert with rows, one SwiGLU over all rows, then down;
-     * deepseek_expert_batch experts' weights of a projection at a time */
+    /* gate and up of every expert with rows, one SwiGLU over all rows, then down */
     int ex[MOE_MAX_EXPERTS];
-    const int nx = experts_with_rows(s, E, ex), nb = deepseek_expert_batch(c, be->act_size);
-    for (int b0 = 0; b0 < nx; b0 += nb) {
-        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_GATE, false, 0.0f);
-        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_UP, false, 0.0f);
-    }
+    const int nx = experts_with_rows(s, E, ex);
+    experts_linear(e, l, a, ex, nx, EXPERT_GATE, false, 0.0f);
+    experts_linear(e, l, a, ex, nx, EXPERT_UP, false, 0.0f);
     op_swiglu_fwd(be, s->me, s->ge, s->ue, (size_t)R * I);
-    for (int b0 = 0; b0 < nx; b0 += nb)
-        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_DOWN, false, 0.0f);
+    experts_linear(e, l, a, ex, nx, EXPERT_DOWN, false, 0.0f);
     op_moe_scatter(be, out, s->ye, s->dev_w, s->dev_tok_row, N, K, C);
 }
 
@@ -173,14 +173,11 @@ void moe_mlp_backward(engine *e, int l, layer_acts *a)
     be_zero(be, g->dw, sizeof(float) * (size_t)N * K);
     op_moe_scatter_bwd(be, g->dye, g->dw, e->dres, s->ye, s->dev_w, s->dev_row_token, s->dev_row_k, R, K, C);
     int ex[MOE_MAX_EXPERTS];
-    const int nx = experts_with_rows(s, E, ex), nb = deepseek_expert_batch(c, be->act_size);
-    for (int b0 = 0; b0 < nx; b0 += nb)
-        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_DOWN, true, 0.0f);
+    const int nx = experts_with_rows(s, E, ex);
+    experts_linear(e, l, a, ex, nx, EXPERT_DOWN, true, 0.0f);
     op_swiglu_bwd(be, g->dge, g->due, g->dme, s->ge, s->ue, (size_t)R * I);
-    for (int b0 = 0; b0 < nx; b0 += nb) {
-        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_GATE, true, 0.0f);
-        experts_linear(e, l, a, ex + b0, nx - b0 < nb ? nx - b0 : nb, EXPERT_UP, true, 1.0f);
-    }
+    experts_linear(e, l, a, ex, nx, EXPERT_GATE, true, 0.0f);   /* every expert's gate part before any up part adds */
+    experts_linear(e, l, a, ex, nx, EXPERT_UP, true, 1.0f);
     /* the router, on the host: dL/d weights -> dL/d logits; then dL/d h2 on the backend (its weight is frozen) */
     moe_router r = deepseek_router(c);
     float *dprob = NULL;

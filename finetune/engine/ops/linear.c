@@ -2,14 +2,6 @@
  * dequantization and backend matrix products (no CUDA twin of its own). */
 #include "ops.h"
 
-const void *linear_weight(backend *be, const frozen_linear *w)
-{
-    if (w->dense) return w->dense;
-    void *buf = be_workspace(be, WS_DEQUANT, (size_t)w->out * w->in * be->act_size);
-    if (buf) op_nf4_dequant(be, buf, &w->q);
-    return buf;
-}
-
 bool linear_weights(backend *be, const frozen_linear *const *w, int count, const void **W)
 {
     int nq = 0;   /* the NF4 weights: slots 0, 1, ... of the workspace, in order */
@@ -31,7 +23,13 @@ bool linear_weights(backend *be, const frozen_linear *const *w, int count, const
             pending = 0;
         }
     }
-    return !be->err;
+    return true;
+}
+
+const void *linear_weight(backend *be, const frozen_linear *w)
+{
+    const void *W = NULL;
+    return linear_weights(be, &w, 1, &W) ? W : NULL;
 }
 
 void op_linear_fwd(backend *be, void *y, const void *x, const frozen_linear *w, int N, float beta)

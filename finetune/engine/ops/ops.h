@@ -123,7 +123,8 @@ const void *linear_weight(backend *be, const frozen_linear *w);
  * layer's routed experts), for products: 16-bit ones as they are, NF4 ones
  * dequantized together into WS_DEQUANT (count * out * in act, one launch per
  * NF4_BATCH_MAX on the GPU). W[i] receives weight i.
- * @return false on failure (be->err says which). */
+ * @return false when the workspace cannot be had (be->err says why); a failed
+ * launch is recorded in be->err like any op's. */
 bool linear_weights(backend *be, const frozen_linear *const *w, int count, const void **W);
 
 #ifdef __cplusplus
