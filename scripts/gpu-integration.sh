@@ -18,7 +18,7 @@
 # benchfam (bench train of the R1-Distill shapes at micro-batch 1 and 4), hfmoe
 # (three ds-ft training steps on each DeepSeek fixture, then
 # scripts/hf_check_family.py with that adapter: PEFT on per-expert modules
-# against `ds-ft dump`; written for the next GPU run, not yet run).
+# against `ds-ft dump`, and ds-ft merge against PEFT's merge_and_unload).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -87,7 +87,7 @@ for s in $stages; do
                 > "$logs/hfmoe-train-$f.log" 2>&1 || { echo "hfmoe $f: training failed"; continue; }
               timeout -k 5 150 python3 scripts/hf_check_family.py --fixture $fix --dsft "$DSFT" \
                 --adapter "$logs/hfmoe-train-$f/adapter" --work "$logs/hfmoe-$f" > "$logs/hfmoe-$f.log" 2>&1
-              echo "hfmoe $f: exit $?"; grep -v Warning "$logs/hfmoe-$f.log" | tail -4
+              echo "hfmoe $f: exit $?"; grep -E "^ok|^FAILED|merge rounded|hf_check_family" "$logs/hfmoe-$f.log"
             done;;
     benchfam) for shape in deepseek-r1-distill-qwen-7b deepseek-r1-distill-llama-8b deepseek-r1-distill-qwen-14b; do
               for mb in 1 4; do

@@ -15,8 +15,9 @@ they are installed; the GPU is used for the bf16 figures if present).
    transformers model (per-expert modules for DeepSeek MoE) and gives the
    logits `ds-ft dump` computes for it; `ds-ft dump` of the 4-bit twin gives
    the twin's reference logits.
-4. `ds-ft merge` of the fixture adapter loads in transformers and gives the
-   logits of PEFT's base + adapter.
+4. `ds-ft merge` of the fixture adapter writes PEFT's merge_and_unload weights
+   (to bf16 rounding), loads in transformers and gives the logits of PEFT's
+   base + adapter (within what rounding PEFT's merge to bf16 gives).
 Prints one line per check; exits non-zero if a check fails.
 """
 import argparse
@@ -136,17 +137,41 @@ def dsft_twin(a, fix, checks):
 
 
 def dsft_merge(a, fix, ref, checks):
+    """ds-ft's merged weights against PEFT's merge_and_unload (fp32), then the
+    merged model's logits against PEFT's base + adapter. Rounding the merged
+    weights to bf16 moves the logits by what this fixture's bf16 sensitivity
+    is (a router whose choices flip moves them far): the logits limit is the
+    larger of 2e-2 and twice what PEFT's own merge rounded the same way gives."""
     merged = os.path.join(a.work, "merged")
     run([a.dsft, "merge", "--model", fix, "--adapter", os.path.join(fix, "adapter"), "--out", merged,
          "--source", "original"])
+    cfg = hf.read_json(os.path.join(fix, "config.json"))
+    ids = ref["input_ids"]
     with torch.no_grad():
         mm, info = hf.load_model(merged, torch.float32)
         bad = {k: v for k, v in info.items() if v and k != "error_msgs"}
         if bad:
             raise RuntimeError(f"transformers loading the merged folder: {bad}")
+        if hf.is_moe_config(cfg):   # per-expert modules, named as PEFT's merged model names them
+            hf.unfuse_experts(mm, load_file(os.path.join(merged, "model.safetensors")), cfg)
         pm = hf.model_with_adapter(fix, os.path.join(fix, "adapter"), torch.float32, "cpu")
-        e = hf.rel(mm(input_ids=ref["input_ids"]).logits, pm(input_ids=ref["input_ids"]).logits)
-    checks.expect("ds-ft merge -> transformers logits vs PEFT base+adapter (bf16 merged weights)", e, 2e-2)
+        peft_logits = pm(input_ids=ids).logits
+        theirs = pm.merge_and_unload()
+        ours_sd, theirs_sd = mm.state_dict(), theirs.state_dict()
+        missing = sorted(set(theirs_sd) - set(ours_sd))
+        if missing:
+            raise RuntimeError(f"the merged model lacks {missing[:4]}")
+        worst, where = max((hf.rel(ours_sd[k], t), k) for k, t in theirs_sd.items() if t.is_floating_point())
+        checks.expect(f"ds-ft merge weights vs PEFT merge_and_unload (worst: {where})", worst, 4e-3)
+        for k, t in theirs_sd.items():   # PEFT's merge rounded where ds-ft wrote bf16
+            o = ours_sd[k]
+            if t.is_floating_point() and torch.equal(o, o.to(torch.bfloat16).float()):
+                t.copy_(t.to(torch.bfloat16).float())
+        e_round = hf.rel(theirs(input_ids=ids).logits, peft_logits)
+        e = hf.rel(mm(input_ids=ids).logits, peft_logits)
+    print(f"PEFT's merge rounded to bf16: logits relative error {e_round:.3e} against PEFT base+adapter")
+    checks.expect("ds-ft merge -> transformers logits vs PEFT base+adapter (bf16 merged weights)", e,
+                  max(2e-2, 2 * e_round))
 
 
 def main():
