@@ -264,8 +264,8 @@ void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *
         }
     /* the CPU products' transposed operands run over N*K rows of the experts */
     *widest = *widest * (size_t)cfg->ds.top_k;
-    size_t expert = (size_t)cfg->ds.moe_intermediate * cfg->hidden_size;
-    if (cfg->ds.n_routed && expert * deepseek_expert_batch(e) > *biggest) *biggest = expert * deepseek_expert_batch(e);
+    const size_t batch = (size_t)cfg->ds.moe_intermediate * cfg->hidden_size * (size_t)deepseek_expert_batch(e);
+    if (cfg->ds.n_routed && batch > *biggest) *biggest = batch;
 }
 
 int deepseek_expert_batch(const engine *e)

@@ -57,7 +57,7 @@ int engine_read_moe_stats(engine *e, int layer, engine_moe_stats *out)
         if (layer >= 0 && l != layer) continue;
         const int32_t *idx = e->route_idx + l * NK;
         const float *w = e->route_w + l * NK;
-        int count[1024] = {0};
+        int count[MOE_MAX_EXPERTS] = {0};
         for (int i = 0; i < e->N * d->top_k; i++)
             if (w[i] != 0.0f || !(e->moe_capacity > 0)) count[idx[i]]++;   /* dropped slots carry weight 0 */
         for (int x = 0; x < d->n_routed; x++) {

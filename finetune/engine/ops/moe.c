@@ -33,7 +33,7 @@ static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(co
 static void choose(const float *s, const float *bias, const moe_router *r, int *idx)
 {
     const int E = r->E, G = r->n_group, per = E / G;
-    float choice[1024], group[1024];
+    float choice[MOE_MAX_EXPERTS], group[MOE_MAX_EXPERTS];
     for (int e = 0; e < E; e++) choice[e] = bias ? s[e] + bias[e] : s[e];
     if (r->method != TOPK_GREEDY) {
         /* a group's score: its best expert (V2), or the sum of its best two (V3) */
@@ -43,7 +43,7 @@ static void choose(const float *s, const float *bias, const moe_router *r, int *
             group[g] = choice[g * per + best[0]];
             if (r->method == TOPK_NOAUX_TC) group[g] += choice[g * per + best[1]];
         }
-        int keep[1024];
+        int keep[MOE_MAX_EXPERTS];
         top_k(group, G, r->topk_group, keep);
         for (int g = 0; g < G; g++) {
             bool kept = false;
@@ -81,7 +81,7 @@ void moe_route_select(float *scores, int32_t *idx, float *w, const float *logits
             for (int e = 0; e < E; e++) sum += s[e] = expf(z[e] - m);
             for (int e = 0; e < E; e++) s[e] /= sum;
         }
-        int chosen[1024];
+        int chosen[MOE_MAX_EXPERTS];
         choose(s, bias, r, chosen);
         float total = 0;
         for (int k = 0; k < K; k++) total += s[chosen[k]];
@@ -102,7 +102,7 @@ void moe_route_bwd(float *dlogits, const float *dw, const float *dprob, const fl
     for (int n = 0; n < N; n++) {
         const float *s = scores + (size_t)n * E, *g = dw + (size_t)n * K;
         const int32_t *id = idx + (size_t)n * K;
-        float ds[1024];   /* d loss / d score */
+        float ds[MOE_MAX_EXPERTS];   /* d loss / d score */
         memset(ds, 0, sizeof(float) * (size_t)E);
         float total = 0, dot = 0;
         for (int k = 0; k < K; k++) total += s[id[k]], dot += g[k] * s[id[k]];
@@ -137,7 +137,7 @@ void moe_route_bwd(float *dlogits, const float *dw, const float *dprob, const fl
 int moe_group(int32_t *start, int32_t *row_token, int32_t *row_k, int32_t *tok_row, const int32_t *idx, float *w,
               int N, int K, int E, int capacity)
 {
-    int32_t count[1024] = {0}, fill[1024];
+    int32_t count[MOE_MAX_EXPERTS] = {0}, fill[MOE_MAX_EXPERTS];
     int dropped = 0;
     for (int i = 0; i < N * K; i++) {   /* token order: the first `capacity` slots of each expert stay */
         if (capacity > 0 && count[idx[i]] >= capacity) {
@@ -228,7 +228,7 @@ float moe_seq_aux_loss(const float *scores, const int32_t *idx, int B, int T, co
     const int E = r->E, K = r->K;
     double loss = 0;
     for (int b = 0; b < B; b++) {
-        float f[1024] = {0}, P[1024] = {0};
+        float f[MOE_MAX_EXPERTS] = {0}, P[MOE_MAX_EXPERTS] = {0};
         for (int t = 0; t < T; t++)
             for (int k = 0; k < K; k++) f[idx[((size_t)b * T + t) * K + k]] += (float)E / ((float)T * K);
         for (int t = 0; t < T; t++) {
