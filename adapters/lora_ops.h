@@ -7,8 +7,11 @@
  * fp32 whatever the activations' type: x and dy are converted once, every
  * LoRA product is an fp32 product, and the result is added into y (or dx)
  * with a single rounding. drop(x) = x * keep / (1 - p) with keep decided by
- * ds_dropout_keep(seed, step, id, n*in + c, p), so the backward (and a
- * recomputed forward) regenerates the same mask without storing it.
+ * ds_dropout_keep(seed, step, id, (row0 + n)*in + c, p), so the backward (and
+ * a recomputed forward) regenerates the same mask without storing it, and a
+ * batch run in slices of rows (row0 each slice's first) drops what the whole
+ * batch would. Long batches run in slices of LORA_MAX_ROWS rows, so that the
+ * fp32 workspace does not grow with the sequence.
  */
 #ifndef DS_ADAPTERS_LORA_OPS_H
 #define DS_ADAPTERS_LORA_OPS_H
@@ -37,7 +40,10 @@ typedef struct {
     uint64_t seed;          /* the run's seed */
     uint64_t step;          /* micro-batch counter: a new mask for each micro-batch */
     bool training;          /* dropout only when training */
+    int row0;               /* the rows' first position in the micro-batch (0 for a whole batch) */
 } lora_ctx;
+
+#define LORA_MAX_ROWS 8192  /* rows per slice of the LoRA products */
 
 /* y (N, out) act += s · u · Bᵀ, with u (N, r) fp32 = drop(x)·Aᵀ stored for the backward.
  * x (N, in) act. */
@@ -52,18 +58,19 @@ void op_lora_u(backend *be, float *u, const void *x, const lora_view *l, int N, 
 void op_lora_bwd(backend *be, void *dx, const void *dy, const void *x, const float *u, const lora_view *l, int N,
                  const lora_ctx *ctx);
 
-/* Workspace (bytes) the LoRA ops need for N rows of a module: one (N,
- * max(in, out)) fp32 buffer and the (N, r) fp32 du. */
+/* Workspace (bytes) the LoRA ops need for N rows of a module: one (n,
+ * max(in, out)) fp32 buffer and the (n, r) fp32 du, n = min(N, LORA_MAX_ROWS). */
 size_t lora_workspace_bytes(const lora_view *l, int N);
 
-/* out (n) fp32 (+)= drop(x): x * keep(i) / (1 - p) for i in [0, n); out may
- * be x. accumulate = false overwrites out. Used by the LoRA ops; exposed for
- * tests. */
-void op_dropout(backend *be, float *out, const float *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
-                bool accumulate);
+/* out (n) fp32 (+)= drop(x): x[i] * keep(first + i) / (1 - p) for i in [0, n);
+ * out may be x. accumulate = false overwrites out. first places x in the
+ * module's mask (a slice of a longer batch). Used by the LoRA ops; exposed
+ * for tests. */
+void op_dropout(backend *be, float *out, const float *x, size_t n, uint64_t first, float p, uint64_t seed,
+                uint64_t step, uint64_t id, bool accumulate);
 
-void dropout_cuda(backend *be, float *out, const float *x, size_t n, float p, uint64_t seed, uint64_t step, uint64_t id,
-                  bool accumulate);
+void dropout_cuda(backend *be, float *out, const float *x, size_t n, uint64_t first, float p, uint64_t seed,
+                  uint64_t step, uint64_t id, bool accumulate);
 
 #ifdef __cplusplus
 }

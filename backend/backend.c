@@ -230,6 +230,58 @@ void be_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes)
 
 size_t be_peak_bytes(const backend *be) { return be->peak_bytes; }
 
+/* ------------------------------------------------- transfers beside the work */
+
+void *be_host_alloc(backend *be, size_t bytes, const char *what)
+{
+    if (bytes == 0) bytes = 1;
+    void *p = NULL;
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) p = cuda_host_alloc(be, bytes, what);
+    else
+#endif
+    if (posix_memalign(&p, 256, bytes) != 0) {
+        p = NULL;
+        be_fail(be, DS_ENOMEM, "out of host memory: %zu bytes for %s", bytes, what);
+    }
+    if (p) be->host_bytes += bytes;
+    return p;
+}
+
+void be_host_free(backend *be, void *p)
+{
+    if (!p) return;
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) {
+        cuda_host_free(be, p);
+        return;
+    }
+#endif
+    free(p);
+}
+
+int be_transfer(backend *be, void *dst, const void *src, size_t bytes, bool to_host)
+{
+    int ticket = be->transfers++;
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) {
+        cuda_transfer(be, dst, src, bytes, to_host, ticket);
+        return ticket;
+    }
+#endif
+    (void)to_host;
+    memcpy(dst, src, bytes);
+    return ticket;
+}
+
+void be_wait_transfer(backend *be, int ticket)
+{
+#ifdef DS_HAVE_CUDA
+    if (be->kind == BE_CUDA) cuda_wait_transfer(be, ticket);
+#endif
+    (void)be, (void)ticket;
+}
+
 /* ------------------------------------------------------- recorded work */
 
 int be_reserve_streams(backend *be, int n)

@@ -42,6 +42,8 @@ typedef struct backend {
     char errmsg[512];
     size_t bytes_in_use;      /* device bytes allocated through be_alloc */
     size_t peak_bytes;
+    size_t host_bytes;        /* host bytes allocated through be_host_alloc */
+    int transfers;            /* be_transfer calls so far (the next ticket) */
     bool round_bf16;          /* CPU only: store act values rounded to bf16, as CUDA does (DSFT_CPU_BF16=1) */
     int attn_fwd_rows;        /* CUDA tuning: query rows per warp of the attention forward, 16 or 32
                                  (0 = the default, 32); `ds-ft bench kernels --attn-fwd-rows` sets it */
@@ -96,6 +98,25 @@ void be_zero(backend *be, void *p, size_t bytes);
 void be_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes);
 /* Peak device memory of this process seen by the allocator. */
 size_t be_peak_bytes(const backend *be);
+
+/* ---- transfers beside the computation (activation offload) ----
+ * be_host_alloc() : `bytes` of host memory the device copies to and from at
+ *                   full speed (page-locked on CUDA), @return it, or NULL with
+ *                   the failure recorded. Counted in be->host_bytes.
+ * be_host_free() : release it (NULL is fine).
+ * be_transfer() : copy `bytes` from src to dst, one of them be_host_alloc
+ *                 memory and the other backend memory (to_host: backend ->
+ *                 host), on a transfer stream of its own: it starts once the
+ *                 work queued before it is done and overlaps the work queued
+ *                 after, @return its ticket. On the CPU a memcpy done at once.
+ * be_wait_transfer() : work queued after this waits for transfer `ticket`,
+ *                 one of the last BE_TRANSFER_TICKETS.
+ * be_sync() also waits for every transfer. Not inside a recording. */
+#define BE_TRANSFER_TICKETS 64
+void *be_host_alloc(backend *be, size_t bytes, const char *what);
+void be_host_free(backend *be, void *p);
+int be_transfer(backend *be, void *dst, const void *src, size_t bytes, bool to_host);
+void be_wait_transfer(backend *be, int ticket);
 
 /* ---- precision conversions (n elements) ---- */
 void be_f32_to_act(backend *be, void *dst_act, const float *src_f32, size_t n);   /* both on backend */

@@ -121,6 +121,12 @@ extern "C" void cuda_close(backend *be)
         cudaStreamDestroy(s->side[i]);
     }
     if (s->fork_ev) cudaEventDestroy(s->fork_ev);
+    if (s->xfer) {
+        cudaStreamSynchronize(s->xfer);
+        for (int i = 0; i < BE_TRANSFER_TICKETS; i++) cudaEventDestroy(s->xfer_done[i]);
+        cudaEventDestroy(s->xfer_after);
+        cudaStreamDestroy(s->xfer);
+    }
     cublasLtDestroy(s->lt);
     cudaStreamDestroy(s->home);
     free(s->allocs);
@@ -132,6 +138,7 @@ extern "C" const char *cuda_device_name(backend *be) { return st(be)->name; }
 
 extern "C" int cuda_sync(backend *be)
 {
+    if (st(be)->xfer) ok(be, cudaStreamSynchronize(st(be)->xfer), "synchronize the transfers");
     ok(be, cudaStreamSynchronize(st(be)->stream), "synchronize");
     ok(be, cudaGetLastError(), "after synchronize");
     return be->err;
@@ -204,6 +211,55 @@ extern "C" void cuda_zero(backend *be, void *p, size_t bytes)
 {
     if (!bytes) return;
     ok(be, cudaMemsetAsync(p, 0, bytes, st(be)->stream), "memset");
+}
+
+/* ------------------------------------------------- transfers beside the work */
+
+extern "C" void *cuda_host_alloc(backend *be, size_t bytes, const char *what)
+{
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocDefault);
+    if (e == cudaSuccess) return p;
+    (void)cudaGetLastError();
+    be_fail(be, DS_ENOMEM, "out of host memory: %zu bytes of page-locked memory for %s: %s", bytes, what,
+            cudaGetErrorString(e));
+    return NULL;
+}
+
+extern "C" void cuda_host_free(backend *be, void *p)
+{
+    (void)be;
+    cudaFreeHost(p);
+}
+
+/* The transfer stream and its events, made on the first transfer. */
+static bool transfer_stream(backend *be)
+{
+    cuda_state *s = st(be);
+    if (s->xfer) return true;
+    if (!ok(be, cudaEventCreateWithFlags(&s->xfer_after, cudaEventDisableTiming), "transfer event")) return false;
+    for (int i = 0; i < BE_TRANSFER_TICKETS; i++)
+        if (!ok(be, cudaEventCreateWithFlags(&s->xfer_done[i], cudaEventDisableTiming), "transfer event"))
+            return false;
+    return ok(be, cudaStreamCreateWithFlags(&s->xfer, cudaStreamNonBlocking), "transfer stream");
+}
+
+extern "C" void cuda_transfer(backend *be, void *dst, const void *src, size_t bytes, bool to_host, int ticket)
+{
+    cuda_state *s = st(be);
+    if (be->err || !transfer_stream(be)) return;
+    if (ok(be, cudaEventRecord(s->xfer_after, s->stream), "transfer") &&
+        ok(be, cudaStreamWaitEvent(s->xfer, s->xfer_after, 0), "transfer") &&
+        ok(be, cudaMemcpyAsync(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, s->xfer),
+           to_host ? "copy to host memory" : "copy from host memory"))
+        ok(be, cudaEventRecord(s->xfer_done[ticket % BE_TRANSFER_TICKETS], s->xfer), "transfer");
+}
+
+extern "C" void cuda_wait_transfer(backend *be, int ticket)
+{
+    cuda_state *s = st(be);
+    if (be->err || !s->xfer) return;
+    ok(be, cudaStreamWaitEvent(s->stream, s->xfer_done[ticket % BE_TRANSFER_TICKETS], 0), "wait for a transfer");
 }
 
 extern "C" void cuda_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes)

@@ -54,6 +54,9 @@ typedef struct {
     cudaStream_t side[BE_MAX_STREAMS];
     cudaEvent_t fork_ev, join_ev[BE_MAX_STREAMS];
     void *side_ws[BE_MAX_STREAMS];
+    cudaStream_t xfer;                      /* be_transfer's stream, made on first use */
+    cudaEvent_t xfer_after;                 /* marks the work a transfer waits for */
+    cudaEvent_t xfer_done[BE_TRANSFER_TICKETS];   /* by ticket mod BE_TRANSFER_TICKETS */
     alloc_rec *allocs;                      /* live allocations, for bytes_in_use */
     size_t nallocs, cap_allocs;
     gemm_plan plans[GEMM_PLANS];

@@ -86,3 +86,46 @@ Test(train_memory, nothing_fits_on_a_card_smaller_than_the_weights)
     cr_assert_eq(check(1, 2048, true, 3.0), DS_ETRAIN);
     cr_expect(strstr(ds_errmsg(), "a card with more free memory"), "%s", ds_errmsg());
 }
+
+/* Long sequences: the layers' inputs offloaded to host memory. */
+static size_t estimate(int T, bool offload)
+{
+    engine_opts o = {.max_B = 1, .max_T = T, .checkpointing = true, .training = true, .adapter = ad, .offload = offload};
+    engine_memory m;
+    cr_assert_eq(engine_estimate(&cfg, true, BE_CUDA, &o, &m), DS_OK, "%s", ds_errmsg());
+    printf("TRAINMEMORY seq %d offload %d: weights %.2f adapter %.2f activations %.2f workspace %.2f host %.2f GiB\n", T,
+           offload, (double)m.weights / GiB, (double)m.adapter / GiB, (double)m.activations / GiB,
+           (double)m.workspace / GiB, (double)m.host / GiB);
+    cr_expect_eq(m.host > 0, offload);
+    return engine_memory_total(&m);
+}
+
+Test(train_memory, offloaded_long_sequences_fit_a_24_gib_card)
+{
+    cr_expect_lt(estimate(65536, true), 15 * GiB, "65,536 tokens within 15 GiB of arenas");
+    cr_expect_lt(estimate(131072, true), 23 * GiB, "131,072 tokens within 23 GiB of arenas");
+    cr_expect_gt(estimate(65536, false), 24 * GiB, "65,536 tokens need more than 24 GiB without offload");
+    /* the 2,048-token run is untouched: no offload, the MLP in one piece */
+    size_t short_run = estimate(2048, false);
+    cr_expect_lt(short_run, estimate(4096, false));
+}
+
+Test(train_memory, auto_turns_offload_on_only_where_needed)
+{
+    r.train.offload_activations = (char *)"auto";
+    engine_opts o = {.max_B = 1, .max_T = 65536, .checkpointing = true, .training = true, .adapter = ad};
+    cr_expect(trainer_offload_needed(&r, &cfg, true, &o, 22 * GiB));
+    cr_expect(!trainer_offload_needed(&r, &cfg, true, &o, 120 * GiB));
+    o.max_T = 2048;
+    cr_expect(!trainer_offload_needed(&r, &cfg, true, &o, 22 * GiB));
+    r.train.offload_activations = (char *)"false";
+    o.max_T = 65536;
+    cr_expect(!trainer_offload_needed(&r, &cfg, true, &o, 22 * GiB), "the recipe turned it off");
+}
+
+Test(train_memory, offload_turned_off_is_named_first)
+{
+    r.train.offload_activations = (char *)"false";
+    cr_assert_eq(check(1, 65536, true, 22.0), DS_ETRAIN);
+    cr_expect(strstr(ds_errmsg(), "set train.offload_activations: true (an estimated"), "%s", ds_errmsg());
+}

@@ -13,24 +13,24 @@
 
 #include <cuda_runtime.h>
 
-/* out (n) (+)= x * keep(i) * keep_scale on fp32 values, keep_scale = 1 / (1 - p)
+/* out (n) (+)= x * keep(first + i) * keep_scale on fp32 values, keep_scale = 1 / (1 - p)
  * computed on the host as the reference does; grid-stride loop. out may be x. */
-__global__ void dropout_kernel(float *out, const float *x, size_t n, float p, float keep_scale, uint64_t seed,
-                               uint64_t step, uint64_t id, bool accumulate)
+__global__ void dropout_kernel(float *out, const float *x, size_t n, uint64_t first, float p, float keep_scale,
+                               uint64_t seed, uint64_t step, uint64_t id, bool accumulate)
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float v = ds_dropout_keep(seed, step, id, (uint64_t)i, p) ? x[i] * keep_scale : 0.0f;
+        float v = ds_dropout_keep(seed, step, id, first + (uint64_t)i, p) ? x[i] * keep_scale : 0.0f;
         out[i] = accumulate ? out[i] + v : v;
     }
 }
 
-extern "C" void dropout_cuda(backend *be, float *out, const float *x, size_t n, float p, uint64_t seed, uint64_t step,
-                             uint64_t id, bool accumulate)
+extern "C" void dropout_cuda(backend *be, float *out, const float *x, size_t n, uint64_t first, float p, uint64_t seed,
+                             uint64_t step, uint64_t id, bool accumulate)
 {
     if (!n) return;
     const float keep_scale = 1.0f / (1.0f - p);
     size_t want = (n + 255) / 256, cap = (size_t)cuda_sm_count(be) * 32;
     unsigned blocks = (unsigned)(want < cap ? want : cap);
-    dropout_kernel<<<blocks, 256, 0, cuda_stream(be)>>>(out, x, n, p, keep_scale, seed, step, id, accumulate);
+    dropout_kernel<<<blocks, 256, 0, cuda_stream(be)>>>(out, x, n, first, p, keep_scale, seed, step, id, accumulate);
     cuda_check_launch(be, "dropout");
 }

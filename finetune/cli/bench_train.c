@@ -24,6 +24,7 @@ typedef struct {
     const char *shape;
     int seq, batch, rank, steps, warmup, accum;
     bool dpo, checkpointing;
+    const char *offload;    /* auto | on | off */
     unsigned targets;
     bool default_targets;   /* no --targets: q_proj,v_proj, or DeepSeek's MLA pair */
     double mem_limit_gib;   /* > 0: search the largest micro-batch under this */
@@ -159,6 +160,7 @@ typedef struct {
     size_t peak_alloc, in_use;
     engine_memory plan;   /* the engine's arenas: where the run's memory lives */
     size_t host_peak;     /* the process's peak resident set so far (over every micro-batch run) */
+    bool offload;         /* each layer's input was offloaded to host memory */
 } bench_result;
 
 static int cmp_double(const void *x, const void *y)
@@ -173,7 +175,16 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
     int rows = o->dpo ? 2 * B : B;
     engine *e = NULL;
     engine_opts eo = {.max_B = rows, .max_T = o->seq, .checkpointing = o->checkpointing, .training = true,
-                      .adapter = ad, .seed = 1};
+                      .adapter = ad, .seed = 1, .offload = !strcmp(o->offload, "on")};
+    if (!strcmp(o->offload, "auto") && o->checkpointing && be->kind == BE_CUDA) {
+        /* on where the arenas would not fit the free memory otherwise, as training decides */
+        size_t free_b = 0, total_b = 0, margin = (size_t)512 << 20;
+        engine_memory need;
+        be_mem_info(be, &free_b, &total_b);
+        eo.offload = engine_estimate(&m->cfg, true, be->kind, &eo, &need) == DS_OK &&
+                     engine_memory_total(&need) + margin > free_b;
+    }
+    res->offload = eo.offload;
     int rc = engine_create(be, m, &eo, &e);
     if (rc) return rc;
     batch b;
@@ -215,7 +226,7 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
 
 /* The command line, as the table says; turned into bench_opts by parse(). */
 typedef struct {
-    const char *shape, *device, *loss, *checkpointing, *targets;
+    const char *shape, *device, *loss, *checkpointing, *targets, *offload;
     long seq, batch, rank, steps, warmup, accum;
     double mem_limit_gib;
 } bench_args;
@@ -237,6 +248,9 @@ static const cli_opt BENCH_TRAIN_OPTS[] = {
      "sft, or dpo (chosen + rejected rows and the reference pass)"},
     {"--checkpointing", ARG_CHOICE, offsetof(bench_args, checkpointing), NULL, "on", 0, 0, "on|off", false,
      "gradient checkpointing"},
+    {"--offload", ARG_CHOICE, offsetof(bench_args, offload), NULL, "auto", 0, 0, "auto|on|off", false,
+     "each layer's input kept in host memory (with checkpointing); auto = where the run would not fit the GPU's "
+     "free memory otherwise"},
     {"--accum", ARG_INT, offsetof(bench_args, accum), "N", "1", 1, 4096, NULL, false,
      "micro-batches per optimizer step"},
     {"--steps", ARG_INT, offsetof(bench_args, steps), "N", "5", 1, 100000, NULL, false,
@@ -260,7 +274,7 @@ static int parse(int argc, char **argv, bench_opts *o)
     int rc = cli_parse(&BENCH_TRAIN_SPEC, argc, argv, &a, &p);
     *o = (bench_opts){.shape = a.shape ? a.shape : "deepseek-llm-7b", .seq = (int)a.seq, .batch = (int)a.batch,
                       .rank = (int)a.rank, .steps = (int)a.steps, .warmup = (int)a.warmup, .accum = (int)a.accum,
-                      .dpo = !strcmp(a.loss, "dpo"), .checkpointing = !strcmp(a.checkpointing, "on"),
+                      .dpo = !strcmp(a.loss, "dpo"), .checkpointing = !strcmp(a.checkpointing, "on"), .offload = a.offload,
                       .targets = (1u << LIN_Q) | (1u << LIN_V), .default_targets = !a.targets,
                       .mem_limit_gib = a.mem_limit_gib, .device = a.device};
     if (!rc && a.targets) {
@@ -304,9 +318,9 @@ int bench_train(int argc, char **argv)
             if (*targets) strcat(targets, ",");
             strcat(targets, t < LIN_COUNT ? llama_linear_name((llama_linear)t) : MLA[t - LIN_COUNT]);
         }
-    printf("bench train: %s (%.2fB parameters), NF4 base, LoRA r=%d on %s, %s, seq %d, checkpointing %s\n", o.shape,
-           model_config_params(&cfg) / 1e9, o.rank, targets, o.dpo ? "dpo (pairs; reference pass through the "
-           "disabled adapter)" : "sft", o.seq, o.checkpointing ? "on" : "off");
+    printf("bench train: %s (%.2fB parameters), NF4 base, LoRA r=%d on %s, %s, seq %d, checkpointing %s, offload %s\n",
+           o.shape, model_config_params(&cfg) / 1e9, o.rank, targets, o.dpo ? "dpo (pairs; reference pass through the "
+           "disabled adapter)" : "sft", o.seq, o.checkpointing ? "on" : "off", o.offload);
     printf("device: %s (%s); measured bf16 GEMM peak %.1f TFLOP/s\n", be_device_name(be), be_name(be), peak);
     int sizes[] = {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32};
     int nsizes = o.mem_limit_gib > 0 ? (int)(sizeof sizes / sizeof *sizes) : 1;
@@ -331,20 +345,25 @@ int bench_train(int argc, char **argv)
                "peak memory %.2f GiB allocated, %.2f GiB in use on the device%s\n", B, o.dpo ? " pairs" : "", r.step_s,
                r.tokens_per_s, r.tflops, peak > 0 ? 100.0 * r.tflops / peak : 0.0, r.peak_alloc / gib, r.in_use / gib,
                fits ? "" : "  (over the limit)");
-        /* what lives where: every arena on the device (nothing is offloaded to host memory yet) */
-        char w[32], ad[32], ac[32], ws[32], host[32];
+        /* what lives where: the arenas on the device, the offloaded inputs in host memory */
+        char w[32], ad[32], ac[32], ws[32], host[32], off[32];
         printf("  memory plan on the %s: weights %s, adapter + gradients + optimizer %s, activations %s (%s), "
-               "workspace %s; host: peak resident so far %s\n", be_name(be), ds_bytes_str(r.plan.weights, w, sizeof w),
-               ds_bytes_str(r.plan.adapter, ad, sizeof ad), ds_bytes_str(r.plan.activations, ac, sizeof ac),
-               o.checkpointing ? "each layer's input kept, one layer's intermediates" : "every layer's intermediates",
-               ds_bytes_str(r.plan.workspace, ws, sizeof ws), ds_bytes_str(r.host_peak, host, sizeof host));
+               "workspace %s; host: peak resident so far %s%s%s%s\n", be_name(be),
+               ds_bytes_str(r.plan.weights, w, sizeof w), ds_bytes_str(r.plan.adapter, ad, sizeof ad),
+               ds_bytes_str(r.plan.activations, ac, sizeof ac),
+               !o.checkpointing ? "every layer's intermediates"
+               : r.offload ? "a few layers' inputs, one layer's intermediates"
+                           : "each layer's input kept, one layer's intermediates",
+               ds_bytes_str(r.plan.workspace, ws, sizeof ws), ds_bytes_str(r.host_peak, host, sizeof host),
+               r.offload ? ", of which the offloaded layer inputs " : "",
+               r.offload ? ds_bytes_str(r.plan.host, off, sizeof off) : "", r.offload ? " (page-locked)" : "");
         printf("RESULT {\"shape\": \"%s\", \"loss\": \"%s\", \"seq\": %d, \"micro_batch\": %d, \"checkpointing\": %s, "
                "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"tflops\": %.2f, \"peak_share\": %.4f, \"peak_alloc_bytes\": %zu, "
                "\"in_use_bytes\": %zu, \"weights_bytes\": %zu, \"adapter_bytes\": %zu, \"activations_bytes\": %zu, "
-               "\"workspace_bytes\": %zu, \"host_peak_bytes\": %zu}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B,
+               "\"workspace_bytes\": %zu, \"offload\": %s, \"host_offload_bytes\": %zu, \"host_peak_bytes\": %zu}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B,
                o.checkpointing ? "true" : "false", r.step_s, r.tokens_per_s, r.tflops, peak > 0 ? r.tflops / peak : 0.0,
                r.peak_alloc, r.in_use, r.plan.weights, r.plan.adapter, r.plan.activations, r.plan.workspace,
-               r.host_peak);
+               r.offload ? "true" : "false", r.plan.host, r.host_peak);
         fflush(stdout);
         if (!fits) break;
         best = B;

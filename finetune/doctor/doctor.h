@@ -77,6 +77,7 @@ doctor_speed doctor_speed_for(const doctor_gpu *gpu, const model_config *cfg, in
 typedef struct {
     engine_memory arenas;     /* engine_estimate for the recipe's shapes */
     size_t total;             /* arenas + DOCTOR_CUDA_OVERHEAD */
+    bool offload;             /* each layer's input in host memory (arenas.host of it) */
 } doctor_memory;
 
 /* doctor_memory_for() : the device memory a training run of recipe r takes
@@ -84,6 +85,10 @@ typedef struct {
  * micro-batch (r's own, or another to try). @return DS_OK or engine_estimate's
  * failure. */
 int doctor_memory_for(const model_config *cfg, const recipe *r, int micro_batch, doctor_memory *out);
+/* doctor_memory_offloaded() : the same with the layers' inputs offloaded to
+ * host memory (what train.offload_activations: auto turns on where the run
+ * would not fit otherwise; it needs gradient checkpointing). */
+int doctor_memory_offloaded(const model_config *cfg, const recipe *r, int micro_batch, doctor_memory *out);
 
 typedef struct {
     long examples;            /* training examples (after the validation split) */

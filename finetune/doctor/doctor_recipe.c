@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-int doctor_memory_for(const model_config *cfg, const recipe *r, int micro_batch, doctor_memory *out)
+static int memory_with(const model_config *cfg, const recipe *r, int micro_batch, bool offload, doctor_memory *out)
 {
     memset(out, 0, sizeof *out);
     lora_config lc = {.r = (int)r->adapter.lora_r, .alpha = r->adapter.lora_alpha, .dropout = r->adapter.lora_dropout,
@@ -21,12 +21,25 @@ int doctor_memory_for(const model_config *cfg, const recipe *r, int micro_batch,
     if (!rc) rc = lora_create(cfg, &lc, "estimate", &ad);
     if (rc) return rc;
     engine_opts eo = {.max_B = micro_batch * (r->plan.paired ? 2 : 1), .max_T = r->plan.seq_len,
-                      .checkpointing = r->train.gradient_checkpointing, .training = true, .adapter = ad};
+                      .checkpointing = r->train.gradient_checkpointing, .training = true, .adapter = ad,
+                      .offload = offload};
+    out->offload = offload;
     rc = engine_estimate(cfg, r->quant.load_in_4bit, BE_CUDA, &eo, &out->arenas);
     const engine_memory *m = &out->arenas;
     out->total = engine_memory_total(m) + DOCTOR_CUDA_OVERHEAD;
     lora_free(ad);
     return rc;
+}
+
+int doctor_memory_for(const model_config *cfg, const recipe *r, int micro_batch, doctor_memory *out)
+{
+    const char *key = r->train.offload_activations;
+    return memory_with(cfg, r, micro_batch, key && !strcmp(key, "true"), out);
+}
+
+int doctor_memory_offloaded(const model_config *cfg, const recipe *r, int micro_batch, doctor_memory *out)
+{
+    return memory_with(cfg, r, micro_batch, true, out);
 }
 
 /* ---- an epoch, tokenized ---- */

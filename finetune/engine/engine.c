@@ -173,10 +173,11 @@ static void layout_acts(engine *e, carve *c)
 {
     const model_config *cfg = &e->cfg;
     size_t N = (size_t)e->Nmax, C = (size_t)cfg->hidden_size, I = (size_t)cfg->intermediate_size;
-    size_t A = e->be->act_size, L = (size_t)cfg->num_layers, V = (size_t)cfg->vocab_size;
+    size_t A = e->be->act_size, V = (size_t)cfg->vocab_size;
     if (cfg->ds.on && (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate > I)   /* g, u, m: the shared experts' too */
         I = (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate;
-    for (size_t l = 0; l <= L; l++) e->resid[l] = take(c, N * C * A);
+    const size_t R = (size_t)e->mlp_rows;   /* tokens per MLP slice */
+    resid_layout(e, c);
     for (int s = 0; s < e->nsets; s++) {
         layer_acts *a = &e->sets[s];
         a->h1 = take(c, N * C * A);
@@ -186,20 +187,24 @@ static void layout_acts(engine *e, carve *c)
         a->x_mid = take(c, N * C * A);
         a->h2 = take(c, N * C * A);
         a->rstd2 = take(c, N * sizeof(float));
-        a->g = take(c, N * I * A);
-        a->u = take(c, N * I * A);
-        a->m = take(c, N * I * A);
+        a->g = take(c, R * I * A);
+        a->u = take(c, R * I * A);
+        a->m = take(c, R * I * A);
     }
-    e->xf = take(c, N * C * A);
+    /* with offload (long sequences) the final norm's output takes the place of
+     * the one layer's h1: the backward recomputes h1 after the last use of xf */
+    e->xf = e->opts.offload ? e->sets[0].h1 : take(c, N * C * A);
     e->rstdf = take(c, N * sizeof(float));
     if (e->opts.training) {
         e->dres = take(c, N * C * A);
-        e->dxf = take(c, N * C * A);
         e->dh = take(c, N * C * A);
+        e->dxf = e->dh;   /* dead once the final norm's backward has read it */
         if (cfg->ds.on) {
             deepseek_layout_grads(e, c);
         } else {
-            e->datt = take(c, N * (size_t)e->QD * A);
+            /* dL/d att lives from o_proj's backward to the attention's, while dh
+             * is free (its next value comes from q/k/v's backward) */
+            e->datt = (size_t)e->QD <= C ? e->dh : take(c, N * (size_t)e->QD * A);
             e->dq = take(c, N * (size_t)e->QD * A);
             e->dk = take(c, N * (size_t)e->KVD * A);
             e->dv = take(c, N * (size_t)e->KVD * A);
@@ -208,9 +213,9 @@ static void layout_acts(engine *e, carve *c)
             e->dq_raw = take(c, N * (size_t)e->QD * A);
             e->dk_raw = take(c, N * (size_t)e->KVD * A);
         }
-        e->dm = take(c, N * I * A);
-        e->dg = take(c, N * I * A);
-        e->du = take(c, N * I * A);
+        e->dm = take(c, R * I * A);
+        e->dg = take(c, R * I * A);
+        e->du = take(c, R * I * A);
     }
     e->ids = take(c, N * sizeof(int32_t));
     e->pos = take(c, N * sizeof(int32_t));
@@ -382,7 +387,21 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
     e->resid = ds_calloc((size_t)e->cfg.num_layers + 1, sizeof *e->resid, "engine layers");
     e->nsets = o->checkpointing ? 1 : e->cfg.num_layers;
     e->sets = ds_calloc((size_t)e->nsets, sizeof *e->sets, "engine layers");
-    if (!e->layers || !e->resid || !e->sets) return DS_ENOMEM;
+    e->resid_ticket = ds_calloc((size_t)e->cfg.num_layers + 1, sizeof *e->resid_ticket, "engine layers");
+    if (!e->layers || !e->resid || !e->sets || !e->resid_ticket) return DS_ENOMEM;
+    if (o->offload && !o->checkpointing)
+        return ds_fail(DS_ECONFIG, "activation offload keeps each layer's input in host memory for a recomputing "
+                                   "backward: it needs gradient checkpointing");
+    if (o->mlp_rows < 0) return ds_fail(DS_EINTERNAL, "engine: negative MLP slice");
+    /* the MLP in slices of tokens: its (tokens, intermediate) buffers are the
+     * widest a Llama layer has; the whole batch where it is kept for the
+     * backward (no checkpointing) or made by DeepSeek's expert layers */
+    e->resid_slots = e->cfg.ds.on ? 3 : 2;
+    e->mlp_rows = e->Nmax;
+    if (o->checkpointing && !e->cfg.ds.on) {
+        int rows = o->mlp_rows ? o->mlp_rows : e->Nmax <= ENGINE_MLP_ROWS ? e->Nmax : ENGINE_MLP_ROWS / 2;
+        if (rows < e->Nmax) e->mlp_rows = rows;
+    }
     return e->cfg.ds.on ? deepseek_init(e) : DS_OK;
 }
 
@@ -418,6 +437,7 @@ int engine_create(backend *be, const llama_model *m, const engine_opts *o, engin
         plan_workspace(e, true);
         rc = be_sync(be);
     }
+    if (!rc) rc = resid_alloc_host(e);
     if (rc) {
         engine_free(e);
         return ds_fail_context(rc, "setting up the model on %s: ", be_name(be));
@@ -448,9 +468,11 @@ void engine_free(engine *e)
     be_free(e->be, e->w_arena);
     be_free(e->be, e->a_arena);
     be_free(e->be, e->act_arena);
+    resid_free_host(e);
     if (e->cfg.ds.on) deepseek_free(e);
     free(e->layers);
     free(e->resid);
+    free(e->resid_ticket);
     free(e->sets);
     free(e->views);
     free(e);
@@ -458,7 +480,7 @@ void engine_free(engine *e)
 
 engine_memory engine_memory_use(const engine *e)
 {
-    engine_memory m = {e->w_bytes, e->P ? adapter_bytes(e) : 0, e->act_bytes, e->ws_bytes};
+    engine_memory m = {e->w_bytes, e->P ? adapter_bytes(e) : 0, e->act_bytes, e->ws_bytes, resid_host_bytes(e)};
     return m;
 }
 

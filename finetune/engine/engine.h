@@ -6,7 +6,9 @@
  *   adapter      fp32 LoRA parameters, their gradients and AdamW's m and v (4 x P floats)
  *   activations  what the backward needs: with checkpointing, each layer's input
  *                and one layer's intermediates (recomputed per layer in the
- *                backward); without, every layer's intermediates
+ *                backward); without, every layer's intermediates. With
+ *                offload, the layers' inputs live in host memory instead and
+ *                two take turns on the device (engine_resid.c)
  *   workspace    dequantized weights, logits chunks, LoRA scratch (backend slots)
  *
  * A step is: engine_forward (per-token log-probs of the targets, and the
@@ -39,7 +41,14 @@ typedef struct {
     uint64_t seed;                  /* LoRA dropout masks */
     size_t expert_batch_bytes;      /* routed experts' weights dequantized together: at most this many
                                        bytes of them at a time (at least one expert); 0 = 256 MiB */
+    bool offload;                   /* with checkpointing: each layer's input kept in page-locked host
+                                       memory, two on the device (engine_resid.c) */
+    int mlp_rows;                   /* with checkpointing, Llama-family layers: the MLP runs over slices of
+                                       this many tokens; 0 = the whole micro-batch up to ENGINE_MLP_ROWS
+                                       tokens, slices of ENGINE_MLP_ROWS / 2 beyond */
 } engine_opts;
+
+#define ENGINE_MLP_ROWS 8192
 
 typedef struct engine engine;
 
@@ -119,9 +128,11 @@ typedef struct {
 /* The router statistics of the last forward: of MoE layer `layer`, or of all (-1). */
 int engine_read_moe_stats(engine *e, int layer, engine_moe_stats *out);
 
-/* Bytes of each arena, for reports. */
+/* Bytes of each arena, for reports; `host` is the page-locked host memory
+ * of offloaded activations (not in engine_memory_total). */
 typedef struct {
     size_t weights, adapter, activations, workspace;
+    size_t host;
 } engine_memory;
 engine_memory engine_memory_use(const engine *e);
 /* engine_memory_total() : the four arenas together, @return bytes. */

@@ -31,7 +31,7 @@ typedef struct {
     void *x_mid;            /* (N, C)   residual after attention */
     void *h2;               /* (N, C)   post_attention_layernorm output */
     float *rstd2;           /* (N) */
-    void *g, *u, *m;        /* (N, I)   gate, up, silu(gate) * up */
+    void *g, *u, *m;        /* (mlp_rows, I) gate, up, silu(gate) * up of one slice of tokens */
     float *lora_u[LIN_COUNT];/* (N, r) fp32  x·Aᵀ of each adapted module */
     struct deepseek_acts *ds;   /* DeepSeek's other intermediates (engine_deepseek.h) */
 } layer_acts;
@@ -71,16 +71,22 @@ struct engine {
     /* activations arena */
     void *act_arena;
     size_t act_bytes;
-    void **resid;                   /* (L + 1) x (N, C): embeddings, then each layer's output */
+    void **resid;                   /* (L + 1) x (N, C): embeddings, then each layer's output; with
+                                       offload resid_slots device slots, resid[k] = slot k % resid_slots */
+    int resid_slots;                /* with offload: 2, or 3 for DeepSeek (engine_resid.c) */
+    void *resid_host;               /* (L + 1, Nmax, C) act with offload: every resid[k], host memory */
+    int *resid_ticket;              /* (L + 1) the transfer that moves resid[k] (out, or back in) */
+    int mlp_rows;                   /* tokens per MLP slice (Llama-family layers) */
+    bool after_backward;            /* a backward ran since the last forward (xf may be overwritten) */
     layer_acts *sets;               /* (nsets): 1 with checkpointing, else L */
     int nsets;
     void *xf;                       /* (N, C) final norm output */
     float *rstdf;                   /* (N) */
-    void *dres, *dxf, *dh;          /* (N, C) backward scratch */
-    void *datt, *dq;                /* (N, H*D) */
+    void *dres, *dxf, *dh;          /* (N, C) backward scratch; dxf is dh (dead before a layer's backward) */
+    void *datt, *dq;                /* (N, H*D); datt is dh where H*D <= C */
     void *dk, *dv;                  /* (N, Hkv*D) */
     void *dq_raw, *dk_raw;          /* (N, H*D), (N, Hkv*D): through the q/k norms (cfg.qk_norm) */
-    void *dm, *dg, *du;             /* (N, I) */
+    void *dm, *dg, *du;             /* (mlp_rows, I) */
     int32_t *ids, *pos, *seg, *targets;   /* (N) */
     float *lse, *logprob, *fmass;   /* (N) */
     float *ca, *cb, *cc;            /* (N) gradient coefficients */
@@ -114,5 +120,24 @@ void engine_layout_linear(engine *e, carve *c, frozen_linear *dst, const model_l
  * read, only which exist and their shapes; be only gives the kind and the
  * act size. Free e with engine_free. */
 int engine_measure(engine *e, backend *be, const llama_model *m, const engine_opts *o, engine_memory *out);
+
+/* ---- the layers' inputs, on the device or offloaded (engine_resid.c) ---- */
+/* resid_layout() : carve resid[] (two slots with offload, else L + 1 buffers). */
+void resid_layout(engine *e, carve *c);
+/* resid_host_bytes() : the host memory offload takes, @return bytes (0 without). */
+size_t resid_host_bytes(const engine *e);
+/* resid_alloc_host() : allocate it, @return DS_OK or the failure. */
+int resid_alloc_host(engine *e);
+void resid_free_host(engine *e);
+/* Forward: resid_before_write() before the layer that writes resid[k];
+ * resid_written() once it is written (its copy out starts). */
+void resid_before_write(engine *e, int k);
+void resid_written(engine *e, int k);
+/* Backward: resid_before_layer() before layer l's backward (resid[l] on
+ * the device, resid[l - 1] on its way back). */
+void resid_before_layer(engine *e, int l);
+/* resid_read() : hidden state k (0..L) of the last forward into host fp32,
+ * @return DS_OK or why it is no longer kept. */
+int resid_read(engine *e, int k, float *host);
 
 #endif

@@ -16,39 +16,93 @@ static const lora_view *adapter_of(const engine *e, int layer, llama_linear t)
     return v->A ? v : NULL;
 }
 
-static lora_ctx lora_context(const engine *e)
+/* The LoRA context of rows that start at row0 of the micro-batch. */
+static lora_ctx lora_context(const engine *e, int row0)
 {
-    lora_ctx c = {.seed = e->opts.seed, .step = e->last.micro_step, .training = e->last.training};
+    lora_ctx c = {.seed = e->opts.seed, .step = e->last.micro_step, .training = e->last.training, .row0 = row0};
     return c;
 }
 
-/* y = x·Wᵀ (+ beta·y) + LoRA(x) for linear t of layer l. */
-static void linear_fwd(engine *e, int l, llama_linear t, void *y, const void *x, float beta, layer_acts *a)
+/* A slice of the micro-batch's tokens: rows [r0, r0 + n). Whole-batch ops
+ * take {0, N}; the MLP takes slices of e->mlp_rows. */
+typedef struct {
+    int r0, n;
+} rows;
+
+static rows all_rows(const engine *e) { return (rows){0, e->N}; }
+
+/* The LoRA intermediate u of linear t for rows rs: (n, r) fp32 inside a->lora_u[t]. */
+static float *lora_u_of(layer_acts *a, llama_linear t, const lora_view *v, rows rs)
 {
-    op_linear_fwd(e->be, y, x, &e->layers[l].lin[t], e->N, beta);
+    return a->lora_u[t] + (size_t)rs.r0 * v->r;
+}
+
+/* y = x·Wᵀ (+ beta·y) + LoRA(x) for linear t of layer l over rows rs (y, x at those rows). */
+static void linear_fwd(engine *e, int l, llama_linear t, void *y, const void *x, rows rs, float beta, layer_acts *a)
+{
+    op_linear_fwd(e->be, y, x, &e->layers[l].lin[t], rs.n, beta);
     const lora_view *v = adapter_of(e, l, t);
     if (v) {
-        lora_ctx ctx = lora_context(e);
-        op_lora_fwd(e->be, y, a->lora_u[t], x, v, e->N, &ctx);
+        lora_ctx ctx = lora_context(e, rs.r0);
+        op_lora_fwd(e->be, y, lora_u_of(a, t, v, rs), x, v, rs.n, &ctx);
     }
 }
 
-/* dx = dy·W (+ beta·dx) + LoRA backward (which also accumulates dA, dB). */
-static void linear_bwd(engine *e, int l, llama_linear t, void *dx, const void *dy, const void *x, float beta,
+/* dx = dy·W (+ beta·dx) + LoRA backward (which also accumulates dA, dB), over rows rs. */
+static void linear_bwd(engine *e, int l, llama_linear t, void *dx, const void *dy, const void *x, rows rs, float beta,
                        layer_acts *a)
 {
-    op_linear_bwd(e->be, dx, dy, &e->layers[l].lin[t], e->N, beta);
+    op_linear_bwd(e->be, dx, dy, &e->layers[l].lin[t], rs.n, beta);
     const lora_view *v = adapter_of(e, l, t);
     if (v) {
-        lora_ctx ctx = lora_context(e);
-        op_lora_bwd(e->be, dx, dy, x, a->lora_u[t], v, e->N, &ctx);
+        lora_ctx ctx = lora_context(e, rs.r0);
+        op_lora_bwd(e->be, dx, dy, x, lora_u_of(a, t, v, rs), v, rs.n, &ctx);
     }
+}
+
+/* Row r0 of an (N, C) act tensor. */
+static void *at_row(const engine *e, const void *p, int r0) { return be_act_at(e->be, p, (size_t)r0 * e->cfg.hidden_size); }
+
+/* The MLP over the slice rs: g, u, m (n, I) hold the slice. With out, out's
+ * rows += down(m) (the forward); without, only down's LoRA intermediate (a
+ * recomputation for the backward, which needs m but not the output). */
+static void mlp_forward(engine *e, int l, layer_acts *a, rows rs, void *out)
+{
+    const void *h2 = at_row(e, a->h2, rs.r0);
+    linear_fwd(e, l, LIN_GATE, a->g, h2, rs, 0.0f, a);
+    linear_fwd(e, l, LIN_UP, a->u, h2, rs, 0.0f, a);
+    op_swiglu_fwd(e->be, a->m, a->g, a->u, (size_t)rs.n * e->cfg.intermediate_size);
+    if (out) {
+        linear_fwd(e, l, LIN_DOWN, at_row(e, out, rs.r0), a->m, rs, 1.0f, a);   /* out = x_mid + down(m) */
+        return;
+    }
+    const lora_view *v = adapter_of(e, l, LIN_DOWN);
+    lora_ctx ctx = lora_context(e, rs.r0);
+    if (v) op_lora_u(e->be, lora_u_of(a, LIN_DOWN, v, rs), a->m, v, rs.n, &ctx);
+}
+
+/* Its backward over the slice: e->dh's rows = dL/dh2 from dL/d out = e->dres's rows. */
+static void mlp_backward(engine *e, int l, layer_acts *a, rows rs)
+{
+    void *dh = at_row(e, e->dh, rs.r0);
+    const void *h2 = at_row(e, a->h2, rs.r0);
+    linear_bwd(e, l, LIN_DOWN, e->dm, at_row(e, e->dres, rs.r0), a->m, rs, 0.0f, a);
+    op_swiglu_bwd(e->be, e->dg, e->du, e->dm, a->g, a->u, (size_t)rs.n * e->cfg.intermediate_size);
+    linear_bwd(e, l, LIN_GATE, dh, e->dg, h2, rs, 0.0f, a);
+    linear_bwd(e, l, LIN_UP, dh, e->du, h2, rs, 1.0f, a);
+}
+
+/* The next MLP slice after `prev` ({0, 0} first): false past the batch's end. */
+static bool next_slice(const engine *e, rows *rs)
+{
+    rs->r0 += rs->n;
+    rs->n = e->N - rs->r0 < e->mlp_rows ? e->N - rs->r0 : e->mlp_rows;
+    return rs->n > 0;
 }
 
 /* Decoder layer l: resid[l] (N, C) -> resid[l + 1], intermediates into a.
- * recompute: the layer is recomputed for its backward, which needs every
- * intermediate but not the output, so the down projection is skipped (only
- * its LoRA intermediate u is made). */
+ * recompute: the layer is recomputed for its backward up to the MLP's input
+ * h2; the backward recomputes the MLP slice by slice (mlp_forward). */
 static void layer_forward(engine *e, int l, layer_acts *a, bool recompute)
 {
     backend *be = e->be;
@@ -57,39 +111,32 @@ static void layer_forward(engine *e, int l, layer_acts *a, bool recompute)
     const layer_weights *w = &e->layers[l];
     const void *x = e->resid[l];
     void *x_out = e->resid[l + 1];
+    const rows all = all_rows(e);
 
     attn_shape shape = w->attn;
     shape.B = e->B, shape.T = e->T;
 
     op_rmsnorm_fwd(be, a->h1, a->rstd1, x, w->attn_norm, N, C, c->rms_norm_eps);
     if (c->qk_norm) {   /* Qwen3: q and k normalised per head before RoPE */
-        linear_fwd(e, l, LIN_Q, a->q_raw, a->h1, 0.0f, a);
-        linear_fwd(e, l, LIN_K, a->k_raw, a->h1, 0.0f, a);
+        linear_fwd(e, l, LIN_Q, a->q_raw, a->h1, all, 0.0f, a);
+        linear_fwd(e, l, LIN_K, a->k_raw, a->h1, all, 0.0f, a);
         op_rmsnorm_fwd(be, a->q, a->rstd_q, a->q_raw, w->q_norm, N * H, D, c->rms_norm_eps);
         op_rmsnorm_fwd(be, a->k, a->rstd_k, a->k_raw, w->k_norm, N * Hkv, D, c->rms_norm_eps);
     } else {
-        linear_fwd(e, l, LIN_Q, a->q, a->h1, 0.0f, a);
-        linear_fwd(e, l, LIN_K, a->k, a->h1, 0.0f, a);
+        linear_fwd(e, l, LIN_Q, a->q, a->h1, all, 0.0f, a);
+        linear_fwd(e, l, LIN_K, a->k, a->h1, all, 0.0f, a);
     }
-    linear_fwd(e, l, LIN_V, a->v, a->h1, 0.0f, a);
+    linear_fwd(e, l, LIN_V, a->v, a->h1, all, 0.0f, a);
     op_rope(be, a->q, e->pos, N, H, D, &e->rope, 0);
     op_rope(be, a->k, e->pos, N, Hkv, D, &e->rope, 0);
     op_attention_fwd(be, a->att, a->lse, a->q, a->k, a->v, e->seg, &shape);
     be_copy(be, a->x_mid, x, (size_t)N * C * be->act_size);
-    linear_fwd(e, l, LIN_O, a->x_mid, a->att, 1.0f, a);            /* x_mid = x + o_proj(att) */
+    linear_fwd(e, l, LIN_O, a->x_mid, a->att, all, 1.0f, a);       /* x_mid = x + o_proj(att) */
 
     op_rmsnorm_fwd(be, a->h2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->rms_norm_eps);
-    linear_fwd(e, l, LIN_GATE, a->g, a->h2, 0.0f, a);
-    linear_fwd(e, l, LIN_UP, a->u, a->h2, 0.0f, a);
-    op_swiglu_fwd(be, a->m, a->g, a->u, (size_t)N * c->intermediate_size);
-    if (recompute) {
-        const lora_view *v = adapter_of(e, l, LIN_DOWN);
-        lora_ctx ctx = lora_context(e);
-        if (v) op_lora_u(be, a->lora_u[LIN_DOWN], a->m, v, N, &ctx);
-        return;
-    }
+    if (recompute) return;
     be_copy(be, x_out, a->x_mid, (size_t)N * C * be->act_size);
-    linear_fwd(e, l, LIN_DOWN, x_out, a->m, 1.0f, a);                /* x_out = x_mid + down(m) */
+    for (rows rs = {0, 0}; next_slice(e, &rs);) mlp_forward(e, l, a, rs, x_out);   /* x_out = x_mid + MLP(h2) */
 }
 
 /* Backward of layer l: e->dres holds dL/d resid[l+1] on entry, dL/d resid[l] on exit. */
@@ -100,17 +147,19 @@ static void layer_backward(engine *e, int l, layer_acts *a)
     const int N = e->N, C = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
     const layer_weights *w = &e->layers[l];
 
-    /* MLP: x_out = x_mid + down(silu(gate(h2)) * up(h2)), h2 = rmsnorm(x_mid) */
-    linear_bwd(e, l, LIN_DOWN, e->dm, e->dres, a->m, 0.0f, a);
-    op_swiglu_bwd(be, e->dg, e->du, e->dm, a->g, a->u, (size_t)N * c->intermediate_size);
-    linear_bwd(e, l, LIN_GATE, e->dh, e->dg, a->h2, 0.0f, a);
-    linear_bwd(e, l, LIN_UP, e->dh, e->du, a->h2, 1.0f, a);
+    /* MLP: x_out = x_mid + down(silu(gate(h2)) * up(h2)), h2 = rmsnorm(x_mid);
+     * slice by slice, each recomputed first where checkpointing dropped it */
+    for (rows rs = {0, 0}; next_slice(e, &rs);) {
+        if (e->opts.checkpointing) mlp_forward(e, l, a, rs, NULL);
+        mlp_backward(e, l, a, rs);
+    }
     op_rmsnorm_bwd(be, e->dres, e->dh, a->x_mid, w->mlp_norm, a->rstd2, N, C);   /* dres = dL/dx_mid */
 
     /* Attention: x_mid = x + o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = rmsnorm(x) */
     attn_shape shape = w->attn;
     shape.B = e->B, shape.T = e->T;
-    linear_bwd(e, l, LIN_O, e->datt, e->dres, a->att, 0.0f, a);
+    const rows all = all_rows(e);
+    linear_bwd(e, l, LIN_O, e->datt, e->dres, a->att, all, 0.0f, a);
     op_attention_bwd(be, e->dq, e->dk, e->dv, e->datt, a->att, a->lse, a->q, a->k, a->v, e->seg, &shape);
     op_rope(be, e->dq, e->pos, N, H, D, &e->rope, 1);
     op_rope(be, e->dk, e->pos, N, Hkv, D, &e->rope, 1);
@@ -122,9 +171,9 @@ static void layer_backward(engine *e, int l, layer_acts *a)
         op_rmsnorm_bwd(be, e->dk_raw, e->dk, a->k_raw, w->k_norm, a->rstd_k, N * Hkv, D);
         dq = e->dq_raw, dk = e->dk_raw;
     }
-    linear_bwd(e, l, LIN_Q, e->dh, dq, a->h1, 0.0f, a);
-    linear_bwd(e, l, LIN_K, e->dh, dk, a->h1, 1.0f, a);
-    linear_bwd(e, l, LIN_V, e->dh, e->dv, a->h1, 1.0f, a);
+    linear_bwd(e, l, LIN_Q, e->dh, dq, a->h1, all, 0.0f, a);
+    linear_bwd(e, l, LIN_K, e->dh, dk, a->h1, all, 1.0f, a);
+    linear_bwd(e, l, LIN_V, e->dh, e->dv, a->h1, all, 1.0f, a);
     op_rmsnorm_bwd(be, e->dres, e->dh, e->resid[l], w->attn_norm, a->rstd1, N, C);  /* dres = dL/dx */
 }
 
@@ -173,6 +222,7 @@ int engine_forward(engine *e, const batch *b, const engine_fwd *f, float *logpro
     e->N = b->B * b->T;
     e->last = *f;
     e->have_fwd = false;
+    e->after_backward = false;
     const int N = e->N, C = c->hidden_size, V = c->vocab_size;
     be_upload(be, e->ids, b->ids, (size_t)N * sizeof(int32_t));
     be_upload(be, e->pos, b->pos, (size_t)N * sizeof(int32_t));
@@ -180,9 +230,12 @@ int engine_forward(engine *e, const batch *b, const engine_fwd *f, float *logpro
     be_upload(be, e->targets, b->targets, (size_t)N * sizeof(int32_t));
 
     op_embedding(be, e->resid[0], e->ids, e->embed, N, C);
+    resid_written(e, 0);
     for (int l = 0; l < c->num_layers; l++) {
+        resid_before_write(e, l + 1);
         if (c->ds.on) deepseek_layer_forward(e, l, engine_acts(e, l), NULL);   /* MLA + MoE: engine_deepseek.c */
         else layer_forward(e, l, engine_acts(e, l), false);
+        resid_written(e, l + 1);
     }
     op_rmsnorm_fwd(be, e->xf, e->rstdf, e->resid[c->num_layers], e->final_norm, N, C, c->rms_norm_eps);
 
@@ -230,7 +283,9 @@ int engine_backward(engine *e, const float *a, const float *b, const float *c)
     be_zero(be, e->dres, (size_t)N * C * be->act_size);
     op_rmsnorm_bwd(be, e->dres, e->dxf, e->resid[L], e->final_norm, e->rstdf, N, C);
 
+    e->after_backward = true;
     for (int l = L - 1; l >= 0; l--) {
+        resid_before_layer(e, l);   /* resid[l] on the device (offload) */
         layer_acts *acts = engine_acts(e, l);
         if (cfg->ds.on) {   /* recomputed whole: the same routing, the same output */
             if (e->opts.checkpointing) deepseek_layer_forward(e, l, acts, NULL);
@@ -248,14 +303,18 @@ int engine_read_hidden(engine *e, int which, float *host)
     if (!e->have_fwd) return ds_fail(DS_EINTERNAL, "no forward to read from");
     const int L = e->cfg.num_layers;
     if (which < -1 || which > L) return ds_fail(DS_EINTERNAL, "no hidden state %d", which);
-    const void *src = which == L ? e->xf : e->resid[which + 1];
-    be_download_act_as_f32(e->be, host, src, (size_t)e->N * e->cfg.hidden_size);
+    if (which < L) return resid_read(e, which + 1, host);
+    if (e->after_backward && e->opts.offload)
+        return ds_fail(DS_EINTERNAL, "the final norm's output is not kept after a backward with offloaded activations");
+    be_download_act_as_f32(e->be, host, e->xf, (size_t)e->N * e->cfg.hidden_size);
     return be_sync(e->be);
 }
 
 int engine_read_logits(engine *e, int row0, int n, float *host)
 {
     if (!e->have_fwd) return ds_fail(DS_EINTERNAL, "no forward to read from");
+    if (e->after_backward && e->opts.offload)
+        return ds_fail(DS_EINTERNAL, "the logits are not kept after a backward with offloaded activations");
     const int V = e->cfg.vocab_size;
     for (int r = row0; r < row0 + n; r += e->chunk_rows) {
         int k = row0 + n - r < e->chunk_rows ? row0 + n - r : e->chunk_rows;

@@ -104,6 +104,9 @@ static const opt_key TRAIN_KEYS[] = {
     {"adam_epsilon", OPT_FLOAT, R(train.adam_epsilon), "1e-8", 0, 1, NULL, OPT_MIN_OPEN, "AdamW epsilon; > 0"},
     {"gradient_checkpointing", OPT_BOOL, R(train.gradient_checkpointing), "true", NO_RANGE, NULL, 0,
      "recompute activations in the backward pass to save memory"},
+    {"offload_activations", OPT_CHOICE, R(train.offload_activations), "auto", NO_RANGE, "auto|true|false", 0,
+     "keep each layer's input in the host's memory instead of the GPU's (with gradient_checkpointing); auto = when "
+     "the run would not fit the GPU otherwise"},
     {"logging_steps", OPT_INT, R(train.logging_steps), "1", 1, IMAX, NULL, 0,
      "write a metrics row every N optimizer steps"},
     {"divergence_factor", OPT_FLOAT, R(train.divergence_factor), "10.0", 0, 1e9, NULL, 0,

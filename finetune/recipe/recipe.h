@@ -107,6 +107,7 @@ typedef struct {
         double max_grad_norm;      /* 0 = no clipping */
         double adam_beta1, adam_beta2, adam_epsilon;
         bool gradient_checkpointing;
+        char *offload_activations; /* auto | true | false: each layer's input in host memory */
         int64_t logging_steps;
         double divergence_factor;  /* stop when loss > factor * best-so-far moving loss; 0 = off */
         bool tensorboard;          /* also write the metrics as a TensorBoard event file */

@@ -7,6 +7,7 @@
 #include "core/status.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* Device memory a run takes beyond its arenas once its CUDA context exists
  * (that is already missing from the free figure): cuBLASLt's plans and the
@@ -34,6 +35,15 @@ static bool try_fit(const model_config *cfg, bool quantized, const engine_opts *
     return true;
 }
 
+bool trainer_offload_needed(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,
+                            size_t free_bytes)
+{
+    const char *key = r->train.offload_activations;
+    size_t need;
+    if (!key || strcmp(key, "auto") || !o->checkpointing || o->offload) return false;
+    return !need_for(cfg, quantized, o, &need) && need > free_bytes;
+}
+
 int trainer_memory_check(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,
                          size_t free_bytes, const char *device, size_t *need_out)
 {
@@ -48,6 +58,14 @@ int trainer_memory_check(const recipe *r, const model_config *cfg, bool quantize
     if (!o->checkpointing) {
         t.checkpointing = true;
         try_fit(cfg, quantized, &t, free_bytes, "train.gradient_checkpointing: true", advice, sizeof advice);
+    }
+    const char *off = r->train.offload_activations;
+    if (!*advice && !o->offload && off && !strcmp(off, "false")) {   /* turned off by the recipe */
+        t.offload = t.checkpointing = true;
+        try_fit(cfg, quantized, &t, free_bytes,
+                o->checkpointing ? "train.offload_activations: true" : "train.offload_activations: true with "
+                "train.gradient_checkpointing: true", advice, sizeof advice);
+        t.offload = o->offload, t.checkpointing = o->checkpointing;
     }
     for (int mb = r->plan.micro_batch - 1; !*advice && mb >= 1; mb--) {
         t.max_B = mb * per;

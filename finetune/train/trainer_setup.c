@@ -246,7 +246,7 @@ static int setup_moe(trainer *x)
 
 /* On a GPU: the engine's sizing of this run against the free memory, said in
  * the log, and a stop with what to change where it does not fit. */
-static int fits_on_device(trainer *x, const engine_opts *eo)
+static int fits_on_device(trainer *x, engine_opts *eo)
 {
     backend *be = x->ctx.be;
     if (be->kind != BE_CUDA) return DS_OK;
@@ -255,6 +255,11 @@ static int fits_on_device(trainer *x, const engine_opts *eo)
     engine_opts o = *eo;
     o.adapter = x->ctx.adapter;
     const llama_model *model = x->ctx.model;
+    if (trainer_offload_needed(x->r, &model->cfg, model->quantized, &o, free_bytes)) {
+        eo->offload = o.offload = true;
+        tlog_say(&x->log, "memory: each layer's input kept in host memory (train.offload_activations: auto): the "
+                          "run would not fit the GPU's free memory otherwise");
+    }
     int rc = trainer_memory_check(x->r, &model->cfg, model->quantized, &o, free_bytes, be_device_name(be), &need);
     if (need)   /* the estimate includes a margin for what the run allocates beyond its arenas */
         tlog_say(&x->log, "memory: an estimated %.2f GiB for this run, %.2f GiB free of %.2f GiB",
@@ -308,8 +313,12 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
     if (!rc && ds_interrupted()) rc = ds_interrupt_status("while loading the data; nothing was written");
     if (!rc) {
         engine_opts eo = {.max_B = r->plan.rows, .max_T = r->plan.seq_len,
-                          .checkpointing = r->train.gradient_checkpointing, .training = true, .seed = (uint64_t)r->seed};
-        rc = fits_on_device(x, &eo);
+                          .checkpointing = r->train.gradient_checkpointing, .training = true, .seed = (uint64_t)r->seed,
+                          .offload = !strcmp(r->train.offload_activations, "true")};
+        if (eo.offload && !eo.checkpointing)
+            rc = ds_fail(DS_ECONFIG, "%s: train.offload_activations: true keeps each layer's input in host memory for "
+                                     "the recomputing backward: it needs train.gradient_checkpointing: true", r->file);
+        if (!rc) rc = fits_on_device(x, &eo);
         if (!rc) rc = ds_run_start(&x->ctx, &eo);
     }
     if (!rc) rc = setup_moe(x);
@@ -319,6 +328,9 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
         tlog_say(&x->log, "memory: weights %s, adapter+optimizer %s, activations %s, workspace %s",
                  ds_bytes_str((double)mem.weights, a, sizeof a), ds_bytes_str((double)mem.adapter, b, sizeof b),
                  ds_bytes_str((double)mem.activations, c, sizeof c), ds_bytes_str((double)mem.workspace, d, sizeof d));
+        if (mem.host)
+            tlog_say(&x->log, "memory: offloaded layer inputs %s of page-locked host memory",
+                     ds_bytes_str((double)mem.host, a, sizeof a));
         tlog_say(&x->log, "adapter: r=%d alpha=%g on %d modules, %zu trainable parameters", x->ctx.adapter->cfg.r,
                  x->ctx.adapter->cfg.alpha, __builtin_popcount(x->ctx.adapter->cfg.targets), x->ctx.adapter->nparams);
     }

@@ -2,7 +2,8 @@
 # `ds-ft bench train` on the CPU with the tiny shape: tokens/s and the memory
 # plan (what lives where: the engine's arenas, the host's peak resident set),
 # in the log line and the RESULT record, consistent with what was allocated;
-# without checkpointing the activations take more than with it.
+# without checkpointing the activations take more than with it; with the layers'
+# inputs offloaded to host memory, less, and the host memory is in the record.
 # usage: bench_train.sh DSFT SHARED_DIR
 set -uo pipefail
 DSFT=$(realpath "$1")
@@ -18,19 +19,29 @@ has "$T/on" "host: peak resident" "the host's memory in it"
 # shellcheck disable=SC2086
 expect 0 "bench train, checkpointing off" -- $run --checkpointing off
 cp "$T/out" "$T/off"
-python3 - "$T/on" "$T/off" > "$T/plan" <<'PY'
+# shellcheck disable=SC2086
+expect 0 "bench train, offload on" -- $run --checkpointing on --offload on
+cp "$T/out" "$T/offload"
+has "$T/offload" "of which the offloaded layer inputs" "the offloaded inputs in the host's memory"
+# shellcheck disable=SC2086
+expect 78 "offload without checkpointing" -- $run --checkpointing off --offload on
+has "$T/err" "needs gradient checkpointing" "the refusal says why"
+python3 - "$T/on" "$T/off" "$T/offload" > "$T/plan" <<'PY'
 import json, sys
 def result(path):
     return json.loads(next(l for l in open(path) if l.startswith("RESULT "))[len("RESULT "):])
-on, off = result(sys.argv[1]), result(sys.argv[2])
+on, off, offload = result(sys.argv[1]), result(sys.argv[2]), result(sys.argv[3])
 arenas = sum(on[k] for k in ("weights_bytes", "adapter_bytes", "activations_bytes", "workspace_bytes"))
 print("arenas", arenas, "allocated", on["peak_alloc_bytes"])
 print("positive", all(on[k] > 0 for k in ("weights_bytes", "adapter_bytes", "activations_bytes", "workspace_bytes",
                                             "host_peak_bytes", "tokens_per_s")))
 print("within", arenas <= on["peak_alloc_bytes"])
 print("more without checkpointing", off["activations_bytes"] > on["activations_bytes"])
+print("less offloaded", offload["activations_bytes"] < on["activations_bytes"] and offload["offload"]
+      and not on["offload"] and offload["host_offload_bytes"] > 0 and on["host_offload_bytes"] == 0)
 PY
 has "$T/plan" "positive True" "every arena, the host's peak and tokens/s are reported"
 has "$T/plan" "within True" "the arenas are within what was allocated"
 has "$T/plan" "more without checkpointing True" "without checkpointing the activations take more"
+has "$T/plan" "less offloaded True" "offloaded, the device's activations take less and the host's memory is counted"
 finish bench_train
