@@ -21,6 +21,7 @@
  * stream, and a check of the last launch. */
 extern "C" cudaStream_t cuda_stream(backend *be) { return st(be)->stream; }
 extern "C" int cuda_sm_count(backend *be) { return st(be)->sm_count; }
+extern "C" bool cuda_pdl(backend *be) { return st(be)->pdl; }
 extern "C" bool cuda_check_launch(backend *be, const char *what) { return ok(be, cudaGetLastError(), what); }
 
 /* ------------------------------------------------------------------ device */
@@ -92,6 +93,8 @@ extern "C" int cuda_open(backend *be)
     }
     snprintf(s->name, sizeof s->name, "%s", prop.name);
     s->sm_count = prop.multiProcessorCount;
+    const char *pdl = getenv("DSFT_PDL");   /* DSFT_PDL=0: every launch waits for the one before (for comparison) */
+    s->pdl = prop.major >= 9 && !(pdl && !strcmp(pdl, "0"));
     s->lt_ws = s->cur_ws = cuda_alloc(be, LT_WORKSPACE, "cuBLASLt workspace");
     s->home = s->stream;
     if (!s->lt_ws) {
