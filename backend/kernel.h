@@ -33,8 +33,8 @@ extern "C" {
 /* cuda_sm_count() : the number of multiprocessors of the backend's GPU. */
 int cuda_sm_count(backend *be);
 /* cuda_pdl() : whether a kernel may be launched as a programmatic dependent of
- * the one before it on the stream (a GPU of compute capability 9.0 or later,
- * unless DSFT_PDL=0): see pdl_wait(). */
+ * the one before it on the stream (a GPU of compute capability 9.x, whose
+ * sm_90a code has pdl_wait(); unless DSFT_PDL=0): see pdl_wait(). */
 bool cuda_pdl(backend *be);
 /* cuda_check_launch() : after a kernel launch, record a launch error in the
  * backend (be->err, with `what` in the message). @return false if there was one. */

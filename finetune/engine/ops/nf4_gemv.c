@@ -68,8 +68,8 @@ void op_nf4_gemv(backend *be, void *y, const void *x, const nf4_view *q, int N, 
 
 void op_nf4_gemv_multi(backend *be, void *const *y, const void *x, const nf4_view *const *q, int count, int N)
 {
-    if (count > NF4_GEMV_MAX_WEIGHTS) {
-        be_fail(be, DS_EINTERNAL, "nf4_gemv_multi: %d weights, at most %d", count, NF4_GEMV_MAX_WEIGHTS);
+    if (count < 1 || count > NF4_GEMV_MAX_WEIGHTS) {
+        be_fail(be, DS_EINTERNAL, "nf4_gemv_multi: %d weights, 1 to %d", count, NF4_GEMV_MAX_WEIGHTS);
         return;
     }
     for (int i = 1; i < count; i++)

@@ -3,7 +3,8 @@
  * cuda/nf4_gemv.cu). W (M, K) NF4 quantized from random weights; N input rows.
  * flag: bit 0 double quantization, bit 1 fp16 weights, bit 2 y += (beta 1),
  * bit 3 packed weights 4 bytes past a 16-byte boundary, bit 4 x 2 bytes past
- * one (both take the kernel off its tensor-core path). */
+ * one (both take the kernel off its tensor-core path), bit 5 x written by a
+ * kernel (rmsnorm) launched just before the product. */
 #include "tests/gpu/gpu_ops.h"
 
 #include "finetune/engine/ops/ops_decode.h"
@@ -40,6 +41,21 @@ static nf4_view quantize_upload(tctx *t, nf4_tensor *q, int64_t M, int64_t K, bo
     return d;
 }
 
+/* x (N, K) replaced by rmsnorm(x) on both backends, on the device by a kernel
+ * launched just before the product: a product that may start before the
+ * kernel before it ends (programmatic dependent launch) must still read the
+ * normed x. @return the device x. */
+static void *normed_input(tctx *t, float *x, int N, int K)
+{
+    float *w = rnd(t, (size_t)K, 1.0f, false), *rstd = hmem(t, sizeof(float) * (size_t)N);
+    float *raw = hmem(t, sizeof(float) * (size_t)N * K);
+    memcpy(raw, x, sizeof(float) * (size_t)N * K);
+    void *graw = dev_act(t, raw, (size_t)N * K), *gw = dev_act(t, w, (size_t)K), *gx = dmem(t, (size_t)N * K * 2);
+    op_rmsnorm_fwd(t->cpu, x, rstd, raw, w, N, K, 1e-6f);
+    op_rmsnorm_fwd(t->gpu, gx, dmem(t, sizeof(float) * (size_t)N), graw, gw, N, K, 1e-6f);
+    return gx;
+}
+
 static void run_gemv(tctx *t, const op_case *c)
 {
     const bool dq = c->flag & 1, f16 = c->flag & 2;
@@ -50,15 +66,17 @@ static void run_gemv(tctx *t, const op_case *c)
     nf4_view d = quantize_upload(t, &q, c->M, c->K, dq, f16, c->flag & 8 ? 4 : 0);
     const nf4_view *h = nf4_tensor_view(&q);
     void *gy = beta != 0 ? dev_act(t, y, ny) : dev_poison(t, ny * 2);
-    op_nf4_gemv(t->cpu, y, x, h, c->N, beta);
     void *gx;
     if (c->flag & 16) {   /* x is bf16-exact (rnd): its bits go up as they are */
         uint16_t *hx = hmem(t, nx * 2);
         for (size_t i = 0; i < nx; i++) hx[i] = ds_f32_to_bf16(x[i]);
         gx = dev_shifted(t, hx, nx * 2, 2);
+    } else if (c->flag & 32) {
+        gx = normed_input(t, x, c->N, c->K);
     } else {
         gx = dev_act(t, x, nx);
     }
+    op_nf4_gemv(t->cpu, y, x, h, c->N, beta);
     op_nf4_gemv(t->gpu, gy, gx, &d, c->N, beta);
     gpu_ok(t);
     check(t, "y", get_act(t, gy, ny), y, ny, c->tol);
@@ -105,10 +123,14 @@ const op_case GPU_CASES_NF4_GEMV[] = {
     {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 8, .M = 33, .K = 512, .flag = 9, .tol = BF},
     {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 2, .M = 4096, .K = 4096, .flag = 1, .tol = BF, .heavy = true},
     /* more row tiles than blocks: a block streams several (a partial last one; K of 9 chunks, of 2 chunks
-       for 8 warps; more tiles than the blocks resident take at TC_TILES each) */
+       for 8 warps; chunks refilled across tiles; x written by a kernel just before) */
     {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 3, .M = 4500, .K = 160, .flag = 1, .tol = BF},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 5000, .K = 1056, .flag = 5, .tol = BF},
-    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 34000, .K = 64, .flag = 0, .tol = BF},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 9000, .K = 3072, .flag = 33, .tol = BF},   /* refills across tiles */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 8, .M = 6000, .K = 512, .flag = 2, .tol = BF},
+    /* more tiles than the blocks resident can take at TC_TILES each (any GPU up to 156 multiprocessors) */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 80008, .K = 1024, .flag = 1, .tol = BF, .heavy = true},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 256, .K = 4096, .flag = 33, .tol = BF},   /* a tile a block */
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 37, .K = 130, .flag = 0, .tol = BF},   /* element-wise path */
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 37, .K = 130, .flag = 5, .tol = BF},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 129, .K = 264, .flag = 3, .tol = BF},  /* 8-wide path */
