@@ -21,6 +21,7 @@
  * stream, and a check of the last launch. */
 extern "C" cudaStream_t cuda_stream(backend *be) { return st(be)->stream; }
 extern "C" int cuda_sm_count(backend *be) { return st(be)->sm_count; }
+extern "C" bool cuda_pdl(backend *be) { return st(be)->pdl; }
 extern "C" bool cuda_check_launch(backend *be, const char *what) { return ok(be, cudaGetLastError(), what); }
 
 /* ------------------------------------------------------------------ device */
@@ -92,6 +93,11 @@ extern "C" int cuda_open(backend *be)
     }
     snprintf(s->name, sizeof s->name, "%s", prop.name);
     s->sm_count = prop.multiProcessorCount;
+    /* Only on sm_90, the one architecture of 9.x or later we ship code for: a later GPU runs the compute_89 PTX,
+     * whose kernels have no griddepcontrol.wait (kernel.h), so a dependent launch there could read its input
+     * before the kernel writing it is done. DSFT_PDL=0: every launch waits for the one before (to compare). */
+    const char *pdl = getenv("DSFT_PDL");
+    s->pdl = prop.major == 9 && !(pdl && !strcmp(pdl, "0"));
     s->lt_ws = s->cur_ws = cuda_alloc(be, LT_WORKSPACE, "cuBLASLt workspace");
     s->home = s->stream;
     if (!s->lt_ws) {

@@ -45,6 +45,7 @@ typedef struct {
     int device;
     char name[256];
     int sm_count;
+    bool pdl;   /* launches may overlap the kernel before (cuda_pdl) */
     cudaStream_t stream;                    /* where launches go now: home, or a side stream between fork and join */
     cudaStream_t home;
     cublasLtHandle_t lt;

@@ -32,6 +32,10 @@ extern "C" {
 
 /* cuda_sm_count() : the number of multiprocessors of the backend's GPU. */
 int cuda_sm_count(backend *be);
+/* cuda_pdl() : whether a kernel may be launched as a programmatic dependent of
+ * the one before it on the stream (a GPU of compute capability 9.x, whose
+ * sm_90a code has pdl_wait(); unless DSFT_PDL=0): see pdl_wait(). */
+bool cuda_pdl(backend *be);
 /* cuda_check_launch() : after a kernel launch, record a launch error in the
  * backend (be->err, with `what` in the message). @return false if there was one. */
 bool cuda_check_launch(backend *be, const char *what);
@@ -44,6 +48,29 @@ bool cuda_check_launch(backend *be, const char *what);
 #include <cuda_runtime.h>
 /* cuda_stream() : the backend's stream; every kernel of every op runs on it, in order. */
 extern "C" cudaStream_t cuda_stream(backend *be);
+
+/* Programmatic dependent launch (Hopper). A kernel launched with the
+ * cudaLaunchAttributeProgrammaticStreamSerialization attribute (when
+ * cuda_pdl()) may start while the kernel before it finishes, once every block
+ * of that one has called pdl_release() or ended; it must call pdl_wait()
+ * before it reads anything the kernel before writes, or writes anything it
+ * reads: before, it may only read what no kernel of the step writes (frozen
+ * weights). pdl_wait() returns when the kernel before has finished and its
+ * writes are visible. Both are no-ops before sm_90 and in a kernel launched
+ * plainly. */
+__device__ __forceinline__ void pdl_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_release(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
 #endif
 
 #endif

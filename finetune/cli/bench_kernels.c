@@ -96,26 +96,41 @@ const cli_spec BENCH_KERNELS_SPEC = {"bench kernels", "", 0, 0, NULL,
 enum { GEMV_REPS = 256 };   /* ~1 ms a replay: its launch and wait add little */
 #define GEMV_POOL ((size_t)192 << 20)
 
-/* Seconds per call with W (rows, cols) double quantized, N input rows x, y
- * (N, rows); the pool holds random packed bytes and absmax codes. */
+/* `count` products of one call (op_nf4_gemv_multi when count > 1). */
+static void gemv_call(backend *be, void *y, const void *x, const nf4_view *q, int count, int N, int64_t rows)
+{
+    if (count == 1) {
+        op_nf4_gemv(be, y, x, q, N, 0.0f);
+        return;
+    }
+    const nf4_view *qs[NF4_GEMV_MAX_WEIGHTS];
+    void *ys[NF4_GEMV_MAX_WEIGHTS];
+    for (int i = 0; i < count; i++) qs[i] = &q[i], ys[i] = (char *)y + (size_t)i * N * rows * 2;
+    op_nf4_gemv_multi(be, ys, x, qs, count, N);
+}
+
+/* Seconds per call of `count` weights W (rows, cols) double quantized, N
+ * input rows x, y (count, N, rows); the pool holds random packed bytes and
+ * absmax codes. */
 static int bench_gemv(backend *be, uint8_t *pool, const float *a2, const float *code, const float *map,
-                      const void *x, void *y, int64_t rows, int64_t cols, int N, double *sec)
+                      const void *x, void *y, int64_t rows, int64_t cols, int count, int N, double *sec)
 {
     const int64_t n = rows * cols, nb = n / 64;
     const size_t stride = ((size_t)n / 2 + (size_t)nb + 255) / 256 * 256;   /* packed, then absmax codes */
     const int copies = GEMV_POOL / stride < GEMV_REPS ? (int)(GEMV_POOL / stride) : GEMV_REPS;
+    const int calls = copies / count;   /* each call its own copies */
     nf4_view q[GEMV_REPS];
     for (int i = 0; i < copies; i++)
         q[i] = (nf4_view){.rows = rows, .cols = cols, .n = n, .nblocks = nb, .nblocks2 = (nb + 255) / 256,
                           .double_quant = true, .dtype = NF4_OUT_BF16, .offset = 0.02f, .code = code,
                           .nested_map = map, .absmax2 = a2, .packed = pool + i * stride,
                           .absmax_q = pool + i * stride + n / 2};
-    for (int i = 0; i < GEMV_REPS; i++) op_nf4_gemv(be, y, x, &q[i % copies], N, 0.0f);   /* plainly first */
+    for (int i = 0; i < GEMV_REPS; i++) gemv_call(be, y, x, &q[i % calls * count], count, N, rows);   /* plainly */
     be_recording *rec = NULL;
     int rc = be_sync(be);
     if (!rc) rc = be_record_begin(be);
     if (rc) return rc;
-    for (int i = 0; i < GEMV_REPS; i++) op_nf4_gemv(be, y, x, &q[i % copies], N, 0.0f);
+    for (int i = 0; i < GEMV_REPS; i++) gemv_call(be, y, x, &q[i % calls * count], count, N, rows);
     if ((rc = be_record_end(be, &rec))) return rc;
     void *r[1] = {rec};
     *sec = bench_median(be, b_replay, r, 20) / GEMV_REPS;
@@ -123,16 +138,20 @@ static int bench_gemv(backend *be, uint8_t *pool, const float *a2, const float *
     return be_sync(be);
 }
 
-/* The seven products of a 7B layer at N = 1 and 8 input rows: time, the bytes
- * read and written (packed weights, absmax codes and absmax2, x, y) per
- * second, and the products' share of a decode step (30 layers). */
+/* The seven products of a 7B layer at N = 1 and 8 input rows, one at a time
+ * and as a decode step launches them (q, k, v together; o; gate, up
+ * together; down): time, the bytes read and written (packed weights, absmax
+ * codes and absmax2, x, y) per second, and the products' time in a decode
+ * step (30 layers), each way. */
 static int bench_gemvs(backend *be)
 {
     static const struct {
         int64_t rows, cols;
-        int per_layer;
+        int count, per_layer;   /* weights a call; of a layer: alone, in a step's calls */
         const char *what;
-    } shapes[] = {{4096, 4096, 4, "q, k, v, o"}, {11008, 4096, 2, "gate, up"}, {4096, 11008, 1, "down"}};
+    } shapes[] = {{4096, 4096, 1, 4, "q, k, v, o"},    {11008, 4096, 1, 2, "gate, up"},
+                  {4096, 11008, 1, 1, "down"},        {4096, 4096, 3, 1, "q, k and v in one launch"},
+                  {11008, 4096, 2, 1, "gate and up in one launch"}};
     const int64_t most = 11008 * 4096, nb2 = (most / 64 + 255) / 256;
     float *h2 = host_alloc(be, nb2 * 4, "absmax2"), map[256];
     uint8_t *hp = host_alloc(be, GEMV_POOL / 8, "random bytes");
@@ -141,7 +160,7 @@ static int bench_gemvs(backend *be)
     for (size_t i = 0; hp && i < GEMV_POOL / 8; i++) hp[i] = (uint8_t)(i * 2654435761u >> 13);
     uint8_t *pool = be_alloc(be, GEMV_POOL, "weights");
     void *d2 = be_alloc(be, nb2 * 4, "a2"), *dc = be_alloc(be, 64, "code"), *dm = be_alloc(be, 1024, "map");
-    void *x = bench_rand_act(be, 8 * 11008), *y = be_alloc(be, 8 * 11008 * 2, "y");
+    void *x = bench_rand_act(be, 8 * 11008), *y = be_alloc(be, 3 * 8 * 11008 * 2, "y");
     int rc = be_sync(be);
     if (!rc) {
         for (int i = 0; i < 8; i++) be_upload(be, pool + i * (GEMV_POOL / 8), hp, GEMV_POOL / 8);
@@ -152,18 +171,20 @@ static int bench_gemvs(backend *be)
     static const int Ns[] = {1, 8};
     for (int k = 0; k < 2 && !rc; k++) {
         const int N = Ns[k];
-        double step = 0;
-        for (int s = 0; s < 3 && !rc; s++) {
+        double t[5] = {0};
+        for (int s = 0; s < 5 && !rc; s++) {
             const int64_t rows = shapes[s].rows, cols = shapes[s].cols, n = rows * cols;
-            double t = 0;
-            rc = bench_gemv(be, pool, d2, dc, dm, x, y, rows, cols, N, &t);
+            rc = bench_gemv(be, pool, d2, dc, dm, x, y, rows, cols, shapes[s].count, N, &t[s]);
             if (rc) break;
-            const double bytes = n / 2.0 + n / 64.0 + n / 64 / 256 * 4.0 + 2.0 * N * (cols + rows);
-            printf("nf4_gemv N=%d %lldx%lld (%s): %.2f us, %.0f GB/s\n", N, (long long)rows, (long long)cols,
-                   shapes[s].what, t * 1e6, bytes / t / 1e9);
-            step += 30.0 * shapes[s].per_layer * t;
+            const double bytes = shapes[s].count * (n / 2.0 + n / 64.0 + n / 64 / 256 * 4.0 + 2.0 * N * rows) +
+                                 2.0 * N * cols;
+            printf("nf4_gemv N=%d %d x %lldx%lld (%s): %.2f us, %.0f GB/s\n", N, shapes[s].count, (long long)rows,
+                   (long long)cols, shapes[s].what, t[s] * 1e6, bytes / t[s] / 1e9);
         }
-        if (!rc) printf("nf4_gemv N=%d: the 210 products of a 7B decode step take %.3f ms\n", N, step * 1e3);
+        if (!rc)
+            printf("nf4_gemv N=%d: the 210 products of a 7B decode step take %.3f ms one by one, %.3f ms in a "
+                   "step's 120 launches\n",
+                   N, 30e3 * (4 * t[0] + 2 * t[1] + t[2]), 30e3 * (t[3] + t[0] + t[4] + t[2]));
     }
     free(h2), free(hp);
     be_free(be, pool), be_free(be, d2), be_free(be, dc), be_free(be, dm), be_free(be, x), be_free(be, y);

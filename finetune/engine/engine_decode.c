@@ -165,6 +165,16 @@ void decoder_truncate(engine_decoder *d, int r, int len)
     if (len >= 0 && len < d->len[r]) d->len[r] = len;
 }
 
+/* y += LoRA(x) of linear t of layer l, when it has an adapter in use. */
+static void add_lora(engine_decoder *d, int l, llama_linear t, void *y, const void *x, int N)
+{
+    const lora_view *v = d->o.lora ? &d->e->views[l * LIN_COUNT + t] : NULL;
+    if (v && v->A) {
+        lora_ctx ctx = {.seed = d->e->opts.seed, .training = false};
+        op_lora_fwd(d->e->be, y, d->lora_u, x, v, N, &ctx);
+    }
+}
+
 /* y = x·Wᵀ (+ beta·y) + LoRA(x) for linear t of layer l, over N tokens. */
 static void linear(engine_decoder *d, int l, llama_linear t, void *y, const void *x, int N, float beta)
 {
@@ -176,10 +186,31 @@ static void linear(engine_decoder *d, int l, llama_linear t, void *y, const void
     } else {
         op_linear_fwd(e->be, y, x, w, N, beta);
     }
-    const lora_view *v = d->o.lora ? &e->views[l * LIN_COUNT + t] : NULL;
-    if (v && v->A) {
-        lora_ctx ctx = {.seed = e->opts.seed, .training = false};
-        op_lora_fwd(e->be, y, d->lora_u, x, v, N, &ctx);
+    add_lora(d, l, t, y, x, N);
+}
+
+/* linear() of `count` weights of layer l over the same input x: ys[i] =
+ * x·W[ts[i]]ᵀ + LoRA, the 4-bit products in one launch when decoding. */
+static void linears(engine_decoder *d, int l, const llama_linear *ts, void *const *ys, int count, const void *x,
+                    int N)
+{
+    engine *e = d->e;
+    const nf4_view *q[NF4_GEMV_MAX_WEIGHTS];
+    bool fused = N <= NF4_GEMV_MAX_ROWS && count <= NF4_GEMV_MAX_WEIGHTS;
+    for (int i = 0; fused && i < count; i++) {
+        const frozen_linear *w = &e->layers[l].lin[ts[i]];
+        fused = !w->dense;
+        q[i] = &w->q;
+    }
+    if (!fused) {
+        for (int i = 0; i < count; i++) linear(d, l, ts[i], ys[i], x, N, 0.0f);
+        return;
+    }
+    op_nf4_gemv_multi(e->be, ys, x, q, count, N);
+    for (int i = 0; i < count; i++) {
+        const frozen_linear *w = &e->layers[l].lin[ts[i]];
+        if (w->bias) op_bias_add(e->be, ys[i], w->bias, N, w->out);
+        add_lora(d, l, ts[i], ys[i], x, N);
     }
 }
 
@@ -195,16 +226,13 @@ static void layer_step(engine_decoder *d, int l, int N)
     kv_shape ks = {.H = H, .Hkv = Hkv, .D = D, .window = w->attn.window, .scale = w->attn.scale, .ctx = d->o.ctx};
 
     op_rmsnorm_fwd(be, d->h, d->rstd, d->x, w->attn_norm, N, C, c->rms_norm_eps);
+    static const llama_linear qkv[3] = {LIN_Q, LIN_K, LIN_V};
+    void *qkv_out[3] = {c->qk_norm ? d->q_raw : d->q, c->qk_norm ? d->k_raw : d->k, d->v};
+    linears(d, l, qkv, qkv_out, 3, d->h, N);
     if (c->qk_norm) {   /* Qwen3: q and k normalised per head before RoPE */
-        linear(d, l, LIN_Q, d->q_raw, d->h, N, 0.0f);
-        linear(d, l, LIN_K, d->k_raw, d->h, N, 0.0f);
         op_rmsnorm_fwd(be, d->q, d->rstd, d->q_raw, w->q_norm, N * H, D, c->rms_norm_eps);
         op_rmsnorm_fwd(be, d->k, d->rstd, d->k_raw, w->k_norm, N * Hkv, D, c->rms_norm_eps);
-    } else {
-        linear(d, l, LIN_Q, d->q, d->h, N, 0.0f);
-        linear(d, l, LIN_K, d->k, d->h, N, 0.0f);
     }
-    linear(d, l, LIN_V, d->v, d->h, N, 0.0f);
     op_rope(be, d->q, d->pos, N, H, D, &e->rope, 0);
     op_rope(be, d->k, d->pos, N, Hkv, D, &e->rope, 0);
     op_kv_store(be, d->kc[l], d->vc[l], d->k, d->v, d->row, d->pos, N, &ks);
@@ -212,8 +240,9 @@ static void layer_step(engine_decoder *d, int l, int N)
     linear(d, l, LIN_O, d->x, d->att, N, 1.0f);                 /* x += o_proj(att) */
 
     op_rmsnorm_fwd(be, d->h, d->rstd, d->x, w->mlp_norm, N, C, c->rms_norm_eps);
-    linear(d, l, LIN_GATE, d->g, d->h, N, 0.0f);
-    linear(d, l, LIN_UP, d->u, d->h, N, 0.0f);
+    static const llama_linear gate_up[2] = {LIN_GATE, LIN_UP};
+    void *gate_up_out[2] = {d->g, d->u};
+    linears(d, l, gate_up, gate_up_out, 2, d->h, N);
     op_swiglu_fwd(be, d->m, d->g, d->u, (size_t)N * c->intermediate_size);
     linear(d, l, LIN_DOWN, d->x, d->m, N, 1.0f);                /* x += down(m) */
 }

@@ -65,3 +65,19 @@ void op_nf4_gemv(backend *be, void *y, const void *x, const nf4_view *q, int N, 
     if (oom) be_fail(be, DS_ENOMEM, "out of memory allocating a decoded NF4 row of %lld values", (long long)cols);
     be_round_act(be, y, (size_t)N * rows);
 }
+
+void op_nf4_gemv_multi(backend *be, void *const *y, const void *x, const nf4_view *const *q, int count, int N)
+{
+    if (count < 1 || count > NF4_GEMV_MAX_WEIGHTS) {
+        be_fail(be, DS_EINTERNAL, "nf4_gemv_multi: %d weights, 1 to %d", count, NF4_GEMV_MAX_WEIGHTS);
+        return;
+    }
+    for (int i = 1; i < count; i++)
+        if (q[i]->cols != q[0]->cols) {
+            be_fail(be, DS_EINTERNAL, "nf4_gemv_multi: weight %d has %lld columns, weight 0 %lld", i,
+                    (long long)q[i]->cols, (long long)q[0]->cols);
+            return;
+        }
+    DS_DISPATCH_CUDA(be, nf4_gemv_multi_cuda(be, y, x, q, count, N));
+    for (int i = 0; i < count; i++) op_nf4_gemv(be, y[i], x, q[i], N, 0.0f);
+}

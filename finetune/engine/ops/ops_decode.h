@@ -46,6 +46,16 @@ void op_attention_cached(backend *be, void *out, const void *q, const void *kc, 
 #define NF4_GEMV_MAX_ROWS 8
 void op_nf4_gemv(backend *be, void *y, const void *x, const nf4_view *q, int N, float beta);
 
+/* op_nf4_gemv_multi() : several products of one input, y[i] (N, rows of W[i])
+ * = x (N, cols) · dequant(W[i])ᵀ for i < count (count <= NF4_GEMV_MAX_WEIGHTS,
+ * every W[i] with `cols` columns): a layer's q, k and v, or its gate and up.
+ * Each y[i] is exactly what op_nf4_gemv(y[i], x, W[i], N, 0) writes. On CUDA
+ * the products are one launch when every weight takes the tensor-core path
+ * and they share double quantization and dtype (so that the kernel's ramp and
+ * tail are paid once), else one launch each. */
+#define NF4_GEMV_MAX_WEIGHTS 4
+void op_nf4_gemv_multi(backend *be, void *const *y, const void *x, const nf4_view *const *q, int count, int N);
+
 #ifdef __cplusplus
 }
 #endif

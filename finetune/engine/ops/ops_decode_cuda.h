@@ -15,6 +15,7 @@ void kv_store_cuda(backend *be, void *kc, void *vc, const void *k, const void *v
 void attention_cached_cuda(backend *be, void *out, const void *q, const void *kc, const void *vc,
                            const int32_t *row, const int32_t *pos, int N, const kv_shape *s);
 void nf4_gemv_cuda(backend *be, void *y, const void *x, const nf4_view *q, int N, float beta);
+void nf4_gemv_multi_cuda(backend *be, void *const *y, const void *x, const nf4_view *const *q, int count, int N);
 
 #ifdef __cplusplus
 }

@@ -3,13 +3,15 @@
  * cuda/nf4_gemv.cu). W (M, K) NF4 quantized from random weights; N input rows.
  * flag: bit 0 double quantization, bit 1 fp16 weights, bit 2 y += (beta 1),
  * bit 3 packed weights 4 bytes past a 16-byte boundary, bit 4 x 2 bytes past
- * one (both take the kernel off its tensor-core path). */
+ * one (both take the kernel off its tensor-core path), bit 5 x written by a
+ * kernel (rmsnorm) launched just before the product. */
 #include "tests/gpu/gpu_ops.h"
 
 #include "finetune/engine/ops/ops_decode.h"
 #include "quant/nf4.h"
 
 #include <stdint.h>
+#include <string.h>
 
 /* `bytes` of h on the device, `shift` bytes past an aligned address. */
 static void *dev_shifted(tctx *t, const void *h, size_t bytes, size_t shift)
@@ -19,17 +21,15 @@ static void *dev_shifted(tctx *t, const void *h, size_t bytes, size_t shift)
     return d + shift;
 }
 
-static void run_gemv(tctx *t, const op_case *c)
+/* W (M, K) of random weights quantized into q, its view uploaded (the packed
+ * weights `shift` bytes past a 16-byte boundary). */
+static nf4_view quantize_upload(tctx *t, nf4_tensor *q, int64_t M, int64_t K, bool dq, bool f16, size_t shift)
 {
-    const bool dq = c->flag & 1, f16 = c->flag & 2;
-    const float beta = c->flag & 4 ? 1.0f : 0.0f;
-    const size_t nw = (size_t)c->M * c->K, nx = (size_t)c->N * c->K, ny = (size_t)c->N * c->M;
-    float *w = rnd(t, nw, 0.05f, false), *x = rnd(t, nx, 1.0f, false), *y = rnd(t, ny, 1.0f, false);
-    nf4_tensor q = {0};
-    cr_assert_eq(nf4_quantize(w, c->M, c->K, dq, f16 ? NF4_OUT_F16 : NF4_OUT_BF16, &q), DS_OK, "%s", ds_errmsg());
-    const nf4_view *h = nf4_tensor_view(&q);
+    float *w = rnd(t, (size_t)(M * K), 0.05f, false);
+    cr_assert_eq(nf4_quantize(w, M, K, dq, f16 ? NF4_OUT_F16 : NF4_OUT_BF16, q), DS_OK, "%s", ds_errmsg());
+    const nf4_view *h = nf4_tensor_view(q);
     nf4_view d = *h;
-    d.packed = dev_shifted(t, h->packed, (size_t)(h->n + 1) / 2, c->flag & 8 ? 4 : 0);
+    d.packed = dev_shifted(t, h->packed, (size_t)(h->n + 1) / 2, shift);
     if (dq) {
         d.absmax_q = dev_raw(t, h->absmax_q, (size_t)h->nblocks);
         d.absmax2 = dev_f32(t, h->absmax2, (size_t)h->nblocks2);
@@ -38,23 +38,99 @@ static void run_gemv(tctx *t, const op_case *c)
         d.absmax = dev_f32(t, h->absmax, (size_t)h->nblocks);
     }
     d.code = dev_f32(t, h->code, 16);
+    return d;
+}
+
+/* x (N, K) replaced by rmsnorm(x) on both backends, on the device by a kernel
+ * launched just before the product: a product that may start before the
+ * kernel before it ends (programmatic dependent launch) must still read the
+ * normed x. @return the device x. */
+static void *normed_input(tctx *t, float *x, int N, int K)
+{
+    float *w = rnd(t, (size_t)K, 1.0f, false), *rstd = hmem(t, sizeof(float) * (size_t)N);
+    float *raw = hmem(t, sizeof(float) * (size_t)N * K);
+    memcpy(raw, x, sizeof(float) * (size_t)N * K);
+    void *graw = dev_act(t, raw, (size_t)N * K), *gw = dev_act(t, w, (size_t)K), *gx = dmem(t, (size_t)N * K * 2);
+    op_rmsnorm_fwd(t->cpu, x, rstd, raw, w, N, K, 1e-6f);
+    op_rmsnorm_fwd(t->gpu, gx, dmem(t, sizeof(float) * (size_t)N), graw, gw, N, K, 1e-6f);
+    return gx;
+}
+
+static void run_gemv(tctx *t, const op_case *c)
+{
+    const bool dq = c->flag & 1, f16 = c->flag & 2;
+    const float beta = c->flag & 4 ? 1.0f : 0.0f;
+    const size_t nx = (size_t)c->N * c->K, ny = (size_t)c->N * c->M;
+    float *x = rnd(t, nx, 1.0f, false), *y = rnd(t, ny, 1.0f, false);
+    nf4_tensor q = {0};
+    nf4_view d = quantize_upload(t, &q, c->M, c->K, dq, f16, c->flag & 8 ? 4 : 0);
+    const nf4_view *h = nf4_tensor_view(&q);
     void *gy = beta != 0 ? dev_act(t, y, ny) : dev_poison(t, ny * 2);
-    op_nf4_gemv(t->cpu, y, x, h, c->N, beta);
     void *gx;
     if (c->flag & 16) {   /* x is bf16-exact (rnd): its bits go up as they are */
         uint16_t *hx = hmem(t, nx * 2);
         for (size_t i = 0; i < nx; i++) hx[i] = ds_f32_to_bf16(x[i]);
         gx = dev_shifted(t, hx, nx * 2, 2);
+    } else if (c->flag & 32) {
+        gx = normed_input(t, x, c->N, c->K);
     } else {
         gx = dev_act(t, x, nx);
     }
+    op_nf4_gemv(t->cpu, y, x, h, c->N, beta);
     op_nf4_gemv(t->gpu, gy, gx, &d, c->N, beta);
     gpu_ok(t);
     check(t, "y", get_act(t, gy, ny), y, ny, c->tol);
     nf4_tensor_free(&q);
 }
 
+/* op_nf4_gemv_multi over 3 weights of M, M + 17 and 16 rows (tiles of
+ * every weight in one launch), each y against op_nf4_gemv on the CPU. flag:
+ * bit 0 double quantization, bit 1 fp16 weights, bit 3 the second weight's
+ * packed bytes off a 16-byte boundary (one launch per weight instead). */
+static void run_gemv_multi(tctx *t, const op_case *c)
+{
+    enum { COUNT = 3 };
+    const bool dq = c->flag & 1, f16 = c->flag & 2;
+    const int64_t rows[COUNT] = {c->M, c->M + 17, 16};
+    float *x = rnd(t, (size_t)c->N * c->K, 1.0f, false);
+    void *gx = dev_act(t, x, (size_t)c->N * c->K);
+    nf4_tensor q[COUNT];
+    memset(q, 0, sizeof q);
+    nf4_view d[COUNT];
+    const nf4_view *hv[COUNT], *dv[COUNT];
+    float *y[COUNT];
+    void *gy[COUNT];
+    for (int i = 0; i < COUNT; i++) {
+        d[i] = quantize_upload(t, &q[i], rows[i], c->K, dq, f16, i == 1 && (c->flag & 8) ? 4 : 0);
+        hv[i] = nf4_tensor_view(&q[i]), dv[i] = &d[i];
+        y[i] = hmem(t, sizeof(float) * (size_t)(c->N * rows[i]));
+        gy[i] = dev_poison(t, (size_t)(c->N * rows[i]) * 2);
+    }
+    op_nf4_gemv_multi(t->cpu, (void *const *)y, x, hv, COUNT, c->N);
+    op_nf4_gemv_multi(t->gpu, gy, gx, dv, COUNT, c->N);
+    gpu_ok(t);
+    for (int i = 0; i < COUNT; i++) {
+        const size_t ny = (size_t)(c->N * rows[i]);
+        check(t, i == 0 ? "y0" : i == 1 ? "y1" : "y2", get_act(t, gy[i], ny), y[i], ny, c->tol);
+        nf4_tensor_free(&q[i]);
+    }
+}
+
 const op_case GPU_CASES_NF4_GEMV[] = {
+    /* several weights of one input in one launch (a layer's q, k, v) */
+    {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 1, .M = 40, .K = 1152, .flag = 1, .tol = BF},
+    {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 5, .M = 100, .K = 4160, .flag = 2, .tol = BF},
+    {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 8, .M = 33, .K = 512, .flag = 9, .tol = BF},
+    {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 2, .M = 4096, .K = 4096, .flag = 1, .tol = BF, .heavy = true},
+    /* more row tiles than blocks: a block streams several (a partial last one; K of 9 chunks, of 2 chunks
+       for 8 warps; chunks refilled across tiles; x written by a kernel just before) */
+    {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 3, .M = 4500, .K = 160, .flag = 1, .tol = BF},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 5000, .K = 1056, .flag = 5, .tol = BF},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 9000, .K = 3072, .flag = 33, .tol = BF},   /* refills across tiles */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 8, .M = 6000, .K = 512, .flag = 2, .tol = BF},
+    /* more tiles than the blocks resident can take at TC_TILES each (any GPU up to 156 multiprocessors) */
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 80008, .K = 1024, .flag = 1, .tol = BF, .heavy = true},
+    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 256, .K = 4096, .flag = 33, .tol = BF},   /* a tile a block */
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 37, .K = 130, .flag = 0, .tol = BF},   /* element-wise path */
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 37, .K = 130, .flag = 5, .tol = BF},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 129, .K = 264, .flag = 3, .tol = BF},  /* 8-wide path */

@@ -64,6 +64,7 @@ __global__ void __launch_bounds__(WARPS * 32) attention_cached_kernel(bf16 *out,
                                                                       const int32_t *pos, int H, int Hkv, int D,
                                                                       int window, int ctx, float scale)
 {
+    pdl_release();   /* o_proj's matrix-vector product may start fetching its weights */
     __shared__ float s_m[WARPS], s_l[WARPS], s_acc[WARPS][KV_MAX_D];
     const int n = blockIdx.x / H, h = blockIdx.x % H, kh = h / (H / Hkv), i = pos[n];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

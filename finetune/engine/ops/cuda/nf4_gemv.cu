@@ -5,10 +5,10 @@
  * would also have to be written first. Two kernels:
  *
  * nf4_gemv_tc, for rows of whole 32-weight pieces and 16-byte aligned packed
- * weights and inputs (every linear layer of the models we decode): a block
- * computes 16 output rows for all N (<= 8) input rows with tensor cores. Its 8
- * warps split K: warp w takes the 128-weight chunks w, w + 8, ... of the 16
- * rows, and lane (g, c) (g = lane / 4, c = lane % 4) loads 32 weights (16
+ * weights and inputs (every linear layer of the models we decode): a row tile
+ * is 16 output rows for all N (<= 8) input rows, on tensor cores. A block's 8
+ * (or 4) warps split K: warp w takes the 128-weight chunks w, w + 8, ... of the
+ * 16 rows, and lane (g, c) (g = lane / 4, c = lane % 4) loads 32 weights (16
  * bytes, one 128-bit load) of rows g and g + 8 at chunk offset 32c. Each lane
  * decodes its weights exactly as the element-wise path does (code * absmax,
  * the weight's dtype, then bf16) into bf16 pairs, which are the A operand of
@@ -18,9 +18,16 @@
  * lane: no shuffles. Thus x is read once per 16 rows (not once per row, from
  * L1, where it is prefetched along with the weights), N = 8 costs what N = 1
  * does, and the per-weight work is the decode alone (~4 instructions).
- * Each warp keeps TC_DEPTH chunks of weights in flight (all of them for
- * K = 4096), so that ~2 blocks a multiprocessor cover the memory latency. The
- * warps' fp32 partial sums meet in shared memory, in a fixed order.
+ * Each warp keeps TC_DEPTH chunks of weights in flight, and a block takes
+ * several consecutive tiles when there are more than the GPU holds blocks at
+ * once, its warps loading ahead through tile boundaries: the loads of a
+ * multiprocessor then go on while it decodes (one tile a block made each
+ * block load, then decode, then end). The warps' fp32 partial sums meet in
+ * shared memory, in a fixed order. One launch may take several weights of the
+ * same input (op_nf4_gemv_multi: q, k and v), tiles numbered through them, so
+ * the launch's ramp and tail are paid once; launched as a programmatic
+ * dependent (kernel.h: pdl_wait), its first weights are fetched while the
+ * kernel before it ends.
  *
  * nf4_gemv_kernel, everything else: a warp a row, over 8 weights at a time
  * (rows of whole 8-weight pieces, 4-byte packed and 16-byte input loads), or
@@ -34,6 +41,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <stdlib.h>
 
 typedef __nv_bfloat16 bf16;
 
@@ -85,7 +93,6 @@ __device__ __forceinline__ void decode_word(uint32_t word, const float *s_code, 
 /* ---- the tensor-core kernel ---- */
 
 enum {
-    TC_WARPS = 8,    /* warps of a block, splitting K */
     TC_ROWS = 16,    /* output rows of a block: the M of one mma */
     TC_CHUNK = 128,  /* weights of a row a warp takes at a time: 4 lanes x 32 */
     TC_DEPTH = 4,    /* chunks a warp has in flight: 4 x 1 KB of weights (16 rows x 64 bytes) */
@@ -111,12 +118,9 @@ __device__ __forceinline__ uint4 load_stream(const uint8_t *p)
 
 /* Chunk weights [k0, k0 + 32) of rows r0 and r1. Past the end of the row (the
  * last chunk when K % 128 != 0) zero weights and absmax: x is zero there too,
- * and 0 * finite adds nothing. The lane's 64 bytes of x (xrow at k0, when it
- * feeds an input row) are fetched into L1 meanwhile: the first block on a
- * multiprocessor finds x only in L2. */
+ * and 0 * finite adds nothing. */
 template <bool DQ>
-__device__ __forceinline__ void tc_load(tc_chunk &t, const gemv_args &a, int64_t r0, int64_t r1, int64_t k0,
-                                        const bf16 *xrow, bool xrow_used)
+__device__ __forceinline__ void tc_load(tc_chunk &t, const gemv_args &a, int64_t r0, int64_t r1, int64_t k0)
 {
     if (k0 >= a.cols) {
         t.w[0] = t.w[1] = make_uint4(0, 0, 0, 0);
@@ -131,7 +135,14 @@ __device__ __forceinline__ void tc_load(tc_chunk &t, const gemv_args &a, int64_t
         if (DQ) t.q[h] = __ldg(a.absmax_q + blk), t.a[h] = __ldg(a.absmax2 + blk / NF4_NESTED_BLOCK);
         else t.a[h] = __ldg(a.absmax + blk);
     }
-    if (xrow_used) asm volatile("prefetch.global.L1 [%0];" : : "l"(xrow + k0));
+}
+
+/* The lane's 64 bytes of x at k0 fetched into L1 while its chunk's weights
+ * come: the first block on a multiprocessor finds x only in L2. Only after
+ * pdl_wait(): L1 is not kept coherent, and x is the kernel before's output. */
+__device__ __forceinline__ void x_prefetch(const bf16 *xrow, int64_t k0, int64_t K)
+{
+    if (k0 < K) asm volatile("prefetch.global.L1 [%0];" : : "l"(xrow + k0));
 }
 
 /* d += A·B for one m16n8k16 tile: A (16 x 16) bf16 pairs a0..a3, B (16 x 8) b0, b1, fp32 d. */
@@ -171,58 +182,162 @@ __device__ __forceinline__ void tc_step(float d[4], const tc_chunk &t, const bf1
     }
 }
 
-template <bool DQ, bool F16>
-__global__ void __launch_bounds__(TC_WARPS * 32, 2) nf4_gemv_tc(bf16 *y, const bf16 *x, gemv_args a, int N,
-                                                              float beta)
+/* The products of one launch: weight i's row tiles are tiles first[i] ..
+ * first[i + 1] - 1 of the launch, its output y[i]; all weights have the same
+ * number of columns. */
+struct gemv_multi {
+    gemv_args w[NF4_GEMV_MAX_WEIGHTS];
+    bf16 *y[NF4_GEMV_MAX_WEIGHTS];
+    unsigned first[NF4_GEMV_MAX_WEIGHTS + 1];
+    int count;
+};
+
+/* Tile t of a launch: its weight and first output row. */
+struct tile_at {
+    int wi;
+    int64_t row0;
+};
+
+__device__ __forceinline__ tile_at tile_of(const gemv_multi &m, unsigned t)
 {
-    __shared__ float s_code[16], s_map[256], s_red[TC_WARPS][4][32];
-    if (threadIdx.x < 16) s_code[threadIdx.x] = a.code[threadIdx.x];
-    if (DQ) s_map[threadIdx.x] = a.nested_map[threadIdx.x];   /* 256 threads */
+    int wi = 0;
+    while (wi + 1 < m.count && t >= m.first[wi + 1]) wi++;
+    return {wi, (int64_t)(t - m.first[wi]) * TC_ROWS};
+}
+
+/* The chunk a warp works on: tile lt of its block (tile t0 + lt of the
+ * launch) and the warp's chunk i of that tile. */
+struct chunk_cursor {
+    int lt, i;
+    __device__ __forceinline__ void next(int iters)
+    {
+        if (++i == iters) i = 0, lt++;
+    }
+};
+
+/* A block takes consecutive row tiles (at most TC_TILES, as evenly as the
+ * grid allows) and streams them: each warp's loads run TC_DEPTH chunks ahead
+ * of its products through the tile boundaries, so that a multiprocessor's
+ * memory traffic never waits for its decoding (a block a tile alternated
+ * between the two). A warp's partial sums of each tile wait in shared memory
+ * until the block's last tile, then the warps' sums meet in a fixed order.
+ * WARPS warps split K (8 or 4: 16 warps a multiprocessor either way). */
+enum { TC_TILES = 8 };
+
+template <bool DQ, bool F16, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __grid_constant__ gemv_multi m,
+                                                                     const bf16 *x, int N, float beta)
+{
+    pdl_release();   /* the next kernel may start loading what it does not share with this one */
+    __shared__ float s_code[NF4_GEMV_MAX_WEIGHTS][16], s_map[DQ ? NF4_GEMV_MAX_WEIGHTS : 1][256];
+    __shared__ float s_red[TC_TILES][WARPS][4][32];
+    const unsigned T = m.first[m.count], t0 = (unsigned)((uint64_t)blockIdx.x * T / gridDim.x);
+    const int ntiles = (int)((uint64_t)(blockIdx.x + 1) * T / gridDim.x - t0);
+    for (int i = threadIdx.x; i < m.count * 16; i += WARPS * 32) s_code[i / 16][i % 16] = m.w[i / 16].code[i % 16];
+    if (DQ)
+        for (int i = threadIdx.x; i < m.count * 256; i += WARPS * 32)
+            s_map[i / 256][i % 256] = m.w[i / 256].nested_map[i % 256];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
-    const int64_t M = a.rows, K = a.cols, row0 = (int64_t)blockIdx.x * TC_ROWS;
-    /* rows past M read row M - 1: an mma row only feeds its own output, which is not stored */
-    const int64_t r0 = min(row0 + g, M - 1), r1 = min(row0 + g + 8, M - 1);
+    const int64_t K = m.w[0].cols;
     const bf16 *xg = x + (size_t)min(g, N - 1) * K;   /* the input row lane (g, c) feeds; zeros when g >= N */
     const int nch = (int)((K + TC_CHUNK - 1) / TC_CHUNK);
-    const int iters = warp < nch ? (nch - 1 - warp) / TC_WARPS + 1 : 0;
+    const int iters = warp < nch ? (nch - 1 - warp) / WARPS + 1 : 0;   /* the warp's chunks of a tile */
+    const int total = ntiles * iters;
     /* where the lane's 32 weights of the warp's i-th chunk start in a row */
-    auto lane_k0 = [&](int i) { return (int64_t)(warp + i * TC_WARPS) * TC_CHUNK + c * 32; };
+    auto lane_k0 = [&](int i) { return (int64_t)(warp + i * WARPS) * TC_CHUNK + c * 32; };
+    /* chunk `at`'s weights into b: rows g and g + 8 of its tile (rows past M
+     * read row M - 1: an mma row only feeds its own output, which is not stored) */
+    auto load = [&](tc_chunk &b, chunk_cursor at) {
+        const tile_at t = tile_of(m, t0 + at.lt);
+        const gemv_args &a = m.w[t.wi];
+        tc_load<DQ>(b, a, min(t.row0 + g, a.rows - 1), min(t.row0 + g + 8, a.rows - 1), lane_k0(at.i));
+    };
     float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     tc_chunk buf[TC_DEPTH];
+    chunk_cursor ld = {0, 0}, st = {0, 0};   /* the next chunk to load, to multiply */
 #pragma unroll
-    for (int s = 0; s < TC_DEPTH; s++)   /* the first loads go out before the tables are in */
-        if (s < iters) tc_load<DQ>(buf[s], a, r0, r1, lane_k0(s), xg, g < N);
+    for (int s = 0; s < TC_DEPTH; s++)   /* the first loads go out before the tables are in, */
+        if (s < total) load(buf[s], ld), ld.next(iters);
+    pdl_wait();   /* and before the kernel that writes x has finished */
+    for (int s = 0; s < TC_DEPTH && s < iters && g < N; s++) x_prefetch(xg, lane_k0(s), K);
     __syncthreads();
-    for (int i = 0; i < iters; i += TC_DEPTH) {
+    for (int j = 0; j < total; j += TC_DEPTH) {
 #pragma unroll
-        for (int s = 0; s < TC_DEPTH; s++) {   /* buf[s] holds chunk i + s; refilled with i + s + TC_DEPTH */
-            if (i + s >= iters) break;
-            const int64_t k0 = lane_k0(i + s);
-            tc_step<DQ, F16>(d, buf[s], xg + k0, g < N && k0 < K, s_code, s_map, a.offset);
-            if (i + s + TC_DEPTH < iters) tc_load<DQ>(buf[s], a, r0, r1, lane_k0(i + s + TC_DEPTH), xg, g < N);
+        for (int s = 0; s < TC_DEPTH; s++) {   /* buf[s] holds chunk j + s; refilled with j + s + TC_DEPTH */
+            if (j + s >= total) break;
+            const int wi = tile_of(m, t0 + st.lt).wi;
+            const int64_t k0 = lane_k0(st.i);
+            tc_step<DQ, F16>(d, buf[s], xg + k0, g < N && k0 < K, s_code[wi], s_map[DQ ? wi : 0], m.w[wi].offset);
+            if (j + s + TC_DEPTH < total) {
+                load(buf[s], ld);
+                if (g < N) x_prefetch(xg, lane_k0(ld.i), K);
+                ld.next(iters);
+            }
+            if (st.i == iters - 1) {   /* the warp's last chunk of this tile: (row g, columns 2c, 2c + 1), (row g + 8, the same) */
+#pragma unroll
+                for (int e = 0; e < 4; e++) s_red[st.lt][warp][e][lane] = d[e], d[e] = 0.0f;
+            }
+            st.next(iters);
         }
     }
-    /* d holds (row g, columns 2c, 2c + 1) and (row g + 8, the same): the warps' sums meet here */
-#pragma unroll
-    for (int e = 0; e < 4; e++) s_red[warp][e][lane] = d[e];
     __syncthreads();
-    const int n = threadIdx.x / TC_ROWS, r = threadIdx.x % TC_ROWS;   /* consecutive threads: consecutive y */
-    const int64_t o = row0 + r;
-    if (n < N && o < M) {
+    /* consecutive threads: consecutive y; warps without a chunk (K < WARPS chunks) add nothing */
+    const int active = min(WARPS, nch);
+    for (int u = threadIdx.x; u < ntiles * 128; u += WARPS * 32) {
+        const int lt = u / 128, n = u % 128 / TC_ROWS, r = u % TC_ROWS;
+        const tile_at t = tile_of(m, t0 + lt);
+        const int64_t o = t.row0 + r;
+        if (n >= N || o >= m.w[t.wi].rows) continue;
         const int l = (r % 8) * 4 + n / 2, e = (r / 8) * 2 + n % 2;
-        float s = 0.0f;
-#pragma unroll
-        for (int w = 0; w < TC_WARPS; w++) s += s_red[w][e][l];
-        bf16 *yo = y + (size_t)n * M + o;
-        *yo = __float2bfloat16_rn(s + (beta != 0.0f ? beta * __bfloat162float(*yo) : 0.0f));
+        float sum = 0.0f;
+        for (int w = 0; w < active; w++) sum += s_red[lt][w][e][l];
+        bf16 *yo = m.y[t.wi] + (size_t)n * m.w[t.wi].rows + o;
+        *yo = __float2bfloat16_rn(sum + (beta != 0.0f ? beta * __bfloat162float(*yo) : 0.0f));
     }
 }
 
-template <bool DQ, bool F16>
-static void launch_tc(backend *be, bf16 *y, const bf16 *x, const gemv_args &a, int N, float beta)
+/* Warps a block: 8 unless DSFT_GEMV_WARPS=4 (`ds-ft bench kernels` compares them). */
+static int tc_warps(void)
 {
-    nf4_gemv_tc<DQ, F16><<<(unsigned)((a.rows + TC_ROWS - 1) / TC_ROWS), TC_WARPS * 32, 0, cuda_stream(be)>>>(
-        y, x, a, N, beta);
+    static int warps = 0;
+    if (!warps) {
+        const char *v = getenv("DSFT_GEMV_WARPS");
+        warps = v && atoi(v) == 4 ? 4 : 8;
+    }
+    return warps;
+}
+
+/* A launch that may overlap the kernel before (cuda_pdl): the weights'
+ * first loads go out while that one ends. */
+template <bool DQ, bool F16, int WARPS>
+static void launch_tc_warps(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta)
+{
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    /* every block resident at once (16 warps a multiprocessor), at most TC_TILES tiles each */
+    const unsigned T = m.first[m.count], slots = (unsigned)cuda_sm_count(be) * (16 / WARPS);
+    const unsigned blocks = T < slots ? T : T > slots * TC_TILES ? (T + TC_TILES - 1) / TC_TILES : slots;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(WARPS * 32), cfg.stream = cuda_stream(be);
+    cfg.attrs = &attr, cfg.numAttrs = cuda_pdl(be) ? 1 : 0;
+    (void)cudaLaunchKernelEx(&cfg, nf4_gemv_tc<DQ, F16, WARPS>, m, x, N, beta);   /* checked by the caller */
+}
+
+template <bool DQ, bool F16>
+static void launch_tc(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta)
+{
+    if (tc_warps() == 4) launch_tc_warps<DQ, F16, 4>(be, m, x, N, beta);
+    else launch_tc_warps<DQ, F16, 8>(be, m, x, N, beta);
+}
+
+/* Every tensor-core launch: by double quantization and dtype. */
+static void launch_tc_any(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta)
+{
+    const gemv_args &a = m.w[0];
+    if (a.dq) a.f16 ? launch_tc<true, true>(be, m, x, N, beta) : launch_tc<true, false>(be, m, x, N, beta);
+    else a.f16 ? launch_tc<false, true>(be, m, x, N, beta) : launch_tc<false, false>(be, m, x, N, beta);
+    cuda_check_launch(be, "nf4_gemv");
 }
 
 /* ---- the warp-per-row kernel (odd shapes, unaligned operands) ---- */
@@ -304,26 +419,64 @@ static void launch(backend *be, bf16 *y, const bf16 *x, const gemv_args &a, floa
     nf4_gemv_kernel<NR><<<(unsigned)((a.rows + per_block - 1) / per_block), 256, 0, cuda_stream(be)>>>(y, x, a, beta);
 }
 
-extern "C" void nf4_gemv_cuda(backend *be, void *y, const void *x, const nf4_view *q, int N, float beta)
+static gemv_args make_args(const nf4_view *q, const void *x)
 {
-    if (N <= 0 || q->rows <= 0) return;
-    if (N > NF4_GEMV_MAX_ROWS) {
-        be_fail(be, DS_EINTERNAL, "nf4_gemv: %d input rows, the kernel takes at most %d", N, NF4_GEMV_MAX_ROWS);
-        return;
-    }
     gemv_args a;
     a.packed = q->packed, a.absmax = q->absmax, a.absmax_q = q->absmax_q, a.absmax2 = q->absmax2;
     a.code = q->code, a.nested_map = q->nested_map, a.offset = q->offset;
     a.rows = q->rows, a.cols = q->cols, a.dq = q->double_quant, a.f16 = q->dtype == NF4_OUT_F16;
     /* the 8-wide path: rows start on 8-weight boundaries, 4-byte packed and 16-byte input loads */
     a.vec = q->cols % 8 == 0 && (uintptr_t)q->packed % 4 == 0 && (uintptr_t)x % 16 == 0;
+    return a;
+}
+
+/* The tensor-core kernel: rows of whole 32-weight pieces (one 64-weight block each), 16-byte loads. */
+static bool tc_fits(const gemv_args &a) { return a.vec && a.cols % 32 == 0 && (uintptr_t)a.packed % 16 == 0; }
+
+static bool rows_ok(backend *be, int N)
+{
+    if (N <= NF4_GEMV_MAX_ROWS) return true;
+    be_fail(be, DS_EINTERNAL, "nf4_gemv: %d input rows, the kernel takes at most %d", N, NF4_GEMV_MAX_ROWS);
+    return false;
+}
+
+/* Weight a as the i-th of m, its tiles after those already there. */
+static void add_weight(gemv_multi &m, const gemv_args &a, void *y)
+{
+    const int i = m.count++;
+    m.w[i] = a, m.y[i] = (bf16 *)y;
+    m.first[i + 1] = m.first[i] + (unsigned)((a.rows + TC_ROWS - 1) / TC_ROWS);
+}
+
+extern "C" void nf4_gemv_multi_cuda(backend *be, void *const *y, const void *x, const nf4_view *const *q, int count,
+                                    int N)
+{
+    if (N <= 0 || !rows_ok(be, N)) return;
+    gemv_multi m = {};
+    bool one = true;   /* one launch: every weight on the tensor-core path, alike in how it decodes */
+    const gemv_args a0 = make_args(q[0], x);
+    for (int i = 0; i < count; i++) {
+        const gemv_args a = make_args(q[i], x);
+        one = one && a.rows > 0 && tc_fits(a) && a.dq == a0.dq && a.f16 == a0.f16;
+        if (one) add_weight(m, a, y[i]);
+    }
+    if (!one) {
+        for (int i = 0; i < count; i++) nf4_gemv_cuda(be, y[i], x, q[i], N, 0.0f);
+        return;
+    }
+    if (m.count) launch_tc_any(be, m, (const bf16 *)x, N, 0.0f);
+}
+
+extern "C" void nf4_gemv_cuda(backend *be, void *y, const void *x, const nf4_view *q, int N, float beta)
+{
+    if (N <= 0 || q->rows <= 0 || !rows_ok(be, N)) return;
+    const gemv_args a = make_args(q, x);
     bf16 *Y = (bf16 *)y;
     const bf16 *X = (const bf16 *)x;
-    /* the tensor-core kernel: rows of whole 32-weight pieces (one 64-weight block each), 16-byte loads */
-    if (a.vec && q->cols % 32 == 0 && (uintptr_t)q->packed % 16 == 0) {
-        if (a.dq) a.f16 ? launch_tc<true, true>(be, Y, X, a, N, beta) : launch_tc<true, false>(be, Y, X, a, N, beta);
-        else a.f16 ? launch_tc<false, true>(be, Y, X, a, N, beta) : launch_tc<false, false>(be, Y, X, a, N, beta);
-        cuda_check_launch(be, "nf4_gemv");
+    if (tc_fits(a)) {
+        gemv_multi m = {};
+        add_weight(m, a, y);
+        launch_tc_any(be, m, X, N, beta);
         return;
     }
     switch (N) {

@@ -51,6 +51,7 @@ __device__ __forceinline__ uint4 pack8(const float f[8])
 template <bool VEC>
 __global__ void rmsnorm_fwd_kernel(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, int N, int C, float eps)
 {
+    pdl_release();   /* a decode step's matrix-vector product may start fetching its weights */
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const bf16 *xr = x + (size_t)row * C;
@@ -91,6 +92,7 @@ __global__ void rmsnorm_fwd_kernel(bf16 *out, float *rstd, const bf16 *x, const 
  * each thread's sum of squares, then the block's through the warps'. */
 __global__ void rmsnorm_fwd_row_kernel(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, int C, float eps)
 {
+    pdl_release();
     __shared__ float part[8];
     const int row = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const bf16 *xr = x + (size_t)row * C;

@@ -14,6 +14,7 @@ __device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf
 /* out (n) = silu(gate) * up. */
 __global__ void swiglu_fwd_kernel(bf16 *out, const bf16 *gate, const bf16 *up, size_t n, bool vec)
 {
+    pdl_release();   /* a decode step's down projection may start fetching its weights */
     GRID_STRIDE_8(i, n)
     {
         float g[8], u[8], o[8];
