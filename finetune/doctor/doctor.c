@@ -186,14 +186,16 @@ static void report_fit(FILE *out, const model_config *cfg, const recipe *r, cons
         fprintf(out, "fits         NO on %s: %.1f GiB needed, %.1f GiB there\n", label, need, free_gib);
     const char *off = r->train.offload_activations;
     doctor_memory o;
-    if (need > free_gib && !m->offload && r->train.gradient_checkpointing && (!off || !strcmp(off, "auto")) &&
-        doctor_memory_offloaded(cfg, r, r->plan.micro_batch, &o) == DS_OK && o.total / GIB <= free_gib) {
+    bool offload_fits = need > free_gib && !m->offload && r->train.gradient_checkpointing &&
+                        (!off || !strcmp(off, "auto")) &&
+                        doctor_memory_offloaded(cfg, r, r->plan.micro_batch, &o) == DS_OK && o.total / GIB <= free_gib;
+    if (offload_fits)
         fprintf(out, "             with each layer's input in host memory it fits: %.1f GiB on the card and %.1f GiB "
                      "of page-locked host memory (train.offload_activations: auto turns this on)\n",
                 o.total / GIB, o.arenas.host / GIB);
-        return;
-    }
     int best = largest_fitting(cfg, r, free_gib);
+    if (best == 0 && offload_fits)
+        return;
     if (best == 0)
         fprintf(out, "             not even micro_batch_size 1 fits at sequence_len %d: shorten data.sequence_len, "
                      "keep train.gradient_checkpointing on, or take a card with more memory\n", r->plan.seq_len);

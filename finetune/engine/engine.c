@@ -394,12 +394,14 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
                                    "backward: it needs gradient checkpointing");
     if (o->mlp_rows < 0) return ds_fail(DS_EINTERNAL, "engine: negative MLP slice");
     /* the MLP in slices of tokens: its (tokens, intermediate) buffers are the
-     * widest a Llama layer has; the whole batch where it is kept for the
-     * backward (no checkpointing) or made by DeepSeek's expert layers */
+     * widest a Llama layer has. Sliced where memory is short (offload on) or
+     * asked; whole where it is kept for the backward (no checkpointing) or
+     * made by DeepSeek's expert layers. Slices cost a few percent at 2,048 x
+     * 12 tokens (the weights dequantized once a slice, smaller products). */
     e->resid_slots = e->cfg.ds.on ? 3 : 2;
     e->mlp_rows = e->Nmax;
     if (o->checkpointing && !e->cfg.ds.on) {
-        int rows = o->mlp_rows ? o->mlp_rows : e->Nmax <= ENGINE_MLP_ROWS ? e->Nmax : ENGINE_MLP_ROWS / 2;
+        int rows = o->mlp_rows ? o->mlp_rows : o->offload ? ENGINE_MLP_ROWS : e->Nmax;
         if (rows < e->Nmax) e->mlp_rows = rows;
     }
     return e->cfg.ds.on ? deepseek_init(e) : DS_OK;

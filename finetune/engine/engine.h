@@ -44,11 +44,11 @@ typedef struct {
     bool offload;                   /* with checkpointing: each layer's input kept in page-locked host
                                        memory, two on the device (engine_resid.c) */
     int mlp_rows;                   /* with checkpointing, Llama-family layers: the MLP runs over slices of
-                                       this many tokens; 0 = the whole micro-batch up to ENGINE_MLP_ROWS
-                                       tokens, slices of ENGINE_MLP_ROWS / 2 beyond */
+                                       this many tokens; 0 = slices of ENGINE_MLP_ROWS with offload, else the
+                                       whole micro-batch */
 } engine_opts;
 
-#define ENGINE_MLP_ROWS 8192
+#define ENGINE_MLP_ROWS 4096
 
 typedef struct engine engine;
 

@@ -61,7 +61,10 @@ static void linear_bwd(engine *e, int l, llama_linear t, void *dx, const void *d
 }
 
 /* Row r0 of an (N, C) act tensor. */
-static void *at_row(const engine *e, const void *p, int r0) { return be_act_at(e->be, p, (size_t)r0 * e->cfg.hidden_size); }
+static void *at_row(const engine *e, const void *p, int r0)
+{
+    return be_act_at(e->be, p, (size_t)r0 * e->cfg.hidden_size);
+}
 
 /* The MLP over the slice rs: g, u, m (n, I) hold the slice. With out, out's
  * rows += down(m) (the forward); without, only down's LoRA intermediate (a
