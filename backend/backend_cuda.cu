@@ -129,10 +129,11 @@ extern "C" void cuda_close(backend *be)
     if (s->fork_ev) cudaEventDestroy(s->fork_ev);
     if (s->xfer) {
         cudaStreamSynchronize(s->xfer);
-        for (int i = 0; i < BE_TRANSFER_TICKETS; i++) cudaEventDestroy(s->xfer_done[i]);
-        cudaEventDestroy(s->xfer_after);
         cudaStreamDestroy(s->xfer);
     }
+    for (int i = 0; i < BE_TRANSFER_TICKETS; i++)   /* made before the stream, so also after its failure */
+        if (s->xfer_done[i]) cudaEventDestroy(s->xfer_done[i]);
+    if (s->xfer_after) cudaEventDestroy(s->xfer_after);
     cublasLtDestroy(s->lt);
     cudaStreamDestroy(s->home);
     free(s->allocs);
@@ -243,9 +244,11 @@ static bool transfer_stream(backend *be)
 {
     cuda_state *s = st(be);
     if (s->xfer) return true;
-    if (!ok(be, cudaEventCreateWithFlags(&s->xfer_after, cudaEventDisableTiming), "transfer event")) return false;
+    if (!s->xfer_after && !ok(be, cudaEventCreateWithFlags(&s->xfer_after, cudaEventDisableTiming), "transfer event"))
+        return false;
     for (int i = 0; i < BE_TRANSFER_TICKETS; i++)
-        if (!ok(be, cudaEventCreateWithFlags(&s->xfer_done[i], cudaEventDisableTiming), "transfer event"))
+        if (!s->xfer_done[i] &&
+            !ok(be, cudaEventCreateWithFlags(&s->xfer_done[i], cudaEventDisableTiming), "transfer event"))
             return false;
     return ok(be, cudaStreamCreateWithFlags(&s->xfer, cudaStreamNonBlocking), "transfer stream");
 }

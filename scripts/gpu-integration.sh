@@ -11,6 +11,8 @@
 # the sm_89 code path of an RTX 4090, compiled by the driver here), templates (scripts/make_template_cases.py
 # with transformers), base (the benchmark with .device/bin/ds-ft-base, another
 # build to compare with, when present).
+# longctx (bench train of the 7B shape at 32K, 64K and 128K tokens with the layers' inputs offloaded, and 64K
+# without; the engine stage's offload checks).
 # Model families: families (tests/gpu/test_gpu_families against the fixtures of
 # tests/data/fixtures, DeepSeek's included), benchmoe (bench train of
 # deepseek-v2-lite at micro-batch 1, 4, 8), hffam (scripts/hf_check_family.py on
@@ -104,6 +106,15 @@ for s in $stages; do
     dpo)    timeout -k 5 150 "$DSFT" bench train --shape deepseek-llm-7b --seq 1024 --batch 2 --loss dpo \
               --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 > "$logs/dpo.log" 2>&1
             echo "dpo: exit $?"; grep -v RESULT "$logs/dpo.log";;
+    longctx) # long rows, micro-batch 1: offloaded at 32K, 64K and 128K tokens, and 64K without offload (its cost)
+            for run in "32768 on 1" "65536 on 1" "65536 off 0" "131072 on 0"; do
+              # shellcheck disable=SC2086  # the three words of a run
+              set -- $run
+              timeout -k 5 400 "$DSFT" bench train --shape deepseek-llm-7b --seq $1 --batch 1 --offload $2 --steps 1 \
+                --warmup $3 > "$logs/bench-long-$1-$2.log" 2>&1
+              echo "bench seq $1 offload $2: exit $?"; grep -v RESULT "$logs/bench-long-$1-$2.log" | tail -2
+            done
+            grep -h "tokens, against\|tokens against" "$logs/engine.log" 2>/dev/null;;
     generate) timeout -k 5 200 .device/bin/test_gpu_generate --verbose > "$logs/generate.log" 2>&1
             echo "generate: exit $? $(grep Synthesis "$logs/generate.log" | sed 's/.*Synthesis: //')"
             grep GPUGENERATE "$logs/generate.log"

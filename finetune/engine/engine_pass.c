@@ -264,6 +264,8 @@ int engine_backward(engine *e, const float *a, const float *b, const float *c)
 {
     if (!e->have_fwd || !e->last.for_backward)
         return ds_fail(DS_EINTERNAL, "engine_backward without a forward kept for it");
+    if (e->after_backward && e->opts.offload)   /* the device slots and xf hold the last backward's values */
+        return ds_fail(DS_EINTERNAL, "a second backward of one forward with offloaded activations: forward again");
     backend *be = e->be;
     const model_config *cfg = &e->cfg;
     const int N = e->N, C = cfg->hidden_size, V = cfg->vocab_size, L = cfg->num_layers;

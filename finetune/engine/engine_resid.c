@@ -52,14 +52,15 @@ void resid_layout(engine *e, carve *c)
     for (int k = 0; k <= L; k++) e->resid[k] = slot[k % e->resid_slots];
 }
 
+/* Host copies are made only by forwards kept for a backward: training engines. */
 size_t resid_host_bytes(const engine *e)
 {
-    return e->opts.offload ? (size_t)(e->cfg.num_layers + 1) * e->Nmax * row_bytes(e) : 0;
+    return e->opts.offload && e->opts.training ? (size_t)(e->cfg.num_layers + 1) * e->Nmax * row_bytes(e) : 0;
 }
 
 int resid_alloc_host(engine *e)
 {
-    if (!e->opts.offload) return DS_OK;
+    if (!resid_host_bytes(e)) return DS_OK;
     e->resid_host = be_host_alloc(e->be, resid_host_bytes(e), "offloaded activations (each layer's input)");
     return be_sync(e->be);
 }

@@ -323,27 +323,31 @@ static void long_case_free(long_case *c)
 }
 
 /* Offloading moves data and changes no arithmetic: at 16,384 tokens, the
- * same log-probs as the engine that keeps every layer's input on the device
- * (the gradients differ by the attention backward's atomic adds only); the
- * MLP and LoRA products in slices (other shapes, other rounding) stay near. */
+ * same log-probs as the engine that keeps every layer's input on the device,
+ * and gradients no further from it than that engine is from itself run
+ * twice (the attention backward's atomic adds); the MLP and LoRA products in
+ * slices (other shapes, other rounding) stay near. */
 Test(gpu_engine, offloaded_long_sequence_gives_the_same_loss_and_gradients, .init = need_gpu)
 {
     const int T = 16384;   /* over ENGINE_MLP_ROWS and LORA_MAX_ROWS: both in slices where allowed */
     long_case c = long_case_make(T);
-    float *lp[3], *g[3];
-    for (int i = 0; i < 3; i++) lp[i] = malloc(sizeof(float) * T), g[i] = malloc(sizeof(float) * c.P);
+    float *lp[4], *g[4];
+    for (int i = 0; i < 4; i++) lp[i] = malloc(sizeof(float) * T), g[i] = malloc(sizeof(float) * c.P);
     long_step(BE_CUDA, false, T, lp[0], g[0], c.ad, &c.cfg, &c.b);   /* every input on the device, the MLP whole */
+    long_step(BE_CUDA, false, T, lp[3], g[3], c.ad, &c.cfg, &c.b);   /* ... again: the run-to-run spread */
     long_step(BE_CUDA, true, T, lp[1], g[1], c.ad, &c.cfg, &c.b);    /* offloaded, the MLP whole */
     long_step(BE_CUDA, true, 0, lp[2], g[2], c.ad, &c.cfg, &c.b);    /* offloaded, the MLP in slices */
+    double spread = tu_rel_err(g[3], g[0], c.P);
     double off_lp = tu_rel_err(lp[1], lp[0], (size_t)T), off_g = tu_rel_err(g[1], g[0], c.P);
     double sl_lp = tu_rel_err(lp[2], lp[0], (size_t)T), sl_g = tu_rel_err(g[2], g[0], c.P);
-    cr_log_info("%d tokens, against every input on the device: offloaded log-probs %.3e, gradients %.3e; offloaded "
-                "and sliced %.3e, %.3e", T, off_lp, off_g, sl_lp, sl_g);
+    cr_log_info("%d tokens, against every input on the device: offloaded log-probs %.3e, gradients %.3e (run to run "
+                "%.3e); offloaded and sliced %.3e, %.3e", T, off_lp, off_g, spread, sl_lp, sl_g);
     cr_expect(off_lp <= 1e-6, "log-probs with offload: relative difference %.3e", off_lp);
-    cr_expect(off_g <= 1e-2, "LoRA gradients with offload: relative difference %.3e", off_g);
+    cr_expect(off_g <= 3 * spread + 1e-6, "LoRA gradients with offload: relative difference %.3e, run to run %.3e",
+              off_g, spread);
     cr_expect(sl_lp <= BF16_TOL, "log-probs, offloaded and sliced: relative difference %.3e", sl_lp);
     cr_expect(sl_g <= 2 * WELL_TOL, "LoRA gradients, offloaded and sliced: relative difference %.3e", sl_g);
-    for (int i = 0; i < 3; i++) free(lp[i]), free(g[i]);
+    for (int i = 0; i < 4; i++) free(lp[i]), free(g[i]);
     long_case_free(&c);
 }
 
