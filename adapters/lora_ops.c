@@ -20,12 +20,16 @@ void op_dropout(backend *be, float *out, const float *x, size_t n, uint64_t firs
 
 static bool uses_dropout(const lora_view *l, const lora_ctx *ctx) { return ctx->training && l->dropout > 0; }
 
-static int slice_rows(int N) { return N < LORA_MAX_ROWS ? N : LORA_MAX_ROWS; }
+/* The ops run over slices of at most LORA_MAX_ROWS rows: the rows of the
+ * slice that starts at row s of N. */
+static int slice_len(int N, int s) { return N - s < LORA_MAX_ROWS ? N - s : LORA_MAX_ROWS; }
+
+static size_t widest(const lora_view *l) { return (size_t)(l->in > l->out ? l->in : l->out); }
 
 size_t lora_workspace_bytes(const lora_view *l, int N)
 {
-    size_t wide = (size_t)(l->in > l->out ? l->in : l->out), n = (size_t)slice_rows(N);
-    return (n * wide + n * l->r) * sizeof(float) + 256;
+    size_t n = (size_t)slice_len(N, 0);
+    return (n * widest(l) + n * l->r) * sizeof(float) + 256;
 }
 
 /* The LoRA workspace: one (n, max(in, out)) fp32 buffer, reused for each
@@ -33,7 +37,7 @@ size_t lora_workspace_bytes(const lora_view *l, int N)
 static float *workspace(backend *be, const lora_view *l, int n, float **du)
 {
     float *ws = be_workspace(be, WS_LORA, lora_workspace_bytes(l, n));
-    if (ws && du) *du = ws + (size_t)n * (l->in > l->out ? l->in : l->out);
+    if (ws && du) *du = ws + (size_t)n * widest(l);
     return ws;
 }
 
@@ -65,10 +69,7 @@ static float *compute_u(backend *be, float *u, const void *x, const lora_view *l
     return buf;
 }
 
-/* The ops below run over slices of at most LORA_MAX_ROWS rows; a slice's
- * context says where its rows start, for the dropout mask. */
-static int slice_len(int N, int s) { return N - s < LORA_MAX_ROWS ? N - s : LORA_MAX_ROWS; }
-
+/* A slice's context says where its rows start, for the dropout mask. */
 static lora_ctx slice_ctx(const lora_ctx *ctx, int s)
 {
     lora_ctx c = *ctx;

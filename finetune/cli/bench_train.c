@@ -6,6 +6,7 @@
 #include "finetune/model/model.h"
 #include "commands.h"
 #include "finetune/engine/engine.h"
+#include "finetune/train/train.h"
 
 #include "core/clock.h"
 #include "core/mem.h"
@@ -176,13 +177,10 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
     engine *e = NULL;
     engine_opts eo = {.max_B = rows, .max_T = o->seq, .checkpointing = o->checkpointing, .training = true,
                       .adapter = ad, .seed = 1, .offload = !strcmp(o->offload, "on")};
-    if (!strcmp(o->offload, "auto") && o->checkpointing && be->kind == BE_CUDA) {
-        /* on where the arenas would not fit the free memory otherwise, as training decides */
-        size_t free_b = 0, total_b = 0, margin = (size_t)512 << 20;
-        engine_memory need;
+    if (!strcmp(o->offload, "auto") && be->kind == BE_CUDA) {   /* as training decides */
+        size_t free_b = 0, total_b = 0;
         be_mem_info(be, &free_b, &total_b);
-        eo.offload = engine_estimate(&m->cfg, true, be->kind, &eo, &need) == DS_OK &&
-                     engine_memory_total(&need) + margin > free_b;
+        eo.offload = train_offload_helps(&m->cfg, true, &eo, free_b);
     }
     res->offload = eo.offload;
     int rc = engine_create(be, m, &eo, &e);

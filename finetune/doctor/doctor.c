@@ -186,7 +186,7 @@ static void report_fit(FILE *out, const model_config *cfg, const recipe *r, cons
         fprintf(out, "fits         NO on %s: %.1f GiB needed, %.1f GiB there\n", label, need, free_gib);
     const char *off = r->train.offload_activations;
     doctor_memory o;
-    bool offload_fits = need > free_gib && !m->offload && r->train.gradient_checkpointing &&
+    bool offload_fits = need > free_gib && !m->arenas.host && r->train.gradient_checkpointing &&
                         (!off || !strcmp(off, "auto")) &&
                         doctor_memory_offloaded(cfg, r, r->plan.micro_batch, &o) == DS_OK && o.total / GIB <= free_gib;
     if (offload_fits)

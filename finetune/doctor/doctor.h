@@ -76,8 +76,7 @@ doctor_speed doctor_speed_for(const doctor_gpu *gpu, const model_config *cfg, in
 
 typedef struct {
     engine_memory arenas;     /* engine_estimate for the recipe's shapes */
-    size_t total;             /* arenas + DOCTOR_CUDA_OVERHEAD */
-    bool offload;             /* each layer's input in host memory (arenas.host of it) */
+    size_t total;             /* arenas + DOCTOR_CUDA_OVERHEAD (arenas.host, offloaded inputs, is not in it) */
 } doctor_memory;
 
 /* doctor_memory_for() : the device memory a training run of recipe r takes

@@ -213,6 +213,11 @@ static int check_batch(const engine *e, const batch *b)
     return DS_OK;
 }
 
+/* With offloaded activations a backward leaves other values in the device
+ * slots of the layers' inputs and in xf (the layer's h1): what the last
+ * forward left there is gone until the next forward. */
+static bool overwritten_by_backward(const engine *e) { return e->after_backward && e->opts.offload; }
+
 int engine_forward(engine *e, const batch *b, const engine_fwd *f, float *logprob, float *fmass)
 {
     int rc = check_batch(e, b);
@@ -264,7 +269,7 @@ int engine_backward(engine *e, const float *a, const float *b, const float *c)
 {
     if (!e->have_fwd || !e->last.for_backward)
         return ds_fail(DS_EINTERNAL, "engine_backward without a forward kept for it");
-    if (e->after_backward && e->opts.offload)   /* the device slots and xf hold the last backward's values */
+    if (overwritten_by_backward(e))
         return ds_fail(DS_EINTERNAL, "a second backward of one forward with offloaded activations: forward again");
     backend *be = e->be;
     const model_config *cfg = &e->cfg;
@@ -309,7 +314,7 @@ int engine_read_hidden(engine *e, int which, float *host)
     const int L = e->cfg.num_layers;
     if (which < -1 || which > L) return ds_fail(DS_EINTERNAL, "no hidden state %d", which);
     if (which < L) return resid_read(e, which + 1, host);
-    if (e->after_backward && e->opts.offload)
+    if (overwritten_by_backward(e))
         return ds_fail(DS_EINTERNAL, "the final norm's output is not kept after a backward with offloaded activations");
     be_download_act_as_f32(e->be, host, e->xf, (size_t)e->N * e->cfg.hidden_size);
     return be_sync(e->be);
@@ -318,7 +323,7 @@ int engine_read_hidden(engine *e, int which, float *host)
 int engine_read_logits(engine *e, int row0, int n, float *host)
 {
     if (!e->have_fwd) return ds_fail(DS_EINTERNAL, "no forward to read from");
-    if (e->after_backward && e->opts.offload)
+    if (overwritten_by_backward(e))
         return ds_fail(DS_EINTERNAL, "the logits are not kept after a backward with offloaded activations");
     const int V = e->cfg.vocab_size;
     for (int r = row0; r < row0 + n; r += e->chunk_rows) {

@@ -2,9 +2,11 @@
 #ifndef DS_FINETUNE_TRAIN_H
 #define DS_FINETUNE_TRAIN_H
 
+#include "finetune/engine/engine.h"
 #include "finetune/recipe/recipe.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* How a run treats an output folder that holds an earlier run's state
  * (checkpoints/, adapter/, merged/, eval/, metrics.jsonl, train.log,
@@ -29,5 +31,12 @@ int train_run(const recipe *r, train_start start);
  * merges; a failure on any rank stops every rank with its reason. */
 typedef struct dist_comm dist_comm;
 int train_run_ranks(const recipe *r, train_start start, dist_comm *comm);
+
+/* train_offload_helps() : whether engine options o (checkpointing, offload
+ * off) would not fit free_bytes of device memory (the engine's estimate plus
+ * the margin the trainer's memory check adds), so that offloading each
+ * layer's input to host memory is the way on: what
+ * train.offload_activations: auto decides, and `bench train --offload auto`. */
+bool train_offload_helps(const model_config *cfg, bool quantized, const engine_opts *o, size_t free_bytes);
 
 #endif

@@ -102,9 +102,8 @@ int trainer_precompute_ref(trainer *x);
  * sequence_len), or engine_estimate's refusal. */
 int trainer_memory_check(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,
                          size_t free_bytes, const char *device, size_t *need_out);
-/* trainer_offload_needed() : whether activation offload should be on for
- * options o (checkpointing, offload off): recipe r leaves it to ds-ft
- * (train.offload_activations: auto) and o's arenas do not fit free_bytes. */
+/* trainer_offload_needed() : train_offload_helps (train.h) where recipe r
+ * leaves offload to ds-ft (train.offload_activations: auto). */
 bool trainer_offload_needed(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,
                             size_t free_bytes);
 

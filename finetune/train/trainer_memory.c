@@ -35,13 +35,18 @@ static bool try_fit(const model_config *cfg, bool quantized, const engine_opts *
     return true;
 }
 
+bool train_offload_helps(const model_config *cfg, bool quantized, const engine_opts *o, size_t free_bytes)
+{
+    size_t need;
+    if (!o->checkpointing || o->offload) return false;
+    return !need_for(cfg, quantized, o, &need) && need > free_bytes;
+}
+
 bool trainer_offload_needed(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,
                             size_t free_bytes)
 {
     const char *key = r->train.offload_activations;
-    size_t need;
-    if (!key || strcmp(key, "auto") || !o->checkpointing || o->offload) return false;
-    return !need_for(cfg, quantized, o, &need) && need > free_bytes;
+    return key && !strcmp(key, "auto") && train_offload_helps(cfg, quantized, o, free_bytes);
 }
 
 int trainer_memory_check(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,
