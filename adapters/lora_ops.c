@@ -84,7 +84,7 @@ void op_lora_u(backend *be, float *u, const void *x, const lora_view *l, int N, 
 {
     for (int s = 0; s < N; s += LORA_MAX_ROWS) {
         lora_ctx c = slice_ctx(ctx, s);
-        compute_u(be, u + (size_t)s * l->r, act_row(be, x, s, l->in), l, slice_len(N, s), &c);
+        BE_PROFILED(be, __func__, compute_u(be, u + (size_t)s * l->r, act_row(be, x, s, l->in), l, slice_len(N, s), &c));
     }
 }
 
@@ -102,8 +102,8 @@ void op_lora_fwd(backend *be, void *y, float *u, const void *x, const lora_view 
 {
     for (int s = 0; s < N; s += LORA_MAX_ROWS) {
         lora_ctx c = slice_ctx(ctx, s);
-        lora_fwd_slice(be, act_row(be, y, s, l->out), u + (size_t)s * l->r, act_row(be, x, s, l->in), l,
-                       slice_len(N, s), &c);
+        BE_PROFILED(be, __func__, lora_fwd_slice(be, act_row(be, y, s, l->out), u + (size_t)s * l->r,
+                                                 act_row(be, x, s, l->in), l, slice_len(N, s), &c));
     }
 }
 
@@ -129,7 +129,8 @@ void op_lora_bwd(backend *be, void *dx, const void *dy, const void *x, const flo
 {
     for (int s = 0; s < N; s += LORA_MAX_ROWS) {
         lora_ctx c = slice_ctx(ctx, s);
-        lora_bwd_slice(be, act_row(be, dx, s, l->in), act_row(be, dy, s, l->out), act_row(be, x, s, l->in),
-                       u + (size_t)s * l->r, l, slice_len(N, s), &c);
+        BE_PROFILED(be, __func__, lora_bwd_slice(be, act_row(be, dx, s, l->in), act_row(be, dy, s, l->out),
+                                                 act_row(be, x, s, l->in), u + (size_t)s * l->r, l, slice_len(N, s),
+                                                 &c));
     }
 }

@@ -125,6 +125,7 @@ int be_open_named(const char *name, backend **out)
 void be_close(backend *be)
 {
     if (!be) return;
+    be_profile_drop(be);
 #ifdef DS_HAVE_CUDA
     if (be->kind == BE_CUDA) {
         cuda_close(be);
@@ -207,7 +208,7 @@ void be_download(backend *be, void *dst, const void *src, size_t bytes)
 void be_copy(backend *be, void *dst, const void *src, size_t bytes)
 {
 #ifdef DS_HAVE_CUDA
-    if (be->kind == BE_CUDA) { cuda_copy(be, dst, src, bytes); return; }
+    if (be->kind == BE_CUDA) { BE_PROFILED(be, "be_copy", cuda_copy(be, dst, src, bytes)); return; }
 #endif
     memmove(dst, src, bytes);
 }
@@ -215,7 +216,7 @@ void be_copy(backend *be, void *dst, const void *src, size_t bytes)
 void be_zero(backend *be, void *p, size_t bytes)
 {
 #ifdef DS_HAVE_CUDA
-    if (be->kind == BE_CUDA) { cuda_zero(be, p, bytes); return; }
+    if (be->kind == BE_CUDA) { BE_PROFILED(be, "be_zero", cuda_zero(be, p, bytes)); return; }
 #endif
     memset(p, 0, bytes);
 }
@@ -380,7 +381,7 @@ void be_round_act(const backend *be, void *p, size_t n)
 void be_f32_to_act(backend *be, void *dst, const float *src, size_t n)
 {
 #ifdef DS_HAVE_CUDA
-    if (be->kind == BE_CUDA) { cuda_f32_to_act(be, dst, src, n); return; }
+    if (be->kind == BE_CUDA) { BE_PROFILED(be, "be_f32_to_act", cuda_f32_to_act(be, dst, src, n)); return; }
 #endif
     memmove(dst, src, n * sizeof(float));
     be_round_act(be, dst, n);
@@ -389,7 +390,7 @@ void be_f32_to_act(backend *be, void *dst, const float *src, size_t n)
 void be_act_to_f32(backend *be, float *dst, const void *src, size_t n)
 {
 #ifdef DS_HAVE_CUDA
-    if (be->kind == BE_CUDA) { cuda_act_to_f32(be, dst, src, n); return; }
+    if (be->kind == BE_CUDA) { BE_PROFILED(be, "be_act_to_f32", cuda_act_to_f32(be, dst, src, n)); return; }
 #endif
     memmove(dst, src, n * sizeof(float));
 }
@@ -397,7 +398,7 @@ void be_act_to_f32(backend *be, float *dst, const void *src, size_t n)
 void be_add_f32_to_act(backend *be, void *y, const float *x, size_t n)
 {
 #ifdef DS_HAVE_CUDA
-    if (be->kind == BE_CUDA) { cuda_add_f32_to_act(be, y, x, n); return; }
+    if (be->kind == BE_CUDA) { BE_PROFILED(be, "be_add_f32_to_act", cuda_add_f32_to_act(be, y, x, n)); return; }
 #endif
     float *yy = y;
     for (size_t i = 0; i < n; i++) yy[i] += x[i];
@@ -508,7 +509,7 @@ void be_gemm(backend *be, const be_gemm_args *g)
 {
     if (be->err || g->M == 0 || g->N == 0) return;
 #ifdef DS_HAVE_CUDA
-    if (be->kind == BE_CUDA) { cuda_gemm(be, g); return; }
+    if (be->kind == BE_CUDA) { BE_PROFILED(be, "be_gemm", cuda_gemm(be, g)); return; }
 #endif
     cpu_gemm(be, g);
     if (!g->c_f32 && !g->all_f32)

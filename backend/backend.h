@@ -48,6 +48,7 @@ typedef struct backend {
     int attn_fwd_rows;        /* CUDA tuning: query rows per warp of the attention forward, 16 or 32
                                  (0 = the default, 32); `ds-ft bench kernels --attn-fwd-rows` sets it */
     void *impl;               /* backend-private (CUDA handles, workspaces) */
+    void *profile;            /* per-op timing since be_profile_begin(); NULL when off */
 } backend;
 
 /* Open a backend. "auto" picks CUDA when a GPU is present. Opening CUDA where
@@ -162,6 +163,38 @@ void be_gemm(backend *be, const be_gemm_args *g);
 void be_matmul_nt(backend *be, void *y, const void *x, const void *w, int M, int N, int K, float beta);
 /* dx (M, K) = dy (M, N) · w with w stored (N, K): the input gradient of a linear layer. */
 void be_matmul_nn(backend *be, void *dx, const void *dy, const void *w, int M, int N, int K, float beta);
+
+/* ---- time by op (ds-ft bench train --profile) ----
+ * be_profile_begin() : from now on, time every op on the device: each call
+ *   through DS_DISPATCH_CUDA (under its function's name, "op_attention_fwd"),
+ *   each product, copy or conversion of the backend's own called outside an op
+ *   ("be_gemm", "be_copy", ...), each between a pair of events on the stream it
+ *   is queued on. Calls inside an op count as the op. The events cost the host
+ *   a few microseconds a call. CUDA only; not while recording.
+ *   @return DS_OK, or DS_EUSAGE on the CPU (message set).
+ * be_profile_end() : stop, wait for the device, and sum the times by name into
+ *   *rows (longest first; the caller frees it), *n of them. @return DS_OK, the
+ *   backend's failure, or DS_ENOMEM.
+ * be_profile_enter() / be_profile_leave() : bracket one call (BE_PROFILED does):
+ *   enter returns the mark leave takes, -1 when not profiling (then leave need
+ *   not be called). */
+typedef struct {
+    const char *name;   /* static storage: a function's name */
+    double ms;          /* device time, summed */
+    long calls;
+} be_profile_row;
+int be_profile_begin(backend *be);
+int be_profile_end(backend *be, be_profile_row **rows, int *n);
+int be_profile_enter(backend *be, const char *name);
+void be_profile_leave(backend *be, int mark);
+/* BE_PROFILED() : `call`, timed under `name` while profiling; DS_DISPATCH_CUDA
+ * times each op this way, and ops made of other ops (LoRA) name themselves. */
+#define BE_PROFILED(be, name, call)                                                \
+    do {                                                                           \
+        const int profile_mark_ = (be)->profile ? be_profile_enter(be, name) : -1; \
+        call;                                                                      \
+        if (profile_mark_ != -1) be_profile_leave(be, profile_mark_);              \
+    } while (0)
 
 /* ---- recorded work (CUDA graphs) ----
  * The ops queued between be_record_begin() and be_record_end() are recorded,

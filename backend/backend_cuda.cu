@@ -220,6 +220,30 @@ extern "C" void cuda_zero(backend *be, void *p, size_t bytes)
     ok(be, cudaMemsetAsync(p, 0, bytes, st(be)->stream), "memset");
 }
 
+/* ------------------------------------------------- events for profile.c */
+
+extern "C" void *cuda_event_mark(backend *be)
+{
+    cudaEvent_t e = NULL;
+    if (!ok(be, cudaEventCreate(&e), "profile event")) return NULL;
+    if (!ok(be, cudaEventRecord(e, st(be)->stream), "profile event")) {
+        cudaEventDestroy(e);
+        return NULL;
+    }
+    return e;
+}
+
+extern "C" double cuda_event_ms(void *a, void *b)
+{
+    float ms = 0.0f;
+    return cudaEventElapsedTime(&ms, (cudaEvent_t)a, (cudaEvent_t)b) == cudaSuccess ? ms : 0.0;
+}
+
+extern "C" void cuda_event_free(void *e)
+{
+    if (e) cudaEventDestroy((cudaEvent_t)e);
+}
+
 /* ------------------------------------------------- transfers beside the work */
 
 extern "C" void *cuda_host_alloc(backend *be, size_t bytes, const char *what)

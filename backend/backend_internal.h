@@ -16,6 +16,9 @@ typedef struct {
     size_t ws_size[WS_NSLOTS];
 } be_workspaces;
 
+/* profile.c: drop a profile left open (be_close). */
+void be_profile_drop(backend *be);
+
 /* CUDA half of the backend (backend_cuda.cu); only linked with DS_HAVE_CUDA. */
 #define CUDA_LT_WORKSPACE (32u << 20)   /* cuBLASLt's workspace, one per stream: 32 MiB */
 int cuda_open(backend *be);
@@ -38,6 +41,12 @@ void cuda_wait_transfer(backend *be, int ticket);
 void cuda_f32_to_act(backend *be, void *dst, const float *src, size_t n);
 void cuda_act_to_f32(backend *be, float *dst, const void *src, size_t n);
 void cuda_add_f32_to_act(backend *be, void *y, const float *x, size_t n);
+/* An event recorded now on the stream launches go to (NULL on failure, which
+ * is recorded); the milliseconds from a to b once both have passed; free one
+ * (NULL is fine). For profile.c. */
+void *cuda_event_mark(backend *be);
+double cuda_event_ms(void *a, void *b);
+void cuda_event_free(void *e);
 void cuda_gemm(backend *be, const be_gemm_args *g);
 int cuda_reserve_streams(backend *be, int n);
 void cuda_fork(backend *be, int n);

@@ -2,7 +2,8 @@
  *
  * Each op's public function lives in NAME.c next to its plain-C reference and
  * starts with DS_DISPATCH_CUDA(be, NAME_cuda(...)): on a CUDA backend the twin
- * (cuda/NAME.cu) runs instead. In a build without CUDA the macro expands to
+ * (cuda/NAME.cu) runs instead, timed under the op's name while profiling
+ * (be_profile_begin). In a build without CUDA the macro expands to
  * nothing. The twins launch on cuda_stream(be) and report launch errors with
  * cuda_check_launch(). */
 #ifndef DS_BACKEND_KERNEL_H
@@ -13,12 +14,12 @@
 #include <stdbool.h>
 
 #ifdef DS_HAVE_CUDA
-#define DS_DISPATCH_CUDA(be, call)          \
-    do {                                    \
-        if ((be)->kind == BE_CUDA) {        \
-            if (!(be)->err) call;           \
-            return;                         \
-        }                                   \
+#define DS_DISPATCH_CUDA(be, call)                                 \
+    do {                                                           \
+        if ((be)->kind == BE_CUDA) {                               \
+            if (!(be)->err) BE_PROFILED(be, __func__, call);       \
+            return;                                                \
+        }                                                          \
     } while (0)
 #else
 #define DS_DISPATCH_CUDA(be, call) \
@@ -70,6 +71,24 @@ __device__ __forceinline__ void pdl_release(void)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
+}
+
+/* launch_pdl() : kernel<<<grid, block, smem, cuda_stream(be)>>>(args...), as a
+ * programmatic dependent of the kernel before it when cuda_pdl(be): its blocks
+ * may be scheduled while that one ends (a decode step is hundreds of small
+ * kernels, each otherwise waiting for the one before to drain). The kernel
+ * must call pdl_wait() before its first access to memory that another kernel
+ * of the stream writes or reads. Launch errors are the caller's to check. */
+template <typename... P, typename... A>
+static inline void launch_pdl(backend *be, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A... args)
+{
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = cuda_stream(be);
+    cfg.attrs = &attr, cfg.numAttrs = cuda_pdl(be) ? 1 : 0;
+    (void)cudaLaunchKernelEx(&cfg, kernel, ((P)args)...);
 }
 #endif
 

@@ -25,6 +25,8 @@ typedef struct {
     const char *shape;
     int seq, batch, rank, steps, warmup, accum;
     bool dpo, checkpointing;
+    bool profile;           /* one more step, timed by op */
+    bool precompute_ref;    /* DPO: the reference log-probs once before the steps, as precompute_ref_log_probs */
     const char *offload;    /* auto | on | off */
     unsigned targets;
     bool default_targets;   /* no --targets: q_proj,v_proj, or DeepSeek's MLA pair */
@@ -102,7 +104,7 @@ static double step_flops(const model_config *c, const bench_opts *o, long rows)
     double fwd = 2 * lin + 2 * lora + 2 * V * C + attn_fwd;
     double bwd = 2 * lin + 4 * lora + 4 * V * C + 2.5 * attn_fwd;   /* dx only; logits recomputed */
     double recompute = o->checkpointing ? 2 * (lin - down) + 2 * lora + attn_fwd : 0;
-    double ref = o->dpo ? 2 * lin + 2 * V * C + attn_fwd : 0;
+    double ref = o->dpo && !o->precompute_ref ? 2 * lin + 2 * V * C + attn_fwd : 0;
     return tokens * (fwd + bwd + recompute + ref) * o->accum;
 }
 
@@ -136,7 +138,7 @@ static int one_step(engine *e, const batch *b, const bench_opts *o, const recipe
     int rc = engine_zero_grads(e);
     for (int k = 0; !rc && k < o->accum; k++) {
         size_t N = (size_t)b->B * b->T;
-        if (o->dpo) {
+        if (o->dpo && !o->precompute_ref) {
             engine_fwd fr = {.lora = false};
             rc = engine_forward(e, b, &fr, ref, NULL);
         }
@@ -170,6 +172,39 @@ static int cmp_double(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
+/* One step after the timed ones, with every op timed on the device
+ * (be_profile_begin): a table of where the step's time goes. */
+static int profile_step(engine *e, const batch *b, const bench_opts *o, const recipe_loss *l, int step, float *lp,
+                        float *ref, float *a, float *bc)
+{
+    backend *be = engine_backend(e);
+    int rc = be_sync(be);
+    if (!rc) rc = be_profile_begin(be);
+    double t0 = ds_now();
+    if (!rc) rc = one_step(e, b, o, l, step, lp, ref, a, bc);
+    be_profile_row *rows = NULL;
+    int n = 0, prc = be_profile_end(be, &rows, &n);   /* waits for the device */
+    const double step_ms = (ds_now() - t0) * 1e3;
+    if (!rc) rc = prc;
+    if (rc) {
+        free(rows);
+        return rc;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += rows[i].ms;
+    printf("  time by op, one step of %.1f ms (device time between events around each call; an op's own products "
+           "count as the op; be_gemm is the base model's):\n", step_ms);
+    printf("    %-28s %7s %10s %7s\n", "op", "calls", "ms", "share");
+    for (int i = 0; i < n; i++)
+        printf("    %-28s %7ld %10.2f %6.1f%%\n", rows[i].name, rows[i].calls, rows[i].ms, 100.0 * rows[i].ms / step_ms);
+    printf("    %-28s %7s %10.2f %6.1f%%\n", "(between calls)", "", step_ms - sum, 100.0 * (step_ms - sum) / step_ms);
+    printf("PROFILE {\"step_ms\": %.3f", step_ms);
+    for (int i = 0; i < n; i++) printf(", \"%s\": [%ld, %.3f]", rows[i].name, rows[i].calls, rows[i].ms);
+    printf("}\n");
+    free(rows);
+    return DS_OK;
+}
+
 static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, const bench_opts *o, int B,
                      bench_result *res)
 {
@@ -196,12 +231,17 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
     if (!rc && !(lp && ref && a && bc && times)) rc = DS_ENOMEM;
     recipe_loss l = {0};
     if (!rc) rc = recipe_loss_parse(o->dpo ? "{type: dpo}" : "{type: sft}", false, &l);
+    if (!rc && o->dpo && o->precompute_ref) {   /* the reference pass once, untimed, as training does before step 1 */
+        engine_fwd fr = {.lora = false};
+        rc = engine_forward(e, &b, &fr, ref, NULL);
+    }
     for (int s = 0; !rc && s < o->warmup + o->steps; s++) {
         double t0 = ds_now();
         rc = one_step(e, &b, o, &l, s, lp, ref, a, bc);
         if (!rc) rc = be_sync(be);
         if (s >= o->warmup) times[s - o->warmup] = ds_now() - t0;
     }
+    if (!rc && o->profile) rc = profile_step(e, &b, o, &l, o->warmup + o->steps, lp, ref, a, bc);
     if (!rc) {
         qsort(times, (size_t)o->steps, sizeof *times, cmp_double);
         res->step_s = times[o->steps / 2];
@@ -227,6 +267,7 @@ typedef struct {
     const char *shape, *device, *loss, *checkpointing, *targets, *offload;
     long seq, batch, rank, steps, warmup, accum;
     double mem_limit_gib;
+    bool profile, precompute_ref;
 } bench_args;
 
 static const cli_opt BENCH_TRAIN_OPTS[] = {
@@ -254,6 +295,10 @@ static const cli_opt BENCH_TRAIN_OPTS[] = {
     {"--steps", ARG_INT, offsetof(bench_args, steps), "N", "5", 1, 100000, NULL, false,
      "timed steps (the median is reported)"},
     {"--warmup", ARG_INT, offsetof(bench_args, warmup), "N", "2", 0, 100000, NULL, false, "untimed steps first"},
+    {"--precompute-ref", ARG_FLAG, offsetof(bench_args, precompute_ref), NULL, "off", 0, 0, NULL, false,
+     "with --loss dpo: the reference log-probs computed once before the steps (precompute_ref_log_probs), not in each"},
+    {"--profile", ARG_FLAG, offsetof(bench_args, profile), NULL, "off", 0, 0, NULL, false,
+     "then one more step with each op timed on the device: a table of time by op (CUDA)"},
     {"--mem-limit-gib", ARG_NUM, offsetof(bench_args, mem_limit_gib), "G", "0", 0, 1e6, NULL, false,
      "search the largest micro-batch in use under G GiB; 0 = run --batch only"},
     CLI_DEVICE(bench_args, device),
@@ -274,7 +319,10 @@ static int parse(int argc, char **argv, bench_opts *o)
                       .rank = (int)a.rank, .steps = (int)a.steps, .warmup = (int)a.warmup, .accum = (int)a.accum,
                       .dpo = !strcmp(a.loss, "dpo"), .checkpointing = !strcmp(a.checkpointing, "on"), .offload = a.offload,
                       .targets = (1u << LIN_Q) | (1u << LIN_V), .default_targets = !a.targets,
-                      .mem_limit_gib = a.mem_limit_gib, .device = a.device};
+                      .mem_limit_gib = a.mem_limit_gib, .device = a.device, .profile = a.profile,
+                      .precompute_ref = a.precompute_ref};
+    if (!rc && o->precompute_ref && !o->dpo)
+        rc = ds_fail(DS_EUSAGE, "bench train: --precompute-ref goes with --loss dpo (the reference of DPO)");
     if (!rc && a.targets) {
         char *copy = ds_strdup(a.targets), *save = NULL, *names[LORA_T_COUNT + 1];
         int n = 0;
@@ -300,6 +348,11 @@ int bench_train(int argc, char **argv)
     if (cfg.ds.on && o.default_targets) o.targets = (1u << LIN_Q) | (1u << LORA_T_Q_B) | (1u << LORA_T_KV_B);
     backend *be;
     if ((rc = be_open_named(o.device, &be))) return rc;
+    if (o.profile && be->kind != BE_CUDA) {
+        be_close(be);
+        return ds_fail(DS_EUSAGE, "bench train: --profile times ops on a CUDA device; this run is on the %s",
+                       be_name(be));
+    }
     llama_model *m = NULL;
     lora_adapter *ad = NULL;
     lora_config lc = {.r = o.rank, .alpha = 2.0 * o.rank, .targets = o.targets};
@@ -317,8 +370,11 @@ int bench_train(int argc, char **argv)
             strcat(targets, t < LIN_COUNT ? llama_linear_name((llama_linear)t) : MLA[t - LIN_COUNT]);
         }
     printf("bench train: %s (%.2fB parameters), NF4 base, LoRA r=%d on %s, %s, seq %d, checkpointing %s, offload %s\n",
-           o.shape, model_config_params(&cfg) / 1e9, o.rank, targets, o.dpo ? "dpo (pairs; reference pass through the "
-           "disabled adapter)" : "sft", o.seq, o.checkpointing ? "on" : "off", o.offload);
+           o.shape, model_config_params(&cfg) / 1e9, o.rank, targets,
+           !o.dpo ? "sft"
+           : o.precompute_ref ? "dpo (pairs; reference log-probs computed once before the steps)"
+                              : "dpo (pairs; reference pass through the disabled adapter)",
+           o.seq, o.checkpointing ? "on" : "off", o.offload);
     printf("device: %s (%s); measured bf16 GEMM peak %.1f TFLOP/s\n", be_device_name(be), be_name(be), peak);
     int sizes[] = {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32};
     int nsizes = o.mem_limit_gib > 0 ? (int)(sizeof sizes / sizeof *sizes) : 1;

@@ -3,7 +3,9 @@
 # plan (what lives where: the engine's arenas, the host's peak resident set),
 # in the log line and the RESULT record, consistent with what was allocated;
 # without checkpointing the activations take more than with it; with the layers'
-# inputs offloaded to host memory, less, and the host memory is in the record.
+# inputs offloaded to host memory, less, and the host memory is in the record;
+# DPO with --precompute-ref runs (and is refused without DPO); --profile (time by
+# op) is refused on the CPU by name.
 # usage: bench_train.sh DSFT SHARED_DIR
 set -uo pipefail
 DSFT=$(realpath "$1")
@@ -26,6 +28,16 @@ has "$T/offload" "of which the offloaded layer inputs" "the offloaded inputs in 
 # shellcheck disable=SC2086
 expect 78 "offload without checkpointing" -- $run --checkpointing off --offload on
 has "$T/err" "needs gradient checkpointing" "the refusal says why"
+# shellcheck disable=SC2086
+expect 0 "DPO with the reference computed once" -- $run --loss dpo --precompute-ref
+has "$T/out" "reference log-probs computed once" "the run says so"
+has "$T/out" "micro-batch  2 pairs" "and measures the pairs"
+# shellcheck disable=SC2086
+expect 64 "--precompute-ref without DPO" -- $run --precompute-ref
+has "$T/err" "goes with --loss dpo" "the refusal says why"
+# shellcheck disable=SC2086
+expect 64 "time by op on the CPU" -- $run --profile
+has "$T/err" "--profile times ops on a CUDA device" "the refusal says why"
 python3 - "$T/on" "$T/off" "$T/offload" > "$T/plan" <<'PY'
 import json, sys
 def result(path):

@@ -9,6 +9,8 @@
  */
 #include "tests/gpu/gpu_ops.h"
 
+#include "adapters/lora_ops.h"
+
 #include <criterion/parameterized.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +122,62 @@ Test(gpu_backend, memory_and_errors)
     cr_assert_eq(be_sync(be), DS_ETRAIN);
     cr_assert(strstr(ds_errmsg(), "out of memory"), "message: %s", ds_errmsg());
     be_free(be, b);
+    be_close(be);
+}
+
+/* Time by op (bench train --profile): each outermost call is one timed call
+ * under its name, a product inside an op counts as the op, the times are
+ * positive and finite, and the backend is back to untimed afterwards. */
+static const be_profile_row *row_named(const be_profile_row *rows, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(rows[i].name, name)) return &rows[i];
+    return NULL;
+}
+
+Test(gpu_backend, time_by_op)
+{
+    if (!tu_have_gpu()) cr_skip_test("no CUDA device: GPU tests skipped");
+    backend *be;
+    cr_assert_eq(be_open(BE_CUDA, &be), DS_OK, "be_open(cuda): %s", ds_errmsg());
+    enum { M = 256, N = 512, K = 1024 };
+    void *x = be_alloc(be, 2 * M * K, "x"), *w = be_alloc(be, 2 * N * K, "w"), *y = be_alloc(be, 2 * M * N, "y");
+    void *g = be_alloc(be, 2 * K, "norm weight"), *r = be_alloc(be, 4 * M, "rstd");
+    be_zero(be, x, 2 * M * K), be_zero(be, w, 2 * N * K), be_zero(be, g, 2 * K);
+    cr_assert_eq(be_profile_begin(be), DS_OK, "%s", ds_errmsg());
+    for (int i = 0; i < 3; i++) op_rmsnorm_fwd(be, x, r, x, g, M, K, 1e-6f);
+    be_matmul_nt(be, y, x, w, M, N, K, 0.0f);
+    be_zero(be, y, 2 * M * N);
+    be_profile_row *rows = NULL;
+    int n = 0;
+    cr_assert_eq(be_profile_end(be, &rows, &n), DS_OK, "%s", ds_errmsg());
+    cr_assert_null(be->profile);
+    const be_profile_row *norm = row_named(rows, n, "op_rmsnorm_fwd"), *gemm = row_named(rows, n, "be_gemm"),
+                         *zero = row_named(rows, n, "be_zero");
+    cr_assert(norm && gemm && zero, "rows: %d", n);
+    cr_assert_eq(norm->calls, 3);
+    cr_assert_eq(gemm->calls, 1);
+    cr_assert_eq(zero->calls, 1);
+    cr_assert_eq(n, 3, "only the calls made while timing");
+    for (int i = 0; i < n; i++) cr_assert(rows[i].ms > 0 && rows[i].ms < 1e4, "%s: %g ms", rows[i].name, rows[i].ms);
+    for (int i = 1; i < n; i++) cr_assert_geq(rows[i - 1].ms, rows[i].ms, "longest first");
+    free(rows);
+    /* the LoRA forward (made of products and conversions) is one row: what it calls counts as it */
+    float *a = be_alloc(be, 4 * 16 * K, "lora A"), *b = be_alloc(be, 4 * N * 16, "lora B");
+    float *u = be_alloc(be, 4 * M * 16, "lora u");
+    be_zero(be, a, 4 * 16 * K), be_zero(be, b, 4 * N * 16);
+    const lora_view l = {.r = 16, .in = K, .out = N, .scale = 1.0f, .A = a, .B = b};
+    const lora_ctx ctx = {.seed = 1};
+    op_lora_fwd(be, y, u, x, &l, M, &ctx);   /* once untimed: its workspace is made */
+    cr_assert_eq(be_profile_begin(be), DS_OK);
+    op_lora_fwd(be, y, u, x, &l, M, &ctx);
+    cr_assert_eq(be_profile_end(be, &rows, &n), DS_OK, "%s", ds_errmsg());
+    cr_assert_eq(n, 1, "one row, the op's");
+    cr_assert_str_eq(rows[0].name, "op_lora_fwd");
+    free(rows);
+    cr_assert_eq(be_sync(be), DS_OK, "%s", ds_errmsg());
+    be_free(be, x), be_free(be, w), be_free(be, y), be_free(be, g), be_free(be, r);
+    be_free(be, a), be_free(be, b), be_free(be, u);
     be_close(be);
 }
 

@@ -27,6 +27,7 @@ typedef __nv_bfloat16 bf16;
 __global__ void kv_store_kernel(bf16 *kc, bf16 *vc, const bf16 *k, const bf16 *v, const int32_t *row,
                                 const int32_t *pos, int N, int KVD, int ctx)
 {
+    pdl_wait();   /* launched as a programmatic dependent (launch_pdl): the kernel before has finished */
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * KVD) return;
     int n = (int)(i / KVD), c = (int)(i % KVD);
@@ -41,8 +42,8 @@ extern "C" void kv_store_cuda(backend *be, void *kc, void *vc, const void *k, co
     if (N <= 0) return;
     const int KVD = s->Hkv * s->D;
     const size_t n = (size_t)N * KVD;
-    kv_store_kernel<<<(unsigned)((n + 255) / 256), 256, 0, cuda_stream(be)>>>(
-        (bf16 *)kc, (bf16 *)vc, (const bf16 *)k, (const bf16 *)v, row, pos, N, KVD, s->ctx);
+    launch_pdl(be, kv_store_kernel, dim3((unsigned)((n + 255) / 256)), dim3(256), 0, (bf16 *)kc, (bf16 *)vc,
+               (const bf16 *)k, (const bf16 *)v, row, pos, N, KVD, s->ctx);
     cuda_check_launch(be, "kv_store");
 }
 
@@ -65,6 +66,7 @@ __global__ void __launch_bounds__(WARPS * 32) attention_cached_kernel(bf16 *out,
                                                                       int window, int ctx, float scale)
 {
     pdl_release();   /* o_proj's matrix-vector product may start fetching its weights */
+    pdl_wait();   /* launched as a programmatic dependent (launch_pdl): the kernel before has finished */
     __shared__ float s_m[WARPS], s_l[WARPS], s_acc[WARPS][KV_MAX_D];
     const int n = blockIdx.x / H, h = blockIdx.x % H, kh = h / (H / Hkv), i = pos[n];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -128,8 +130,8 @@ extern "C" void attention_cached_cuda(backend *be, void *out, const void *q, con
     }
     attn_shape as = {0, 0, s->H, s->Hkv, s->D, s->window, s->scale};
     const float scale = attn_scale(&as);
-    attention_cached_kernel<<<(unsigned)((size_t)N * s->H), WARPS * 32, 0, cuda_stream(be)>>>(
-        (bf16 *)out, (const bf16 *)q, (const bf16 *)kc, (const bf16 *)vc, row, pos, s->H, s->Hkv, s->D, s->window,
-        s->ctx, scale);
+    launch_pdl(be, attention_cached_kernel, dim3((unsigned)((size_t)N * s->H)), dim3(WARPS * 32), 0, (bf16 *)out,
+               (const bf16 *)q, (const bf16 *)kc, (const bf16 *)vc, row, pos, s->H, s->Hkv, s->D, s->window, s->ctx,
+               scale);
     cuda_check_launch(be, "attention_cached");
 }

@@ -52,6 +52,7 @@ template <bool VEC>
 __global__ void rmsnorm_fwd_kernel(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, int N, int C, float eps)
 {
     pdl_release();   /* a decode step's matrix-vector product may start fetching its weights */
+    pdl_wait();   /* launched as a programmatic dependent (launch_pdl): the kernel before has finished */
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const bf16 *xr = x + (size_t)row * C;
@@ -93,6 +94,7 @@ __global__ void rmsnorm_fwd_kernel(bf16 *out, float *rstd, const bf16 *x, const 
 __global__ void rmsnorm_fwd_row_kernel(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, int C, float eps)
 {
     pdl_release();
+    pdl_wait();   /* launched as a programmatic dependent (launch_pdl): the kernel before has finished */
     __shared__ float part[8];
     const int row = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const bf16 *xr = x + (size_t)row * C;
@@ -177,14 +179,11 @@ extern "C" void rmsnorm_fwd_cuda(backend *be, void *out, float *rstd, const void
     unsigned blocks = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
     bool vec = C % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w);
     if (vec && N <= SMALL_ROWS && C >= 1024)
-        rmsnorm_fwd_row_kernel<<<N, 256, 0, cuda_stream(be)>>>((bf16 *)out, rstd, (const bf16 *)x, (const bf16 *)w, C,
-                                                               eps);
-    else if (vec)
-        rmsnorm_fwd_kernel<true><<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(
-            (bf16 *)out, rstd, (const bf16 *)x, (const bf16 *)w, N, C, eps);
+        launch_pdl(be, rmsnorm_fwd_row_kernel, dim3(N), dim3(256), 0, (bf16 *)out, rstd, (const bf16 *)x,
+                   (const bf16 *)w, C, eps);
     else
-        rmsnorm_fwd_kernel<false><<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(
-            (bf16 *)out, rstd, (const bf16 *)x, (const bf16 *)w, N, C, eps);
+        launch_pdl(be, vec ? rmsnorm_fwd_kernel<true> : rmsnorm_fwd_kernel<false>, dim3(blocks),
+                   dim3(32 * ROWS_PER_BLOCK), 0, (bf16 *)out, rstd, (const bf16 *)x, (const bf16 *)w, N, C, eps);
     cuda_check_launch(be, "rmsnorm_fwd");
 }
 

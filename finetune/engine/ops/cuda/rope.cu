@@ -27,6 +27,8 @@ typedef __nv_bfloat16 bf16;
  * memory traffic. */
 __global__ void rope_kernel(bf16 *x, const int32_t *pos, int N, int nh, int D, int inverse, rope_table f)
 {
+    pdl_release();
+    pdl_wait();   /* launched as a programmatic dependent (launch_pdl): the kernel before has finished */
     const int half = D / 2;
     const size_t total = (size_t)N * nh * half;
     for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
@@ -58,6 +60,6 @@ extern "C" void rope_cuda(backend *be, void *x, const int32_t *pos, int N, int n
     size_t total = (size_t)N * nh * (D / 2);
     size_t blocks = (total + 255) / 256;
     if (blocks > 65535) blocks = 65535;
-    rope_kernel<<<(unsigned)blocks, 256, 0, cuda_stream(be)>>>((bf16 *)x, pos, N, nh, D, inverse, f);
+    launch_pdl(be, rope_kernel, dim3((unsigned)blocks), dim3(256), 0, (bf16 *)x, pos, N, nh, D, inverse, f);
     cuda_check_launch(be, "rope");
 }

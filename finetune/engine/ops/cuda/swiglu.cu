@@ -15,6 +15,7 @@ __device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf
 __global__ void swiglu_fwd_kernel(bf16 *out, const bf16 *gate, const bf16 *up, size_t n, bool vec)
 {
     pdl_release();   /* a decode step's down projection may start fetching its weights */
+    pdl_wait();   /* launched as a programmatic dependent (launch_pdl): the kernel before has finished */
     GRID_STRIDE_8(i, n)
     {
         float g[8], u[8], o[8];
@@ -51,8 +52,8 @@ extern "C" void swiglu_fwd_cuda(backend *be, void *out, const void *gate, const 
 {
     if (!n) return;
     bool vec = aligned16(out) && aligned16(gate) && aligned16(up);
-    swiglu_fwd_kernel<<<blocks_for(be, n), 256, 0, cuda_stream(be)>>>((bf16 *)out, (const bf16 *)gate,
-                                                                      (const bf16 *)up, n, vec);
+    launch_pdl(be, swiglu_fwd_kernel, dim3(blocks_for(be, n)), dim3(256), 0, (bf16 *)out, (const bf16 *)gate,
+               (const bf16 *)up, n, vec);
     cuda_check_launch(be, "swiglu_fwd");
 }
 
