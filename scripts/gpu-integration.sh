@@ -12,7 +12,8 @@
 # with transformers), base (the benchmark with .device/bin/ds-ft-base, another
 # build to compare with, when present).
 # longctx (bench train of the 7B shape at 32K, 64K and 128K tokens with the layers' inputs offloaded, and 64K
-# without; the engine stage's offload checks).
+# without; the engine stage's offload checks), profile (bench train of the 7B shape at micro-batch 4 with
+# --profile: the step's time by op).
 # Model families: families (tests/gpu/test_gpu_families against the fixtures of
 # tests/data/fixtures, DeepSeek's included), benchmoe (bench train of
 # deepseek-v2-lite at micro-batch 1, 4, 8), hffam (scripts/hf_check_family.py on
@@ -103,9 +104,15 @@ for s in $stages; do
                 > "$logs/bench-v2-lite-$mb.log" 2>&1
               echo "bench deepseek-v2-lite mb$mb: exit $?"; grep -v RESULT "$logs/bench-v2-lite-$mb.log" | tail -2
             done;;
-    dpo)    timeout -k 5 150 "$DSFT" bench train --shape deepseek-llm-7b --seq 1024 --batch 2 --loss dpo \
-              --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 > "$logs/dpo.log" 2>&1
-            echo "dpo: exit $?"; grep -v RESULT "$logs/dpo.log";;
+    dpo)    for pre in "" --precompute-ref; do   # the reference pass in each step, then computed once
+              # shellcheck disable=SC2086
+              timeout -k 5 150 "$DSFT" bench train --shape deepseek-llm-7b --seq 1024 --batch 2 --loss dpo \
+                --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 $pre > "$logs/dpo$pre.log" 2>&1
+              echo "dpo $pre: exit $?"; grep -v RESULT "$logs/dpo$pre.log"
+            done;;
+    profile) timeout -k 5 120 "$DSFT" bench train --shape deepseek-llm-7b --seq 2048 --batch 4 --steps 2 --warmup 1 \
+              --profile > "$logs/profile.log" 2>&1
+            echo "profile: exit $?"; grep -vE "^(RESULT|PROFILE)" "$logs/profile.log";;
     longctx) # long rows, micro-batch 1: offloaded at 32K, 64K and 128K tokens, and 64K without offload (its cost)
             for run in "32768 on 1" "65536 on 1" "65536 off 0" "131072 on 0"; do
               # shellcheck disable=SC2086  # the three words of a run

@@ -169,7 +169,6 @@ static int bench_gemvs(backend *be)
         be_upload(be, dm, map, 1024);
     }
     static const int Ns[] = {1, 8};
-    printf("nf4_gemv: %s decode\n", op_nf4_gemv_exact() ? "exact" : "fast (DSFT_GEMV_DECODE=fast)");
     for (int k = 0; k < 2 && !rc; k++) {
         const int N = Ns[k];
         double t[5] = {0};

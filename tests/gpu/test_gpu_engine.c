@@ -352,8 +352,12 @@ Test(gpu_engine, offloaded_long_sequence_gives_the_same_loss_and_gradients, .ini
 }
 
 /* The slices against the fp32 CPU engine, on a length the CPU computes
- * quickly (the MLP in slices of 384 tokens): within the bf16 tolerances, and
- * no further from it than the unsliced GPU engine. */
+ * quickly (the MLP in slices of 384 tokens): no further from it than the
+ * unsliced GPU engine is. This model's LoRA gradients (six layers, dropout,
+ * 1,024 tokens) are further from fp32 in bf16 than the well-conditioned
+ * model's: 4.9e-2 for the unsliced GPU engine and for the sliced one alike on
+ * an H100, so the absolute bound is twice WELL_TOL and the claim rests on the
+ * comparison with the unsliced engine. */
 Test(gpu_engine, mlp_slices_match_the_fp32_engine, .init = need_gpu)
 {
     const int T = 1024;
@@ -368,7 +372,7 @@ Test(gpu_engine, mlp_slices_match_the_fp32_engine, .init = need_gpu)
     cr_log_info("%d tokens against the fp32 CPU engine: whole %.3e / %.3e, offloaded and sliced %.3e / %.3e "
                 "(log-probs / gradients)", T, w_lp, w_g, s_lp, s_g);
     cr_expect(s_lp <= BF16_TOL, "log-probs, offloaded and sliced, vs fp32: %.3e", s_lp);
-    cr_expect(s_g <= WELL_TOL, "LoRA gradients, offloaded and sliced, vs fp32: %.3e", s_g);
+    cr_expect(s_g <= 2 * WELL_TOL, "LoRA gradients, offloaded and sliced, vs fp32: %.3e", s_g);
     cr_expect(s_g <= 1.5 * w_g + 5e-3, "the slices add error: %.3e against %.3e unsliced", s_g, w_g);
     for (int i = 0; i < 3; i++) free(lp[i]), free(g[i]);
     long_case_free(&c);

@@ -10,7 +10,6 @@
 #include "core/status.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 /* Weights [i0, i0 + n) of the flattened matrix, decoded as op_nf4_dequant
  * decodes them (code * absmax, rounded to the weight's 16-bit dtype). */
@@ -34,12 +33,6 @@ static void decode_run(const nf4_view *q, int64_t i0, int64_t n, float *w)
 /* Each output row of W is decoded once into a scratch row, then dotted with
  * every input row in ascending order, skipping zero inputs as cpu_gemm does:
  * the same fp32 operations as dequantization followed by be_matmul_nt. */
-bool op_nf4_gemv_exact(void)
-{
-    const char *d = getenv("DSFT_GEMV_DECODE");
-    return !(d && !strcmp(d, "fast"));
-}
-
 void op_nf4_gemv(backend *be, void *y, const void *x, const nf4_view *q, int N, float beta)
 {
     DS_DISPATCH_CUDA(be, nf4_gemv_cuda(be, y, x, q, N, beta));

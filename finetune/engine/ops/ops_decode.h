@@ -46,16 +46,6 @@ void op_attention_cached(backend *be, void *out, const void *q, const void *kc, 
 #define NF4_GEMV_MAX_ROWS 8
 void op_nf4_gemv(backend *be, void *y, const void *x, const nf4_view *q, int N, float beta);
 
-/* op_nf4_gemv_exact() : whether the CUDA twin rounds every weight as
- * dequantization does: the default. With DSFT_GEMV_DECODE=fast, for rows of
- * whole 64-weight blocks, it multiplies bf16 code values and scales each
- * block's sum by its absmax in fp32 (fewer instructions a weight; the weight
- * that takes part, bf16(code) * absmax, is as close to code * absmax as the
- * rounded one, but not always equal to it), so the result is the reference's
- * within bf16 rounding rather than bit for bit. The CPU always computes the
- * reference. @return true for the exact decode. */
-bool op_nf4_gemv_exact(void);
-
 /* op_nf4_gemv_multi() : several products of one input, y[i] (N, rows of W[i])
  * = x (N, cols) · dequant(W[i])ᵀ for i < count (count <= NF4_GEMV_MAX_WEIGHTS,
  * every W[i] with `cols` columns): a layer's q, k and v, or its gate and up.

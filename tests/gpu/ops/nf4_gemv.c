@@ -4,15 +4,13 @@
  * flag: bit 0 double quantization, bit 1 fp16 weights, bit 2 y += (beta 1),
  * bit 3 packed weights 4 bytes past a 16-byte boundary, bit 4 x 2 bytes past
  * one (both take the kernel off its tensor-core path), bit 5 x written by a
- * kernel (rmsnorm) launched just before the product, bit 6 the exact decode
- * (DSFT_GEMV_DECODE=exact, else fast; each case runs in its own process). */
+ * kernel (rmsnorm) launched just before the product. */
 #include "tests/gpu/gpu_ops.h"
 
 #include "finetune/engine/ops/ops_decode.h"
 #include "quant/nf4.h"
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* `bytes` of h on the device, `shift` bytes past an aligned address. */
@@ -58,16 +56,8 @@ static void *normed_input(tctx *t, float *x, int N, int K)
     return gx;
 }
 
-/* The decode the case asks for, set before the first product reads it. */
-static void pick_decode(const op_case *c)
-{
-    setenv("DSFT_GEMV_DECODE", c->flag & 64 ? "exact" : "fast", 1);
-    cr_assert_eq(op_nf4_gemv_exact(), (c->flag & 64) != 0);
-}
-
 static void run_gemv(tctx *t, const op_case *c)
 {
-    pick_decode(c);
     const bool dq = c->flag & 1, f16 = c->flag & 2;
     const float beta = c->flag & 4 ? 1.0f : 0.0f;
     const size_t nx = (size_t)c->N * c->K, ny = (size_t)c->N * c->M;
@@ -96,11 +86,9 @@ static void run_gemv(tctx *t, const op_case *c)
 /* op_nf4_gemv_multi over 3 weights of M, M + 17 and 16 rows (tiles of
  * every weight in one launch), each y against op_nf4_gemv on the CPU. flag:
  * bit 0 double quantization, bit 1 fp16 weights, bit 3 the second weight's
- * packed bytes off a 16-byte boundary (one launch per weight instead), bit 6
- * the exact decode. */
+ * packed bytes off a 16-byte boundary (one launch per weight instead). */
 static void run_gemv_multi(tctx *t, const op_case *c)
 {
-    pick_decode(c);
     enum { COUNT = 3 };
     const bool dq = c->flag & 1, f16 = c->flag & 2;
     const int64_t rows[COUNT] = {c->M, c->M + 17, 16};
@@ -160,12 +148,6 @@ const op_case GPU_CASES_NF4_GEMV[] = {
     /* aligned shapes, unaligned operands: the 8-wide and the element-wise path */
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 2, .M = 70, .K = 256, .flag = 9, .tol = BF},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 70, .K = 256, .flag = 20, .tol = BF},
-    /* the exact decode (weights rounded as dequantization rounds them); K % 64 == 32 above takes it anyway */
-    {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 5, .M = 100, .K = 4160, .flag = 66, .tol = BF},
-    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 6, .M = 50, .K = 4160, .flag = 70, .tol = BF},
-    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 8, .M = 31, .K = 8192, .flag = 71, .tol = BF},
-    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 3, .M = 9000, .K = 3072, .flag = 97, .tol = BF},
-    {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 4096, .K = 4096, .flag = 65, .tol = BF, .heavy = true},
     /* the 7B shapes */
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 4096, .K = 4096, .flag = 1, .tol = BF, .heavy = true},
     {.run = run_gemv, .op = OP_NF4_GEMV, .N = 1, .M = 4096, .K = 11008, .flag = 5, .tol = BF, .heavy = true},

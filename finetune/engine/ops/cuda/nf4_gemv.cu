@@ -37,7 +37,6 @@
 #include "backend/kernel.h"
 #include "core/status.h"
 #include "finetune/engine/ops/ops_decode_cuda.h"
-#include "nf4_decode.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -55,6 +54,42 @@ typedef struct {
     int dq, f16, vec;
 } gemv_args;
 
+__device__ __forceinline__ float weight_value(float code, float absmax, int f16)
+{
+    float w = __fmul_rn(code, absmax);
+    if (f16) w = __half2float(__float2half_rn(w));
+    return __bfloat162float(__float2bfloat16_rn(w));
+}
+
+/* code[hi] and code[lo] times absmax, rounded as weight_value rounds them, as
+ * one bf16 pair (the first, element 2j of its word, in the low half). */
+template <bool F16>
+__device__ __forceinline__ uint32_t decode_pair(float chi, float clo, float absmax)
+{
+    float hi = __fmul_rn(chi, absmax), lo = __fmul_rn(clo, absmax);
+    if (F16) {   /* both fp16 roundings in one conversion */
+        const float2 h = __half22float2(__floats2half2_rn(hi, lo));
+        hi = h.x, lo = h.y;
+    }
+    const __nv_bfloat162 b = __floats2bfloat162_rn(hi, lo);   /* one conversion for the pair */
+    return *(const uint32_t *)&b;
+}
+
+/* The 8 weights of one 32-bit word of packed nibbles (byte j holds element 2j
+ * in its high nibble and 2j + 1 in its low one) as 4 bf16 pairs. Decoding is
+ * most of the kernels' work, so the table offsets (4 * nibble) are cut out
+ * of the word 4 at a time, and each then takes one byte permute. */
+template <bool F16>
+__device__ __forceinline__ void decode_word(uint32_t word, const float *s_code, float absmax, uint32_t p[4])
+{
+    const uint32_t hi4 = (word >> 2) & 0x3c3c3c3cu, lo4 = (word << 2) & 0x3c3c3c3cu;
+    const char *tab = (const char *)s_code;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        p[j] = decode_pair<F16>(*(const float *)(tab + __byte_perm(hi4, 0, 0x4440 + j)),
+                                *(const float *)(tab + __byte_perm(lo4, 0, 0x4440 + j)), absmax);
+}
+
 /* ---- the tensor-core kernel ---- */
 
 enum {
@@ -67,8 +102,8 @@ enum {
  * absmax of each (double quantization: its code and absmax2, decoded when used). */
 struct tc_chunk {
     uint4 w[2];
-    float a[2][2];      /* [row][block]: the exact kernel uses block 0 only */
-    uint32_t q[2][2];
+    float a[2];
+    uint32_t q[2];
 };
 
 /* 16 bytes that no other block reads: not kept in L1, leaving it to x. */
@@ -81,13 +116,6 @@ __device__ __forceinline__ uint4 load_stream(const uint8_t *p)
     return v;
 }
 
-__device__ __forceinline__ uint2 load_stream8(const uint8_t *p)
-{
-    uint2 v;
-    asm("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
-    return v;
-}
-
 /* Chunk weights [k0, k0 + 32) of rows r0 and r1. Past the end of the row (the
  * last chunk when K % 128 != 0) zero weights and absmax: x is zero there too,
  * and 0 * finite adds nothing. */
@@ -96,7 +124,7 @@ __device__ __forceinline__ void tc_load(tc_chunk &t, const gemv_args &a, int64_t
 {
     if (k0 >= a.cols) {
         t.w[0] = t.w[1] = make_uint4(0, 0, 0, 0);
-        t.a[0][0] = t.a[1][0] = 0.0f, t.q[0][0] = t.q[1][0] = 0;
+        t.a[0] = t.a[1] = 0.0f, t.q[0] = t.q[1] = 0;
         return;
     }
     const int64_t i[2] = {r0 * a.cols + k0, r1 * a.cols + k0};   /* 32-aligned: within one 64-weight block */
@@ -104,8 +132,8 @@ __device__ __forceinline__ void tc_load(tc_chunk &t, const gemv_args &a, int64_t
     for (int h = 0; h < 2; h++) {
         t.w[h] = load_stream(a.packed + i[h] / 2);
         const int64_t blk = i[h] / NF4_BLOCK;
-        if (DQ) t.q[h][0] = __ldg(a.absmax_q + blk), t.a[h][0] = __ldg(a.absmax2 + blk / NF4_NESTED_BLOCK);
-        else t.a[h][0] = __ldg(a.absmax + blk);
+        if (DQ) t.q[h] = __ldg(a.absmax_q + blk), t.a[h] = __ldg(a.absmax2 + blk / NF4_NESTED_BLOCK);
+        else t.a[h] = __ldg(a.absmax + blk);
     }
 }
 
@@ -141,7 +169,7 @@ __device__ __forceinline__ void tc_step(float d[4], const tc_chunk &t, const bf1
     for (int q = 0; q < 4; q++) xv[q] = xok ? __ldg((const uint4 *)xrow + q) : make_uint4(0, 0, 0, 0);
     float am[2];
 #pragma unroll
-    for (int h = 0; h < 2; h++) am[h] = DQ ? __fadd_rn(__fmul_rn(s_map[t.q[h][0]], t.a[h][0]), offset) : t.a[h][0];
+    for (int h = 0; h < 2; h++) am[h] = DQ ? __fadd_rn(__fmul_rn(s_map[t.q[h]], t.a[h]), offset) : t.a[h];
     const uint32_t w0[4] = {t.w[0].x, t.w[0].y, t.w[0].z, t.w[0].w};
     const uint32_t w1[4] = {t.w[1].x, t.w[1].y, t.w[1].z, t.w[1].w};
 #pragma unroll
@@ -151,73 +179,6 @@ __device__ __forceinline__ void tc_step(float d[4], const tc_chunk &t, const bf1
         decode_word<F16>(w1[q], s_code, am[1], p1);
         mma16816(d, p0[0], p1[0], p0[1], p1[1], xv[q].x, xv[q].y);
         mma16816(d, p0[2], p1[2], p0[3], p1[3], xv[q].z, xv[q].w);
-    }
-}
-
-/* ---- the fast decode: the block's scale applied to the block's product ----
- *
- * The chunk's 128 weights of a row are two NF4 blocks; lane (g, c) takes
- * weights 16c .. 16c + 15 of each (two 8-byte loads a row), so the 4 lanes of
- * an mma row all hold weights of one block. Each block's 4 mma then sum
- * code · x (code values as bf16, decode_word_code: a dozen integer
- * instructions per 8 weights, no table in memory, no multiply), and the lane
- * scales that block's sums by its rows' absmax in fp32. Rows of whole blocks
- * (cols % 64 == 0) only. */
-
-/* Chunk weights [k0, k0 + 16) and [k0 + 64, k0 + 80) of rows r0 and r1; a
- * block past the end of the row (K % 128 == 64) reads as zeros. */
-template <bool DQ>
-__device__ __forceinline__ void fast_load(tc_chunk &t, const gemv_args &a, int64_t r0, int64_t r1, int64_t k0)
-{
-    const int64_t r[2] = {r0, r1};
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        uint2 v[2];
-#pragma unroll
-        for (int b = 0; b < 2; b++) {
-            const int64_t kb = k0 + 64 * b;
-            if (kb >= a.cols) {
-                v[b] = make_uint2(0, 0), t.a[h][b] = 0.0f, t.q[h][b] = 0;
-                continue;
-            }
-            const int64_t i = r[h] * a.cols + kb, blk = i / NF4_BLOCK;
-            v[b] = load_stream8(a.packed + i / 2);
-            if (DQ) t.q[h][b] = __ldg(a.absmax_q + blk), t.a[h][b] = __ldg(a.absmax2 + blk / NF4_NESTED_BLOCK);
-            else t.a[h][b] = __ldg(a.absmax + blk);
-        }
-        t.w[h] = make_uint4(v[0].x, v[0].y, v[1].x, v[1].y);
-    }
-}
-
-/* One chunk: per block, 4 mma over the lane's 16 code values of rows g and
- * g + 8 (words as tc_step takes them) into e, then d += absmax * e by row. */
-template <bool DQ>
-__device__ __forceinline__ void fast_step(float d[4], const tc_chunk &t, const bf16 *xrow, bool xok0, bool xok1,
-                                          const code_lut &lut, const float *s_map, float offset)
-{
-    const uint32_t w0[4] = {t.w[0].x, t.w[0].y, t.w[0].z, t.w[0].w};
-    const uint32_t w1[4] = {t.w[1].x, t.w[1].y, t.w[1].z, t.w[1].w};
-#pragma unroll
-    for (int b = 0; b < 2; b++) {
-        const bool ok = b ? xok1 : xok0;
-        uint4 xv[2];
-#pragma unroll
-        for (int q = 0; q < 2; q++) xv[q] = ok ? __ldg((const uint4 *)(xrow + 64 * b) + q) : make_uint4(0, 0, 0, 0);
-        float e[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-        for (int q = 0; q < 2; q++) {
-            uint32_t p0[4], p1[4];
-            decode_word_code(w0[2 * b + q], lut, p0);
-            decode_word_code(w1[2 * b + q], lut, p1);
-            mma16816(e, p0[0], p1[0], p0[1], p1[1], xv[q].x, xv[q].y);
-            mma16816(e, p0[2], p1[2], p0[3], p1[3], xv[q].z, xv[q].w);
-        }
-        float am[2];
-#pragma unroll
-        for (int h = 0; h < 2; h++)
-            am[h] = DQ ? __fadd_rn(__fmul_rn(s_map[t.q[h][b]], t.a[h][b]), offset) : t.a[h][b];
-        d[0] = fmaf(am[0], e[0], d[0]), d[1] = fmaf(am[0], e[1], d[1]);
-        d[2] = fmaf(am[1], e[2], d[2]), d[3] = fmaf(am[1], e[3], d[3]);
     }
 }
 
@@ -263,21 +224,19 @@ struct chunk_cursor {
  * WARPS warps split K (8 or 4: 16 warps a multiprocessor either way). */
 enum { TC_TILES = 8 };
 
-template <bool DQ, bool F16, bool FAST, int WARPS>
+template <bool DQ, bool F16, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __grid_constant__ gemv_multi m,
                                                                      const bf16 *x, int N, float beta)
 {
     pdl_release();   /* the next kernel may start loading what it does not share with this one */
     __shared__ float s_code[NF4_GEMV_MAX_WEIGHTS][16], s_map[DQ ? NF4_GEMV_MAX_WEIGHTS : 1][256];
     __shared__ float s_red[TC_TILES][WARPS][4][32];
-    __shared__ code_lut s_lut[FAST ? NF4_GEMV_MAX_WEIGHTS : 1];
     const unsigned T = m.first[m.count], t0 = (unsigned)((uint64_t)blockIdx.x * T / gridDim.x);
     const int ntiles = (int)((uint64_t)(blockIdx.x + 1) * T / gridDim.x - t0);
     for (int i = threadIdx.x; i < m.count * 16; i += WARPS * 32) s_code[i / 16][i % 16] = m.w[i / 16].code[i % 16];
     if (DQ)
         for (int i = threadIdx.x; i < m.count * 256; i += WARPS * 32)
             s_map[i / 256][i % 256] = m.w[i / 256].nested_map[i % 256];
-    if (FAST && threadIdx.x < m.count) s_lut[threadIdx.x] = code_lut_build(m.w[threadIdx.x].code);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     const int64_t K = m.w[0].cols;
     const bf16 *xg = x + (size_t)min(g, N - 1) * K;   /* the input row lane (g, c) feeds; zeros when g >= N */
@@ -285,20 +244,13 @@ __global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __gr
     const int iters = warp < nch ? (nch - 1 - warp) / WARPS + 1 : 0;   /* the warp's chunks of a tile */
     const int total = ntiles * iters;
     /* where the lane's 32 weights of the warp's i-th chunk start in a row */
-    auto lane_k0 = [&](int i) { return (int64_t)(warp + i * WARPS) * TC_CHUNK + c * (FAST ? 16 : 32); };
+    auto lane_k0 = [&](int i) { return (int64_t)(warp + i * WARPS) * TC_CHUNK + c * 32; };
     /* chunk `at`'s weights into b: rows g and g + 8 of its tile (rows past M
      * read row M - 1: an mma row only feeds its own output, which is not stored) */
     auto load = [&](tc_chunk &b, chunk_cursor at) {
         const tile_at t = tile_of(m, t0 + at.lt);
         const gemv_args &a = m.w[t.wi];
-        const int64_t r0 = min(t.row0 + g, a.rows - 1), r1 = min(t.row0 + g + 8, a.rows - 1);
-        if (FAST) fast_load<DQ>(b, a, r0, r1, lane_k0(at.i));
-        else tc_load<DQ>(b, a, r0, r1, lane_k0(at.i));
-    };
-    /* the lane's x of chunk i into L1 (the fast kernel's two pieces) */
-    auto prefetch = [&](int i) {
-        x_prefetch(xg, lane_k0(i), K);
-        if (FAST) x_prefetch(xg, lane_k0(i) + 64, K);
+        tc_load<DQ>(b, a, min(t.row0 + g, a.rows - 1), min(t.row0 + g + 8, a.rows - 1), lane_k0(at.i));
     };
     float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     tc_chunk buf[TC_DEPTH];
@@ -307,7 +259,7 @@ __global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __gr
     for (int s = 0; s < TC_DEPTH; s++)   /* the first loads go out before the tables are in, */
         if (s < total) load(buf[s], ld), ld.next(iters);
     pdl_wait();   /* and before the kernel that writes x has finished */
-    for (int s = 0; s < TC_DEPTH && s < iters && g < N; s++) prefetch(s);
+    for (int s = 0; s < TC_DEPTH && s < iters && g < N; s++) x_prefetch(xg, lane_k0(s), K);
     __syncthreads();
     for (int j = 0; j < total; j += TC_DEPTH) {
 #pragma unroll
@@ -315,14 +267,10 @@ __global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __gr
             if (j + s >= total) break;
             const int wi = tile_of(m, t0 + st.lt).wi;
             const int64_t k0 = lane_k0(st.i);
-            if (FAST)
-                fast_step<DQ>(d, buf[s], xg + k0, g < N && k0 < K, g < N && k0 + 64 < K, s_lut[FAST ? wi : 0],
-                              s_map[DQ ? wi : 0], m.w[wi].offset);
-            else
-                tc_step<DQ, F16>(d, buf[s], xg + k0, g < N && k0 < K, s_code[wi], s_map[DQ ? wi : 0], m.w[wi].offset);
+            tc_step<DQ, F16>(d, buf[s], xg + k0, g < N && k0 < K, s_code[wi], s_map[DQ ? wi : 0], m.w[wi].offset);
             if (j + s + TC_DEPTH < total) {
                 load(buf[s], ld);
-                if (g < N) prefetch(ld.i);
+                if (g < N) x_prefetch(xg, lane_k0(ld.i), K);
                 ld.next(iters);
             }
             if (st.i == iters - 1) {   /* the warp's last chunk of this tile: (row g, columns 2c, 2c + 1), (row g + 8, the same) */
@@ -348,60 +296,41 @@ __global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __gr
     }
 }
 
-/* The launch's shape and decode, from the environment once (`ds-ft bench
- * kernels` compares them): DSFT_GEMV_WARPS=4 (warps a block, else 8), and
- * the decode (op_nf4_gemv_exact). */
-struct tc_settings {
-    int warps;
-    bool fast;
-};
-
-static tc_settings tc_config(void)
+/* Warps a block: 8 unless DSFT_GEMV_WARPS=4 (`ds-ft bench kernels` compares them). */
+static int tc_warps(void)
 {
-    static tc_settings s = {0, false};
-    if (!s.warps) {
-        const char *w = getenv("DSFT_GEMV_WARPS");
-        s.fast = !op_nf4_gemv_exact();
-        s.warps = w && atoi(w) == 4 ? 4 : 8;
+    static int warps = 0;
+    if (!warps) {
+        const char *v = getenv("DSFT_GEMV_WARPS");
+        warps = v && atoi(v) == 4 ? 4 : 8;
     }
-    return s;
+    return warps;
 }
 
-/* A launch that may overlap the kernel before (cuda_pdl): the weights'
+/* A launch that may overlap the kernel before (launch_pdl): the weights'
  * first loads go out while that one ends. */
-template <bool DQ, bool F16, bool FAST, int WARPS>
+template <bool DQ, bool F16, int WARPS>
 static void launch_tc_warps(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta)
 {
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
     /* every block resident at once (16 warps a multiprocessor), at most TC_TILES tiles each */
     const unsigned T = m.first[m.count], slots = (unsigned)cuda_sm_count(be) * (16 / WARPS);
     const unsigned blocks = T < slots ? T : T > slots * TC_TILES ? (T + TC_TILES - 1) / TC_TILES : slots;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(WARPS * 32), cfg.stream = cuda_stream(be);
-    cfg.attrs = &attr, cfg.numAttrs = cuda_pdl(be) ? 1 : 0;
-    (void)cudaLaunchKernelEx(&cfg, nf4_gemv_tc<DQ, F16, FAST, WARPS>, m, x, N, beta);   /* checked by the caller */
+    launch_pdl(be, nf4_gemv_tc<DQ, F16, WARPS>, dim3(blocks), dim3(WARPS * 32), 0, m, x, N, beta);
 }
 
-template <bool DQ, bool F16, bool FAST>
+template <bool DQ, bool F16>
 static void launch_tc(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta)
 {
-    if (tc_config().warps == 4) launch_tc_warps<DQ, F16, FAST, 4>(be, m, x, N, beta);
-    else launch_tc_warps<DQ, F16, FAST, 8>(be, m, x, N, beta);
+    if (tc_warps() == 4) launch_tc_warps<DQ, F16, 4>(be, m, x, N, beta);
+    else launch_tc_warps<DQ, F16, 8>(be, m, x, N, beta);
 }
 
-/* Every tensor-core launch: by decode, double quantization and dtype (the
- * fast decode rounds no weight, so the dtype does not matter to it). */
+/* Every tensor-core launch: by double quantization and dtype. */
 static void launch_tc_any(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta)
 {
     const gemv_args &a = m.w[0];
-    if (tc_config().fast && a.cols % NF4_BLOCK == 0)
-        a.dq ? launch_tc<true, false, true>(be, m, x, N, beta) : launch_tc<false, false, true>(be, m, x, N, beta);
-    else if (a.dq)
-        a.f16 ? launch_tc<true, true, false>(be, m, x, N, beta) : launch_tc<true, false, false>(be, m, x, N, beta);
-    else
-        a.f16 ? launch_tc<false, true, false>(be, m, x, N, beta) : launch_tc<false, false, false>(be, m, x, N, beta);
+    if (a.dq) a.f16 ? launch_tc<true, true>(be, m, x, N, beta) : launch_tc<true, false>(be, m, x, N, beta);
+    else a.f16 ? launch_tc<false, true>(be, m, x, N, beta) : launch_tc<false, false>(be, m, x, N, beta);
     cuda_check_launch(be, "nf4_gemv");
 }
 
