@@ -324,8 +324,13 @@ bool be_can_record(const backend *be) { return be->kind == BE_CUDA; }
 
 int be_record_begin(backend *be)
 {
+    if (be->profile) return ds_fail(DS_EINTERNAL, "recording work while timing by op (be_profile_begin)");
 #ifdef DS_HAVE_CUDA
-    if (be->kind == BE_CUDA) return cuda_record_begin(be);
+    if (be->kind == BE_CUDA) {
+        int rc = cuda_record_begin(be);
+        be->recording = !rc;
+        return rc;
+    }
 #endif
     return ds_fail(DS_EINTERNAL, "the %s backend does not record work", be_name(be));
 }
@@ -333,6 +338,7 @@ int be_record_begin(backend *be)
 int be_record_end(backend *be, be_recording **out)
 {
     *out = NULL;
+    be->recording = false;
 #ifdef DS_HAVE_CUDA
     if (be->kind == BE_CUDA) return cuda_record_end(be, out);
 #endif

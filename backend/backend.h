@@ -49,6 +49,7 @@ typedef struct backend {
                                  (0 = the default, 32); `ds-ft bench kernels --attn-fwd-rows` sets it */
     void *impl;               /* backend-private (CUDA handles, workspaces) */
     void *profile;            /* per-op timing since be_profile_begin(); NULL when off */
+    bool recording;           /* between be_record_begin() and be_record_end() */
 } backend;
 
 /* Open a backend. "auto" picks CUDA when a GPU is present. Opening CUDA where
@@ -170,14 +171,19 @@ void be_matmul_nn(backend *be, void *dx, const void *dy, const void *w, int M, i
  *   each product, copy or conversion of the backend's own called outside an op
  *   ("be_gemm", "be_copy", ...), each between a pair of events on the stream it
  *   is queued on. Calls inside an op count as the op. The events cost the host
- *   a few microseconds a call. CUDA only; not while recording.
- *   @return DS_OK, or DS_EUSAGE on the CPU (message set).
+ *   a few microseconds a call. Ops queued on side streams (be_fork) overlap,
+ *   so their times may add up to more than the step. CUDA only; neither may
+ *   start while the other runs: timing and recording (be_record_begin).
+ *   @return DS_OK, DS_EUSAGE on the CPU, DS_EINTERNAL while recording, or
+ *   DS_ENOMEM (ds_errmsg() says which; the backend stays usable).
  * be_profile_end() : stop, wait for the device, and sum the times by name into
  *   *rows (longest first; the caller frees it), *n of them. @return DS_OK, the
  *   backend's failure, or DS_ENOMEM.
  * be_profile_enter() / be_profile_leave() : bracket one call (BE_PROFILED does):
- *   enter returns the mark leave takes, -1 when not profiling (then leave need
- *   not be called). */
+ *   enter returns the mark leave takes: the call's index, BE_PROFILE_UNTIMED
+ *   for a call inside another (or after a failure), or -1 when not profiling.
+ *   Call leave with every mark but -1. */
+#define BE_PROFILE_UNTIMED (-2)
 typedef struct {
     const char *name;   /* static storage: a function's name */
     double ms;          /* device time, summed */

@@ -78,9 +78,17 @@ __device__ __forceinline__ void pdl_release(void)
  * may be scheduled while that one ends (a decode step is hundreds of small
  * kernels, each otherwise waiting for the one before to drain). The kernel
  * must call pdl_wait() before its first access to memory that another kernel
- * of the stream writes or reads. Launch errors are the caller's to check. */
-template <typename... P, typename... A>
-static inline void launch_pdl(backend *be, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A... args)
+ * of the stream writes or reads. The arguments take the kernel's parameter
+ * types as a plain call would (no casts: a pointer of the wrong type is an
+ * error). Launch errors are the caller's to check. */
+template <typename T>
+struct launch_arg {   /* a parameter type, not deduced from the arguments */
+    typedef T type;
+};
+
+template <typename... P>
+static inline void launch_pdl(backend *be, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                              typename launch_arg<P>::type... args)
 {
     cudaLaunchAttribute attr;
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -88,7 +96,7 @@ static inline void launch_pdl(backend *be, void (*kernel)(P...), dim3 grid, dim3
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = cuda_stream(be);
     cfg.attrs = &attr, cfg.numAttrs = cuda_pdl(be) ? 1 : 0;
-    (void)cudaLaunchKernelEx(&cfg, kernel, ((P)args)...);
+    (void)cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 #endif
 

@@ -24,29 +24,26 @@ typedef struct {
 int be_profile_begin(backend *be)
 {
     if (be->kind != BE_CUDA)
-        return be_fail(be, DS_EUSAGE, "timing by op needs a CUDA device (the CPU's ops are timed by the host)");
+        return ds_fail(DS_EUSAGE, "timing by op needs a CUDA device (the CPU's ops are timed by the host)");
+    if (be->recording) return ds_fail(DS_EINTERNAL, "timing by op while work is being recorded");
     if (be->profile) return DS_OK;
     profile_state *p = calloc(1, sizeof *p);
-    if (!p) return be_fail(be, DS_ENOMEM, "out of host memory for the op timings");
+    if (!p) return ds_fail(DS_ENOMEM, "out of host memory for the op timings");
     be->profile = p;
     return DS_OK;
 }
-
-/* @return the call's index, or PROFILE_UNTIMED for a call inside another (or
- * after a failure): be_profile_leave() must follow either way. */
-enum { PROFILE_UNTIMED = -2 };
 
 int be_profile_enter(backend *be, const char *name)
 {
     profile_state *p = be->profile;
     if (!p) return -1;
-    if (p->depth++ > 0 || be->err) return PROFILE_UNTIMED;
+    if (p->depth++ > 0 || be->err) return BE_PROFILE_UNTIMED;
     if (p->n == p->cap) {
         int cap = p->cap ? 2 * p->cap : 1024;
         timed_call *c = realloc(p->calls, sizeof *c * (size_t)cap);
         if (!c) {
             be_fail(be, DS_ENOMEM, "out of host memory for the op timings");
-            return PROFILE_UNTIMED;
+            return BE_PROFILE_UNTIMED;
         }
         p->calls = c, p->cap = cap;
     }
@@ -54,11 +51,11 @@ int be_profile_enter(backend *be, const char *name)
     timed_call *c = &p->calls[p->n];
     c->name = name, c->stop = NULL;
     c->start = cuda_event_mark(be);
-    if (!c->start) return PROFILE_UNTIMED;
+    if (!c->start) return BE_PROFILE_UNTIMED;
     return p->n++;
 #else
     (void)name;
-    return PROFILE_UNTIMED;
+    return BE_PROFILE_UNTIMED;
 #endif
 }
 
@@ -69,9 +66,20 @@ void be_profile_leave(backend *be, int mark)
     p->depth--;
 #ifdef DS_HAVE_CUDA
     if (mark >= 0 && mark < p->n) p->calls[mark].stop = cuda_event_mark(be);
-#else
-    (void)mark;
 #endif
+}
+
+/* The events and the state, whatever the work did. */
+static void profile_free(profile_state *p)
+{
+#ifdef DS_HAVE_CUDA
+    for (int i = 0; i < p->n; i++) {
+        cuda_event_free(p->calls[i].start);
+        cuda_event_free(p->calls[i].stop);
+    }
+#endif
+    free(p->calls);
+    free(p);
 }
 
 static int by_time(const void *a, const void *b)
@@ -88,24 +96,20 @@ int be_profile_end(backend *be, be_profile_row **rows, int *n)
     be->profile = NULL;
     int rc = be_sync(be);
     be_profile_row *r = rc ? NULL : calloc((size_t)p->n + 1, sizeof *r);
-    if (!rc && !r) rc = be_fail(be, DS_ENOMEM, "out of host memory for the op timings");
+    if (!rc && !r) rc = ds_fail(DS_ENOMEM, "out of host memory for the op timings");
     int nr = 0;
 #ifdef DS_HAVE_CUDA
-    for (int i = 0; i < p->n; i++) {
-        timed_call *c = &p->calls[i];
-        if (r && c->stop) {
-            int k = 0;
-            while (k < nr && strcmp(r[k].name, c->name)) k++;
-            if (k == nr) r[nr++] = (be_profile_row){.name = c->name};
-            r[k].ms += cuda_event_ms(c->start, c->stop);
-            r[k].calls++;
-        }
-        cuda_event_free(c->start);
-        cuda_event_free(c->stop);
+    for (int i = 0; r && i < p->n; i++) {
+        const timed_call *c = &p->calls[i];
+        if (!c->stop) continue;
+        int k = 0;
+        while (k < nr && strcmp(r[k].name, c->name)) k++;
+        if (k == nr) r[nr++] = (be_profile_row){.name = c->name};
+        r[k].ms += cuda_event_ms(c->start, c->stop);
+        r[k].calls++;
     }
 #endif
-    free(p->calls);
-    free(p);
+    profile_free(p);
     if (rc) {
         free(r);
         return rc;
@@ -115,14 +119,8 @@ int be_profile_end(backend *be, be_profile_row **rows, int *n)
     return DS_OK;
 }
 
-/* Called by be_close(): a profile left open is dropped. */
 void be_profile_drop(backend *be)
 {
-    be_profile_row *rows;
-    int n;
-    if (be->profile) {
-        be->err = 0;   /* closing: the events are freed whatever the work did */
-        (void)be_profile_end(be, &rows, &n);
-        free(rows);
-    }
+    if (be->profile) profile_free(be->profile);
+    be->profile = NULL;
 }

@@ -13,7 +13,7 @@
 # build to compare with, when present).
 # longctx (bench train of the 7B shape at 32K, 64K and 128K tokens with the layers' inputs offloaded, and 64K
 # without; the engine stage's offload checks), profile (bench train of the 7B shape at micro-batch 4 with
-# --profile: the step's time by op).
+# --profile: the step's time by op; not in the default stages).
 # Model families: families (tests/gpu/test_gpu_families against the fixtures of
 # tests/data/fixtures, DeepSeek's included), benchmoe (bench train of
 # deepseek-v2-lite at micro-batch 1, 4, 8), hffam (scripts/hf_check_family.py on
@@ -108,7 +108,7 @@ for s in $stages; do
               # shellcheck disable=SC2086
               timeout -k 5 150 "$DSFT" bench train --shape deepseek-llm-7b --seq 1024 --batch 2 --loss dpo \
                 --targets q_proj,v_proj --rank 16 --steps 4 --warmup 2 $pre > "$logs/dpo$pre.log" 2>&1
-              echo "dpo $pre: exit $?"; grep -v RESULT "$logs/dpo$pre.log"
+              echo "dpo${pre:+ $pre}: exit $?"; grep -v RESULT "$logs/dpo$pre.log"
             done;;
     profile) timeout -k 5 120 "$DSFT" bench train --shape deepseek-llm-7b --seq 2048 --batch 4 --steps 2 --warmup 1 \
               --profile > "$logs/profile.log" 2>&1

@@ -129,6 +129,13 @@ static int random_batch(batch *b, int B, int T, int V, bool dpo, uint64_t seed)
     return DS_OK;
 }
 
+/* The reference log-probs of DPO: the same model with the adapter off. */
+static int ref_pass(engine *e, const batch *b, float *ref)
+{
+    engine_fwd fr = {.lora = false};
+    return engine_forward(e, b, &fr, ref, NULL);
+}
+
 /* One optimizer step: accum micro-batches of forward (+reference), loss, backward. */
 static int one_step(engine *e, const batch *b, const bench_opts *o, const recipe_loss *l, int step, float *lp,
                     float *ref, float *a, float *bc)
@@ -138,10 +145,7 @@ static int one_step(engine *e, const batch *b, const bench_opts *o, const recipe
     int rc = engine_zero_grads(e);
     for (int k = 0; !rc && k < o->accum; k++) {
         size_t N = (size_t)b->B * b->T;
-        if (o->dpo && !o->precompute_ref) {
-            engine_fwd fr = {.lora = false};
-            rc = engine_forward(e, b, &fr, ref, NULL);
-        }
+        if (o->dpo && !o->precompute_ref) rc = ref_pass(e, b, ref);
         engine_fwd f = {.lora = true, .training = true, .for_backward = true, .micro_step = (uint64_t)step};
         if (!rc) rc = engine_forward(e, b, &f, lp, NULL);
         memset(a, 0, sizeof(float) * N);
@@ -182,9 +186,10 @@ static int profile_step(engine *e, const batch *b, const bench_opts *o, const re
     if (!rc) rc = be_profile_begin(be);
     double t0 = ds_now();
     if (!rc) rc = one_step(e, b, o, l, step, lp, ref, a, bc);
+    if (!rc) rc = be_sync(be);
+    const double step_ms = (ds_now() - t0) * 1e3;   /* before the events are read back */
     be_profile_row *rows = NULL;
-    int n = 0, prc = be_profile_end(be, &rows, &n);   /* waits for the device */
-    const double step_ms = (ds_now() - t0) * 1e3;
+    int n = 0, prc = be_profile_end(be, &rows, &n);
     if (!rc) rc = prc;
     if (rc) {
         free(rows);
@@ -192,13 +197,13 @@ static int profile_step(engine *e, const batch *b, const bench_opts *o, const re
     }
     double sum = 0;
     for (int i = 0; i < n; i++) sum += rows[i].ms;
-    printf("  time by op, one step of %.1f ms (device time between events around each call; an op's own products "
-           "count as the op; be_gemm is the base model's):\n", step_ms);
+    printf("  time by op, micro-batch %d, one step of %.1f ms (device time between events around each call; an op's "
+           "own products count as the op; be_gemm is the base model's):\n", b->B / (o->dpo ? 2 : 1), step_ms);
     printf("    %-28s %7s %10s %7s\n", "op", "calls", "ms", "share");
     for (int i = 0; i < n; i++)
         printf("    %-28s %7ld %10.2f %6.1f%%\n", rows[i].name, rows[i].calls, rows[i].ms, 100.0 * rows[i].ms / step_ms);
     printf("    %-28s %7s %10.2f %6.1f%%\n", "(between calls)", "", step_ms - sum, 100.0 * (step_ms - sum) / step_ms);
-    printf("PROFILE {\"step_ms\": %.3f", step_ms);
+    printf("PROFILE {\"micro_batch\": %d, \"step_ms\": %.3f", b->B / (o->dpo ? 2 : 1), step_ms);
     for (int i = 0; i < n; i++) printf(", \"%s\": [%ld, %.3f]", rows[i].name, rows[i].calls, rows[i].ms);
     printf("}\n");
     free(rows);
@@ -231,10 +236,7 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
     if (!rc && !(lp && ref && a && bc && times)) rc = DS_ENOMEM;
     recipe_loss l = {0};
     if (!rc) rc = recipe_loss_parse(o->dpo ? "{type: dpo}" : "{type: sft}", false, &l);
-    if (!rc && o->dpo && o->precompute_ref) {   /* the reference pass once, untimed, as training does before step 1 */
-        engine_fwd fr = {.lora = false};
-        rc = engine_forward(e, &b, &fr, ref, NULL);
-    }
+    if (!rc && o->dpo && o->precompute_ref) rc = ref_pass(e, &b, ref);   /* once, untimed, as training does */
     for (int s = 0; !rc && s < o->warmup + o->steps; s++) {
         double t0 = ds_now();
         rc = one_step(e, &b, o, &l, s, lp, ref, a, bc);
@@ -350,8 +352,7 @@ int bench_train(int argc, char **argv)
     if ((rc = be_open_named(o.device, &be))) return rc;
     if (o.profile && be->kind != BE_CUDA) {
         be_close(be);
-        return ds_fail(DS_EUSAGE, "bench train: --profile times ops on a CUDA device; this run is on the %s",
-                       be_name(be));
+        return ds_fail(DS_EUSAGE, "bench train: --profile times ops on a CUDA device; this run is on the CPU");
     }
     llama_model *m = NULL;
     lora_adapter *ad = NULL;
@@ -414,10 +415,11 @@ int bench_train(int argc, char **argv)
         printf("RESULT {\"shape\": \"%s\", \"loss\": \"%s\", \"seq\": %d, \"micro_batch\": %d, \"checkpointing\": %s, "
                "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"tflops\": %.2f, \"peak_share\": %.4f, \"peak_alloc_bytes\": %zu, "
                "\"in_use_bytes\": %zu, \"weights_bytes\": %zu, \"adapter_bytes\": %zu, \"activations_bytes\": %zu, "
-               "\"workspace_bytes\": %zu, \"offload\": %s, \"host_offload_bytes\": %zu, \"host_peak_bytes\": %zu}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B,
+               "\"workspace_bytes\": %zu, \"offload\": %s, \"host_offload_bytes\": %zu, \"host_peak_bytes\": %zu, "
+               "\"precompute_ref\": %s}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B,
                o.checkpointing ? "true" : "false", r.step_s, r.tokens_per_s, r.tflops, peak > 0 ? r.tflops / peak : 0.0,
                r.peak_alloc, r.in_use, r.plan.weights, r.plan.adapter, r.plan.activations, r.plan.workspace,
-               r.offload ? "true" : "false", r.plan.host, r.host_peak);
+               r.offload ? "true" : "false", r.plan.host, r.host_peak, o.precompute_ref ? "true" : "false");
         fflush(stdout);
         if (!fits) break;
         best = B;
