@@ -195,15 +195,16 @@ static int profile_step(engine *e, const batch *b, const bench_opts *o, const re
         free(rows);
         return rc;
     }
+    const int micro_batch = o->dpo ? b->B / 2 : b->B;   /* pairs with DPO, as the run's other lines count */
     double sum = 0;
     for (int i = 0; i < n; i++) sum += rows[i].ms;
     printf("  time by op, micro-batch %d, one step of %.1f ms (device time between events around each call; an op's "
-           "own products count as the op; be_gemm is the base model's):\n", b->B / (o->dpo ? 2 : 1), step_ms);
+           "own products count as the op; be_gemm is the base model's):\n", micro_batch, step_ms);
     printf("    %-28s %7s %10s %7s\n", "op", "calls", "ms", "share");
     for (int i = 0; i < n; i++)
         printf("    %-28s %7ld %10.2f %6.1f%%\n", rows[i].name, rows[i].calls, rows[i].ms, 100.0 * rows[i].ms / step_ms);
     printf("    %-28s %7s %10.2f %6.1f%%\n", "(between calls)", "", step_ms - sum, 100.0 * (step_ms - sum) / step_ms);
-    printf("PROFILE {\"micro_batch\": %d, \"step_ms\": %.3f", b->B / (o->dpo ? 2 : 1), step_ms);
+    printf("PROFILE {\"micro_batch\": %d, \"step_ms\": %.3f", micro_batch, step_ms);
     for (int i = 0; i < n; i++) printf(", \"%s\": [%ld, %.3f]", rows[i].name, rows[i].calls, rows[i].ms);
     printf("}\n");
     free(rows);
