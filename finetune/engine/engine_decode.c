@@ -233,9 +233,7 @@ static void layer_step(engine_decoder *d, int l, int N)
         op_rmsnorm_fwd(be, d->q, d->rstd, d->q_raw, w->q_norm, N * H, D, c->rms_norm_eps);
         op_rmsnorm_fwd(be, d->k, d->rstd, d->k_raw, w->k_norm, N * Hkv, D, c->rms_norm_eps);
     }
-    op_rope(be, d->q, d->pos, N, H, D, &e->rope, 0);
-    op_rope(be, d->k, d->pos, N, Hkv, D, &e->rope, 0);
-    op_kv_store(be, d->kc[l], d->vc[l], d->k, d->v, d->row, d->pos, N, &ks);
+    op_rope_kv_store(be, d->q, d->k, d->v, d->kc[l], d->vc[l], d->row, d->pos, N, &ks, &e->rope);
     op_attention_cached(be, d->att, d->q, d->kc[l], d->vc[l], d->row, d->pos, N, &ks);
     linear(d, l, LIN_O, d->x, d->att, N, 1.0f);                 /* x += o_proj(att) */
 

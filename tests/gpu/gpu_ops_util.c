@@ -13,7 +13,7 @@ const char *const OP_NAMES[] = {
     "swiglu_fwd", "swiglu_bwd", "add_f32", "sumsq", "adamw", "gemm", "nf4_dequant", "lora_fwd", "lora_bwd",
     "dropout", "logits_stats", "logits_grad", "bias_add", "kv_store", "attention_cached", "nf4_gemv",
     "mla_heads", "mla_heads_bwd", "mla_out", "moe_logits", "moe_route_dx", "moe_gather", "moe_scatter",
-    "moe_scatter_bwd", "moe_gather_bwd",
+    "moe_scatter_bwd", "moe_gather_bwd", "rope_kv_store",
 };
 
 void describe(const op_case *c, char *buf, size_t n)

@@ -24,6 +24,15 @@ void op_kv_store(backend *be, void *kc, void *vc, const void *k, const void *v, 
     }
 }
 
+void op_rope_kv_store(backend *be, void *q, void *k, const void *v, void *kc, void *vc, const int32_t *row,
+                      const int32_t *pos, int N, const kv_shape *s, const rope_table *rt)
+{
+    DS_DISPATCH_CUDA(be, rope_kv_store_cuda(be, q, k, v, kc, vc, row, pos, N, s, rt));
+    op_rope(be, q, pos, N, s->H, s->D, rt, 0);
+    op_rope(be, k, pos, N, s->Hkv, s->D, rt, 0);
+    op_kv_store(be, kc, vc, k, v, row, pos, N, s);
+}
+
 /* The loops of op_attention_fwd's reference with i = pos[n] and the keys read
  * from the cache row: the same operations in the same order. */
 void op_attention_cached(backend *be, void *out, const void *q, const void *kc, const void *vc,

@@ -29,6 +29,14 @@ typedef struct {
 void op_kv_store(backend *be, void *kc, void *vc, const void *k, const void *v, const int32_t *row,
                  const int32_t *pos, int N, const kv_shape *s);
 
+/* op_rope_kv_store() : a decode step's rotary embedding and cache store in
+ * one: q (N, H, D) and k (N, Hkv, D) act rotated in place at positions pos
+ * (op_rope, not inverse), then k and v (N, Hkv, D) stored as op_kv_store
+ * stores them. The same results as those three calls; on CUDA one launch
+ * (a decode step is bound by its launches as much as by its arithmetic). */
+void op_rope_kv_store(backend *be, void *q, void *k, const void *v, void *kc, void *vc, const int32_t *row,
+                      const int32_t *pos, int N, const kv_shape *s, const rope_table *rt);
+
 /* Attention of N query tokens (q, out (N, H, D) act) against the cache: token
  * n sees positions j <= pos[n] of cache row row[n] (pos[n] - j < window when
  * set), which must already hold its own key and value (op_kv_store first).

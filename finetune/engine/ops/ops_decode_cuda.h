@@ -1,5 +1,5 @@
 /* finetune/engine/ops/ops_decode_cuda.h - the CUDA twins of ops_decode.h
- * (cuda/kv_cache.cu, cuda/nf4_gemv.cu). Private to finetune/engine/ops/: called
+ * (cuda/kv_cache.cu, cuda/rope.cu, cuda/nf4_gemv.cu). Private to finetune/engine/ops/: called
  * only through DS_DISPATCH_CUDA. */
 #ifndef DS_FINETUNE_OPS_DECODE_CUDA_H
 #define DS_FINETUNE_OPS_DECODE_CUDA_H
@@ -12,6 +12,8 @@ extern "C" {
 
 void kv_store_cuda(backend *be, void *kc, void *vc, const void *k, const void *v, const int32_t *row,
                    const int32_t *pos, int N, const kv_shape *s);
+void rope_kv_store_cuda(backend *be, void *q, void *k, const void *v, void *kc, void *vc, const int32_t *row,
+                        const int32_t *pos, int N, const kv_shape *s, const rope_table *rt);
 void attention_cached_cuda(backend *be, void *out, const void *q, const void *kc, const void *vc,
                            const int32_t *row, const int32_t *pos, int N, const kv_shape *s);
 void nf4_gemv_cuda(backend *be, void *y, const void *x, const nf4_view *q, int N, float beta);

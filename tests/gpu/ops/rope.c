@@ -21,6 +21,7 @@ static void run_rope(tctx *t, const op_case *c)
 
 const op_case GPU_CASES_ROPE[] = {
     {.run = run_rope, .op = OP_ROPE, .N = 37, .H = 3, .D = 16, .p = 1.0f, .tol = BF},
+    {.run = run_rope, .op = OP_ROPE, .N = 13, .H = 3, .D = 20, .p = 1.0f, .flag = 1, .tol = BF},   /* a pair at a time */
     {.run = run_rope, .op = OP_ROPE, .N = 64, .H = 32, .D = 128, .p = 1.0f, .flag = 1, .tol = BF},
     {.run = run_rope, .op = OP_ROPE, .N = 37, .H = 4, .D = 64, .p = 4.0f, .tol = BF},
     {.run = run_rope, .op = OP_ROPE, .N = 1, .H = 32, .D = 128, .p = 1.0f, .tol = BF},
