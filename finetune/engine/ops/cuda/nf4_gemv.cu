@@ -90,6 +90,28 @@ __device__ __forceinline__ void decode_word(uint32_t word, const float *s_code, 
                                 *(const float *)(tab + __byte_perm(lo4, 0, 0x4440 + j)), absmax);
 }
 
+/* decode_word for a table on a 256-byte boundary of shared memory: the byte
+ * permute that cuts out each nibble's table offset also puts it into the low
+ * byte of the table's own address, which saves an address add per weight (a
+ * launch's weights each have their table, so its address is not known when
+ * compiling). */
+__device__ __forceinline__ float lds_f32(uint32_t addr)
+{
+    float v;
+    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr));
+    return v;
+}
+
+template <bool F16>
+__device__ __forceinline__ void decode_word_at(uint32_t word, uint32_t tab, float absmax, uint32_t p[4])
+{
+    const uint32_t hi4 = (word >> 2) & 0x3c3c3c3cu, lo4 = (word << 2) & 0x3c3c3c3cu;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        p[j] = decode_pair<F16>(lds_f32(__byte_perm(hi4, tab, 0x7650 + j)), lds_f32(__byte_perm(lo4, tab, 0x7650 + j)),
+                                absmax);
+}
+
 /* ---- the tensor-core kernel ---- */
 
 enum {
@@ -175,8 +197,9 @@ __device__ __forceinline__ void tc_step(float d[4], const tc_chunk &t, const bf1
 #pragma unroll
     for (int q = 0; q < 4; q++) {   /* word q: weights 8q .. 8q + 7 of the lane's 32 */
         uint32_t p0[4], p1[4];
-        decode_word<F16>(w0[q], s_code, am[0], p0);
-        decode_word<F16>(w1[q], s_code, am[1], p1);
+        const uint32_t tab = (uint32_t)__cvta_generic_to_shared(s_code);
+        decode_word_at<F16>(w0[q], tab, am[0], p0);
+        decode_word_at<F16>(w1[q], tab, am[1], p1);
         mma16816(d, p0[0], p1[0], p0[1], p1[1], xv[q].x, xv[q].y);
         mma16816(d, p0[2], p1[2], p0[3], p1[3], xv[q].z, xv[q].w);
     }
@@ -229,7 +252,8 @@ __global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __gr
                                                                      const bf16 *x, int N, float beta)
 {
     pdl_release();   /* the next kernel may start loading what it does not share with this one */
-    __shared__ float s_code[NF4_GEMV_MAX_WEIGHTS][16], s_map[DQ ? NF4_GEMV_MAX_WEIGHTS : 1][256];
+    __shared__ __align__(256) float s_code[NF4_GEMV_MAX_WEIGHTS][64];   /* 16 used: tables 256-aligned (decode_word_at) */
+    __shared__ float s_map[DQ ? NF4_GEMV_MAX_WEIGHTS : 1][256];
     __shared__ float s_red[TC_TILES][WARPS][4][32];
     const unsigned T = m.first[m.count], t0 = (unsigned)((uint64_t)blockIdx.x * T / gridDim.x);
     const int ntiles = (int)((uint64_t)(blockIdx.x + 1) * T / gridDim.x - t0);
