@@ -42,19 +42,32 @@ static uint64_t test_seed(void)
     return ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
 }
 
-/* The runner of an op, looked up in this process: Criterion hands each test
+/* The runner of a case, looked up in this process: Criterion hands each test
  * process a copy of its case, and a function pointer from the process that
- * made the table is not valid in another (the binary is position-independent). */
+ * made the table is not valid in another (the binary is position-independent).
+ * The case is found by its fields, since an op may have several runners
+ * (gemm, nf4_gemv); two entries alike in every field must share their runner. */
 typedef void (*op_runner)(tctx *t, const op_case *c);
-static op_runner runner_for(op_id op)
+static bool same_case(const op_case *a, const op_case *b)
 {
-#define GPU_FIND(F)                                                   \
-    for (int i = 0; i < GPU_NCASES_##F; i++)                         \
-        if (GPU_CASES_##F[i].op == op) return GPU_CASES_##F[i].run;
+    return a->op == b->op && a->B == b->B && a->T == b->T && a->N == b->N && a->C == b->C && a->V == b->V &&
+           a->H == b->H && a->Hkv == b->Hkv && a->D == b->D && a->M == b->M && a->K == b->K && a->flag == b->flag &&
+           a->p == b->p && a->tol == b->tol && a->heavy == b->heavy;
+}
+
+static op_runner runner_for(const op_case *c)
+{
+    op_runner found = NULL;
+#define GPU_FIND(F)                                                                     \
+    for (int i = 0; i < GPU_NCASES_##F; i++)                                           \
+        if (same_case(&GPU_CASES_##F[i], c)) {                                         \
+            cr_assert(!found || found == GPU_CASES_##F[i].run, "two runners for one case"); \
+            found = GPU_CASES_##F[i].run;                                               \
+        }
     GPU_OP_FAMILIES(GPU_FIND)
 #undef GPU_FIND
-    cr_assert_fail("no runner for op %d", (int)op);
-    return NULL;
+    cr_assert(found, "no runner for a case of op %d", (int)c->op);
+    return found;
 }
 
 ParameterizedTestParameters(gpu_ops, matches_cpu)
@@ -77,7 +90,7 @@ ParameterizedTest(op_case *c, gpu_ops, matches_cpu)
     describe(c, t.desc, sizeof t.desc);
     cr_assert_eq(be_open(BE_CPU, &t.cpu), DS_OK);
     cr_assert_eq(be_open(BE_CUDA, &t.gpu), DS_OK, "be_open(cuda): %s", ds_errmsg());
-    runner_for(c->op)(&t, c);
+    runner_for(c)(&t, c);
     /* One line per case for the summary of scripts/gpu-check.sh. */
     printf("GPUCASE %-100s worst_rel_err %.3e\n", t.desc, t.worst);
     fflush(stdout);
