@@ -87,7 +87,7 @@ if [ -n "$sanitizer" ]; then
     "$dev/bin/test_gpu_ops" --filter 'gpu_probe/*' >"$logs/probe.log" 2>&1
 fi
 sanitize memcheck 150 ""
-sanitize racecheck 110 "attention_fwd,attention_bwd,sumsq,logits_stats,rmsnorm_fwd,nf4_dequant,gemm"
+sanitize racecheck 110 "attention_fwd,attention_bwd,sumsq,logits_stats,rmsnorm_fwd,nf4_dequant,gemm,nf4_gemv,attention_cached"
 
 # ---- summary
 say "==================== ds-ft GPU check: ${gpu:-no GPU found}"

@@ -189,29 +189,63 @@ static void linear(engine_decoder *d, int l, llama_linear t, void *y, const void
     add_lora(d, l, t, y, x, N);
 }
 
+/* Whether the decode step's NF4 products can take linears ts of layer l
+ * (every one 4-bit, N and count within the kernel's bounds): their views into q. */
+static bool gemv_views(engine_decoder *d, int l, const llama_linear *ts, int count, int N, const nf4_view **q)
+{
+    if (N > NF4_GEMV_MAX_ROWS || count > NF4_GEMV_MAX_WEIGHTS) return false;
+    for (int i = 0; i < count; i++) {
+        const frozen_linear *w = &d->e->layers[l].lin[ts[i]];
+        if (w->dense) return false;
+        q[i] = &w->q;
+    }
+    return true;
+}
+
+/* After the products of linears ts on input x: each one's bias and LoRA. */
+static void bias_lora(engine_decoder *d, int l, const llama_linear *ts, void *const *ys, int count, const void *x,
+                      int N)
+{
+    for (int i = 0; i < count; i++) {
+        const frozen_linear *w = &d->e->layers[l].lin[ts[i]];
+        if (w->bias) op_bias_add(d->e->be, ys[i], w->bias, N, w->out);
+        add_lora(d, l, ts[i], ys[i], x, N);
+    }
+}
+
 /* linear() of `count` weights of layer l over the same input x: ys[i] =
  * x·W[ts[i]]ᵀ + LoRA, the 4-bit products in one launch when decoding. */
 static void linears(engine_decoder *d, int l, const llama_linear *ts, void *const *ys, int count, const void *x,
                     int N)
 {
-    engine *e = d->e;
     const nf4_view *q[NF4_GEMV_MAX_WEIGHTS];
-    bool fused = N <= NF4_GEMV_MAX_ROWS && count <= NF4_GEMV_MAX_WEIGHTS;
-    for (int i = 0; fused && i < count; i++) {
-        const frozen_linear *w = &e->layers[l].lin[ts[i]];
-        fused = !w->dense;
-        q[i] = &w->q;
-    }
-    if (!fused) {
+    if (!gemv_views(d, l, ts, count, N, q)) {
         for (int i = 0; i < count; i++) linear(d, l, ts[i], ys[i], x, N, 0.0f);
         return;
     }
-    op_nf4_gemv_multi(e->be, ys, x, q, count, N);
-    for (int i = 0; i < count; i++) {
-        const frozen_linear *w = &e->layers[l].lin[ts[i]];
-        if (w->bias) op_bias_add(e->be, ys[i], w->bias, N, w->out);
-        add_lora(d, l, ts[i], ys[i], x, N);
+    op_nf4_gemv_multi(d->e->be, ys, x, q, count, N);
+    bias_lora(d, l, ts, ys, count, x, N);
+}
+
+/* linear() or linears() of the input that `in` makes of x into h (RMSNorm
+ * or SwiGLU): ys[i] = h·W[ts[i]]ᵀ (+ beta·ys[0], one weight) + LoRA(h). When
+ * decoding 4-bit layers, op_nf4_gemv_in: on CUDA a step of one token makes
+ * the input inside the products' launch. */
+static void linears_in(engine_decoder *d, int l, const llama_linear *ts, void *const *ys, int count, void *h,
+                       const void *x, const gemv_in *in, int N, float beta)
+{
+    engine *e = d->e;
+    const nf4_view *q[NF4_GEMV_MAX_WEIGHTS];
+    if (!gemv_views(d, l, ts, count, N, q)) {
+        const int K = e->layers[l].lin[ts[0]].in;
+        if (in->kind == GEMV_IN_RMSNORM) op_rmsnorm_fwd(e->be, h, in->rstd, x, in->w, N, K, in->eps);
+        else op_swiglu_fwd(e->be, h, x, in->up, (size_t)N * (size_t)K);
+        if (count == 1) linear(d, l, ts[0], ys[0], h, N, beta);
+        else linears(d, l, ts, ys, count, h, N);
+        return;
     }
+    op_nf4_gemv_in(e->be, ys, h, x, in, q, count, N, beta);
+    bias_lora(d, l, ts, ys, count, h, N);
 }
 
 /* Decoder layer l on the step's N tokens: d->x += attention + MLP, as
@@ -221,14 +255,14 @@ static void layer_step(engine_decoder *d, int l, int N)
     engine *e = d->e;
     backend *be = e->be;
     const model_config *c = &e->cfg;
-    const int C = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
+    const int H = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
     const layer_weights *w = &e->layers[l];
     kv_shape ks = {.H = H, .Hkv = Hkv, .D = D, .window = w->attn.window, .scale = w->attn.scale, .ctx = d->o.ctx};
 
-    op_rmsnorm_fwd(be, d->h, d->rstd, d->x, w->attn_norm, N, C, c->rms_norm_eps);
     static const llama_linear qkv[3] = {LIN_Q, LIN_K, LIN_V};
     void *qkv_out[3] = {c->qk_norm ? d->q_raw : d->q, c->qk_norm ? d->k_raw : d->k, d->v};
-    linears(d, l, qkv, qkv_out, 3, d->h, N);
+    const gemv_in attn_in = {.kind = GEMV_IN_RMSNORM, .w = w->attn_norm, .eps = c->rms_norm_eps, .rstd = d->rstd};
+    linears_in(d, l, qkv, qkv_out, 3, d->h, d->x, &attn_in, N, 0.0f);   /* h = norm(x); q, k, v of h */
     if (c->qk_norm) {   /* Qwen3: q and k normalised per head before RoPE */
         op_rmsnorm_fwd(be, d->q, d->rstd, d->q_raw, w->q_norm, N * H, D, c->rms_norm_eps);
         op_rmsnorm_fwd(be, d->k, d->rstd, d->k_raw, w->k_norm, N * Hkv, D, c->rms_norm_eps);
@@ -237,12 +271,12 @@ static void layer_step(engine_decoder *d, int l, int N)
     op_attention_cached(be, d->att, d->q, d->kc[l], d->vc[l], d->row, d->pos, N, &ks);
     linear(d, l, LIN_O, d->x, d->att, N, 1.0f);                 /* x += o_proj(att) */
 
-    op_rmsnorm_fwd(be, d->h, d->rstd, d->x, w->mlp_norm, N, C, c->rms_norm_eps);
-    static const llama_linear gate_up[2] = {LIN_GATE, LIN_UP};
-    void *gate_up_out[2] = {d->g, d->u};
-    linears(d, l, gate_up, gate_up_out, 2, d->h, N);
-    op_swiglu_fwd(be, d->m, d->g, d->u, (size_t)N * c->intermediate_size);
-    linear(d, l, LIN_DOWN, d->x, d->m, N, 1.0f);                /* x += down(m) */
+    static const llama_linear gate_up[2] = {LIN_GATE, LIN_UP}, down[1] = {LIN_DOWN};
+    void *gate_up_out[2] = {d->g, d->u}, *down_out[1] = {d->x};
+    const gemv_in mlp_in = {.kind = GEMV_IN_RMSNORM, .w = w->mlp_norm, .eps = c->rms_norm_eps, .rstd = d->rstd};
+    linears_in(d, l, gate_up, gate_up_out, 2, d->h, d->x, &mlp_in, N, 0.0f);   /* h = norm(x); gate, up of h */
+    const gemv_in act = {.kind = GEMV_IN_SWIGLU, .up = d->u};
+    linears_in(d, l, down, down_out, 1, d->m, d->g, &act, N, 1.0f);           /* m = swiglu(g, u); x += down(m) */
 }
 
 /* DeepSeek's layers on the step's N <= e->Nmax tokens, resid[0] -> resid[L]:

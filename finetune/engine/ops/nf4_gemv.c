@@ -81,3 +81,19 @@ void op_nf4_gemv_multi(backend *be, void *const *y, const void *x, const nf4_vie
     DS_DISPATCH_CUDA(be, nf4_gemv_multi_cuda(be, y, x, q, count, N));
     for (int i = 0; i < count; i++) op_nf4_gemv(be, y[i], x, q[i], N, 0.0f);
 }
+
+void op_nf4_gemv_in(backend *be, void *const *y, void *h, const void *x, const gemv_in *in,
+                    const nf4_view *const *q, int count, int N, float beta)
+{
+    if (count < 1 || count > NF4_GEMV_MAX_WEIGHTS || (count > 1 && beta != 0.0f)) {
+        be_fail(be, DS_EINTERNAL, "nf4_gemv_in: %d weights with beta %g (1 to %d, beta 0 for several)", count,
+                (double)beta, NF4_GEMV_MAX_WEIGHTS);
+        return;
+    }
+    DS_DISPATCH_CUDA(be, nf4_gemv_in_cuda(be, y, h, x, in, q, count, N, beta));
+    const int64_t K = q[0]->cols;
+    if (in->kind == GEMV_IN_RMSNORM) op_rmsnorm_fwd(be, h, in->rstd, x, in->w, N, (int)K, in->eps);
+    else op_swiglu_fwd(be, h, x, in->up, (size_t)N * (size_t)K);
+    if (count == 1) op_nf4_gemv(be, y[0], h, q[0], N, beta);
+    else op_nf4_gemv_multi(be, y, h, q, count, N);
+}

@@ -64,6 +64,29 @@ void op_nf4_gemv(backend *be, void *y, const void *x, const nf4_view *q, int N, 
 #define NF4_GEMV_MAX_WEIGHTS 4
 void op_nf4_gemv_multi(backend *be, void *const *y, const void *x, const nf4_view *const *q, int count, int N);
 
+/* The op that makes a decode step's input to its 4-bit products, as
+ * op_nf4_gemv_in() runs it: RMSNorm (op_rmsnorm_fwd of x with weight w, eps,
+ * rstd (N) fp32 written) or SwiGLU (op_swiglu_fwd: x is the gate, up the up). */
+typedef enum { GEMV_IN_RMSNORM, GEMV_IN_SWIGLU } gemv_in_kind;
+typedef struct {
+    gemv_in_kind kind;
+    const void *w;   /* RMSNorm: its weight (cols) act */
+    float eps;
+    float *rstd;     /* RMSNorm: (N) fp32 */
+    const void *up;  /* SwiGLU: (N, cols) act */
+} gemv_in;
+
+/* op_nf4_gemv_in() : h (N, cols) act = in(x), then y[i] = h · dequant(W[i])ᵀ
+ * (+ beta · y[0] when count == 1; beta must be 0 otherwise): the two ops one
+ * after the other, with what each writes (h and rstd too: a layer's LoRA
+ * products read h). On CUDA one launch when N == 1 and the products take one
+ * tensor-core launch: every block makes the input itself into shared memory
+ * (block 0 also writes h and rstd), so that a decode step's chain of kernels
+ * has one link less; otherwise the two ops' own launches.
+ * @return nothing; a bad count or shape fails the backend (DS_EINTERNAL). */
+void op_nf4_gemv_in(backend *be, void *const *y, void *h, const void *x, const gemv_in *in,
+                    const nf4_view *const *q, int count, int N, float beta);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,8 @@ void rope_kv_store_cuda(backend *be, void *q, void *k, const void *v, void *kc, 
 void attention_cached_cuda(backend *be, void *out, const void *q, const void *kc, const void *vc,
                            const int32_t *row, const int32_t *pos, int N, const kv_shape *s);
 void nf4_gemv_cuda(backend *be, void *y, const void *x, const nf4_view *q, int N, float beta);
+void nf4_gemv_in_cuda(backend *be, void *const *y, void *h, const void *x, const gemv_in *in,
+                      const nf4_view *const *q, int count, int N, float beta);
 void nf4_gemv_multi_cuda(backend *be, void *const *y, const void *x, const nf4_view *const *q, int count, int N);
 
 #ifdef __cplusplus

@@ -83,40 +83,96 @@ static void run_gemv(tctx *t, const op_case *c)
     nf4_tensor_free(&q);
 }
 
-/* op_nf4_gemv_multi over 3 weights of M, M + 17 and 16 rows (tiles of
- * every weight in one launch), each y against op_nf4_gemv on the CPU. flag:
- * bit 0 double quantization, bit 1 fp16 weights, bit 3 the second weight's
- * packed bytes off a 16-byte boundary (one launch per weight instead). */
-static void run_gemv_multi(tctx *t, const op_case *c)
+/* Up to 3 weights of K columns and M, M + 17 and 16 rows (tiles of several
+ * weights in one launch), quantized and uploaded (weight `shifted`'s packed
+ * bytes 4 past a 16-byte boundary; -1: none), and their outputs y: random on
+ * both backends when acc (the ops add to them), else poison on the device. */
+enum { MAXW = 3 };
+typedef struct {
+    int count;
+    int64_t rows[MAXW];
+    nf4_tensor q[MAXW];
+    nf4_view d[MAXW];
+    const nf4_view *hv[MAXW], *dv[MAXW];
+    float *y[MAXW];
+    void *gy[MAXW];
+} gemv_set;
+
+static void set_up(tctx *t, gemv_set *s, const op_case *c, int count, bool dq, bool f16, int shifted, bool acc)
 {
-    enum { COUNT = 3 };
-    const bool dq = c->flag & 1, f16 = c->flag & 2;
-    const int64_t rows[COUNT] = {c->M, c->M + 17, 16};
-    float *x = rnd(t, (size_t)c->N * c->K, 1.0f, false);
-    void *gx = dev_act(t, x, (size_t)c->N * c->K);
-    nf4_tensor q[COUNT];
-    memset(q, 0, sizeof q);
-    nf4_view d[COUNT];
-    const nf4_view *hv[COUNT], *dv[COUNT];
-    float *y[COUNT];
-    void *gy[COUNT];
-    for (int i = 0; i < COUNT; i++) {
-        d[i] = quantize_upload(t, &q[i], rows[i], c->K, dq, f16, i == 1 && (c->flag & 8) ? 4 : 0);
-        hv[i] = nf4_tensor_view(&q[i]), dv[i] = &d[i];
-        y[i] = hmem(t, sizeof(float) * (size_t)(c->N * rows[i]));
-        gy[i] = dev_poison(t, (size_t)(c->N * rows[i]) * 2);
-    }
-    op_nf4_gemv_multi(t->cpu, (void *const *)y, x, hv, COUNT, c->N);
-    op_nf4_gemv_multi(t->gpu, gy, gx, dv, COUNT, c->N);
-    gpu_ok(t);
-    for (int i = 0; i < COUNT; i++) {
+    memset(s, 0, sizeof *s);
+    s->count = count;
+    const int64_t rows[MAXW] = {c->M, c->M + 17, 16};
+    for (int i = 0; i < count; i++) {
         const size_t ny = (size_t)(c->N * rows[i]);
-        check(t, i == 0 ? "y0" : i == 1 ? "y1" : "y2", get_act(t, gy[i], ny), y[i], ny, c->tol);
-        nf4_tensor_free(&q[i]);
+        s->rows[i] = rows[i];
+        s->d[i] = quantize_upload(t, &s->q[i], rows[i], c->K, dq, f16, i == shifted ? 4 : 0);
+        s->hv[i] = nf4_tensor_view(&s->q[i]), s->dv[i] = &s->d[i];
+        s->y[i] = rnd(t, ny, 1.0f, false);
+        s->gy[i] = acc ? dev_act(t, s->y[i], ny) : dev_poison(t, ny * 2);
     }
 }
 
+/* Each device y against the host's; the weights freed. */
+static void check_set(tctx *t, gemv_set *s, const op_case *c)
+{
+    for (int i = 0; i < s->count; i++) {
+        const size_t ny = (size_t)(c->N * s->rows[i]);
+        check(t, i == 0 ? "y0" : i == 1 ? "y1" : "y2", get_act(t, s->gy[i], ny), s->y[i], ny, c->tol);
+        nf4_tensor_free(&s->q[i]);
+    }
+}
+
+/* op_nf4_gemv_multi over 3 weights, each y against op_nf4_gemv on the CPU.
+ * flag: bit 0 double quantization, bit 1 fp16 weights, bit 3 the second
+ * weight's packed bytes off a 16-byte boundary (one launch per weight instead). */
+static void run_gemv_multi(tctx *t, const op_case *c)
+{
+    const bool dq = c->flag & 1, f16 = c->flag & 2;
+    float *x = rnd(t, (size_t)c->N * c->K, 1.0f, false);
+    void *gx = dev_act(t, x, (size_t)c->N * c->K);
+    gemv_set s;
+    set_up(t, &s, c, MAXW, dq, f16, c->flag & 8 ? 1 : -1, false);
+    op_nf4_gemv_multi(t->cpu, (void *const *)s.y, x, s.hv, MAXW, c->N);
+    op_nf4_gemv_multi(t->gpu, s.gy, gx, s.dv, MAXW, c->N);
+    gpu_ok(t);
+    check_set(t, &s, c);
+}
+
+/* op_nf4_gemv_in: h = RMSNorm(x) (or SwiGLU(x, up) with flag bit 6), then
+ * H weights of h; y, h and rstd against the CPU. N = 1 makes the input inside
+ * the products' launch, N > 1 runs the two ops. flag: bit 0 double
+ * quantization, bit 2 y += (beta 1, one weight). */
+static void run_gemv_in(tctx *t, const op_case *c)
+{
+    const bool dq = c->flag & 1, swiglu = c->flag & 64, acc = c->flag & 4;
+    const size_t nx = (size_t)c->N * c->K, nside = swiglu ? nx : (size_t)c->K;
+    float *x = rnd(t, nx, 1.0f, false), *side = rnd(t, nside, 1.0f, false);
+    float *h = hmem(t, sizeof(float) * nx), *rstd = hmem(t, sizeof(float) * (size_t)c->N);
+    void *gx = dev_act(t, x, nx), *gside = dev_act(t, side, nside), *gh = dev_poison(t, nx * 2);
+    float *grstd = dmem(t, sizeof(float) * (size_t)c->N);
+    gemv_in in = {.kind = swiglu ? GEMV_IN_SWIGLU : GEMV_IN_RMSNORM, .eps = 1e-6f}, gin = in;
+    if (swiglu) in.up = side, gin.up = gside;
+    else in.w = side, in.rstd = rstd, gin.w = gside, gin.rstd = grstd;
+    gemv_set s;
+    set_up(t, &s, c, c->H, dq, false, -1, acc);
+    op_nf4_gemv_in(t->cpu, (void *const *)s.y, h, x, &in, s.hv, c->H, c->N, acc ? 1.0f : 0.0f);
+    op_nf4_gemv_in(t->gpu, s.gy, gh, gx, &gin, s.dv, c->H, c->N, acc ? 1.0f : 0.0f);
+    gpu_ok(t);
+    check(t, "h", get_act(t, gh, nx), h, nx, c->tol);
+    if (!swiglu) check(t, "rstd", get_f32(t, grstd, (size_t)c->N), rstd, (size_t)c->N, F32);
+    check_set(t, &s, c);
+}
+
 const op_case GPU_CASES_NF4_GEMV[] = {
+    /* the input made inside the launch (N = 1) or by its own op first (N = 3); the 7B shapes */
+    {.run = run_gemv_in, .op = OP_NF4_GEMV, .N = 1, .H = 3, .M = 300, .K = 4096, .flag = 1, .tol = BF},
+    {.run = run_gemv_in, .op = OP_NF4_GEMV, .N = 1, .H = 2, .M = 4500, .K = 1024, .flag = 0, .tol = BF},
+    {.run = run_gemv_in, .op = OP_NF4_GEMV, .N = 1, .H = 1, .M = 4096, .K = 11008, .flag = 69, .tol = BF},
+    {.run = run_gemv_in, .op = OP_NF4_GEMV, .N = 1, .H = 1, .M = 77, .K = 1056, .flag = 64, .tol = BF},
+    {.run = run_gemv_in, .op = OP_NF4_GEMV, .N = 3, .H = 3, .M = 40, .K = 1152, .flag = 1, .tol = BF},
+    {.run = run_gemv_in, .op = OP_NF4_GEMV, .N = 3, .H = 1, .M = 50, .K = 2048, .flag = 68, .tol = BF},
+    {.run = run_gemv_in, .op = OP_NF4_GEMV, .N = 1, .H = 3, .M = 4096, .K = 4096, .flag = 1, .tol = BF, .heavy = true},
     /* several weights of one input in one launch (a layer's q, k, v) */
     {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 1, .M = 40, .K = 1152, .flag = 1, .tol = BF},
     {.run = run_gemv_multi, .op = OP_NF4_GEMV, .N = 5, .M = 100, .K = 4160, .flag = 2, .tol = BF},

@@ -36,7 +36,9 @@
 #include "backend/backend.h"
 #include "backend/kernel.h"
 #include "core/status.h"
+#include "finetune/engine/ops/ops_cuda.h"
 #include "finetune/engine/ops/ops_decode_cuda.h"
+#include "rows.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -182,13 +184,14 @@ __device__ __forceinline__ void mma16816(float d[4], uint32_t a0, uint32_t a1, u
  * weights of its 32 and the B slots (k the same, column g) with the 4 inputs
  * of input row g at those positions (xrow, 32 of them), or zeros unless xok
  * (g >= N, or past the end of the row). */
-template <bool DQ, bool F16>
+template <bool DQ, bool F16, bool XS>
 __device__ __forceinline__ void tc_step(float d[4], const tc_chunk &t, const bf16 *xrow, bool xok,
                                         const float *s_code, const float *s_map, float offset)
 {
-    uint4 xv[4];
+    uint4 xv[4];   /* XS: xrow in shared memory (made by the launch: IN_NORM, IN_SWIGLU) */
 #pragma unroll
-    for (int q = 0; q < 4; q++) xv[q] = xok ? __ldg((const uint4 *)xrow + q) : make_uint4(0, 0, 0, 0);
+    for (int q = 0; q < 4; q++)
+        xv[q] = !xok ? make_uint4(0, 0, 0, 0) : XS ? ((const uint4 *)xrow)[q] : __ldg((const uint4 *)xrow + q);
     float am[2];
 #pragma unroll
     for (int h = 0; h < 2; h++) am[h] = DQ ? __fadd_rn(__fmul_rn(s_map[t.q[h]], t.a[h]), offset) : t.a[h];
@@ -244,17 +247,52 @@ struct chunk_cursor {
  * memory traffic never waits for its decoding (a block a tile alternated
  * between the two). A warp's partial sums of each tile wait in shared memory
  * until the block's last tile, then the warps' sums meet in a fixed order.
- * WARPS warps split K (8 or 4: 16 warps a multiprocessor either way). */
+ * WARPS warps split K (8 or 4: 16 warps a multiprocessor either way).
+ * With IN other than IN_X (op_nf4_gemv_in: N = 1, 8 warps) the block first
+ * makes its input from x into shared memory, RMSNorm or SwiGLU by the same
+ * code as their own kernels (rows.cuh), while its first weights are on their
+ * way; block 0 also writes that input (and RMSNorm's rstd) out. */
 enum { TC_TILES = 8 };
+enum { IN_X, IN_NORM, IN_SWIGLU };
 
-template <bool DQ, bool F16, int WARPS>
-__global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __grid_constant__ gemv_multi m,
-                                                                     const bf16 *x, int N, float beta)
+struct gemv_in_args {
+    const bf16 *w, *up;   /* RMSNorm's weight (K), SwiGLU's up (K); x is the norm's input or the gate */
+    float eps;
+    float *rstd;          /* (1), by block 0 */
+    bf16 *h;              /* (K): the input made, by block 0 */
+};
+
+/* The launch's input from x into s_x (K, shared), by the block's 256 threads. */
+template <int IN>
+__device__ void make_input(bf16 *s_x, const bf16 *x, const gemv_in_args &in, int K, float *part)
+{
+    if (IN == IN_NORM) {
+        block_rmsnorm_row(s_x, blockIdx.x == 0 ? in.rstd : NULL, x, in.w, K, in.eps, part);
+    } else {
+        for (int c = threadIdx.x * 8; c < K; c += ROW_THREADS * 8) {
+            float g[8], u[8];
+            unpack8(g, *(const uint4 *)(x + c));
+            unpack8(u, *(const uint4 *)(in.up + c));
+#pragma unroll
+            for (int k = 0; k < 8; k++) g[k] = silu_mul(g[k], u[k]);
+            *(uint4 *)(s_x + c) = pack8(g);
+        }
+        __syncthreads();
+    }
+    if (blockIdx.x == 0)
+        for (int c = threadIdx.x * 8; c < K; c += ROW_THREADS * 8) *(uint4 *)(in.h + c) = *(const uint4 *)(s_x + c);
+}
+
+template <bool DQ, bool F16, int WARPS, int IN>
+__global__ void __launch_bounds__(WARPS * 32, 16 / WARPS)
+    nf4_gemv_tc(const __grid_constant__ gemv_multi m, const bf16 *x, int N, float beta, const gemv_in_args in)
 {
     pdl_release();   /* the next kernel may start loading what it does not share with this one */
     __shared__ __align__(256) float s_code[NF4_GEMV_MAX_WEIGHTS][64];   /* 16 used: tables 256-aligned (decode_word_at) */
     __shared__ float s_map[DQ ? NF4_GEMV_MAX_WEIGHTS : 1][256];
     __shared__ float s_red[TC_TILES][WARPS][4][32];
+    __shared__ float s_part[IN == IN_X ? 1 : WARPS];
+    extern __shared__ __align__(16) bf16 s_x[];   /* (K) when IN != IN_X */
     const unsigned T = m.first[m.count], t0 = (unsigned)((uint64_t)blockIdx.x * T / gridDim.x);
     const int ntiles = (int)((uint64_t)(blockIdx.x + 1) * T / gridDim.x - t0);
     for (int i = threadIdx.x; i < m.count * 16; i += WARPS * 32) s_code[i / 16][i % 16] = m.w[i / 16].code[i % 16];
@@ -263,7 +301,7 @@ __global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __gr
             s_map[i / 256][i % 256] = m.w[i / 256].nested_map[i % 256];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     const int64_t K = m.w[0].cols;
-    const bf16 *xg = x + (size_t)min(g, N - 1) * K;   /* the input row lane (g, c) feeds; zeros when g >= N */
+    const bf16 *xg = IN != IN_X ? s_x : x + (size_t)min(g, N - 1) * K;   /* the input row lane (g, c) feeds; zeros when g >= N */
     const int nch = (int)((K + TC_CHUNK - 1) / TC_CHUNK);
     const int iters = warp < nch ? (nch - 1 - warp) / WARPS + 1 : 0;   /* the warp's chunks of a tile */
     const int total = ntiles * iters;
@@ -283,7 +321,9 @@ __global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __gr
     for (int s = 0; s < TC_DEPTH; s++)   /* the first loads go out before the tables are in, */
         if (s < total) load(buf[s], ld), ld.next(iters);
     pdl_wait();   /* and before the kernel that writes x has finished */
-    for (int s = 0; s < TC_DEPTH && s < iters && g < N; s++) x_prefetch(xg, lane_k0(s), K);
+    if (IN != IN_X) make_input<IN>(s_x, x, in, (int)K, s_part);
+    else
+        for (int s = 0; s < TC_DEPTH && s < iters && g < N; s++) x_prefetch(xg, lane_k0(s), K);
     __syncthreads();
     for (int j = 0; j < total; j += TC_DEPTH) {
 #pragma unroll
@@ -291,10 +331,11 @@ __global__ void __launch_bounds__(WARPS * 32, 16 / WARPS) nf4_gemv_tc(const __gr
             if (j + s >= total) break;
             const int wi = tile_of(m, t0 + st.lt).wi;
             const int64_t k0 = lane_k0(st.i);
-            tc_step<DQ, F16>(d, buf[s], xg + k0, g < N && k0 < K, s_code[wi], s_map[DQ ? wi : 0], m.w[wi].offset);
+            tc_step<DQ, F16, IN != IN_X>(d, buf[s], xg + k0, g < N && k0 < K, s_code[wi], s_map[DQ ? wi : 0],
+                                         m.w[wi].offset);
             if (j + s + TC_DEPTH < total) {
                 load(buf[s], ld);
-                if (g < N) x_prefetch(xg, lane_k0(ld.i), K);
+                if (IN == IN_X && g < N) x_prefetch(xg, lane_k0(ld.i), K);
                 ld.next(iters);
             }
             if (st.i == iters - 1) {   /* the warp's last chunk of this tile: (row g, columns 2c, 2c + 1), (row g + 8, the same) */
@@ -333,28 +374,35 @@ static int tc_warps(void)
 
 /* A launch that may overlap the kernel before (launch_pdl): the weights'
  * first loads go out while that one ends. */
-template <bool DQ, bool F16, int WARPS>
-static void launch_tc_warps(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta)
+template <bool DQ, bool F16, int WARPS, int IN>
+static void launch_tc_warps(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta, const gemv_in_args &in)
 {
     /* every block resident at once (16 warps a multiprocessor), at most TC_TILES tiles each */
     const unsigned T = m.first[m.count], slots = (unsigned)cuda_sm_count(be) * (16 / WARPS);
     const unsigned blocks = T < slots ? T : T > slots * TC_TILES ? (T + TC_TILES - 1) / TC_TILES : slots;
-    launch_pdl(be, nf4_gemv_tc<DQ, F16, WARPS>, dim3(blocks), dim3(WARPS * 32), 0, m, x, N, beta);
+    const size_t smem = IN == IN_X ? 0 : (size_t)m.w[0].cols * sizeof(bf16);
+    if (IN != IN_X)   /* past the 48 KB a launch gets unasked (set each time: the attribute is per device) */
+        cudaFuncSetAttribute(nf4_gemv_tc<DQ, F16, WARPS, IN>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    launch_pdl(be, nf4_gemv_tc<DQ, F16, WARPS, IN>, dim3(blocks), dim3(WARPS * 32), smem, m, x, N, beta, in);
 }
 
 template <bool DQ, bool F16>
-static void launch_tc(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta)
+static void launch_tc(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta, int in_kind,
+                      const gemv_in_args &in)
 {
-    if (tc_warps() == 4) launch_tc_warps<DQ, F16, 4>(be, m, x, N, beta);
-    else launch_tc_warps<DQ, F16, 8>(be, m, x, N, beta);
+    if (in_kind == IN_NORM) launch_tc_warps<DQ, F16, 8, IN_NORM>(be, m, x, N, beta, in);
+    else if (in_kind == IN_SWIGLU) launch_tc_warps<DQ, F16, 8, IN_SWIGLU>(be, m, x, N, beta, in);
+    else if (tc_warps() == 4) launch_tc_warps<DQ, F16, 4, IN_X>(be, m, x, N, beta, in);
+    else launch_tc_warps<DQ, F16, 8, IN_X>(be, m, x, N, beta, in);
 }
 
 /* Every tensor-core launch: by double quantization and dtype. */
-static void launch_tc_any(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta)
+static void launch_tc_any(backend *be, const gemv_multi &m, const bf16 *x, int N, float beta, int in_kind = IN_X,
+                          const gemv_in_args &in = gemv_in_args{})
 {
     const gemv_args &a = m.w[0];
-    if (a.dq) a.f16 ? launch_tc<true, true>(be, m, x, N, beta) : launch_tc<true, false>(be, m, x, N, beta);
-    else a.f16 ? launch_tc<false, true>(be, m, x, N, beta) : launch_tc<false, false>(be, m, x, N, beta);
+    if (a.dq) a.f16 ? launch_tc<true, true>(be, m, x, N, beta, in_kind, in) : launch_tc<true, false>(be, m, x, N, beta, in_kind, in);
+    else a.f16 ? launch_tc<false, true>(be, m, x, N, beta, in_kind, in) : launch_tc<false, false>(be, m, x, N, beta, in_kind, in);
     cuda_check_launch(be, "nf4_gemv");
 }
 
@@ -508,4 +556,44 @@ extern "C" void nf4_gemv_cuda(backend *be, void *y, const void *x, const nf4_vie
     default: launch<8>(be, Y, X, a, beta); break;
     }
     cuda_check_launch(be, "nf4_gemv");
+}
+
+/* The largest input a launch may make in shared memory: what leaves room for
+ * two blocks of the kernel (about 38 KB of static shared memory each) on a
+ * multiprocessor: 74 KB on an H100, 10 KB on an RTX 4090. */
+static int64_t in_max_bytes(void)
+{
+    static int64_t max = -1;
+    if (max < 0) {
+        int dev = 0, per_sm = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+        max = per_sm / 2 - 40 * 1024;   /* and the 1 KB the driver keeps per block */
+    }
+    return max;
+}
+
+extern "C" void nf4_gemv_in_cuda(backend *be, void *const *y, void *h, const void *x, const gemv_in *in,
+                                 const nf4_view *const *q, int count, int N, float beta)
+{
+    const int64_t K = q[0]->cols;
+    const void *side = in->kind == GEMV_IN_RMSNORM ? in->w : in->up;
+    bool one = N == 1 && tc_warps() == 8 && K * (int64_t)sizeof(bf16) <= in_max_bytes() &&
+               (uintptr_t)x % 16 == 0 && (uintptr_t)side % 16 == 0 && (uintptr_t)h % 16 == 0;
+    gemv_multi m = {};
+    const gemv_args a0 = make_args(q[0], h);
+    for (int i = 0; one && i < count; i++) {
+        const gemv_args a = make_args(q[i], h);
+        one = a.rows > 0 && a.cols == K && tc_fits(a) && a.dq == a0.dq && a.f16 == a0.f16;
+        if (one) add_weight(m, a, y[i]);
+    }
+    if (!one) {   /* the two ops' own launches */
+        if (in->kind == GEMV_IN_RMSNORM) rmsnorm_fwd_cuda(be, h, in->rstd, x, in->w, N, (int)K, in->eps);
+        else swiglu_fwd_cuda(be, h, x, in->up, (size_t)N * (size_t)K);
+        if (count == 1) nf4_gemv_cuda(be, y[0], h, q[0], N, beta);
+        else nf4_gemv_multi_cuda(be, y, h, q, count, N);
+        return;
+    }
+    const gemv_in_args ia = {(const bf16 *)in->w, (const bf16 *)in->up, in->eps, in->rstd, (bf16 *)h};
+    launch_tc_any(be, m, (const bf16 *)x, 1, beta, in->kind == GEMV_IN_RMSNORM ? IN_NORM : IN_SWIGLU, ia);
 }

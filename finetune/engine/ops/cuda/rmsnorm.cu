@@ -13,6 +13,7 @@
 #include "backend/kernel.h"
 #include "core/status.h"
 #include "finetune/engine/ops/ops_cuda.h"
+#include "rows.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -23,29 +24,6 @@ typedef __nv_bfloat16 bf16;
 
 #define ROWS_PER_BLOCK 8
 #define SMALL_ROWS 64   /* up to this many rows (of at least 1024 values), a block a row */
-
-__device__ __forceinline__ float warp_sum(float v)
-{
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-__device__ __forceinline__ void unpack8(float f[8], uint4 u)
-{
-    const bf16 *h = (const bf16 *)&u;
-#pragma unroll
-    for (int k = 0; k < 8; k++) f[k] = __bfloat162float(h[k]);
-}
-
-__device__ __forceinline__ uint4 pack8(const float f[8])
-{
-    uint4 u;
-    bf16 *h = (bf16 *)&u;
-#pragma unroll
-    for (int k = 0; k < 8; k++) h[k] = __float2bfloat16_rn(f[k]);
-    return u;
-}
 
 /* out (N, C) = x * rstd * w, rstd (N) = 1 / sqrt(mean(x^2) + eps); x (N, C), w (C). */
 template <bool VEC>
@@ -95,33 +73,9 @@ __global__ void rmsnorm_fwd_row_kernel(bf16 *out, float *rstd, const bf16 *x, co
 {
     pdl_release();
     pdl_wait();   /* launched as a programmatic dependent (launch_pdl): the kernel before has finished */
-    __shared__ float part[8];
-    const int row = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const bf16 *xr = x + (size_t)row * C;
-    bf16 *orow = out + (size_t)row * C;
-    float ss = 0;
-    for (int c = threadIdx.x * 8; c < C; c += 256 * 8) {
-        float v[8];
-        unpack8(v, *(const uint4 *)(xr + c));
-#pragma unroll
-        for (int k = 0; k < 8; k++) ss += v[k] * v[k];
-    }
-    ss = warp_sum(ss);
-    if (lane == 0) part[warp] = ss;
-    __syncthreads();
-    ss = 0;
-#pragma unroll
-    for (int i = 0; i < 8; i++) ss += part[i];
-    const float r = 1.0f / sqrtf(ss / (float)C + eps);
-    if (threadIdx.x == 0) rstd[row] = r;
-    for (int c = threadIdx.x * 8; c < C; c += 256 * 8) {
-        float v[8], ww[8];
-        unpack8(v, *(const uint4 *)(xr + c));
-        unpack8(ww, *(const uint4 *)(w + c));
-#pragma unroll
-        for (int k = 0; k < 8; k++) v[k] = v[k] * r * ww[k];
-        *(uint4 *)(orow + c) = pack8(v);
-    }
+    __shared__ float part[ROW_THREADS / 32];
+    const int row = blockIdx.x;
+    block_rmsnorm_row(out + (size_t)row * C, rstd + row, x + (size_t)row * C, w, C, eps, part);
 }
 
 /* dx (N, C) += r w dout - (r^3 / C) x sum(dout w x); dout, x (N, C), w (C), rstd (N). */
@@ -179,7 +133,7 @@ extern "C" void rmsnorm_fwd_cuda(backend *be, void *out, float *rstd, const void
     unsigned blocks = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
     bool vec = C % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w);
     if (vec && N <= SMALL_ROWS && C >= 1024)
-        launch_pdl(be, rmsnorm_fwd_row_kernel, dim3(N), dim3(256), 0, (bf16 *)out, rstd, (const bf16 *)x,
+        launch_pdl(be, rmsnorm_fwd_row_kernel, dim3(N), dim3(ROW_THREADS), 0, (bf16 *)out, rstd, (const bf16 *)x,
                    (const bf16 *)w, C, eps);
     else
         launch_pdl(be, vec ? rmsnorm_fwd_kernel<true> : rmsnorm_fwd_kernel<false>, dim3(blocks),

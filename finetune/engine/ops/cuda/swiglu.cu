@@ -5,11 +5,10 @@
 #include "backend/kernel.h"
 #include "core/status.h"
 #include "finetune/engine/ops/ops_cuda.h"
+#include "rows.cuh"
 #include "vec8.cuh"
 
 /* ------------------------------------------------------------------- SwiGLU */
-
-__device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* out (n) = silu(gate) * up. */
 __global__ void swiglu_fwd_kernel(bf16 *out, const bf16 *gate, const bf16 *up, size_t n, bool vec)
@@ -22,7 +21,7 @@ __global__ void swiglu_fwd_kernel(bf16 *out, const bf16 *gate, const bf16 *up, s
         load8(g, gate, i, n, vec);
         load8(u, up, i, n, vec);
 #pragma unroll
-        for (int k = 0; k < 8; k++) o[k] = g[k] * sigmoid_f(g[k]) * u[k];
+        for (int k = 0; k < 8; k++) o[k] = silu_mul(g[k], u[k]);
         store8(out, o, i, n, vec);
     }
 }
