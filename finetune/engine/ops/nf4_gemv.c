@@ -90,8 +90,14 @@ void op_nf4_gemv_in(backend *be, void *const *y, void *h, const void *x, const g
                 (double)beta, NF4_GEMV_MAX_WEIGHTS);
         return;
     }
-    DS_DISPATCH_CUDA(be, nf4_gemv_in_cuda(be, y, h, x, in, q, count, N, beta));
     const int64_t K = q[0]->cols;
+    for (int i = 1; i < count; i++)
+        if (q[i]->cols != K) {
+            be_fail(be, DS_EINTERNAL, "nf4_gemv_in: weight %d has %lld columns, weight 0 %lld", i,
+                    (long long)q[i]->cols, (long long)K);
+            return;
+        }
+    DS_DISPATCH_CUDA(be, nf4_gemv_in_cuda(be, y, h, x, in, q, count, N, beta));
     if (in->kind == GEMV_IN_RMSNORM) op_rmsnorm_fwd(be, h, in->rstd, x, in->w, N, (int)K, in->eps);
     else op_swiglu_fwd(be, h, x, in->up, (size_t)N * (size_t)K);
     if (count == 1) op_nf4_gemv(be, y[0], h, q[0], N, beta);

@@ -82,8 +82,9 @@ typedef struct {
  * products read h). On CUDA one launch when N == 1 and the products take one
  * tensor-core launch: every block makes the input itself into shared memory
  * (block 0 also writes h and rstd), so that a decode step's chain of kernels
- * has one link less; otherwise the two ops' own launches.
- * @return nothing; a bad count or shape fails the backend (DS_EINTERNAL). */
+ * has one link less; otherwise the two ops' own launches. Every W[i] has
+ * `cols` columns; x, h and the y[i] must not overlap (blocks read x while
+ * others write y). A bad count, beta or shape fails the backend (DS_EINTERNAL). */
 void op_nf4_gemv_in(backend *be, void *const *y, void *h, const void *x, const gemv_in *in,
                     const nf4_view *const *q, int count, int N, float beta);
 

@@ -2,7 +2,9 @@
  * threads, SwiGLU's element, and the 8-value packing they use: shared by their
  * own kernels (rmsnorm.cu, swiglu.cu) and the decode step's matrix-vector
  * kernel that makes its input with them (nf4_gemv.cu), so that both give the
- * same bits. Private to this folder. */
+ * same bits (RMSNorm: as its block-per-row kernel, which takes rows of at
+ * least 1,024 values; narrower rows go a warp a row there, summed in another
+ * order). Private to this folder. */
 #pragma once
 
 #include <cuda_bf16.h>
