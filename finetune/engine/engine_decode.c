@@ -237,9 +237,7 @@ static void linears_in(engine_decoder *d, int l, const llama_linear *ts, void *c
     engine *e = d->e;
     const nf4_view *q[NF4_GEMV_MAX_WEIGHTS];
     if (!gemv_views(d, l, ts, count, N, q)) {
-        const int K = e->layers[l].lin[ts[0]].in;
-        if (in->kind == GEMV_IN_RMSNORM) op_rmsnorm_fwd(e->be, h, in->rstd, x, in->w, N, K, in->eps);
-        else op_swiglu_fwd(e->be, h, x, in->up, (size_t)N * (size_t)K);
+        op_gemv_in_make(e->be, h, x, in, N, e->layers[l].lin[ts[0]].in);
         if (count == 1) linear(d, l, ts[0], ys[0], h, N, beta);
         else linears(d, l, ts, ys, count, h, N);
         return;

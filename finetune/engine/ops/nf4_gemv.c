@@ -82,6 +82,12 @@ void op_nf4_gemv_multi(backend *be, void *const *y, const void *x, const nf4_vie
     for (int i = 0; i < count; i++) op_nf4_gemv(be, y[i], x, q[i], N, 0.0f);
 }
 
+void op_gemv_in_make(backend *be, void *h, const void *x, const gemv_in *in, int N, int cols)
+{
+    if (in->kind == GEMV_IN_RMSNORM) op_rmsnorm_fwd(be, h, in->rstd, x, in->w, N, cols, in->eps);
+    else op_swiglu_fwd(be, h, x, in->up, (size_t)N * (size_t)cols);
+}
+
 void op_nf4_gemv_in(backend *be, void *const *y, void *h, const void *x, const gemv_in *in,
                     const nf4_view *const *q, int count, int N, float beta)
 {
@@ -98,8 +104,7 @@ void op_nf4_gemv_in(backend *be, void *const *y, void *h, const void *x, const g
             return;
         }
     DS_DISPATCH_CUDA(be, nf4_gemv_in_cuda(be, y, h, x, in, q, count, N, beta));
-    if (in->kind == GEMV_IN_RMSNORM) op_rmsnorm_fwd(be, h, in->rstd, x, in->w, N, (int)K, in->eps);
-    else op_swiglu_fwd(be, h, x, in->up, (size_t)N * (size_t)K);
+    op_gemv_in_make(be, h, x, in, N, (int)K);
     if (count == 1) op_nf4_gemv(be, y[0], h, q[0], N, beta);
     else op_nf4_gemv_multi(be, y, h, q, count, N);
 }

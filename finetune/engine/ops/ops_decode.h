@@ -76,6 +76,10 @@ typedef struct {
     const void *up;  /* SwiGLU: (N, cols) act */
 } gemv_in;
 
+/* op_gemv_in_make() : h (N, cols) act = the input `in` makes of x (N, cols)
+ * act, by its op (op_rmsnorm_fwd or op_swiglu_fwd). */
+void op_gemv_in_make(backend *be, void *h, const void *x, const gemv_in *in, int N, int cols);
+
 /* op_nf4_gemv_in() : h (N, cols) act = in(x), then y[i] = h · dequant(W[i])ᵀ
  * (+ beta · y[0] when count == 1; beta must be 0 otherwise): the two ops one
  * after the other, with what each writes (h and rstd too: a layer's LoRA

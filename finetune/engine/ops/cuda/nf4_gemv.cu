@@ -36,7 +36,6 @@
 #include "backend/backend.h"
 #include "backend/kernel.h"
 #include "core/status.h"
-#include "finetune/engine/ops/ops_cuda.h"
 #include "finetune/engine/ops/ops_decode_cuda.h"
 #include "rows.cuh"
 
@@ -514,19 +513,26 @@ static void add_weight(gemv_multi &m, const gemv_args &a, void *y)
     m.first[i + 1] = m.first[i] + (unsigned)((a.rows + TC_ROWS - 1) / TC_ROWS);
 }
 
+/* Whether the weights q of input x take one tensor-core launch (every one on
+ * that path, alike in how it decodes): then m holds them and their outputs y. */
+static bool one_launch(gemv_multi &m, void *const *y, const void *x, const nf4_view *const *q, int count)
+{
+    m = {};
+    const gemv_args a0 = make_args(q[0], x);
+    for (int i = 0; i < count; i++) {
+        const gemv_args a = make_args(q[i], x);
+        if (a.rows <= 0 || !tc_fits(a) || a.dq != a0.dq || a.f16 != a0.f16) return false;
+        add_weight(m, a, y[i]);
+    }
+    return true;
+}
+
 extern "C" void nf4_gemv_multi_cuda(backend *be, void *const *y, const void *x, const nf4_view *const *q, int count,
                                     int N)
 {
     if (N <= 0 || !rows_ok(be, N)) return;
-    gemv_multi m = {};
-    bool one = true;   /* one launch: every weight on the tensor-core path, alike in how it decodes */
-    const gemv_args a0 = make_args(q[0], x);
-    for (int i = 0; i < count; i++) {
-        const gemv_args a = make_args(q[i], x);
-        one = one && a.rows > 0 && tc_fits(a) && a.dq == a0.dq && a.f16 == a0.f16;
-        if (one) add_weight(m, a, y[i]);
-    }
-    if (!one) {
+    gemv_multi m;
+    if (!one_launch(m, y, x, q, count)) {
         for (int i = 0; i < count; i++) nf4_gemv_cuda(be, y[i], x, q[i], N, 0.0f);
         return;
     }
@@ -576,20 +582,14 @@ static int64_t in_max_bytes(void)
 extern "C" void nf4_gemv_in_cuda(backend *be, void *const *y, void *h, const void *x, const gemv_in *in,
                                  const nf4_view *const *q, int count, int N, float beta)
 {
-    const int64_t K = q[0]->cols;
+    const int64_t K = q[0]->cols;   /* every weight's (op_nf4_gemv_in checks) */
     const void *side = in->kind == GEMV_IN_RMSNORM ? in->w : in->up;
-    bool one = N == 1 && tc_warps() == 8 && K * (int64_t)sizeof(bf16) <= in_max_bytes() &&
-               (uintptr_t)x % 16 == 0 && (uintptr_t)side % 16 == 0 && (uintptr_t)h % 16 == 0;
-    gemv_multi m = {};
-    const gemv_args a0 = make_args(q[0], h);
-    for (int i = 0; one && i < count; i++) {
-        const gemv_args a = make_args(q[i], h);
-        one = a.rows > 0 && a.cols == K && tc_fits(a) && a.dq == a0.dq && a.f16 == a0.f16;
-        if (one) add_weight(m, a, y[i]);
-    }
+    gemv_multi m;
+    const bool one = N == 1 && tc_warps() == 8 && K * (int64_t)sizeof(bf16) <= in_max_bytes() &&
+                     (uintptr_t)x % 16 == 0 && (uintptr_t)side % 16 == 0 && (uintptr_t)h % 16 == 0 &&
+                     one_launch(m, y, h, q, count);
     if (!one) {   /* the two ops' own launches */
-        if (in->kind == GEMV_IN_RMSNORM) rmsnorm_fwd_cuda(be, h, in->rstd, x, in->w, N, (int)K, in->eps);
-        else swiglu_fwd_cuda(be, h, x, in->up, (size_t)N * (size_t)K);
+        op_gemv_in_make(be, h, x, in, N, (int)K);
         if (count == 1) nf4_gemv_cuda(be, y[0], h, q[0], N, beta);
         else nf4_gemv_multi_cuda(be, y, h, q, count, N);
         return;
