@@ -17,38 +17,35 @@
 
 typedef __nv_bfloat16 bf16;
 
-/* Elements i and i + half of one head v rotated in place by the angle of
- * position p and frequency i. */
-__device__ __forceinline__ void rotate_pair(bf16 *v, int i, int half, int p, const rope_table &f, int inverse)
+/* The pair (a, b) rotated in place by the angle of position p and a
+ * frequency of inverse wavelength inv_freq. */
+__device__ __forceinline__ void rotate(bf16 &a, bf16 &b, int p, float inv_freq, const rope_table &f, int inverse)
 {
-    float ang = (float)p * f.inv_freq[i];
+    float ang = (float)p * inv_freq;
     float s, c;
     sincosf(ang, &s, &c);
     c *= f.scale;
     s *= inverse ? -f.scale : f.scale;
-    float a = __bfloat162float(v[i]), b = __bfloat162float(v[i + half]);
-    v[i] = __float2bfloat16_rn(a * c - b * s);
-    v[i + half] = __float2bfloat16_rn(b * c + a * s);
+    const float x = __bfloat162float(a), y = __bfloat162float(b);
+    a = __float2bfloat16_rn(x * c - y * s);
+    b = __float2bfloat16_rn(y * c + x * s);
+}
+
+/* Elements i and i + half of one head v rotated in place (frequency i). */
+__device__ __forceinline__ void rotate_pair(bf16 *v, int i, int half, int p, const rope_table &f, int inverse)
+{
+    rotate(v[i], v[i + half], p, f.inv_freq[i], f, inverse);
 }
 
 /* Elements i .. i + 7 and i + half .. i + half + 7 of one head v (16-byte
- * aligned, as are i and half) rotated in place: rotate_pair's arithmetic on
- * 8 pairs, with one 16-byte load and store for each half. */
+ * aligned, as are i and half) rotated in place, with one 16-byte load and
+ * store for each half. */
 __device__ __forceinline__ void rotate_8_pairs(bf16 *v, int i, int half, int p, const rope_table &f, int inverse)
 {
     uint4 ua = *(const uint4 *)(v + i), ub = *(const uint4 *)(v + i + half);
     bf16 *ha = (bf16 *)&ua, *hb = (bf16 *)&ub;
 #pragma unroll
-    for (int k = 0; k < 8; k++) {
-        float ang = (float)p * f.inv_freq[i + k];
-        float s, c;
-        sincosf(ang, &s, &c);
-        c *= f.scale;
-        s *= inverse ? -f.scale : f.scale;
-        float a = __bfloat162float(ha[k]), b = __bfloat162float(hb[k]);
-        ha[k] = __float2bfloat16_rn(a * c - b * s);
-        hb[k] = __float2bfloat16_rn(b * c + a * s);
-    }
+    for (int k = 0; k < 8; k++) rotate(ha[k], hb[k], p, f.inv_freq[i + k], f, inverse);
     *(uint4 *)(v + i) = ua;
     *(uint4 *)(v + i + half) = ub;
 }
