@@ -45,8 +45,10 @@ typedef struct backend {
     size_t host_bytes;        /* host bytes allocated through be_host_alloc */
     int transfers;            /* be_transfer calls so far (the next ticket) */
     bool round_bf16;          /* CPU only: store act values rounded to bf16, as CUDA does (DSFT_CPU_BF16=1) */
-    int attn_fwd_rows;        /* CUDA tuning: query rows per warp of the attention forward, 16 or 32
-                                 (0 = the default, 32); `ds-ft bench kernels --attn-fwd-rows` sets it */
+    int attn_fwd_rows;        /* CUDA tuning: 0 (default) = the attention's wgmma kernels where they run
+                                 (H100, head size 128), else mma.sync with 32 query rows per warp in the
+                                 forward; 16 or 32 = always the mma.sync kernels, the forward with that
+                                 many rows per warp (`ds-ft bench kernels --attn-fwd-rows`, the GPU tests) */
     void *impl;               /* backend-private (CUDA handles, workspaces) */
     void *profile;            /* per-op timing since be_profile_begin(); NULL when off */
     bool recording;           /* between be_record_begin() and be_record_end() */

@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -78,8 +79,9 @@ typedef struct {
 } kernels_args;
 
 static const cli_opt BENCH_KERNELS_OPTS[] = {
-    {"--attn-fwd-rows", ARG_CHOICE, offsetof(kernels_args, attn_rows), NULL, "32", 0, 0, "16|32", false,
-     "query rows per warp of the attention forward"},
+    {"--attn-fwd-rows", ARG_CHOICE, offsetof(kernels_args, attn_rows), NULL, "auto", 0, 0, "auto|16|32", false,
+     "the attention forward's kernel: auto = wgmma on an H100 (head size 128), else mma.sync with 32 query rows "
+     "per warp; 16 or 32 = the mma.sync kernel with that many rows per warp"},
     CLI_END,
 };
 
@@ -198,11 +200,12 @@ int bench_kernels(int argc, char **argv)
     int rc = cli_parse(&BENCH_KERNELS_SPEC, argc, argv, &a, &p);
     cli_parsed_free(&p);
     if (rc) return rc;
-    long attn_rows = strtol(a.attn_rows, NULL, 10);
+    long attn_rows = strcmp(a.attn_rows, "auto") ? strtol(a.attn_rows, NULL, 10) : 0;
     backend *be;
     if ((rc = be_open(BE_CUDA, &be))) return ds_fail_context(rc, "bench kernels needs a CUDA GPU: ");
     be->attn_fwd_rows = (int)attn_rows;
-    printf("attention forward: %ld query rows per warp\n", attn_rows);
+    if (attn_rows) printf("attention forward: the mma.sync kernel, %ld query rows per warp\n", attn_rows);
+    else printf("attention forward: the wgmma kernel on an H100 (sm_90a), else mma.sync with 32 rows per warp\n");
     const size_t nq = (size_t)BB * BT * BH * BD, nl = (size_t)BB * BT * BH;
     void *x[10];
     for (int i = 0; i < 3; i++) x[i] = bench_rand_act(be, nq);

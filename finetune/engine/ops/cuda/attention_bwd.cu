@@ -280,17 +280,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_bwd_kernel(attn_params
     /* dK (scaled) and dV rows of this warp's keys. */
     bf16 *gdk = p.dk + koff, *gdv = p.dv + koff;
 #pragma unroll
-    for (int dt = 0; dt < DT; dt++) {
-        const int col = dt * 8 + 2 * t4;
-        if (key_lo < T) {
-            *(uint32_t *)(gdk + (size_t)key_lo * kstride + col) = pack_bf16(dk[dt][0] * p.scale, dk[dt][1] * p.scale);
-            *(uint32_t *)(gdv + (size_t)key_lo * kstride + col) = pack_bf16(dv[dt][0], dv[dt][1]);
-        }
-        if (key_hi < T) {
-            *(uint32_t *)(gdk + (size_t)key_hi * kstride + col) = pack_bf16(dk[dt][2] * p.scale, dk[dt][3] * p.scale);
-            *(uint32_t *)(gdv + (size_t)key_hi * kstride + col) = pack_bf16(dv[dt][2], dv[dt][3]);
-        }
-    }
+    for (int dt = 0; dt < DT; dt++) store_dk_dv(gdk, gdv, kstride, key_lo, key_hi, T, dt * 8 + 2 * t4, dk[dt], dv[dt], p.scale);
 }
 
 template <int D>
@@ -358,7 +348,9 @@ extern "C" void attention_bwd_cuda(backend *be, void *dq, void *dk, void *dv, co
     case 16: launch_bwd<16>(be, p); break;
     case 32: launch_bwd<32>(be, p); break;
     case 64: launch_bwd<64>(be, p); break;
-    case 128: launch_bwd<128>(be, p); break;
+    case 128:   /* on an H100 the wgmma kernel, unless asked for the mma.sync ones (attn_fwd_rows) */
+        if (be->attn_fwd_rows || !attention_bwd_sm90(be, p)) launch_bwd<128>(be, p);
+        break;
     default: launch_bwd<192>(be, p); break;
     }
     if (be->err) return;
