@@ -22,7 +22,7 @@
  * Tiles are 128-byte swizzled (wgmma.cuh). Shared memory: K, V [2][128][64];
  * 2 stages of Q, dO [2][64][64]; dSᵀ [128 keys][64 queries] (one swizzled row
  * of 128 bytes per key); 2 stages of lse, delta and segment ids of 64 queries;
- * 1 KB of slack to align the start: 148 KB, one block per SM.
+ * 1 KB of slack to align the start: 146.5 KB, one block per SM.
  */
 #include "backend/backend.h"
 #include "backend/kernel.h"
