@@ -280,7 +280,17 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_bwd_kernel(attn_params
     /* dK (scaled) and dV rows of this warp's keys. */
     bf16 *gdk = p.dk + koff, *gdv = p.dv + koff;
 #pragma unroll
-    for (int dt = 0; dt < DT; dt++) store_dk_dv(gdk, gdv, kstride, key_lo, key_hi, T, dt * 8 + 2 * t4, dk[dt], dv[dt], p.scale);
+    for (int dt = 0; dt < DT; dt++) {
+        const int col = dt * 8 + 2 * t4;
+        if (key_lo < T) {
+            *(uint32_t *)(gdk + (size_t)key_lo * kstride + col) = pack_bf16(dk[dt][0] * p.scale, dk[dt][1] * p.scale);
+            *(uint32_t *)(gdv + (size_t)key_lo * kstride + col) = pack_bf16(dv[dt][0], dv[dt][1]);
+        }
+        if (key_hi < T) {
+            *(uint32_t *)(gdk + (size_t)key_hi * kstride + col) = pack_bf16(dk[dt][2] * p.scale, dk[dt][3] * p.scale);
+            *(uint32_t *)(gdv + (size_t)key_hi * kstride + col) = pack_bf16(dv[dt][2], dv[dt][3]);
+        }
+    }
 }
 
 template <int D>
@@ -293,14 +303,7 @@ static void launch_bwd(backend *be, const attn_params &p)
                 "allows %d", D, smem, attn_smem_limit());
         return;
     }
-    if (!configured) {
-        cudaError_t e = cudaFuncSetAttribute(attention_bwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) {
-            be_fail(be, DS_ETRAIN, "device error: attention_bwd: %zu bytes of shared memory: %s", smem, cudaGetErrorString(e));
-            return;
-        }
-        configured = true;
-    }
+    if (!attn_smem_opt_in(be, attention_bwd_kernel<D>, smem, "attention_bwd", &configured)) return;
     dim3 grid((unsigned)((p.T + ATTN_BK - 1) / ATTN_BK), (unsigned)p.Hkv, (unsigned)p.B);
     attention_bwd_kernel<D><<<grid, ATTN_THREADS, smem, cuda_stream(be)>>>(p);
     cuda_check_launch(be, "attention_bwd");
@@ -349,7 +352,7 @@ extern "C" void attention_bwd_cuda(backend *be, void *dq, void *dk, void *dv, co
     case 32: launch_bwd<32>(be, p); break;
     case 64: launch_bwd<64>(be, p); break;
     case 128:   /* on an H100 the wgmma kernel, unless asked for the mma.sync ones (attn_fwd_rows) */
-        if (be->attn_fwd_rows || !attention_bwd_sm90(be, p)) launch_bwd<128>(be, p);
+        if (!attention_bwd_sm90(be, p)) launch_bwd<128>(be, p);
         break;
     default: launch_bwd<192>(be, p); break;
     }

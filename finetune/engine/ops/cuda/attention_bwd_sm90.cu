@@ -246,8 +246,17 @@ __global__ void __launch_bounds__(256, 1) attention_bwd_sm90_kernel(attn_params 
     /* dK (scaled) and dV rows of this thread's keys. */
     bf16 *gdk = p.dk + koff, *gdv = p.dv + koff;
 #pragma unroll
-    for (int dt = 0; dt < DT; dt++)
-        store_dk_dv(gdk, gdv, kstride, key_lo, key_hi, T, dt * 8 + 2 * t4, dk + dt * 4, dv + dt * 4, p.scale);
+    for (int dt = 0; dt < DT; dt++) {
+        const int col = dt * 8 + 2 * t4;
+        if (key_lo < T) {
+            *(uint32_t *)(gdk + (size_t)key_lo * kstride + col) = pack_bf16(dk[dt * 4] * p.scale, dk[dt * 4 + 1] * p.scale);
+            *(uint32_t *)(gdv + (size_t)key_lo * kstride + col) = pack_bf16(dv[dt * 4], dv[dt * 4 + 1]);
+        }
+        if (key_hi < T) {
+            *(uint32_t *)(gdk + (size_t)key_hi * kstride + col) = pack_bf16(dk[dt * 4 + 2] * p.scale, dk[dt * 4 + 3] * p.scale);
+            *(uint32_t *)(gdv + (size_t)key_hi * kstride + col) = pack_bf16(dv[dt * 4 + 2], dv[dt * 4 + 3]);
+        }
+    }
 #elif defined(__CUDA_ARCH__)
     __trap();   /* built without sm_90a: attention_bwd_sm90() never launches this */
 #endif
@@ -255,18 +264,9 @@ __global__ void __launch_bounds__(256, 1) attention_bwd_sm90_kernel(attn_params 
 
 bool attention_bwd_sm90(backend *be, const attn_params &p)
 {
-    if (!attention_sm90_loaded()) return false;
+    if (!attention_sm90(be)) return false;
     static bool configured = false;   /* raise the dynamic shared-memory limit once */
-    if (!configured) {
-        cudaError_t e = cudaFuncSetAttribute(attention_bwd_sm90_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)bwd90::BYTES);
-        if (e != cudaSuccess) {
-            be_fail(be, DS_ETRAIN, "device error: attention_bwd: %zu bytes of shared memory: %s", bwd90::BYTES,
-                    cudaGetErrorString(e));
-            return true;
-        }
-        configured = true;
-    }
+    if (!attn_smem_opt_in(be, attention_bwd_sm90_kernel, bwd90::BYTES, "attention_bwd", &configured)) return true;
     dim3 grid((unsigned)((p.T + bwd90::BK - 1) / bwd90::BK), (unsigned)p.Hkv, (unsigned)p.B);
     attention_bwd_sm90_kernel<<<grid, bwd90::THREADS, bwd90::BYTES, cuda_stream(be)>>>(p);
     cuda_check_launch(be, "attention_bwd");

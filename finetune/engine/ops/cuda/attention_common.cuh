@@ -21,6 +21,9 @@
 #ifndef DS_ATTENTION_COMMON_CUH
 #define DS_ATTENTION_COMMON_CUH
 
+#include "backend/backend.h"
+#include "core/status.h"
+
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -101,71 +104,11 @@ __device__ __forceinline__ bool ranges_overlap(const int *r, int tile, int lo, i
     return r[2 * tile + 1] >= lo && r[2 * tile] <= hi;
 }
 
-/* What a forward block sees of its (batch b, head h) for query rows q0 ..
- * q0 + BQ - 1: the head's slices of q, k and v, the batch row's segment ids,
- * and the key tiles of BK = 64 rows that can be visible to it. */
-struct fwd_block {
-    const bf16 *q, *k, *v;   /* rows strided by qstride (q) and kstride (k, v) elements */
-    size_t qstride, kstride;
-    const int32_t *seg;      /* segment ids of the batch row, or NULL */
-    const int *rng;          /* with skipping: the batch row's 64-row segment ranges */
-    int qlo, qhi;            /* with skipping: the segment ids the block's rows span */
-    int kfirst, nkt;         /* key tiles kfirst .. nkt - 1: up to the block's last row and (with a
-                                window) from the first row's window on */
-};
-
-/* SKIP: with segment ranges, the block will visit only the key tiles whose
- * id range meets its own (the diagonal tile always does). */
-template <int D, int BQ, bool SKIP>
-__device__ __forceinline__ fwd_block fwd_block_at(const attn_params &p, int b, int h, int q0)
-{
-    fwd_block f;
-    const int T = p.T;
-    f.qstride = (size_t)p.H * D, f.kstride = (size_t)p.Hkv * D;
-    f.q = p.q + ((size_t)b * T * p.H + h) * D;
-    f.k = p.k + ((size_t)b * T * p.Hkv + h / p.group) * D;
-    f.v = p.v + ((size_t)b * T * p.Hkv + h / p.group) * D;
-    f.seg = p.seg ? p.seg + (size_t)b * T : NULL;
-    const int kend = min(q0 + BQ, T), W = p.window;
-    f.nkt = (kend + ATTN_BK - 1) / ATTN_BK;
-    f.kfirst = W && q0 - W + 1 > 0 ? (q0 - W + 1) / ATTN_BK : 0;   /* the first row sees no key before q0 - W + 1 */
-    f.rng = SKIP ? p.seg_ranges + (size_t)b * ((T + 63) / 64) * 2 : NULL;
-    f.qlo = f.qhi = 0;
-    if (SKIP) {
-        f.qlo = f.rng[2 * (q0 / 64)], f.qhi = f.rng[2 * (q0 / 64) + 1];
-        for (int t = q0 / 64 + 1; t * 64 < kend; t++) f.qlo = min(f.qlo, f.rng[2 * t]), f.qhi = max(f.qhi, f.rng[2 * t + 1]);
-    }
-    return f;
-}
-
-/* The first key tile at or after kt that the block visits (f.nkt: none). */
-template <bool SKIP>
-__device__ __forceinline__ int fwd_next_tile(const fwd_block &f, int kt)
-{
-    while (SKIP && kt < f.nkt && !ranges_overlap(f.rng, kt, f.qlo, f.qhi)) kt++;
-    return kt;
-}
-
 /* Two floats as a bf16 pair: lo in the low half (the lower column). */
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
 {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *(uint32_t *)&v;
-}
-
-/* Store one thread's part of dK (times scale) and dV: the C-layout pairs of
- * rows key_lo and key_hi (where < T), columns col and col + 1. */
-__device__ __forceinline__ void store_dk_dv(bf16 *gdk, bf16 *gdv, size_t stride, int key_lo, int key_hi, int T,
-                                            int col, const float dk[4], const float dv[4], float scale)
-{
-    if (key_lo < T) {
-        *(uint32_t *)(gdk + (size_t)key_lo * stride + col) = pack_bf16(dk[0] * scale, dk[1] * scale);
-        *(uint32_t *)(gdv + (size_t)key_lo * stride + col) = pack_bf16(dv[0], dv[1]);
-    }
-    if (key_hi < T) {
-        *(uint32_t *)(gdk + (size_t)key_hi * stride + col) = pack_bf16(dk[2] * scale, dk[3] * scale);
-        *(uint32_t *)(gdv + (size_t)key_hi * stride + col) = pack_bf16(dv[2], dv[3]);
-    }
 }
 
 /* The device's opt-in shared memory per block in bytes (227 KB on an H100, 99
@@ -182,15 +125,33 @@ static inline int attn_smem_limit(void)
     return limit;
 }
 
+/* attn_smem_opt_in() : let `kernel` use `bytes` of dynamic shared memory
+ * (past the default 48 KB), asked once per kernel: *done remembers it.
+ * @return false, with the failure recorded on be, where the device refuses. */
+template <typename Kernel>
+static inline bool attn_smem_opt_in(backend *be, Kernel kernel, size_t bytes, const char *op, bool *done)
+{
+    if (*done) return true;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e != cudaSuccess) {
+        be_fail(be, DS_ETRAIN, "device error: %s: %zu bytes of shared memory: %s", op, bytes, cudaGetErrorString(e));
+        return false;
+    }
+    *done = true;
+    return true;
+}
+
 /* attention_fwd_sm90() : the forward of head size 128 on Hopper's wgmma kernel
- * (attention_fwd_sm90.cu), when this build's sm_90a code runs on the device.
- * @return false (and launches nothing) where it does not: the caller then runs
- * the mma.sync kernel. Launch errors are recorded on the backend. */
+ * (attention_fwd_sm90.cu), when this build's sm_90a code runs on the device
+ * and the backend does not ask for the mma.sync kernels (be->attn_fwd_rows).
+ * @return false (and launches nothing) otherwise: the caller then runs the
+ * mma.sync kernel. Launch errors are recorded on the backend. */
 bool attention_fwd_sm90(struct backend *be, const attn_params &p);
 /* attention_bwd_sm90() : the same for the backward's main kernel (attention_bwd_sm90.cu). */
 bool attention_bwd_sm90(struct backend *be, const attn_params &p);
-/* attention_sm90_loaded() : true where the device runs this build's sm_90a code. */
-bool attention_sm90_loaded(void);
+/* attention_sm90() : whether these two run: the device runs this build's
+ * sm_90a code and be->attn_fwd_rows does not ask for the mma.sync kernels. */
+bool attention_sm90(struct backend *be);
 
 /* Start copying rows [r0, r0 + ROWS) of a (T, D) head slice (row stride `stride`
  * elements) into a shared tile of rows D + ATTN_PAD; rows at or past T read as

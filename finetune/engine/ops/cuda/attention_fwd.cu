@@ -74,22 +74,38 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_fwd_kernel(attn_params
     bf16 *sQ = (bf16 *)(smem + L::Q), *sK = (bf16 *)(smem + L::K), *sV = (bf16 *)(smem + L::V);
     int *sSeg = (int *)(smem + L::SEG);
 
-    const int T = p.T, H = p.H;
-    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int T = p.T, H = p.H, Hkv = p.Hkv;
+    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / p.group;
     const int q0 = qt * BQ;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
     const int wrow0 = q0 + warp * ROWS;   /* this warp's first query row */
-    const fwd_block f = fwd_block_at<D, BQ, SKIP>(p, b, h, q0);
-    const size_t qstride = f.qstride, kstride = f.kstride;
-    const bf16 *gq = f.q, *gk = f.k, *gv = f.v;
-    const int32_t *seg = f.seg;
-    const int nkt = f.nkt, W = p.window;
-    auto next_tile = [&](int kt) { return fwd_next_tile<SKIP>(f, kt); };
+    const size_t qstride = (size_t)H * D, kstride = (size_t)Hkv * D;
+    const bf16 *gq = p.q + ((size_t)b * T * H + h) * D;
+    const bf16 *gk = p.k + ((size_t)b * T * Hkv + kvh) * D;
+    const bf16 *gv = p.v + ((size_t)b * T * Hkv + kvh) * D;
+    const int32_t *seg = p.seg ? p.seg + (size_t)b * T : NULL;
+    const int kend = min(q0 + BQ, T), nkt = (kend + ATTN_BK - 1) / ATTN_BK;   /* keys 0 .. last row of the block */
+    const int W = p.window;
+    /* with a window, the block's first row sees no key before q0 - W + 1 */
+    const int kfirst = W && q0 - W + 1 > 0 ? (q0 - W + 1) / ATTN_BK : 0;
+
+    /* With segments, only key tiles whose id range meets this block's are visited
+     * (the diagonal tile always is: it holds the rows' own keys). */
+    const int *rng = SKIP ? p.seg_ranges + (size_t)b * ((T + 63) / 64) * 2 : NULL;
+    int qlo = 0, qhi = 0;
+    if (SKIP) {
+        qlo = rng[2 * (q0 / 64)], qhi = rng[2 * (q0 / 64) + 1];
+        for (int t = q0 / 64 + 1; t * 64 < kend; t++) qlo = min(qlo, rng[2 * t]), qhi = max(qhi, rng[2 * t + 1]);
+    }
+    auto next_tile = [&](int kt) {
+        while (SKIP && kt < nkt && !ranges_overlap(rng, kt, qlo, qhi)) kt++;
+        return kt;
+    };
 
     /* Q tile (group 0), then the first key tile (group 1). */
     load_tile_async<D, BQ>(sQ, gq, qstride, q0, T);
     cp_async_commit();
-    int kt_i = next_tile(f.kfirst);
+    int kt_i = next_tile(kfirst);
     load_tile_async<D>(sK, gk, kstride, kt_i * ATTN_BK, T);
     load_tile_async<D>(sV, gv, kstride, kt_i * ATTN_BK, T);
     if (seg && threadIdx.x < ATTN_BK) {
@@ -297,15 +313,7 @@ static void launch_fwd(backend *be, const attn_params &p)
                 "allows %d", D, smem, attn_smem_limit());
         return;
     }
-    if (!configured) {
-        cudaError_t e = cudaFuncSetAttribute(attention_fwd_kernel<D, MT, SKIP>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) {
-            be_fail(be, DS_ETRAIN, "device error: attention_fwd: %zu bytes of shared memory: %s", smem, cudaGetErrorString(e));
-            return;
-        }
-        configured = true;
-    }
+    if (!attn_smem_opt_in(be, attention_fwd_kernel<D, MT, SKIP>, smem, "attention_fwd", &configured)) return;
     const int bq = fwd_cfg<D, MT>::BQ;
     dim3 grid((unsigned)((p.T + bq - 1) / bq), (unsigned)p.H, (unsigned)p.B);
     attention_fwd_kernel<D, MT, SKIP><<<grid, ATTN_THREADS, smem, cuda_stream(be)>>>(p);
@@ -400,8 +408,8 @@ extern "C" void attention_fwd_cuda(backend *be, void *out, float *lse, const voi
         if (!ranges || !attention_seg_ranges(be, ranges, seg, B, T)) return;
         p.seg_ranges = ranges;
     }
-    /* Head size 128 on an H100: the wgmma kernel, unless bench kernels asks for the mma.sync one. */
-    if (D == 128 && be->attn_fwd_rows == 0 && attention_fwd_sm90(be, p)) return;
+    /* Head size 128 on an H100: the wgmma kernel, unless asked for the mma.sync one (attn_fwd_rows). */
+    if (D == 128 && attention_fwd_sm90(be, p)) return;
     /* Rows per warp: 32 (two m-tiles) by default, 16 at D = 192; the backend's
      * attn_fwd_rows = 16 selects one m-tile (a tuning choice that bench kernels compares). */
     const int mt = be->attn_fwd_rows == 16 ? 1 : 2;

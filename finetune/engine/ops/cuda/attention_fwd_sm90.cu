@@ -54,7 +54,7 @@ struct fwd90 {
     static constexpr size_t BYTES = SEG + (size_t)2 * BK * 4 + 1024;
     static constexpr size_t STAGE = (size_t)BK * D * 2;          /* bytes of one K (or V) stage */
 };
-static_assert(fwd90::BK == ATTN_BK, "fwd_block_at counts key tiles of ATTN_BK rows");
+static_assert(fwd90::BK == ATTN_BK, "the segment ranges are kept per 64 rows: a key tile is one range tile");
 
 /* out (B*T, H, 128) and lse (B*T, H) from q (B*T, H, 128), k, v (B*T, Hkv, 128).
  * SKIP: visit only the key tiles whose segment ids can meet the block's. */
@@ -69,26 +69,43 @@ __global__ void __launch_bounds__(fwd90::THREADS, 2) attention_fwd_sm90_kernel(a
     unsigned char *sQ = smem + L::Q, *sK = smem + L::K, *sV = smem + L::V;
     int *sSeg = (int *)(smem + L::SEG);
 
-    const int T = p.T, H = p.H;
-    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int T = p.T, H = p.H, Hkv = p.Hkv;
+    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / p.group;
     const int q0 = qt * BQ;
     const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
     const int g = lane / 4, t4 = lane % 4;
     const int wgrow0 = q0 + 64 * wg;        /* this warpgroup's first query row */
     const int wrow0 = wgrow0 + 16 * warp;   /* this warp's first query row */
-    const fwd_block f = fwd_block_at<D, BQ, SKIP>(p, b, h, q0);
-    const bf16 *gk = f.k, *gv = f.v;
-    const int32_t *seg = f.seg;
-    const int nkt = f.nkt, W = p.window;
-    auto next_tile = [&](int kt) { return fwd_next_tile<SKIP>(f, kt); };
+    const size_t qstride = (size_t)H * D, kstride = (size_t)Hkv * D;
+    const bf16 *gq = p.q + ((size_t)b * T * H + h) * D;
+    const bf16 *gk = p.k + ((size_t)b * T * Hkv + kvh) * D;
+    const bf16 *gv = p.v + ((size_t)b * T * Hkv + kvh) * D;
+    const int32_t *seg = p.seg ? p.seg + (size_t)b * T : NULL;
+    const int kend = min(q0 + BQ, T), nkt = (kend + BK - 1) / BK;   /* keys 0 .. last row of the block */
+    const int W = p.window;
+    /* with a window, the block's first row sees no key before q0 - W + 1 */
+    const int kfirst = W && q0 - W + 1 > 0 ? (q0 - W + 1) / BK : 0;
+
+    /* With segments, only key tiles whose id range meets this block's are visited
+     * (the diagonal tile always is: it holds the rows' own keys). */
+    const int *rng = SKIP ? p.seg_ranges + (size_t)b * ((T + 63) / 64) * 2 : NULL;
+    int qlo = 0, qhi = 0;
+    if (SKIP) {
+        qlo = rng[2 * (q0 / 64)], qhi = rng[2 * (q0 / 64) + 1];
+        for (int t = q0 / 64 + 1; t * 64 < kend; t++) qlo = min(qlo, rng[2 * t]), qhi = max(qhi, rng[2 * t + 1]);
+    }
+    auto next_tile = [&](int kt) {
+        while (SKIP && kt < nkt && !ranges_overlap(rng, kt, qlo, qhi)) kt++;
+        return kt;
+    };
     auto load_k = [&](int stage, int kt) {   /* K tile kt and its segment ids into a stage */
-        load_tile_sw128<BK, L::THREADS>(sK + stage * L::STAGE, gk, f.kstride, kt * BK, T);
+        load_tile_sw128<BK, L::THREADS>(sK + stage * L::STAGE, gk, kstride, kt * BK, T);
         if (seg && threadIdx.x < BK) {
             const int key = kt * BK + threadIdx.x;
             sSeg[stage * BK + threadIdx.x] = key < T ? seg[key] : -1;
         }
     };
-    auto load_v = [&](int stage, int kt) { load_tile_sw128<BK, L::THREADS>(sV + stage * L::STAGE, gv, f.kstride, kt * BK, T); };
+    auto load_v = [&](int stage, int kt) { load_tile_sw128<BK, L::THREADS>(sV + stage * L::STAGE, gv, kstride, kt * BK, T); };
 
     /* This thread's query rows are wrow0 + g and wrow0 + g + 8; their segments: */
     int rseg[2];
@@ -185,8 +202,8 @@ __global__ void __launch_bounds__(fwd90::THREADS, 2) attention_fwd_sm90_kernel(a
 
     /* Q, then K and V of the first tile; each later tile loads (into the other
      * stage) while this one is used. */
-    int kt_i = next_tile(f.kfirst);
-    load_tile_sw128<BQ, L::THREADS>(sQ, f.q, f.qstride, q0, T);
+    int kt_i = next_tile(kfirst);
+    load_tile_sw128<BQ, L::THREADS>(sQ, gq, qstride, q0, T);
     cp_async_commit();
     load_k(0, kt_i);
     load_v(0, kt_i);
@@ -230,7 +247,7 @@ __global__ void __launch_bounds__(fwd90::THREADS, 2) attention_fwd_sm90_kernel(a
         const float inv = l[hf] > 0 ? 1.0f / l[hf] : 0.0f;
 #pragma unroll
         for (int dt = 0; dt < DT; dt++)
-            *(uint32_t *)(go + (size_t)r * f.qstride + dt * 8 + 2 * t4) =
+            *(uint32_t *)(go + (size_t)r * qstride + dt * 8 + 2 * t4) =
                 pack_bf16(o[dt * 4 + 2 * hf] * inv, o[dt * 4 + 2 * hf + 1] * inv);
         if (t4 == 0) gl[(size_t)r * H] = (m[hf] + log2f(l[hf])) * ATTN_LN2;
     }
@@ -243,16 +260,7 @@ template <bool SKIP>
 static void launch_fwd90(backend *be, const attn_params &p)
 {
     static bool configured = false;   /* raise the dynamic shared-memory limit once per kernel */
-    if (!configured) {
-        cudaError_t e = cudaFuncSetAttribute(attention_fwd_sm90_kernel<SKIP>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fwd90::BYTES);
-        if (e != cudaSuccess) {
-            be_fail(be, DS_ETRAIN, "device error: attention_fwd: %zu bytes of shared memory: %s", fwd90::BYTES,
-                    cudaGetErrorString(e));
-            return;
-        }
-        configured = true;
-    }
+    if (!attn_smem_opt_in(be, attention_fwd_sm90_kernel<SKIP>, fwd90::BYTES, "attention_fwd", &configured)) return;
     dim3 grid((unsigned)((p.T + fwd90::BQ - 1) / fwd90::BQ), (unsigned)p.H, (unsigned)p.B);
     attention_fwd_sm90_kernel<SKIP><<<grid, fwd90::THREADS, fwd90::BYTES, cuda_stream(be)>>>(p);
     cuda_check_launch(be, "attention_fwd");
@@ -260,8 +268,9 @@ static void launch_fwd90(backend *be, const attn_params &p)
 
 /* Was this build's sm_90a code loaded for the device? (Not on other GPUs, nor
  * where the driver compiled the kernels from compute_89 PTX: then the wgmma
- * kernels are empty.) Asked once: a process drives one GPU. */
-bool attention_sm90_loaded(void)
+ * kernels are empty.) Asked once: a process drives one GPU. And does the
+ * backend leave the choice to us (attn_fwd_rows = 0)? */
+bool attention_sm90(backend *be)
 {
     static int loaded = -1;
     if (loaded < 0) {
@@ -270,12 +279,12 @@ bool attention_sm90_loaded(void)
                  a.binaryVersion >= 90;
         (void)cudaGetLastError();
     }
-    return loaded == 1;
+    return loaded == 1 && !be->attn_fwd_rows;
 }
 
 bool attention_fwd_sm90(backend *be, const attn_params &p)
 {
-    if (!attention_sm90_loaded()) return false;
+    if (!attention_sm90(be)) return false;
     p.seg_ranges ? launch_fwd90<true>(be, p) : launch_fwd90<false>(be, p);
     return true;
 }
