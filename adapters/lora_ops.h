@@ -3,15 +3,19 @@
  *   y = x·Wᵀ + s · (drop(x)·Aᵀ)·Bᵀ,   A (r, in), B (out, r), s = alpha/r (rsLoRA: alpha/sqrt(r))
  *
  * W is frozen and handled by the caller; these ops add the low-rank path and
- * produce the gradients of A and B. As in PEFT, the low-rank path runs in
- * fp32 whatever the activations' type: x and dy are converted once, every
- * LoRA product is an fp32 product, and the result is added into y (or dx)
- * with a single rounding. drop(x) = x * keep / (1 - p) with keep decided by
+ * produce the gradients of A and B. The products run in the activations' type
+ * (bf16 on CUDA, on the tensor cores with fp32 accumulation; fp32 on the CPU):
+ * A, B, u and du are rounded to it just before each product, x and dy are read
+ * as they are, dA and dB accumulate in fp32, and the low-rank output is added
+ * into y (or dx) in the product's epilogue with a single rounding. (PEFT runs
+ * its fp32 adapters in fp32 over a bf16 base; on bf16 activations the
+ * difference is within bf16 rounding, and it spares an fp32 copy of every
+ * input and output.) drop(x) = x * keep / (1 - p) with keep decided by
  * ds_dropout_keep(seed, step, id, (row0 + n)*in + c, p), so the backward (and
  * a recomputed forward) regenerates the same mask without storing it, and a
  * batch run in slices of rows (row0 each slice's first) drops what the whole
  * batch would. Long batches run in slices of LORA_MAX_ROWS rows, so that the
- * fp32 workspace does not grow with the sequence.
+ * workspace does not grow with the sequence.
  */
 #ifndef DS_ADAPTERS_LORA_OPS_H
 #define DS_ADAPTERS_LORA_OPS_H
@@ -58,18 +62,21 @@ void op_lora_u(backend *be, float *u, const void *x, const lora_view *l, int N, 
 void op_lora_bwd(backend *be, void *dx, const void *dy, const void *x, const float *u, const lora_view *l, int N,
                  const lora_ctx *ctx);
 
-/* Workspace (bytes) the LoRA ops need for N rows of a module: one (n,
- * max(in, out)) fp32 buffer and the (n, r) fp32 du, n = min(N, LORA_MAX_ROWS). */
-size_t lora_workspace_bytes(const lora_view *l, int N);
+/* lora_workspace_bytes() : the workspace (WS_LORA) the LoRA ops need for N
+ * rows of a module on a backend whose activations take act_size bytes: A and
+ * B, u and du in the activations' type and du in fp32 for n = min(N,
+ * LORA_MAX_ROWS) rows, and with dropout one (n, in) activation.
+ * @return its size in bytes. */
+size_t lora_workspace_bytes(const lora_view *l, int N, size_t act_size);
 
-/* out (n) fp32 (+)= drop(x): x[i] * keep(first + i) / (1 - p) for i in [0, n);
- * out may be x. accumulate = false overwrites out. first places x in the
- * module's mask (a slice of a longer batch). Used by the LoRA ops; exposed
- * for tests. */
-void op_dropout(backend *be, float *out, const float *x, size_t n, uint64_t first, float p, uint64_t seed,
+/* out (n) act (+)= drop(x), x act: x[i] * keep(first + i) / (1 - p) for i in
+ * [0, n), summed in fp32 and rounded once; out may be x. accumulate = false
+ * overwrites out. first places x in the module's mask (a slice of a longer
+ * batch). Used by the LoRA ops; exposed for tests. */
+void op_dropout(backend *be, void *out, const void *x, size_t n, uint64_t first, float p, uint64_t seed,
                 uint64_t step, uint64_t id, bool accumulate);
 
-void dropout_cuda(backend *be, float *out, const float *x, size_t n, uint64_t first, float p, uint64_t seed,
+void dropout_cuda(backend *be, void *out, const void *x, size_t n, uint64_t first, float p, uint64_t seed,
                   uint64_t step, uint64_t id, bool accumulate);
 
 #ifdef __cplusplus

@@ -1,6 +1,8 @@
 /* Long sequences' memory savers give the step the plain engine gives: each
  * layer's input offloaded to host memory (two device slots taking turns), the
- * MLP over slices of tokens, the LoRA products over slices of rows. A forward
+ * MLP over slices of tokens, the LoRA products over slices of rows, and the
+ * attention output kept from the forward (on the device or offloaded) instead
+ * of recomputed. A forward
  * and backward with each of them, with LoRA dropout on (its mask must follow
  * the rows across slices), against the same step without them: the same
  * log-probabilities, hidden states and LoRA gradients. */
@@ -32,7 +34,7 @@ static void step_free(step_out *s)
 
 /* One forward and backward of a fixed random batch of B rows of T on model
  * `dir` with a fresh adapter (dropout 0.1, r 4 on every linear layer). */
-static step_out run_step(const char *dir, int B, int T, bool offload, int mlp_rows)
+static step_out run_step(const char *dir, int B, int T, bool offload, int mlp_rows, bool keep_attention)
 {
     backend *be;
     llama_model *m;
@@ -55,7 +57,7 @@ static step_out run_step(const char *dir, int B, int T, bool offload, int mlp_ro
     }
     engine *e;
     engine_opts eo = {.max_B = B, .max_T = T, .training = true, .adapter = ad, .checkpointing = true, .seed = 5,
-                      .offload = offload, .mlp_rows = mlp_rows};
+                      .offload = offload, .mlp_rows = mlp_rows, .keep_attention = keep_attention};
     cr_assert_eq(engine_create(be, m, &eo, &e), 0, "%s", ds_errmsg());
     const int L = m->cfg.num_layers, C = m->cfg.hidden_size;
     step_out s = {.N = (size_t)B * T, .P = ad->nparams};
@@ -91,10 +93,10 @@ static void expect_same(const float *x, const float *ref, size_t n, double tol, 
     cr_expect(err <= tol, "%s: relative difference %.3e (limit %.0e)", what, err, tol);
 }
 
-static void expect_same_step(const char *dir, bool offload, int mlp_rows)
+static void expect_same_step(const char *dir, bool offload, int mlp_rows, bool keep_attention)
 {
     char *path = tu_source_path(dir);
-    step_out ref = run_step(path, 2, 9, false, 0), got = run_step(path, 2, 9, offload, mlp_rows);
+    step_out ref = run_step(path, 2, 9, false, 0, false), got = run_step(path, 2, 9, offload, mlp_rows, keep_attention);
     expect_same(got.lp, ref.lp, ref.N, 1e-6, "log-probabilities");
     expect_same(got.hidden, ref.hidden, ref.hidden_n, 1e-6, "hidden states");
     expect_same(got.grads, ref.grads, ref.P, 1e-5, "LoRA gradients");
@@ -108,38 +110,69 @@ static void expect_same_step(const char *dir, bool offload, int mlp_rows)
 
 Test(engine_offload, offloaded_inputs_give_the_same_step)
 {
-    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 0);
+    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 0, false);
 }
 
 Test(engine_offload, mlp_slices_give_the_same_step)
 {
-    expect_same_step("tests/data/fixtures/tiny-qwen3", false, 5);   /* 18 tokens: slices of 5, 5, 5, 3 */
+    expect_same_step("tests/data/fixtures/tiny-qwen3", false, 5, false);   /* 18 tokens: slices of 5, 5, 5, 3 */
 }
 
 Test(engine_offload, both_at_once_give_the_same_step)
 {
-    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 4);
+    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 4, false);
 }
 
 Test(engine_offload, deepseek_layers_with_offloaded_inputs)
 {
-    expect_same_step("tests/data/fixtures/tiny-deepseek-v3", true, 0);
+    expect_same_step("tests/data/fixtures/tiny-deepseek-v3", true, 0, false);
+}
+
+/* The backward reads the kept attention output instead of recomputing it:
+ * the same step, on the device's buffers and offloaded through two slots. */
+Test(engine_offload, kept_attention_gives_the_same_step)
+{
+    expect_same_step("tests/data/fixtures/tiny-qwen3", false, 0, true);
+}
+
+Test(engine_offload, kept_attention_offloaded_gives_the_same_step)
+{
+    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 4, true);
+}
+
+Test(engine_offload, kept_attention_on_llama_layers)
+{
+    expect_same_step("tests/data/fixtures/tiny-llama31", true, 0, true);
+}
+
+/* Options that need checkpointing (or Llama-family layers) are refused by name. */
+static void expect_refused(const char *dir, engine_opts eo, const char *why)
+{
+    char *path = tu_source_path(dir);
+    backend *be;
+    llama_model *m;
+    cr_assert_eq(be_open(BE_CPU, &be), 0);
+    cr_assert_eq(model_load(path, NULL, &m), 0, "%s", ds_errmsg());
+    engine *e = NULL;
+    cr_assert_eq(engine_create(be, m, &eo, &e), DS_ECONFIG);
+    cr_assert(strstr(ds_errmsg(), why), "%s", ds_errmsg());
+    model_free(m);
+    be_close(be);
+    free(path);
 }
 
 Test(engine_offload, offload_without_checkpointing_is_refused)
 {
-    char *dir = tu_source_path("tests/data/fixtures/tiny-qwen3");
-    backend *be;
-    llama_model *m;
-    cr_assert_eq(be_open(BE_CPU, &be), 0);
-    cr_assert_eq(model_load(dir, NULL, &m), 0, "%s", ds_errmsg());
-    engine *e = NULL;
-    engine_opts eo = {.max_B = 1, .max_T = 8, .training = true, .offload = true};
-    cr_assert_eq(engine_create(be, m, &eo, &e), DS_ECONFIG);
-    cr_assert(strstr(ds_errmsg(), "checkpointing"), "%s", ds_errmsg());
-    model_free(m);
-    be_close(be);
-    free(dir);
+    expect_refused("tests/data/fixtures/tiny-qwen3", (engine_opts){.max_B = 1, .max_T = 8, .training = true,
+                                                                   .offload = true}, "checkpointing");
+}
+
+Test(engine_offload, kept_attention_without_checkpointing_or_on_deepseek_is_refused)
+{
+    expect_refused("tests/data/fixtures/tiny-qwen3", (engine_opts){.max_B = 1, .max_T = 8, .training = true,
+                                                                   .keep_attention = true}, "checkpointing");
+    expect_refused("tests/data/fixtures/tiny-deepseek-v3", (engine_opts){.max_B = 1, .max_T = 8, .training = true,
+                   .checkpointing = true, .keep_attention = true}, "DeepSeek");
 }
 
 /* The LoRA products over more rows than one slice: against a plain loop. */

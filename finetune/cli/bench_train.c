@@ -28,6 +28,7 @@ typedef struct {
     bool profile;           /* one more step, timed by op */
     bool precompute_ref;    /* DPO: the reference log-probs once before the steps, as precompute_ref_log_probs */
     const char *offload;    /* auto | on | off */
+    const char *keep_attention;   /* auto | on | off */
     unsigned targets;
     bool default_targets;   /* no --targets: q_proj,v_proj, or DeepSeek's MLA pair */
     double mem_limit_gib;   /* > 0: search the largest micro-batch under this */
@@ -94,7 +95,7 @@ static void linear_work(const model_config *c, unsigned targets, int r, double *
 }
 
 /* FLOPs one step executes (matrix products and attention). */
-static double step_flops(const model_config *c, const bench_opts *o, long rows)
+static double step_flops(const model_config *c, const bench_opts *o, long rows, bool kept_attention)
 {
     double C = c->hidden_size, V = c->vocab_size, T = o->seq, L = c->num_layers, lin, down, lora;
     linear_work(c, o->targets, o->rank, &lin, &down, &lora);
@@ -103,7 +104,7 @@ static double step_flops(const model_config *c, const bench_opts *o, long rows)
     double attn_fwd = T * c->num_heads * (c->head_dim + dv) * L;   /* causal: T/2 keys, 2 products, 2 flops */
     double fwd = 2 * lin + 2 * lora + 2 * V * C + attn_fwd;
     double bwd = 2 * lin + 4 * lora + 4 * V * C + 2.5 * attn_fwd;   /* dx only; logits recomputed */
-    double recompute = o->checkpointing ? 2 * (lin - down) + 2 * lora + attn_fwd : 0;
+    double recompute = o->checkpointing ? 2 * (lin - down) + 2 * lora + (kept_attention ? 0 : attn_fwd) : 0;
     double ref = o->dpo && !o->precompute_ref ? 2 * lin + 2 * V * C + attn_fwd : 0;
     return tokens * (fwd + bwd + recompute + ref) * o->accum;
 }
@@ -168,6 +169,7 @@ typedef struct {
     engine_memory plan;   /* the engine's arenas: where the run's memory lives */
     size_t host_peak;     /* the process's peak resident set so far (over every micro-batch run) */
     bool offload;         /* each layer's input was offloaded to host memory */
+    bool keep_attention;  /* each layer's attention output was kept for the backward */
 } bench_result;
 
 static int cmp_double(const void *x, const void *y)
@@ -223,7 +225,14 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
         be_mem_info(be, &free_b, &total_b);
         eo.offload = train_offload_helps(&m->cfg, true, &eo, free_b);
     }
+    eo.keep_attention = !strcmp(o->keep_attention, "on");
+    if (!strcmp(o->keep_attention, "auto") && be->kind == BE_CUDA) {
+        size_t free_b = 0, total_b = 0;
+        be_mem_info(be, &free_b, &total_b);
+        eo.keep_attention = train_keep_attention_pays(&m->cfg, true, &eo, free_b);
+    }
     res->offload = eo.offload;
+    res->keep_attention = eo.keep_attention;
     int rc = engine_create(be, m, &eo, &e);
     if (rc) return rc;
     batch b;
@@ -249,7 +258,7 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
         qsort(times, (size_t)o->steps, sizeof *times, cmp_double);
         res->step_s = times[o->steps / 2];
         res->tokens_per_s = (double)N * o->accum / res->step_s;
-        res->tflops = step_flops(&m->cfg, o, rows) / res->step_s / 1e12;
+        res->tflops = step_flops(&m->cfg, o, rows, res->keep_attention) / res->step_s / 1e12;
         size_t free_b, total_b;
         be_mem_info(be, &free_b, &total_b);
         res->peak_alloc = be_peak_bytes(be);
@@ -267,7 +276,7 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
 
 /* The command line, as the table says; turned into bench_opts by parse(). */
 typedef struct {
-    const char *shape, *device, *loss, *checkpointing, *targets, *offload;
+    const char *shape, *device, *loss, *checkpointing, *targets, *offload, *keep_attention;
     long seq, batch, rank, steps, warmup, accum;
     double mem_limit_gib;
     bool profile, precompute_ref;
@@ -293,6 +302,9 @@ static const cli_opt BENCH_TRAIN_OPTS[] = {
     {"--offload", ARG_CHOICE, offsetof(bench_args, offload), NULL, "auto", 0, 0, "auto|on|off", false,
      "each layer's input kept in host memory (with checkpointing); auto = where the run would not fit the GPU's "
      "free memory otherwise"},
+    {"--keep-attention", ARG_CHOICE, offsetof(bench_args, keep_attention), NULL, "auto", 0, 0, "auto|on|off", false,
+     "each layer's attention output kept for the backward, which then does not compute it again (with "
+     "checkpointing); auto = with offload, where it fits, as train.keep_attention: auto"},
     {"--accum", ARG_INT, offsetof(bench_args, accum), "N", "1", 1, 4096, NULL, false,
      "micro-batches per optimizer step"},
     {"--steps", ARG_INT, offsetof(bench_args, steps), "N", "5", 1, 100000, NULL, false,
@@ -321,7 +333,8 @@ static int parse(int argc, char **argv, bench_opts *o)
     *o = (bench_opts){.shape = a.shape ? a.shape : "deepseek-llm-7b", .seq = (int)a.seq, .batch = (int)a.batch,
                       .rank = (int)a.rank, .steps = (int)a.steps, .warmup = (int)a.warmup, .accum = (int)a.accum,
                       .dpo = !strcmp(a.loss, "dpo"), .checkpointing = !strcmp(a.checkpointing, "on"), .offload = a.offload,
-                      .targets = (1u << LIN_Q) | (1u << LIN_V), .default_targets = !a.targets,
+                      .keep_attention = a.keep_attention, .targets = (1u << LIN_Q) | (1u << LIN_V),
+                      .default_targets = !a.targets,
                       .mem_limit_gib = a.mem_limit_gib, .device = a.device, .profile = a.profile,
                       .precompute_ref = a.precompute_ref};
     if (!rc && o->precompute_ref && !o->dpo)
@@ -371,12 +384,13 @@ int bench_train(int argc, char **argv)
             if (*targets) strcat(targets, ",");
             strcat(targets, t < LIN_COUNT ? llama_linear_name((llama_linear)t) : MLA[t - LIN_COUNT]);
         }
-    printf("bench train: %s (%.2fB parameters), NF4 base, LoRA r=%d on %s, %s, seq %d, checkpointing %s, offload %s\n",
+    printf("bench train: %s (%.2fB parameters), NF4 base, LoRA r=%d on %s, %s, seq %d, checkpointing %s, offload %s, "
+           "keep attention %s\n",
            o.shape, model_config_params(&cfg) / 1e9, o.rank, targets,
            !o.dpo ? "sft"
            : o.precompute_ref ? "dpo (pairs; reference log-probs computed once before the steps)"
                               : "dpo (pairs; reference pass through the disabled adapter)",
-           o.seq, o.checkpointing ? "on" : "off", o.offload);
+           o.seq, o.checkpointing ? "on" : "off", o.offload, o.keep_attention);
     printf("device: %s (%s); measured bf16 GEMM peak %.1f TFLOP/s\n", be_device_name(be), be_name(be), peak);
     int sizes[] = {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32};
     int nsizes = o.mem_limit_gib > 0 ? (int)(sizeof sizes / sizeof *sizes) : 1;
@@ -403,24 +417,27 @@ int bench_train(int argc, char **argv)
                fits ? "" : "  (over the limit)");
         /* what lives where: the arenas on the device, the offloaded inputs in host memory */
         char w[32], ad[32], ac[32], ws[32], host[32], off[32];
-        printf("  memory plan on the %s: weights %s, adapter + gradients + optimizer %s, activations %s (%s), "
+        printf("  memory plan on the %s: weights %s, adapter + gradients + optimizer %s, activations %s (%s%s), "
                "workspace %s; host: peak resident so far %s%s%s%s\n", be_name(be),
                ds_bytes_str(r.plan.weights, w, sizeof w), ds_bytes_str(r.plan.adapter, ad, sizeof ad),
                ds_bytes_str(r.plan.activations, ac, sizeof ac),
                !o.checkpointing ? "every layer's intermediates"
                : r.offload ? "a few layers' inputs, one layer's intermediates"
                            : "each layer's input kept, one layer's intermediates",
+               !r.keep_attention ? "" : r.offload ? "; each layer's attention output offloaded too"
+                                                  : "; each layer's attention output kept",
                ds_bytes_str(r.plan.workspace, ws, sizeof ws), ds_bytes_str(r.host_peak, host, sizeof host),
-               r.offload ? ", of which the offloaded layer inputs " : "",
+               r.offload ? ", of which the offloaded activations " : "",
                r.offload ? ds_bytes_str(r.plan.host, off, sizeof off) : "", r.offload ? " (page-locked)" : "");
         printf("RESULT {\"shape\": \"%s\", \"loss\": \"%s\", \"seq\": %d, \"micro_batch\": %d, \"checkpointing\": %s, "
                "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"tflops\": %.2f, \"peak_share\": %.4f, \"peak_alloc_bytes\": %zu, "
                "\"in_use_bytes\": %zu, \"weights_bytes\": %zu, \"adapter_bytes\": %zu, \"activations_bytes\": %zu, "
                "\"workspace_bytes\": %zu, \"offload\": %s, \"host_offload_bytes\": %zu, \"host_peak_bytes\": %zu, "
-               "\"precompute_ref\": %s}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B,
+               "\"precompute_ref\": %s, \"keep_attention\": %s}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B,
                o.checkpointing ? "true" : "false", r.step_s, r.tokens_per_s, r.tflops, peak > 0 ? r.tflops / peak : 0.0,
                r.peak_alloc, r.in_use, r.plan.weights, r.plan.adapter, r.plan.activations, r.plan.workspace,
-               r.offload ? "true" : "false", r.plan.host, r.host_peak, o.precompute_ref ? "true" : "false");
+               r.offload ? "true" : "false", r.plan.host, r.host_peak, o.precompute_ref ? "true" : "false",
+               r.keep_attention ? "true" : "false");
         fflush(stdout);
         if (!fits) break;
         best = B;

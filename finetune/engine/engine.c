@@ -163,8 +163,10 @@ static void layout_attention(engine *e, carve *c, layer_acts *a)
         a->rstd_k = take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
     }
     a->v = take(c, N * (size_t)e->KVD * A);
-    a->att = take(c, N * (size_t)e->QD * A);
-    a->lse = take(c, N * (size_t)cfg->num_heads * sizeof(float));
+    if (!e->opts.keep_attention) {   /* else layer l's entry of e->kept_attn */
+        a->att = take(c, N * (size_t)e->QD * A);
+        a->lse = take(c, N * (size_t)cfg->num_heads * sizeof(float));
+    }
     for (int t = 0; t < LIN_COUNT; t++)
         a->lora_u[t] = e->views && e->views[t].r ? take(c, N * (size_t)e->views[t].r * sizeof(float)) : NULL;
 }
@@ -177,7 +179,8 @@ static void layout_acts(engine *e, carve *c)
     if (cfg->ds.on && (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate > I)   /* g, u, m: the shared experts' too */
         I = (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate;
     const size_t R = (size_t)e->mlp_rows;   /* tokens per MLP slice */
-    resid_layout(e, c);
+    stash_layout(&e->resid, c);
+    if (e->opts.keep_attention) stash_layout(&e->kept_attn, c);
     for (int s = 0; s < e->nsets; s++) {
         layer_acts *a = &e->sets[s];
         a->h1 = take(c, N * C * A);
@@ -321,7 +324,7 @@ static void plan_workspace(engine *e, bool reserve)
         llama_linear_shape(cfg, (llama_linear)t, &out, &in);
         if ((size_t)out * in > biggest) biggest = (size_t)out * in;
         if (e->views && e->views[t].r) {
-            size_t need = lora_workspace_bytes(&e->views[t], (int)N);
+            size_t need = lora_workspace_bytes(&e->views[t], (int)N, A);
             if (need > lora) lora = need;
         }
     }
@@ -384,21 +387,28 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
     e->nslots = e->cfg.ds.on ? deepseek_slots(&e->cfg) : LIN_COUNT;
     model_rope_freqs(&e->cfg, e->rope.inv_freq, &e->rope.scale);
     e->layers = ds_calloc((size_t)e->cfg.num_layers, sizeof *e->layers, "engine layers");
-    e->resid = ds_calloc((size_t)e->cfg.num_layers + 1, sizeof *e->resid, "engine layers");
     e->nsets = o->checkpointing ? 1 : e->cfg.num_layers;
     e->sets = ds_calloc((size_t)e->nsets, sizeof *e->sets, "engine layers");
-    e->resid_ticket = ds_calloc((size_t)e->cfg.num_layers + 1, sizeof *e->resid_ticket, "engine layers");
-    if (!e->layers || !e->resid || !e->sets || !e->resid_ticket) return DS_ENOMEM;
+    if (!e->layers || !e->sets) return DS_ENOMEM;
     if (o->offload && !o->checkpointing)
         return ds_fail(DS_ECONFIG, "activation offload keeps each layer's input in host memory for a recomputing "
                                    "backward: it needs gradient checkpointing");
+    if (o->keep_attention && (!o->checkpointing || e->cfg.ds.on))
+        return ds_fail(DS_ECONFIG, "keeping the attention output spares its recomputation in the backward: it "
+                                   "needs gradient checkpointing and Llama-family layers (not DeepSeek's)");
+    const int L = e->cfg.num_layers;
+    int rc = stash_init(&e->resid, L + 1, (size_t)e->Nmax * e->cfg.hidden_size * be->act_size,
+                        o->offload ? (e->cfg.ds.on ? 3 : 2) : 0);
+    if (!rc && o->keep_attention)
+        rc = stash_init(&e->kept_attn, L, attn_kept_lse_at(e, e->Nmax) + (size_t)e->Nmax * e->cfg.num_heads * sizeof(float),
+                        o->offload ? 2 : 0);
+    if (rc) return rc;
     if (o->mlp_rows < 0) return ds_fail(DS_EINTERNAL, "engine: negative MLP slice");
     /* the MLP in slices of tokens: its (tokens, intermediate) buffers are the
      * widest a Llama layer has. Sliced where memory is short (offload on) or
      * asked; whole where it is kept for the backward (no checkpointing) or
      * made by DeepSeek's expert layers. Slices cost a few percent at 2,048 x
      * 12 tokens (the weights dequantized once a slice, smaller products). */
-    e->resid_slots = e->cfg.ds.on ? 3 : 2;
     e->mlp_rows = e->Nmax;
     if (o->checkpointing && !e->cfg.ds.on) {
         int rows = o->mlp_rows ? o->mlp_rows : o->offload ? ENGINE_MLP_ROWS : e->Nmax;
@@ -439,7 +449,8 @@ int engine_create(backend *be, const llama_model *m, const engine_opts *o, engin
         plan_workspace(e, true);
         rc = be_sync(be);
     }
-    if (!rc) rc = resid_alloc_host(e);
+    if (!rc) rc = stash_alloc_host(e, &e->resid, "offloaded activations (each layer's input)");
+    if (!rc) rc = stash_alloc_host(e, &e->kept_attn, "offloaded activations (each layer's attention output)");
     if (rc) {
         engine_free(e);
         return ds_fail_context(rc, "setting up the model on %s: ", be_name(be));
@@ -470,11 +481,10 @@ void engine_free(engine *e)
     be_free(e->be, e->w_arena);
     be_free(e->be, e->a_arena);
     be_free(e->be, e->act_arena);
-    resid_free_host(e);
+    stash_free(e, &e->resid);
+    stash_free(e, &e->kept_attn);
     if (e->cfg.ds.on) deepseek_free(e);
     free(e->layers);
-    free(e->resid);
-    free(e->resid_ticket);
     free(e->sets);
     free(e->views);
     free(e);
@@ -482,7 +492,8 @@ void engine_free(engine *e)
 
 engine_memory engine_memory_use(const engine *e)
 {
-    engine_memory m = {e->w_bytes, e->P ? adapter_bytes(e) : 0, e->act_bytes, e->ws_bytes, resid_host_bytes(e)};
+    engine_memory m = {e->w_bytes, e->P ? adapter_bytes(e) : 0, e->act_bytes, e->ws_bytes,
+                        stash_host_bytes(e, &e->resid) + stash_host_bytes(e, &e->kept_attn)};
     return m;
 }
 

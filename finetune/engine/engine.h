@@ -43,6 +43,10 @@ typedef struct {
                                        bytes of them at a time (at least one expert); 0 = 256 MiB */
     bool offload;                   /* with checkpointing: each layer's input kept in page-locked host
                                        memory, two on the device (engine_resid.c) */
+    bool keep_attention;            /* with checkpointing, Llama-family layers: each layer's attention output
+                                       and log-sum-exp kept from the forward (on the device; with offload in
+                                       page-locked host memory, two on the device), so that the backward's
+                                       recomputation skips the attention forward */
     int mlp_rows;                   /* with checkpointing, Llama-family layers: the MLP runs over slices of
                                        this many tokens; 0 = slices of ENGINE_MLP_ROWS with offload, else the
                                        whole micro-batch */

@@ -129,7 +129,7 @@ int decoder_create(engine *e, const decoder_opts *o, engine_decoder **out)
         size_t lora = 0;
         for (int i = 0; e->views && i < cfg->num_layers * e->nslots; i++)
             if (e->views[i].r) {
-                size_t need = lora_workspace_bytes(&e->views[i], d->o.max_step);
+                size_t need = lora_workspace_bytes(&e->views[i], d->o.max_step, be->act_size);
                 if (need > lora) lora = need;
             }
         if (lora) be_reserve(be, WS_LORA, lora);
@@ -303,7 +303,7 @@ static void step_ops(engine_decoder *d, int N, int touched)
     backend *be = e->be;
     const model_config *c = &e->cfg;
     const int C = c->hidden_size, V = c->vocab_size;
-    void *x0 = c->ds.on ? e->resid[0] : d->x, *xL = c->ds.on ? e->resid[c->num_layers] : d->x;
+    void *x0 = c->ds.on ? e->resid.dev[0] : d->x, *xL = c->ds.on ? e->resid.dev[c->num_layers] : d->x;
     op_embedding(be, x0, d->ids, e->embed, N, C);
     if (c->ds.on) deepseek_steps(d, N);
     else

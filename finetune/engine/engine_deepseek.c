@@ -260,7 +260,8 @@ void deepseek_workspace(const engine *e, size_t *biggest, size_t *lora, size_t *
             if ((size_t)out > *widest) *widest = (size_t)out;
             if ((size_t)in > *widest) *widest = (size_t)in;
             const lora_view *v = e->views ? &e->views[l * e->nslots + s] : NULL;
-            if (v && v->r && lora_workspace_bytes(v, (int)N) > *lora) *lora = lora_workspace_bytes(v, (int)N);
+            if (v && v->r && lora_workspace_bytes(v, (int)N, e->be->act_size) > *lora)
+                *lora = lora_workspace_bytes(v, (int)N, e->be->act_size);
         }
     /* the CPU products' transposed operands run over N*K rows of the experts */
     *widest = *widest * (size_t)cfg->ds.top_k;
@@ -325,12 +326,12 @@ void deepseek_layer_forward(engine *e, int l, layer_acts *a, const mla_cache *ca
     const model_config *c = &e->cfg;
     const int N = e->N, C = c->hidden_size;
     const layer_weights *w = &e->layers[l];
-    op_rmsnorm_fwd(e->be, a->h1, a->rstd1, e->resid[l], w->attn_norm, N, C, c->rms_norm_eps);
-    be_copy(e->be, a->x_mid, e->resid[l], (size_t)N * C * e->be->act_size);
+    op_rmsnorm_fwd(e->be, a->h1, a->rstd1, e->resid.dev[l], w->attn_norm, N, C, c->rms_norm_eps);
+    be_copy(e->be, a->x_mid, e->resid.dev[l], (size_t)N * C * e->be->act_size);
     mla_forward(e, l, a, cache);                                    /* x_mid = x + MLA(h1) */
     op_rmsnorm_fwd(e->be, a->h2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->rms_norm_eps);
-    be_copy(e->be, e->resid[l + 1], a->x_mid, (size_t)N * C * e->be->act_size);
-    moe_mlp_forward(e, l, a, e->resid[l + 1]);                      /* out = x_mid + MLP(h2) */
+    be_copy(e->be, e->resid.dev[l + 1], a->x_mid, (size_t)N * C * e->be->act_size);
+    moe_mlp_forward(e, l, a, e->resid.dev[l + 1]);                      /* out = x_mid + MLP(h2) */
 }
 
 void deepseek_layer_backward(engine *e, int l, layer_acts *a)
@@ -341,5 +342,5 @@ void deepseek_layer_backward(engine *e, int l, layer_acts *a)
     moe_mlp_backward(e, l, a);                                      /* e->dh = dL/d h2 */
     op_rmsnorm_bwd(e->be, e->dres, e->dh, a->x_mid, w->mlp_norm, a->rstd2, N, C);   /* dres = dL/d x_mid */
     mla_backward(e, l, a);                                          /* e->dh = dL/d h1 */
-    op_rmsnorm_bwd(e->be, e->dres, e->dh, e->resid[l], w->attn_norm, a->rstd1, N, C); /* dres = dL/dx */
+    op_rmsnorm_bwd(e->be, e->dres, e->dh, e->resid.dev[l], w->attn_norm, a->rstd1, N, C); /* dres = dL/dx */
 }

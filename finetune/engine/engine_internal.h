@@ -36,6 +36,18 @@ typedef struct {
     struct deepseek_acts *ds;   /* DeepSeek's other intermediates (engine_deepseek.h) */
 } layer_acts;
 
+/* Entries the backward needs from the forward, one per layer (engine_stash.c):
+ * each a device buffer of its own, or with offload (slots > 0) an entry of
+ * page-locked host memory each and `slots` device buffers taking turns (entry
+ * k in slot k % slots). */
+typedef struct {
+    void **dev;             /* (count) where entry k is on the device */
+    int count, slots;       /* slots: 0 = every entry on the device */
+    size_t bytes;           /* an entry's size at Nmax tokens */
+    void *host;             /* (count, bytes) page-locked, with slots */
+    int *ticket;            /* (count) the transfer that moves entry k (out, or back in) */
+} engine_stash;
+
 struct engine {
     backend *be;
     const llama_model *model;
@@ -71,11 +83,10 @@ struct engine {
     /* activations arena */
     void *act_arena;
     size_t act_bytes;
-    void **resid;                   /* (L + 1) x (N, C): embeddings, then each layer's output; with
-                                       offload resid_slots device slots, resid[k] = slot k % resid_slots */
-    int resid_slots;                /* with offload: 2, or 3 for DeepSeek (engine_resid.c) */
-    void *resid_host;               /* (L + 1, Nmax, C) act with offload: every resid[k], host memory */
-    int *resid_ticket;              /* (L + 1) the transfer that moves resid[k] (out, or back in) */
+    engine_stash resid;             /* (L + 1) x (N, C): embeddings, then each layer's output (resid.dev[k]);
+                                       with offload 2 device slots take turns, 3 for DeepSeek */
+    engine_stash kept_attn;         /* with keep_attention (L): layer l's attention output (N, H*D) act and
+                                       log-sum-exp (N, H) fp32, at attn_kept_lse_at(); with offload 2 slots */
     int mlp_rows;                   /* tokens per MLP slice (Llama-family layers) */
     bool after_backward;            /* a backward ran since the last forward (xf may be overwritten) */
     layer_acts *sets;               /* (nsets): 1 with checkpointing, else L */
@@ -121,23 +132,29 @@ void engine_layout_linear(engine *e, carve *c, frozen_linear *dst, const model_l
  * act size. Free e with engine_free. */
 int engine_measure(engine *e, backend *be, const llama_model *m, const engine_opts *o, engine_memory *out);
 
-/* ---- the layers' inputs, on the device or offloaded (engine_resid.c) ---- */
-/* resid_layout() : carve resid[] (two slots with offload, else L + 1 buffers). */
-void resid_layout(engine *e, carve *c);
-/* resid_host_bytes() : the host memory offload takes, @return bytes (0 without). */
-size_t resid_host_bytes(const engine *e);
-/* resid_alloc_host() : allocate it, @return DS_OK or the failure. */
-int resid_alloc_host(engine *e);
-void resid_free_host(engine *e);
-/* Forward: resid_before_write() before the layer that writes resid[k];
- * resid_written() once it is written (its copy out starts). */
-void resid_before_write(engine *e, int k);
-void resid_written(engine *e, int k);
-/* Backward: resid_before_layer() before layer l's backward (resid[l] on
- * the device, resid[l - 1] on its way back). */
-void resid_before_layer(engine *e, int l);
+/* ---- what the backward keeps, on the device or offloaded (engine_stash.c) ---- */
+/* stash_init() : count entries of `bytes` each, with `slots` device slots
+ * (0: each entry on the device), @return DS_OK or DS_ENOMEM. */
+int stash_init(engine_stash *s, int count, size_t bytes, int slots);
+/* stash_layout() : carve its device buffers from the activations arena. */
+void stash_layout(engine_stash *s, carve *c);
+/* stash_host_bytes() : the host memory it takes, @return bytes (0 without offload). */
+size_t stash_host_bytes(const engine *e, const engine_stash *s);
+/* stash_alloc_host() : allocate it, @return DS_OK or the failure. */
+int stash_alloc_host(engine *e, engine_stash *s, const char *what);
+void stash_free(engine *e, engine_stash *s);
+/* Forward: stash_before_write() before entry k is written; stash_written()
+ * once it is (its first `used` bytes start moving out). */
+void stash_before_write(engine *e, engine_stash *s, int k);
+void stash_written(engine *e, engine_stash *s, int k, size_t used);
+/* Backward: stash_before_layer() before layer l's backward (entry l on the
+ * device, entry l - 1 on its way back; `used` bytes an entry). */
+void stash_before_layer(engine *e, engine_stash *s, int l, size_t used);
 /* resid_read() : hidden state k (0..L) of the last forward into host fp32,
  * @return DS_OK or why it is no longer kept. */
 int resid_read(engine *e, int k, float *host);
+/* The bytes layer l's kept attention output takes for N tokens, where its
+ * log-sum-exp starts in the entry (aligned). */
+size_t attn_kept_lse_at(const engine *e, int N);
 
 #endif

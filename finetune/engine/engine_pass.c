@@ -103,17 +103,39 @@ static bool next_slice(const engine *e, rows *rs)
     return rs->n > 0;
 }
 
+size_t attn_kept_lse_at(const engine *e, int N)
+{
+    return ((size_t)N * e->QD * e->be->act_size + 255) & ~(size_t)255;
+}
+
+/* The bytes of layer l's kept attention entry for the batch's N tokens. */
+static size_t attn_kept_bytes(const engine *e)
+{
+    return attn_kept_lse_at(e, e->N) + (size_t)e->N * e->cfg.num_heads * sizeof(float);
+}
+
+/* With keep_attention, layer l's attention output and log-sum-exp are its
+ * entry of e->kept_attn: point the layer's intermediates there. */
+static void place_attention(engine *e, int l, layer_acts *a)
+{
+    if (!e->opts.keep_attention) return;
+    char *p = e->kept_attn.dev[l];
+    a->att = p;
+    a->lse = (float *)(p + attn_kept_lse_at(e, e->N));
+}
+
 /* Decoder layer l: resid[l] (N, C) -> resid[l + 1], intermediates into a.
  * recompute: the layer is recomputed for its backward up to the MLP's input
- * h2; the backward recomputes the MLP slice by slice (mlp_forward). */
+ * h2 (the attention itself only where its output was not kept); the backward
+ * recomputes the MLP slice by slice (mlp_forward). */
 static void layer_forward(engine *e, int l, layer_acts *a, bool recompute)
 {
     backend *be = e->be;
     const model_config *c = &e->cfg;
     const int N = e->N, C = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
     const layer_weights *w = &e->layers[l];
-    const void *x = e->resid[l];
-    void *x_out = e->resid[l + 1];
+    const void *x = e->resid.dev[l];
+    void *x_out = e->resid.dev[l + 1];
     const rows all = all_rows(e);
 
     attn_shape shape = w->attn;
@@ -132,7 +154,12 @@ static void layer_forward(engine *e, int l, layer_acts *a, bool recompute)
     linear_fwd(e, l, LIN_V, a->v, a->h1, all, 0.0f, a);
     op_rope(be, a->q, e->pos, N, H, D, &e->rope, 0);
     op_rope(be, a->k, e->pos, N, Hkv, D, &e->rope, 0);
-    op_attention_fwd(be, a->att, a->lse, a->q, a->k, a->v, e->seg, &shape);
+    place_attention(e, l, a);
+    if (!recompute || !e->opts.keep_attention) {
+        if (!recompute && e->opts.keep_attention) stash_before_write(e, &e->kept_attn, l);
+        op_attention_fwd(be, a->att, a->lse, a->q, a->k, a->v, e->seg, &shape);
+        if (!recompute && e->opts.keep_attention) stash_written(e, &e->kept_attn, l, attn_kept_bytes(e));
+    }
     be_copy(be, a->x_mid, x, (size_t)N * C * be->act_size);
     linear_fwd(e, l, LIN_O, a->x_mid, a->att, all, 1.0f, a);       /* x_mid = x + o_proj(att) */
 
@@ -177,7 +204,7 @@ static void layer_backward(engine *e, int l, layer_acts *a)
     linear_bwd(e, l, LIN_Q, e->dh, dq, a->h1, all, 0.0f, a);
     linear_bwd(e, l, LIN_K, e->dh, dk, a->h1, all, 1.0f, a);
     linear_bwd(e, l, LIN_V, e->dh, e->dv, a->h1, all, 1.0f, a);
-    op_rmsnorm_bwd(be, e->dres, e->dh, e->resid[l], w->attn_norm, a->rstd1, N, C);  /* dres = dL/dx */
+    op_rmsnorm_bwd(be, e->dres, e->dh, e->resid.dev[l], w->attn_norm, a->rstd1, N, C);  /* dres = dL/dx */
 }
 
 /* logits of rows [r0, r0 + n) into the WS_LOGITS chunk: (n, V) fp32. */
@@ -237,15 +264,15 @@ int engine_forward(engine *e, const batch *b, const engine_fwd *f, float *logpro
     be_upload(be, e->seg, b->seg, (size_t)N * sizeof(int32_t));
     be_upload(be, e->targets, b->targets, (size_t)N * sizeof(int32_t));
 
-    op_embedding(be, e->resid[0], e->ids, e->embed, N, C);
-    resid_written(e, 0);
+    op_embedding(be, e->resid.dev[0], e->ids, e->embed, N, C);
+    stash_written(e, &e->resid, 0, (size_t)N * C * be->act_size);
     for (int l = 0; l < c->num_layers; l++) {
-        resid_before_write(e, l + 1);
+        stash_before_write(e, &e->resid, l + 1);
         if (c->ds.on) deepseek_layer_forward(e, l, engine_acts(e, l), NULL);   /* MLA + MoE: engine_deepseek.c */
         else layer_forward(e, l, engine_acts(e, l), false);
-        resid_written(e, l + 1);
+        stash_written(e, &e->resid, l + 1, (size_t)N * C * be->act_size);
     }
-    op_rmsnorm_fwd(be, e->xf, e->rstdf, e->resid[c->num_layers], e->final_norm, N, C, c->rms_norm_eps);
+    op_rmsnorm_fwd(be, e->xf, e->rstdf, e->resid.dev[c->num_layers], e->final_norm, N, C, c->rms_norm_eps);
 
     const uint8_t *mask = fmass && e->has_forbidden ? e->forbidden : NULL;
     for (int r0 = 0; r0 < N; r0 += e->chunk_rows) {
@@ -291,11 +318,12 @@ int engine_backward(engine *e, const float *a, const float *b, const float *c)
         be_matmul_nn(be, be_act_at(be, e->dxf, (size_t)r0 * C), dz, e->lm_head, n, V, C, 0.0f);
     }
     be_zero(be, e->dres, (size_t)N * C * be->act_size);
-    op_rmsnorm_bwd(be, e->dres, e->dxf, e->resid[L], e->final_norm, e->rstdf, N, C);
+    op_rmsnorm_bwd(be, e->dres, e->dxf, e->resid.dev[L], e->final_norm, e->rstdf, N, C);
 
     e->after_backward = true;
     for (int l = L - 1; l >= 0; l--) {
-        resid_before_layer(e, l);   /* resid[l] on the device (offload) */
+        stash_before_layer(e, &e->resid, l, (size_t)N * C * be->act_size);   /* resid[l] on the device (offload) */
+        if (e->opts.keep_attention) stash_before_layer(e, &e->kept_attn, l, attn_kept_bytes(e));
         layer_acts *acts = engine_acts(e, l);
         if (cfg->ds.on) {   /* recomputed whole: the same routing, the same output */
             if (e->opts.checkpointing) deepseek_layer_forward(e, l, acts, NULL);

@@ -107,6 +107,10 @@ static const opt_key TRAIN_KEYS[] = {
     {"offload_activations", OPT_CHOICE, R(train.offload_activations), "auto", NO_RANGE, "auto|true|false", 0,
      "keep each layer's input in the host's memory instead of the GPU's (with gradient_checkpointing); auto = when "
      "the run would not fit the GPU otherwise"},
+    {"keep_attention", OPT_CHOICE, R(train.keep_attention), "auto", NO_RANGE, "auto|true|false", 0,
+     "keep each layer's attention output from the forward so that the recomputing backward skips the attention "
+     "(with gradient_checkpointing, Llama-family layers); auto = with offload_activations, where the host has the "
+     "memory and the GPU the room"},
     {"logging_steps", OPT_INT, R(train.logging_steps), "1", 1, IMAX, NULL, 0,
      "write a metrics row every N optimizer steps"},
     {"divergence_factor", OPT_FLOAT, R(train.divergence_factor), "10.0", 0, 1e9, NULL, 0,

@@ -108,6 +108,7 @@ typedef struct {
         double adam_beta1, adam_beta2, adam_epsilon;
         bool gradient_checkpointing;
         char *offload_activations; /* auto | true | false: each layer's input in host memory */
+        char *keep_attention;      /* auto | true | false: each layer's attention output kept for the backward */
         int64_t logging_steps;
         double divergence_factor;  /* stop when loss > factor * best-so-far moving loss; 0 = off */
         bool tensorboard;          /* also write the metrics as a TensorBoard event file */

@@ -39,4 +39,13 @@ int train_run_ranks(const recipe *r, train_start start, dist_comm *comm);
  * train.offload_activations: auto decides, and `bench train --offload auto`. */
 bool train_offload_helps(const model_config *cfg, bool quantized, const engine_opts *o, size_t free_bytes);
 
+/* train_keep_attention_pays() : whether keeping each layer's attention output
+ * for the backward (engine_opts.keep_attention) is worth it and fits for
+ * options o (offload decided): with offload on (long rows, where the attention
+ * is most of the step), on Llama-family layers, where the estimate with it
+ * still fits free_bytes and the host's available memory holds the offloaded
+ * entries with 2 GiB to spare. What train.keep_attention: auto decides, and
+ * `bench train --keep-attention auto`. */
+bool train_keep_attention_pays(const model_config *cfg, bool quantized, const engine_opts *o, size_t free_bytes);
+
 #endif

@@ -42,6 +42,31 @@ bool train_offload_helps(const model_config *cfg, bool quantized, const engine_o
     return !need_for(cfg, quantized, o, &need) && need > free_bytes;
 }
 
+/* The host memory available to a new allocation (MemAvailable), 0 where unknown. */
+static size_t host_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[128];
+    unsigned long long kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+    fclose(f);
+    return (size_t)kib * 1024;
+}
+
+#define HOST_MARGIN ((size_t)2 << 30)
+
+bool train_keep_attention_pays(const model_config *cfg, bool quantized, const engine_opts *o, size_t free_bytes)
+{
+    if (!o->offload || !o->checkpointing || cfg->ds.on) return false;
+    engine_opts t = *o;
+    t.keep_attention = true;
+    engine_memory m;
+    if (engine_estimate(cfg, quantized, BE_CUDA, &t, &m)) return false;
+    return engine_memory_total(&m) + FIT_MARGIN <= free_bytes && m.host + HOST_MARGIN <= host_available();
+}
+
 bool trainer_offload_needed(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,
                             size_t free_bytes)
 {

@@ -260,6 +260,12 @@ static int fits_on_device(trainer *x, engine_opts *eo)
         tlog_say(&x->log, "memory: each layer's input kept in host memory (train.offload_activations: auto): the "
                           "run would not fit the GPU's free memory otherwise");
     }
+    if (!strcmp(x->r->train.keep_attention, "auto") && train_keep_attention_pays(&model->cfg, model->quantized, &o,
+                                                                                  free_bytes)) {
+        eo->keep_attention = o.keep_attention = true;
+        tlog_say(&x->log, "memory: each layer's attention output kept in host memory too (train.keep_attention: "
+                          "auto), so that the backward does not compute the attention again");
+    }
     int rc = trainer_memory_check(x->r, &model->cfg, model->quantized, &o, free_bytes, be_device_name(be), &need);
     if (need)   /* the estimate includes a margin for what the run allocates beyond its arenas */
         tlog_say(&x->log, "memory: an estimated %.2f GiB for this run, %.2f GiB free of %.2f GiB",
@@ -299,6 +305,12 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
         return ds_fail(DS_ECONFIG, "%s: data.sequence_len %d is longer than the %d positions of %s "
                                    "(max_position_embeddings%s); shorten it, or set rope scaling in its config.json",
                        r->file, r->plan.seq_len, context, r->base_model, context > m->cfg.max_position ? " with its rope scaling" : "");
+    if (!strcmp(r->train.keep_attention, "true") && !r->train.gradient_checkpointing)
+        return ds_fail(DS_ECONFIG, "%s: train.keep_attention: true spares the recomputing backward the attention: it "
+                                   "needs train.gradient_checkpointing: true", r->file);
+    if (!strcmp(r->train.keep_attention, "true") && m->cfg.ds.on)
+        return ds_fail(DS_ECONFIG, "%s: train.keep_attention: true is for Llama-family layers; %s has DeepSeek's "
+                                   "(set it to auto or false)", r->file, r->base_model);
     if (r->adapter.init_from) {
         rc = check_init_from(r, ad, &lc);
         tlog_say(&x->log, "adapter: starting from %s (r=%d, alpha=%g)", r->adapter.init_from, ad->cfg.r, ad->cfg.alpha);
@@ -314,10 +326,12 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
     if (!rc) {
         engine_opts eo = {.max_B = r->plan.rows, .max_T = r->plan.seq_len,
                           .checkpointing = r->train.gradient_checkpointing, .training = true, .seed = (uint64_t)r->seed,
-                          .offload = !strcmp(r->train.offload_activations, "true")};
+                          .offload = !strcmp(r->train.offload_activations, "true"),
+                          .keep_attention = !strcmp(r->train.keep_attention, "true")};
         if (eo.offload && !eo.checkpointing)
             rc = ds_fail(DS_ECONFIG, "%s: train.offload_activations: true keeps each layer's input in host memory for "
                                      "the recomputing backward: it needs train.gradient_checkpointing: true", r->file);
+
         if (!rc) rc = fits_on_device(x, &eo);
         if (!rc) rc = ds_run_start(&x->ctx, &eo);
     }
@@ -329,7 +343,7 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
                  ds_bytes_str((double)mem.weights, a, sizeof a), ds_bytes_str((double)mem.adapter, b, sizeof b),
                  ds_bytes_str((double)mem.activations, c, sizeof c), ds_bytes_str((double)mem.workspace, d, sizeof d));
         if (mem.host)
-            tlog_say(&x->log, "memory: offloaded layer inputs %s of page-locked host memory",
+            tlog_say(&x->log, "memory: offloaded activations %s of page-locked host memory",
                      ds_bytes_str((double)mem.host, a, sizeof a));
         tlog_say(&x->log, "adapter: r=%d alpha=%g on %d modules, %zu trainable parameters", x->ctx.adapter->cfg.r,
                  x->ctx.adapter->cfg.alpha, __builtin_popcount(x->ctx.adapter->cfg.targets), x->ctx.adapter->nparams);

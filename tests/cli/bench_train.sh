@@ -3,7 +3,8 @@
 # plan (what lives where: the engine's arenas, the host's peak resident set),
 # in the log line and the RESULT record, consistent with what was allocated;
 # without checkpointing the activations take more than with it; with the layers'
-# inputs offloaded to host memory, less, and the host memory is in the record;
+# inputs offloaded to host memory, less, and the host memory is in the record
+# (more of it with the attention output kept too);
 # DPO with --precompute-ref runs (and is refused without DPO); --profile (time by
 # op) is refused on the CPU by name.
 # usage: bench_train.sh DSFT SHARED_DIR
@@ -24,7 +25,14 @@ cp "$T/out" "$T/off"
 # shellcheck disable=SC2086
 expect 0 "bench train, offload on" -- $run --checkpointing on --offload on
 cp "$T/out" "$T/offload"
-has "$T/offload" "of which the offloaded layer inputs" "the offloaded inputs in the host's memory"
+has "$T/offload" "of which the offloaded activations" "the offloaded inputs in the host's memory"
+# shellcheck disable=SC2086
+expect 0 "bench train, offload on, the attention output kept" -- $run --checkpointing on --offload on --keep-attention on
+cp "$T/out" "$T/keep"
+has "$T/keep" "each layer's attention output offloaded too" "the plan says the attention output is offloaded"
+# shellcheck disable=SC2086
+expect 78 "the attention output kept without checkpointing" -- $run --checkpointing off --keep-attention on
+has "$T/err" "needs gradient checkpointing" "the refusal says why"
 # shellcheck disable=SC2086
 expect 78 "offload without checkpointing" -- $run --checkpointing off --offload on
 has "$T/err" "needs gradient checkpointing" "the refusal says why"
@@ -38,11 +46,11 @@ has "$T/err" "goes with --loss dpo" "the refusal says why"
 # shellcheck disable=SC2086
 expect 64 "time by op on the CPU" -- $run --profile
 has "$T/err" "--profile times ops on a CUDA device" "the refusal says why"
-python3 - "$T/on" "$T/off" "$T/offload" > "$T/plan" <<'PY'
+python3 - "$T/on" "$T/off" "$T/offload" "$T/keep" > "$T/plan" <<'PY'
 import json, sys
 def result(path):
     return json.loads(next(l for l in open(path) if l.startswith("RESULT "))[len("RESULT "):])
-on, off, offload = result(sys.argv[1]), result(sys.argv[2]), result(sys.argv[3])
+on, off, offload, keep = (result(p) for p in sys.argv[1:5])
 arenas = sum(on[k] for k in ("weights_bytes", "adapter_bytes", "activations_bytes", "workspace_bytes"))
 print("arenas", arenas, "allocated", on["peak_alloc_bytes"])
 print("positive", all(on[k] > 0 for k in ("weights_bytes", "adapter_bytes", "activations_bytes", "workspace_bytes",
@@ -51,9 +59,12 @@ print("within", arenas <= on["peak_alloc_bytes"])
 print("more without checkpointing", off["activations_bytes"] > on["activations_bytes"])
 print("less offloaded", offload["activations_bytes"] < on["activations_bytes"] and offload["offload"]
       and not on["offload"] and offload["host_offload_bytes"] > 0 and on["host_offload_bytes"] == 0)
+print("kept in the host's memory", keep["keep_attention"] and not offload["keep_attention"]
+      and keep["host_offload_bytes"] > offload["host_offload_bytes"])
 PY
 has "$T/plan" "positive True" "every arena, the host's peak and tokens/s are reported"
 has "$T/plan" "within True" "the arenas are within what was allocated"
 has "$T/plan" "more without checkpointing True" "without checkpointing the activations take more"
 has "$T/plan" "less offloaded True" "offloaded, the device's activations take less and the host's memory is counted"
+has "$T/plan" "kept in the host's memory True" "the kept attention output is counted in the host's memory"
 finish bench_train

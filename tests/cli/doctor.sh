@@ -30,7 +30,7 @@ expect 0 "doctor RECIPE --gpu 4090 before the download" -- doctor recipes/medica
 has "$T/out" "base_model: deepseek-ai/deepseek-llm-7b-base@refs/pr/3: no such model folder, and not in the Hugging Face cache" "the model is not there yet"
 has "$T/out" "huggingface-cli download deepseek-ai/deepseek-llm-7b-base --revision refs/pr/3" "... and how to get it"
 has "$T/out" "until then: the shape of deepseek-llm-7b from ds-ft's table" "the shape comes from ds-ft's table"
-has "$T/out" "memory       10.0 GiB estimated for micro_batch_size 4, sequence_len 2048" "the memory of the recipe"
+has "$T/out" "memory       9.9 GiB estimated for micro_batch_size 4, sequence_len 2048" "the memory of the recipe"
 has "$T/out" "fits         yes on --gpu 4090" "it fits on a 4090"
 has "$T/out" "record text at 4 bytes per token" "the tokens are estimated from the text"
 has "$T/out" "per epoch on --gpu 4090" "the time of an epoch"
@@ -42,7 +42,7 @@ if "$DSFT" --version | grep -q "cpu only"; then
   grep "  h100 " "$T/out" | grep -q "(measured speed)" && ok "the H100's speed is measured" || fail "H100 row: $(grep h100 "$T/out")"
 fi
 expect 0 "doctor RECIPE --mem-gib 8" -- doctor recipes/medical.yaml --mem-gib 8
-has "$T/out" "fits         NO on 8.0 GiB free (--mem-gib): 10.0 GiB needed" "it does not fit in 8 GiB"
+has "$T/out" "fits         NO on 8.0 GiB free (--mem-gib): 9.9 GiB needed" "it does not fit in 8 GiB"
 has "$T/out" "the largest micro-batch that fits at sequence_len 2048 is 2: train.micro_batch_size=2 train.gradient_accumulation_steps=16" \
   "the micro-batch that fits, and the accumulation that keeps the step"
 expect 0 "doctor RECIPE, 64K tokens in 22 GiB" -- doctor recipes/medical.yaml data.sequence_len=65536 train.micro_batch_size=1 --mem-gib 22

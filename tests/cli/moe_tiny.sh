@@ -7,7 +7,8 @@
 # adapter has a LoRA per routed expert, the merged folder (save.merge) keeps
 # every tensor and scores as the adapter does, `ds-ft merge` writes the same;
 # the moe keys are refused on a model without experts (the GPU's refusal of
-# DeepSeek: tests/gpu/test_gpu_families.c).
+# DeepSeek: tests/gpu/test_gpu_families.c), train.keep_attention: true on
+# DeepSeek's layers or without checkpointing.
 # usage: bash moe_tiny.sh PATH_TO_DSFT SHARED_DIR
 set -uo pipefail
 DSFT=$(realpath "${1:?usage: moe_tiny.sh PATH_TO_DSFT SHARED_DIR}")
@@ -61,6 +62,14 @@ has "$T/err" "moe.capacity_factor" "the message names the key"
 expect 78 "a LoRA target the model lacks" -- recipes/tiny-moe.yaml output_dir="$T/kproj" \
     'adapter.lora_target_modules=[k_proj]'
 has "$T/err" "k_proj" "the message names k_proj"
+expect 78 "train.keep_attention: true on DeepSeek's layers" -- recipes/tiny-moe.yaml output_dir="$T/keep" \
+    train.keep_attention=true
+has "$T/err" "train.keep_attention" "the message names the key"
+nothing_at "$T/keep"
+expect 78 "train.keep_attention: true without checkpointing" -- recipes/tiny.yaml output_dir="$T/keep2" \
+    train.keep_attention=true train.gradient_checkpointing=false
+has "$T/err" "gradient_checkpointing" "the message names what it needs"
+nothing_at "$T/keep2"
 
 # the merged folder: every tensor of the checkpoint, still DeepSeek-V2, scoring as the adapter does
 expect 0 "inspect the merged folder" -- inspect "$T/run/merged"

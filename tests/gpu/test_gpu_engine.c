@@ -30,7 +30,7 @@
  * every mistake shows, and that also magnifies bf16 rounding. transformers +
  * PEFT in bf16 miss its fp32 gradients by up to 4.5e-2 (SFT) and 7.4e-2 (DPO)
  * per tensor (scripts/hf_check.py on an H100); ds-ft's bf16 engine by up to
- * 4.4e-2. */
+ * 4.4e-2 (4.45e-2 for one DPO tensor with the LoRA products in bf16). */
 #define GRAD_TOL 5e-2
 /* The well-conditioned model's LoRA gradients: on an H100 they are 1.7e-2
  * (SFT) and 2.0e-2 (DPO) from fp32 overall, at most 2.2e-2 for one module
@@ -260,8 +260,8 @@ Test(gpu_engine, well_conditioned_model_matches_the_fp32_engine_4bit, .init = ne
 /* One SFT step of a 6-layer version of models/tiny (random NF4 weights) on
  * one row of b->T tokens, LoRA with dropout on every linear layer: the
  * log-probs (N) and LoRA gradients (P). */
-static void long_step(be_kind kind, bool offload, int mlp_rows, float *lp, float *grads, const lora_adapter *ad,
-                      const model_config *cfg, const batch *b)
+static void long_step(be_kind kind, bool offload, int mlp_rows, bool keep_attention, float *lp, float *grads,
+                      const lora_adapter *ad, const model_config *cfg, const batch *b)
 {
     backend *be;
     cr_assert_eq(be_open(kind, &be), 0, "%s", ds_errmsg());
@@ -269,7 +269,7 @@ static void long_step(be_kind kind, bool offload, int mlp_rows, float *lp, float
     cr_assert_eq(model_random(cfg, 3, &m), 0, "%s", ds_errmsg());
     engine *e;
     engine_opts eo = {.max_B = b->B, .max_T = b->T, .training = true, .adapter = ad, .checkpointing = true,
-                      .seed = 9, .offload = offload, .mlp_rows = mlp_rows};
+                      .seed = 9, .offload = offload, .mlp_rows = mlp_rows, .keep_attention = keep_attention};
     cr_assert_eq(engine_create(be, m, &eo, &e), 0, "%s", ds_errmsg());
     size_t N = (size_t)b->B * b->T;
     float *a = malloc(sizeof(float) * N), *bc = malloc(sizeof(float) * N);
@@ -322,32 +322,44 @@ static void long_case_free(long_case *c)
     lora_free(c->ad);
 }
 
-/* Offloading moves data and changes no arithmetic: at 16,384 tokens, the
- * same log-probs as the engine that keeps every layer's input on the device,
- * and gradients no further from it than that engine is from itself run
- * twice (the attention backward's atomic adds); the MLP and LoRA products in
- * slices (other shapes, other rounding) stay near. */
+/* Offloading moves data and changes no arithmetic, and neither does keeping
+ * the attention output instead of recomputing it (the same kernel on the
+ * same inputs): at 16,384 tokens, the same log-probs as the engine that keeps
+ * every layer's input on the device, and gradients no further from it than
+ * that engine is from itself run twice (the attention backward's atomic
+ * adds); the MLP and LoRA products in slices (other shapes, other rounding)
+ * stay near. */
 Test(gpu_engine, offloaded_long_sequence_gives_the_same_loss_and_gradients, .init = need_gpu)
 {
     const int T = 16384;   /* over ENGINE_MLP_ROWS and LORA_MAX_ROWS: both in slices where allowed */
     long_case c = long_case_make(T);
-    float *lp[4], *g[4];
-    for (int i = 0; i < 4; i++) lp[i] = malloc(sizeof(float) * T), g[i] = malloc(sizeof(float) * c.P);
-    long_step(BE_CUDA, false, T, lp[0], g[0], c.ad, &c.cfg, &c.b);   /* every input on the device, the MLP whole */
-    long_step(BE_CUDA, false, T, lp[3], g[3], c.ad, &c.cfg, &c.b);   /* ... again: the run-to-run spread */
-    long_step(BE_CUDA, true, T, lp[1], g[1], c.ad, &c.cfg, &c.b);    /* offloaded, the MLP whole */
-    long_step(BE_CUDA, true, 0, lp[2], g[2], c.ad, &c.cfg, &c.b);    /* offloaded, the MLP in slices */
+    enum { RUNS = 6 };
+    float *lp[RUNS], *g[RUNS];
+    for (int i = 0; i < RUNS; i++) lp[i] = malloc(sizeof(float) * T), g[i] = malloc(sizeof(float) * c.P);
+    long_step(BE_CUDA, false, T, false, lp[0], g[0], c.ad, &c.cfg, &c.b);   /* every input on the device, MLP whole */
+    long_step(BE_CUDA, false, T, false, lp[3], g[3], c.ad, &c.cfg, &c.b);   /* ... again: the run-to-run spread */
+    long_step(BE_CUDA, true, T, false, lp[1], g[1], c.ad, &c.cfg, &c.b);    /* offloaded, the MLP whole */
+    long_step(BE_CUDA, true, 0, false, lp[2], g[2], c.ad, &c.cfg, &c.b);    /* offloaded, the MLP in slices */
+    long_step(BE_CUDA, false, T, true, lp[4], g[4], c.ad, &c.cfg, &c.b);    /* attention output kept on the device */
+    long_step(BE_CUDA, true, T, true, lp[5], g[5], c.ad, &c.cfg, &c.b);     /* ... and offloaded with the inputs */
     double spread = tu_rel_err(g[3], g[0], c.P);
     double off_lp = tu_rel_err(lp[1], lp[0], (size_t)T), off_g = tu_rel_err(g[1], g[0], c.P);
     double sl_lp = tu_rel_err(lp[2], lp[0], (size_t)T), sl_g = tu_rel_err(g[2], g[0], c.P);
+    double keep_lp = tu_rel_err(lp[4], lp[0], (size_t)T), keep_g = tu_rel_err(g[4], g[0], c.P);
+    double koff_lp = tu_rel_err(lp[5], lp[0], (size_t)T), koff_g = tu_rel_err(g[5], g[0], c.P);
     cr_log_info("%d tokens, against every input on the device: offloaded log-probs %.3e, gradients %.3e (run to run "
-                "%.3e); offloaded and sliced %.3e, %.3e", T, off_lp, off_g, spread, sl_lp, sl_g);
+                "%.3e); offloaded and sliced %.3e, %.3e; attention kept %.3e, %.3e; kept and offloaded %.3e, %.3e",
+                T, off_lp, off_g, spread, sl_lp, sl_g, keep_lp, keep_g, koff_lp, koff_g);
     cr_expect(off_lp <= 1e-6, "log-probs with offload: relative difference %.3e", off_lp);
     cr_expect(off_g <= 3 * spread + 1e-6, "LoRA gradients with offload: relative difference %.3e, run to run %.3e",
               off_g, spread);
     cr_expect(sl_lp <= BF16_TOL, "log-probs, offloaded and sliced: relative difference %.3e", sl_lp);
     cr_expect(sl_g <= 2 * WELL_TOL, "LoRA gradients, offloaded and sliced: relative difference %.3e", sl_g);
-    for (int i = 0; i < 4; i++) free(lp[i]), free(g[i]);
+    cr_expect(keep_lp <= 1e-6 && koff_lp <= 1e-6, "log-probs with the attention kept: %.3e, offloaded %.3e", keep_lp,
+              koff_lp);
+    cr_expect(keep_g <= 3 * spread + 1e-6 && koff_g <= 3 * spread + 1e-6,
+              "LoRA gradients with the attention kept: %.3e, offloaded %.3e, run to run %.3e", keep_g, koff_g, spread);
+    for (int i = 0; i < RUNS; i++) free(lp[i]), free(g[i]);
     long_case_free(&c);
 }
 
@@ -355,24 +367,25 @@ Test(gpu_engine, offloaded_long_sequence_gives_the_same_loss_and_gradients, .ini
  * quickly (the MLP in slices of 384 tokens): no further from it than the
  * unsliced GPU engine is. This model's LoRA gradients (six layers, dropout,
  * 1,024 tokens) are further from fp32 in bf16 than the well-conditioned
- * model's: 4.9e-2 for the unsliced GPU engine and for the sliced one alike on
- * an H100, so the absolute bound is twice WELL_TOL and the claim rests on the
- * comparison with the unsliced engine. */
+ * model's: 6.4e-2 for the unsliced GPU engine and for the sliced one alike on
+ * an H100 (4.9e-2 while the LoRA products ran in fp32; in bf16 they round A,
+ * B, u and du as PEFT under bf16 autocast does), so the absolute bound is 2.5
+ * WELL_TOL and the claim rests on the comparison with the unsliced engine. */
 Test(gpu_engine, mlp_slices_match_the_fp32_engine, .init = need_gpu)
 {
     const int T = 1024;
     long_case c = long_case_make(T);
     float *lp[3], *g[3];
     for (int i = 0; i < 3; i++) lp[i] = malloc(sizeof(float) * T), g[i] = malloc(sizeof(float) * c.P);
-    long_step(BE_CPU, false, T, lp[0], g[0], c.ad, &c.cfg, &c.b);
-    long_step(BE_CUDA, false, T, lp[1], g[1], c.ad, &c.cfg, &c.b);
-    long_step(BE_CUDA, true, 384, lp[2], g[2], c.ad, &c.cfg, &c.b);
+    long_step(BE_CPU, false, T, false, lp[0], g[0], c.ad, &c.cfg, &c.b);
+    long_step(BE_CUDA, false, T, false, lp[1], g[1], c.ad, &c.cfg, &c.b);
+    long_step(BE_CUDA, true, 384, false, lp[2], g[2], c.ad, &c.cfg, &c.b);
     double w_lp = tu_rel_err(lp[1], lp[0], (size_t)T), w_g = tu_rel_err(g[1], g[0], c.P);
     double s_lp = tu_rel_err(lp[2], lp[0], (size_t)T), s_g = tu_rel_err(g[2], g[0], c.P);
     cr_log_info("%d tokens against the fp32 CPU engine: whole %.3e / %.3e, offloaded and sliced %.3e / %.3e "
                 "(log-probs / gradients)", T, w_lp, w_g, s_lp, s_g);
     cr_expect(s_lp <= BF16_TOL, "log-probs, offloaded and sliced, vs fp32: %.3e", s_lp);
-    cr_expect(s_g <= 2 * WELL_TOL, "LoRA gradients, offloaded and sliced, vs fp32: %.3e", s_g);
+    cr_expect(s_g <= 2.5 * WELL_TOL, "LoRA gradients, offloaded and sliced, vs fp32: %.3e", s_g);
     cr_expect(s_g <= 1.5 * w_g + 5e-3, "the slices add error: %.3e against %.3e unsliced", s_g, w_g);
     for (int i = 0; i < 3; i++) free(lp[i]), free(g[i]);
     long_case_free(&c);
