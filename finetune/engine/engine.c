@@ -400,7 +400,8 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
     int rc = stash_init(&e->resid, L + 1, (size_t)e->Nmax * e->cfg.hidden_size * be->act_size,
                         o->offload ? (e->cfg.ds.on ? 3 : 2) : 0);
     if (!rc && o->keep_attention)
-        rc = stash_init(&e->kept_attn, L, attn_kept_lse_at(e, e->Nmax) + (size_t)e->Nmax * e->cfg.num_heads * sizeof(float),
+        rc = stash_init(&e->kept_attn, L,
+                        attn_kept_lse_at(e, e->Nmax) + (size_t)e->Nmax * e->cfg.num_heads * sizeof(float),
                         o->offload ? 2 : 0);
     if (rc) return rc;
     if (o->mlp_rows < 0) return ds_fail(DS_EINTERNAL, "engine: negative MLP slice");

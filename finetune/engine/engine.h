@@ -8,7 +8,8 @@
  *                and one layer's intermediates (recomputed per layer in the
  *                backward); without, every layer's intermediates. With
  *                offload, the layers' inputs live in host memory instead and
- *                two take turns on the device (engine_resid.c)
+ *                two take turns on the device (engine_stash.c); with
+ *                keep_attention each layer's attention output is kept too
  *   workspace    dequantized weights, logits chunks, LoRA scratch (backend slots)
  *
  * A step is: engine_forward (per-token log-probs of the targets, and the
@@ -42,7 +43,7 @@ typedef struct {
     size_t expert_batch_bytes;      /* routed experts' weights dequantized together: at most this many
                                        bytes of them at a time (at least one expert); 0 = 256 MiB */
     bool offload;                   /* with checkpointing: each layer's input kept in page-locked host
-                                       memory, two on the device (engine_resid.c) */
+                                       memory, two on the device (engine_stash.c) */
     bool keep_attention;            /* with checkpointing, Llama-family layers: each layer's attention output
                                        and log-sum-exp kept from the forward (on the device; with offload in
                                        page-locked host memory, two on the device), so that the backward's

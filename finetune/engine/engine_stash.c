@@ -33,6 +33,8 @@
 #include "core/numeric.h"
 #include "core/status.h"
 
+#include <stdlib.h>
+
 static void *host_of(const engine_stash *s, int k) { return (char *)s->host + (size_t)k * s->bytes; }
 
 /* Whether this forward's entries are copied out: offload, and a backward to follow. */
@@ -78,7 +80,8 @@ void stash_free(engine *e, engine_stash *s)
 
 void stash_before_write(engine *e, engine_stash *s, int k)
 {
-    if (copying(e, s) && k >= s->slots) be_wait_transfer(e->be, s->ticket[k - s->slots]);   /* the slot's last tenant is out */
+    if (copying(e, s) && k >= s->slots)
+        be_wait_transfer(e->be, s->ticket[k - s->slots]);   /* the slot's last tenant is out */
 }
 
 void stash_written(engine *e, engine_stash *s, int k, size_t used)
