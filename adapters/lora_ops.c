@@ -40,7 +40,7 @@ static size_t piece(size_t n, size_t elem) { return (n * elem + 255) / 256 * 256
 typedef struct {
     void *A;            /* (r, in) act: A in the products' type */
     void *B;            /* (out, r) act */
-    void *u;            /* (n, r) act: u (or u · s) in the products' type */
+    void *u;            /* (n, r) act: u in the products' type */
     float *du;          /* (n, r) fp32 */
     void *du_act;       /* (n, r) act */
     void *x;            /* (n, in) act, with dropout only: drop(x), then drop'(du · A) */

@@ -35,6 +35,7 @@ extern "C" void dropout_cuda(backend *be, void *out, const void *x, size_t n, ui
     const float keep_scale = 1.0f / (1.0f - p);
     size_t want = (n + 255) / 256, cap = (size_t)cuda_sm_count(be) * 32;
     unsigned blocks = (unsigned)(want < cap ? want : cap);
-    dropout_kernel<<<blocks, 256, 0, cuda_stream(be)>>>((bf16 *)out, (const bf16 *)x, n, first, p, keep_scale, seed, step, id, accumulate);
+    dropout_kernel<<<blocks, 256, 0, cuda_stream(be)>>>((bf16 *)out, (const bf16 *)x, n, first, p, keep_scale, seed,
+                                                        step, id, accumulate);
     cuda_check_launch(be, "dropout");
 }

@@ -220,17 +220,13 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
     engine *e = NULL;
     engine_opts eo = {.max_B = rows, .max_T = o->seq, .checkpointing = o->checkpointing, .training = true,
                       .adapter = ad, .seed = 1, .offload = !strcmp(o->offload, "on")};
-    if (!strcmp(o->offload, "auto") && be->kind == BE_CUDA) {   /* as training decides */
-        size_t free_b = 0, total_b = 0;
-        be_mem_info(be, &free_b, &total_b);
-        eo.offload = train_offload_helps(&m->cfg, true, &eo, free_b);
-    }
     eo.keep_attention = !strcmp(o->keep_attention, "on");
-    if (!strcmp(o->keep_attention, "auto") && be->kind == BE_CUDA) {
-        size_t free_b = 0, total_b = 0;
-        be_mem_info(be, &free_b, &total_b);
+    size_t free_b = 0, total_b = 0;   /* `auto` decides as training does, on the GPU's free memory */
+    if (be->kind == BE_CUDA) be_mem_info(be, &free_b, &total_b);
+    if (!strcmp(o->offload, "auto") && be->kind == BE_CUDA)
+        eo.offload = train_offload_helps(&m->cfg, true, &eo, free_b);
+    if (!strcmp(o->keep_attention, "auto") && be->kind == BE_CUDA)
         eo.keep_attention = train_keep_attention_pays(&m->cfg, true, &eo, free_b);
-    }
     res->offload = eo.offload;
     res->keep_attention = eo.keep_attention;
     int rc = engine_create(be, m, &eo, &e);
@@ -259,8 +255,7 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
         res->step_s = times[o->steps / 2];
         res->tokens_per_s = (double)N * o->accum / res->step_s;
         res->tflops = step_flops(&m->cfg, o, rows, res->keep_attention) / res->step_s / 1e12;
-        size_t free_b, total_b;
-        be_mem_info(be, &free_b, &total_b);
+        be_mem_info(be, &free_b, &total_b);   /* now, with the engine and its steps */
         res->peak_alloc = be_peak_bytes(be);
         res->in_use = total_b - free_b;
         res->plan = engine_memory_use(e);

@@ -180,7 +180,7 @@ static void layout_acts(engine *e, carve *c)
         I = (size_t)cfg->ds.n_shared * cfg->ds.moe_intermediate;
     const size_t R = (size_t)e->mlp_rows;   /* tokens per MLP slice */
     stash_layout(&e->resid, c);
-    if (e->opts.keep_attention) stash_layout(&e->kept_attn, c);
+    stash_layout(&e->kept_attn, c);
     for (int s = 0; s < e->nsets; s++) {
         layer_acts *a = &e->sets[s];
         a->h1 = take(c, N * C * A);
@@ -400,9 +400,7 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
     int rc = stash_init(&e->resid, L + 1, (size_t)e->Nmax * e->cfg.hidden_size * be->act_size,
                         o->offload ? (e->cfg.ds.on ? 3 : 2) : 0);
     if (!rc && o->keep_attention)
-        rc = stash_init(&e->kept_attn, L,
-                        attn_kept_lse_at(e, e->Nmax) + (size_t)e->Nmax * e->cfg.num_heads * sizeof(float),
-                        o->offload ? 2 : 0);
+        rc = stash_init(&e->kept_attn, L, attn_kept_bytes(e, e->Nmax), o->offload ? 2 : 0);
     if (rc) return rc;
     if (o->mlp_rows < 0) return ds_fail(DS_EINTERNAL, "engine: negative MLP slice");
     /* the MLP in slices of tokens: its (tokens, intermediate) buffers are the

@@ -39,7 +39,8 @@ typedef struct {
 /* Entries the backward needs from the forward, one per layer (engine_stash.c):
  * each a device buffer of its own, or with offload (slots > 0) an entry of
  * page-locked host memory each and `slots` device buffers taking turns (entry
- * k in slot k % slots). */
+ * k in slot k % slots). A stash never set up (count 0, as kept_attn without
+ * keep_attention) takes no memory and every stash_* call on it does nothing. */
 typedef struct {
     void **dev;             /* (count) where entry k is on the device */
     int count, slots;       /* slots: 0 = every entry on the device */
@@ -153,8 +154,10 @@ void stash_before_layer(engine *e, engine_stash *s, int l, size_t used);
 /* resid_read() : hidden state k (0..L) of the last forward into host fp32,
  * @return DS_OK or why it is no longer kept. */
 int resid_read(engine *e, int k, float *host);
-/* The bytes layer l's kept attention output takes for N tokens, where its
- * log-sum-exp starts in the entry (aligned). */
+/* attn_kept_lse_at() : where the log-sum-exp starts in a kept attention entry
+ * of N tokens (after the output, aligned), @return bytes.
+ * attn_kept_bytes() : the entry's size for N tokens, @return bytes. */
 size_t attn_kept_lse_at(const engine *e, int N);
+size_t attn_kept_bytes(const engine *e, int N);
 
 #endif

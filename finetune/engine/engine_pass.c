@@ -108,10 +108,9 @@ size_t attn_kept_lse_at(const engine *e, int N)
     return ((size_t)N * e->QD * e->be->act_size + 255) & ~(size_t)255;
 }
 
-/* The bytes of layer l's kept attention entry for the batch's N tokens. */
-static size_t attn_kept_bytes(const engine *e)
+size_t attn_kept_bytes(const engine *e, int N)
 {
-    return attn_kept_lse_at(e, e->N) + (size_t)e->N * e->cfg.num_heads * sizeof(float);
+    return attn_kept_lse_at(e, N) + (size_t)N * e->cfg.num_heads * sizeof(float);
 }
 
 /* With keep_attention, layer l's attention output and log-sum-exp are its
@@ -155,10 +154,10 @@ static void layer_forward(engine *e, int l, layer_acts *a, bool recompute)
     op_rope(be, a->q, e->pos, N, H, D, &e->rope, 0);
     op_rope(be, a->k, e->pos, N, Hkv, D, &e->rope, 0);
     place_attention(e, l, a);
-    if (!recompute || !e->opts.keep_attention) {
-        if (!recompute && e->opts.keep_attention) stash_before_write(e, &e->kept_attn, l);
+    if (!recompute || !e->opts.keep_attention) {   /* a kept output is not computed again */
+        stash_before_write(e, &e->kept_attn, l);
         op_attention_fwd(be, a->att, a->lse, a->q, a->k, a->v, e->seg, &shape);
-        if (!recompute && e->opts.keep_attention) stash_written(e, &e->kept_attn, l, attn_kept_bytes(e));
+        stash_written(e, &e->kept_attn, l, attn_kept_bytes(e, N));
     }
     be_copy(be, a->x_mid, x, (size_t)N * C * be->act_size);
     linear_fwd(e, l, LIN_O, a->x_mid, a->att, all, 1.0f, a);       /* x_mid = x + o_proj(att) */
@@ -323,7 +322,7 @@ int engine_backward(engine *e, const float *a, const float *b, const float *c)
     e->after_backward = true;
     for (int l = L - 1; l >= 0; l--) {
         stash_before_layer(e, &e->resid, l, (size_t)N * C * be->act_size);   /* resid[l] on the device (offload) */
-        if (e->opts.keep_attention) stash_before_layer(e, &e->kept_attn, l, attn_kept_bytes(e));
+        stash_before_layer(e, &e->kept_attn, l, attn_kept_bytes(e, N));   /* its attention output (kept, offload) */
         layer_acts *acts = engine_acts(e, l);
         if (cfg->ds.on) {   /* recomputed whole: the same routing, the same output */
             if (e->opts.checkpointing) deepseek_layer_forward(e, l, acts, NULL);

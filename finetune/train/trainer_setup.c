@@ -331,7 +331,6 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
         if (eo.offload && !eo.checkpointing)
             rc = ds_fail(DS_ECONFIG, "%s: train.offload_activations: true keeps each layer's input in host memory for "
                                      "the recomputing backward: it needs train.gradient_checkpointing: true", r->file);
-
         if (!rc) rc = fits_on_device(x, &eo);
         if (!rc) rc = ds_run_start(&x->ctx, &eo);
     }
