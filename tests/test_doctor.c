@@ -58,8 +58,10 @@ Test(estimate, equals_the_engine_on_the_cpu)
 
 /* `ds-ft bench train` on an H100 (README, "On the GPU" and "Long sequences"): deepseek-llm-7b, QLoRA
  * r=16 on q_proj and v_proj, checkpointing: 6.96 and 9.87 GiB in use at micro-batch 1 and 4 of 2,048
- * tokens, at 4 with the layers' inputs offloaded 7.50 GiB and with the attention output kept too 7.57;
- * one row of 65,536 tokens offloaded 14.55 GiB (15.09 with the attention output kept), of 131,072 22.61. */
+ * tokens, at 4 with the layers' inputs offloaded 7.50 GiB and with the attention output kept too 7.57,
+ * with every layer's projections kept as well 14.82 (18.96 without offload; 11.71 with the attention
+ * output alone kept on the device), at 1 so 8.32; one row of 65,536 tokens offloaded 14.55 GiB (15.09
+ * with the attention output kept), of 131,072 22.61. */
 Test(estimate, matches_the_h100_measurements)
 {
     model_config cfg;
@@ -67,20 +69,24 @@ Test(estimate, matches_the_h100_measurements)
     lora_config lc = {.r = 16, .alpha = 32, .targets = (1u << LIN_Q) | (1u << LIN_V)};
     lora_adapter *ad;
     cr_assert_eq(lora_create(&cfg, &lc, "x", &ad), DS_OK);
-    static const struct { int rows, seq; bool offload, keep; double gib; } measured[] = {
-        {1, 2048, false, false, 6.96}, {4, 2048, false, false, 9.87}, {4, 2048, true, false, 7.50},
-        {4, 2048, true, true, 7.57}, {1, 65536, true, false, 14.55}, {1, 65536, true, true, 15.09},
-        {1, 131072, true, false, 22.61}};
+    /* keep: 1 = the attention output, 2 = and every layer's projections */
+    static const struct { int rows, seq; bool offload; int keep; double gib; } measured[] = {
+        {1, 2048, false, 0, 6.96}, {4, 2048, false, 0, 9.87}, {4, 2048, true, 0, 7.50},
+        {4, 2048, true, 1, 7.57}, {4, 2048, true, 2, 14.82}, {4, 2048, false, 2, 18.96},
+        {4, 2048, false, 1, 11.71}, {1, 2048, true, 2, 8.32}, {1, 65536, true, 0, 14.55},
+        {1, 65536, true, 1, 15.09}, {1, 131072, true, 0, 22.61}};
     for (int i = 0; i < (int)(sizeof measured / sizeof *measured); i++) {
         engine_opts eo = {.max_B = measured[i].rows, .max_T = measured[i].seq, .checkpointing = true,
                           .training = true, .adapter = ad, .offload = measured[i].offload,
-                          .keep_attention = measured[i].keep};
+                          .keep_attention = measured[i].keep >= 1,
+                          .keep_projections = measured[i].keep == 2 ? cfg.num_layers : 0};
         engine_memory m;
         cr_assert_eq(engine_estimate(&cfg, true, BE_CUDA, &eo, &m), DS_OK, "%s", ds_errmsg());
         double gib = (double)(m.weights + m.adapter + m.activations + m.workspace + DOCTOR_CUDA_OVERHEAD) / (1 << 30);
         cr_expect(fabs(gib - measured[i].gib) < 0.15, "%d x %d tokens%s%s: estimated %.2f GiB, measured %.2f GiB",
                   measured[i].rows, measured[i].seq, measured[i].offload ? ", offloaded" : "",
-                  measured[i].keep ? ", attention kept" : "", gib, measured[i].gib);
+                  measured[i].keep == 2 ? ", attention and projections kept" : measured[i].keep ? ", attention kept" : "",
+                  gib, measured[i].gib);
     }
     lora_free(ad);
 }

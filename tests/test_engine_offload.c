@@ -32,9 +32,12 @@ static void step_free(step_out *s)
     free(s->grads);
 }
 
+/* What the forward keeps for the backward besides each layer's input. */
+typedef enum { KEEP_INPUTS, KEEP_ATTENTION, KEEP_PROJECTIONS, KEEP_SOME_PROJECTIONS } keep_kind;
+
 /* One forward and backward of a fixed random batch of B rows of T on model
  * `dir` with a fresh adapter (dropout 0.1, r 4 on every linear layer). */
-static step_out run_step(const char *dir, int B, int T, bool offload, int mlp_rows, bool keep_attention)
+static step_out run_step(const char *dir, int B, int T, bool offload, int mlp_rows, keep_kind keep)
 {
     backend *be;
     llama_model *m;
@@ -57,7 +60,9 @@ static step_out run_step(const char *dir, int B, int T, bool offload, int mlp_ro
     }
     engine *e;
     engine_opts eo = {.max_B = B, .max_T = T, .training = true, .adapter = ad, .checkpointing = true, .seed = 5,
-                      .offload = offload, .mlp_rows = mlp_rows, .keep_attention = keep_attention};
+                      .offload = offload, .mlp_rows = mlp_rows, .keep_attention = keep >= KEEP_ATTENTION,
+                      .keep_projections = keep == KEEP_PROJECTIONS        ? m->cfg.num_layers
+                                          : keep == KEEP_SOME_PROJECTIONS ? m->cfg.num_layers - 1 : 0};
     cr_assert_eq(engine_create(be, m, &eo, &e), 0, "%s", ds_errmsg());
     const int L = m->cfg.num_layers, C = m->cfg.hidden_size;
     step_out s = {.N = (size_t)B * T, .P = ad->nparams};
@@ -93,10 +98,10 @@ static void expect_same(const float *x, const float *ref, size_t n, double tol, 
     cr_expect(err <= tol, "%s: relative difference %.3e (limit %.0e)", what, err, tol);
 }
 
-static void expect_same_step(const char *dir, bool offload, int mlp_rows, bool keep_attention)
+static void expect_same_step(const char *dir, bool offload, int mlp_rows, keep_kind keep)
 {
     char *path = tu_source_path(dir);
-    step_out ref = run_step(path, 2, 9, false, 0, false), got = run_step(path, 2, 9, offload, mlp_rows, keep_attention);
+    step_out ref = run_step(path, 2, 9, false, 0, KEEP_INPUTS), got = run_step(path, 2, 9, offload, mlp_rows, keep);
     expect_same(got.lp, ref.lp, ref.N, 1e-6, "log-probabilities");
     expect_same(got.hidden, ref.hidden, ref.hidden_n, 1e-6, "hidden states");
     expect_same(got.grads, ref.grads, ref.P, 1e-5, "LoRA gradients");
@@ -110,39 +115,57 @@ static void expect_same_step(const char *dir, bool offload, int mlp_rows, bool k
 
 Test(engine_offload, offloaded_inputs_give_the_same_step)
 {
-    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 0, false);
+    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 0, KEEP_INPUTS);
 }
 
 Test(engine_offload, mlp_slices_give_the_same_step)
 {
-    expect_same_step("tests/data/fixtures/tiny-qwen3", false, 5, false);   /* 18 tokens: slices of 5, 5, 5, 3 */
+    expect_same_step("tests/data/fixtures/tiny-qwen3", false, 5, KEEP_INPUTS);   /* 18 tokens: slices of 5, 5, 5, 3 */
 }
 
 Test(engine_offload, both_at_once_give_the_same_step)
 {
-    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 4, false);
+    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 4, KEEP_INPUTS);
 }
 
 Test(engine_offload, deepseek_layers_with_offloaded_inputs)
 {
-    expect_same_step("tests/data/fixtures/tiny-deepseek-v3", true, 0, false);
+    expect_same_step("tests/data/fixtures/tiny-deepseek-v3", true, 0, KEEP_INPUTS);
 }
 
 /* The backward reads the kept attention output instead of recomputing it:
  * the same step, on the device's buffers and offloaded through two slots. */
 Test(engine_offload, kept_attention_gives_the_same_step)
 {
-    expect_same_step("tests/data/fixtures/tiny-qwen3", false, 0, true);
+    expect_same_step("tests/data/fixtures/tiny-qwen3", false, 0, KEEP_ATTENTION);
 }
 
 Test(engine_offload, kept_attention_offloaded_gives_the_same_step)
 {
-    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 4, true);
+    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 4, KEEP_ATTENTION);
 }
 
 Test(engine_offload, kept_attention_on_llama_layers)
 {
-    expect_same_step("tests/data/fixtures/tiny-llama31", true, 0, true);
+    expect_same_step("tests/data/fixtures/tiny-llama31", true, 0, KEEP_ATTENTION);
+}
+
+/* Where a layer's projections are kept too its recomputation runs none of the
+ * attention block's products: Qwen3's per-head norms are recomputed from the
+ * kept q and k, Llama's q and k are kept after RoPE. Every layer's, or all but
+ * the first's (which then uses the set's own buffers); with the inputs and
+ * attention outputs offloaded or not. */
+Test(engine_offload, kept_projections_give_the_same_step)
+{
+    expect_same_step("tests/data/fixtures/tiny-qwen3", false, 0, KEEP_PROJECTIONS);
+    expect_same_step("tests/data/fixtures/tiny-llama31", false, 4, KEEP_PROJECTIONS);
+    expect_same_step("tests/data/fixtures/tiny-qwen3", false, 0, KEEP_SOME_PROJECTIONS);
+}
+
+Test(engine_offload, kept_projections_with_offload_give_the_same_step)
+{
+    expect_same_step("tests/data/fixtures/tiny-qwen3", true, 4, KEEP_PROJECTIONS);
+    expect_same_step("tests/data/fixtures/tiny-llama31", true, 0, KEEP_SOME_PROJECTIONS);
 }
 
 /* Options that need checkpointing (or Llama-family layers) are refused by name. */
@@ -173,6 +196,8 @@ Test(engine_offload, kept_attention_without_checkpointing_or_on_deepseek_is_refu
                                                                    .keep_attention = true}, "checkpointing");
     expect_refused("tests/data/fixtures/tiny-deepseek-v3", (engine_opts){.max_B = 1, .max_T = 8, .training = true,
                    .checkpointing = true, .keep_attention = true}, "DeepSeek");
+    expect_refused("tests/data/fixtures/tiny-qwen3", (engine_opts){.max_B = 1, .max_T = 8, .training = true,
+                   .checkpointing = true, .keep_projections = 1}, "keep_attention");
 }
 
 /* The LoRA products over more rows than one slice: against a plain loop. */

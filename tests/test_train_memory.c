@@ -129,3 +129,32 @@ Test(train_memory, offload_turned_off_is_named_first)
     cr_assert_eq(check(1, 65536, true, 22.0), DS_ETRAIN);
     cr_expect(strstr(ds_errmsg(), "set train.offload_activations: true (an estimated"), "%s", ds_errmsg());
 }
+
+/* The kept attention output and projections on a 24 GB card (23 GiB free):
+ * at micro-batch 4 x 2,048 the attention output is kept on the card and
+ * every layer's projections fit; at 65,536 tokens offloaded, a few layers'
+ * do, and the run with them still passes the memory check with 1 GiB left;
+ * none without the attention output kept, none on a card that is full. */
+Test(train_memory, the_kept_projections_take_what_the_card_has_left)
+{
+    const size_t free_b = 23 * GiB;
+    engine_opts o = {.max_B = 4, .max_T = 2048, .checkpointing = true, .training = true, .adapter = ad};
+    cr_expect_eq(train_projections_that_fit(&cfg, true, &o, free_b), 0, "nothing without the attention kept");
+    cr_assert(train_keep_attention_pays(&cfg, true, &o, free_b), "the attention output fits on the card");
+    o.keep_attention = true;
+    cr_expect_eq(train_projections_that_fit(&cfg, true, &o, free_b), cfg.num_layers);
+    cr_expect_eq(train_projections_that_fit(&cfg, true, &o, 12 * GiB), 0, "a card with 12 GiB has no room left");
+
+    o = (engine_opts){.max_B = 1, .max_T = 65536, .checkpointing = true, .training = true, .adapter = ad,
+                      .offload = true, .keep_attention = true};
+    int n = train_projections_that_fit(&cfg, true, &o, free_b);
+    cr_expect(n >= 1 && n < cfg.num_layers, "65,536 tokens: %d layers' projections", n);
+    o.keep_projections = n;
+    size_t need = 0;
+    r.plan.micro_batch = r.plan.rows = 1;
+    cr_expect_eq(trainer_memory_check(&r, &cfg, true, &o, free_b - GiB, "a test GPU", &need), DS_OK,
+                 "with %d layers' projections the run fits with 1 GiB to spare: %s", n, ds_errmsg());
+    o.keep_projections = n + 1;
+    cr_expect_eq(trainer_memory_check(&r, &cfg, true, &o, free_b - GiB, "a test GPU", &need), DS_ETRAIN,
+                 "one more layer's would not");
+}

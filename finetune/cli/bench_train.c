@@ -29,6 +29,7 @@ typedef struct {
     bool precompute_ref;    /* DPO: the reference log-probs once before the steps, as precompute_ref_log_probs */
     const char *offload;    /* auto | on | off */
     const char *keep_attention;   /* auto | on | off */
+    const char *keep_projections;   /* auto | on | off */
     unsigned targets;
     bool default_targets;   /* no --targets: q_proj,v_proj, or DeepSeek's MLA pair */
     double mem_limit_gib;   /* > 0: search the largest micro-batch under this */
@@ -68,11 +69,13 @@ static double measure_peak(backend *be)
 /* Multiply-adds per token of the linear layers, summed over the layers: all
  * of them (*lin; in a DeepSeek MoE layer the router, and the routed experts'
  * top_k / n_routed share: each token runs through top_k of them), the down
- * projections among them (*down), and the LoRA products of the targets at
+ * projections among them (*down), the attention block's q, k, v and o among
+ * them (*attn; Llama-family layers), and the LoRA products of the targets at
  * rank r (*lora). */
-static void linear_work(const model_config *c, unsigned targets, int r, double *lin, double *down, double *lora)
+static void linear_work(const model_config *c, unsigned targets, int r, double *lin, double *down, double *attn,
+                        double *lora)
 {
-    *lin = *down = *lora = 0;
+    *lin = *down = *attn = *lora = 0;
     for (int l = 0; l < c->num_layers; l++) {
         if (c->ds.on && deepseek_is_moe(c, l)) *lin += (double)c->ds.n_routed * c->hidden_size;
         for (int s = 0; s < model_slots(c); s++) {
@@ -88,6 +91,7 @@ static void linear_work(const model_config *c, unsigned targets, int r, double *
             }
             *lin += share * out * in;
             if (!strcmp(name, "down_proj")) *down += share * out * in;
+            if (!c->ds.on && s <= LIN_O) *attn += (double)out * in;
             int bit = lora_target_bit(name);
             if (bit >= 0 && (targets & (1u << bit))) *lora += share * r * ((double)out + in);
         }
@@ -95,16 +99,18 @@ static void linear_work(const model_config *c, unsigned targets, int r, double *
 }
 
 /* FLOPs one step executes (matrix products and attention). */
-static double step_flops(const model_config *c, const bench_opts *o, long rows, bool kept_attention)
+static double step_flops(const model_config *c, const bench_opts *o, long rows, bool kept_attention,
+                         int kept_projections)
 {
-    double C = c->hidden_size, V = c->vocab_size, T = o->seq, L = c->num_layers, lin, down, lora;
-    linear_work(c, o->targets, o->rank, &lin, &down, &lora);
+    double C = c->hidden_size, V = c->vocab_size, T = o->seq, L = c->num_layers, lin, down, attn, lora;
+    linear_work(c, o->targets, o->rank, &lin, &down, &attn, &lora);
     double tokens = (double)rows * T;
     double dv = c->ds.on ? c->ds.v_head_dim : c->head_dim;   /* DeepSeek's values are narrower than q/k */
     double attn_fwd = T * c->num_heads * (c->head_dim + dv) * L;   /* causal: T/2 keys, 2 products, 2 flops */
     double fwd = 2 * lin + 2 * lora + 2 * V * C + attn_fwd;
     double bwd = 2 * lin + 4 * lora + 4 * V * C + 2.5 * attn_fwd;   /* dx only; logits recomputed */
-    double recompute = o->checkpointing ? 2 * (lin - down) + 2 * lora + (kept_attention ? 0 : attn_fwd) : 0;
+    double recompute = o->checkpointing ? 2 * (lin - down - attn * kept_projections / L) + 2 * lora +
+                                          (kept_attention ? 0 : attn_fwd) : 0;
     double ref = o->dpo && !o->precompute_ref ? 2 * lin + 2 * V * C + attn_fwd : 0;
     return tokens * (fwd + bwd + recompute + ref) * o->accum;
 }
@@ -170,6 +176,7 @@ typedef struct {
     size_t host_peak;     /* the process's peak resident set so far (over every micro-batch run) */
     bool offload;         /* each layer's input was offloaded to host memory */
     bool keep_attention;  /* each layer's attention output was kept for the backward */
+    int keep_projections;   /* layers whose q, k, v and residual after attention were kept too */
 } bench_result;
 
 static int cmp_double(const void *x, const void *y)
@@ -228,7 +235,11 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
     if (!strcmp(o->keep_attention, "auto") && be->kind == BE_CUDA)
         eo.keep_attention = train_keep_attention_pays(&m->cfg, true, &eo, free_b);
     res->offload = eo.offload;
+    if (eo.keep_attention && !strcmp(o->keep_projections, "on")) eo.keep_projections = m->cfg.num_layers;
+    if (eo.keep_attention && !strcmp(o->keep_projections, "auto") && be->kind == BE_CUDA)
+        eo.keep_projections = train_projections_that_fit(&m->cfg, true, &eo, free_b);
     res->keep_attention = eo.keep_attention;
+    res->keep_projections = eo.keep_projections;
     int rc = engine_create(be, m, &eo, &e);
     if (rc) return rc;
     batch b;
@@ -254,7 +265,7 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
         qsort(times, (size_t)o->steps, sizeof *times, cmp_double);
         res->step_s = times[o->steps / 2];
         res->tokens_per_s = (double)N * o->accum / res->step_s;
-        res->tflops = step_flops(&m->cfg, o, rows, res->keep_attention) / res->step_s / 1e12;
+        res->tflops = step_flops(&m->cfg, o, rows, res->keep_attention, res->keep_projections) / res->step_s / 1e12;
         be_mem_info(be, &free_b, &total_b);   /* now, with the engine and its steps */
         res->peak_alloc = be_peak_bytes(be);
         res->in_use = total_b - free_b;
@@ -271,7 +282,7 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
 
 /* The command line, as the table says; turned into bench_opts by parse(). */
 typedef struct {
-    const char *shape, *device, *loss, *checkpointing, *targets, *offload, *keep_attention;
+    const char *shape, *device, *loss, *checkpointing, *targets, *offload, *keep_attention, *keep_projections;
     long seq, batch, rank, steps, warmup, accum;
     double mem_limit_gib;
     bool profile, precompute_ref;
@@ -299,7 +310,11 @@ static const cli_opt BENCH_TRAIN_OPTS[] = {
      "free memory otherwise"},
     {"--keep-attention", ARG_CHOICE, offsetof(bench_args, keep_attention), NULL, "auto", 0, 0, "auto|on|off", false,
      "each layer's attention output kept for the backward, which then does not compute it again (with "
-     "checkpointing); auto = with offload, where it fits, as train.keep_attention: auto"},
+     "checkpointing); auto = where it fits, as train.keep_attention: auto"},
+    {"--keep-projections", ARG_CHOICE, offsetof(bench_args, keep_projections), NULL, "auto", 0, 0, "auto|on|off",
+     false, "with the attention output kept: each layer's q, k, v and residual after attention kept on the device "
+     "too, so that the recomputation runs no projection of the attention block; auto = in as many layers as the "
+     "free memory holds, as train.keep_projections: auto"},
     {"--accum", ARG_INT, offsetof(bench_args, accum), "N", "1", 1, 4096, NULL, false,
      "micro-batches per optimizer step"},
     {"--steps", ARG_INT, offsetof(bench_args, steps), "N", "5", 1, 100000, NULL, false,
@@ -328,7 +343,8 @@ static int parse(int argc, char **argv, bench_opts *o)
     *o = (bench_opts){.shape = a.shape ? a.shape : "deepseek-llm-7b", .seq = (int)a.seq, .batch = (int)a.batch,
                       .rank = (int)a.rank, .steps = (int)a.steps, .warmup = (int)a.warmup, .accum = (int)a.accum,
                       .dpo = !strcmp(a.loss, "dpo"), .checkpointing = !strcmp(a.checkpointing, "on"), .offload = a.offload,
-                      .keep_attention = a.keep_attention, .targets = (1u << LIN_Q) | (1u << LIN_V),
+                      .keep_attention = a.keep_attention,
+                      .keep_projections = a.keep_projections, .targets = (1u << LIN_Q) | (1u << LIN_V),
                       .default_targets = !a.targets,
                       .mem_limit_gib = a.mem_limit_gib, .device = a.device, .profile = a.profile,
                       .precompute_ref = a.precompute_ref};
@@ -380,12 +396,13 @@ int bench_train(int argc, char **argv)
             strcat(targets, t < LIN_COUNT ? llama_linear_name((llama_linear)t) : MLA[t - LIN_COUNT]);
         }
     printf("bench train: %s (%.2fB parameters), NF4 base, LoRA r=%d on %s, %s, seq %d, checkpointing %s, offload %s, "
-           "keep attention %s\n",
+           "keep attention %s, keep projections %s\n",
            o.shape, model_config_params(&cfg) / 1e9, o.rank, targets,
            !o.dpo ? "sft"
            : o.precompute_ref ? "dpo (pairs; reference log-probs computed once before the steps)"
                               : "dpo (pairs; reference pass through the disabled adapter)",
-           o.seq, o.checkpointing ? "on" : "off", o.offload, o.keep_attention);
+           o.seq, o.checkpointing ? "on" : "off", o.offload, o.keep_attention,
+           o.keep_projections);
     printf("device: %s (%s); measured bf16 GEMM peak %.1f TFLOP/s\n", be_device_name(be), be_name(be), peak);
     int sizes[] = {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32};
     int nsizes = o.mem_limit_gib > 0 ? (int)(sizeof sizes / sizeof *sizes) : 1;
@@ -406,6 +423,7 @@ int bench_train(int argc, char **argv)
         }
         double gib = 1024.0 * 1024.0 * 1024.0;
         bool fits = o.mem_limit_gib <= 0 || r.in_use / gib <= o.mem_limit_gib;
+        if (r.keep_projections) printf("q, k, v and the residual after attention kept in %d layers\n", r.keep_projections);
         printf("micro-batch %2d%s: step %.3f s, %.0f tokens/s, %.1f TFLOP/s executed (%.1f%% of the measured peak), "
                "peak memory %.2f GiB allocated, %.2f GiB in use on the device%s\n", B, o.dpo ? " pairs" : "", r.step_s,
                r.tokens_per_s, r.tflops, peak > 0 ? 100.0 * r.tflops / peak : 0.0, r.peak_alloc / gib, r.in_use / gib,
@@ -419,8 +437,13 @@ int bench_train(int argc, char **argv)
                !o.checkpointing ? "every layer's intermediates"
                : r.offload ? "a few layers' inputs, one layer's intermediates"
                            : "each layer's input kept, one layer's intermediates",
-               !r.keep_attention ? "" : r.offload ? "; each layer's attention output offloaded too"
-                                                  : "; each layer's attention output kept",
+               !r.keep_attention ? ""
+               : r.keep_projections ? (r.offload ? "; each layer's attention output offloaded too, some layers' "
+                                                   "q, k, v and residual kept"
+                                                 : "; each layer's attention output kept, some layers' q, k, v "
+                                                   "and residual too")
+               : r.offload ? "; each layer's attention output offloaded too"
+                           : "; each layer's attention output kept",
                ds_bytes_str(r.plan.workspace, ws, sizeof ws), ds_bytes_str(r.host_peak, host, sizeof host),
                r.offload ? ", of which the offloaded activations " : "",
                r.offload ? ds_bytes_str(r.plan.host, off, sizeof off) : "", r.offload ? " (page-locked)" : "");
@@ -428,11 +451,11 @@ int bench_train(int argc, char **argv)
                "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"tflops\": %.2f, \"peak_share\": %.4f, \"peak_alloc_bytes\": %zu, "
                "\"in_use_bytes\": %zu, \"weights_bytes\": %zu, \"adapter_bytes\": %zu, \"activations_bytes\": %zu, "
                "\"workspace_bytes\": %zu, \"offload\": %s, \"host_offload_bytes\": %zu, \"host_peak_bytes\": %zu, "
-               "\"precompute_ref\": %s, \"keep_attention\": %s}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B,
+               "\"precompute_ref\": %s, \"keep_attention\": %s, \"keep_projections\": %d}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B,
                o.checkpointing ? "true" : "false", r.step_s, r.tokens_per_s, r.tflops, peak > 0 ? r.tflops / peak : 0.0,
                r.peak_alloc, r.in_use, r.plan.weights, r.plan.adapter, r.plan.activations, r.plan.workspace,
                r.offload ? "true" : "false", r.plan.host, r.host_peak, o.precompute_ref ? "true" : "false",
-               r.keep_attention ? "true" : "false");
+               r.keep_attention ? "true" : "false", r.keep_projections);
         fflush(stdout);
         if (!fits) break;
         best = B;

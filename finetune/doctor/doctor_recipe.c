@@ -23,7 +23,9 @@ static int memory_with(const model_config *cfg, const recipe *r, int micro_batch
     engine_opts eo = {.max_B = micro_batch * (r->plan.paired ? 2 : 1), .max_T = r->plan.seq_len,
                       .checkpointing = r->train.gradient_checkpointing, .training = true, .adapter = ad,
                       .offload = offload, .keep_attention = r->train.keep_attention &&
-                                                            !strcmp(r->train.keep_attention, "true")};
+                                                            !strcmp(r->train.keep_attention, "true"),
+                      .keep_projections = r->train.keep_projections && !strcmp(r->train.keep_projections, "true")
+                                              ? cfg->num_layers : 0};
     rc = engine_estimate(cfg, r->quant.load_in_4bit, BE_CUDA, &eo, &out->arenas);
     const engine_memory *m = &out->arenas;
     out->total = engine_memory_total(m) + DOCTOR_CUDA_OVERHEAD;

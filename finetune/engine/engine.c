@@ -154,15 +154,23 @@ static void layout_attention(engine *e, carve *c, layer_acts *a)
 {
     const model_config *cfg = &e->cfg;
     size_t N = (size_t)e->Nmax, A = e->be->act_size;
-    a->q = take(c, N * (size_t)e->QD * A);
-    a->k = take(c, N * (size_t)e->KVD * A);
+    /* where every layer keeps its projections (keep_projections) they are
+     * written into e->kept_proj; q and k are then taken here only where
+     * Qwen3's norms follow */
+    const bool home = e->opts.keep_projections < e->cfg.num_layers;
+    if (home || cfg->qk_norm) {
+        a->q = take(c, N * (size_t)e->QD * A);
+        a->k = take(c, N * (size_t)e->KVD * A);
+    }
     if (cfg->qk_norm) {
-        a->q_raw = take(c, N * (size_t)e->QD * A);
-        a->k_raw = take(c, N * (size_t)e->KVD * A);
+        if (home) {
+            a->q_raw = take(c, N * (size_t)e->QD * A);
+            a->k_raw = take(c, N * (size_t)e->KVD * A);
+        }
         a->rstd_q = take(c, N * (size_t)cfg->num_heads * sizeof(float));
         a->rstd_k = take(c, N * (size_t)cfg->num_kv_heads * sizeof(float));
     }
-    a->v = take(c, N * (size_t)e->KVD * A);
+    if (home) a->v = take(c, N * (size_t)e->KVD * A);
     if (!e->opts.keep_attention) {   /* else layer l's entry of e->kept_attn */
         a->att = take(c, N * (size_t)e->QD * A);
         a->lse = take(c, N * (size_t)cfg->num_heads * sizeof(float));
@@ -181,19 +189,24 @@ static void layout_acts(engine *e, carve *c)
     const size_t R = (size_t)e->mlp_rows;   /* tokens per MLP slice */
     stash_layout(&e->resid, c);
     stash_layout(&e->kept_attn, c);
+    stash_layout(&e->kept_proj, c);
     for (int s = 0; s < e->nsets; s++) {
         layer_acts *a = &e->sets[s];
         a->h1 = take(c, N * C * A);
         a->rstd1 = take(c, N * sizeof(float));
         if (cfg->ds.on) deepseek_layout_acts(e, c, a);
         else layout_attention(e, c, a);
-        a->x_mid = take(c, N * C * A);
+        if (e->opts.keep_projections < cfg->num_layers) a->x_mid = take(c, N * C * A);   /* else in e->kept_proj */
         a->h2 = take(c, N * C * A);
         a->rstd2 = take(c, N * sizeof(float));
         a->g = take(c, R * I * A);
         a->u = take(c, R * I * A);
         a->m = take(c, R * I * A);
     }
+    const layer_acts *a0 = &e->sets[0];   /* where layers whose projections are not kept write them */
+    e->proj_home.x_mid = a0->x_mid, e->proj_home.v = a0->v;
+    e->proj_home.q = cfg->qk_norm ? a0->q_raw : a0->q;
+    e->proj_home.k = cfg->qk_norm ? a0->k_raw : a0->k;
     /* with offload (long sequences) the final norm's output takes the place of
      * the one layer's h1: the backward recomputes h1 after the last use of xf */
     e->xf = e->opts.offload ? e->sets[0].h1 : take(c, N * C * A);
@@ -390,17 +403,15 @@ static int engine_init(engine *e, backend *be, const llama_model *m, const engin
     e->nsets = o->checkpointing ? 1 : e->cfg.num_layers;
     e->sets = ds_calloc((size_t)e->nsets, sizeof *e->sets, "engine layers");
     if (!e->layers || !e->sets) return DS_ENOMEM;
-    if (o->offload && !o->checkpointing)
-        return ds_fail(DS_ECONFIG, "activation offload keeps each layer's input in host memory for a recomputing "
-                                   "backward: it needs gradient checkpointing");
-    if (o->keep_attention && (!o->checkpointing || e->cfg.ds.on))
-        return ds_fail(DS_ECONFIG, "keeping the attention output spares its recomputation in the backward: it "
-                                   "needs gradient checkpointing and Llama-family layers (not DeepSeek's)");
+    int rc = stash_check_opts(&e->cfg, o);
+    if (rc) return rc;
     const int L = e->cfg.num_layers;
-    int rc = stash_init(&e->resid, L + 1, (size_t)e->Nmax * e->cfg.hidden_size * be->act_size,
+    rc = stash_init(&e->resid, L + 1, (size_t)e->Nmax * e->cfg.hidden_size * be->act_size,
                         o->offload ? (e->cfg.ds.on ? 3 : 2) : 0);
     if (!rc && o->keep_attention)
-        rc = stash_init(&e->kept_attn, L, attn_kept_bytes(e, e->Nmax), o->offload ? 2 : 0);
+        rc = stash_init(&e->kept_attn, L, attn_kept_layout(e, e->Nmax).attn_bytes, o->offload ? 2 : 0);
+    if (!rc && o->keep_projections)
+        rc = stash_init(&e->kept_proj, o->keep_projections, attn_kept_layout(e, e->Nmax).proj_bytes, 0);
     if (rc) return rc;
     if (o->mlp_rows < 0) return ds_fail(DS_EINTERNAL, "engine: negative MLP slice");
     /* the MLP in slices of tokens: its (tokens, intermediate) buffers are the
@@ -482,6 +493,7 @@ void engine_free(engine *e)
     be_free(e->be, e->act_arena);
     stash_free(e, &e->resid);
     stash_free(e, &e->kept_attn);
+    stash_free(e, &e->kept_proj);
     if (e->cfg.ds.on) deepseek_free(e);
     free(e->layers);
     free(e->sets);

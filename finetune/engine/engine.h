@@ -10,6 +10,7 @@
  *                offload, the layers' inputs live in host memory instead and
  *                two take turns on the device (engine_stash.c); with
  *                keep_attention each layer's attention output is kept too
+ *                (with keep_projections some layers' q, k, v and residual as well)
  *   workspace    dequantized weights, logits chunks, LoRA scratch (backend slots)
  *
  * A step is: engine_forward (per-token log-probs of the targets, and the
@@ -48,6 +49,11 @@ typedef struct {
                                        and log-sum-exp kept from the forward (on the device; with offload in
                                        page-locked host memory, two on the device), so that the backward's
                                        recomputation skips the attention forward */
+    int keep_projections;           /* with keep_attention: the last this many layers also keep q, k, v (as
+                                       the attention read them; Qwen3's before their norms) and the residual
+                                       after attention, on the device (never offloaded: four times a layer's
+                                       input), so that their recomputation runs no projection of the
+                                       attention block; 0 = none, at most the layer count */
     int mlp_rows;                   /* with checkpointing, Llama-family layers: the MLP runs over slices of
                                        this many tokens; 0 = slices of ENGINE_MLP_ROWS with offload, else the
                                        whole micro-batch */

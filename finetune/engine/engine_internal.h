@@ -87,7 +87,12 @@ struct engine {
     engine_stash resid;             /* (L + 1) x (N, C): embeddings, then each layer's output (resid.dev[k]);
                                        with offload 2 device slots take turns, 3 for DeepSeek */
     engine_stash kept_attn;         /* with keep_attention (L): layer l's attention output (N, H*D) act and
-                                       log-sum-exp (N, H) fp32, at attn_kept_lse_at(); with offload 2 slots */
+                                       log-sum-exp (N, H) fp32 (attn_kept_layout); with offload 2 slots */
+    engine_stash kept_proj;         /* (keep_projections) the last layers' x_mid, q, k, v, on the device:
+                                       entry k is layer L - keep_projections + k's */
+    struct {                        /* where the other layers' are (the set's own buffers) */
+        void *x_mid, *q, *k, *v;
+    } proj_home;
     int mlp_rows;                   /* tokens per MLP slice (Llama-family layers) */
     bool after_backward;            /* a backward ran since the last forward (xf may be overwritten) */
     layer_acts *sets;               /* (nsets): 1 with checkpointing, else L */
@@ -134,6 +139,10 @@ void engine_layout_linear(engine *e, carve *c, frozen_linear *dst, const model_l
 int engine_measure(engine *e, backend *be, const llama_model *m, const engine_opts *o, engine_memory *out);
 
 /* ---- what the backward keeps, on the device or offloaded (engine_stash.c) ---- */
+/* stash_check_opts() : whether what options o keep for the backward (offload,
+ * keep_attention, keep_projections) goes with the rest of them and model cfg,
+ * @return DS_OK, or DS_ECONFIG naming what it needs. */
+int stash_check_opts(const model_config *cfg, const engine_opts *o);
 /* stash_init() : count entries of `bytes` each, with `slots` device slots
  * (0: each entry on the device), @return DS_OK or DS_ENOMEM. */
 int stash_init(engine_stash *s, int count, size_t bytes, int slots);
@@ -154,10 +163,14 @@ void stash_before_layer(engine *e, engine_stash *s, int l, size_t used);
 /* resid_read() : hidden state k (0..L) of the last forward into host fp32,
  * @return DS_OK or why it is no longer kept. */
 int resid_read(engine *e, int k, float *host);
-/* attn_kept_lse_at() : where the log-sum-exp starts in a kept attention entry
- * of N tokens (after the output, aligned), @return bytes.
- * attn_kept_bytes() : the entry's size for N tokens, @return bytes. */
-size_t attn_kept_lse_at(const engine *e, int N);
-size_t attn_kept_bytes(const engine *e, int N);
+/* Where the parts of the kept entries start for N tokens: byte offsets, each
+ * 256-aligned. */
+typedef struct {
+    size_t lse, attn_bytes;       /* e->kept_attn's: att (N, H*D) act at 0, lse (N, H) fp32 */
+    size_t q, k, v, proj_bytes;   /* e->kept_proj's: x_mid (N, C) act at 0, q (N, H*D), k and v (N, Hkv*D)
+                                     act (q and k as the projections wrote them: Qwen3's before the norms) */
+} kept_layout;
+
+kept_layout attn_kept_layout(const engine *e, int N);
 
 #endif

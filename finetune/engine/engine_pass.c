@@ -48,6 +48,16 @@ static void linear_fwd(engine *e, int l, llama_linear t, void *y, const void *x,
     }
 }
 
+/* Only linear t's LoRA intermediate u = x·Aᵀ over rows rs, where a
+ * recomputation needs it for the backward but not the linear's output. */
+static void lora_u_only(engine *e, int l, llama_linear t, const void *x, rows rs, layer_acts *a)
+{
+    const lora_view *v = adapter_of(e, l, t);
+    if (!v) return;
+    lora_ctx ctx = lora_context(e, rs.r0);
+    op_lora_u(e->be, lora_u_of(a, t, v, rs), x, v, rs.n, &ctx);
+}
+
 /* dx = dy·W (+ beta·dx) + LoRA backward (which also accumulates dA, dB), over rows rs. */
 static void linear_bwd(engine *e, int l, llama_linear t, void *dx, const void *dy, const void *x, rows rs, float beta,
                        layer_acts *a)
@@ -79,9 +89,7 @@ static void mlp_forward(engine *e, int l, layer_acts *a, rows rs, void *out)
         linear_fwd(e, l, LIN_DOWN, at_row(e, out, rs.r0), a->m, rs, 1.0f, a);   /* out = x_mid + down(m) */
         return;
     }
-    const lora_view *v = adapter_of(e, l, LIN_DOWN);
-    lora_ctx ctx = lora_context(e, rs.r0);
-    if (v) op_lora_u(e->be, lora_u_of(a, LIN_DOWN, v, rs), a->m, v, rs.n, &ctx);
+    lora_u_only(e, l, LIN_DOWN, a->m, rs, a);
 }
 
 /* Its backward over the slice: e->dh's rows = dL/dh2 from dL/d out = e->dres's rows. */
@@ -103,64 +111,121 @@ static bool next_slice(const engine *e, rows *rs)
     return rs->n > 0;
 }
 
-size_t attn_kept_lse_at(const engine *e, int N)
+/* The next part of an entry: at *at, which then moves past its bytes (aligned). */
+static size_t part(size_t *at, size_t bytes)
 {
-    return ((size_t)N * e->QD * e->be->act_size + 255) & ~(size_t)255;
+    size_t here = *at;
+    *at = (here + bytes + 255) & ~(size_t)255;
+    return here;
 }
 
-size_t attn_kept_bytes(const engine *e, int N)
+kept_layout attn_kept_layout(const engine *e, int N)
 {
-    return attn_kept_lse_at(e, N) + (size_t)N * e->cfg.num_heads * sizeof(float);
+    const size_t A = e->be->act_size, n = (size_t)N;
+    kept_layout k = {0};
+    size_t at = 0;
+    part(&at, n * e->QD * A);   /* att */
+    k.lse = part(&at, n * e->cfg.num_heads * sizeof(float));
+    k.attn_bytes = at;
+    at = 0;
+    part(&at, n * e->cfg.hidden_size * A);   /* x_mid */
+    k.q = part(&at, n * e->QD * A);
+    k.k = part(&at, n * e->KVD * A);
+    k.v = part(&at, n * e->KVD * A);
+    k.proj_bytes = at;
+    return k;
+}
+
+/* The kept_proj entry of layer l's projections, NULL where they are not kept. */
+static char *kept_projections(const engine *e, int l)
+{
+    const int first = e->cfg.num_layers - e->opts.keep_projections;
+    return e->opts.keep_attention && l >= first ? e->kept_proj.dev[l - first] : NULL;
 }
 
 /* With keep_attention, layer l's attention output and log-sum-exp are its
- * entry of e->kept_attn: point the layer's intermediates there. */
+ * entry of e->kept_attn, and where its projections are kept q, k, v and x_mid
+ * are its entry of e->kept_proj: point the layer's intermediates there. */
 static void place_attention(engine *e, int l, layer_acts *a)
 {
     if (!e->opts.keep_attention) return;
+    const kept_layout k = attn_kept_layout(e, e->N);
     char *p = e->kept_attn.dev[l];
     a->att = p;
-    a->lse = (float *)(p + attn_kept_lse_at(e, e->N));
+    a->lse = (float *)(p + k.lse);
+    if (!e->opts.keep_projections) return;
+    char *kp = kept_projections(e, l);
+    void *q = kp ? kp + k.q : e->proj_home.q, *kk = kp ? kp + k.k : e->proj_home.k;
+    a->x_mid = kp ? kp : e->proj_home.x_mid;
+    *(e->cfg.qk_norm ? &a->q_raw : &a->q) = q;   /* as the projections wrote them */
+    *(e->cfg.qk_norm ? &a->k_raw : &a->k) = kk;
+    a->v = kp ? kp + k.v : e->proj_home.v;
+}
+
+/* q and k from their projections: Qwen3's per-head norms, then RoPE (in place). */
+static void finish_qk(engine *e, int l, layer_acts *a)
+{
+    backend *be = e->be;
+    const model_config *c = &e->cfg;
+    const int N = e->N, H = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
+    if (c->qk_norm) {
+        op_rmsnorm_fwd(be, a->q, a->rstd_q, a->q_raw, e->layers[l].q_norm, N * H, D, c->rms_norm_eps);
+        op_rmsnorm_fwd(be, a->k, a->rstd_k, a->k_raw, e->layers[l].k_norm, N * Hkv, D, c->rms_norm_eps);
+    }
+    op_rope(be, a->q, e->pos, N, H, D, &e->rope, 0);
+    op_rope(be, a->k, e->pos, N, Hkv, D, &e->rope, 0);
+}
+
+/* The recomputation of a layer whose attention block the forward kept (its
+ * attention output and projections): no projection runs again, only what
+ * the backward reads and the entries lack: the norms' outputs, Qwen3's normed
+ * q and k, and the LoRA intermediates of q, k, v and o. */
+static void restore_attention_block(engine *e, int l, layer_acts *a)
+{
+    const model_config *c = &e->cfg;
+    const rows all = all_rows(e);
+    if (c->qk_norm) finish_qk(e, l, a);   /* else the entry's q and k are after RoPE already */
+    lora_u_only(e, l, LIN_Q, a->h1, all, a);
+    lora_u_only(e, l, LIN_K, a->h1, all, a);
+    lora_u_only(e, l, LIN_V, a->h1, all, a);
+    lora_u_only(e, l, LIN_O, a->att, all, a);
+    op_rmsnorm_fwd(e->be, a->h2, a->rstd2, a->x_mid, e->layers[l].mlp_norm, e->N, c->hidden_size, c->rms_norm_eps);
 }
 
 /* Decoder layer l: resid[l] (N, C) -> resid[l + 1], intermediates into a.
  * recompute: the layer is recomputed for its backward up to the MLP's input
- * h2 (the attention itself only where its output was not kept); the backward
- * recomputes the MLP slice by slice (mlp_forward). */
+ * h2, without what the forward kept (keep_attention: the attention itself;
+ * with the layer's projections, keep_projections, the whole attention block);
+ * the backward recomputes the MLP slice by slice (mlp_forward). */
 static void layer_forward(engine *e, int l, layer_acts *a, bool recompute)
 {
     backend *be = e->be;
     const model_config *c = &e->cfg;
-    const int N = e->N, C = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
+    const int N = e->N, C = c->hidden_size;
     const layer_weights *w = &e->layers[l];
     const void *x = e->resid.dev[l];
     void *x_out = e->resid.dev[l + 1];
     const rows all = all_rows(e);
+    const bool kept = recompute && e->opts.keep_attention;   /* entry l holds what this layer's forward kept */
 
     attn_shape shape = w->attn;
     shape.B = e->B, shape.T = e->T;
 
-    op_rmsnorm_fwd(be, a->h1, a->rstd1, x, w->attn_norm, N, C, c->rms_norm_eps);
-    if (c->qk_norm) {   /* Qwen3: q and k normalised per head before RoPE */
-        linear_fwd(e, l, LIN_Q, a->q_raw, a->h1, all, 0.0f, a);
-        linear_fwd(e, l, LIN_K, a->k_raw, a->h1, all, 0.0f, a);
-        op_rmsnorm_fwd(be, a->q, a->rstd_q, a->q_raw, w->q_norm, N * H, D, c->rms_norm_eps);
-        op_rmsnorm_fwd(be, a->k, a->rstd_k, a->k_raw, w->k_norm, N * Hkv, D, c->rms_norm_eps);
-    } else {
-        linear_fwd(e, l, LIN_Q, a->q, a->h1, all, 0.0f, a);
-        linear_fwd(e, l, LIN_K, a->k, a->h1, all, 0.0f, a);
-    }
-    linear_fwd(e, l, LIN_V, a->v, a->h1, all, 0.0f, a);
-    op_rope(be, a->q, e->pos, N, H, D, &e->rope, 0);
-    op_rope(be, a->k, e->pos, N, Hkv, D, &e->rope, 0);
     place_attention(e, l, a);
-    if (!recompute || !e->opts.keep_attention) {   /* a kept output is not computed again */
-        stash_before_write(e, &e->kept_attn, l);
-        op_attention_fwd(be, a->att, a->lse, a->q, a->k, a->v, e->seg, &shape);
-        stash_written(e, &e->kept_attn, l, attn_kept_bytes(e, N));
+    op_rmsnorm_fwd(be, a->h1, a->rstd1, x, w->attn_norm, N, C, c->rms_norm_eps);
+    if (kept && kept_projections(e, l)) {
+        restore_attention_block(e, l, a);
+        return;
     }
+    if (!recompute) stash_before_write(e, &e->kept_attn, l);
+    linear_fwd(e, l, LIN_Q, c->qk_norm ? a->q_raw : a->q, a->h1, all, 0.0f, a);
+    linear_fwd(e, l, LIN_K, c->qk_norm ? a->k_raw : a->k, a->h1, all, 0.0f, a);
+    linear_fwd(e, l, LIN_V, a->v, a->h1, all, 0.0f, a);
+    finish_qk(e, l, a);
+    if (!kept) op_attention_fwd(be, a->att, a->lse, a->q, a->k, a->v, e->seg, &shape);   /* a kept one is not again */
     be_copy(be, a->x_mid, x, (size_t)N * C * be->act_size);
     linear_fwd(e, l, LIN_O, a->x_mid, a->att, all, 1.0f, a);       /* x_mid = x + o_proj(att) */
+    if (!recompute) stash_written(e, &e->kept_attn, l, attn_kept_layout(e, N).attn_bytes);
 
     op_rmsnorm_fwd(be, a->h2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->rms_norm_eps);
     if (recompute) return;
@@ -322,7 +387,7 @@ int engine_backward(engine *e, const float *a, const float *b, const float *c)
     e->after_backward = true;
     for (int l = L - 1; l >= 0; l--) {
         stash_before_layer(e, &e->resid, l, (size_t)N * C * be->act_size);   /* resid[l] on the device (offload) */
-        stash_before_layer(e, &e->kept_attn, l, attn_kept_bytes(e, N));   /* its attention output (kept, offload) */
+        stash_before_layer(e, &e->kept_attn, l, attn_kept_layout(e, N).attn_bytes);   /* its attention output (kept, offload) */
         layer_acts *acts = engine_acts(e, l);
         if (cfg->ds.on) {   /* recomputed whole: the same routing, the same output */
             if (e->opts.checkpointing) deepseek_layer_forward(e, l, acts, NULL);

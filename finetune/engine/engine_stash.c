@@ -1,6 +1,9 @@
 /* finetune/engine/engine_stash.c - where what the backward needs from the
  * forward lives: each layer's input (e->resid) and, with keep_attention,
- * each layer's attention output and log-sum-exp (e->kept_attn).
+ * each layer's attention output and log-sum-exp (e->kept_attn), with
+ * keep_projections some layers' q, k, v and residual after attention
+ * (e->kept_proj: on the device only, never offloaded), and which options of
+ * what is kept go together (stash_check_opts).
  *
  * With checkpointing the backward needs every layer's input resid[k] (N, C),
  * 8 KB a token for a 4096-wide model: a quarter of a megabyte a token over
@@ -34,6 +37,23 @@
 #include "core/status.h"
 
 #include <stdlib.h>
+
+int stash_check_opts(const model_config *cfg, const engine_opts *o)
+{
+    if (o->offload && !o->checkpointing)
+        return ds_fail(DS_ECONFIG, "activation offload keeps each layer's input in host memory for a recomputing "
+                                   "backward: it needs gradient checkpointing");
+    if (o->keep_attention && (!o->checkpointing || cfg->ds.on))
+        return ds_fail(DS_ECONFIG, "keeping the attention output spares its recomputation in the backward: it "
+                                   "needs gradient checkpointing and Llama-family layers (not DeepSeek's)");
+    if (o->keep_projections && !o->keep_attention)
+        return ds_fail(DS_ECONFIG, "keeping the attention block's projections adds them to the kept attention "
+                                   "output: it needs keep_attention");
+    if (o->keep_projections < 0 || o->keep_projections > cfg->num_layers)
+        return ds_fail(DS_EINTERNAL, "engine: projections kept for %d of %d layers", o->keep_projections,
+                       cfg->num_layers);
+    return DS_OK;
+}
 
 static void *host_of(const engine_stash *s, int k) { return (char *)s->host + (size_t)k * s->bytes; }
 

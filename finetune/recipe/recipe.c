@@ -109,8 +109,12 @@ static const opt_key TRAIN_KEYS[] = {
      "the run would not fit the GPU otherwise"},
     {"keep_attention", OPT_CHOICE, R(train.keep_attention), "auto", NO_RANGE, "auto|true|false", 0,
      "keep each layer's attention output from the forward so that the recomputing backward skips the attention "
-     "(with gradient_checkpointing, Llama-family layers); auto = with offload_activations, where the host has the "
-     "memory and the GPU the room"},
+     "(with gradient_checkpointing, Llama-family layers); auto = where the GPU has the room (and with "
+     "offload_activations the host the memory)"},
+    {"keep_projections", OPT_CHOICE, R(train.keep_projections), "auto", NO_RANGE, "auto|true|false", 0,
+     "with the attention output kept: keep each layer's q, k, v and residual after attention on the GPU too, so "
+     "that the recomputing backward runs no projection of the attention block; auto = in as many layers as the "
+     "GPU's free memory holds, true = every layer (needs keep_attention: true)"},
     {"logging_steps", OPT_INT, R(train.logging_steps), "1", 1, IMAX, NULL, 0,
      "write a metrics row every N optimizer steps"},
     {"divergence_factor", OPT_FLOAT, R(train.divergence_factor), "10.0", 0, 1e9, NULL, 0,

@@ -109,6 +109,7 @@ typedef struct {
         bool gradient_checkpointing;
         char *offload_activations; /* auto | true | false: each layer's input in host memory */
         char *keep_attention;      /* auto | true | false: each layer's attention output kept for the backward */
+        char *keep_projections;    /* auto | true | false: with it, layers' q, k, v and residual kept on the GPU */
         int64_t logging_steps;
         double divergence_factor;  /* stop when loss > factor * best-so-far moving loss; 0 = off */
         bool tensorboard;          /* also write the metrics as a TensorBoard event file */

@@ -40,12 +40,20 @@ int train_run_ranks(const recipe *r, train_start start, dist_comm *comm);
 bool train_offload_helps(const model_config *cfg, bool quantized, const engine_opts *o, size_t free_bytes);
 
 /* train_keep_attention_pays() : whether keeping each layer's attention output
- * for the backward (engine_opts.keep_attention) is worth it and fits for
- * options o (offload decided): with offload on (long rows, where the attention
- * is most of the step), on Llama-family layers, where the estimate with it
- * still fits free_bytes and the host's available memory holds the offloaded
- * entries with 2 GiB to spare. What train.keep_attention: auto decides, and
- * `bench train --keep-attention auto`. */
+ * for the backward (engine_opts.keep_attention) fits for options o (offload
+ * decided): with checkpointing, on Llama-family layers, where the estimate
+ * with it still fits free_bytes and, with offload, the host's available
+ * memory holds the offloaded entries with 2 GiB to spare. It then pays at
+ * every length (the backward skips the attention forward). What
+ * train.keep_attention: auto decides, and `bench train --keep-attention auto`. */
 bool train_keep_attention_pays(const model_config *cfg, bool quantized, const engine_opts *o, size_t free_bytes);
+
+/* train_projections_that_fit() : for options o with the attention output kept
+ * (keep_attention), in how many layers q, k, v and the residual after
+ * attention can be kept too (engine_opts.keep_projections: on the device,
+ * their recomputation then runs no projection of the attention block) with
+ * the estimate still 1 GiB within free_bytes, @return 0 to the layer count. What
+ * train.keep_projections: auto decides, and `bench train --keep-projections auto`. */
+int train_projections_that_fit(const model_config *cfg, bool quantized, const engine_opts *o, size_t free_bytes);
 
 #endif

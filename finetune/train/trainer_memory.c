@@ -59,12 +59,30 @@ static size_t host_available(void)
 
 bool train_keep_attention_pays(const model_config *cfg, bool quantized, const engine_opts *o, size_t free_bytes)
 {
-    if (!o->offload || !o->checkpointing || cfg->ds.on) return false;
+    if (!o->checkpointing || cfg->ds.on) return false;
     engine_opts t = *o;
     t.keep_attention = true;
     engine_memory m;
     if (engine_estimate(cfg, quantized, BE_CUDA, &t, &m)) return false;
-    return engine_memory_total(&m) + FIT_MARGIN <= free_bytes && m.host + HOST_MARGIN <= host_available();
+    bool host_holds = !o->offload || m.host + HOST_MARGIN <= host_available();
+    return engine_memory_total(&m) + FIT_MARGIN <= free_bytes && host_holds;
+}
+
+/* What the projections leave free: they are a speed-up that fills the card, and
+ * a run that then fails on an allocation its estimate missed loses more. */
+#define KEEP_HEADROOM ((size_t)1 << 30)
+
+int train_projections_that_fit(const model_config *cfg, bool quantized, const engine_opts *o, size_t free_bytes)
+{
+    if (!o->keep_attention || cfg->ds.on) return 0;
+    engine_opts t = *o;
+    size_t none, one;   /* a layer's entry is the difference between keeping none and one */
+    t.keep_projections = 0;
+    if (need_for(cfg, quantized, &t, &none) || none + KEEP_HEADROOM >= free_bytes) return 0;
+    t.keep_projections = 1;
+    if (need_for(cfg, quantized, &t, &one) || one <= none) return 0;
+    size_t n = (free_bytes - KEEP_HEADROOM - none) / (one - none);
+    return n < (size_t)cfg->num_layers ? (int)n : cfg->num_layers;
 }
 
 bool trainer_offload_needed(const recipe *r, const model_config *cfg, bool quantized, const engine_opts *o,

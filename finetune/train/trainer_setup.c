@@ -263,8 +263,17 @@ static int fits_on_device(trainer *x, engine_opts *eo)
     if (!strcmp(x->r->train.keep_attention, "auto") && train_keep_attention_pays(&model->cfg, model->quantized, &o,
                                                                                   free_bytes)) {
         eo->keep_attention = o.keep_attention = true;
-        tlog_say(&x->log, "memory: each layer's attention output kept in host memory too (train.keep_attention: "
-                          "auto), so that the backward does not compute the attention again");
+        tlog_say(&x->log, "memory: each layer's attention output kept %s (train.keep_attention: auto), so that the "
+                          "backward does not compute the attention again",
+                 o.offload ? "in host memory too" : "on the GPU");
+    }
+    if (o.keep_attention && !strcmp(x->r->train.keep_projections, "auto")) {
+        eo->keep_projections = o.keep_projections =
+            train_projections_that_fit(&model->cfg, model->quantized, &o, free_bytes);
+        if (o.keep_projections)
+            tlog_say(&x->log, "memory: q, k, v and the residual after attention kept on the GPU in %d of %d layers "
+                              "(train.keep_projections: auto), so that the backward does not compute their "
+                              "projections again", o.keep_projections, model->cfg.num_layers);
     }
     int rc = trainer_memory_check(x->r, &model->cfg, model->quantized, &o, free_bytes, be_device_name(be), &need);
     if (need)   /* the estimate includes a margin for what the run allocates beyond its arenas */
@@ -311,6 +320,9 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
     if (!strcmp(r->train.keep_attention, "true") && m->cfg.ds.on)
         return ds_fail(DS_ECONFIG, "%s: train.keep_attention: true is for Llama-family layers; %s has DeepSeek's "
                                    "(set it to auto or false)", r->file, r->base_model);
+    if (!strcmp(r->train.keep_projections, "true") && strcmp(r->train.keep_attention, "true"))
+        return ds_fail(DS_ECONFIG, "%s: train.keep_projections: true adds each layer's q, k, v and residual to the kept "
+                                   "attention output: it needs train.keep_attention: true", r->file);
     if (r->adapter.init_from) {
         rc = check_init_from(r, ad, &lc);
         tlog_say(&x->log, "adapter: starting from %s (r=%d, alpha=%g)", r->adapter.init_from, ad->cfg.r, ad->cfg.alpha);
@@ -327,7 +339,8 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
         engine_opts eo = {.max_B = r->plan.rows, .max_T = r->plan.seq_len,
                           .checkpointing = r->train.gradient_checkpointing, .training = true, .seed = (uint64_t)r->seed,
                           .offload = !strcmp(r->train.offload_activations, "true"),
-                          .keep_attention = !strcmp(r->train.keep_attention, "true")};
+                          .keep_attention = !strcmp(r->train.keep_attention, "true"),
+                          .keep_projections = !strcmp(r->train.keep_projections, "true") ? m->cfg.num_layers : 0};
         if (eo.offload && !eo.checkpointing)
             rc = ds_fail(DS_ECONFIG, "%s: train.offload_activations: true keeps each layer's input in host memory for "
                                      "the recomputing backward: it needs train.gradient_checkpointing: true", r->file);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tiny.yaml with device: cuda against the same run with device: cpu: the loss
 # at every logged step (the mean over its logging window, as Hugging Face's
-# Trainer logs it) within 2%, and the same evaluation accuracy. Skips
+# Trainer logs it) within 2%, and the same evaluation accuracy; on the GPU
+# train.keep_attention and train.keep_projections at auto keep both in every
+# layer (a tiny model fits any card), which changes no arithmetic. Skips
 # (exit 0 with a line saying so) where there is no GPU.
 # usage: gpu_tiny.sh DSFT SHARED_DIR
 set -euo pipefail
@@ -15,6 +17,9 @@ tmp=${DSFT_KEEP:-$(mktemp -d)}
 over=(save.merge=false)
 "$DSFT" recipes/tiny.yaml device=cpu output_dir="$tmp/cpu" "${over[@]}" > "$tmp/cpu.log" 2>&1
 "$DSFT" recipes/tiny.yaml device=cuda output_dir="$tmp/cuda" "${over[@]}" > "$tmp/cuda.log" 2>&1
+grep -q "q, k, v and the residual after attention kept on the GPU in 2 of 2 layers" "$tmp/cuda.log" ||
+  { grep "memory:" "$tmp/cuda.log"; echo "FAIL: the cuda run did not keep the projections"; exit 1; }
+echo "gpu_tiny: the cuda run kept the attention output and every layer's projections"
 losses() { grep '"loss"' "$1" | grep -v '"eval"' | grep -o '"step":[0-9]*,"epoch":[^,]*,"loss":[^,]*' | sed 's/"epoch":[^,]*,//; s/"step"://; s/,"loss":/ /'; }
 paste <(losses "$tmp/cpu/metrics.jsonl") <(losses "$tmp/cuda/metrics.jsonl") | tee "$tmp/curves.txt" | awk '
   { if ($1 != $3) { print "FAIL: step mismatch " $1 " " $3; bad = 1 }

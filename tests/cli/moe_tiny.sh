@@ -8,7 +8,8 @@
 # every tensor and scores as the adapter does, `ds-ft merge` writes the same;
 # the moe keys are refused on a model without experts (the GPU's refusal of
 # DeepSeek: tests/gpu/test_gpu_families.c), train.keep_attention: true on
-# DeepSeek's layers or without checkpointing.
+# DeepSeek's layers or without checkpointing, train.keep_projections: true
+# without it; train.keep_projections: true with it trains on the CPU.
 # usage: bash moe_tiny.sh PATH_TO_DSFT SHARED_DIR
 set -uo pipefail
 DSFT=$(realpath "${1:?usage: moe_tiny.sh PATH_TO_DSFT SHARED_DIR}")
@@ -70,6 +71,12 @@ expect 78 "train.keep_attention: true without checkpointing" -- recipes/tiny.yam
     train.keep_attention=true train.gradient_checkpointing=false
 has "$T/err" "gradient_checkpointing" "the message names what it needs"
 nothing_at "$T/keep2"
+expect 78 "train.keep_projections: true without train.keep_attention: true" -- recipes/tiny.yaml \
+    output_dir="$T/keep3" train.keep_projections=true
+has "$T/err" "train.keep_attention: true" "the message names what it needs"
+nothing_at "$T/keep3"
+expect 0 "train.keep_projections: true with train.keep_attention: true" -- recipes/tiny.yaml output_dir="$T/keep4" \
+    train.keep_attention=true train.keep_projections=true train.max_steps=2 eval.before_training=false save.merge=false
 
 # the merged folder: every tensor of the checkpoint, still DeepSeek-V2, scoring as the adapter does
 expect 0 "inspect the merged folder" -- inspect "$T/run/merged"

@@ -260,7 +260,9 @@ Test(gpu_engine, well_conditioned_model_matches_the_fp32_engine_4bit, .init = ne
 /* One SFT step of a 6-layer version of models/tiny (random NF4 weights) on
  * one row of b->T tokens, LoRA with dropout on every linear layer: the
  * log-probs (N) and LoRA gradients (P). */
-static void long_step(be_kind kind, bool offload, int mlp_rows, bool keep_attention, float *lp, float *grads,
+/* keep: 0 = each layer's input only, 1 = the attention output too, 2 = and
+ * every layer's projections and residual, 3 = those of all but two layers */
+static void long_step(be_kind kind, bool offload, int mlp_rows, int keep, float *lp, float *grads,
                       const lora_adapter *ad, const model_config *cfg, const batch *b)
 {
     backend *be;
@@ -269,7 +271,8 @@ static void long_step(be_kind kind, bool offload, int mlp_rows, bool keep_attent
     cr_assert_eq(model_random(cfg, 3, &m), 0, "%s", ds_errmsg());
     engine *e;
     engine_opts eo = {.max_B = b->B, .max_T = b->T, .training = true, .adapter = ad, .checkpointing = true,
-                      .seed = 9, .offload = offload, .mlp_rows = mlp_rows, .keep_attention = keep_attention};
+                      .seed = 9, .offload = offload, .mlp_rows = mlp_rows, .keep_attention = keep >= 1,
+                      .keep_projections = keep == 2 ? cfg->num_layers : keep == 3 ? cfg->num_layers - 2 : 0};
     cr_assert_eq(engine_create(be, m, &eo, &e), 0, "%s", ds_errmsg());
     size_t N = (size_t)b->B * b->T;
     float *a = malloc(sizeof(float) * N), *bc = malloc(sizeof(float) * N);
@@ -333,23 +336,29 @@ Test(gpu_engine, offloaded_long_sequence_gives_the_same_loss_and_gradients, .ini
 {
     const int T = 16384;   /* over ENGINE_MLP_ROWS and LORA_MAX_ROWS: both in slices where allowed */
     long_case c = long_case_make(T);
-    enum { RUNS = 6 };
+    enum { RUNS = 8 };
     float *lp[RUNS], *g[RUNS];
     for (int i = 0; i < RUNS; i++) lp[i] = malloc(sizeof(float) * T), g[i] = malloc(sizeof(float) * c.P);
-    long_step(BE_CUDA, false, T, false, lp[0], g[0], c.ad, &c.cfg, &c.b);   /* every input on the device, MLP whole */
-    long_step(BE_CUDA, false, T, false, lp[3], g[3], c.ad, &c.cfg, &c.b);   /* ... again: the run-to-run spread */
-    long_step(BE_CUDA, true, T, false, lp[1], g[1], c.ad, &c.cfg, &c.b);    /* offloaded, the MLP whole */
-    long_step(BE_CUDA, true, 0, false, lp[2], g[2], c.ad, &c.cfg, &c.b);    /* offloaded, the MLP in slices */
-    long_step(BE_CUDA, false, T, true, lp[4], g[4], c.ad, &c.cfg, &c.b);    /* attention output kept on the device */
-    long_step(BE_CUDA, true, T, true, lp[5], g[5], c.ad, &c.cfg, &c.b);     /* ... and offloaded with the inputs */
+    long_step(BE_CUDA, false, T, 0, lp[0], g[0], c.ad, &c.cfg, &c.b);   /* every input on the device, MLP whole */
+    long_step(BE_CUDA, false, T, 0, lp[3], g[3], c.ad, &c.cfg, &c.b);   /* ... again: the run-to-run spread */
+    long_step(BE_CUDA, true, T, 0, lp[1], g[1], c.ad, &c.cfg, &c.b);    /* offloaded, the MLP whole */
+    long_step(BE_CUDA, true, 0, 0, lp[2], g[2], c.ad, &c.cfg, &c.b);    /* offloaded, the MLP in slices */
+    long_step(BE_CUDA, false, T, 1, lp[4], g[4], c.ad, &c.cfg, &c.b);    /* attention output kept on the device */
+    long_step(BE_CUDA, true, T, 1, lp[5], g[5], c.ad, &c.cfg, &c.b);     /* ... and offloaded with the inputs */
+    long_step(BE_CUDA, false, T, 2, lp[6], g[6], c.ad, &c.cfg, &c.b);    /* its projections kept too */
+    long_step(BE_CUDA, true, 0, 3, lp[7], g[7], c.ad, &c.cfg, &c.b);     /* 4 of 6 layers', offloaded, sliced */
     double spread = tu_rel_err(g[3], g[0], c.P);
     double off_lp = tu_rel_err(lp[1], lp[0], (size_t)T), off_g = tu_rel_err(g[1], g[0], c.P);
     double sl_lp = tu_rel_err(lp[2], lp[0], (size_t)T), sl_g = tu_rel_err(g[2], g[0], c.P);
     double keep_lp = tu_rel_err(lp[4], lp[0], (size_t)T), keep_g = tu_rel_err(g[4], g[0], c.P);
     double koff_lp = tu_rel_err(lp[5], lp[0], (size_t)T), koff_g = tu_rel_err(g[5], g[0], c.P);
+    double proj_lp = tu_rel_err(lp[6], lp[0], (size_t)T), proj_g = tu_rel_err(g[6], g[0], c.P);
+    double poff_lp = tu_rel_err(lp[7], lp[0], (size_t)T), poff_g = tu_rel_err(g[7], g[0], c.P);
     cr_log_info("%d tokens, against every input on the device: offloaded log-probs %.3e, gradients %.3e (run to run "
-                "%.3e); offloaded and sliced %.3e, %.3e; attention kept %.3e, %.3e; kept and offloaded %.3e, %.3e",
-                T, off_lp, off_g, spread, sl_lp, sl_g, keep_lp, keep_g, koff_lp, koff_g);
+                "%.3e); offloaded and sliced %.3e, %.3e; attention kept %.3e, %.3e; kept and offloaded %.3e, %.3e; "
+                "projections kept %.3e, %.3e; 4 layers' kept, offloaded and sliced %.3e, %.3e",
+                T, off_lp, off_g, spread, sl_lp, sl_g, keep_lp, keep_g, koff_lp, koff_g, proj_lp, proj_g, poff_lp,
+                poff_g);
     cr_expect(off_lp <= 1e-6, "log-probs with offload: relative difference %.3e", off_lp);
     cr_expect(off_g <= 3 * spread + 1e-6, "LoRA gradients with offload: relative difference %.3e, run to run %.3e",
               off_g, spread);
@@ -359,6 +368,12 @@ Test(gpu_engine, offloaded_long_sequence_gives_the_same_loss_and_gradients, .ini
               koff_lp);
     cr_expect(keep_g <= 3 * spread + 1e-6 && koff_g <= 3 * spread + 1e-6,
               "LoRA gradients with the attention kept: %.3e, offloaded %.3e, run to run %.3e", keep_g, koff_g, spread);
+    /* kept projections: the same products on the same inputs, read back instead of run again */
+    cr_expect(proj_lp <= 1e-6, "log-probs with the projections kept: %.3e", proj_lp);
+    cr_expect(proj_g <= 3 * spread + 1e-6, "LoRA gradients with the projections kept: %.3e, run to run %.3e", proj_g,
+              spread);
+    cr_expect(poff_lp <= BF16_TOL && poff_g <= 2 * WELL_TOL,
+              "projections kept, offloaded and sliced: log-probs %.3e, gradients %.3e", poff_lp, poff_g);
     for (int i = 0; i < RUNS; i++) free(lp[i]), free(g[i]);
     long_case_free(&c);
 }
@@ -377,9 +392,9 @@ Test(gpu_engine, mlp_slices_match_the_fp32_engine, .init = need_gpu)
     long_case c = long_case_make(T);
     float *lp[3], *g[3];
     for (int i = 0; i < 3; i++) lp[i] = malloc(sizeof(float) * T), g[i] = malloc(sizeof(float) * c.P);
-    long_step(BE_CPU, false, T, false, lp[0], g[0], c.ad, &c.cfg, &c.b);
-    long_step(BE_CUDA, false, T, false, lp[1], g[1], c.ad, &c.cfg, &c.b);
-    long_step(BE_CUDA, true, 384, false, lp[2], g[2], c.ad, &c.cfg, &c.b);
+    long_step(BE_CPU, false, T, 0, lp[0], g[0], c.ad, &c.cfg, &c.b);
+    long_step(BE_CUDA, false, T, 0, lp[1], g[1], c.ad, &c.cfg, &c.b);
+    long_step(BE_CUDA, true, 384, 0, lp[2], g[2], c.ad, &c.cfg, &c.b);
     double w_lp = tu_rel_err(lp[1], lp[0], (size_t)T), w_g = tu_rel_err(g[1], g[0], c.P);
     double s_lp = tu_rel_err(lp[2], lp[0], (size_t)T), s_g = tu_rel_err(g[2], g[0], c.P);
     cr_log_info("%d tokens against the fp32 CPU engine: whole %.3e / %.3e, offloaded and sliced %.3e / %.3e "
