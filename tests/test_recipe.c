@@ -244,6 +244,10 @@ Test(recipe, ranges)
     refused(HEAD DATA "train: {micro_batch_size: -3}\n", "train.micro_batch_size: '-3' is out of range", NULL);
     refused(HEAD DATA "train: {divergence_factor: 0.5}\n", "train.divergence_factor: must be 0 (off) or greater than 1",
             "t.yaml:5");
+    refused(HEAD DATA "train: {keep_projections: true}\n",
+            "t.yaml:5: train.keep_projections: true adds each layer's q, k, v and residual to the kept attention", NULL);
+    refused(HEAD DATA "train: {keep_attention: auto, keep_projections: true}\n", "it needs train.keep_attention: true",
+            "t.yaml:5");
     refused(HEAD "data: {val_set_size: 2.5, datasets: [{path: d, type: text}]}\n",
             "t.yaml:3: data.val_set_size: a count (>= 1) must be a whole number", NULL);
     refused(HEAD "data: {datasets: [{path: d, type: text, limit: 0}]}\n",

@@ -158,3 +158,14 @@ Test(train_memory, the_kept_projections_take_what_the_card_has_left)
     cr_expect_eq(trainer_memory_check(&r, &cfg, true, &o, free_b - GiB, "a test GPU", &need), DS_ETRAIN,
                  "one more layer's would not");
 }
+
+/* train.keep_projections: true on a card it does not fit: the change named
+ * first is to let auto keep what fits. */
+Test(train_memory, every_layers_projections_that_do_not_fit_are_named_first)
+{
+    r.plan.micro_batch = r.plan.rows = 4;
+    engine_opts o = {.max_B = 4, .max_T = 2048, .checkpointing = true, .training = true, .adapter = ad,
+                     .keep_attention = true, .keep_projections = cfg.num_layers};
+    cr_assert_eq(trainer_memory_check(&r, &cfg, true, &o, 16 * GiB, "a test GPU", NULL), DS_ETRAIN);
+    cr_expect(strstr(ds_errmsg(), "set train.keep_projections: auto (an estimated"), "%s", ds_errmsg());
+}

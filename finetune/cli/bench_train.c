@@ -109,6 +109,9 @@ static double step_flops(const model_config *c, const bench_opts *o, long rows, 
     double attn_fwd = T * c->num_heads * (c->head_dim + dv) * L;   /* causal: T/2 keys, 2 products, 2 flops */
     double fwd = 2 * lin + 2 * lora + 2 * V * C + attn_fwd;
     double bwd = 2 * lin + 4 * lora + 4 * V * C + 2.5 * attn_fwd;   /* dx only; logits recomputed */
+    /* kept projections: their layers recompute only the LoRA intermediates
+     * u = x Aᵀ of q, k, v and o, counted here in full (r·out of r·(in + out)
+     * more, a few hundredths of a percent of the step) */
     double recompute = o->checkpointing ? 2 * (lin - down - attn * kept_projections / L) + 2 * lora +
                                           (kept_attention ? 0 : attn_fwd) : 0;
     double ref = o->dpo && !o->precompute_ref ? 2 * lin + 2 * V * C + attn_fwd : 0;
@@ -230,6 +233,9 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
     eo.keep_attention = !strcmp(o->keep_attention, "on");
     size_t free_b = 0, total_b = 0;   /* `auto` decides as training does, on the GPU's free memory */
     if (be->kind == BE_CUDA) be_mem_info(be, &free_b, &total_b);
+    size_t limit = (size_t)(o->mem_limit_gib * 1073741824.0), in_use = total_b - free_b;
+    if (o->mem_limit_gib > 0)   /* a limit searched under: what is free under it */
+        free_b = limit <= in_use ? 0 : limit - in_use < free_b ? limit - in_use : free_b;
     if (!strcmp(o->offload, "auto") && be->kind == BE_CUDA)
         eo.offload = train_offload_helps(&m->cfg, true, &eo, free_b);
     if (!strcmp(o->keep_attention, "auto") && be->kind == BE_CUDA)
@@ -348,6 +354,9 @@ static int parse(int argc, char **argv, bench_opts *o)
                       .default_targets = !a.targets,
                       .mem_limit_gib = a.mem_limit_gib, .device = a.device, .profile = a.profile,
                       .precompute_ref = a.precompute_ref};
+    if (!rc && !strcmp(o->keep_projections, "on") && strcmp(o->keep_attention, "on"))
+        rc = ds_fail(DS_EUSAGE, "bench train: --keep-projections on adds them to the kept attention output: it goes "
+                                "with --keep-attention on (as train.keep_projections: true)");
     if (!rc && o->precompute_ref && !o->dpo)
         rc = ds_fail(DS_EUSAGE, "bench train: --precompute-ref goes with --loss dpo (the reference of DPO)");
     if (!rc && a.targets) {
@@ -451,7 +460,8 @@ int bench_train(int argc, char **argv)
                "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"tflops\": %.2f, \"peak_share\": %.4f, \"peak_alloc_bytes\": %zu, "
                "\"in_use_bytes\": %zu, \"weights_bytes\": %zu, \"adapter_bytes\": %zu, \"activations_bytes\": %zu, "
                "\"workspace_bytes\": %zu, \"offload\": %s, \"host_offload_bytes\": %zu, \"host_peak_bytes\": %zu, "
-               "\"precompute_ref\": %s, \"keep_attention\": %s, \"keep_projections\": %d}\n", o.shape, o.dpo ? "dpo" : "sft", o.seq, B,
+               "\"precompute_ref\": %s, \"keep_attention\": %s, \"keep_projections\": %d}\n", o.shape,
+               o.dpo ? "dpo" : "sft", o.seq, B,
                o.checkpointing ? "true" : "false", r.step_s, r.tokens_per_s, r.tflops, peak > 0 ? r.tflops / peak : 0.0,
                r.peak_alloc, r.in_use, r.plan.weights, r.plan.adapter, r.plan.activations, r.plan.workspace,
                r.offload ? "true" : "false", r.plan.host, r.host_peak, o.precompute_ref ? "true" : "false",

@@ -51,7 +51,7 @@ typedef struct {
                                        recomputation skips the attention forward */
     int keep_projections;           /* with keep_attention: the last this many layers also keep q, k, v (as
                                        the attention read them; Qwen3's before their norms) and the residual
-                                       after attention, on the device (never offloaded: four times a layer's
+                                       after attention, on the device (never offloaded: up to four times a layer's
                                        input), so that their recomputation runs no projection of the
                                        attention block; 0 = none, at most the layer count */
     int mlp_rows;                   /* with checkpointing, Llama-family layers: the MLP runs over slices of

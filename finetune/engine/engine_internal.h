@@ -168,7 +168,7 @@ int resid_read(engine *e, int k, float *host);
 typedef struct {
     size_t lse, attn_bytes;       /* e->kept_attn's: att (N, H*D) act at 0, lse (N, H) fp32 */
     size_t q, k, v, proj_bytes;   /* e->kept_proj's: x_mid (N, C) act at 0, q (N, H*D), k and v (N, Hkv*D)
-                                     act (q and k as the projections wrote them: Qwen3's before the norms) */
+                                     act (q and k as the attention read them, after RoPE; Qwen3's before its norms) */
 } kept_layout;
 
 kept_layout attn_kept_layout(const engine *e, int N);

@@ -157,7 +157,7 @@ static void place_attention(engine *e, int l, layer_acts *a)
     char *kp = kept_projections(e, l);
     void *q = kp ? kp + k.q : e->proj_home.q, *kk = kp ? kp + k.k : e->proj_home.k;
     a->x_mid = kp ? kp : e->proj_home.x_mid;
-    *(e->cfg.qk_norm ? &a->q_raw : &a->q) = q;   /* as the projections wrote them */
+    *(e->cfg.qk_norm ? &a->q_raw : &a->q) = q;   /* as the attention read them (Qwen3: before its norms) */
     *(e->cfg.qk_norm ? &a->k_raw : &a->k) = kk;
     a->v = kp ? kp + k.v : e->proj_home.v;
 }

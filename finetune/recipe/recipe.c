@@ -415,6 +415,13 @@ static int check_recipe(rctx *c, const ynode *root)
         return rctx_fail(c, i >= 0 ? sec->kids[i]->line : RLINE_NONE, "train.divergence_factor",
                          "must be 0 (off) or greater than 1, got %g", f);
     }
+    if (!strcmp(r->train.keep_projections, "true") && strcmp(r->train.keep_attention, "true")) {
+        section_node(c, root, "train", &sec);
+        int i = ynode_find(sec, "keep_projections");
+        return rctx_fail(c, i >= 0 ? sec->kids[i]->line : RLINE_NONE, "train.keep_projections",
+                         "true adds each layer's q, k, v and residual to the kept attention output: it needs "
+                         "train.keep_attention: true");
+    }
     if (!r->tokenizer && !(r->tokenizer = ds_strdup(r->base_model))) return DS_ENOMEM;
     return DS_OK;
 }

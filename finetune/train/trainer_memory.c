@@ -79,6 +79,9 @@ int train_projections_that_fit(const model_config *cfg, bool quantized, const en
     size_t none, one;   /* a layer's entry is the difference between keeping none and one */
     t.keep_projections = 0;
     if (need_for(cfg, quantized, &t, &none) || none + KEEP_HEADROOM >= free_bytes) return 0;
+    size_t all;   /* every layer's: the set's own buffers for them are then not needed */
+    t.keep_projections = cfg->num_layers;
+    if (!need_for(cfg, quantized, &t, &all) && all + KEEP_HEADROOM <= free_bytes) return cfg->num_layers;
     t.keep_projections = 1;
     if (need_for(cfg, quantized, &t, &one) || one <= none) return 0;
     size_t n = (free_bytes - KEEP_HEADROOM - none) / (one - none);
@@ -102,10 +105,16 @@ int trainer_memory_check(const recipe *r, const model_config *cfg, bool quantize
     const int per = r->plan.paired ? 2 : 1;   /* rows per example */
     char advice[256] = "", change[160];
     engine_opts t = *o;
-    /* the usual remedies in order: checkpointing, a smaller micro-batch, shorter rows */
+    /* the usual remedies in order: checkpointing, the projections not kept
+     * in every layer, offload, a smaller micro-batch, shorter rows */
     if (!o->checkpointing) {
         t.checkpointing = true;
         try_fit(cfg, quantized, &t, free_bytes, "train.gradient_checkpointing: true", advice, sizeof advice);
+    }
+    if (!*advice && o->keep_projections) {   /* train.keep_projections: true; auto keeps what fits */
+        t.keep_projections = 0;
+        try_fit(cfg, quantized, &t, free_bytes, "train.keep_projections: auto", advice, sizeof advice);
+        t.keep_projections = o->keep_projections;
     }
     const char *off = r->train.offload_activations;
     if (!*advice && !o->offload && off && !strcmp(off, "false")) {   /* turned off by the recipe */

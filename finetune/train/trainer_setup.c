@@ -320,9 +320,6 @@ int trainer_setup(trainer *x, const recipe *r, train_start start, dist_comm *com
     if (!strcmp(r->train.keep_attention, "true") && m->cfg.ds.on)
         return ds_fail(DS_ECONFIG, "%s: train.keep_attention: true is for Llama-family layers; %s has DeepSeek's "
                                    "(set it to auto or false)", r->file, r->base_model);
-    if (!strcmp(r->train.keep_projections, "true") && strcmp(r->train.keep_attention, "true"))
-        return ds_fail(DS_ECONFIG, "%s: train.keep_projections: true adds each layer's q, k, v and residual to the kept "
-                                   "attention output: it needs train.keep_attention: true", r->file);
     if (r->adapter.init_from) {
         rc = check_init_from(r, ad, &lc);
         tlog_say(&x->log, "adapter: starting from %s (r=%d, alpha=%g)", r->adapter.init_from, ad->cfg.r, ad->cfg.alpha);

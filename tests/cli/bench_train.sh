@@ -37,6 +37,9 @@ expect 0 "bench train, offload on, the attention output and projections kept" --
 cp "$T/out" "$T/proj"
 has "$T/proj" "q, k, v and the residual after attention kept in 2 layers" "the run says in how many layers"
 # shellcheck disable=SC2086
+expect 64 "the projections kept without the attention output" -- $run --keep-projections on
+has "$T/err" "goes with --keep-attention on" "the refusal says why"
+# shellcheck disable=SC2086
 expect 78 "the attention output kept without checkpointing" -- $run --checkpointing off --keep-attention on
 has "$T/err" "needs gradient checkpointing" "the refusal says why"
 # shellcheck disable=SC2086
