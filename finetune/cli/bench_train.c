@@ -241,8 +241,8 @@ static int run_batch(backend *be, const llama_model *m, const lora_adapter *ad, 
     if (!strcmp(o->keep_attention, "auto") && be->kind == BE_CUDA)
         eo.keep_attention = train_keep_attention_pays(&m->cfg, true, &eo, free_b);
     res->offload = eo.offload;
-    if (eo.keep_attention && !strcmp(o->keep_projections, "on")) eo.keep_projections = m->cfg.num_layers;
-    if (eo.keep_attention && !strcmp(o->keep_projections, "auto") && be->kind == BE_CUDA)
+    if (!strcmp(o->keep_projections, "on")) eo.keep_projections = m->cfg.num_layers;   /* parse(): with the attention */
+    if (!strcmp(o->keep_projections, "auto") && be->kind == BE_CUDA)
         eo.keep_projections = train_projections_that_fit(&m->cfg, true, &eo, free_b);
     res->keep_attention = eo.keep_attention;
     res->keep_projections = eo.keep_projections;

@@ -136,11 +136,12 @@ kept_layout attn_kept_layout(const engine *e, int N)
     return k;
 }
 
-/* The kept_proj entry of layer l's projections, NULL where they are not kept. */
+/* The kept_proj entry of layer l's projections, NULL where they are not kept
+ * (keep_projections > 0 only with keep_attention: stash_check_opts). */
 static char *kept_projections(const engine *e, int l)
 {
     const int first = e->cfg.num_layers - e->opts.keep_projections;
-    return e->opts.keep_attention && l >= first ? e->kept_proj.dev[l - first] : NULL;
+    return l >= first ? e->kept_proj.dev[l - first] : NULL;
 }
 
 /* With keep_attention, layer l's attention output and log-sum-exp are its

@@ -267,7 +267,7 @@ static int fits_on_device(trainer *x, engine_opts *eo)
                           "backward does not compute the attention again",
                  o.offload ? "in host memory too" : "on the GPU");
     }
-    if (o.keep_attention && !strcmp(x->r->train.keep_projections, "auto")) {
+    if (!strcmp(x->r->train.keep_projections, "auto")) {   /* none without the attention output kept */
         eo->keep_projections = o.keep_projections =
             train_projections_that_fit(&model->cfg, model->quantized, &o, free_bytes);
         if (o.keep_projections)
